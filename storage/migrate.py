@@ -1,0 +1,45 @@
+"""Schema migrations through Alembic, callable from the CLI, `run` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from storage.db import create_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+def _upgrade_sync(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "head")
+
+
+async def upgrade(database_url: str) -> None:
+    """Apply pending migrations (Alembic runs its own event loop, so off this one)."""
+    await asyncio.to_thread(_upgrade_sync, database_url)
+
+
+async def is_up_to_date(database_url: str) -> bool:
+    """True when the database is at the newest revision (used by `check`)."""
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_heads()
+            )
+    finally:
+        await engine.dispose()
+    return head in current
