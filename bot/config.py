@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 90)
+    load_sample_data: bool = True
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -1,0 +1,5 @@
+"""One module per user-facing feature; each exposes COMMANDS and register(application)."""
+
+from handlers import admin, start
+
+FEATURES = [start, admin]

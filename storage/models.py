@@ -94,6 +94,11 @@ class Role(enum.StrEnum):
         return self.rank >= other.rank
 
 
+def role_permits(role: Role | None, minimum: Role | None) -> bool:
+    """None as minimum means anyone, registered or not; None as role means unregistered."""
+    return minimum is None or (role is not None and role.at_least(minimum))
+
+
 class UnitLevel(enum.StrEnum):
     ministry = "ministry"
     province = "province"

@@ -1,0 +1,117 @@
+"""Application assembly: services, handlers, command menus, error handling, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats, Update
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
+
+from bot.commands import CommandInfo, menu, visible_commands
+from bot.config import Settings
+from bot.i18n import DEFAULT_LANGUAGE, Translator, t
+from bot.services import SERVICES_KEY, Services, resolve_actor
+from handlers import FEATURES
+from handlers.common import COMMANDS_KEY
+from storage.access import ensure_administrators
+from storage.db import Database
+from storage.models import Role
+
+log = logging.getLogger(__name__)
+
+# Telegram's command menus take a two-letter language code: zh-Hant readers get theirs
+# per chat when they register or switch language.
+MENU_LANGUAGES = {None: DEFAULT_LANGUAGE, "en": "en"}
+
+
+def file_url_for(base_url: str) -> str:
+    return base_url[: -len("/bot")] + "/file/bot" if base_url.endswith("/bot") else base_url
+
+
+def all_feature_commands() -> list[CommandInfo]:
+    return [command for feature in FEATURES for command in feature.COMMANDS]
+
+
+def build_application(settings: Settings, svc: Services | None = None) -> Application:
+    token = settings.token_value()
+    if not token:
+        raise ValueError("BOT_TOKEN is required to build the application")
+    svc = svc or Services(settings=settings, db=Database(settings.database_url))
+    application = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_base_url)
+        .base_file_url(settings.telegram_base_file_url or file_url_for(settings.telegram_base_url))
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    application.bot_data[SERVICES_KEY] = svc
+    application.bot_data[COMMANDS_KEY] = all_feature_commands()
+    for feature in FEATURES:
+        feature.register(application)
+    application.add_error_handler(_on_error)
+    return application
+
+
+async def _post_init(application: Application) -> None:
+    svc: Services = application.bot_data[SERVICES_KEY]
+    if svc.settings.admin_ids:
+        async with svc.db.session() as session:
+            await ensure_administrators(
+                session, svc.settings.admin_ids, default_language=svc.settings.default_language
+            )
+    await set_default_menus(application)
+    if svc.delivery is not None:
+        svc.delivery.start()
+
+
+async def _post_shutdown(application: Application) -> None:
+    svc: Services = application.bot_data[SERVICES_KEY]
+    if svc.delivery is not None:
+        await svc.delivery.stop()
+    await svc.db.dispose()
+
+
+async def set_default_menus(application: Application) -> None:
+    """Menus for officers by default; per-chat menus refine them by role and language."""
+    commands = application.bot_data[COMMANDS_KEY]
+    for language_code, language in MENU_LANGUAGES.items():
+        tr = Translator(language)
+        for scope, in_group in (
+            (BotCommandScopeAllPrivateChats(), False),
+            (BotCommandScopeAllGroupChats(), True),
+        ):
+            visible = visible_commands(commands, Role.officer, in_group=in_group)
+            try:
+                await application.bot.set_my_commands(
+                    menu(visible, tr), scope=scope, language_code=language_code
+                )
+            except TelegramError as exc:
+                log.warning("could not set the default command menu: %s", exc)
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the failure for operators; tell the user politely, never with a traceback."""
+    log.error("error while handling an update", exc_info=context.error)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    language = DEFAULT_LANGUAGE
+    svc: Services = context.bot_data[SERVICES_KEY]
+    try:
+        async with svc.db.session() as session:
+            language = (await resolve_actor(session, update.effective_user, svc.settings)).language
+    except Exception:  # the database may be what failed; answer in the default language
+        log.warning("could not resolve the language for an error message")
+    text = t(language, "errors.generic")
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(text, show_alert=True)
+        elif update.effective_message is not None and (
+            update.effective_chat.type == ChatType.PRIVATE or update.effective_message.text
+        ):
+            await update.effective_message.reply_text(text)
+    except TelegramError:
+        log.warning("could not tell the user about the error")

@@ -1,0 +1,66 @@
+"""`python -m bot check`: a clear verdict on configuration, database and Telegram."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from telegram import Bot
+from telegram.error import InvalidToken, TelegramError
+
+from bot.app import file_url_for
+from bot.config import Settings
+from storage.db import create_engine
+from storage.migrate import is_up_to_date
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def check_database(settings: Settings) -> list[CheckResult]:
+    engine = create_engine(settings.database_url)
+    safe_url = engine.url.render_as_string(hide_password=True)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            backend = engine.dialect.name
+    except Exception as exc:  # report any failure to connect, whatever the driver raises
+        return [CheckResult("database", False, f"cannot connect to {safe_url}: {exc}")]
+    finally:
+        await engine.dispose()
+    results = [CheckResult("database", True, f"{backend} at {safe_url}")]
+    current = await is_up_to_date(settings.database_url)
+    results.append(
+        CheckResult("migrations", current, "up to date" if current
+                    else "pending migrations: run `python -m bot db upgrade`")
+    )
+    return results
+
+
+async def check_telegram(settings: Settings) -> CheckResult:
+    token = settings.token_value()
+    if not token:
+        return CheckResult("telegram", True, "BOT_TOKEN not set: offline console mode")
+    bot = Bot(token, base_url=settings.telegram_base_url,
+              base_file_url=file_url_for(settings.telegram_base_url))
+    try:
+        async with bot:
+            return CheckResult("telegram", True, f"reachable as @{bot.username}")
+    except InvalidToken:
+        return CheckResult("telegram", False, "Telegram rejected BOT_TOKEN")
+    except TelegramError as exc:
+        return CheckResult("telegram", False,
+                           f"cannot reach {settings.telegram_base_url}: {exc}")
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    results = [CheckResult("config", True,
+                           f"mode {settings.bot_mode.value}, time zone {settings.bot_timezone}, "
+                           f"{len(settings.admin_ids)} administrator id(s)")]
+    results += await check_database(settings)
+    results.append(await check_telegram(settings))
+    return results

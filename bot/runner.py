@@ -1,0 +1,55 @@
+"""Running against Telegram: polling or webhook, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import BotMode, Settings
+from bot.services import Services
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def make_services(settings: Settings) -> Services:
+    return Services(settings=settings, db=Database(settings.database_url))
+
+
+async def serve(application: Application, settings: Settings, stop: asyncio.Event) -> None:
+    """Start the application's updater in the configured mode and run until `stop` is set."""
+    async with application:
+        await application.start()
+        if settings.bot_mode is BotMode.webhook:
+            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            await application.updater.start_webhook(  # type: ignore[union-attr]
+                listen=settings.webhook_listen,
+                port=settings.webhook_port,
+                url_path="telegram",
+                webhook_url=settings.webhook_url,
+                secret_token=secret,
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            await application.updater.start_polling(  # type: ignore[union-attr]
+                allowed_updates=Update.ALL_TYPES, drop_pending_updates=False
+            )
+        log.info("Liaison Desk is running (%s)", settings.bot_mode.value)
+        await stop.wait()
+        await application.updater.stop()  # type: ignore[union-attr]
+        await application.stop()
+
+
+async def run_bot(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    application = build_application(settings, make_services(settings))
+    await serve(application, settings, stop)
+    return 0

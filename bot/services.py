@@ -1,0 +1,82 @@
+"""What handlers and jobs share: settings, database, clock, delivery; and who is asking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import User as TelegramUser
+from telegram.ext import CallbackContext
+
+from bot.config import Settings
+from bot.i18n import Translator, language_from_telegram
+from storage.access import user_by_telegram_id
+from storage.db import Database
+from storage.models import Role, User, role_permits
+
+if TYPE_CHECKING:
+    from bot.delivery import DeliveryWorker
+
+
+def system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    now: Callable[[], datetime] = system_now
+    delivery: DeliveryWorker | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def wake_delivery(self) -> None:
+        """Tell the outbox worker that a commit just added rows."""
+        if self.delivery is not None:
+            self.delivery.wake()
+
+
+SERVICES_KEY = "services"
+
+
+def services(context: CallbackContext[Any, Any, Any, Any]) -> Services:
+    return context.bot_data[SERVICES_KEY]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person behind an update: registered and active, or not."""
+
+    telegram_id: int
+    user: User | None
+    language: str
+
+    @property
+    def registered(self) -> bool:
+        return self.user is not None and self.user.active and self.user.role is not None
+
+    @property
+    def role(self) -> Role | None:
+        return self.user.role if self.registered and self.user else None
+
+    def can(self, minimum: Role | None) -> bool:
+        return role_permits(self.role, minimum)
+
+    @property
+    def tr(self) -> Translator:
+        return Translator(self.language)
+
+
+async def resolve_actor(
+    session: AsyncSession, telegram_user: TelegramUser | None, settings: Settings
+) -> Actor:
+    if telegram_user is None:
+        return Actor(0, None, settings.default_language)
+    user = await user_by_telegram_id(session, telegram_user.id)
+    language = (user.language if user else None) or language_from_telegram(
+        telegram_user.language_code, settings.default_language
+    )
+    return Actor(telegram_user.id, user, language)

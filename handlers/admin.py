@@ -1,0 +1,157 @@
+"""Administration in chat: invitations, duty-room registration, (de)activating users.
+
+Each handler decides inside its unit of work and replies after it commits: no
+Telegram call while a transaction is open.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.ext import Application, CommandHandler
+
+from bot.commands import CommandInfo, Where
+from bot.domain.roles import may_invite, parse_role
+from bot.i18n import Translator
+from bot.services import Actor, services
+from handlers.common import Context, Refusal, escape, guarded, reply
+from storage.access import (
+    RoomConflict,
+    create_invitation,
+    find_units,
+    register_duty_room,
+    set_user_active,
+    user_by_telegram_id,
+)
+from storage.models import Role, Unit, User
+
+COMMANDS = [
+    CommandInfo("invite", Role.coordinator, Where.private, "admin.invite"),
+    CommandInfo("register_room", Role.coordinator, Where.group, "admin.register_room"),
+    CommandInfo("deactivate", Role.admin, Where.private, "admin.deactivate"),
+    CommandInfo("activate", Role.admin, Where.private, "admin.activate"),
+]
+
+
+async def one_unit(session: AsyncSession, tr: Translator, query: str) -> Unit:
+    units = await find_units(session, query)
+    if len(units) == 1:
+        return units[0]
+    if not units:
+        raise Refusal(tr("admin.unknown_unit", query=escape(query)))
+    names = "、".join(f"{escape(u.name)} (<code>{escape(u.code)}</code>)" for u in units)
+    raise Refusal(tr("admin.ambiguous_unit", query=escape(query), units=names))
+
+
+@guarded(Role.coordinator, Where.private)
+async def invite(update: Update, context: Context, actor: Actor) -> None:
+    tr, args = actor.tr, context.args or []
+    svc = services(context)
+    try:
+        if not args or len(args) > 2:
+            raise Refusal(tr("admin.invite.usage"))
+        role = parse_role(args[1]) if len(args) == 2 else Role.officer
+        if role is None:
+            raise Refusal(tr("admin.unknown_role", role=escape(args[1])))
+        if not may_invite(actor.role, role):
+            raise Refusal(tr("admin.role_not_allowed", role=tr(f"roles.{role.value}")))
+        async with svc.db.session() as session:
+            unit = await one_unit(session, tr, args[0])
+            invitation = await create_invitation(
+                session,
+                unit=unit,
+                role=role,
+                now=svc.now(),
+                ttl=timedelta(hours=svc.settings.invitation_ttl_hours),
+                created_by=await user_by_telegram_id(session, actor.telegram_id),
+            )
+    except Refusal as refusal:
+        await reply(update, refusal.text)
+        return
+    link = f"https://t.me/{context.bot.username}?start={invitation.code}"
+    await reply(
+        update,
+        tr(
+            "admin.invite.created",
+            unit=escape(unit.name),
+            role=tr(f"roles.{role.value}"),
+            hours=svc.settings.invitation_ttl_hours,
+            link=escape(link),
+            code=escape(invitation.code),
+        ),
+    )
+
+
+@guarded(Role.coordinator, Where.group)
+async def register_room(update: Update, context: Context, actor: Actor) -> None:
+    tr, query = actor.tr, " ".join(context.args or []).strip()
+    chat = update.effective_chat
+    assert chat is not None
+    svc = services(context)
+    try:
+        if not query:
+            raise Refusal(tr("admin.register_room.usage"))
+        async with svc.db.session() as session:
+            unit = await one_unit(session, tr, query)
+            registrar = await user_by_telegram_id(session, actor.telegram_id)
+            assert registrar is not None
+            room, replaced = await register_duty_room(
+                session, unit=unit, chat_id=chat.id, title=chat.title or unit.name,
+                actor=registrar, now=svc.now(),
+            )
+    except Refusal as refusal:
+        await reply(update, refusal.text)
+        return
+    except RoomConflict as conflict:
+        await reply(update, tr("admin.register_room.conflict", unit=escape(conflict.unit_name)))
+        return
+    key = "admin.register_room.moved" if replaced else "admin.register_room.done"
+    await reply(update, tr(key, unit=escape(room.unit.name)))
+
+
+async def target_user(session: AsyncSession, tr: Translator, arg: str) -> User:
+    arg = arg.strip()
+    if arg.lstrip("-").isdigit():
+        user = await user_by_telegram_id(session, int(arg))
+    else:
+        user = (
+            await session.execute(select(User).where(User.username == arg.lstrip("@")))
+        ).scalar_one_or_none()
+    if user is None:
+        raise Refusal(tr("admin.unknown_user", user=escape(arg)))
+    return user
+
+
+def activation_handler(active: bool):  # type: ignore[no-untyped-def]
+    key = "admin.activate" if active else "admin.deactivate"
+
+    @guarded(Role.admin, Where.private)
+    async def handler(update: Update, context: Context, actor: Actor) -> None:
+        tr, svc = actor.tr, services(context)
+        try:
+            if len(context.args or []) != 1:
+                raise Refusal(tr(f"{key}.usage"))
+            async with svc.db.session() as session:
+                user = await target_user(session, tr, context.args[0])
+                if user.telegram_id == actor.telegram_id:
+                    raise Refusal(tr("admin.not_yourself"))
+                admin = await user_by_telegram_id(session, actor.telegram_id)
+                assert admin is not None
+                await set_user_active(session, user, active, actor=admin)
+                name = escape(user.full_name or str(user.telegram_id))
+        except Refusal as refusal:
+            await reply(update, refusal.text)
+            return
+        await reply(update, tr(f"{key}.done", user=name))
+
+    return handler
+
+
+def register(application: Application) -> None:
+    application.add_handler(CommandHandler("invite", invite))
+    application.add_handler(CommandHandler("register_room", register_room))
+    application.add_handler(CommandHandler("deactivate", activation_handler(False)))
+    application.add_handler(CommandHandler("activate", activation_handler(True)))

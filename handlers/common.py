@@ -1,0 +1,126 @@
+"""Shared handler plumbing: resolve who is asking, check where and what they may do, reply."""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from telegram import (
+    BotCommandScopeChat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from bot.commands import CommandInfo, Where, menu, visible_commands
+from bot.services import Actor, resolve_actor, services
+from storage.models import Role, role_permits
+
+log = logging.getLogger(__name__)
+Context = ContextTypes.DEFAULT_TYPE
+Handler = Callable[[Update, Context, Actor], Awaitable[Any]]
+TELEGRAM_TEXT_LIMIT = 4096
+
+escape = html.escape
+
+
+class Refusal(Exception):
+    """A polite answer that ends a handler; raised inside a unit of work, it rolls it back."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def in_group(update: Update) -> bool:
+    chat = update.effective_chat
+    return chat is not None and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
+    """Rows of (label, callback_data) pairs."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
+async def reply(
+    update: Update, text: str, markup: InlineKeyboardMarkup | None = None
+) -> Message | None:
+    message = update.effective_message
+    if message is None:
+        return None
+    return await message.reply_text(
+        text[:TELEGRAM_TEXT_LIMIT],
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup,
+        disable_web_page_preview=True,
+        do_quote=in_group(update),
+    )
+
+
+async def current_actor(update: Update, context: Context) -> Actor:
+    svc = services(context)
+    async with svc.db.session() as session:
+        return await resolve_actor(session, update.effective_user, svc.settings)
+
+
+def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere):
+    """Resolve the actor and refuse politely (changing nothing) when they may not act here."""
+
+    def decorate(handler: Handler) -> Callable[[Update, Context], Awaitable[Any]]:
+        @functools.wraps(handler)
+        async def wrapper(update: Update, context: Context) -> Any:
+            actor = await current_actor(update, context)
+            refusal = _refusal(actor, min_role, where, update)
+            if refusal is None:
+                return await handler(update, context, actor)
+            if update.callback_query is not None:
+                await update.callback_query.answer(actor.tr(refusal), show_alert=True)
+            else:
+                await reply(update, actor.tr(refusal))
+            return None
+
+        return wrapper
+
+    return decorate
+
+
+def _refusal(actor: Actor, min_role: Role | None, where: Where, update: Update) -> str | None:
+    if where is Where.private and in_group(update):
+        return "errors.private_only"
+    if where is Where.group and not in_group(update):
+        return "errors.group_only"
+    if min_role is not None and not actor.registered:
+        return "errors.unregistered"
+    if not role_permits(actor.role, min_role):
+        return "errors.not_allowed"
+    return None
+
+
+async def refresh_chat_menu(
+    context: Context, chat_id: int, actor: Actor, commands: Sequence[CommandInfo]
+) -> None:
+    """The command menu of this private chat in the user's language and role."""
+    visible = visible_commands(commands, actor.role, in_group=False)
+    try:
+        await context.bot.set_my_commands(
+            menu(visible, actor.tr), scope=BotCommandScopeChat(chat_id)
+        )
+    except TelegramError as exc:  # a menu is a convenience; never fail the action for it
+        log.warning("could not set the command menu of chat %s: %s", chat_id, exc)
+
+
+COMMANDS_KEY = "commands"
+
+
+def all_commands(context: Context) -> list[CommandInfo]:
+    """Every feature's commands, collected when the application was assembled."""
+    return context.bot_data[COMMANDS_KEY]
