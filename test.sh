@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run the whole test suite (lint, then pytest on SQLite and PostgreSQL).
+# PostgreSQL tests use TEST_POSTGRES_URL (default postgres@127.0.0.1:5432) and are
+# skipped with a reason when no server answers, except under CI=true.
+cd "$(dirname "$0")"
+source scripts/venv.sh
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
