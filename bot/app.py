@@ -12,6 +12,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import Settings
 from bot.i18n import DEFAULT_LANGUAGE, Translator, t
+from bot.persistence import DatabasePersistence
 from bot.services import SERVICES_KEY, Services, resolve_actor
 from handlers import FEATURES
 from handlers.common import COMMANDS_KEY
@@ -44,8 +45,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         .token(token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url or file_url_for(settings.telegram_base_url))
-        .post_init(_post_init)
-        .post_shutdown(_post_shutdown)
+        .persistence(DatabasePersistence(svc.db))
         .build()
     )
     application.bot_data[SERVICES_KEY] = svc
@@ -56,7 +56,8 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     return application
 
 
-async def _post_init(application: Application) -> None:
+async def startup(application: Application) -> None:
+    """After `initialize()`: administrators from ADMIN_IDS, command menus, delivery worker."""
     svc: Services = application.bot_data[SERVICES_KEY]
     if svc.settings.admin_ids:
         async with svc.db.session() as session:
@@ -68,7 +69,7 @@ async def _post_init(application: Application) -> None:
         svc.delivery.start()
 
 
-async def _post_shutdown(application: Application) -> None:
+async def shutdown(application: Application) -> None:
     svc: Services = application.bot_data[SERVICES_KEY]
     if svc.delivery is not None:
         await svc.delivery.stop()

@@ -9,7 +9,7 @@ import signal
 from telegram import Update
 from telegram.ext import Application
 
-from bot.app import build_application
+from bot.app import build_application, shutdown, startup
 from bot.config import BotMode, Settings
 from bot.services import Services
 from storage.db import Database
@@ -24,6 +24,7 @@ def make_services(settings: Settings) -> Services:
 async def serve(application: Application, settings: Settings, stop: asyncio.Event) -> None:
     """Start the application's updater in the configured mode and run until `stop` is set."""
     async with application:
+        await startup(application)
         await application.start()
         if settings.bot_mode is BotMode.webhook:
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
@@ -43,6 +44,7 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
         await stop.wait()
         await application.updater.stop()  # type: ignore[union-attr]
         await application.stop()
+        await shutdown(application)
 
 
 async def run_bot(settings: Settings) -> int:

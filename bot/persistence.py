@@ -1,0 +1,104 @@
+"""PTB persistence in the database, so a guided conversation survives a restart.
+
+Only conversations and per-user/per-chat data are stored (JSON); bot_data holds live
+services and is never persisted. PTB flushes on its update interval and at shutdown,
+so the interval is kept short.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from copy import deepcopy
+from typing import Any
+
+from sqlalchemy import select
+from telegram.ext import BasePersistence, PersistenceInput
+from telegram.ext._utils.types import CDCData, ConversationDict, ConversationKey
+
+from storage.db import Database
+from storage.models import ConversationState
+
+USER, CHAT, CONVERSATION = "user", "chat", "conv:"
+
+
+class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, Any]]):
+    def __init__(self, db: Database, *, update_interval: float = 1.0) -> None:
+        super().__init__(
+            store_data=PersistenceInput(bot_data=False, chat_data=True, user_data=True,
+                                        callback_data=False),
+            update_interval=update_interval,
+        )
+        self.db = db
+
+    async def _load(self, namespace: str) -> dict[str, dict[str, Any]]:
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(ConversationState.key, ConversationState.value).where(
+                    ConversationState.namespace == namespace
+                )
+            )
+            return {key: value for key, value in rows}
+
+    async def _store(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
+        async with self.db.session() as session:
+            row = await session.get(ConversationState, (namespace, key))
+            if value is None:
+                if row is not None:
+                    await session.delete(row)
+            elif row is None:
+                session.add(ConversationState(namespace=namespace, key=key, value=value))
+            else:
+                row.value = value
+
+    async def get_user_data(self) -> dict[int, dict[str, Any]]:
+        return defaultdict(dict, {int(k): v for k, v in (await self._load(USER)).items()})
+
+    async def get_chat_data(self) -> dict[int, dict[str, Any]]:
+        return defaultdict(dict, {int(k): v for k, v in (await self._load(CHAT)).items()})
+
+    async def get_bot_data(self) -> dict[str, Any]:
+        return {}
+
+    async def get_callback_data(self) -> CDCData | None:
+        return None
+
+    async def get_conversations(self, name: str) -> ConversationDict:
+        stored = await self._load(CONVERSATION + name)
+        return {tuple(json.loads(key)): value["state"] for key, value in stored.items()}
+
+    async def update_conversation(
+        self, name: str, key: ConversationKey, new_state: object | None
+    ) -> None:
+        value = None if new_state is None else {"state": new_state}
+        await self._store(CONVERSATION + name, json.dumps(list(key)), value)
+
+    async def update_user_data(self, user_id: int, data: dict[str, Any]) -> None:
+        await self._store(USER, str(user_id), deepcopy(data) or None)
+
+    async def update_chat_data(self, chat_id: int, data: dict[str, Any]) -> None:
+        await self._store(CHAT, str(chat_id), deepcopy(data) or None)
+
+    async def update_bot_data(self, data: dict[str, Any]) -> None:
+        """bot_data holds live services; nothing of it is persisted."""
+
+    async def update_callback_data(self, data: CDCData) -> None:
+        """Callback data is not arbitrary here: buttons carry short strings."""
+
+    async def drop_chat_data(self, chat_id: int) -> None:
+        await self._store(CHAT, str(chat_id), None)
+
+    async def drop_user_data(self, user_id: int) -> None:
+        await self._store(USER, str(user_id), None)
+
+    async def refresh_user_data(self, user_id: int, user_data: dict[str, Any]) -> None:
+        """In-memory data is authoritative between flushes."""
+
+    async def refresh_chat_data(self, chat_id: int, chat_data: dict[str, Any]) -> None:
+        """In-memory data is authoritative between flushes."""
+
+    async def refresh_bot_data(self, bot_data: dict[str, Any]) -> None:
+        """bot_data is not persisted."""
+
+    async def flush(self) -> None:
+        """Every update is written when PTB hands it over; nothing is buffered here."""
