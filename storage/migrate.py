@@ -23,7 +23,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def _upgrade_sync(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+    command.upgrade(alembic_config(database_url), "heads")
 
 
 async def upgrade(database_url: str) -> None:
@@ -32,8 +32,8 @@ async def upgrade(database_url: str) -> None:
 
 
 async def is_up_to_date(database_url: str) -> bool:
-    """True when the database is at the newest revision (used by `check`)."""
-    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    """True when the database is at every newest revision (used by `check`)."""
+    heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
@@ -42,4 +42,4 @@ async def is_up_to_date(database_url: str) -> bool:
             )
     finally:
         await engine.dispose()
-    return head in current
+    return heads == set(current)
