@@ -1,0 +1,41 @@
+"""The three catalogues say the same things with the same placeholders."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from bot.i18n import LANGUAGES, catalogue, language_from_telegram, t
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_every_language_has_every_key() -> None:
+    reference = set(catalogue("zh-Hans"))
+    for language in LANGUAGES:
+        missing = reference - set(catalogue(language))
+        extra = set(catalogue(language)) - reference
+        assert not missing and not extra, (language, sorted(missing), sorted(extra))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_placeholders_match_the_default_language(language: str) -> None:
+    reference = catalogue("zh-Hans")
+    for key, template in catalogue(language).items():
+        assert placeholders(template) == placeholders(reference[key]), (language, key)
+
+
+def test_unknown_language_falls_back_to_simplified_chinese() -> None:
+    assert t("fr", "lang.name") == "简体中文"
+
+
+@pytest.mark.parametrize(
+    ("code", "language"),
+    [("zh-hans", "zh-Hans"), ("zh-CN", "zh-Hans"), ("zh-TW", "zh-Hant"), ("zh-hk", "zh-Hant"),
+     ("en-GB", "en"), ("de", "zh-Hans"), (None, "zh-Hans")],
+)
+def test_telegram_language_codes(code: str | None, language: str) -> None:
+    assert language_from_telegram(code) == language
