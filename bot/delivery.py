@@ -1,0 +1,677 @@
+"""The delivery worker: drains the outbox through PTB's HTTP stack within Telegram's limits.
+
+Life of a row: claimed in a short transaction (`storage.outbox.claim_batch`, leased),
+sent with no transaction open (`Bot.do_api_request`, so PTB's request stack and the
+configured base_url are used), and the outcome recorded in another short transaction
+(several outcomes share one). A chat has at most one row in flight, so its messages go
+out in order.
+
+Rate limits are sliding windows ("at most N sends in any W seconds"): global 30 per
+second, 20 per minute per group (negative chat id), 1 per second per private chat. A send
+occupies a slot from the moment it starts until W seconds after its response arrived;
+since Telegram saw the request somewhere between those two instants, Telegram never counts
+more than N in a window, whatever the network latency. Rows are only claimed for chats
+whose window has room, and only as many as can go out in about two seconds, so a claimed
+row never waits long enough for its lease to expire.
+
+Errors:
+- `RetryAfter`: the chat is paused for retry_after and the row rescheduled without
+  counting an attempt; when several chats are told so within a second, every send pauses.
+- `TimedOut`, `NetworkError`, 5xx: exponential backoff with jitter (capped), failed after
+  `max_attempts` with the error recorded.
+- `Forbidden` (blocked, kicked) and `BadRequest` "chat not found": the row fails and the
+  chat is marked unreachable; later rows to it fail without a call.
+- `ChatMigrated`: the new chat id is recorded and the row retried there at once.
+- Other `BadRequest`: failed, no retry; "message is not modified" on an edit counts as sent.
+
+Duplicates: delivery is at-least-once. A `TimedOut` is ambiguous (Telegram may have
+delivered before the response was lost) and is retried; so is a row whose worker died
+mid-send (after its lease expires). Both are bounded by the rows in flight (one per chat,
+at most `max_inflight` per worker); no other path sends a row twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from telegram import Bot
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.warnings import PTBUserWarning
+
+from storage import outbox
+from storage.db import Database
+from storage.models import OutboxMessage, OutboxState, utcnow
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+SentHook = Callable[[OutboxMessage], Awaitable[None]]
+
+# A claim looks this far ahead: a chat whose window opens later is left for a later claim.
+CLAIM_HORIZON = 0.5
+# Several chats flood-limited within this many seconds mean the bot as a whole is limited.
+GLOBAL_FLOOD_WINDOW = 1.0
+GLOBAL_FLOOD_CHATS = 3
+# Added to every window: Telegram's clock and ours need not agree on the last millisecond.
+WINDOW_MARGIN = 0.01
+
+# do_api_request suggests the typed method when one exists; the outbox is generic on purpose.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.", category=PTBUserWarning)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until the event is set or `seconds` pass, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+
+
+class SlidingWindow:
+    """At most `limit` sends in any `window` seconds (monotonic time), FIFO among waiters.
+
+    A slot is taken when a send starts and counted until `window` after it finished:
+    in-flight sends count as "now".
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a window needs a positive limit and length")
+        self.limit = limit
+        self.window = window + WINDOW_MARGIN
+        self.inflight = 0
+        self.blocked_until = 0.0
+        self.closed = False
+        self._done: collections.deque[float] = collections.deque()
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+
+    def _prune(self, now: float) -> None:
+        while self._done and self._done[0] <= now - self.window:
+            self._done.popleft()
+
+    def available_at(self, now: float) -> float:
+        """When a send could start (inf: only when an in-flight send finishes)."""
+        self._prune(now)
+        start = max(now, self.blocked_until)
+        used = len(self._done) + self.inflight
+        if used < self.limit:
+            return start
+        if self.inflight >= self.limit:
+            return float("inf")
+        return max(start, self._done[used - self.limit] + self.window)
+
+    def idle(self, now: float) -> bool:
+        self._prune(now)
+        return not self.inflight and not self._done and self.blocked_until <= now
+
+    def block(self, until: float) -> None:
+        """Flood control: no send starts before `until`."""
+        self.blocked_until = max(self.blocked_until, until)
+
+    def close(self) -> None:
+        """Make waiting and future `acquire` calls give up (the worker is stopping)."""
+        self.closed = True
+        self._changed.set()
+
+    def reopen(self) -> None:
+        self.closed = False
+
+    async def acquire(self, deadline: float | None = None) -> bool:
+        """Take a slot; False if closed or if no slot frees before `deadline`."""
+        async with self._lock:
+            while True:
+                if self.closed:
+                    return False
+                now = time.monotonic()
+                at = self.available_at(now)
+                if at <= now:
+                    self.inflight += 1
+                    return True
+                if deadline is not None and deadline < at < float("inf"):
+                    return False  # (inf: a send in flight will free a slot soon)
+                self._changed.clear()
+                wait = min(at - now, 1.0)
+                if deadline is not None:
+                    wait = min(wait, max(deadline - now, 0.0))
+                await _wait(self._changed, wait)
+
+    def release(self) -> None:
+        """The send took its slot finished (successfully or not)."""
+        self.inflight -= 1
+        self._done.append(time.monotonic())
+        self._changed.set()
+
+    def cancel(self) -> None:
+        """Give a slot back unused."""
+        self.inflight -= 1
+        self._changed.set()
+
+
+@dataclass
+class _Job:
+    id: int
+    dedup_key: str
+    chat_id: int
+    method: str
+    payload: dict[str, Any]
+    attempt: int
+    reply_to_key: str | None
+    target_state: OutboxState | None
+    target_message_id: int | None
+    deadline: float  # monotonic: give the row back if it cannot start by then
+
+
+@dataclass
+class _Outcome:
+    job: _Job
+    kind: str  # sent | retry | failed | unreachable | migrated
+    message_id: int | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    count_attempt: bool = True
+    new_chat_id: int | None = None
+
+
+@dataclass
+class DeliveryCounters:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    rate_limited: int = 0  # RetryAfter answers (also counted in retried)
+    released: int = 0  # claimed but given back unsent (stop, flood pause)
+    by_error: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # int vs timedelta deprecation, either is fine here
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class DeliveryWorker:
+    """Sends the outbox; see the module docstring for guarantees and limits.
+
+    `clock` gives the database time (next_attempt_at, leases, sent_at); rate windows use
+    the monotonic clock because they must agree with Telegram's real time.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bot: Bot,
+        *,
+        clock: Clock = utcnow,
+        global_rate: int = 30,
+        group_per_minute: int = 20,
+        private_per_second: int = 1,
+        batch_size: int = 100,
+        max_inflight: int | None = None,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 10,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+        poll_interval: float = 1.0,
+        read_timeout: float | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.bot = bot
+        self.clock = clock
+        self.group_per_minute = group_per_minute
+        self.private_per_second = private_per_second
+        self.batch_size = batch_size
+        # Enough to keep the global window busy for about two seconds, no more: claimed
+        # rows must go out well within their lease.
+        self.max_inflight = max_inflight or max(2 * global_rate, 4)
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.poll_interval = poll_interval
+        self.read_timeout = read_timeout
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.rng = rng or random.Random()
+        self.counters = DeliveryCounters()
+        self.on_sent: list[SentHook] = []
+
+        self._global = SlidingWindow(global_rate, 1.0)
+        self._windows: dict[int, SlidingWindow] = {}
+        self._floods: collections.deque[tuple[float, int]] = collections.deque()
+        self._busy: collections.Counter[int] = collections.Counter()  # chat -> unrecorded rows
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[_Outcome] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._cycle_lock = asyncio.Lock()
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------- public
+
+    @property
+    def sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def retried(self) -> int:
+        return self.counters.retried
+
+    @property
+    def failed(self) -> int:
+        return self.counters.failed
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None and not self._runner.done()
+
+    def start(self) -> None:
+        """Run in the background until `stop()`; polls every `poll_interval`, or on `wake()`."""
+        if self.running:
+            return
+        self._stopping = False
+        self._reopen()
+        self._wake.set()
+        self._runner = asyncio.create_task(self._run(), name=f"delivery:{self.worker_id}")
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Stop claiming; let calls under way finish (up to `timeout`); give back the rest.
+
+        Rows not started yet go back to `pending` at once; a call still under way after
+        `timeout` is cancelled and its row is retried after its lease (at-least-once).
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._runner is not None:
+            await self._runner
+            self._runner = None
+        self._global.close()
+        for window in self._windows.values():
+            window.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._flusher is not None:
+            await self._flusher
+        self._reopen()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Look at the outbox now (call after committing rows)."""
+        self._wake.set()
+
+    async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Deliver until no row is due and nothing is in flight; TimeoutError otherwise.
+
+        Rows waiting for a retry time in the future are not due: drain returns without them.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if loop.time() > deadline:
+                async with self.db.session() as session:
+                    due = await outbox.due_count(session, self.clock())
+                raise TimeoutError(
+                    f"outbox not drained after {timeout}s: {due} due, {len(self._tasks)} in flight"
+                )
+            claimed = await self._cycle()
+            if self._busy:
+                self._progress.clear()
+                await _wait(self._progress, 0.1)
+                continue
+            if claimed:
+                continue
+            async with self.db.session() as session:
+                due = await outbox.due_count(session, self.clock())
+            if not due:
+                return
+            await asyncio.sleep(0.02)
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        return {
+            "sent": c.sent,
+            "retried": c.retried,
+            "failed": c.failed,
+            "rate_limited": c.rate_limited,
+            "released": c.released,
+            "in_flight": sum(self._busy.values()),
+            "errors": dict(c.by_error),
+        }
+
+    # ------------------------------------------------------------------- claiming
+
+    def _reopen(self) -> None:
+        self._global.reopen()
+        for window in self._windows.values():
+            window.reopen()
+
+    def _window(self, chat_id: int) -> SlidingWindow:
+        window = self._windows.get(chat_id)
+        if window is None:
+            if chat_id < 0:
+                window = SlidingWindow(self.group_per_minute, 60.0)
+            else:
+                window = SlidingWindow(self.private_per_second, 1.0)
+            self._windows[chat_id] = window
+        return window
+
+    def _exclusions(self, now: float) -> set[int]:
+        """Chats not to claim for: busy here, paused, or with a full window."""
+        excluded = set(self._busy)
+        for chat_id, window in list(self._windows.items()):
+            if window.available_at(now) > now + CLAIM_HORIZON:
+                excluded.add(chat_id)
+            elif chat_id not in self._busy and window.idle(now):
+                del self._windows[chat_id]
+        return excluded
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            await _wait(self._wake, self.poll_interval)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                await self._cycle()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("outbox claim failed (%d in a row)", failures)
+                await asyncio.sleep(min(self.poll_interval * failures, 30.0))
+
+    async def _cycle(self) -> int:
+        """Claim what can go out now and start sending it; returns how many were claimed."""
+        async with self._cycle_lock:
+            if self._stopping:
+                return 0
+            mono = time.monotonic()
+            if self._global.blocked_until > mono + CLAIM_HORIZON:
+                return 0
+            in_flight = sum(self._busy.values())
+            free = self.max_inflight - in_flight
+            if free <= 0 or (in_flight and free < max(1, self.max_inflight // 4)):
+                return 0
+            now = self.clock()
+            excluded = self._exclusions(mono)
+            async with self.db.session() as session:
+                dropped = await outbox.fail_unreachable(session, now)
+                rows = await outbox.claim_batch(
+                    session,
+                    limit=min(free, self.batch_size),
+                    now=now,
+                    lease_seconds=self.lease_seconds,
+                    worker_id=self.worker_id,
+                    exclude_chats=excluded,
+                )
+                targets = await outbox.targets_for(
+                    session, {r.reply_to_key for r in rows if r.reply_to_key}
+                )
+            if dropped:
+                self.counters.failed += dropped
+                self.counters.by_error["chat unreachable"] += dropped
+                log.info("failed %d outbox rows addressed to unreachable chats", dropped)
+            deadline = mono + self.lease_seconds / 2
+            for row in rows:
+                target = targets.get(row.reply_to_key) if row.reply_to_key else None
+                job = _Job(
+                    id=row.id,
+                    dedup_key=row.dedup_key,
+                    chat_id=row.chat_id,
+                    method=row.method,
+                    payload=dict(row.payload or {}),
+                    attempt=row.attempts,
+                    reply_to_key=row.reply_to_key,
+                    target_state=target[0] if target else None,
+                    target_message_id=target[1] if target else None,
+                    deadline=deadline,
+                )
+                self._busy[job.chat_id] += 1
+                task = asyncio.create_task(self._deliver(job), name=f"outbox:{job.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if rows:
+                log.debug("worker %s claimed %d outbox rows", self.worker_id, len(rows))
+            return len(rows)
+
+    # ------------------------------------------------------------------- sending
+
+    async def _deliver(self, job: _Job) -> None:
+        try:
+            outcome = await self._attempt(job)
+        except asyncio.CancelledError:
+            # Stopped mid-call: the row stays `sending` and is retried after its lease.
+            self._finish(job)
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: retry later
+            log.exception("unexpected error sending outbox row %s", job.id,
+                          extra={"outbox_id": job.id, "chat_id": job.chat_id})
+            outcome = self._transient(job, f"{type(exc).__name__}: {exc}")
+        self._outcomes.append(outcome)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="outbox:record")
+
+    def _finish(self, job: _Job) -> None:
+        self._busy[job.chat_id] -= 1
+        if self._busy[job.chat_id] <= 0:
+            del self._busy[job.chat_id]
+
+    def _params(self, job: _Job) -> dict[str, Any]:
+        params = dict(job.payload)
+        params["chat_id"] = job.chat_id
+        if job.reply_to_key and job.target_message_id is not None:
+            if self._is_send(job):
+                params.setdefault(
+                    "reply_parameters",
+                    {"message_id": job.target_message_id, "allow_sending_without_reply": True},
+                )
+            else:
+                params["message_id"] = job.target_message_id
+        return params
+
+    @staticmethod
+    def _is_send(job: _Job) -> bool:
+        """A new message (reply_to_key makes it a reply), not an action on an old one."""
+        return job.method.startswith("send") or job.method in ("copyMessage", "forwardMessage")
+
+    def _release(self, job: _Job, when: datetime | None = None) -> _Outcome:
+        self.counters.released += 1
+        return _Outcome(job, "retry", next_attempt_at=when or self.clock(),
+                        error=None, count_attempt=False)
+
+    async def _attempt(self, job: _Job) -> _Outcome:
+        if job.reply_to_key and job.target_message_id is None and not self._is_send(job):
+            return self._failed(job, f"the message {job.reply_to_key!r} was never sent")
+        window = self._window(job.chat_id)
+        if not await window.acquire(job.deadline):
+            return self._release(job, self._resume_time(window))
+        try:
+            if not await self._global.acquire(job.deadline):
+                window.cancel()
+                return self._release(job, self._resume_time(self._global))
+        except BaseException:
+            window.cancel()
+            raise
+        try:
+            kwargs: dict[str, Any] = {}
+            if self.read_timeout is not None:
+                kwargs["read_timeout"] = self.read_timeout
+            result = await self.bot.do_api_request(
+                job.method, api_kwargs=self._params(job), **kwargs
+            )
+        except RetryAfter as exc:
+            return self._flood(job, _retry_after_seconds(exc), str(exc))
+        except ChatMigrated as exc:
+            log.info("chat %s migrated to %s", job.chat_id, exc.new_chat_id,
+                     extra={"outbox_id": job.id, "chat_id": job.chat_id})
+            self.counters.retried += 1
+            return _Outcome(job, "migrated", new_chat_id=exc.new_chat_id, count_attempt=False,
+                            error=str(exc))
+        except Forbidden as exc:
+            return self._unreachable(job, exc.message)
+        except BadRequest as exc:
+            text = exc.message.lower()
+            if "message is not modified" in text:
+                return self._sent(job, job.target_message_id)
+            if "chat not found" in text:
+                return self._unreachable(job, exc.message)
+            return self._failed(job, f"BadRequest: {exc.message}")
+        except TimedOut as exc:
+            # Ambiguous: Telegram may have delivered. Retrying is the one source of duplicates.
+            return self._transient(job, f"TimedOut: {exc.message}")
+        except InvalidToken as exc:
+            log.error("the bot token was rejected; outbox row %s will be retried", job.id)
+            return self._transient(job, f"InvalidToken: {exc.message}")
+        except NetworkError as exc:
+            return self._transient(job, f"{type(exc).__name__}: {exc.message}")
+        except TelegramError as exc:
+            return self._failed(job, f"{type(exc).__name__}: {exc.message}")
+        finally:
+            self._global.release()
+            window.release()
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        return self._sent(job, message_id if message_id is not None else job.target_message_id)
+
+    def _resume_time(self, window: SlidingWindow) -> datetime:
+        mono = time.monotonic()
+        wait = max(0.0, window.available_at(mono) - mono)
+        return self.clock() + timedelta(seconds=min(wait, self.lease_seconds))
+
+    def _sent(self, job: _Job, message_id: int | None) -> _Outcome:
+        self.counters.sent += 1
+        return _Outcome(job, "sent", message_id=message_id)
+
+    def _failed(self, job: _Job, error: str) -> _Outcome:
+        self.counters.failed += 1
+        self.counters.by_error[error.split(":", 1)[0]] += 1
+        log.info("outbox row %s (%s) to chat %s failed: %s", job.id, job.method, job.chat_id,
+                 error, extra={"outbox_id": job.id, "chat_id": job.chat_id})
+        return _Outcome(job, "failed", error=error)
+
+    def _unreachable(self, job: _Job, reason: str) -> _Outcome:
+        self.counters.failed += 1
+        self.counters.by_error["chat unreachable"] += 1
+        log.info("chat %s is unreachable (%s); outbox row %s failed", job.chat_id, reason,
+                 job.id, extra={"outbox_id": job.id, "chat_id": job.chat_id})
+        return _Outcome(job, "unreachable", error=reason)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retry number `attempt`: exponential, capped, half of it jitter."""
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** max(attempt - 1, 0))
+        return delay / 2 + self.rng.uniform(0, delay / 2)
+
+    def _transient(self, job: _Job, error: str) -> _Outcome:
+        kind = error.split(":", 1)[0]
+        if job.attempt >= self.max_attempts:
+            return self._failed(job, f"gave up after {job.attempt} attempts: {error}")
+        self.counters.retried += 1
+        self.counters.by_error[kind] += 1
+        delay = self.backoff(job.attempt)
+        log.info("outbox row %s to chat %s: %s; retry %d in %.1fs", job.id, job.chat_id,
+                 kind, job.attempt + 1, delay, extra={"outbox_id": job.id, "chat_id": job.chat_id})
+        return _Outcome(job, "retry", error=error,
+                        next_attempt_at=self.clock() + timedelta(seconds=delay))
+
+    def _flood(self, job: _Job, seconds: float, error: str) -> _Outcome:
+        mono = time.monotonic()
+        self._window(job.chat_id).block(mono + seconds)
+        self._floods.append((mono, job.chat_id))
+        while self._floods and self._floods[0][0] < mono - GLOBAL_FLOOD_WINDOW:
+            self._floods.popleft()
+        if len({chat for _, chat in self._floods}) >= GLOBAL_FLOOD_CHATS:
+            self._global.block(mono + seconds)
+            log.warning("flood control on %d chats within %.0fs: all sends paused for %.0fs",
+                        len({chat for _, chat in self._floods}), GLOBAL_FLOOD_WINDOW, seconds)
+        else:
+            log.info("flood control: chat %s paused for %.0fs", job.chat_id, seconds,
+                     extra={"outbox_id": job.id, "chat_id": job.chat_id})
+        self.counters.retried += 1
+        self.counters.rate_limited += 1
+        self.counters.by_error["RetryAfter"] += 1
+        return _Outcome(job, "retry", error=error, count_attempt=False,
+                        next_attempt_at=self.clock() + timedelta(seconds=seconds))
+
+    # ------------------------------------------------------------------- recording
+
+    async def _flush(self) -> None:
+        failures = 0
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                sent = await self._record(batch)
+            except Exception:
+                failures += 1
+                log.exception("could not record %d outbox outcomes (try %d)", len(batch),
+                              failures)
+                self._outcomes[:0] = batch
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            failures = 0
+            for outcome in batch:
+                self._finish(outcome.job)
+            self._progress.set()
+            self._wake.set()
+            for row in sent:
+                await self._run_hooks(row)
+
+    async def _record(self, batch: list[_Outcome]) -> list[OutboxMessage]:
+        sent: list[OutboxMessage] = []
+        now = self.clock()
+        async with self.db.session() as session:
+            for o in batch:
+                job = o.job
+                if o.kind == "sent":
+                    row = await outbox.mark_sent(session, job.id, o.message_id, now,
+                                                 attempt=job.attempt)
+                    if row is not None:
+                        sent.append(row)
+                elif o.kind == "retry":
+                    await outbox.mark_retry(session, job.id, o.next_attempt_at or now, o.error,
+                                            attempt=job.attempt, count_attempt=o.count_attempt)
+                elif o.kind == "failed":
+                    await outbox.mark_failed(session, job.id, o.error or "failed",
+                                             attempt=job.attempt)
+                elif o.kind == "unreachable":
+                    await outbox.mark_failed(session, job.id, f"chat unreachable: {o.error}",
+                                             attempt=job.attempt)
+                    await outbox.mark_chat_unreachable(session, job.chat_id, o.error or "",
+                                                       now=now)
+                elif o.kind == "migrated" and o.new_chat_id is not None:
+                    await outbox.mark_chat_migrated(session, job.chat_id, o.new_chat_id)
+                    await outbox.mark_retry(session, job.id, now, o.error, attempt=job.attempt,
+                                            count_attempt=False, chat_id=o.new_chat_id)
+        return sent
+
+    async def _run_hooks(self, row: OutboxMessage) -> None:
+        for hook in list(self.on_sent):
+            try:
+                await hook(row)
+            except Exception:
+                log.exception("on_sent hook failed for outbox row %s", row.id,
+                              extra={"outbox_id": row.id, "chat_id": row.chat_id})
