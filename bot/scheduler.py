@@ -1,0 +1,238 @@
+"""Scheduling from the database: reminders, handovers, escalations, fire once each.
+
+The database is the truth. Each feature contributes a `Planner` that, from the
+database, lists its occurrences in a window around now (a meeting reminder, a shift
+handover, an escalation step), each with a stable key. The scheduler:
+
+- places one APScheduler job per future occurrence (id = key, `replace_existing`), so
+  jobs are only wake-up timers and are rebuilt on start and after every change;
+- on firing, claims the occurrence by inserting a `ScheduleMark` with its unique key
+  (a second firing, here or in another process, inserts nothing and sends nothing),
+  then lets the planner write its outbox rows in the same transaction;
+- at start, catches up: occurrences that fell due while the bot was down are fired
+  (marked late) if within the grace period, otherwise recorded as missed, visible to
+  coordinators.
+
+`run_due(now)` does the firing for every due, unclaimed occurrence; the APScheduler jobs
+and the tests (with a controllable clock) both call it, so what runs is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.jobstores.base import JobLookupError
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram.ext import JobQueue
+
+from storage.db import Database
+from storage.models import ScheduleMark
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = timedelta(minutes=15)
+# How far back a start-up looks for occurrences it may have missed.
+DEFAULT_LOOKBACK = timedelta(days=2)
+# How far ahead jobs are placed; a periodic rebuild extends it.
+DEFAULT_HORIZON = timedelta(days=8)
+REBUILD_EVERY = timedelta(hours=1)
+JOB_PREFIX = "due:"
+
+
+class Outcome:
+    sent = "sent"
+    late = "late"
+    missed = "missed"
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """Something due at an instant; `key` is unique across all planners and all time."""
+
+    key: str
+    due_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Planner(Protocol):
+    name: str
+
+    async def occurrences(
+        self, session: AsyncSession, start: datetime, end: datetime
+    ) -> Sequence[Occurrence]:
+        """Every occurrence due in [start, end), computed from the database."""
+
+    async def fire(
+        self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
+    ) -> None:
+        """Write the outbox rows for this occurrence (same transaction as its mark)."""
+
+    async def missed(self, session: AsyncSession, occurrence: Occurrence, now: datetime) -> None:
+        """Record what a coordinator should know about an occurrence that was not sent."""
+
+
+async def claim_occurrence(
+    session: AsyncSession, occurrence: Occurrence, outcome: str, now: datetime
+) -> bool:
+    """Insert the occurrence's mark; False when it was already claimed (fired or missed)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(ScheduleMark)
+        .values(key=occurrence.key, due_at=occurrence.due_at, outcome=outcome, recorded_at=now,
+                detail=occurrence.data)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(ScheduleMark.id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+def classify(due_at: datetime, now: datetime, grace: timedelta) -> str:
+    if due_at > now:
+        return "future"
+    return Outcome.sent if now - due_at <= grace else Outcome.missed
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        planners: Sequence[Planner],
+        *,
+        now: Callable[[], datetime],
+        wake_delivery: Callable[[], None] = lambda: None,
+        grace: timedelta = DEFAULT_GRACE,
+        lookback: timedelta = DEFAULT_LOOKBACK,
+        horizon: timedelta = DEFAULT_HORIZON,
+    ) -> None:
+        self.db = db
+        self.planners = {planner.name: planner for planner in planners}
+        self.now = now
+        self.wake_delivery = wake_delivery
+        self.grace = grace
+        self.lookback = lookback
+        self.horizon = horizon
+        self.job_queue: JobQueue | None = None
+        self._lock = asyncio.Lock()
+        self.fired: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ running
+
+    async def run_due(self, now: datetime | None = None) -> dict[str, int]:
+        """Fire every due, unclaimed occurrence; returns counts per outcome."""
+        now = now or self.now()
+        counts = {Outcome.sent: 0, Outcome.late: 0, Outcome.missed: 0}
+        async with self._lock:
+            for planner in self.planners.values():
+                async with self.db.session() as session:
+                    due = await planner.occurrences(session, now - self.lookback, now)
+                    unclaimed = await self._unclaimed(session, due)
+                for occurrence in sorted(unclaimed, key=lambda o: o.due_at):
+                    outcome = await self._fire_one(planner, occurrence, now)
+                    if outcome:
+                        counts[outcome] += 1
+        if counts[Outcome.sent] or counts[Outcome.late]:
+            self.wake_delivery()
+        for outcome, count in counts.items():
+            self.fired[outcome] = self.fired.get(outcome, 0) + count
+        return counts
+
+    async def _unclaimed(
+        self, session: AsyncSession, occurrences: Sequence[Occurrence]
+    ) -> list[Occurrence]:
+        if not occurrences:
+            return []
+        keys = [o.key for o in occurrences]
+        claimed: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            claimed |= set(
+                (await session.execute(select(ScheduleMark.key).where(ScheduleMark.key.in_(chunk))))
+                .scalars()
+            )
+        return [o for o in occurrences if o.key not in claimed]
+
+    async def _fire_one(
+        self, planner: Planner, occurrence: Occurrence, now: datetime
+    ) -> str | None:
+        verdict = classify(occurrence.due_at, now, self.grace)
+        if verdict == "future":
+            return None
+        # Due more than a minute ago: the job did not run on time (the bot was down).
+        late = verdict == Outcome.sent and now - occurrence.due_at > timedelta(minutes=1)
+        outcome = Outcome.late if late else verdict
+        async with self.db.session() as session:
+            if not await claim_occurrence(session, occurrence, outcome, now):
+                return None
+            if outcome == Outcome.missed:
+                await planner.missed(session, occurrence, now)
+            else:
+                await planner.fire(session, occurrence, now, late)
+        log.info("occurrence %s: %s", occurrence.key, outcome)
+        return outcome
+
+    # ------------------------------------------------------------------ APScheduler
+
+    def attach(self, job_queue: JobQueue) -> None:
+        self.job_queue = job_queue
+
+    async def start(self) -> None:
+        """Catch up on what fell due while down, then place the jobs."""
+        await self.run_due()
+        await self.rebuild()
+        if self.job_queue is not None:
+            self.job_queue.run_repeating(
+                self._periodic_rebuild, interval=REBUILD_EVERY, first=REBUILD_EVERY,
+                name="scheduler:rebuild", job_kwargs={"id": "scheduler:rebuild",
+                                                      "replace_existing": True},
+            )
+
+    async def _periodic_rebuild(self, _context: Any) -> None:
+        await self.run_due()
+        await self.rebuild()
+
+    async def rebuild(self, planner_names: Sequence[str] | None = None) -> int:
+        """(Re)place one job per future occurrence; drop jobs that no longer have one."""
+        if self.job_queue is None:
+            return 0
+        now = self.now()
+        names = list(planner_names or self.planners)
+        wanted: dict[str, tuple[str, Occurrence]] = {}
+        async with self.db.session() as session:
+            for name in names:
+                for occurrence in await self.planners[name].occurrences(
+                    session, now, now + self.horizon
+                ):
+                    wanted[JOB_PREFIX + name + ":" + occurrence.key] = (name, occurrence)
+        scheduler = self.job_queue.scheduler
+        prefixes = tuple(JOB_PREFIX + name + ":" for name in names)
+        for job in scheduler.get_jobs():
+            if job.id.startswith(prefixes) and job.id not in wanted:
+                with contextlib.suppress(JobLookupError):
+                    scheduler.remove_job(job.id)
+        for job_id, (name, occurrence) in wanted.items():
+            self.job_queue.run_once(
+                self._job_fired, when=occurrence.due_at, name=job_id, data=(name, occurrence),
+                job_kwargs={"id": job_id, "replace_existing": True,
+                            "misfire_grace_time": int(self.grace.total_seconds()),
+                            "coalesce": True},
+            )
+        return len(wanted)
+
+    async def _job_fired(self, context: Any) -> None:
+        name, occurrence = context.job.data
+        await self.fire(name, occurrence)
+
+    async def fire(self, planner_name: str, occurrence: Occurrence) -> str | None:
+        """Fire one occurrence now (its job came due); once, whoever else tries."""
+        outcome = await self._fire_one(self.planners[planner_name], occurrence, self.now())
+        if outcome in (Outcome.sent, Outcome.late):
+            self.wake_delivery()
+        return outcome

@@ -1,0 +1,120 @@
+"""The scheduler fires each occurrence once: on time, late within the grace period, or
+recorded as missed; twice-fired jobs and concurrent firing send nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram.ext import ApplicationBuilder
+
+from bot.scheduler import Occurrence, Outcome, Scheduler
+from storage import outbox
+from storage.db import Database
+from storage.models import OutboxMessage, ScheduleMark
+
+T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class EveryTenMinutes:
+    """A planner due every ten minutes from T0, sending one message to chat 1."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.missed_keys: list[str] = []
+
+    async def occurrences(
+        self, session: AsyncSession, start: datetime, end: datetime
+    ) -> Sequence[Occurrence]:
+        found, due = [], T0
+        while due < end:
+            if due >= start:
+                found.append(Occurrence(f"tick:{due:%H%M}", due))
+            due += timedelta(minutes=10)
+        return found
+
+    async def fire(
+        self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
+    ) -> None:
+        text = f"{occurrence.key}{' (late)' if late else ''}"
+        await outbox.enqueue(session, chat_id=1, kind="test", text=text,
+                             dedup_key=occurrence.key)
+
+    async def missed(self, session: AsyncSession, occurrence: Occurrence, now: datetime) -> None:
+        self.missed_keys.append(occurrence.key)
+
+
+async def texts(db: Database) -> list[str]:
+    async with db.session() as session:
+        rows = await session.execute(select(OutboxMessage.payload).order_by(OutboxMessage.id))
+        return [payload["text"] for payload in rows.scalars()]
+
+
+async def test_fires_each_occurrence_once(db: Database) -> None:
+    clock = Clock(T0 + timedelta(seconds=5))
+    scheduler = Scheduler(db, [EveryTenMinutes()], now=clock)
+    assert (await scheduler.run_due())[Outcome.sent] == 1
+    assert (await scheduler.run_due())[Outcome.sent] == 0
+    clock.now = T0 + timedelta(minutes=10, seconds=1)
+    await scheduler.run_due()
+    await scheduler.fire("test", Occurrence("tick:0110", T0 + timedelta(minutes=10)))
+    assert await texts(db) == ["tick:0100", "tick:0110"]
+
+
+async def test_restart_sends_late_within_grace_and_records_the_rest_as_missed(
+    db: Database,
+) -> None:
+    planner = EveryTenMinutes()
+    # Down from T0 - 1 min until T0 + 35 min; grace 15 minutes.
+    clock = Clock(T0 + timedelta(minutes=35))
+    scheduler = Scheduler(db, [planner], now=clock, grace=timedelta(minutes=15))
+    counts = await scheduler.run_due()
+    assert counts == {Outcome.sent: 0, Outcome.late: 2, Outcome.missed: 2}
+    assert await texts(db) == ["tick:0120 (late)", "tick:0130 (late)"]
+    assert planner.missed_keys == ["tick:0100", "tick:0110"]
+    async with db.session() as session:
+        rows = await session.execute(select(ScheduleMark.key, ScheduleMark.outcome))
+        outcomes = dict(rows.all())
+    assert outcomes == {"tick:0100": "missed", "tick:0110": "missed",
+                        "tick:0120": "late", "tick:0130": "late"}
+    # A second restart changes nothing.
+    assert await Scheduler(db, [planner], now=clock).run_due() == {
+        Outcome.sent: 0, Outcome.late: 0, Outcome.missed: 0}
+
+
+async def test_concurrent_firing_sends_once(db: Database) -> None:
+    clock = Clock(T0 + timedelta(seconds=1))
+    schedulers = [Scheduler(db, [EveryTenMinutes()], now=clock) for _ in range(4)]
+    occurrence = Occurrence("tick:0100", T0)
+    results = await asyncio.gather(*(s.fire("test", occurrence) for s in schedulers))
+    assert sorted(map(str, results)) == ["None", "None", "None", Outcome.sent]
+    async with db.session() as session:
+        assert (await session.execute(select(func.count(OutboxMessage.id)))).scalar_one() == 1
+
+
+async def test_rebuild_places_one_job_per_future_occurrence(db: Database) -> None:
+    application = ApplicationBuilder().token("1:x").updater(None).build()
+    clock = Clock(T0 + timedelta(minutes=1))
+    scheduler = Scheduler(db, [EveryTenMinutes()], now=clock, horizon=timedelta(hours=1))
+    scheduler.attach(application.job_queue)
+    await application.job_queue.start()
+    try:
+        assert await scheduler.rebuild() == 6
+        assert await scheduler.rebuild() == 6  # replaced, not duplicated
+        jobs = [j for j in application.job_queue.scheduler.get_jobs() if j.id.startswith("due:")]
+        assert len(jobs) == 6
+        assert min(j.next_run_time for j in jobs) == T0 + timedelta(minutes=10)
+    finally:
+        await application.job_queue.stop()
