@@ -67,6 +67,9 @@ async def startup(application: Application) -> None:
     await set_default_menus(application)
     if svc.delivery is not None:
         svc.delivery.start()
+    if svc.scheduler is not None and application.job_queue is not None:
+        svc.scheduler.attach(application.job_queue)
+        await svc.scheduler.start()
 
 
 async def shutdown(application: Application) -> None:

@@ -19,6 +19,7 @@ from storage.models import Role, User, role_permits
 
 if TYPE_CHECKING:
     from bot.delivery import DeliveryWorker
+    from bot.scheduler import Scheduler
 
 
 def system_now() -> datetime:
@@ -31,7 +32,13 @@ class Services:
     db: Database
     now: Callable[[], datetime] = system_now
     delivery: DeliveryWorker | None = None
+    scheduler: Scheduler | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    async def rescheduled(self, *planner_names: str) -> None:
+        """After a commit that changed what is due: re-place those planners' jobs."""
+        if self.scheduler is not None:
+            await self.scheduler.rebuild(planner_names or None)
 
     def wake_delivery(self) -> None:
         """Tell the outbox worker that a commit just added rows."""
