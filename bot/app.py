@@ -11,8 +11,11 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import Settings
+from bot.delivery import DeliveryWorker
 from bot.i18n import DEFAULT_LANGUAGE, Translator, t
 from bot.persistence import DatabasePersistence
+from bot.plans import PLANNERS
+from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
 from handlers import FEATURES
 from handlers.common import COMMANDS_KEY
@@ -48,6 +51,13 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         .persistence(DatabasePersistence(svc.db))
         .build()
     )
+    if svc.delivery is None:
+        svc.delivery = DeliveryWorker(svc.db, application.bot, clock=svc.now)
+    if svc.scheduler is None:
+        svc.scheduler = Scheduler(
+            svc.db, [factory(svc) for factory in PLANNERS], now=svc.now,
+            wake_delivery=svc.wake_delivery,
+        )
     application.bot_data[SERVICES_KEY] = svc
     application.bot_data[COMMANDS_KEY] = all_feature_commands()
     for feature in FEATURES:
@@ -56,8 +66,10 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     return application
 
 
-async def startup(application: Application) -> None:
-    """After `initialize()`: administrators from ADMIN_IDS, command menus, delivery worker."""
+async def startup(application: Application, *, background: bool = True) -> None:
+    """After `initialize()`: administrators from ADMIN_IDS, command menus, the scheduler's
+    catch-up and jobs, and (unless `background` is off, as in tests that drain by hand)
+    the delivery worker."""
     svc: Services = application.bot_data[SERVICES_KEY]
     if svc.settings.admin_ids:
         async with svc.db.session() as session:
@@ -65,7 +77,7 @@ async def startup(application: Application) -> None:
                 session, svc.settings.admin_ids, default_language=svc.settings.default_language
             )
     await set_default_menus(application)
-    if svc.delivery is not None:
+    if svc.delivery is not None and background:
         svc.delivery.start()
     if svc.scheduler is not None and application.job_queue is not None:
         svc.scheduler.attach(application.job_queue)

@@ -1,0 +1,16 @@
+"""Scheduler planners, one module per feature (escalations, reminders, handovers, ...).
+
+Each planner factory takes the Services and returns an object satisfying
+`bot.scheduler.Planner`; `PLANNERS` lists the factories the application runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.scheduler import Planner
+    from bot.services import Services
+
+PLANNERS: list[Callable[[Services], Planner]] = []
