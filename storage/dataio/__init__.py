@@ -1,0 +1,251 @@
+"""Import and export of the YAML data file (format: docs/data-format.md).
+
+    report = await import_file(db, "data/sample.yaml")   # validate, then one transaction
+    if report.problems: ...                              # nothing was changed
+    print(report.summary())
+    await export_file(db, "backup.yaml")
+
+`validate` checks a whole document and reports every problem with its place
+(``liaisons[12].unit: no unit named 四川省公安厅X``); a file with any problem changes
+nothing. Entities are matched by identity (codes; users by telegram_id; liaisons by
+unit, branch and name; duty rooms by chat_id, else unit and title; rosters by duty
+room; chair rotations by zone; meetings by code, else title and start), so
+importing the same file twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.dataio.apply import COUNTED, SectionCounts, apply_plan, existing_from, load_state
+from storage.dataio.export import export_document
+from storage.dataio.problems import Problem, Problems
+from storage.dataio.resolve import Existing, Plan, resolve
+from storage.dataio.schema import DEFAULT_TIMEZONE, SECTIONS, check_shape
+from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
+from storage.db import Database
+from storage.models import AuditEntry
+
+__all__ = [
+    "DEFAULT_TIMEZONE",
+    "SECTIONS",
+    "ExportReport",
+    "ImportReport",
+    "Problem",
+    "SectionCounts",
+    "dump_document",
+    "export_document",
+    "export_file",
+    "import_document",
+    "import_file",
+    "parse_document",
+    "validate",
+    "validate_in",
+]
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass
+class ImportReport:
+    """What an import did (counts per section) or why it did nothing (problems)."""
+
+    source: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    counts: dict[str, SectionCounts] = field(default_factory=dict)
+    dry_run: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def total(self, what: str) -> int:
+        return sum(getattr(c, what) for c in self.counts.values())
+
+    @property
+    def changed(self) -> bool:
+        return any(c.created or c.updated or c.removed for c in self.counts.values())
+
+    def summary(self) -> str:
+        name = self.source or "the document"
+        if self.problems:
+            lines = [f"{name}: {len(self.problems)} problem(s); nothing was changed:"]
+            lines += [f"  {problem}" for problem in self.problems]
+            return "\n".join(lines)
+        verb = "Checked (dry run, nothing saved)" if self.dry_run else "Imported"
+        lines = [
+            f"{verb} {name} in {self.seconds:.2f} s: {self.total('created')} created, "
+            f"{self.total('updated')} updated, {self.total('unchanged')} unchanged."
+        ]
+        for section, c in self.counts.items():
+            if c.total or c.removed:
+                removed = f", {c.removed} removed" if c.removed else ""
+                lines.append(f"  {section:<16} {c.created:>6} created {c.updated:>6} updated "
+                             f"{c.unchanged:>6} unchanged{removed}")
+        return "\n".join(lines)
+
+
+@dataclass
+class ExportReport:
+    path: str
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {section}" for section, n in self.counts.items() if n)
+        return f"Exported to {self.path}: {parts or 'nothing'}."
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def parse_document(text: str) -> tuple[Any, list[Problem]]:
+    """YAML text to a document; a syntax error is a problem with its line and column."""
+    try:
+        return load_yaml(text), []
+    except YamlError as exc:
+        return None, [Problem("", exc.message, exc.line, exc.column)]
+
+
+def _plan(document: Any, existing: Existing) -> tuple[Plan | None, list[Problem]]:
+    problems = Problems()
+    sections = check_shape(document, problems)
+    plan = resolve(sections, existing, problems)
+    return (None if problems else plan), problems.items
+
+
+def validate(document: Mapping[str, Any] | str, existing: Existing | None = None) -> list[Problem]:
+    """Every problem in a document (or YAML text), checked against the file alone.
+
+    References must then resolve within the file; `validate_in` also accepts rows
+    already in the database.
+    """
+    if isinstance(document, str):
+        document, problems = parse_document(document)
+        if problems:
+            return problems
+    return _plan(document, existing or Existing())[1]
+
+
+async def validate_in(session: AsyncSession, document: Mapping[str, Any] | str) -> list[Problem]:
+    """Every problem in a document, with references resolved in the file or the database."""
+    if isinstance(document, str):
+        document, problems = parse_document(document)
+        if problems:
+            return problems
+    return _plan(document, existing_from(await load_state(session)))[1]
+
+
+# --------------------------------------------------------------------------- import
+
+
+async def import_document(
+    session: AsyncSession,
+    document: Mapping[str, Any] | str,
+    *,
+    source: str | None = None,
+    actor_telegram_id: int | None = None,
+) -> ImportReport:
+    """Validate, then upsert everything in the caller's unit of work.
+
+    With problems nothing is added to the session. The caller commits (or rolls back).
+    """
+    started = time.perf_counter()
+    report = ImportReport(source=source)
+    if isinstance(document, str):
+        document, report.problems = parse_document(document)
+        if report.problems:
+            return report
+    state = await load_state(session)
+    plan, report.problems = _plan(document, existing_from(state))
+    if plan is None:
+        return report
+    counts = await apply_plan(session, state, plan)
+    report.counts = {name: counts[name] for name in COUNTED}
+    report.seconds = time.perf_counter() - started
+    session.add(AuditEntry(
+        action="data.import",
+        actor_telegram_id=actor_telegram_id,
+        subject_type="data_file",
+        subject_id=(source or "")[-60:] or None,
+        detail={
+            "source": source,
+            "counts": {name: vars(c).copy() for name, c in report.counts.items() if c.total
+                       or c.removed},
+        },
+    ))
+    await session.flush()
+    return report
+
+
+class _Rollback(Exception):
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+
+
+async def import_file(
+    db: Database,
+    path: str | Path,
+    *,
+    actor_telegram_id: int | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Read, validate and import a YAML file in one transaction (all or nothing).
+
+    `dry_run` validates against the database and counts what would change, then
+    rolls back. Problems (including YAML syntax errors and a refusal by the
+    database) come back in `report.problems`; nothing raises for a bad file.
+    """
+    started = time.perf_counter()
+    source = str(path)
+    try:
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return ImportReport(source=source, problems=[Problem("", f"cannot read the file: {exc}")])
+    document, problems = parse_document(text)
+    if problems:
+        return ImportReport(source=source, problems=problems)
+    try:
+        async with db.session() as session:
+            report = await import_document(
+                session, document, source=source, actor_telegram_id=actor_telegram_id)
+            if report.problems or dry_run:
+                raise _Rollback(report)
+    except _Rollback as rollback:
+        report = rollback.report
+        report.dry_run = dry_run
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        return ImportReport(source=source, problems=[
+            Problem("", f"the database refused the import, nothing was changed: {reason}")])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# --------------------------------------------------------------------------- export
+
+
+def dump_document(document: Mapping[str, Any]) -> str:
+    return dump_yaml(dict(document))
+
+
+async def export_file(db: Database, path: str | Path) -> ExportReport:
+    """Write the database as a data file (the import format)."""
+    async with db.session() as session:
+        document = await export_document(session)
+    text = dump_document(document)
+    target = Path(path)
+    await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(target.write_text, text, encoding="utf-8")
+    return ExportReport(
+        path=str(path), counts={section: len(document[section]) for section in SECTIONS})

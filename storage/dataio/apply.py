@@ -1,0 +1,507 @@
+"""Apply a validated plan to the database in one unit of work.
+
+Existing rows are loaded once per section into dictionaries; users and liaisons,
+which can number in the hundreds of thousands, are compared as plain tuples and
+written with bulk INSERT / UPDATE statements. Nothing is ever deleted except the
+nested lists the file states in full (zone members, parties, clauses, roster
+members, rotation order, meeting participants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.dataio.resolve import (
+    Existing,
+    Plan,
+    RoomInfo,
+    agreement_tiers,
+    named_tiers,
+    unit_tiers,
+    zone_tiers,
+)
+from storage.dataio.schema import SECTIONS, fold
+from storage.models import (
+    Agreement,
+    AgreementParty,
+    Branch,
+    ChairRotation,
+    ChairRotationEntry,
+    Clause,
+    DutyRoom,
+    Liaison,
+    Mechanism,
+    Meeting,
+    MeetingParticipant,
+    MembershipKind,
+    Roster,
+    RosterMember,
+    Unit,
+    User,
+    Zone,
+    ZoneMembership,
+)
+
+COUNTED = (*SECTIONS[:10], "clauses", "meetings")
+
+
+@dataclass
+class SectionCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    def add(self, created: bool, changed: bool) -> None:
+        if created:
+            self.created += 1
+        elif changed:
+            self.updated += 1
+        else:
+            self.unchanged += 1
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+@dataclass
+class State:
+    """The database's rows, loaded once, keyed by identity."""
+
+    zones: dict[str, Zone] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
+    branches: dict[str, Branch] = field(default_factory=dict)
+    mechanisms: dict[str, Mechanism] = field(default_factory=dict)
+    rooms: dict[str, DutyRoom] = field(default_factory=dict)
+    rotations: dict[int, ChairRotation] = field(default_factory=dict)
+    agreements: dict[str, Agreement] = field(default_factory=dict)
+    meetings: list[Meeting] = field(default_factory=list)
+
+
+def room_key(room: DutyRoom) -> str:
+    return f"db:{room.id}"
+
+
+async def load_state(session: AsyncSession) -> State:
+    async def all_of(statement: Any) -> list[Any]:
+        return list((await session.execute(statement)).scalars().unique())
+
+    state = State()
+    state.units = {u.code: u for u in await all_of(select(Unit).order_by(Unit.id))}
+    state.zones = {z.code: z for z in await all_of(
+        select(Zone).options(selectinload(Zone.memberships)).order_by(Zone.id))}
+    state.branches = {b.code: b for b in await all_of(select(Branch).order_by(Branch.id))}
+    state.mechanisms = {m.code: m for m in await all_of(
+        select(Mechanism).order_by(Mechanism.id))}
+    state.rooms = {room_key(r): r for r in await all_of(
+        select(DutyRoom).options(selectinload(DutyRoom.roster).selectinload(Roster.members))
+        .order_by(DutyRoom.id))}
+    state.rotations = {r.zone_id: r for r in await all_of(
+        select(ChairRotation).options(selectinload(ChairRotation.entries)))}
+    state.agreements = {a.code: a for a in await all_of(
+        select(Agreement).options(
+            selectinload(Agreement.parties),
+            selectinload(Agreement.clauses).selectinload(Clause.mechanisms),
+        ).order_by(Agreement.id))}
+    state.meetings = await all_of(
+        select(Meeting).options(selectinload(Meeting.participants)).order_by(Meeting.id))
+    return state
+
+
+def existing_from(state: State) -> Existing:
+    code_of = {u.id: u.code for u in state.units.values()}
+    existing = Existing()
+    for u in state.units.values():
+        existing.units[u.code] = unit_tiers(
+            u.code, u.name, u.short_name, u.abbreviation, u.english, u.aliases)
+        existing.unit_parents[u.code] = code_of.get(u.parent_id) if u.parent_id else None
+        existing.unit_timezones[u.code] = u.timezone
+    for z in state.zones.values():
+        existing.zones[z.code] = zone_tiers(z.code, z.name, z.short_name, z.english, z.aliases)
+    for b in state.branches.values():
+        existing.branches[b.code] = named_tiers(b.code, b.name, b.english, b.aliases)
+    for m in state.mechanisms.values():
+        existing.mechanisms[m.code] = named_tiers(m.code, m.name, m.english, m.aliases)
+    for a in state.agreements.values():
+        existing.agreements[a.code] = agreement_tiers(a.code, a.title, a.short_title)
+    for key, r in state.rooms.items():
+        existing.duty_rooms[key] = RoomInfo(key, code_of[r.unit_id], r.title, r.chat_id,
+                                            r.timezone)
+    return existing
+
+
+def assign(obj: Any, values: dict[str, Any]) -> bool:
+    """Set the attributes that differ; True if any did."""
+    changed = False
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
+
+
+class Applier:
+    def __init__(self, session: AsyncSession, state: State, plan: Plan) -> None:
+        self.session = session
+        self.state = state
+        self.plan = plan.sections
+        self.counts = {name: SectionCounts() for name in COUNTED}
+
+    def unit_id(self, code: str | None) -> int | None:
+        return None if code is None else self.state.units[code].id
+
+    def zone_id(self, code: str | None) -> int | None:
+        return None if code is None else self.state.zones[code].id
+
+    async def run(self) -> dict[str, SectionCounts]:
+        await self.named("branches", Branch, self.state.branches)
+        await self.named("mechanisms", Mechanism, self.state.mechanisms)
+        await self.units()
+        await self.zones()
+        await self.users()
+        await self.liaisons()
+        rooms = await self.duty_rooms()
+        await self.rosters(rooms)
+        await self.chair_rotations()
+        await self.agreements()
+        await self.meetings()
+        await self.session.flush()
+        return self.counts
+
+    async def named(self, section: str, model: Any, rows: dict[str, Any]) -> None:
+        for r in self.plan[section]:
+            values = {"name": r["name"], "english": r["english"], "aliases": r["aliases"]}
+            row = rows.get(r["code"])
+            if row is None:
+                row = rows[r["code"]] = model(code=r["code"], **values)
+                self.session.add(row)
+                self.counts[section].add(True, True)
+            else:
+                self.counts[section].add(False, assign(row, values))
+        await self.session.flush()
+
+    async def units(self) -> None:
+        status: list[tuple[Unit, bool, bool]] = []
+        for r in self.plan["units"]:
+            values = {
+                "name": r["name"], "short_name": r["short_name"],
+                "abbreviation": r["abbreviation"], "english": r["english"],
+                "aliases": r["aliases"], "level": r["level"], "timezone": r["timezone"],
+                "duty_phone": r["duty_phone"],
+            }
+            unit = self.state.units.get(r["code"])
+            if unit is None:
+                unit = self.state.units[r["code"]] = Unit(code=r["code"], **values)
+                self.session.add(unit)
+                status.append((unit, True, True))
+            else:
+                status.append((unit, False, assign(unit, values)))
+        await self.session.flush()  # parents second, so ids follow the file's order
+        for (unit, created, changed), r in zip(status, self.plan["units"], strict=True):
+            changed = assign(unit, {"parent_id": self.unit_id(r["parent"])}) or changed
+            self.counts["units"].add(created, changed)
+        await self.session.flush()
+
+    async def zones(self) -> None:
+        for r in self.plan["zones"]:
+            values = {
+                "name": r["name"], "short_name": r["short_name"], "english": r["english"],
+                "aliases": r["aliases"], "description": r["description"],
+            }
+            wanted = {self.unit_id(c): MembershipKind.member for c in r["members"]}
+            wanted.update({self.unit_id(c): MembershipKind.partner for c in r["partners"]})
+            zone = self.state.zones.get(r["code"])
+            if zone is None:
+                zone = self.state.zones[r["code"]] = Zone(
+                    code=r["code"], **values,
+                    memberships=[ZoneMembership(unit_id=u, kind=k) for u, k in wanted.items()],
+                )
+                self.session.add(zone)
+                self.counts["zones"].add(True, True)
+                continue
+            changed = assign(zone, values)
+            current = {m.unit_id: m for m in zone.memberships}
+            for unit_id, membership in current.items():
+                if unit_id not in wanted:
+                    zone.memberships.remove(membership)
+                    changed = True
+                else:
+                    changed = assign(membership, {"kind": wanted[unit_id]}) or changed
+            for unit_id, kind in wanted.items():
+                if unit_id not in current:
+                    zone.memberships.append(ZoneMembership(unit_id=unit_id, kind=kind))
+                    changed = True
+            self.counts["zones"].add(False, changed)
+        await self.session.flush()
+
+    async def users(self) -> None:
+        records = self.plan["users"]
+        if not records:
+            return
+        columns = (User.full_name, User.username, User.role, User.unit_id, User.language,
+                   User.active)
+        names = [c.key for c in columns]
+        existing = {
+            row[1]: (row[0], tuple(row[2:]))
+            for row in await self.session.execute(select(User.id, User.telegram_id, *columns))
+        }
+        inserts, updates = [], []
+        for r in records:
+            wanted = (r["name"], r["username"], r["role"], self.unit_id(r["unit"]),
+                      r["language"], r["active"])
+            found = existing.get(r["telegram_id"])
+            if found is None:
+                inserts.append({"telegram_id": r["telegram_id"], **dict(zip(names, wanted,
+                                                                            strict=True))})
+                self.counts["users"].add(True, True)
+            elif found[1] != wanted:
+                updates.append({"id": found[0], **dict(zip(names, wanted, strict=True))})
+                self.counts["users"].add(False, True)
+            else:
+                self.counts["users"].add(False, False)
+        if inserts:
+            await self.session.execute(insert(User), inserts)
+        if updates:
+            await self.session.execute(update(User), updates)
+
+    async def liaisons(self) -> None:
+        records = self.plan["liaisons"]
+        if not records:
+            return
+        columns = (Liaison.title, Liaison.role, Liaison.phones, Liaison.telegram_user_id,
+                   Liaison.telegram_username, Liaison.notes, Liaison.active)
+        names = [c.key for c in columns]
+        existing = {
+            (row[1], row[2], row[3]): (row[0], tuple(row[4:]))
+            for row in await self.session.execute(
+                select(Liaison.id, Liaison.unit_id, Liaison.branch_id, Liaison.name, *columns)
+            )
+        }
+        branch_ids = {code: b.id for code, b in self.state.branches.items()}
+        unit_ids = {code: u.id for code, u in self.state.units.items()}
+        inserts, updates = [], []
+        counts = self.counts["liaisons"]
+        for r in records:
+            unit_id = unit_ids[r["unit"]]
+            branch_id = branch_ids[r["branch"]] if r["branch"] else None
+            wanted = (r["title"], r["role"], r["phones"], r["telegram_id"], r["username"],
+                      r["notes"], r["active"])
+            found = existing.get((unit_id, branch_id, r["name"]))
+            if found is None:
+                inserts.append({"unit_id": unit_id, "branch_id": branch_id, "name": r["name"],
+                                **dict(zip(names, wanted, strict=True))})
+                counts.created += 1
+            elif found[1] != wanted:
+                updates.append({"id": found[0], **dict(zip(names, wanted, strict=True))})
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+        if inserts:
+            await self.session.execute(insert(Liaison), inserts)
+        if updates:
+            await self.session.execute(update(Liaison), updates)
+
+    async def duty_rooms(self) -> dict[str, DutyRoom]:
+        rooms = dict(self.state.rooms)
+        for r in self.plan["duty_rooms"]:
+            values = {
+                "unit_id": self.unit_id(r["unit"]), "title": r["title"], "chat_id": r["chat_id"],
+                "phone": r["phone"], "timezone": r["timezone"], "active": r["active"],
+            }
+            room = rooms.get(r["_key"])
+            if room is None:
+                room = rooms[r["_key"]] = DutyRoom(**values)
+                self.session.add(room)
+                self.counts["duty_rooms"].add(True, True)
+            else:
+                self.counts["duty_rooms"].add(False, assign(room, values))
+        await self.session.flush()
+        return rooms
+
+    async def rosters(self, rooms: dict[str, DutyRoom]) -> None:
+        if not self.plan["rosters"]:
+            return
+        telegram_ids = {m["telegram_id"] for r in self.plan["rosters"] for m in r["members"]
+                        if m["telegram_id"]}
+        user_ids: dict[int, int] = {}
+        if telegram_ids:
+            rows = await self.session.execute(
+                select(User.telegram_id, User.id).where(User.telegram_id.in_(telegram_ids)))
+            user_ids = {tid: uid for tid, uid in rows}
+        existing = {room.id: room.roster for room in self.state.rooms.values() if room.roster}
+        for r in self.plan["rosters"]:
+            room = rooms[r["duty_room"]]
+            values = {
+                "pattern": r["pattern"], "anchor_date": r["anchor_date"],
+                "timezone": r["timezone"], "shift_starts": r["shift_starts"],
+            }
+            members = [
+                {"position": index, "name": m["name"], "phone": m["phone"],
+                 "telegram_user_id": m["telegram_id"],
+                 "user_id": user_ids.get(m["telegram_id"]) if m["telegram_id"] else None}
+                for index, m in enumerate(r["members"])
+            ]
+            roster = existing.get(room.id)
+            if roster is None:
+                roster = Roster(duty_room_id=room.id, **values,
+                                members=[RosterMember(**m) for m in members])
+                self.session.add(roster)
+                self.counts["rosters"].add(True, True)
+                continue
+            changed = assign(roster, values)
+            current = sorted(roster.members, key=lambda m: m.position)
+            for member, wanted in zip(current, members, strict=False):
+                changed = assign(member, wanted) or changed
+            for member in current[len(members):]:
+                roster.members.remove(member)
+                changed = True
+            for wanted in members[len(current):]:
+                roster.members.append(RosterMember(**wanted))
+                changed = True
+            self.counts["rosters"].add(False, changed)
+        await self.session.flush()
+
+    async def chair_rotations(self) -> None:
+        for r in self.plan["chair_rotations"]:
+            zone_id = self.state.zones[r["zone"]].id
+            values = {"term_months": r["term_months"], "anchor_date": r["anchor_date"]}
+            order = [self.unit_id(code) for code in r["order"]]
+            rotation = self.state.rotations.get(zone_id)
+            if rotation is None:
+                rotation = self.state.rotations[zone_id] = ChairRotation(
+                    zone_id=zone_id, **values,
+                    entries=[ChairRotationEntry(position=i, unit_id=u)
+                             for i, u in enumerate(order)],
+                )
+                self.session.add(rotation)
+                self.counts["chair_rotations"].add(True, True)
+                continue
+            changed = assign(rotation, values)
+            current = sorted(rotation.entries, key=lambda e: e.position)
+            for index, (entry, unit_id) in enumerate(zip(current, order, strict=False)):
+                changed = assign(entry, {"position": index, "unit_id": unit_id}) or changed
+            for entry in current[len(order):]:
+                rotation.entries.remove(entry)
+                changed = True
+            for index in range(len(current), len(order)):
+                rotation.entries.append(ChairRotationEntry(position=index, unit_id=order[index]))
+                changed = True
+            self.counts["chair_rotations"].add(False, changed)
+        await self.session.flush()
+
+    async def agreements(self) -> None:
+        status: list[tuple[Agreement, bool, bool]] = []
+        for r in self.plan["agreements"]:
+            values = {
+                "title": r["title"], "short_title": r["short_title"],
+                "zone_id": self.zone_id(r["zone"]), "signed_on": r["signed_on"],
+                "signed_at": r["signed_at"], "status": r["status"], "summary": r["summary"],
+            }
+            parties = [self.unit_id(code) for code in r["parties"]]
+            agreement = self.state.agreements.get(r["code"])
+            if agreement is None:
+                agreement = self.state.agreements[r["code"]] = Agreement(
+                    code=r["code"], **values,
+                    parties=[AgreementParty(unit_id=u) for u in parties],
+                    clauses=[self.new_clause(i, c) for i, c in enumerate(r["clauses"])],
+                )
+                self.session.add(agreement)
+                status.append((agreement, True, True))
+                continue
+            changed = assign(agreement, values)
+            current = {p.unit_id: p for p in agreement.parties}
+            for unit_id, party in current.items():
+                if unit_id not in parties:
+                    agreement.parties.remove(party)
+                    changed = True
+            for unit_id in parties:
+                if unit_id not in current:
+                    agreement.parties.append(AgreementParty(unit_id=unit_id))
+                    changed = True
+            changed = self.sync_clauses(agreement, r["clauses"]) or changed
+            status.append((agreement, False, changed))
+        await self.session.flush()
+        for (agreement, created, changed), r in zip(status, self.plan["agreements"], strict=True):
+            supersedes = self.state.agreements[r["supersedes"]].id if r["supersedes"] else None
+            changed = assign(agreement, {"supersedes_id": supersedes}) or changed
+            self.counts["agreements"].add(created, changed)
+        await self.session.flush()
+
+    def new_clause(self, position: int, c: dict[str, Any]) -> Clause:
+        self.counts["clauses"].add(True, True)
+        return Clause(
+            number=c["number"], position=position, heading=c["heading"], text=c["text"],
+            mechanisms=[self.state.mechanisms[code] for code in c["mechanisms"]],
+        )
+
+    def sync_clauses(self, agreement: Agreement, wanted: list[dict[str, Any]]) -> bool:
+        changed = False
+        current = {clause.number: clause for clause in agreement.clauses}
+        numbers = {c["number"] for c in wanted}
+        for number, clause in current.items():
+            if number not in numbers:
+                agreement.clauses.remove(clause)
+                self.counts["clauses"].removed += 1
+                changed = True
+        for position, c in enumerate(wanted):
+            clause = current.get(c["number"])
+            if clause is None:
+                agreement.clauses.append(self.new_clause(position, c))
+                changed = True
+                continue
+            clause_changed = assign(
+                clause, {"position": position, "heading": c["heading"], "text": c["text"]})
+            mechanisms = [self.state.mechanisms[code] for code in c["mechanisms"]]
+            if {m.id for m in clause.mechanisms} != {m.id for m in mechanisms}:
+                clause.mechanisms = mechanisms
+                clause_changed = True
+            self.counts["clauses"].add(False, clause_changed)
+            changed = changed or clause_changed
+        return changed
+
+    async def meetings(self) -> None:
+        by_code = {m.code: m for m in self.state.meetings if m.code}
+        by_title = {(fold(m.title), m.starts_at): m for m in self.state.meetings if not m.code}
+        for r in self.plan["meetings"]:
+            values = {
+                "zone_id": self.zone_id(r["zone"]), "kind": r["kind"], "title": r["title"],
+                "starts_at": r["starts_at"], "ends_at": r["ends_at"], "timezone": r["timezone"],
+                "place": r["place"], "video_link": r["video_link"], "agenda": r["agenda"],
+                "status": r["status"], "reminder_offsets": r["reminder_offsets"],
+            }
+            participants = [self.unit_id(code) for code in r["participants"]]
+            if r["code"]:
+                meeting = by_code.get(r["code"])
+            else:
+                meeting = by_title.get((fold(r["title"]), r["starts_at"]))
+            if meeting is None:
+                meeting = Meeting(
+                    code=r["code"], **values,
+                    participants=[MeetingParticipant(unit_id=u) for u in participants],
+                )
+                self.session.add(meeting)
+                self.counts["meetings"].add(True, True)
+                continue
+            changed = assign(meeting, values)
+            current = {p.unit_id: p for p in meeting.participants}
+            for unit_id, participant in current.items():
+                if unit_id not in participants:
+                    meeting.participants.remove(participant)
+                    changed = True
+            for unit_id in participants:
+                if unit_id not in current:
+                    meeting.participants.append(MeetingParticipant(unit_id=unit_id))
+                    changed = True
+            if changed:
+                meeting.revision = (meeting.revision or 1) + 1
+            self.counts["meetings"].add(False, changed)
+
+
+async def apply_plan(session: AsyncSession, state: State, plan: Plan) -> dict[str, SectionCounts]:
+    return await Applier(session, state, plan).run()

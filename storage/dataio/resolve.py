@@ -1,0 +1,430 @@
+"""References and identities: what the file's names point at, in the file or the database.
+
+A `Catalog` answers "which entity does this name mean" in tiers (code, then full
+name, then short name, then abbreviations, English names and aliases); the first
+tier with a match decides, and two matches in that tier are an ambiguity. Entities
+in the file override the database rows with the same code, so a file that renames a
+unit is checked against its new name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.dataio.problems import Problems
+from storage.dataio.schema import BAD, DEFAULT_TIMEZONE, SECTIONS, fold, usable
+
+Tiers = tuple[tuple[str, ...], ...]
+
+
+def _tiers(*levels: Iterable[str | None]) -> Tiers:
+    return tuple(tuple(name for name in level if name) for level in levels)
+
+
+def unit_tiers(
+    code: str, name: str | None, short_name: str | None, abbreviation: str | None,
+    english: str | None, aliases: Sequence[str] | None,
+) -> Tiers:
+    return _tiers([code], [name], [short_name], [abbreviation, english, *(aliases or [])])
+
+
+def zone_tiers(
+    code: str, name: str | None, short_name: str | None, english: str | None,
+    aliases: Sequence[str] | None,
+) -> Tiers:
+    return _tiers([code], [name], [short_name], [english, *(aliases or [])])
+
+
+def named_tiers(
+    code: str, name: str | None, english: str | None, aliases: Sequence[str] | None
+) -> Tiers:
+    """Branches and mechanisms: code, name, then English name and aliases."""
+    return _tiers([code], [name], [english, *(aliases or [])])
+
+
+def agreement_tiers(code: str, title: str | None, short_title: str | None) -> Tiers:
+    return _tiers([code], [title], [short_title])
+
+
+class Catalog:
+    """Names of one kind of entity, resolved tier by tier."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.entries: dict[str, Tiers] = {}
+        self._maps: list[dict[str, set[str]]] | None = None
+        self._cache: dict[str, tuple[str | None, str | None]] = {}
+
+    def put(self, code: str, tiers: Tiers) -> None:
+        self.entries[code] = tiers
+        self._maps = None
+        self._cache.clear()
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.entries
+
+    def _build(self) -> list[dict[str, set[str]]]:
+        if self._maps is None:
+            depth = max((len(t) for t in self.entries.values()), default=0)
+            maps: list[dict[str, set[str]]] = [{} for _ in range(depth)]
+            for code, tiers in self.entries.items():
+                for level, names in enumerate(tiers):
+                    for name in names:
+                        maps[level].setdefault(fold(name), set()).add(code)
+            self._maps = maps
+        return self._maps
+
+    def resolve(self, value: Any) -> tuple[str | None, str | None]:
+        """(code, None) or (None, why not)."""
+        text = str(value)
+        hit = self._cache.get(text)
+        if hit is not None:
+            return hit
+        key = fold(text)
+        result: tuple[str | None, str | None] = (None, f"no {self.label} named {text}")
+        for names in self._build():
+            codes = names.get(key)
+            if codes:
+                if len(codes) == 1:
+                    result = (next(iter(codes)), None)
+                else:
+                    result = (None, f"{text} is ambiguous: it names the {self.label}s "
+                                    f"{', '.join(sorted(codes))}; use the code")
+                break
+        self._cache[text] = result
+        return result
+
+    def preferred(self, code: str, candidates: Iterable[str | None]) -> str:
+        """The first candidate name that resolves back to `code` (for exports), else the code."""
+        for candidate in candidates:
+            if candidate and self.resolve(candidate)[0] == code:
+                return candidate
+        return code
+
+
+@dataclass
+class RoomInfo:
+    key: str
+    unit: str
+    title: str
+    chat_id: int | None
+    timezone: str | None
+
+
+@dataclass
+class Existing:
+    """What the database already holds, as far as validation needs to know."""
+
+    zones: dict[str, Tiers] = field(default_factory=dict)
+    units: dict[str, Tiers] = field(default_factory=dict)
+    unit_parents: dict[str, str | None] = field(default_factory=dict)
+    unit_timezones: dict[str, str | None] = field(default_factory=dict)
+    branches: dict[str, Tiers] = field(default_factory=dict)
+    mechanisms: dict[str, Tiers] = field(default_factory=dict)
+    agreements: dict[str, Tiers] = field(default_factory=dict)
+    duty_rooms: dict[str, RoomInfo] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The validated file: clean records whose references are identities (codes)."""
+
+    sections: dict[str, list[dict[str, Any]]]
+
+
+def _first_paths(records: list[dict[str, Any]], key: str) -> dict[Any, str]:
+    paths: dict[Any, str] = {}
+    for record in records:
+        if usable(record, key) and record.get(key) is not None:
+            paths.setdefault(record[key], record["_path"])
+    return paths
+
+
+class Resolver:
+    def __init__(
+        self, sections: dict[str, list[dict[str, Any]]], existing: Existing, problems: Problems
+    ) -> None:
+        self.s = sections
+        self.existing = existing
+        self.problems = problems
+        self.zones = Catalog("zone")
+        self.units = Catalog("unit")
+        self.branches = Catalog("branch")
+        self.mechanisms = Catalog("mechanism")
+        self.agreements = Catalog("agreement")
+
+    # ------------------------------------------------------------------ helpers
+
+    def bad(self, record: dict[str, Any], path: str, message: str) -> None:
+        self.problems.add(path, message)
+        record["_bad"] = True
+
+    def one(self, record: dict[str, Any], name: str, catalog: Catalog) -> None:
+        value = record.get(name)
+        if value is None or value is BAD:
+            return
+        code, error = catalog.resolve(value)
+        if error:
+            self.bad(record, f"{record['_path']}.{name}", error)
+            record[name] = BAD
+        else:
+            record[name] = code
+
+    def many(
+        self, record: dict[str, Any], name: str, catalog: Catalog,
+        seen: dict[str, str] | None = None,
+    ) -> None:
+        """Resolve a list; an entity named twice (here or in `seen`) is an error."""
+        values = record.get(name)
+        if not values or values is BAD:
+            return
+        seen = {} if seen is None else seen
+        codes: list[str] = []
+        for index, value in enumerate(values):
+            path = f"{record['_path']}.{name}[{index}]"
+            code, error = catalog.resolve(value)
+            if error:
+                self.bad(record, path, error)
+            elif code in seen:
+                self.bad(record, path, f"{value} is listed twice (also {seen[code]})")
+            else:
+                seen[code] = path
+                codes.append(code)
+        record[name] = codes
+
+    def unique(self, section: str, key: Any, what: str) -> None:
+        """Records of a section must not share an identity; `key` computes it (or None)."""
+        first: dict[Any, str] = {}
+        for record in self.s[section]:
+            identity = key(record)
+            if identity is None:
+                continue
+            if identity in first:
+                self.bad(record, record["_path"], f"duplicate {what} (also {first[identity]})")
+            else:
+                first[identity] = record["_path"]
+
+    def register(
+        self, section: str, catalog: Catalog, existing: dict[str, Tiers], tiers: Any
+    ) -> None:
+        for code, value in existing.items():
+            catalog.put(code, value)
+        seen: set[str] = set()
+        for record in self.s[section]:
+            if not usable(record, "code"):
+                continue
+            code = record["code"]
+            if code in seen:
+                record["_dup"] = True
+                self.bad(record, f"{record['_path']}.code", f"duplicate code {code} (also "
+                         f"{_first_paths(self.s[section], 'code')[code]})")
+                continue
+            seen.add(code)
+            catalog.put(code, tiers(record))
+
+    def unique_names(self, section: str, catalog: Catalog, label: str, column: str) -> None:
+        """A unique column (unit name, branch name): no two entities may share it."""
+        owners: dict[str, list[str]] = {}
+        for code, tiers in catalog.entries.items():
+            if len(tiers) > 1 and tiers[1]:
+                owners.setdefault(tiers[1][0], []).append(code)
+        paths = _first_paths(self.s[section], "code")
+        for record in self.s[section]:
+            if not usable(record, "code", column) or record.get("_dup"):
+                continue
+            others = [c for c in owners.get(record[column], []) if c != record["code"]]
+            if others:
+                where = ", ".join(
+                    f"{label} {c} ({paths[c]})" if c in paths else f"{label} {c} in the database"
+                    for c in others
+                )
+                self.bad(record, f"{record['_path']}.{column}",
+                         f"{record[column]} is already the {column} of {where}")
+
+    # ------------------------------------------------------------------ the checks
+
+    def run(self) -> Plan:
+        s = self.s
+        u = lambda r, *n: usable(r, *n)  # noqa: E731
+        self.register("zones", self.zones, self.existing.zones, lambda r: zone_tiers(
+            r["code"], r.get("name") if u(r, "name") else None,
+            r.get("short_name") if u(r, "short_name") else None,
+            r.get("english") if u(r, "english") else None,
+            r.get("aliases") if u(r, "aliases") else None))
+        self.register("units", self.units, self.existing.units, lambda r: unit_tiers(
+            r["code"], r.get("name") if u(r, "name") else None,
+            r.get("short_name") if u(r, "short_name") else None,
+            r.get("abbreviation") if u(r, "abbreviation") else None,
+            r.get("english") if u(r, "english") else None,
+            r.get("aliases") if u(r, "aliases") else None))
+        for section, catalog, existing in (
+            ("branches", self.branches, self.existing.branches),
+            ("mechanisms", self.mechanisms, self.existing.mechanisms),
+        ):
+            self.register(section, catalog, existing, lambda r: named_tiers(
+                r["code"], r.get("name") if u(r, "name") else None,
+                r.get("english") if u(r, "english") else None,
+                r.get("aliases") if u(r, "aliases") else None))
+        self.register("agreements", self.agreements, self.existing.agreements,
+                      lambda r: agreement_tiers(
+                          r["code"], r.get("title") if u(r, "title") else None,
+                          r.get("short_title") if u(r, "short_title") else None))
+        self.unique_names("units", self.units, "unit", "name")
+        self.unique_names("branches", self.branches, "branch", "name")
+        self.unique_names("mechanisms", self.mechanisms, "mechanism", "name")
+
+        for record in s["zones"]:
+            seen: dict[str, str] = {}
+            self.many(record, "members", self.units, seen)
+            self.many(record, "partners", self.units, seen)
+        self._units()
+        for record in s["users"]:
+            self.one(record, "unit", self.units)
+        self.unique("users", lambda r: r["telegram_id"] if u(r, "telegram_id") else None,
+                    "telegram_id")
+        for record in s["liaisons"]:
+            self.one(record, "unit", self.units)
+            self.one(record, "branch", self.branches)
+        self.unique("liaisons", lambda r: (r["unit"], r["branch"], r["name"])
+                    if u(r, "unit", "branch", "name") else None, "liaison (unit, branch, name)")
+        rooms = self._duty_rooms()
+        self._rosters(rooms)
+        for record in s["chair_rotations"]:
+            self.one(record, "zone", self.zones)
+            self.many(record, "order", self.units)
+        self.unique("chair_rotations", lambda r: r["zone"] if u(r, "zone") else None,
+                    "chair rotation for this zone")
+        self._agreements()
+        self._meetings()
+        return Plan({name: s[name] for name in SECTIONS})
+
+    def _units(self) -> None:
+        parents = dict(self.existing.unit_parents)
+        for record in self.s["units"]:
+            self.one(record, "parent", self.units)
+            if usable(record, "code", "parent"):
+                if record["parent"] == record["code"]:
+                    self.bad(record, f"{record['_path']}.parent", "a unit cannot be its own parent")
+                    continue
+                parents[record["code"]] = record["parent"]
+        for record in self.s["units"]:
+            if not usable(record, "code", "parent") or record["parent"] is None:
+                continue
+            chain, current = [record["code"]], parents.get(record["code"])
+            while current is not None and current not in chain:
+                chain.append(current)
+                current = parents.get(current)
+            if current is not None and current == record["code"]:
+                self.bad(record, f"{record['_path']}.parent",
+                         "units form a loop: " + " → ".join([*chain, current]))
+
+    def _duty_rooms(self) -> dict[str, RoomInfo]:
+        """Match the file's rooms to the database's (by chat id, else unit and title)."""
+        by_chat = {r.chat_id: r.key for r in self.existing.duty_rooms.values() if r.chat_id}
+        by_title = {(r.unit, fold(r.title)): r.key for r in self.existing.duty_rooms.values()}
+        rooms = dict(self.existing.duty_rooms)
+        for index, record in enumerate(self.s["duty_rooms"]):
+            self.one(record, "unit", self.units)
+            if not usable(record, "unit", "title", "chat_id"):
+                continue
+            key = by_chat.get(record["chat_id"]) if record["chat_id"] else None
+            if key is None:
+                key = by_title.get((record["unit"], fold(record["title"])))
+            record["_key"] = key or f"new:{index}"
+        self.unique("duty_rooms", lambda r: r.get("_key"), "duty room (same chat or unit/title)")
+        self.unique("duty_rooms", lambda r: r["chat_id"] if u_chat(r) else None, "chat_id")
+        for record in self.s["duty_rooms"]:
+            if record.get("_key") and not record.get("_bad"):
+                rooms[record["_key"]] = RoomInfo(record["_key"], record["unit"], record["title"],
+                                                 record["chat_id"], record["timezone"])
+        return rooms
+
+    def _rosters(self, rooms: dict[str, RoomInfo]) -> None:
+        by_chat: dict[int, list[str]] = {}
+        by_title: dict[str, list[str]] = {}
+        by_unit: dict[str, list[str]] = {}
+        for room in rooms.values():
+            if room.chat_id:
+                by_chat.setdefault(room.chat_id, []).append(room.key)
+            by_title.setdefault(fold(room.title), []).append(room.key)
+            by_unit.setdefault(room.unit, []).append(room.key)
+        for record in self.s["rosters"]:
+            value = record.get("duty_room")
+            if value is None or value is BAD:
+                continue
+            path = f"{record['_path']}.duty_room"
+            if isinstance(value, int):
+                keys = by_chat.get(value, [])
+            else:
+                keys = by_title.get(fold(value), [])
+                if not keys:
+                    unit, _error = self.units.resolve(value)
+                    keys = by_unit.get(unit, []) if unit else []
+            if len(keys) != 1:
+                self.bad(record, path, f"no duty room {value}" if not keys else
+                         f"{value} names {len(keys)} duty rooms; give the room's chat_id")
+                record["duty_room"] = BAD
+                continue
+            room = rooms[keys[0]]
+            record["duty_room"] = room.key
+            if record.get("timezone") is None:
+                record["timezone"] = (room.timezone or self._unit_timezone(room.unit)
+                                      or DEFAULT_TIMEZONE)
+        self.unique("rosters", lambda r: r["duty_room"] if usable(r, "duty_room") else None,
+                    "roster for this duty room")
+
+    def _unit_timezone(self, code: str) -> str | None:
+        for record in self.s["units"]:
+            if usable(record, "code", "timezone") and record["code"] == code:
+                return record["timezone"]
+        return self.existing.unit_timezones.get(code)
+
+    def _agreements(self) -> None:
+        for record in self.s["agreements"]:
+            self.one(record, "zone", self.zones)
+            self.one(record, "supersedes", self.agreements)
+            if usable(record, "code", "supersedes") and record["supersedes"] == record["code"]:
+                self.bad(record, f"{record['_path']}.supersedes",
+                         "an agreement cannot supersede itself")
+            self.many(record, "parties", self.units)
+            clauses = record.get("clauses")
+            if not clauses or clauses is BAD:
+                continue
+            numbers: dict[str, str] = {}
+            for clause in clauses:
+                self.many(clause, "mechanisms", self.mechanisms)
+                if clause.get("_bad"):
+                    record["_bad"] = True
+                number = clause.get("number")
+                if number is None or number is BAD:
+                    continue
+                if number in numbers:
+                    self.bad(record, f"{clause['_path']}.number",
+                             f"duplicate clause number {number} (also {numbers[number]})")
+                else:
+                    numbers[number] = clause["_path"]
+
+    def _meetings(self) -> None:
+        for record in self.s["meetings"]:
+            self.one(record, "zone", self.zones)
+            self.many(record, "participants", self.units)
+        self.unique("meetings", lambda r: r["code"] if usable(r, "code") and r["code"] else None,
+                    "meeting code")
+        self.unique(
+            "meetings",
+            lambda r: (fold(r["title"]), r["starts_at"])
+            if usable(r, "title", "starts_at") and r.get("code") is None else None,
+            "meeting without a code (same title and start)",
+        )
+
+
+def u_chat(record: dict[str, Any]) -> bool:
+    return usable(record, "chat_id") and record["chat_id"] is not None
+
+
+def resolve(
+    sections: dict[str, list[dict[str, Any]]], existing: Existing, problems: Problems
+) -> Plan:
+    return Resolver(sections, existing, problems).run()
