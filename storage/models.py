@@ -586,6 +586,10 @@ class AssistanceRequest(Base):
     transferred_to_id: Mapped[int | None] = mapped_column(
         ForeignKey("assistance_requests.id", ondelete="SET NULL")
     )
+    # When the request was put in the target unit's duty room (None: undelivered), and the
+    # outbox key of that message, so later state changes edit it.
+    routed_at: Mapped[datetime | None]
+    route_key: Mapped[str | None] = mapped_column(String(200))
     # Optimistic concurrency: two presses at once produce one change.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -614,6 +618,16 @@ class RequestEvent(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
     request: Mapped[AssistanceRequest] = relationship(back_populates="events")
+    actor: Mapped[User | None] = relationship()
+
+
+class RequestCounter(Base):
+    """The last request number issued in a year: XZ-2026-000123 is the 123rd of 2026."""
+
+    __tablename__ = "request_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # --------------------------------------------------------------------------- meetings
