@@ -1,4 +1,4 @@
-"""Fixtures: a clean database per test on SQLite and on PostgreSQL.
+"""Fixtures: a clean database per test on SQLite and on PostgreSQL; the bot on the emulator.
 
 PostgreSQL tests are skipped with a reason when no server answers, except
 under CI (CI=true), where a missing server is an error.
@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.emulator import BotApiEmulator
+from bot.testing import BotHarness
 from bot.testing_db import TestDatabases, postgres_available
 from storage.db import Database
+from storage.models import Unit, Zone, ZoneMembership
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 
@@ -52,3 +55,39 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database(database_url)
     yield database
     await database.dispose()
+
+
+# --------------------------------------------------------------------------- the bot
+
+
+ADMIN_ID = 910000001
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[BotApiEmulator]:
+    async with BotApiEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+async def directory(db: Database) -> dict[str, int]:
+    """A small directory: one zone, two provinces, an admin; returns unit ids by code."""
+    async with db.session() as session:
+        zone = Zone(code="psw", name="泛西南地区警务合作", short_name="泛西南")
+        sichuan = Unit(code="sc", name="四川省公安厅", short_name="四川", abbreviation="川",
+                       english="Sichuan")
+        yunnan = Unit(code="yn", name="云南省公安厅", short_name="云南", abbreviation="滇",
+                      english="Yunnan")
+        session.add_all([zone, sichuan, yunnan])
+        await session.flush()
+        session.add_all([ZoneMembership(zone_id=zone.id, unit_id=u.id) for u in (sichuan, yunnan)])
+        return {"sc": sichuan.id, "yn": yunnan.id, "zone": zone.id}
+
+
+@pytest.fixture
+async def bot(
+    emulator: BotApiEmulator, database_url: str, directory: dict[str, int]
+) -> AsyncIterator[BotHarness]:
+    emulator.add_user(ADMIN_ID, "管理员", username="desk_admin")
+    async with BotHarness(emulator, database_url, admin_ids=[ADMIN_ID]) as harness:
+        yield harness

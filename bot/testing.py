@@ -1,0 +1,149 @@
+"""Drive the real Application against the Bot API emulator, update by update.
+
+Used by the tests, the benchmarks and the console: `await bot.send(user, "/contact 四川")`
+feeds a real update through `Application.process_update` and returns the Bot API calls
+the bot made while handling it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import build_application, shutdown, startup
+from bot.config import Settings, load_settings
+from bot.emulator import ApiCall, BotApiEmulator
+from bot.services import Services, system_now
+from storage.db import Database
+
+# Shaped like a real token, so the redaction test means something.
+TEST_TOKEN = "7000000001:AAF-emulator-test-token-0123456789abc"
+
+
+@dataclass
+class Sent:
+    """What the bot did while handling one update."""
+
+    calls: list[ApiCall]
+
+    @property
+    def texts(self) -> list[str]:
+        return [c.params.get("text") or c.params.get("caption") or "" for c in self.messages]
+
+    @property
+    def messages(self) -> list[ApiCall]:
+        return [c for c in self.calls if c.method in MESSAGE_METHODS and c.ok]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.texts)
+
+    def buttons(self) -> list[tuple[str, str]]:
+        """(label, callback_data) of every inline button in what was sent or edited."""
+        found: list[tuple[str, str]] = []
+        for call in self.messages:
+            markup = call.params.get("reply_markup") or {}
+            for row in markup.get("inline_keyboard", []):
+                found += [(b.get("text", ""), b.get("callback_data", "")) for b in row]
+        return found
+
+    @property
+    def alerts(self) -> list[str]:
+        return [c.params.get("text", "") for c in self.calls
+                if c.method == "answerCallbackQuery" and c.params.get("text")]
+
+
+MESSAGE_METHODS = {"sendMessage", "editMessageText", "sendDocument", "sendPhoto",
+                   "editMessageCaption", "editMessageReplyMarkup"}
+
+
+class BotHarness:
+    def __init__(
+        self,
+        emulator: BotApiEmulator,
+        database_url: str,
+        *,
+        now: Callable[[], datetime] = system_now,
+        **settings: Any,
+    ) -> None:
+        self.emulator = emulator
+        self.settings: Settings = load_settings(
+            _env_file=None,
+            bot_token=TEST_TOKEN,
+            database_url=database_url,
+            telegram_base_url=emulator.base_url,
+            telegram_base_file_url=emulator.base_file_url,
+            **settings,
+        )
+        self.services = Services(settings=self.settings, db=Database(database_url), now=now)
+        self.application: Application = build_application(self.settings, self.services)
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    async def __aenter__(self) -> BotHarness:
+        await self.application.initialize()
+        await startup(self.application, background=False)
+        return self
+
+    async def deliver(self, timeout: float = 30.0) -> Sent:  # noqa: ASYNC109
+        """Send everything due in the outbox; returns the calls that made."""
+        before = len(self.emulator.calls)
+        assert self.services.delivery is not None
+        await self.services.delivery.drain(timeout=timeout)
+        return Sent(self.emulator.calls[before:])
+
+    async def run_due(self, now: datetime | None = None) -> Sent:
+        """Fire what the scheduler has due at `now` (default: the harness clock), deliver it."""
+        assert self.services.scheduler is not None
+        await self.services.scheduler.run_due(now)
+        return await self.deliver()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await shutdown(self.application)
+        await self.application.shutdown()
+
+    async def feed(self, update: dict[str, Any]) -> Sent:
+        before = len(self.emulator.calls)
+        await self.application.process_update(Update.de_json(update, self.application.bot))
+        return Sent(self.emulator.calls[before:])
+
+    async def send(self, user_id: int, text: str, *, chat_id: int | None = None) -> Sent:
+        return await self.feed(
+            self.emulator.make_message_update(user_id, chat_id or user_id, text)
+        )
+
+    async def press(self, user_id: int, sent: Sent | ApiCall, label: str) -> Sent:
+        """Press the button whose label contains `label` (or whose data equals it)."""
+        call = sent if isinstance(sent, ApiCall) else _last_with_buttons(sent.messages)
+        data = None
+        for row in (call.params.get("reply_markup") or {}).get("inline_keyboard", []):
+            for button in row:
+                if label in (button.get("text", ""), button.get("callback_data")) or label in \
+                        button.get("text", ""):
+                    data = button.get("callback_data")
+                    break
+            if data:
+                break
+        if data is None:
+            raise AssertionError(f"no button {label!r} in {call.params.get('reply_markup')}")
+        return await self.press_data(user_id, call, data)
+
+    async def press_data(self, user_id: int, call: ApiCall, data: str) -> Sent:
+        chat_id, message_id = call.message_ref
+        return await self.feed(
+            self.emulator.make_callback_update(user_id, (chat_id, message_id), data)
+        )
+
+
+def _last_with_buttons(calls: Sequence[ApiCall]) -> ApiCall:
+    for call in reversed(calls):
+        if (call.params.get("reply_markup") or {}).get("inline_keyboard"):
+            return call
+    raise AssertionError("the bot sent no inline buttons")

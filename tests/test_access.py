@@ -1,0 +1,191 @@
+"""Registration and access control through the real Application and the emulator."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.testing import BotHarness
+from storage.models import AuditEntry, DutyRoom, Invitation, Role, User
+
+ADMIN_ID = 910000001
+OFFICER_ID = 910000050
+STRANGER_ID = 910000099
+ROOM_ID = -1001000000777
+
+
+def invitation_code(text: str) -> str:
+    return text.split("?start=")[1].split()[0].split("<")[0]
+
+
+async def user_row(bot: BotHarness, telegram_id: int) -> User | None:
+    async with bot.db.session() as session:
+        return (
+            await session.execute(select(User).where(User.telegram_id == telegram_id))
+        ).scalar_one_or_none()
+
+
+async def invite(bot: BotHarness, unit: str = "四川", role: str = "值班员") -> str:
+    sent = await bot.send(ADMIN_ID, f"/invite {unit} {role}")
+    assert "?start=" in sent.text, sent.text
+    return invitation_code(sent.text)
+
+
+async def test_invitation_links_an_account_end_to_end(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    code = await invite(bot)
+
+    sent = await bot.send(OFFICER_ID, f"/start {code}")
+
+    assert "登记成功" in sent.text
+    assert "四川省公安厅" in sent.text and "值班员" in sent.text
+    user = await user_row(bot, OFFICER_ID)
+    assert user is not None and user.role is Role.duty_officer
+    async with bot.db.session() as session:
+        actions = set((await session.execute(select(AuditEntry.action))).scalars())
+    assert {"invitation.create", "invitation.redeem"} <= actions
+    # The private chat's menu now lists what a duty officer may do, in their language.
+    menus = [c for c in bot.emulator.calls if c.method == "setMyCommands"
+             and (c.params.get("scope") or {}).get("chat_id") == OFFICER_ID]
+    assert menus and any(cmd["command"] == "help" for cmd in menus[-1].params["commands"])
+
+
+@pytest.mark.parametrize("problem", ["used", "expired", "unknown", "revoked"])
+async def test_bad_invitations_get_a_clear_answer_and_change_nothing(
+    bot: BotHarness, problem: str
+) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    bot.emulator.add_user(STRANGER_ID, "王五")
+    code = await invite(bot)
+    async with bot.db.session() as session:
+        invitation = (await session.execute(select(Invitation))).scalar_one()
+        if problem == "expired":
+            invitation.expires_at = bot.services.now() - timedelta(minutes=1)
+        if problem == "revoked":
+            invitation.revoked_at = bot.services.now()
+    if problem == "used":
+        await bot.send(OFFICER_ID, f"/start {code}")
+    if problem == "unknown":
+        code = "not-a-real-code"
+
+    sent = await bot.send(STRANGER_ID, f"/start {code}")
+
+    expected = {"used": "已被使用", "expired": "已过期", "unknown": "邀请码无效", "revoked": "撤销"}
+    assert expected[problem] in sent.text
+    assert await user_row(bot, STRANGER_ID) is None
+
+
+async def test_unknown_user_sees_an_explanation_and_nothing_else(bot: BotHarness) -> None:
+    bot.emulator.add_user(STRANGER_ID, "王五")
+    for text in ("/start", "/invite 四川", "/help", "/deactivate 910000001"):
+        sent = await bot.send(STRANGER_ID, text)
+        assert sent.texts, text
+        assert "四川省公安厅" not in sent.text
+        assert "?start=" not in sent.text
+    sent = await bot.send(STRANGER_ID, "/invite 四川")
+    assert "尚未登记" in sent.text
+    async with bot.db.session() as session:
+        assert (await session.execute(select(func.count(Invitation.id)))).scalar_one() == 0
+
+
+async def test_help_lists_what_the_role_can_do(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
+
+    officer_help = (await bot.send(OFFICER_ID, "/help")).text
+    admin_help = (await bot.send(ADMIN_ID, "/help")).text
+
+    assert "/invite" not in officer_help and "/deactivate" not in officer_help
+    assert "/invite" in admin_help and "/deactivate" in admin_help
+    assert "/lang" in officer_help
+
+
+@pytest.mark.parametrize(
+    ("button", "start_text", "help_text"),
+    [
+        ("简体中文", "您是", "功能列表"),
+        ("繁體中文", "您是", "功能列表"),
+        ("English", "You are", "commands"),
+    ],
+)
+async def test_lang_switches_start_and_help(
+    bot: BotHarness, button: str, start_text: str, help_text: str
+) -> None:
+    sent = await bot.send(ADMIN_ID, "/lang")
+    switched = await bot.press(ADMIN_ID, sent, button)
+    assert switched.texts  # the choice message is edited to confirm
+
+    start = (await bot.send(ADMIN_ID, "/start")).text
+    help_ = (await bot.send(ADMIN_ID, "/help")).text
+    assert start_text in start and help_text in help_
+    if button == "繁體中文":
+        assert "說明" not in help_ and "單位" in (await bot.send(ADMIN_ID, "/invite")).text
+    admin = await user_row(bot, ADMIN_ID)
+    languages = {"简体中文": "zh-Hans", "繁體中文": "zh-Hant", "English": "en"}
+    assert admin is not None and admin.language == languages[button]
+
+
+async def test_unregistered_user_greeted_in_their_telegram_language(bot: BotHarness) -> None:
+    bot.emulator.add_user(STRANGER_ID, "John", language_code="en")
+    assert "registered officers only" in (await bot.send(STRANGER_ID, "/start")).text
+
+
+async def test_forged_language_button_changes_nothing(bot: BotHarness) -> None:
+    sent = await bot.send(ADMIN_ID, "/lang")
+    forged = await bot.press_data(ADMIN_ID, sent.messages[-1], "lang:klingon")
+    assert forged.alerts and "失效" in forged.alerts[0]
+    admin = await user_row(bot, ADMIN_ID)
+    assert admin is not None and admin.language is None
+
+
+async def test_register_room_in_a_group(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    bot.emulator.add_group(ROOM_ID, "四川省厅指挥中心值班室")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
+
+    refused = await bot.send(OFFICER_ID, "/register_room 四川", chat_id=ROOM_ID)
+    assert "无权" in refused.text
+    private = await bot.send(ADMIN_ID, "/register_room 四川")
+    assert "值班室群组" in private.text
+    unknown = await bot.send(ADMIN_ID, "/register_room 火星", chat_id=ROOM_ID)
+    assert "没有找到" in unknown.text
+
+    done = await bot.send(ADMIN_ID, "/register_room 四川", chat_id=ROOM_ID)
+    assert "四川省公安厅" in done.text and "值班室" in done.text
+    async with bot.db.session() as session:
+        room = (await session.execute(select(DutyRoom))).scalar_one()
+        assert room.chat_id == ROOM_ID and room.active
+        audit = (
+            await session.execute(
+                select(AuditEntry).where(AuditEntry.action == "duty_room.register")
+            )
+        ).scalar_one()
+    assert audit.chat_id == ROOM_ID
+
+    conflict = await bot.send(ADMIN_ID, "/register_room 云南", chat_id=ROOM_ID)
+    assert "已是" in conflict.text
+
+
+async def test_deactivated_user_loses_access_at_once(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
+    assert "您是" in (await bot.send(OFFICER_ID, "/help")).text
+
+    done = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    assert "已停用" in done.text
+
+    assert "尚未登记" in (await bot.send(OFFICER_ID, "/invite 四川")).text
+    assert "您是" not in (await bot.send(OFFICER_ID, "/help")).text
+    assert "已恢复" in (await bot.send(ADMIN_ID, f"/activate {OFFICER_ID}")).text
+    assert "您是" in (await bot.send(OFFICER_ID, "/help")).text
+
+
+async def test_coordinator_cannot_invite_administrators(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, role='协调员')}")
+    refused = await bot.send(OFFICER_ID, "/invite 云南 管理员")
+    assert "无权" in refused.text
+    allowed = await bot.send(OFFICER_ID, "/invite 云南 值班员")
+    assert "?start=" in allowed.text
