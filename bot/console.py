@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -75,11 +76,12 @@ async def load_cast(db: Database) -> tuple[list[Person], list[Room]]:
         users = (
             await session.execute(
                 select(User).options(selectinload(User.unit)).where(User.active.is_(True))
-                .order_by(User.role.desc(), User.id)
+                .order_by(User.id)
             )
         ).scalars()
         people = [Person(u.telegram_id, u.full_name or str(u.telegram_id), u.role.value,
-                         u.unit.short_name if u.unit else "") for u in users]
+                         u.unit.short_name if u.unit else "")
+                  for u in sorted(users, key=lambda u: -u.role.rank)]
         rooms = [
             Room(r.chat_id, r.title)
             for r in (
@@ -215,6 +217,8 @@ class Console:
 
 async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
                       stdout: TextIO = sys.stdout) -> int:
+    # The terminal is the user's chat window: only problems may interrupt it.
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
     async with BotApiEmulator() as emulator:
         local = settings.model_copy(update={
             "bot_token": SecretStr(TEST_TOKEN),
