@@ -11,13 +11,17 @@ nothing. Entities are matched by identity (codes; users by telegram_id; liaisons
 unit, branch and name; duty rooms by chat_id, else unit and title; rosters by duty
 room; chair rotations by zone; meetings by code, else title and start), so
 importing the same file twice changes nothing the second time.
+
+Users and liaisons are written with bulk INSERT/UPDATE statements, which fire no
+per-object ORM events; code that derives data from them (a search index) registers
+an `after_import` hook, run in the import's transaction once the data is applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ __all__ = [
     "ImportReport",
     "Problem",
     "SectionCounts",
+    "after_import",
     "dump_document",
     "export_document",
     "export_file",
@@ -104,6 +109,21 @@ class ExportReport:
     def summary(self) -> str:
         parts = ", ".join(f"{n} {section}" for section, n in self.counts.items() if n)
         return f"Exported to {self.path}: {parts or 'nothing'}."
+
+
+# --------------------------------------------------------------------------- hooks
+
+ImportHook = Callable[[AsyncSession, "ImportReport"], Awaitable[None]]
+_AFTER_IMPORT: list[ImportHook] = []
+
+
+def after_import(hook: ImportHook) -> ImportHook:
+    """Register `async def hook(session, report)`, run in the import's transaction after a
+    successful import (also when nothing changed: check `report.changed`). Usable as a
+    decorator; registering the same hook twice has no effect."""
+    if hook not in _AFTER_IMPORT:
+        _AFTER_IMPORT.append(hook)
+    return hook
 
 
 # --------------------------------------------------------------------------- validation
@@ -172,6 +192,8 @@ async def import_document(
         return report
     counts = await apply_plan(session, state, plan)
     report.counts = {name: counts[name] for name in COUNTED}
+    for hook in list(_AFTER_IMPORT):
+        await hook(session, report)
     report.seconds = time.perf_counter() - started
     session.add(AuditEntry(
         action="data.import",

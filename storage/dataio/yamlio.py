@@ -28,43 +28,52 @@ class YamlError(Exception):
         self.column = column
 
 
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+
+
+def _implicit(tag: str, pattern: str, first: str) -> None:
+    for char in first:
+        _IMPLICIT.setdefault(char, []).append((tag, re.compile(pattern)))
+
+
+_implicit("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF")
+_implicit("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL)$", "~nN")
+_implicit("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9_]*)$", "-+0123456789")
+_implicit("tag:yaml.org,2002:float", r"^[-+]?(?:0|[1-9][0-9_]*)\.[0-9_]+(?:[eE][-+]?[0-9]+)?$",
+          "-+0123456789")
+
+
 class StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    """Safe loading with YAML 1.2-like plain scalars and no duplicate keys."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        # A fast path of Resolver.resolve without path resolvers (called per scalar).
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                if value == "":
+                    return "tag:yaml.org,2002:null"
+                for tag, regexp in _IMPLICIT.get(value[0], ()):
+                    if regexp.match(value):
+                        return tag
+            return _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, yaml.Node] = {}
+        mapping = super().construct_mapping(node, deep=deep)
+        if isinstance(node, yaml.MappingNode) and len(mapping) != len(node.value):
+            seen: set[Any] = set()
             for key_node, _value in node.value:
                 key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    continue  # SafeConstructor reports unhashable keys itself
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping", node.start_mark,
                         f"found duplicate key {key!r}", key_node.start_mark,
                     )
-                seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
-
-
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
-)
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789")
-)
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
-    list("-+0123456789"),
-)
-StrictLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+                seen.add(key)
+        return mapping
 
 
 def load_yaml(text: str) -> Any:
