@@ -73,8 +73,8 @@ async def _db(settings: Settings, _args: argparse.Namespace) -> int:
 async def prepare_database(settings: Settings) -> None:
     """Migrations first, then the sample data if the database holds no units yet."""
     from sqlalchemy import func, select
-    from storage.dataio import import_file
 
+    from storage.dataio import import_file
     from storage.db import Database
     from storage.migrate import upgrade
     from storage.models import Unit
@@ -117,7 +117,6 @@ async def _console(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from storage.dataio import import_file
-
     from storage.db import Database
     from storage.migrate import upgrade
 
@@ -139,7 +138,6 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _export(settings: Settings, args: argparse.Namespace) -> int:
     from storage.dataio import export_file
-
     from storage.db import Database
 
     db = Database(settings.database_url)
