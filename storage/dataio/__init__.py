@@ -20,6 +20,7 @@ an `after_import` hook, run in the import's transaction once the data is applied
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -137,11 +138,22 @@ def parse_document(text: str) -> tuple[Any, list[Problem]]:
         return None, [Problem("", exc.message, exc.line, exc.column)]
 
 
+_PATH_RE = re.compile(r"^([A-Za-z_]+)(?:\[(\d+)\])?")
+
+
+def _file_order(problem: Problem) -> tuple[int, int]:
+    """Problems sorted by section, then record (stable within a record)."""
+    match = _PATH_RE.match(problem.path)
+    if not match or match.group(1) not in SECTIONS:
+        return (-1, 0)
+    return (SECTIONS.index(match.group(1)), int(match.group(2) or -1))
+
+
 def _plan(document: Any, existing: Existing) -> tuple[Plan | None, list[Problem]]:
     problems = Problems()
     sections = check_shape(document, problems)
     plan = resolve(sections, existing, problems)
-    return (None if problems else plan), problems.items
+    return (None if problems else plan), sorted(problems.items, key=_file_order)
 
 
 def validate(document: Mapping[str, Any] | str, existing: Existing | None = None) -> list[Problem]:

@@ -209,26 +209,40 @@ class Resolver:
     def register(
         self, section: str, catalog: Catalog, existing: dict[str, Tiers], tiers: Any
     ) -> None:
+        """The database's entities, then the file's (which override them by code).
+
+        A record with a bad or duplicate code is registered under a stand-in key with
+        those of its names no one else has, so references to it raise no further errors.
+        """
         for code, value in existing.items():
             catalog.put(code, value)
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
+        stand_ins: list[dict[str, Any]] = []
         for record in self.s[section]:
             if not usable(record, "code"):
+                stand_ins.append(record)
                 continue
             code = record["code"]
             if code in seen:
                 record["_dup"] = True
-                self.bad(record, f"{record['_path']}.code", f"duplicate code {code} (also "
-                         f"{_first_paths(self.s[section], 'code')[code]})")
+                self.bad(record, f"{record['_path']}.code",
+                         f"duplicate code {code} (also {seen[code]})")
+                stand_ins.append(record)
                 continue
-            seen.add(code)
+            seen[code] = record["_path"]
             catalog.put(code, tiers(record))
+        taken = {fold(name) for value in catalog.entries.values() for level in value
+                 for name in level}
+        for record in stand_ins:
+            own = tiers({**record, "code": ""})
+            free = tuple(tuple(n for n in level if fold(n) not in taken) for level in own)
+            catalog.put(f"#{record['_path']}", free)
 
     def unique_names(self, section: str, catalog: Catalog, label: str, column: str) -> None:
         """A unique column (unit name, branch name): no two entities may share it."""
         owners: dict[str, list[str]] = {}
         for code, tiers in catalog.entries.items():
-            if len(tiers) > 1 and tiers[1]:
+            if len(tiers) > 1 and tiers[1] and not code.startswith("#"):
                 owners.setdefault(tiers[1][0], []).append(code)
         paths = _first_paths(self.s[section], "code")
         for record in self.s[section]:
@@ -327,18 +341,25 @@ class Resolver:
         rooms = dict(self.existing.duty_rooms)
         for index, record in enumerate(self.s["duty_rooms"]):
             self.one(record, "unit", self.units)
-            if not usable(record, "unit", "title", "chat_id"):
+            if not usable(record, "unit", "title"):
                 continue
-            key = by_chat.get(record["chat_id"]) if record["chat_id"] else None
+            chat = record["chat_id"] if usable(record, "chat_id") else None
+            key = by_chat.get(chat) if chat else None
             if key is None:
                 key = by_title.get((record["unit"], fold(record["title"])))
             record["_key"] = key or f"new:{index}"
         self.unique("duty_rooms", lambda r: r.get("_key"), "duty room (same chat or unit/title)")
         self.unique("duty_rooms", lambda r: r["chat_id"] if u_chat(r) else None, "chat_id")
+        placed: set[str] = set()
         for record in self.s["duty_rooms"]:
-            if record.get("_key") and not record.get("_bad"):
-                rooms[record["_key"]] = RoomInfo(record["_key"], record["unit"], record["title"],
-                                                 record["chat_id"], record["timezone"])
+            key = record.get("_key")
+            if key is None or key in placed:
+                continue
+            placed.add(key)
+            rooms[key] = RoomInfo(
+                key, record["unit"], record["title"],
+                record["chat_id"] if usable(record, "chat_id") else None,
+                record["timezone"] if usable(record, "timezone") else None)
         return rooms
 
     def _rosters(self, rooms: dict[str, RoomInfo]) -> None:
