@@ -106,16 +106,22 @@ async def seed(db: Database) -> Seed:
             parent_id=units["四川"].id,
         )
         branches = {
-            "刑侦": Branch(code="cid", name="刑侦", english="Criminal Investigation",
-                           aliases=["刑警", "CID"]),
+            "刑侦": Branch(
+                code="cid", name="刑侦", english="Criminal Investigation", aliases=["刑警", "CID"]
+            ),
             "治安": Branch(code="po", name="治安", english="Public Order", aliases=["治安管理"]),
             "禁毒": Branch(code="nc", name="禁毒", english="Narcotics", aliases=["缉毒"]),
             "交管": Branch(code="tr", name="交管", english="Traffic", aliases=["交警"]),
         }
         session.add_all([units["成都"], *branches.values()])
         await session.flush()
-        zone = Zone(code="psw", name="泛西南地区警务合作", short_name="泛西南",
-                    english="Pan-Southwest", aliases=[])
+        zone = Zone(
+            code="psw",
+            name="泛西南地区警务合作",
+            short_name="泛西南",
+            english="Pan-Southwest",
+            aliases=[],
+        )
         session.add(zone)
         await session.flush()
         for member in ("四川", "云南", "青海"):
@@ -131,8 +137,15 @@ async def seed(db: Database) -> Seed:
             session.add(row)
             s.liaisons[key] = row  # type: ignore[assignment]
 
-        liaison("zhangwei", "四川", "刑侦", "张伟", title="刑侦总队联络员",
-                phones=["138-0000-1234"], telegram_username="zhangwei_sc")
+        liaison(
+            "zhangwei",
+            "四川",
+            "刑侦",
+            "张伟",
+            title="刑侦总队联络员",
+            phones=["138-0000-1234"],
+            telegram_username="zhangwei_sc",
+        )
         liaison("lina", "四川", "刑侦", "李娜", role=LiaisonRole.backup, phones=["139 0000 5678"])
         liaison("wangfang", "四川", "治安", "王芳", phones=["028-8600-0001"])
         liaison("zhaoqiang", "四川", None, "赵强", title="指挥中心值班室")
@@ -143,8 +156,13 @@ async def seed(db: Database) -> Seed:
         liaison("zhouchuan", "成都", "刑侦", "周川")
         liaison("sunli", "甘肃", "刑侦", "孙丽", active=False)
         for index, name in enumerate(TRAFFIC_NAMES):
-            liaison(f"traffic{index}", "云南", "交管", name,
-                    role=LiaisonRole.primary if index % 3 else LiaisonRole.backup)
+            liaison(
+                f"traffic{index}",
+                "云南",
+                "交管",
+                name,
+                role=LiaisonRole.primary if index % 3 else LiaisonRole.backup,
+            )
 
         mechanisms = {
             name: Mechanism(code=code, name=name, aliases=[])
@@ -155,34 +173,84 @@ async def seed(db: Database) -> Seed:
             )
         }
         session.add_all(mechanisms.values())
-        in_force = Agreement(code="psw2024", title="泛西南地区警务合作协议（2024）",
-                             short_title="泛西南协议2024", status=AgreementStatus.in_force)
-        old = Agreement(code="psw2019", title="泛西南地區警務合作協議（2019）",
-                        short_title="泛西南协议2019", status=AgreementStatus.superseded)
-        other = Agreement(code="nw", title="西北警务协作区暨川藏多领域警务协作框架协议",
-                          short_title="西北框架协议", status=AgreementStatus.in_force)
+        in_force = Agreement(
+            code="psw2024",
+            title="泛西南地区警务合作协议（2024）",
+            short_title="泛西南协议2024",
+            status=AgreementStatus.in_force,
+        )
+        old = Agreement(
+            code="psw2019",
+            title="泛西南地區警務合作協議（2019）",
+            short_title="泛西南协议2019",
+            status=AgreementStatus.superseded,
+        )
+        other = Agreement(
+            code="nw",
+            title="西北警务协作区暨川藏多领域警务协作框架协议",
+            short_title="西北框架协议",
+            status=AgreementStatus.in_force,
+        )
         session.add_all([in_force, old, other])
         await session.flush()
 
-        def clause(key: str, agreement: Agreement, number: str, position: int,
-                   heading: str | None, body: str, mechs: list[str]) -> None:
-            row = Clause(agreement_id=agreement.id, number=number, position=position,
-                         heading=heading, text=body)
+        def clause(
+            key: str,
+            agreement: Agreement,
+            number: str,
+            position: int,
+            heading: str | None,
+            body: str,
+            mechs: list[str],
+        ) -> None:
+            row = Clause(
+                agreement_id=agreement.id,
+                number=number,
+                position=position,
+                heading=heading,
+                text=body,
+            )
             row.mechanisms = [mechanisms[m] for m in mechs]
             session.add(row)
             s.clauses[key] = row  # type: ignore[assignment]
 
-        clause("intel", in_force, "第一条", 1, "情报信息互享",
-               "各方建立情报信息互享机制，定期交换涉枪涉爆案件线索。", ["情报信息互享"])
-        clause("cases", in_force, "第二条", 2, "执法办案互助",
-               "对跨区域流窜作案的案件，各方收到协查请求后应在四十八小时内答复办理结果。",
-               ["执法办案互助"])
-        clause("guns", in_force, "第三条", 3, "治安管控互动",
-               "对遗失枪支、爆炸物品开展跨区域追查，并互相通报重大涉枪涉爆案件。",
-               ["治安管控互动"])
+        clause(
+            "intel",
+            in_force,
+            "第一条",
+            1,
+            "情报信息互享",
+            "各方建立情报信息互享机制，定期交换涉枪涉爆案件线索。",
+            ["情报信息互享"],
+        )
+        clause(
+            "cases",
+            in_force,
+            "第二条",
+            2,
+            "执法办案互助",
+            "对跨区域流窜作案的案件，各方收到协查请求后应在四十八小时内答复办理结果。",
+            ["执法办案互助"],
+        )
+        clause(
+            "guns",
+            in_force,
+            "第三条",
+            3,
+            "治安管控互动",
+            "对遗失枪支、爆炸物品开展跨区域追查，并互相通报重大涉枪涉爆案件。",
+            ["治安管控互动"],
+        )
         clause("liaison", in_force, "第四条", 4, "协查联络", "建立联络员制度，指定专人负责。", [])
-        clause("old", old, "第一條", 1, "相互協查",
-               "各方應當相互協查，涉槍案件優先辦理，並及時反饋結果。", [])
+        clause(
+            "old",
+            old,
+            "第一條",
+            1,
+            "相互協查",
+            "各方應當相互協查，涉槍案件優先辦理，並及時反饋結果。",
+            [],
+        )
         clause("nw", other, "第一条", 1, "反恐防恐", "加强反恐防恐情报交流与联合处置。", [])
         await session.flush()
         s.units = {k: v.id for k, v in units.items()}
@@ -402,9 +470,7 @@ async def test_refresh_after_edits(db: Database) -> None:
             .values(role=LiaisonRole.backup)
         )
         await session.execute(
-            update(Liaison)
-            .where(Liaison.id == s.liaisons["lina"])
-            .values(role=LiaisonRole.primary)
+            update(Liaison).where(Liaison.id == s.liaisons["lina"]).values(role=LiaisonRole.primary)
         )
         await session.execute(
             update(Liaison).where(Liaison.id == s.liaisons["chenjing"]).values(active=False)
@@ -428,12 +494,19 @@ async def test_refresh_after_edits(db: Database) -> None:
 
     # New unit and liaison: the vocabulary is reloaded after a refresh.
     async with db.session() as session:
-        tibet = Unit(code="xz", name="西藏自治区公安厅", short_name="西藏", abbreviation="藏",
-                     english="Tibet", aliases=[])
+        tibet = Unit(
+            code="xz",
+            name="西藏自治区公安厅",
+            short_name="西藏",
+            abbreviation="藏",
+            english="Tibet",
+            aliases=[],
+        )
         session.add(tibet)
         await session.flush()
-        new = Liaison(unit_id=tibet.id, branch_id=s.branches["刑侦"], name="次仁",
-                      phones=["13512345678"])
+        new = Liaison(
+            unit_id=tibet.id, branch_id=s.branches["刑侦"], name="次仁", phones=["13512345678"]
+        )
         session.add(new)
         await session.flush()
         await refresh_search_index(session, liaison_ids=[new.id])
