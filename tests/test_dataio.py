@@ -34,8 +34,10 @@ from storage.models import (
     ChairRotationEntry,
     Clause,
     ClauseMechanism,
+    ClauseSearchRow,
     DutyRoom,
     Liaison,
+    LiaisonSearchRow,
     Mechanism,
     Meeting,
     MeetingKind,
@@ -259,6 +261,29 @@ async def test_small_file_refers_to_rows_already_in_the_database(db: Database) -
     assert validate(document) != []  # without the database the names are unknown
     report = await import_doc(db, document)
     assert report.ok and report.counts["liaisons"].created == 3
+
+
+async def test_import_keeps_the_search_index_in_step(db: Database) -> None:
+    assert (await import_doc(db, sample())).ok
+    document = {"liaisons": [{"unit": "四川", "branch": "刑侦", "name": "张伟", "active": False,
+                              "title": "刑侦总队协作联络科科长"}]}
+
+    async def indexed() -> tuple[int, int, int]:
+        async with db.session() as session:
+            count = func.count()
+            return (
+                (await session.execute(select(count).select_from(LiaisonSearchRow))).scalar_one(),
+                (await session.execute(select(count).select_from(Liaison)
+                                       .where(Liaison.active.is_(True)))).scalar_one(),
+                (await session.execute(select(count).select_from(ClauseSearchRow))).scalar_one(),
+            )
+
+    rows, active, clause_rows = await indexed()
+    assert rows == active > 0 and clause_rows > 0
+    report = await import_doc(db, document)  # deactivating a liaison drops it from search
+    assert report.ok and report.counts["liaisons"].updated == 1
+    rows_after, active_after, _ = await indexed()
+    assert rows_after == active_after == active - 1
 
 
 # --------------------------------------------------------------------------- problems

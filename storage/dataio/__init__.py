@@ -13,8 +13,9 @@ room; chair rotations by zone; meetings by code, else title and start), so
 importing the same file twice changes nothing the second time.
 
 Users and liaisons are written with bulk INSERT/UPDATE statements, which fire no
-per-object ORM events; code that derives data from them (a search index) registers
-an `after_import` hook, run in the import's transaction once the data is applied.
+per-object ORM events. When an import changed anything, the search index is
+rebuilt in the same transaction (`storage.search.refresh_search_index`); other
+derived data can register an `after_import` hook, run there too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from storage.dataio.schema import DEFAULT_TIMEZONE, SECTIONS, check_shape
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
 from storage.db import Database
 from storage.models import AuditEntry
+from storage.search import refresh_search_index
 
 __all__ = [
     "DEFAULT_TIMEZONE",
@@ -204,6 +206,8 @@ async def import_document(
         return report
     counts = await apply_plan(session, state, plan)
     report.counts = {name: counts[name] for name in COUNTED}
+    if report.changed:
+        await refresh_search_index(session)
     for hook in list(_AFTER_IMPORT):
         await hook(session, report)
     report.seconds = time.perf_counter() - started
