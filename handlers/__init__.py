@@ -1,5 +1,5 @@
 """One module per user-facing feature; each exposes COMMANDS and register(application)."""
 
-from handlers import admin, start
+from handlers import admin, meetings, start
 
-FEATURES = [start, admin]
+FEATURES = [start, admin, meetings]

@@ -14,3 +14,7 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 PLANNERS: list[Callable[[Services], Planner]] = []
+
+from bot.plans import meetings  # noqa: E402
+
+PLANNERS += [meetings.planner]

@@ -1,0 +1,1109 @@
+"""Meetings: /meetings (list, .ics), /meeting (details; coordinators: new, edit, cancel),
+RSVP buttons on invitations and reminders, and /missed for coordinators.
+
+Reminders themselves are written by bot/plans/meetings.py when they fall due; this
+module writes the invitation, change and cancellation notices (outbox rows in the same
+transaction as the change) and asks the scheduler to re-place the meeting jobs after
+each commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot.calendar import (
+    CalendarEvent,
+    calendar_bytes,
+    fmt_minutes,
+    fmt_span,
+    fmt_when,
+    meeting_uid,
+    parse_offset,
+    zone,
+)
+from bot.commands import CommandInfo, Where
+from bot.domain.normalize import normalize
+from bot.domain.schedule import DEFAULT_MEETING_OFFSETS
+from bot.domain.timeparse import DeadlineError, parse_deadline
+from bot.i18n import Translator
+from bot.plans import meetings as plan
+from bot.services import Actor, Services, services
+from handlers.common import (
+    Context,
+    Refusal,
+    current_actor,
+    escape,
+    guarded,
+    in_group,
+    keyboard,
+    reply,
+)
+from storage import outbox
+from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
+from storage.models import Meeting, MeetingKind, MeetingStatus, Role, Rsvp, Unit, User
+from storage.schedules import (
+    all_zones,
+    cancel_meeting,
+    create_meeting,
+    get_meeting,
+    missed_marks,
+    rooms_for_units,
+    set_rsvp,
+    unit_with_ancestors,
+    units_by_ids,
+    upcoming_meetings,
+    update_meeting,
+    zone_member_ids,
+    zones_of_unit,
+)
+
+COMMANDS = [
+    CommandInfo("meetings", Role.officer, Where.anywhere, "meetings.list"),
+    CommandInfo("meeting", Role.coordinator, Where.private, "meetings.manage"),
+    CommandInfo("missed", Role.coordinator, Where.anywhere, "meetings.missed"),
+]
+
+CB = plan.CALLBACK
+TITLE_LIMIT = 120
+PLACE_LIMIT = 200
+AGENDA_LIMIT = 1500
+LIST_LIMIT = 15
+ICS_BUTTONS = 6
+HORIZON = timedelta(days=120)
+MIN_OFFSET, MAX_OFFSET_MINUTES = 1, int(plan.MAX_OFFSET.total_seconds() // 60)
+URL = re.compile(r"https?://\S+", re.IGNORECASE)
+SPLIT = re.compile(r"[、,，;；\s]+")
+SKIP = {"-", "—", "无", "無", "跳过", "跳過", "skip", "none"}
+ALL = {"全部", "all", "全体", "全體"}
+
+# Conversation states (ints: persisted as JSON).
+TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
+DELEGATE = 20
+DRAFT = "meeting_draft"
+PENDING_DELEGATE = "meeting_delegate"
+
+EDIT_FIELDS = {
+    "title": "title", "名称": "title", "标题": "title", "名稱": "title", "標題": "title",
+    "kind": "kind", "类型": "kind", "類型": "kind",
+    "start": "start", "time": "start", "时间": "start", "開始": "start", "开始": "start",
+    "時間": "start",
+    "end": "end", "结束": "end", "結束": "end",
+    "place": "place", "地点": "place", "地點": "place",
+    "link": "link", "video": "link", "链接": "link", "連結": "link", "鏈接": "link",
+    "agenda": "agenda", "议程": "agenda", "議程": "agenda",
+    "units": "units", "单位": "units", "單位": "units", "参会单位": "units", "參會單位": "units",
+    "reminders": "reminders", "提醒": "reminders",
+}
+KIND_WORDS = {
+    "joint": MeetingKind.joint, "联席会议": MeetingKind.joint, "聯席會議": MeetingKind.joint,
+    "联席": MeetingKind.joint, "聯席": MeetingKind.joint,
+    "area": MeetingKind.area, "片会": MeetingKind.area, "片會": MeetingKind.area,
+    "regular": MeetingKind.regular, "例会": MeetingKind.regular, "例會": MeetingKind.regular,
+    "drill": MeetingKind.drill, "演练": MeetingKind.drill, "演練": MeetingKind.drill,
+    "training": MeetingKind.training, "培训": MeetingKind.training,
+    "培訓": MeetingKind.training,
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def default_zone(svc: Services) -> str:
+    return svc.settings.bot_timezone
+
+
+def actor_zone(svc: Services, actor: Actor) -> str:
+    unit = actor.user.unit if actor.user else None
+    return (unit.timezone if unit else None) or default_zone(svc)
+
+
+async def acting_user(session: AsyncSession, actor: Actor) -> User:
+    user = await user_by_telegram_id(session, actor.telegram_id)
+    assert user is not None
+    return user
+
+
+def is_coordinator(actor: Actor) -> bool:
+    return actor.can(Role.coordinator)
+
+
+@dataclass
+class Scope:
+    """Whose meetings a reader sees: None = all (coordinators), else these units."""
+
+    unit_ids: list[int] | None
+    rsvp_unit: int | None
+    zone_name: str
+
+
+async def reader_scope(
+    session: AsyncSession, update: Update, actor: Actor, svc: Services
+) -> Scope:
+    chat = update.effective_chat
+    room = await duty_room_by_chat(session, chat.id) if chat and in_group(update) else None
+    if room is not None:
+        chain = await unit_with_ancestors(session, room.unit_id)
+        return Scope([u.id for u in chain], room.unit_id,
+                     plan.room_zone(room, default_zone(svc)))
+    unit_id = actor.user.unit_id if actor.user else None
+    zone_name = actor_zone(svc, actor)
+    if is_coordinator(actor):
+        return Scope(None, unit_id, zone_name)
+    if unit_id is None:
+        return Scope([], None, zone_name)
+    chain = await unit_with_ancestors(session, unit_id)
+    return Scope([u.id for u in chain], unit_id, zone_name)
+
+
+def may_see(scope: Scope, meeting: Meeting) -> bool:
+    return scope.unit_ids is None or any(p.unit_id in scope.unit_ids
+                                         for p in meeting.participants)
+
+
+def parse_time(tr: Translator, text: str, now: datetime, zone_name: str) -> datetime:
+    """A typed date and time in the reader's zone; a polite Refusal when not understood."""
+    try:
+        return parse_deadline(text, now, zone_name)
+    except DeadlineError as problem:
+        code = problem.code if problem.code in TIME_PROBLEMS else "unrecognised"
+        raise Refusal(tr(f"meetings.errors.time_{code}", text=escape(text.strip()))) from None
+
+
+TIME_PROBLEMS = {"empty", "unrecognised", "in_the_past", "too_far"}
+
+
+def parse_end(text: str, start: datetime, now: datetime, zone_name: str) -> datetime | None:
+    """'11:30' (same day as the start), '2h'/'90m' (a duration), or a full date and time."""
+    minutes = parse_offset(text)
+    if minutes:
+        return start + timedelta(minutes=minutes)
+    match = re.fullmatch(r"\s*(\d{1,2})[:：](\d{2})\s*", text)
+    if match:
+        hour, minute = int(match[1]), int(match[2])
+        if hour > 23 or minute > 59:
+            return None
+        local = start.astimezone(zone(zone_name))
+        return local.replace(hour=hour, minute=minute).astimezone(start.tzinfo)
+    try:
+        return parse_deadline(text, max(start, now), zone_name)
+    except DeadlineError:
+        return None
+
+
+def parse_offsets(text: str) -> list[int] | None:
+    values = []
+    for part in SPLIT.split(text.strip()):
+        if not part:
+            continue
+        minutes = parse_offset(part)
+        if minutes is None or not MIN_OFFSET <= minutes <= MAX_OFFSET_MINUTES:
+            return None
+        values.append(minutes)
+    return sorted(set(values), reverse=True) or None
+
+
+def split_place(text: str) -> tuple[str | None, str | None]:
+    """'青海省西宁市 https://meet…' → ('青海省西宁市', 'https://meet…')."""
+    link_match = URL.search(text)
+    link = link_match.group(0) if link_match else None
+    place = URL.sub("", text).strip(" ，,;；|") or None
+    return place, link
+
+
+async def resolve_units(
+    session: AsyncSession, tr: Translator, text: str, zone_id: int | None
+) -> list[Unit]:
+    """Unit names separated by 、 , or spaces ('全部' = the zone's members)."""
+    words = [w for w in SPLIT.split(text.strip()) if w]
+    if not words:
+        raise Refusal(tr("meetings.errors.no_units"))
+    if len(words) == 1 and normalize(words[0]) in {normalize(w) for w in ALL}:
+        if zone_id is None:
+            raise Refusal(tr("meetings.errors.all_needs_zone"))
+        ids = await zone_member_ids(session, zone_id)
+        return list((await units_by_ids(session, ids)).values())
+    found: list[Unit] = []
+    unknown, ambiguous = [], []
+    for word in words:
+        units = await find_units(session, word)
+        if not units:
+            simplified = normalize(word)
+            units = await find_units(session, simplified) if simplified != word else []
+        if len(units) == 1:
+            if units[0] not in found:
+                found.append(units[0])
+        elif units:
+            ambiguous.append(word)
+        else:
+            unknown.append(word)
+    if unknown:
+        raise Refusal(tr("meetings.errors.unknown_units", units=escape("、".join(unknown))))
+    if ambiguous:
+        raise Refusal(tr("meetings.errors.ambiguous_units", units=escape("、".join(ambiguous))))
+    return found
+
+
+def check_text(tr: Translator, text: str, limit: int) -> str:
+    text = text.strip()
+    if not text:
+        raise Refusal(tr("meetings.errors.empty"))
+    if len(text) > limit:
+        raise Refusal(tr("errors.too_long", limit=limit))
+    return text
+
+
+def calendar_event(tr: Translator, meeting: Meeting, zone_name: str) -> CalendarEvent:
+    lines = []
+    if meeting.agenda:
+        lines.append(tr("meetings.ics.agenda", agenda=meeting.agenda))
+    lines.append(tr("meetings.ics.units", units=plan.unit_names(meeting)))
+    if meeting.video_link:
+        lines.append(meeting.video_link)
+    return CalendarEvent(
+        uid=meeting_uid(meeting.id),
+        summary=f"{meeting.title}（{plan.kind_label(tr, meeting)}）",
+        starts_at=meeting.starts_at,
+        ends_at=meeting.ends_at,
+        timezone=meeting.timezone or zone_name,
+        sequence=max(0, (meeting.revision or 1) - 1),
+        cancelled=meeting.status is MeetingStatus.cancelled,
+        location=meeting.place or meeting.video_link,
+        url=meeting.video_link,
+        description="\n".join(lines),
+        categories=(plan.kind_label(tr, meeting),),
+    )
+
+
+async def send_calendar(
+    update: Update, context: Context, tr: Translator, meetings: list[Meeting], zone_name: str,
+    filename: str, now: datetime,
+) -> None:
+    data = calendar_bytes([calendar_event(tr, m, zone_name) for m in meetings], stamp=now,
+                          name=tr("meetings.ics.name"))
+    chat = update.effective_chat
+    assert chat is not None
+    await context.bot.send_document(
+        chat.id, document=data, filename=filename,
+        caption=tr("meetings.ics.caption", count=len(meetings)),
+    )
+
+
+# --------------------------------------------------------------------------- /meetings
+
+
+def list_text(
+    tr: Translator, meetings: list[Meeting], scope: Scope, now: datetime, missed: int
+) -> str:
+    if not meetings:
+        lines = [tr("meetings.list.empty")]
+    else:
+        lines = [tr("meetings.list.head", count=len(meetings))]
+        for meeting in meetings:
+            zone_name = scope.zone_name
+            lines.append(tr("meetings.list.item", id=meeting.id,
+                            when=fmt_when(tr, meeting.starts_at, zone_name, now=now),
+                            title=escape(meeting.title), kind=plan.kind_label(tr, meeting)))
+            details = []
+            if meeting.place:
+                details.append("📍 " + escape(meeting.place))
+            elif meeting.video_link:
+                details.append("🔗 " + tr("meetings.list.video"))
+            if scope.rsvp_unit is not None:
+                line = plan.rsvp_line(tr, meeting, scope.rsvp_unit)
+                if line:
+                    details.append(line)
+            if details:
+                lines.append("    " + " · ".join(details))
+    if missed:
+        lines += ["", tr("meetings.list.missed", count=missed)]
+    lines += ["", tr("meetings.list.hint")]
+    return "\n".join(lines)
+
+
+@guarded(Role.officer)
+async def meetings_command(update: Update, context: Context, actor: Actor) -> None:
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    args = [a.lower() for a in context.args or []]
+    async with svc.db.session() as session:
+        scope = await reader_scope(session, update, actor, svc)
+        meetings = await upcoming_meetings(session, now, unit_ids=scope.unit_ids,
+                                           until=now + HORIZON, limit=LIST_LIMIT)
+        missed = (len(await missed_marks(session, now - timedelta(days=7)))
+                  if is_coordinator(actor) else 0)
+    if args and args[0] in {"ics", "ical", "calendar", "日历", "日曆"}:
+        if not meetings:
+            await reply(update, tr("meetings.list.empty"))
+            return
+        await send_calendar(update, context, tr, meetings, scope.zone_name, "meetings.ics", now)
+        return
+    buttons = [[(f"📅 #{m.id}", f"{CB}:ics:{m.id}") for m in meetings[i:i + 3]]
+               for i in range(0, min(len(meetings), ICS_BUTTONS), 3)]
+    if meetings:
+        buttons.append([(tr("meetings.buttons.ics_all"), f"{CB}:icsall")])
+    await reply(update, list_text(tr, meetings, scope, now, missed),
+                keyboard(buttons) if meetings else None)
+
+
+@guarded(Role.officer)
+async def ics_pressed(update: Update, context: Context, actor: Actor) -> None:
+    query = update.callback_query
+    assert query is not None
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    data = query.data or ""
+    async with svc.db.session() as session:
+        scope = await reader_scope(session, update, actor, svc)
+        if data == f"{CB}:icsall":
+            meetings = await upcoming_meetings(session, now, unit_ids=scope.unit_ids,
+                                               until=now + HORIZON, limit=100)
+            filename = "meetings.ics"
+        else:
+            meeting = await get_meeting(session, int(data.rsplit(":", 1)[1]))
+            meetings = [meeting] if meeting is not None and may_see(scope, meeting) else []
+            filename = f"meeting-{meeting.id}.ics" if meetings and meeting else "meeting.ics"
+    if not meetings:
+        await query.answer(tr("meetings.errors.not_found"), show_alert=True)
+        return
+    await query.answer()
+    await send_calendar(update, context, tr, meetings, scope.zone_name, filename, now)
+
+
+# --------------------------------------------------------------------------- /missed
+
+
+@guarded(Role.coordinator)
+async def missed_command(update: Update, context: Context, actor: Actor) -> None:
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    zone_name = actor_zone(svc, actor)
+    async with svc.db.session() as session:
+        marks = await missed_marks(session, now - timedelta(days=14))
+    if not marks:
+        await reply(update, tr("meetings.missed.none"))
+        return
+    lines = [tr("meetings.missed.head", count=len(marks))]
+    for mark in marks:
+        detail = mark.detail or {}
+        what = detail.get("what", "")
+        label = tr(f"meetings.missed.what.{what}") if what in MISSED_KINDS else escape(mark.key)
+        subject = escape(str(detail.get("title") or detail.get("room") or detail.get("zone")
+                             or ""))
+        lines.append(tr("meetings.missed.item", due=fmt_when(tr, mark.due_at, zone_name, now=now),
+                        what=label, subject=subject))
+    await reply(update, "\n".join(lines))
+
+
+MISSED_KINDS = {"meeting_reminder", "handover", "shift_reminder", "chair_reminder",
+                "chair_handover"}
+
+
+# --------------------------------------------------------------------------- /meeting
+
+
+@guarded(Role.officer)
+async def meeting_command(update: Update, context: Context, actor: Actor) -> int | None:
+    args = context.args or []
+    tr = actor.tr
+    verb = args[0].lower() if args else ""
+    if verb in {"new", "新建", "新增", "创建", "建立"}:
+        return await start_new(update, context, actor)
+    if verb in {"edit", "修改", "变更", "變更"}:
+        await edit_meeting(update, context, actor, args[1:])
+        return None
+    if verb in {"cancel", "取消"}:
+        await cancel_command(update, context, actor, args[1:])
+        return None
+    if verb.lstrip("#").isdigit():
+        await show_meeting(update, context, actor, int(verb.lstrip("#")))
+        return None
+    await reply(update, tr("meetings.manage.usage"))
+    return None
+
+
+async def show_meeting(update: Update, context: Context, actor: Actor, meeting_id: int) -> None:
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    async with svc.db.session() as session:
+        scope = await reader_scope(session, update, actor, svc)
+        meeting = await get_meeting(session, meeting_id)
+        if meeting is None or not may_see(scope, meeting):
+            await reply(update, tr("meetings.errors.not_found"))
+            return
+        rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+    parts = [plan.card(tr, meeting, scope.zone_name, now=now)]
+    if meeting.status is MeetingStatus.cancelled:
+        parts.insert(0, tr("meetings.tally.cancelled"))
+    parts.append(tr("meetings.show.reminders",
+                    offsets="、".join(fmt_minutes(tr, o) for o in meeting.reminder_offsets or [])))
+    if is_coordinator(actor):
+        parts.append("")
+        parts.append(plan.tally_text(tr, meeting, rooms, scope.zone_name, now=now))
+    elif scope.rsvp_unit is not None:
+        line = plan.rsvp_line(tr, meeting, scope.rsvp_unit)
+        if line:
+            parts.append(line)
+    rows = [[(tr("meetings.buttons.ics"), f"{CB}:ics:{meeting.id}")]]
+    await reply(update, "\n".join(parts), keyboard(rows))
+
+
+def _require_coordinator(actor: Actor) -> None:
+    if not is_coordinator(actor):
+        raise Refusal(actor.tr("errors.not_allowed"))
+
+
+def _meeting_id(tr: Translator, text: str | None) -> int:
+    if not text or not text.lstrip("#").isdigit():
+        raise Refusal(tr("meetings.manage.usage"))
+    return int(text.lstrip("#"))
+
+
+async def announce_change(
+    session: AsyncSession, svc: Services, meeting: Meeting, changed: dict[str, Any],
+    removed_units: list[int], now: datetime,
+) -> list[str]:
+    """Change notice to every participant's room (and a farewell to removed units)."""
+    tr = Translator(svc.settings.default_language)
+    names = "、".join(tr(f"meetings.fields.{name}") for name in changed if name != "zone_id")
+    key = f"meeting:{meeting.id}:rev{meeting.revision}"
+    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+    unreachable = []
+    for participant in meeting.participants:
+        room = rooms.get(participant.unit_id)
+        if room is None or room.chat_id is None:
+            unreachable.append(participant.unit.short_name or participant.unit.name)
+            continue
+        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+        text = plan.room_message(tr, meeting, participant.unit_id, zone_name, "c", now=now)
+        text += "\n" + tr("meetings.notify.what_changed", fields=names)
+        await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_change", text=text,
+                             payload={**plan.HTML,
+                                      "reply_markup": plan.rsvp_keyboard(tr, meeting.id, "c")},
+                             dedup_key=f"{key}:room{room.id}", now=now)
+    for unit_id, room in (await rooms_for_units(session, removed_units)).items():
+        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+        await outbox.enqueue(
+            session, chat_id=room.chat_id, kind="meeting_change",
+            text=tr("meetings.notify.removed", title=escape(meeting.title),
+                    when=fmt_span(tr, meeting.starts_at, meeting.ends_at, zone_name, now=now)),
+            payload=plan.HTML, dedup_key=f"{key}:removed:unit{unit_id}", now=now)
+    return unreachable
+
+
+async def edit_meeting(update: Update, context: Context, actor: Actor, args: list[str]) -> None:
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    try:
+        _require_coordinator(actor)
+        if len(args) < 3:
+            raise Refusal(tr("meetings.edit.usage"))
+        meeting_id = _meeting_id(tr, args[0])
+        field = EDIT_FIELDS.get(args[1].lower())
+        if field is None:
+            raise Refusal(tr("meetings.edit.unknown_field", field=escape(args[1])))
+        value = " ".join(args[2:]).strip()
+        async with svc.db.session() as session:
+            meeting = await get_meeting(session, meeting_id)
+            if meeting is None:
+                raise Refusal(tr("meetings.errors.not_found"))
+            if meeting.status is MeetingStatus.cancelled:
+                raise Refusal(tr("meetings.errors.cancelled"))
+            zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
+            changes: dict[str, Any] = {}
+            unit_ids = None
+            if field == "title":
+                changes["title"] = check_text(tr, value, TITLE_LIMIT)
+            elif field == "kind":
+                kind = KIND_WORDS.get(value.lower()) or KIND_WORDS.get(normalize(value))
+                if kind is None:
+                    raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
+                changes["kind"] = kind
+            elif field == "start":
+                start = parse_time(tr, value, now, zone_name)
+                changes["starts_at"] = start
+                changes["ends_at"] = start + (meeting.ends_at - meeting.starts_at)
+            elif field == "end":
+                end = parse_end(value, meeting.starts_at, now, zone_name)
+                if end is None:
+                    raise Refusal(tr("meetings.errors.time_unrecognised", text=escape(value)))
+                if end <= meeting.starts_at:
+                    raise Refusal(tr("meetings.errors.end_before_start"))
+                changes["ends_at"] = end
+            elif field == "place":
+                changes["place"] = None if value.lower() in SKIP else check_text(
+                    tr, value, PLACE_LIMIT)
+            elif field == "link":
+                if value.lower() in SKIP:
+                    changes["video_link"] = None
+                elif URL.fullmatch(value):
+                    changes["video_link"] = value
+                else:
+                    raise Refusal(tr("meetings.errors.bad_link"))
+            elif field == "agenda":
+                changes["agenda"] = None if value.lower() in SKIP else check_text(
+                    tr, value, AGENDA_LIMIT)
+            elif field == "units":
+                unit_ids = [u.id for u in await resolve_units(session, tr, value,
+                                                              meeting.zone_id)]
+            elif field == "reminders":
+                offsets = parse_offsets(value)
+                if offsets is None:
+                    raise Refusal(tr("meetings.errors.bad_offsets"))
+                changes["reminder_offsets"] = offsets
+            before_units = [p.unit_id for p in meeting.participants]
+            user = await acting_user(session, actor)
+            changed = await update_meeting(session, meeting, actor=user, unit_ids=unit_ids,
+                                           **changes)
+            if not changed:
+                raise Refusal(tr("meetings.edit.unchanged"))
+            meeting = await get_meeting(session, meeting_id)
+            assert meeting is not None
+            await plan.skip_past_reminders(session, meeting, now)
+            removed = [u for u in before_units if u not in {p.unit_id for p in
+                                                            meeting.participants}]
+            unreachable = await announce_change(session, svc, meeting, changed, removed, now)
+            await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                                  default_language=svc.settings.default_language,
+                                  edit_key=f"meeting:{meeting.id}:tally:rev{meeting.revision}")
+            text = tr("meetings.edit.done", id=meeting.id,
+                      fields="、".join(tr(f"meetings.fields.{n}") for n in changed))
+            if unreachable:
+                text += "\n" + tr("meetings.created.unreachable",
+                                  units=escape("、".join(unreachable)))
+    except Refusal as refusal:
+        await reply(update, refusal.text)
+        return
+    await svc.rescheduled(plan.NAME)
+    svc.wake_delivery()
+    await reply(update, text)
+
+
+async def cancel_command(
+    update: Update, context: Context, actor: Actor, args: list[str]
+) -> None:
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    try:
+        _require_coordinator(actor)
+        meeting_id = _meeting_id(tr, args[0] if args else None)
+        reason = " ".join(args[1:]).strip() or None
+        if reason and len(reason) > PLACE_LIMIT:
+            raise Refusal(tr("errors.too_long", limit=PLACE_LIMIT))
+        async with svc.db.session() as session:
+            meeting = await get_meeting(session, meeting_id)
+            if meeting is None:
+                raise Refusal(tr("meetings.errors.not_found"))
+            user = await acting_user(session, actor)
+            if not await cancel_meeting(session, meeting, actor=user, reason=reason):
+                raise Refusal(tr("meetings.errors.cancelled"))
+            room_tr = Translator(svc.settings.default_language)
+            rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+            unreachable = []
+            for participant in meeting.participants:
+                room = rooms.get(participant.unit_id)
+                if room is None or room.chat_id is None:
+                    unreachable.append(participant.unit.short_name or participant.unit.name)
+                    continue
+                zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+                text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
+                               when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
+                                             zone_name, now=now))
+                if reason:
+                    text += "\n" + room_tr("meetings.notify.reason", reason=escape(reason))
+                await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_cancel",
+                                     text=text, payload=plan.HTML,
+                                     dedup_key=f"meeting:{meeting.id}:cancel:room{room.id}",
+                                     now=now)
+            await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                                  default_language=svc.settings.default_language,
+                                  edit_key=f"meeting:{meeting.id}:tally:cancel")
+            text = tr("meetings.cancel.done", id=meeting.id, title=escape(meeting.title))
+            if unreachable:
+                text += "\n" + tr("meetings.created.unreachable",
+                                  units=escape("、".join(unreachable)))
+    except Refusal as refusal:
+        await reply(update, refusal.text)
+        return
+    await svc.rescheduled(plan.NAME)
+    svc.wake_delivery()
+    await reply(update, text)
+
+
+# --------------------------------------------------------------------------- /meeting new
+
+
+def draft(context: Context) -> dict[str, Any]:
+    assert context.user_data is not None
+    return context.user_data.setdefault(DRAFT, {})
+
+
+async def start_new(update: Update, context: Context, actor: Actor) -> int | None:
+    tr = actor.tr
+    if not is_coordinator(actor):
+        await reply(update, tr("errors.not_allowed"))
+        return None
+    if in_group(update):
+        await reply(update, tr("errors.private_only"))
+        return None
+    assert context.user_data is not None
+    context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor)}
+    await reply(update, tr("meetings.new.ask_title"))
+    return TITLE
+
+
+def _text(update: Update) -> str:
+    message = update.effective_message
+    return (message.text or "").strip() if message else ""
+
+
+async def _step_reply(update: Update, text: str, markup: Any = None, *, state: int) -> int:
+    await reply(update, text, markup)
+    raise ApplicationHandlerStop(state)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_title(update: Update, context: Context, actor: Actor) -> int:
+    tr = actor.tr
+    try:
+        draft(context)["title"] = check_text(tr, _text(update), TITLE_LIMIT)
+    except Refusal as refusal:
+        return await _step_reply(update, refusal.text, state=TITLE)
+    rows = [[(tr(f"meetings.kinds.{k.value}"), f"{CB}:new:kind:{k.value}") for k in kinds]
+            for kinds in (list(MeetingKind)[:3], list(MeetingKind)[3:])]
+    return await _step_reply(update, tr("meetings.new.ask_kind"), keyboard(rows), state=KIND)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_kind(update: Update, context: Context, actor: Actor) -> int:
+    query = update.callback_query
+    assert query is not None
+    tr, svc = actor.tr, services(context)
+    value = (query.data or "").rsplit(":", 1)[1]
+    if value not in MeetingKind.__members__:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return KIND
+    draft(context)["kind"] = value
+    await query.answer()
+    async with svc.db.session() as session:
+        own = await zones_of_unit(session, actor.user.unit_id) if actor.user and \
+            actor.user.unit_id else []
+        zones = own or await all_zones(session)
+    rows = [[(z.short_name or z.name, f"{CB}:new:zone:{z.id}")] for z in zones[:6]]
+    rows.append([(tr("meetings.new.no_zone"), f"{CB}:new:zone:0")])
+    await query.edit_message_text(tr("meetings.new.kind_chosen",
+                                     kind=tr(f"meetings.kinds.{value}")), parse_mode=ParseMode.HTML)
+    await reply(update, tr("meetings.new.ask_zone"), keyboard(rows))
+    return ZONE
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_zone(update: Update, context: Context, actor: Actor) -> int:
+    query = update.callback_query
+    assert query is not None
+    tr = actor.tr
+    value = (query.data or "").rsplit(":", 1)[1]
+    zone_id = int(value) if value.isdigit() else 0
+    data = draft(context)
+    data["zone_id"] = zone_id or None
+    await query.answer()
+    zone_name = data.get("zone_name") or default_zone(services(context))
+    await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
+    return START
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_start(update: Update, context: Context, actor: Actor) -> int:
+    tr, svc = actor.tr, services(context)
+    now, data, text = svc.now(), draft(context), _text(update)
+    zone_name = data.get("zone_name") or default_zone(svc)
+    try:
+        start = parse_time(tr, text, now, zone_name)
+    except Refusal as refusal:
+        return await _step_reply(update, refusal.text, state=START)
+    data["starts_at"] = start.isoformat()
+    return await _step_reply(update, tr("meetings.new.ask_end",
+                                        start=fmt_when(tr, start, zone_name, now=now)), state=END)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_end(update: Update, context: Context, actor: Actor) -> int:
+    tr, svc = actor.tr, services(context)
+    now, data, text = svc.now(), draft(context), _text(update)
+    zone_name = data.get("zone_name") or default_zone(svc)
+    start = datetime.fromisoformat(data["starts_at"])
+    end = parse_end(text, start, now, zone_name)
+    if end is None:
+        return await _step_reply(update, tr("meetings.errors.time_unrecognised", text=escape(text)),
+                                 state=END)
+    if end <= start:
+        return await _step_reply(update, tr("meetings.errors.end_before_start"), state=END)
+    if end - start > timedelta(days=14):
+        return await _step_reply(update, tr("meetings.errors.too_long_meeting"), state=END)
+    data["ends_at"] = end.isoformat()
+    return await _step_reply(update, tr("meetings.new.ask_place"), state=PLACE)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_place(update: Update, context: Context, actor: Actor) -> int:
+    tr, data, text = actor.tr, draft(context), _text(update)
+    if text.lower() not in SKIP:
+        if len(text) > PLACE_LIMIT:
+            return await _step_reply(update, tr("errors.too_long", limit=PLACE_LIMIT),
+                                     state=PLACE)
+        data["place"], data["video_link"] = split_place(text)
+    hint = tr("meetings.new.all_hint") if data.get("zone_id") else ""
+    return await _step_reply(update, tr("meetings.new.ask_units", hint=hint), state=UNITS)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_units(update: Update, context: Context, actor: Actor) -> int:
+    tr, svc, data = actor.tr, services(context), draft(context)
+    try:
+        async with svc.db.session() as session:
+            units = await resolve_units(session, tr, _text(update), data.get("zone_id"))
+    except Refusal as refusal:
+        return await _step_reply(update, refusal.text, state=UNITS)
+    data["unit_ids"] = [u.id for u in units]
+    return await _step_reply(update, tr("meetings.new.ask_agenda"), state=AGENDA)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_agenda(update: Update, context: Context, actor: Actor) -> int:
+    tr, svc, data, text = actor.tr, services(context), draft(context), _text(update)
+    if text.lower() not in SKIP:
+        if len(text) > AGENDA_LIMIT:
+            return await _step_reply(update, tr("errors.too_long", limit=AGENDA_LIMIT),
+                                     state=AGENDA)
+        data["agenda"] = text
+    preview = await preview_text(svc, tr, data)
+    rows = [[(tr("meetings.buttons.confirm"), f"{CB}:new:ok"),
+             (tr("meetings.buttons.discard"), f"{CB}:new:no")]]
+    return await _step_reply(update, preview, keyboard(rows), state=CONFIRM)
+
+
+async def preview_text(svc: Services, tr: Translator, data: dict[str, Any]) -> str:
+    async with svc.db.session() as session:
+        units = await units_by_ids(session, data["unit_ids"])
+        rooms = await rooms_for_units(session, data["unit_ids"])
+    meeting = Meeting(
+        id=0, kind=MeetingKind(data["kind"]), title=data["title"],
+        starts_at=datetime.fromisoformat(data["starts_at"]),
+        ends_at=datetime.fromisoformat(data["ends_at"]), place=data.get("place"),
+        video_link=data.get("video_link"), agenda=data.get("agenda"), participants=[],
+    )
+    zone_name = data.get("zone_name") or default_zone(svc)
+    names = "、".join(escape(units[u].short_name or units[u].name) for u in data["unit_ids"])
+    lines = [tr("meetings.new.preview"),
+             plan.card(tr, meeting, zone_name, now=svc.now()).replace("#0 ", ""),
+             tr("meetings.card.units", units=names),
+             tr("meetings.show.reminders", offsets="、".join(
+                 fmt_minutes(tr, o) for o in plan_offsets()))]
+    missing = [units[u].short_name or units[u].name for u in data["unit_ids"] if u not in rooms]
+    if missing:
+        lines.append(tr("meetings.created.unreachable", units=escape("、".join(missing))))
+    return "\n".join(lines)
+
+
+def plan_offsets() -> list[int]:
+    return list(DEFAULT_MEETING_OFFSETS)
+
+
+@guarded(Role.coordinator, Where.private)
+async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
+    query = update.callback_query
+    assert query is not None
+    tr, svc, now = actor.tr, services(context), services(context).now()
+    assert context.user_data is not None
+    data = context.user_data.get(DRAFT) or {}
+    if (query.data or "").endswith(":no"):
+        context.user_data.pop(DRAFT, None)
+        await query.answer()
+        await query.edit_message_text(tr("meetings.new.discarded"))
+        return ConversationHandler.END
+    if not data.get("unit_ids"):
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return ConversationHandler.END
+    zone_name = data.get("zone_name") or default_zone(svc)
+    starts_at = datetime.fromisoformat(data["starts_at"])
+    if starts_at <= now:
+        await query.answer(tr("meetings.errors.time_in_the_past",
+                              text=fmt_when(tr, starts_at, zone_name, now=now)), show_alert=True)
+        await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
+        return START
+    async with svc.db.session() as session:
+        user = await acting_user(session, actor)
+        meeting = await create_meeting(
+            session, kind=MeetingKind(data["kind"]), title=data["title"],
+            starts_at=starts_at, ends_at=datetime.fromisoformat(data["ends_at"]),
+            timezone=zone_name, unit_ids=data["unit_ids"], actor=user,
+            zone_id=data.get("zone_id"), place=data.get("place"),
+            video_link=data.get("video_link"), agenda=data.get("agenda"),
+            offsets=plan_offsets(),
+        )
+        await plan.skip_past_reminders(session, meeting, now)
+        _, unreachable = await plan.notify_rooms(
+            session, meeting, context="i", key=f"meeting:{meeting.id}:invite", now=now,
+            default_zone=default_zone(svc), language=svc.settings.default_language)
+        if unreachable:
+            await plan.warn_unreachable(session, meeting, unreachable,
+                                        key=f"meeting:{meeting.id}:invite", now=now,
+                                        default_language=svc.settings.default_language,
+                                        what="invitation")
+        await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                              default_language=svc.settings.default_language)
+        meeting_id, title = meeting.id, meeting.title
+    context.user_data.pop(DRAFT, None)
+    await svc.rescheduled(plan.NAME)
+    svc.wake_delivery()
+    await query.answer()
+    text = tr("meetings.created.done", id=meeting_id, title=escape(title),
+              offsets="、".join(fmt_minutes(tr, o) for o in plan_offsets()))
+    if unreachable:
+        text += "\n" + tr("meetings.created.unreachable", units=escape("、".join(unreachable)))
+    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+    return ConversationHandler.END
+
+
+async def cancel_flow(update: Update, context: Context) -> int:
+    actor = await current_actor(update, context)
+    if context.user_data is not None:
+        context.user_data.pop(DRAFT, None)
+        context.user_data.pop(PENDING_DELEGATE, None)
+    await reply(update, actor.tr("meetings.new.discarded"))
+    return ConversationHandler.END
+
+
+# --------------------------------------------------------------------------- RSVP
+
+
+@dataclass(frozen=True)
+class Press:
+    meeting_id: int
+    answer: Rsvp
+    context: str
+
+
+def parse_press(data: str | None) -> Press | None:
+    match = re.fullmatch(rf"{CB}:r:(\d+):([adg]):(i|c|r\d+)", data or "")
+    if not match:
+        return None
+    return Press(int(match[1]), plan.RSVP_CODES[match[2]], match[3])
+
+
+async def answering_unit(
+    session: AsyncSession, update: Update, actor: Actor
+) -> tuple[int | None, Any]:
+    """The unit an RSVP answers for: the duty room's unit in a group, else the reader's."""
+    chat = update.effective_chat
+    if chat is not None and in_group(update):
+        room = await duty_room_by_chat(session, chat.id)
+        return (room.unit_id, room) if room else (None, None)
+    return (actor.user.unit_id if actor.user else None), None
+
+
+async def record_rsvp(
+    update: Update, context: Context, actor: Actor, press: Press, delegate: str | None
+) -> tuple[str | None, str | None]:
+    """Store the answer; returns (alert text, re-rendered text for the pressed message)."""
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    chat = update.effective_chat
+    async with svc.db.session() as session:
+        unit_id, room = await answering_unit(session, update, actor)
+        meeting = await get_meeting(session, press.meeting_id)
+        if meeting is None or unit_id is None:
+            return tr("meetings.errors.not_found"), None
+        if meeting.status is MeetingStatus.cancelled:
+            return tr("meetings.errors.cancelled"), None
+        if meeting.ends_at <= now:
+            return tr("meetings.errors.over"), None
+        user = await acting_user(session, actor)
+        participant = await set_rsvp(session, meeting, unit_id, press.answer, actor=user,
+                                     now=now, delegate=delegate,
+                                     chat_id=chat.id if chat else None)
+        if participant is None:
+            return tr("meetings.errors.not_participant"), None
+        await session.flush()
+        await plan.send_tally(
+            session, meeting, now=now, default_zone=default_zone(svc),
+            default_language=svc.settings.default_language,
+            edit_key=f"meeting:{meeting.id}:tally:u{unit_id}:{now.timestamp():.6f}")
+        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc))) \
+            if room else plan.meeting_zone(meeting, actor_zone(svc, actor))
+        room_tr = Translator(svc.settings.default_language) if room else tr
+        text = plan.room_message(room_tr, meeting, unit_id, zone_name, press.context, now=now)
+        answer = tr(f"meetings.rsvp.{press.answer.value}")
+        if delegate:
+            answer += f"（{escape(delegate)}）"
+    svc.wake_delivery()
+    return tr("meetings.rsvp.recorded", answer=answer), text
+
+
+async def _edit_pressed(update: Update, context: Context, text: str, press: Press) -> None:
+    query = update.callback_query
+    svc = services(context)
+    tr = Translator(svc.settings.default_language)
+    raw = plan.rsvp_keyboard(tr, press.meeting_id, press.context)
+    rows = [[(b["text"], b["callback_data"]) for b in row] for row in raw["inline_keyboard"]]
+    markup = keyboard(rows)
+    try:
+        if query is not None and query.message is not None:
+            await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
+                                          disable_web_page_preview=True)
+    except BadRequest:  # unchanged, or too old to edit: the answer is recorded anyway
+        pass
+
+
+@guarded(Role.officer)
+async def rsvp_pressed(update: Update, context: Context, actor: Actor) -> None:
+    query = update.callback_query
+    assert query is not None
+    press = parse_press(query.data)
+    if press is None or press.answer is Rsvp.delegate:
+        await query.answer(actor.tr("errors.stale_button"), show_alert=True)
+        return
+    alert, text = await record_rsvp(update, context, actor, press, None)
+    await query.answer(alert, show_alert=text is None)
+    if text is not None:
+        await _edit_pressed(update, context, text, press)
+
+
+@guarded(Role.officer)
+async def delegate_pressed(update: Update, context: Context, actor: Actor) -> int | None:
+    query = update.callback_query
+    assert query is not None
+    press = parse_press(query.data)
+    tr, svc = actor.tr, services(context)
+    if press is None:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return ConversationHandler.END
+    async with svc.db.session() as session:
+        unit_id, _ = await answering_unit(session, update, actor)
+        meeting = await get_meeting(session, press.meeting_id)
+        problem = None
+        if meeting is None or unit_id is None:
+            problem = tr("meetings.errors.not_found")
+        elif meeting.status is MeetingStatus.cancelled:
+            problem = tr("meetings.errors.cancelled")
+        elif all(p.unit_id != unit_id for p in meeting.participants):
+            problem = tr("meetings.errors.not_participant")
+    if problem:
+        await query.answer(problem, show_alert=True)
+        return ConversationHandler.END
+    assert context.user_data is not None
+    message = query.message
+    context.user_data[PENDING_DELEGATE] = {
+        "meeting_id": press.meeting_id, "context": press.context,
+        "message": [message.chat.id, message.message_id] if message else None,
+    }
+    await query.answer()
+    user = update.effective_user
+    name = escape(user.full_name if user else "")
+    await reply(update, tr("meetings.rsvp.ask_delegate", name=name))
+    return DELEGATE
+
+
+@guarded(Role.officer)
+async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
+    tr = actor.tr
+    assert context.user_data is not None
+    pending = context.user_data.get(PENDING_DELEGATE)
+    name = _text(update)
+    if not pending:
+        raise ApplicationHandlerStop(ConversationHandler.END)
+    if not name or len(name) > 60:
+        await reply(update, tr("meetings.rsvp.bad_delegate"))
+        raise ApplicationHandlerStop(DELEGATE)
+    press = Press(pending["meeting_id"], Rsvp.delegate, pending["context"])
+    alert, text = await record_rsvp(update, context, actor, press, name)
+    context.user_data.pop(PENDING_DELEGATE, None)
+    await reply(update, alert or "")
+    if text is not None and pending.get("message"):
+        chat_id, message_id = pending["message"]
+        svc = services(context)
+        raw = plan.rsvp_keyboard(Translator(svc.settings.default_language), press.meeting_id,
+                                 press.context)
+        rows = [[(b["text"], b["callback_data"]) for b in row] for row in raw["inline_keyboard"]]
+        with contextlib.suppress(BadRequest):
+            await context.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
+                                                parse_mode=ParseMode.HTML,
+                                                reply_markup=keyboard(rows),
+                                                disable_web_page_preview=True)
+    raise ApplicationHandlerStop(ConversationHandler.END)
+
+
+@guarded(Role.coordinator)
+async def tally_pressed(update: Update, context: Context, actor: Actor) -> None:
+    query = update.callback_query
+    assert query is not None
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    meeting_id = int((query.data or "0").rsplit(":", 1)[1])
+    async with svc.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+        if meeting is None:
+            await query.answer(tr("meetings.errors.not_found"), show_alert=True)
+            return
+        rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+    zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
+    await query.answer()
+    markup = keyboard([[(tr("meetings.buttons.refresh"), f"{CB}:t:{meeting_id}")]])
+    with contextlib.suppress(BadRequest):
+        await query.edit_message_text(plan.tally_text(tr, meeting, rooms, zone_name, now=now),
+                                      parse_mode=ParseMode.HTML, reply_markup=markup)
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def register(application: Application) -> None:
+    with warnings.catch_warnings():
+        # Buttons inside a per-chat conversation are intended (not tracked per message).
+        warnings.simplefilter("ignore", PTBUserWarning)
+        text = filters.TEXT & ~filters.COMMAND
+        new_flow = ConversationHandler(
+            entry_points=[CommandHandler("meeting", meeting_command)],
+            states={
+                TITLE: [MessageHandler(text, got_title)],
+                KIND: [CallbackQueryHandler(got_kind, pattern=rf"^{CB}:new:kind:")],
+                ZONE: [CallbackQueryHandler(got_zone, pattern=rf"^{CB}:new:zone:")],
+                START: [MessageHandler(text, got_start)],
+                END: [MessageHandler(text, got_end)],
+                PLACE: [MessageHandler(text, got_place)],
+                UNITS: [MessageHandler(text, got_units)],
+                AGENDA: [MessageHandler(text, got_agenda)],
+                CONFIRM: [CallbackQueryHandler(got_confirm, pattern=rf"^{CB}:new:(ok|no)$")],
+            },
+            fallbacks=[CommandHandler("cancel", cancel_flow)],
+            allow_reentry=True,
+            name="meeting_new",
+            persistent=True,
+        )
+        delegate_flow = ConversationHandler(
+            entry_points=[CallbackQueryHandler(delegate_pressed, pattern=rf"^{CB}:r:\d+:g:")],
+            states={DELEGATE: [MessageHandler(text, delegate_named)]},
+            fallbacks=[CommandHandler("cancel", cancel_flow)],
+            allow_reentry=True,
+            name="meeting_delegate",
+            persistent=True,
+        )
+    # Group -1: a typed answer inside these flows must not also reach plain-text features.
+    application.add_handler(new_flow, group=-1)
+    application.add_handler(delegate_flow, group=-1)
+    application.add_handler(CommandHandler("meetings", meetings_command))
+    application.add_handler(CommandHandler("missed", missed_command))
+    application.add_handler(CallbackQueryHandler(rsvp_pressed, pattern=rf"^{CB}:r:\d+:[ad]:"))
+    application.add_handler(CallbackQueryHandler(ics_pressed, pattern=rf"^{CB}:ics"))
+    application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:\d+$"))

@@ -1,0 +1,343 @@
+"""Meetings through the emulator with a controllable clock: the guided creation, reminders
+at each offset (once, also across restarts), RSVP with the coordinator's tally, change and
+cancellation notices, calendars that parse back, and polite refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from icalendar import Calendar
+from sqlalchemy import select
+
+from bot.domain.clock import FakeClock
+from bot.emulator import BotApiEmulator
+from bot.plans.meetings import send_tally
+from bot.testing import BotHarness
+from storage.db import Database
+from storage.models import (
+    AuditEntry,
+    DutyRoom,
+    Meeting,
+    MeetingKind,
+    MeetingStatus,
+    Role,
+    Rsvp,
+    ScheduleMark,
+    Unit,
+    User,
+    Zone,
+    ZoneMembership,
+)
+from storage.schedules import create_meeting, get_meeting
+
+ADMIN_ID = 910000001
+COORD_ID = 910000011
+GANSU_DUTY = 910000012
+QINGHAI_DUTY = 910000013
+GANSU_ROOM = -1001000000201
+QINGHAI_ROOM = -1001000000202
+XINJIANG_ROOM = -1001000000204
+# 10:00 in Beijing on Friday 20 November 2026.
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+# The joint meeting: Thursday 3 December 2026, 09:00–17:30 Beijing time.
+START = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)
+
+
+async def seed(db: Database) -> dict[str, int]:
+    async with db.session() as session:
+        zone = Zone(code="nw", name="西北警务协作区", short_name="西北")
+        units = {
+            "gs": Unit(code="gs", name="甘肃省公安厅", short_name="甘肃"),
+            "qh": Unit(code="qh", name="青海省公安厅", short_name="青海"),
+            "nx": Unit(code="nx", name="宁夏回族自治区公安厅", short_name="宁夏"),
+            "xj": Unit(code="xj", name="新疆维吾尔自治区公安厅", short_name="新疆",
+                       timezone="Asia/Urumqi"),
+        }
+        session.add(zone)
+        session.add_all(units.values())
+        await session.flush()
+        session.add_all([ZoneMembership(zone_id=zone.id, unit_id=u.id) for u in units.values()])
+        for code, chat_id in (("gs", GANSU_ROOM), ("qh", QINGHAI_ROOM), ("xj", XINJIANG_ROOM)):
+            session.add(DutyRoom(unit_id=units[code].id, chat_id=chat_id,
+                                 title=f"{units[code].short_name}值班室"))
+        session.add_all([
+            User(telegram_id=COORD_ID, full_name="秘书处王芳", role=Role.coordinator,
+                 unit_id=units["gs"].id),
+            User(telegram_id=GANSU_DUTY, full_name="张伟", role=Role.duty_officer,
+                 unit_id=units["gs"].id),
+            User(telegram_id=QINGHAI_DUTY, full_name="李娜", role=Role.duty_officer,
+                 unit_id=units["qh"].id),
+        ])
+        ids = {code: unit.id for code, unit in units.items()}
+        ids["zone"] = zone.id
+        return ids
+
+
+def prepare(emulator: BotApiEmulator) -> None:
+    emulator.add_user(ADMIN_ID, "管理员")
+    emulator.add_user(COORD_ID, "王芳")
+    emulator.add_user(GANSU_DUTY, "张伟")
+    emulator.add_user(QINGHAI_DUTY, "李娜")
+    emulator.add_group(GANSU_ROOM, "甘肃值班室", [GANSU_DUTY])
+    emulator.add_group(QINGHAI_ROOM, "青海值班室", [QINGHAI_DUTY])
+    emulator.add_group(XINJIANG_ROOM, "新疆值班室")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+async def units(db: Database) -> dict[str, int]:
+    return await seed(db)
+
+
+@pytest.fixture
+async def desk(
+    emulator: BotApiEmulator, database_url: str, units: dict[str, int], clock: FakeClock
+) -> AsyncIterator[BotHarness]:
+    prepare(emulator)
+    async with BotHarness(emulator, database_url, admin_ids=[ADMIN_ID], now=clock) as harness:
+        yield harness
+
+
+async def add_meeting(desk: BotHarness, units: dict[str, int], **overrides: object) -> int:
+    async with desk.db.session() as session:
+        coordinator = (
+            await session.execute(select(User).where(User.telegram_id == COORD_ID))
+        ).scalar_one()
+        values: dict = {
+            "kind": MeetingKind.joint, "title": "第十五届联席会议",
+            "starts_at": START, "ends_at": START + timedelta(hours=8, minutes=30),
+            "timezone": "Asia/Shanghai", "zone_id": units["zone"], "place": "青海省西宁市",
+            "unit_ids": [units["gs"], units["qh"], units["nx"], units["xj"]],
+            "actor": coordinator, "offsets": [7 * 1440, 1440, 60],
+        }
+        values.update(overrides)
+        meeting = await create_meeting(session, **values)
+        meeting_id = meeting.id
+    await desk.services.rescheduled("meetings")
+    return meeting_id
+
+
+def room_texts(desk: BotHarness, chat_id: int) -> list[str]:
+    return [c.params.get("text", "") for c in desk.emulator.calls
+            if c.method == "sendMessage" and c.chat_id == chat_id and c.ok]
+
+
+async def test_guided_creation_notifies_rooms_and_reports_the_unreachable(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    assert "会议名称" in (await desk.send(COORD_ID, "/meeting new")).text
+    kinds = await desk.send(COORD_ID, "第十五届联席会议")
+    zones = await desk.press(COORD_ID, kinds, "联席会议")
+    asked = await desk.press(COORD_ID, zones, "西北")
+    assert "开始时间" in asked.text
+    assert "无法识别时间" in (await desk.send(COORD_ID, "下个月某天")).text
+    assert "结束时间" in (await desk.send(COORD_ID, "2026-12-03 09:00")).text
+    assert "晚于开始" in (await desk.send(COORD_ID, "08:00")).text
+    assert "地点" in (await desk.send(COORD_ID, "17:30")).text
+    await desk.send(COORD_ID, "青海省西宁市 https://meet.example.org/nw15")
+    assert "没有找到这些单位：火星" in (await desk.send(COORD_ID, "甘肃、火星")).text
+    assert "议程" in (await desk.send(COORD_ID, "甘肅、青海、宁夏、新疆")).text
+    preview = await desk.send(COORD_ID, "甘青轮值主席交接")
+    assert "第十五届联席会议" in preview.text and "宁夏" in preview.text
+    assert "12月3日（周四） 09:00–17:30" in preview.text
+
+    done = await desk.press(COORD_ID, preview, "确认")
+
+    assert "已创建会议" in done.text and "宁夏" in done.text
+    delivered = await desk.deliver()
+    gansu = room_texts(desk, GANSU_ROOM)
+    assert len(gansu) == 1 and "会议通知" in gansu[0] and "本单位答复：⏳ 未答复" in gansu[0]
+    # Xinjiang sees its own clock, with the zone named.
+    xinjiang = room_texts(desk, XINJIANG_ROOM)[0]
+    assert "07:00–15:30" in xinjiang and "Asia/Urumqi" in xinjiang
+    coordinator = [c.params["text"] for c in delivered.messages if c.chat_id == COORD_ID]
+    assert any("会议回执" in t and "无值班室、无法提醒：宁夏" in t for t in coordinator)
+    assert any("没有登记值班室" in t for t in coordinator)
+    async with desk.db.session() as session:
+        meeting = (await session.execute(select(Meeting))).scalar_one()
+        assert meeting.starts_at == START and meeting.video_link.endswith("/nw15")
+        actions = set((await session.execute(select(AuditEntry.action))).scalars())
+    assert "meeting.create" in actions
+
+
+async def test_bad_input_is_refused_politely_and_changes_nothing(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    assert "无权" in (await desk.send(GANSU_DUTY, "/meeting new")).text
+    await desk.send(COORD_ID, "/meeting new")
+    await desk.send(COORD_ID, "/cancel")
+    meeting_id = await add_meeting(desk, units)
+    refused = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 时间 2020-01-01 09:00")
+    assert "已经过去" in refused.text
+    assert "无法识别字段" in (await desk.send(COORD_ID, f"/meeting edit {meeting_id} 颜色 红")).text
+    assert "无法识别提醒" in (
+        await desk.send(COORD_ID, f"/meeting edit {meeting_id} 提醒 很久以前")).text
+    assert "没有找到" in (await desk.send(COORD_ID, "/meeting cancel 999")).text
+    async with desk.db.session() as session:
+        meeting = (await session.execute(select(Meeting))).scalar_one()
+    assert meeting.revision == 1 and meeting.status is MeetingStatus.scheduled
+
+
+async def test_reminders_go_out_at_each_offset_once(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    for offset, lead in ((timedelta(days=7), "7 天后开始"), (timedelta(days=1), "1 天后开始"),
+                         (timedelta(hours=1), "1 小时后开始")):
+        clock.set(START - offset - timedelta(seconds=1))
+        assert not (await desk.run_due()).messages
+        clock.set(START - offset + timedelta(seconds=5))
+        sent = await desk.run_due()
+        rooms = {c.chat_id for c in sent.messages}
+        assert rooms == {GANSU_ROOM, QINGHAI_ROOM, XINJIANG_ROOM, COORD_ID}, lead
+        reminder = next(c for c in sent.messages if c.chat_id == QINGHAI_ROOM)
+        assert lead in reminder.params["text"] and "迟发" not in reminder.params["text"]
+        labels = [b["text"] for row in reminder.params["reply_markup"]["inline_keyboard"]
+                  for b in row]
+        assert {"✅ 参加", "❌ 不参加", "👤 派员"} <= set(labels)
+        warning = next(c for c in sent.messages if c.chat_id == COORD_ID)
+        assert "宁夏" in warning.params["text"]
+        assert not (await desk.run_due()).messages  # fires once
+    async with desk.db.session() as session:
+        marks = (await session.execute(select(ScheduleMark.key, ScheduleMark.outcome))).all()
+    assert sorted(outcome for _, outcome in marks) == ["sent", "sent", "sent"]
+    assert all(key.startswith(f"meeting:{meeting_id}:") for key, _ in marks)
+
+
+async def test_rsvp_buttons_and_the_coordinators_tally(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    clock.set(START - timedelta(days=1) + timedelta(seconds=1))
+    sent = await desk.run_due()
+    gansu = next(c for c in sent.messages if c.chat_id == GANSU_ROOM)
+    qinghai = next(c for c in sent.messages if c.chat_id == QINGHAI_ROOM)
+    # Tally message for the coordinator goes out with the first RSVP edit target.
+    async with desk.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+        await send_tally(session, meeting, now=clock(), default_zone="Asia/Shanghai",
+                         default_language="zh-Hans")
+    await desk.deliver()
+
+    pressed = await desk.press(GANSU_DUTY, gansu, "参加")
+    assert any("已登记：参加" in c.params.get("text", "") for c in pressed.calls
+               if c.method == "answerCallbackQuery")
+    assert "本单位答复：✅ 参加" in pressed.text  # the reminder now shows the answer
+
+    prompt = await desk.press(QINGHAI_DUTY, qinghai, "派员")
+    assert "派员的姓名" in prompt.text
+    named = await desk.send(QINGHAI_DUTY, "刘强", chat_id=QINGHAI_ROOM)
+    assert "已登记：派员（刘强）" in named.text
+    assert "派员（刘强）" in named.text
+
+    edits = await desk.deliver()
+    tally = [c.params["text"] for c in edits.calls if c.method == "editMessageText"]
+    assert tally and "已答复 2/4" in tally[-1]
+    assert "参加：甘肃" in tally[-1] and "派员：青海（刘强）" in tally[-1]
+    # Someone not registered cannot answer for the room; nothing changes.
+    desk.emulator.add_user(910000099, "陌生人")
+    stranger = await desk.press(910000099, gansu, "不参加")
+    assert stranger.alerts and "尚未登记" in stranger.alerts[0]
+    # Anyone registered in the room answers for the room's unit, and may change the answer.
+    changed = await desk.press(COORD_ID, gansu, "不参加")
+    assert "本单位答复：❌ 不参加" in changed.text
+    async with desk.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+        answers = {p.unit_id: (p.rsvp, p.delegate) for p in meeting.participants}
+        rsvps = (await session.execute(
+            select(AuditEntry).where(AuditEntry.action == "meeting.rsvp"))).scalars().all()
+    assert answers[units["qh"]] == (Rsvp.delegate, "刘强")
+    assert len(rsvps) == 3
+
+
+async def test_change_and_cancellation_are_announced_and_reminders_follow(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    moved = START + timedelta(days=2)
+    done = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 时间 2026-12-05 09:00")
+    assert "已修改" in done.text and "开始时间" in done.text
+    sent = await desk.deliver()
+    qinghai = [c.params["text"] for c in sent.messages if c.chat_id == QINGHAI_ROOM]
+    assert qinghai and "会议变更" in qinghai[0] and "12月5日（周六） 09:00" in qinghai[0]
+    # The 1-day reminder for the old time never fires; the one for the new time does.
+    clock.set(START - timedelta(days=1) + timedelta(seconds=1))
+    assert not (await desk.run_due()).messages
+    clock.set(moved - timedelta(days=1) + timedelta(seconds=1))
+    assert {c.chat_id for c in (await desk.run_due()).messages} >= {GANSU_ROOM, QINGHAI_ROOM}
+
+    cancelled = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    assert "已取消" in cancelled.text
+    notices = await desk.deliver()
+    texts = [c.params["text"] for c in notices.messages if c.chat_id == GANSU_ROOM]
+    assert texts and "会议取消" in texts[0] and "天气原因" in texts[0]
+    clock.set(moved - timedelta(minutes=59))
+    assert not (await desk.run_due()).messages
+    assert "已取消" in (await desk.send(COORD_ID, f"/meeting cancel {meeting_id}")).text
+
+
+async def test_calendar_files_parse_back(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    first = await add_meeting(desk, units, video_link="https://meet.example.org/nw15")
+    await add_meeting(desk, units, title="反恐演练", kind=MeetingKind.drill,
+                      starts_at=START + timedelta(days=5),
+                      ends_at=START + timedelta(days=5, hours=3), timezone="Asia/Urumqi",
+                      unit_ids=[units["xj"]])
+    listing = await desk.send(GANSU_DUTY, "/meetings")
+    assert "第十五届联席会议" in listing.text and "反恐演练" not in listing.text
+
+    sent = await desk.send(COORD_ID, "/meetings ics")
+    document = next(c for c in sent.calls if c.method == "sendDocument")
+    _, data = next(iter(document.files.values()))
+    calendar = Calendar.from_ical(bytes(data))
+    events = {str(e["summary"]): e for e in calendar.walk("VEVENT")}
+    assert len(events) == 2
+    joint = events["第十五届联席会议（联席会议）"]
+    assert joint.decoded("dtstart") == START
+    assert str(joint["uid"]) == f"meeting-{first}@liaison-desk"
+    assert str(joint["url"]) == "https://meet.example.org/nw15"
+    drill = events["反恐演练（演练）"]
+    assert drill.decoded("dtstart").utcoffset() == timedelta(hours=6)
+    assert {str(tz["tzid"]) for tz in calendar.walk("VTIMEZONE")} == {
+        "Asia/Shanghai", "Asia/Urumqi"}
+
+    one = await desk.press(GANSU_DUTY, listing, f"#{first}")
+    single = next(c for c in one.calls if c.method == "sendDocument")
+    assert len(Calendar.from_ical(bytes(next(iter(single.files.values()))[1])).walk("VEVENT")) == 1
+
+
+async def test_restart_before_due_sends_once_and_after_grace_records_missed(
+    emulator: BotApiEmulator, database_url: str, units: dict[str, int], clock: FakeClock
+) -> None:
+    prepare(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as first:
+        await add_meeting(first, units)
+    # Down across the 1-day reminder; back 5 minutes later (grace 15 minutes): sent, late.
+    clock.set(START - timedelta(days=1) + timedelta(minutes=5))
+    async with BotHarness(emulator, database_url, now=clock) as second:
+        sent = await second.deliver()
+        texts = [c.params["text"] for c in sent.messages if c.chat_id == GANSU_ROOM]
+        assert len(texts) == 1 and "迟发" in texts[0]
+    async with BotHarness(emulator, database_url, now=clock) as third:
+        assert not [c for c in (await third.deliver()).messages if c.chat_id == GANSU_ROOM]
+    # Down across the 1-hour reminder until 30 minutes before the start: missed.
+    clock.set(START - timedelta(minutes=30))
+    async with BotHarness(emulator, database_url, now=clock) as fourth:
+        sent = await fourth.deliver()
+        assert not [c for c in sent.messages if c.chat_id == GANSU_ROOM]
+        alert = [c.params["text"] for c in sent.messages if c.chat_id == COORD_ID]
+        assert any("因系统停机未发出" in t for t in alert)
+        listing = await fourth.send(COORD_ID, "/missed")
+        assert "会议提醒" in listing.text and "第十五届联席会议" in listing.text
+        assert "1 条定时消息" in (await fourth.send(COORD_ID, "/meetings")).text
+    async with first.db.session() as session:
+        marks = dict((await session.execute(
+            select(ScheduleMark.key, ScheduleMark.outcome))).all())
+    assert sorted(marks.values()) == ["late", "missed"]
