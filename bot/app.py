@@ -17,11 +17,12 @@ from bot.persistence import DatabasePersistence
 from bot.plans import PLANNERS
 from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
-from handlers import FEATURES
+from handlers import FALLBACKS, FEATURES
 from handlers.common import COMMANDS_KEY
 from storage.access import ensure_administrators
 from storage.db import Database
 from storage.models import Role
+from storage.search import ensure_search_index
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     application.bot_data[COMMANDS_KEY] = all_feature_commands()
     for feature in FEATURES:
         feature.register(application)
+    for fallback in FALLBACKS:
+        fallback(application)
     application.add_error_handler(_on_error)
     return application
 
@@ -76,6 +79,9 @@ async def startup(application: Application, *, background: bool = True) -> None:
             await ensure_administrators(
                 session, svc.settings.admin_ids, default_language=svc.settings.default_language
             )
+    async with svc.db.session() as session:
+        if await ensure_search_index(session):
+            log.info("built the search index")
     await set_default_menus(application)
     if svc.delivery is not None and background:
         svc.delivery.start()

@@ -12,6 +12,7 @@ from bot.app import file_url_for
 from bot.config import Settings
 from storage.db import create_engine
 from storage.migrate import is_up_to_date
+from storage.search import check_search_backend
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,14 @@ async def check_database(settings: Settings) -> list[CheckResult]:
         CheckResult("migrations", current, "up to date" if current
                     else "pending migrations: run `python -m bot db upgrade`")
     )
+    if current:
+        engine = create_engine(settings.database_url)
+        try:
+            problem = await check_search_backend(engine)
+        finally:
+            await engine.dispose()
+        results.append(CheckResult("search", problem is None,
+                                   problem or "Chinese search is available"))
     return results
 
 

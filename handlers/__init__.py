@@ -1,5 +1,10 @@
-"""One module per user-facing feature; each exposes COMMANDS and register(application)."""
+"""One module per user-facing feature; each exposes COMMANDS and register(application).
 
-from handlers import admin, meetings, start
+FALLBACKS register after every feature: plain-text lookups must not take messages
+that a feature's conversation is waiting for.
+"""
 
-FEATURES = [start, admin, meetings]
+from handlers import admin, agreements, contacts, start
+
+FEATURES = [start, admin, contacts, agreements]
+FALLBACKS = [contacts.register_fallbacks]

@@ -1,0 +1,424 @@
+"""Finding counterparts: /contact, the zone → unit → branch menu, /oncall, plain-text
+lookups in private chats (and mentions in duty rooms), and inline mode.
+
+Contact details are sensitive: only registered users see them, never in a group that
+is not a registered duty room, and every card shown is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import InlineQueryResultArticle, InputTextMessageContent, Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.commands import CommandInfo, Where
+from bot.domain.normalize import parse_query
+from bot.i18n import Translator
+from bot.services import Actor, services
+from bot.timefmt import local_time
+from handlers.common import Context, Refusal, current_actor, escape, guarded, in_group, keyboard
+from handlers.common import reply as send_reply
+from storage import directory
+from storage.access import audit, duty_room_by_chat, user_by_telegram_id
+from storage.duty import OnDuty, on_duty
+from storage.models import Liaison, LiaisonRole, Role
+from storage.search import (
+    ClauseHit,
+    MatchTier,
+    load_vocabulary,
+    search_clauses,
+    search_liaisons,
+)
+
+COMMANDS = [
+    CommandInfo("contact", Role.officer, Where.anywhere, "contacts.command"),
+    CommandInfo("oncall", Role.officer, Where.anywhere, "oncall.command"),
+]
+PAGE_SIZE = 5
+PLAIN_TEXT_CONTACTS = 3
+PLAIN_TEXT_CLAUSES = 3
+INLINE_RESULTS = 8
+INLINE_CACHE_SECONDS = 10
+MAX_QUERY = 100
+QUERIES_KEPT = 30
+CALLBACK = re.compile(r"^ct:(pg|z|u|ub|s|only|menu)(?::(\d+))?(?::(\d+))?$")
+
+
+# --------------------------------------------------------------------------- queries behind buttons
+
+
+def remember_query(context: Context, query: str) -> str:
+    """Buttons carry a short id; the query itself stays with the chat (persisted)."""
+    kept: dict[str, str] = context.chat_data.setdefault("queries", {})  # type: ignore[union-attr]
+    counter = int(context.chat_data.get("query_counter", 0)) + 1  # type: ignore[union-attr]
+    context.chat_data["query_counter"] = counter  # type: ignore[index]
+    kept[str(counter)] = query
+    for stale in sorted(kept, key=int)[:-QUERIES_KEPT]:
+        del kept[stale]
+    return str(counter)
+
+
+def recalled_query(context: Context, query_id: str | None) -> str | None:
+    return (context.chat_data or {}).get("queries", {}).get(query_id or "")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _role(tr: Translator, liaison: Liaison) -> str:
+    return tr("contacts.primary" if liaison.role is LiaisonRole.primary else "contacts.backup")
+
+
+def duty_line(tr: Translator, duty: OnDuty | None, default_tz: str) -> str:
+    if duty is None:
+        return tr("contacts.no_room")
+    lines = []
+    if duty.room_phone:
+        lines.append(tr("contacts.room_phone", phone=escape(duty.room_phone)))
+    if duty.officer and duty.until:
+        lines.append(tr(
+            "contacts.on_duty", officer=escape(duty.officer),
+            phone=escape(duty.officer_phone or "—"),
+            until=local_time(tr, duty.until, duty.timezone, default_tz),
+            next=escape(duty.next_officer or "—"),
+        ))
+    else:
+        lines.append(tr("contacts.no_roster", room=escape(duty.room_title)))
+    return "\n".join(lines)
+
+
+def card(tr: Translator, liaison: Liaison, duty: OnDuty | None, default_tz: str) -> str:
+    branch = liaison.branch.name if liaison.branch else tr("contacts.any_branch")
+    lines = [f"<b>{escape(liaison.unit.name)} · {escape(branch)}</b>",
+             tr("contacts.person", name=escape(liaison.name), role=_role(tr, liaison),
+                title=escape(liaison.title or ""))]
+    lines += [f"📞 {escape(str(phone))}" for phone in liaison.phones or []]
+    if liaison.telegram_username:
+        lines.append(f"✈️ @{escape(liaison.telegram_username)}")
+    lines.append(duty_line(tr, duty, default_tz))
+    return "\n".join(lines)
+
+
+@dataclass
+class ContactPage:
+    text: str
+    liaison_ids: list[int]
+    markup: Any = None
+
+
+async def contact_page(
+    session: AsyncSession, context: Context, actor: Actor, query: str, offset: int,
+    *, limit: int = PAGE_SIZE,
+) -> ContactPage:
+    """Cards for one page of results (or suggestions), audited."""
+    svc = services(context)
+    tr = actor.tr
+    results = await search_liaisons(session, query, offset=offset, limit=limit)
+    if not results.hits:
+        names = "、".join(escape(s.label) for s in results.suggestions[:5])
+        text = tr("contacts.none", query=escape(query))
+        if names:
+            text += "\n" + tr("contacts.suggest", names=names)
+        rows = [[(s.label, f"ct:s:{remember_query(context, s.label)}")]
+                for s in results.suggestions[:5]]
+        return ContactPage(text, [], keyboard(rows) if rows else None)
+    liaisons = await directory.liaisons_by_ids(session, [h.liaison_id for h in results.hits])
+    duties = await on_duty(session, svc.now(), unit_ids={lia.unit_id for lia in liaisons},
+                           default_timezone=svc.settings.bot_timezone)
+    default_tz = svc.settings.bot_timezone
+    header = tr("contacts.header", query=escape(query), first=offset + 1,
+                last=offset + len(liaisons), total=results.total)
+    cards = [card(tr, lia, duties.get(lia.unit_id), default_tz) for lia in liaisons]
+    user = await user_by_telegram_id(session, actor.telegram_id)
+    for lia in liaisons:
+        await audit(session, "contact.view", actor=user, subject_type="liaison",
+                    subject_id=lia.id, query=query[:MAX_QUERY], unit=lia.unit.code)
+    query_id = remember_query(context, query)
+    paging = []
+    if offset > 0:
+        paging.append((tr("common.previous"), f"ct:pg:{query_id}:{max(0, offset - limit)}"))
+    if results.has_more:
+        paging.append((tr("common.next"), f"ct:pg:{query_id}:{offset + limit}"))
+    return ContactPage("\n\n".join([header, *cards]), [lia.id for lia in liaisons],
+                       keyboard([paging]) if paging else None)
+
+
+async def may_show_contacts(session: AsyncSession, update: Update) -> bool:
+    """In a group, only a registered duty room sees contact details."""
+    chat = update.effective_chat
+    return not in_group(update) or (
+        chat is not None and await duty_room_by_chat(session, chat.id) is not None)
+
+
+# --------------------------------------------------------------------------- /contact
+
+
+@guarded(Role.officer)
+async def contact(update: Update, context: Context, actor: Actor) -> None:
+    query = " ".join(context.args or []).strip()
+    await answer_contacts(update, context, actor, query)
+
+
+async def answer_contacts(update: Update, context: Context, actor: Actor, query: str,
+                          offset: int = 0) -> None:
+    tr, svc = actor.tr, services(context)
+    try:
+        if len(query) > MAX_QUERY:
+            raise Refusal(tr("errors.too_long", limit=MAX_QUERY))
+        async with svc.db.session() as session:
+            if not await may_show_contacts(session, update):
+                raise Refusal(tr("contacts.group_not_room"))
+            if not query:
+                page = ContactPage(tr("contacts.menu_zones"), [], keyboard(
+                    [[(z.short_name, f"ct:z:{z.id}")] for z in await directory.zones(session)]))
+            else:
+                page = await contact_page(session, context, actor, query, offset)
+    except Refusal as refusal:
+        await show(update, refusal.text)
+        return
+    await show(update, page.text, page.markup)
+
+
+async def show(update: Update, text: str, markup: Any = None) -> None:
+    """Answer a command with a new message, a button press by editing its message."""
+    query = update.callback_query
+    if query is None:
+        await send_reply(update, text, markup)
+        return
+    await query.answer()
+    if query.message is not None and getattr(query.message, "text", None) == text and \
+            markup is None:
+        return
+    await query.edit_message_text(text[:4096], parse_mode=ParseMode.HTML, reply_markup=markup,
+                                  disable_web_page_preview=True)
+
+
+@guarded(Role.officer)
+async def contact_button(update: Update, context: Context, actor: Actor) -> None:
+    query = update.callback_query
+    assert query is not None
+    tr, svc = actor.tr, services(context)
+    match = CALLBACK.match(query.data or "")
+    if match is None:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return
+    action, first, second = match.groups()
+    if action in {"pg", "s", "only"}:
+        text = recalled_query(context, first)
+        offset = int(second or 0)
+        if text is None or offset > 10_000:
+            await query.answer(tr("errors.stale_button"), show_alert=True)
+            return
+        await answer_contacts(update, context, actor, text, offset)
+        return
+    async with svc.db.session() as session:
+        if action == "menu":
+            rows = [[(z.short_name, f"ct:z:{z.id}")] for z in await directory.zones(session)]
+            text, markup = tr("contacts.menu_zones"), keyboard(rows)
+        elif action == "z" and first and (zone := await directory.get_zone(session, int(first))):
+            units = await directory.zone_units(session, zone.id)
+            rows = [[(u.short_name, f"ct:u:{u.id}") for u in units[i:i + 3]]
+                    for i in range(0, len(units), 3)]
+            text, markup = tr("contacts.menu_units", zone=escape(zone.name)), keyboard(rows)
+        elif action == "u" and first and (unit := await directory.get_unit(session, int(first))):
+            branches = await directory.branches_of_unit(session, unit.id)
+            rows = [[(b.name, f"ct:ub:{unit.id}:{b.id}") for b in branches[i:i + 3]]
+                    for i in range(0, len(branches), 3)]
+            rows.append([(tr("contacts.all_branches"), f"ct:ub:{unit.id}:0")])
+            text, markup = tr("contacts.menu_branches", unit=escape(unit.name)), keyboard(rows)
+        elif action == "ub" and first and (unit := await directory.get_unit(session, int(first))):
+            branch = await directory.get_branch(session, int(second or 0)) if second else None
+            text = f"{unit.name} {branch.name}" if branch else unit.name
+            markup = None
+        else:
+            text, markup = "", None
+    if not text:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+    elif action == "ub":
+        await answer_contacts(update, context, actor, text)
+    else:
+        await show(update, text, markup)
+
+
+# --------------------------------------------------------------------------- /oncall
+
+
+def oncall_text(tr: Translator, duties: list[OnDuty], default_tz: str) -> str:
+    blocks = [f"<b>{escape(d.room_title)}</b>\n{duty_line(tr, d, default_tz)}" for d in duties]
+    return "\n\n".join([tr("oncall.header"), *blocks])
+
+
+@guarded(Role.officer)
+async def oncall(update: Update, context: Context, actor: Actor) -> None:
+    tr, svc = actor.tr, services(context)
+    query = " ".join(context.args or []).strip()[:MAX_QUERY]
+    try:
+        async with svc.db.session() as session:
+            if not await may_show_contacts(session, update):
+                raise Refusal(tr("contacts.group_not_room"))
+            if query:
+                parsed = parse_query(query, await load_vocabulary(session))
+                unit_ids = set(parsed.unit_ids) | set(
+                    await directory.units_of_zones(session, parsed.zone_ids))
+                if not unit_ids:
+                    raise Refusal(tr("oncall.unknown_unit", query=escape(query)))
+            else:
+                user = actor.user
+                zone_ids = await directory.zone_ids_of_unit(session, user.unit_id) \
+                    if user and user.unit_id else []
+                unit_ids = set(await directory.units_of_zones(session, zone_ids))
+                if not unit_ids:
+                    raise Refusal(tr("oncall.usage"))
+            duties = await on_duty(session, svc.now(), unit_ids=unit_ids,
+                                   default_timezone=svc.settings.bot_timezone)
+            user_row = await user_by_telegram_id(session, actor.telegram_id)
+            await audit(session, "oncall.view", actor=user_row, subject_type="units",
+                        subject_id=",".join(map(str, sorted(unit_ids)))[:60])
+    except Refusal as refusal:
+        await send_reply(update, refusal.text)
+        return
+    if not duties:
+        await send_reply(update, tr("oncall.no_rooms"))
+        return
+    await send_reply(update, oncall_text(tr, list(duties.values()), svc.settings.bot_timezone))
+
+
+# --------------------------------------------------------------------------- plain text
+
+
+def clause_line(tr: Translator, hit: ClauseHit) -> str:
+    superseded = tr("agreements.superseded_mark") if hit.agreement_status.value == "superseded" \
+        else ""
+    mechanisms = "、".join(hit.mechanisms)
+    return tr("agreements.hit", title=escape(hit.agreement_short_title),
+              number=escape(hit.number), superseded=superseded,
+              mechanisms=escape(mechanisms or "—"), snippet=escape(hit.snippet))
+
+
+async def lookup(update: Update, context: Context, text: str) -> None:
+    """A plain message as a question: the likeliest contacts and clauses together."""
+    actor = await current_actor(update, context)
+    tr, svc = actor.tr, services(context)
+    if not actor.registered:
+        await send_reply(update, tr("errors.unregistered"))
+        return
+    text = text.strip()
+    if len(text) > MAX_QUERY:
+        await send_reply(update, tr("errors.too_long", limit=MAX_QUERY))
+        return
+    async with svc.db.session() as session:
+        if not await may_show_contacts(session, update):
+            return
+        contacts = await contact_page(session, context, actor, text, 0,
+                                      limit=PLAIN_TEXT_CONTACTS)
+        clauses = await search_clauses(session, text, limit=PLAIN_TEXT_CLAUSES,
+                                       include_superseded=False)
+        results = await search_liaisons(session, text, limit=1)
+    query_id = remember_query(context, text)
+    asked_for_people = bool(results.query.unit_ids or results.query.branch_ids) or any(
+        tier in results.tier_counts and results.tier_counts[tier]
+        for tier in (MatchTier.EXACT, MatchTier.UNIT, MatchTier.NAME))
+    clause_block = "\n\n".join([tr("agreements.header", query=escape(text),
+                                   total=clauses.total)]
+                               + [clause_line(tr, hit) for hit in clauses.hits]) \
+        if clauses.hits else ""
+    contact_block = contacts.text if contacts.liaison_ids else ""
+    blocks = [contact_block, clause_block] if asked_for_people or not clause_block else \
+        [clause_block, contact_block]
+    body = "\n\n".join(b for b in blocks if b) or contacts.text
+    rows = [[(tr("lookup.only_contacts"), f"ct:only:{query_id}"),
+             (tr("lookup.only_clauses"), f"ag:only:{query_id}")],
+            [(tr("lookup.other_unit"), "ct:menu")]]
+    rows += [[(f"📄 {hit.agreement_short_title} {hit.number}", f"ag:c:{hit.clause_id}")]
+             for hit in clauses.hits]
+    await send_reply(update, body, keyboard(rows))
+
+
+async def plain_text(update: Update, context: Context) -> None:
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    await lookup(update, context, message.text)
+
+
+async def mentioned(update: Update, context: Context) -> None:
+    """In a duty room, `@bot 四川 刑侦` is a lookup; other group chatter is left alone."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    mention = re.compile(rf"@{re.escape(context.bot.username or '')}\b", re.IGNORECASE)
+    if not mention.search(message.text):
+        return
+    text = mention.sub("", message.text).strip()
+    if text:
+        await lookup(update, context, text)
+
+
+# --------------------------------------------------------------------------- inline mode
+
+
+async def inline(update: Update, context: Context) -> None:
+    inline_query = update.inline_query
+    assert inline_query is not None
+    actor = await current_actor(update, context)
+    query = inline_query.query.strip()[:MAX_QUERY]
+    if not actor.registered or not query:
+        await inline_query.answer([], cache_time=0, is_personal=True)
+        return
+    tr, svc = actor.tr, services(context)
+    async with svc.db.session() as session:
+        found = await search_liaisons(session, query, limit=INLINE_RESULTS // 2)
+        liaisons = await directory.liaisons_by_ids(session, [h.liaison_id for h in found.hits])
+        duties = await on_duty(session, svc.now(), unit_ids={lia.unit_id for lia in liaisons},
+                               default_timezone=svc.settings.bot_timezone)
+        clauses = await search_clauses(session, query, limit=INLINE_RESULTS // 2,
+                                       include_superseded=False)
+        user = await user_by_telegram_id(session, actor.telegram_id)
+        for lia in liaisons:
+            await audit(session, "contact.view", actor=user, subject_type="liaison",
+                        subject_id=lia.id, query=query, via="inline")
+    results: list[InlineQueryResultArticle] = []
+    for lia in liaisons:
+        branch = lia.branch.name if lia.branch else ""
+        results.append(InlineQueryResultArticle(
+            id=f"l{lia.id}", title=f"{lia.name} · {lia.unit.short_name} {branch}".strip(),
+            description=" / ".join(str(p) for p in lia.phones or []) or _role(tr, lia),
+            input_message_content=InputTextMessageContent(
+                card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone),
+                parse_mode=ParseMode.HTML)))
+    for hit in clauses.hits:
+        results.append(InlineQueryResultArticle(
+            id=f"c{hit.clause_id}", title=f"{hit.agreement_short_title} {hit.number}",
+            description=hit.snippet,
+            input_message_content=InputTextMessageContent(clause_line(tr, hit),
+                                                          parse_mode=ParseMode.HTML)))
+    await inline_query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=True)
+
+
+def register(application: Application) -> None:
+    application.add_handler(CommandHandler("contact", contact))
+    application.add_handler(CommandHandler("oncall", oncall))
+    application.add_handler(CallbackQueryHandler(contact_button, pattern=r"^ct:"))
+    application.add_handler(InlineQueryHandler(inline))
+
+
+def register_fallbacks(application: Application) -> None:
+    """Plain text last: any conversation registered before takes its messages first."""
+    application.add_handler(MessageHandler(
+        filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE, plain_text))
+    application.add_handler(MessageHandler(
+        filters.TEXT & ~filters.COMMAND & filters.ChatType.GROUPS & filters.Entity("mention"),
+        mentioned))
+

@@ -1,0 +1,197 @@
+"""Lookups through the real Application on the sample data: /contact, plain text,
+/agreement, inline mode and /oncall — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.domain.clock import FakeClock
+from bot.emulator import BotApiEmulator
+from bot.testing import BotHarness
+from storage.dataio import import_file
+from storage.db import Database
+from storage.models import AuditEntry
+
+ADMIN = 910000001  # 周立新, administrator, zh-Hans
+OFFICER = 910000007  # 王雅琴, officer in 四川, zh-Hant
+STRANGER = 910000099
+SICHUAN_ROOM = -1001000000103
+OTHER_GROUP = -1009999999999
+# Wednesday 25 November 2026, 11:00 in Beijing: week 4 of 四川's weekly roster (邓建平).
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
+    db = Database(database_url)
+    report = await import_file(db, "data/sample.yaml")
+    await db.dispose()
+    assert not report.problems
+    emulator.add_user(ADMIN, "周立新")
+    emulator.add_user(OFFICER, "王雅琴", language_code="zh-hant")
+    emulator.add_user(STRANGER, "王五")
+    emulator.add_group(SICHUAN_ROOM, "四川省公安厅指挥中心值班室", members=[ADMIN, OFFICER])
+    emulator.add_group(OTHER_GROUP, "闲聊群", members=[ADMIN, STRANGER])
+    clock = FakeClock(NOW)
+    async with BotHarness(emulator, database_url, now=clock) as harness:
+        harness.clock = clock  # type: ignore[attr-defined]
+        yield harness
+
+
+async def audited_views(bot: BotHarness) -> int:
+    async with bot.db.session() as session:
+        return (await session.execute(
+            select(func.count(AuditEntry.id)).where(AuditEntry.action == "contact.view")
+        )).scalar_one()
+
+
+async def test_contact_card_ranks_exact_matches_and_shows_who_is_on_duty(
+    desk: BotHarness,
+) -> None:
+    sent = await desk.send(ADMIN, "/contact 四川 刑侦")
+    text = sent.text
+    assert text.index("四川省公安厅 · 刑侦") < text.index("张伟")
+    assert text.index("张伟（主联络员）") < text.index("罗晓燕（备份联络员）")
+    assert "+86 100 0000 0148" in text
+    assert "值班室：028-5550" in text
+    assert "在班：邓建平" in text and "至 11月30日 08:30" in text and "下一班：王雅琴" in text
+    shown = text.count("👤")
+    assert shown >= 2 and await audited_views(desk) == shown
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("川 刑警", "四川省公安厅 · 刑侦"),
+        ("甘肅 治安", "甘肃省公安厅 · 治安"),
+        ("Sichuan CID", "四川省公安厅 · 刑侦"),
+        ("ＳＩＣＨＵＡＮ　刑侦", "四川省公安厅 · 刑侦"),
+        ("张伟", "张伟（主联络员）"),
+        ("0148", "+86 100 0000 0148"),
+        ("四川刑侦", "四川省公安厅 · 刑侦"),
+    ],
+)
+async def test_query_forms(desk: BotHarness, query: str, expected: str) -> None:
+    assert expected in (await desk.send(ADMIN, f"/contact {query}")).text
+
+
+async def test_many_results_are_paged(desk: BotHarness) -> None:
+    first = await desk.send(ADMIN, "/contact 四川")
+    assert "第 1–5 位" in first.text and first.text.count("👤") == 5
+    second = await desk.press(ADMIN, first, "下一页")
+    assert "第 6–" in second.text
+    back = await desk.press(ADMIN, second, "上一页")
+    assert "第 1–5 位" in back.text
+
+
+async def test_empty_query_walks_zone_unit_branch(desk: BotHarness) -> None:
+    zones = await desk.send(ADMIN, "/contact")
+    assert "请选择协作区" in zones.text
+    units = await desk.press(ADMIN, zones, "泛西南")
+    assert "请选择单位" in units.text
+    branches = await desk.press(ADMIN, units, "四川")
+    assert "请选择警种" in branches.text
+    cards = await desk.press(ADMIN, branches, "刑侦")
+    assert "四川省公安厅 · 刑侦" in cards.text and "张伟" in cards.text
+
+
+async def test_no_result_says_so_and_suggests(desk: BotHarness) -> None:
+    sent = await desk.send(ADMIN, "/contact 四州 刑侦")
+    assert "没有找到" in sent.text
+    nothing = await desk.send(ADMIN, "/contact 完全不存在的东西")
+    assert "没有找到" in nothing.text and "👤" not in nothing.text
+
+
+async def test_groups_that_are_not_duty_rooms_get_no_contact_details(desk: BotHarness) -> None:
+    refused = await desk.send(ADMIN, "/contact 四川 刑侦", chat_id=OTHER_GROUP)
+    assert "只在已登记的值班室" in refused.text and "100 0000" not in refused.text
+    mention = await desk.send(ADMIN, "@liaison_desk_bot 四川 刑侦", chat_id=OTHER_GROUP)
+    assert "100 0000" not in mention.text
+    chatter = await desk.send(ADMIN, "今天天气不错", chat_id=SICHUAN_ROOM)
+    assert not chatter.texts  # groups: only commands and mentions
+    in_room = await desk.send(ADMIN, "/contact 四川 刑侦", chat_id=SICHUAN_ROOM)
+    assert "张伟" in in_room.text
+    assert await audited_views(desk) == in_room.text.count("👤")
+
+
+async def test_unknown_users_see_nothing_sensitive(desk: BotHarness) -> None:
+    for text in ("/contact 四川 刑侦", "四川 刑侦", "/agreement 危爆物品", "/oncall 四川"):
+        sent = await desk.send(STRANGER, text)
+        assert "尚未登记" in sent.text
+        assert "100 0000" not in sent.text and "危爆物品" not in sent.text
+    assert await audited_views(desk) == 0
+
+
+async def test_plain_text_lookups_answer_with_contacts_and_clauses(desk: BotHarness) -> None:
+    people = await desk.send(ADMIN, "云南 禁毒 谁值班")
+    assert "云南省公安厅 · 禁毒" in people.text
+    clauses = await desk.send(ADMIN, "协查 危爆物品")
+    assert clauses.text.startswith("📚")  # a question about clauses: clauses first
+    assert "危爆物品" in clauses.text
+    labels = [label for label, _ in clauses.buttons()]
+    assert "👤 只看联系人" in labels and "📄 只看条款" in labels
+    only_clauses = await desk.press(ADMIN, clauses, "只看条款")
+    assert "👤" not in only_clauses.text and "📄" in only_clauses.text
+
+
+async def test_agreement_search_cites_title_number_and_mechanisms(desk: BotHarness) -> None:
+    sent = await desk.send(ADMIN, "/agreement 危爆物品")
+    assert "第" in sent.text and "条" in sent.text and "治安管控互动" in sent.text
+    clause = await desk.press(ADMIN, sent, "📄")
+    assert "机制：" in clause.text
+    following = await desk.press(ADMIN, clause, "下一条")
+    assert following.text != clause.text and "上一条" in str(following.buttons())
+
+
+@pytest.mark.parametrize("query", ["协查", "協查", "涉枪"])
+async def test_two_character_and_traditional_queries(desk: BotHarness, query: str) -> None:
+    sent = await desk.send(ADMIN, f"/agreement {query}")
+    assert "相关条款共" in sent.text
+
+
+async def test_agreement_overview_marks_superseded_and_lists_by_mechanism(
+    desk: BotHarness,
+) -> None:
+    overview = await desk.send(ADMIN, "/agreement")
+    text = overview.text
+    assert "现行有效" in text and "已被替代" in text
+    assert text.index("现行有效") < text.index("已被替代")
+    listing = await desk.press(ADMIN, overview, "治安管控互动")
+    assert "相关条款" in listing.text
+
+
+async def test_traditional_reader_gets_traditional_labels(desk: BotHarness) -> None:
+    sent = await desk.send(OFFICER, "/contact 四川 刑偵")
+    assert "主聯絡員" in sent.text and "四川省公安厅 · 刑侦" in sent.text
+
+
+async def test_inline_mode_for_registered_users_only(desk: BotHarness) -> None:
+    await desk.feed(desk.emulator.make_inline_query_update(ADMIN, "四川 刑侦"))
+    answer = desk.emulator.calls[-1]
+    assert answer.method == "answerInlineQuery"
+    assert answer.params["is_personal"] is True and answer.params["cache_time"] <= 30
+    assert any("张伟" in r["title"] for r in answer.params["results"])
+    await desk.feed(desk.emulator.make_inline_query_update(STRANGER, "四川 刑侦"))
+    refused = desk.emulator.calls[-1]
+    assert refused.method == "answerInlineQuery" and refused.params["results"] == []
+
+
+async def test_oncall_across_a_handover(desk: BotHarness) -> None:
+    clock = desk.clock  # type: ignore[attr-defined]
+    clock.set(datetime(2026, 11, 30, 0, 29, tzinfo=UTC))  # 08:29 Beijing, Monday
+    before = await desk.send(ADMIN, "/oncall 四川")
+    assert "在班：邓建平" in before.text and "下一班：王雅琴" in before.text
+    clock.advance(timedelta(minutes=2))
+    after = await desk.send(ADMIN, "/oncall 四川")
+    assert "在班：王雅琴" in after.text and "至 12月7日 08:30" in after.text
+
+
+async def test_oncall_defaults_to_the_users_zones(desk: BotHarness) -> None:
+    sent = await desk.send(ADMIN, "/oncall")  # 甘肃: the Northwest zone
+    assert "甘肃省公安厅指挥中心值班室" in sent.text and "青海省公安厅指挥中心值班室" in sent.text
+    unknown = await desk.send(ADMIN, "/oncall 火星")
+    assert "没有找到单位" in unknown.text
