@@ -287,15 +287,3 @@ async def export_file(db: Database, path: str | Path) -> ExportReport:
     await asyncio.to_thread(target.write_text, text, encoding="utf-8")
     return ExportReport(
         path=str(path), counts={section: len(document[section]) for section in SECTIONS})
-
-
-# --------------------------------------------------------------------------- search index
-
-
-async def _refresh_search_index(session: AsyncSession, report: ImportReport) -> None:
-    """Imported liaisons and clauses are findable as soon as the import commits."""
-    if report.changed:
-        await refresh_search_index(session)
-
-
-after_import(_refresh_search_index)
