@@ -285,6 +285,20 @@ async def test_import_keeps_the_search_index_in_step(db: Database) -> None:
     rows_after, active_after, _ = await indexed()
     assert rows_after == active_after == active - 1
 
+    edited = sample()
+    clause = edited["agreements"][2]["clauses"][7]
+    clause["text"] += "必要时运用无人机反制手段。"
+    assert (await import_doc(db, edited)).ok
+    async with db.session() as session:
+        stored = (await session.execute(
+            select(Clause).where(Clause.number == clause["number"])
+            .join(Agreement).where(Agreement.code == edited["agreements"][2]["code"])
+        )).scalar_one()
+        docs = (await session.execute(
+            select(ClauseSearchRow.doc).where(ClauseSearchRow.clause_id == stored.id)
+        )).scalars().all()
+    assert docs and any("无人机反制" in doc for doc in docs)
+
 
 # --------------------------------------------------------------------------- problems
 

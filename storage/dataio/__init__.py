@@ -14,7 +14,8 @@ importing the same file twice changes nothing the second time.
 
 Users and liaisons are written with bulk INSERT/UPDATE statements, which fire no
 per-object ORM events. When an import changed anything, the search index is
-rebuilt in the same transaction (`storage.search.refresh_search_index`); other
+brought up to date in the same transaction (`storage.search.refresh_search_index`:
+the liaisons and agreements that changed, or everything after a big import); other
 derived data can register an `after_import` hook, run there too.
 """
 
@@ -204,10 +205,11 @@ async def import_document(
     plan, report.problems = _plan(document, existing_from(state))
     if plan is None:
         return report
-    counts = await apply_plan(session, state, plan)
-    report.counts = {name: counts[name] for name in COUNTED}
+    applier = await apply_plan(session, state, plan)
+    report.counts = {name: applier.counts[name] for name in COUNTED}
     if report.changed:
-        await refresh_search_index(session)
+        scope = await applier.search_scope()
+        await refresh_search_index(session, **(scope or {}))
     for hook in list(_AFTER_IMPORT):
         await hook(session, report)
     report.seconds = time.perf_counter() - started

@@ -152,6 +152,11 @@ class Applier:
         self.state = state
         self.plan = plan.sections
         self.counts = {name: SectionCounts() for name in COUNTED}
+        # What the search index must look at again (see `search_scope`).
+        self.liaisons_before = 0
+        self.new_liaisons_after_id: int | None = None
+        self.updated_liaison_ids: list[int] = []
+        self.changed_agreements: list[Agreement] = []
 
     def unit_id(self, code: str | None) -> int | None:
         return None if code is None else self.state.units[code].id
@@ -283,6 +288,7 @@ class Applier:
                 select(Liaison.id, Liaison.unit_id, Liaison.branch_id, Liaison.name, *columns)
             )
         }
+        self.liaisons_before = len(existing)
         branch_ids = {code: b.id for code, b in self.state.branches.items()}
         unit_ids = {code: u.id for code, u in self.state.units.items()}
         inserts, updates = [], []
@@ -303,8 +309,10 @@ class Applier:
             else:
                 counts.unchanged += 1
         if inserts:
+            self.new_liaisons_after_id = max((v[0] for v in existing.values()), default=0)
             await self.session.execute(insert(Liaison), inserts)
         if updates:
+            self.updated_liaison_ids = [row["id"] for row in updates]
             await self.session.execute(update(Liaison), updates)
 
     async def duty_rooms(self) -> dict[str, DutyRoom]:
@@ -431,7 +439,26 @@ class Applier:
             supersedes = self.state.agreements[r["supersedes"]].id if r["supersedes"] else None
             changed = assign(agreement, {"supersedes_id": supersedes}) or changed
             self.counts["agreements"].add(created, changed)
+            if changed:
+                self.changed_agreements.append(agreement)
         await self.session.flush()
+
+    async def search_scope(self) -> dict[str, list[int]] | None:
+        """The liaisons and agreements whose search rows must be rebuilt, or None for a
+        full rebuild (the first import, or most rows changed)."""
+        scope_size = len(self.updated_liaison_ids) + self.counts["liaisons"].created
+        if self.liaisons_before == 0 or scope_size > max(1000, self.liaisons_before // 2):
+            return None
+        liaison_ids = list(self.updated_liaison_ids)
+        if self.new_liaisons_after_id is not None:
+            rows = await self.session.execute(
+                select(Liaison.id).where(Liaison.id > self.new_liaisons_after_id))
+            liaison_ids += [row[0] for row in rows]
+        if self.counts["mechanisms"].updated:  # mechanism names are indexed with clauses
+            agreement_ids = [a.id for a in self.state.agreements.values()]
+        else:
+            agreement_ids = [a.id for a in self.changed_agreements]
+        return {"liaison_ids": liaison_ids, "agreement_ids": agreement_ids}
 
     def new_clause(self, position: int, c: dict[str, Any]) -> Clause:
         self.counts["clauses"].add(True, True)
@@ -503,5 +530,7 @@ class Applier:
             self.counts["meetings"].add(False, changed)
 
 
-async def apply_plan(session: AsyncSession, state: State, plan: Plan) -> dict[str, SectionCounts]:
-    return await Applier(session, state, plan).run()
+async def apply_plan(session: AsyncSession, state: State, plan: Plan) -> Applier:
+    applier = Applier(session, state, plan)
+    await applier.run()
+    return applier
