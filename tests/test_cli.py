@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from storage.db import Database
 from storage.models import Unit
@@ -80,3 +81,28 @@ async def test_invite_from_the_shell(database_url: str, db: Database, tmp_path: 
     assert "/start " in result.stdout
     refused = run("invite", "火星", env={"DATABASE_URL": database_url}, cwd=tmp_path)
     assert refused.returncode == 1 and "exactly one unit" in refused.stderr
+
+
+async def test_import_export_verbs(database_url: str, db: Database, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": database_url}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "units:\n  - {code: sc, name: 四川省公安厅, short_name: 四川}\n"
+        "liaisons:\n  - {unit: 四川省公安厅X, name: 张三, phones: ['+86 100 0000 0001']}\n"
+        "  - {unit: 四川, name: '', role: chief}\n",
+        encoding="utf-8",
+    )
+    refused = run("import", str(bad), env=env, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "nothing was changed" in refused.stderr
+    assert "liaisons[0].unit: no unit named 四川省公安厅X" in refused.stderr
+    assert refused.stderr.count("liaisons[1]") >= 2  # every problem, each with its path
+    async with db.session() as session:
+        assert (await session.execute(select(func.count(Unit.id)))).scalar_one() == 0
+
+    imported = run("import", str(ROOT / "data" / "sample.yaml"), env=env, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    exported = tmp_path / "export.yaml"
+    assert run("export", str(exported), env=env, cwd=tmp_path).returncode == 0
+    again = run("import", str(exported), env=env, cwd=tmp_path)
+    assert again.returncode == 0 and " 0 created, 0 updated" in again.stdout
