@@ -45,9 +45,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, or_, select, text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from bot.domain.normalize import (
     FILLER,
@@ -277,7 +276,7 @@ async def suggest(session: AsyncSession, query: str, *, limit: int = 5) -> list[
     return suggest_from_vocabulary(query, await load_vocabulary(session), limit=limit)
 
 
-# --------------------------------------------------------------------------- strategies
+# --------------------------------------------------------------------------- SQL per backend
 
 
 @dataclass(frozen=True)
@@ -305,162 +304,110 @@ def _fts_pattern(pattern: TermPattern) -> str:
 
 
 def _fts_any(prefix: str, ids: Iterable[int]) -> str:
-    return "keys : (" + " OR ".join(f"{prefix}{i}" for i in sorted(ids)) + ")"
+    return "keys : (" + " OR ".join(f"{prefix}{int(i)}" for i in sorted(ids)) + ")"
 
 
-class _Strategy:
-    """Backend-specific token matching; everything else is shared SQL."""
+def _int_list(ids: Iterable[int]) -> str:
+    return ", ".join(str(int(i)) for i in sorted(ids))
+
+
+class _Dialect:
+    """Builds the one statement each search runs (a round trip costs more than the
+    query itself), differing per backend only in how terms are matched."""
 
     name = "base"
 
-    def liaison_pattern_conditions(self, patterns: Sequence[TermPattern]) -> list[Any]:
-        """SQL conditions for term patterns (SQLite answers patterns through FTS5 instead)."""
-        if patterns:
-            raise NotImplementedError
-        return []
-
-    async def liaison_keys(
-        self, session: AsyncSession, f: _Filter, offset: int, limit: int
-    ) -> list[tuple[int, int, int | None]]:
-        """(rowkey, unit_id, branch_id) of one page of a tier, in rank order."""
-        table = LiaisonSearchRow
-        stmt = (
-            select(table.rowkey, table.unit_id, table.branch_id)
-            .where(*_structured(f), *self.liaison_pattern_conditions(f.patterns))
-            .order_by(table.rowkey)
-            .limit(limit)
-            .offset(offset)
-        )
-        return [(r[0], r[1], r[2]) for r in await session.execute(stmt)]
-
-    async def liaison_count(self, session: AsyncSession, f: _Filter) -> int:
-        stmt = select(func.count()).where(
-            *_structured(f), *self.liaison_pattern_conditions(f.patterns)
-        )
-        stmt = stmt.select_from(LiaisonSearchRow)
-        return int((await session.execute(stmt)).scalar_one())
-
-    async def clause_keys(
-        self,
-        session: AsyncSession,
-        patterns: Sequence[TermPattern],
-        *,
-        rank_limit: int | None,
-        agreement_id: int | None,
-        limit: int,
-        full_only: bool = False,
-    ) -> list[int]:
+    def liaison_source(self, f: _Filter, p: str, params: dict[str, Any]) -> tuple[str, str]:
+        """(count SQL, page SQL without LIMIT) of one tier; the page yields
+        rowkey, unit_id, branch_id in rank order."""
         raise NotImplementedError
 
-    async def clause_count(
+    def clause_sources(
         self,
-        session: AsyncSession,
         patterns: Sequence[TermPattern],
-        *,
         rank_limit: int | None,
         agreement_id: int | None,
-    ) -> int:
+        params: dict[str, Any],
+    ) -> tuple[str, str]:
+        """(count SQL over whole-clause rows, ordered rowkeys SQL without LIMIT)."""
         raise NotImplementedError
 
 
-def _structured(f: _Filter) -> list[ColumnElement[bool]]:
-    table = LiaisonSearchRow
-    conditions: list[ColumnElement[bool]] = []
-    if f.units is not None:
-        conditions.append(table.unit_id.in_(sorted(f.units)))
-    if f.branches is not None:
-        conditions.append(table.branch_id.in_(sorted(f.branches)))
-    if f.not_branches:
-        conditions.append(
-            or_(table.branch_id.is_(None), table.branch_id.not_in(sorted(f.not_branches)))
-        )
-    if f.name is not None:
-        conditions.append(table.name == f.name)
-    if f.not_name is not None:
-        conditions.append(table.name != f.not_name)
-    return conditions
-
-
-class _PostgresStrategy(_Strategy):
+class _PostgresDialect(_Dialect):
     """GIN-indexed `text[]` of tokens: containment, then a substring check."""
 
     name = "postgresql"
 
     @staticmethod
-    def _conditions(table: Any, patterns: Sequence[TermPattern]) -> list[Any]:
-        from sqlalchemy.dialects.postgresql import ARRAY
-        from sqlalchemy.types import Text
-
+    def _term_conditions(
+        patterns: Sequence[TermPattern], p: str, params: dict[str, Any]
+    ) -> list[str]:
         if not patterns:
             return []
-        tokens = list(dict.fromkeys(t for p in patterns for t in p.tokens))
-        conditions: list[Any] = [table.grams.op("@>")(literal(tokens, ARRAY(Text())))]
-        for pattern in patterns:
+        params[f"{p}tokens"] = list(dict.fromkeys(t for q in patterns for t in q.tokens))
+        conditions = [f"s.grams @> CAST(:{p}tokens AS text[])"]
+        for index, pattern in enumerate(patterns):
             if not pattern.single_token:
-                conditions.append(func.strpos(table.doc, pattern.term) > 0)
+                params[f"{p}term{index}"] = pattern.term
+                conditions.append(f"strpos(s.doc, :{p}term{index}) > 0")
         return conditions
 
-    def liaison_pattern_conditions(self, patterns: Sequence[TermPattern]) -> list[Any]:
-        return self._conditions(LiaisonSearchRow, patterns)
+    def liaison_source(self, f: _Filter, p: str, params: dict[str, Any]) -> tuple[str, str]:
+        conditions = self._term_conditions(f.patterns, p, params)
+        if f.units is not None:
+            params[f"{p}units"] = sorted(f.units)
+            conditions.append(f"s.unit_id = ANY(CAST(:{p}units AS integer[]))")
+        if f.branches is not None:
+            params[f"{p}branches"] = sorted(f.branches)
+            conditions.append(f"s.branch_id = ANY(CAST(:{p}branches AS integer[]))")
+        if f.not_branches:
+            params[f"{p}not_branches"] = sorted(f.not_branches)
+            conditions.append(
+                "(s.branch_id IS NULL OR NOT "
+                f"s.branch_id = ANY(CAST(:{p}not_branches AS integer[])))"
+            )
+        if f.name is not None:
+            params[f"{p}name"] = f.name
+            conditions.append(f"s.name = :{p}name")
+        if f.not_name is not None:
+            params[f"{p}not_name"] = f.not_name
+            conditions.append(f"s.name <> :{p}not_name")
+        where = " AND ".join(conditions) or "TRUE"
+        return (
+            f"SELECT count(*) FROM search_liaisons s WHERE {where}",
+            f"SELECT s.rowkey, s.unit_id, s.branch_id FROM search_liaisons s WHERE {where} "
+            "ORDER BY s.rowkey",
+        )
 
-    def _clause_where(
+    def clause_sources(
         self,
         patterns: Sequence[TermPattern],
         rank_limit: int | None,
         agreement_id: int | None,
-        full_only: bool,
-    ) -> list[Any]:
-        table = ClauseSearchRow
-        conditions = self._conditions(table, patterns)
+        params: dict[str, Any],
+    ) -> tuple[str, str]:
+        conditions = self._term_conditions(patterns, "c_", params)
         if rank_limit is not None:
-            conditions.append(table.rowkey < rank_limit << 34)
+            params["c_bound"] = rank_limit << 34
+            conditions.append("s.rowkey < :c_bound")
         if agreement_id is not None:
-            conditions.append(table.agreement_id == agreement_id)
-        if full_only:
-            conditions.append(table.kind == 1)
-        return conditions
-
-    async def clause_keys(
-        self,
-        session: AsyncSession,
-        patterns: Sequence[TermPattern],
-        *,
-        rank_limit: int | None,
-        agreement_id: int | None,
-        limit: int,
-        full_only: bool = False,
-    ) -> list[int]:
-        stmt = (
-            select(ClauseSearchRow.rowkey)
-            .where(*self._clause_where(patterns, rank_limit, agreement_id, full_only))
-            .order_by(ClauseSearchRow.rowkey)
-            .limit(limit)
+            params["c_agreement"] = int(agreement_id)
+            conditions.append("s.agreement_id = :c_agreement")
+        where = " AND ".join(conditions)
+        return (
+            f"SELECT count(*) FROM search_clauses s WHERE {where} AND s.kind = 1",
+            f"SELECT s.rowkey AS k FROM search_clauses s WHERE {where} ORDER BY s.rowkey",
         )
-        return list((await session.execute(stmt)).scalars())
-
-    async def clause_count(
-        self,
-        session: AsyncSession,
-        patterns: Sequence[TermPattern],
-        *,
-        rank_limit: int | None,
-        agreement_id: int | None,
-    ) -> int:
-        stmt = (
-            select(func.count())
-            .select_from(ClauseSearchRow)
-            .where(*self._clause_where(patterns, rank_limit, agreement_id, True))
-        )
-        return int((await session.execute(stmt)).scalar_one())
 
 
-class _SqliteStrategy(_Strategy):
-    """FTS5 phrase queries over the positional token stream."""
+class _SqliteDialect(_Dialect):
+    """FTS5 phrase queries over the positional token stream; filters as key tokens."""
 
     name = "sqlite"
 
-    def _match(self, f: _Filter) -> str:
-        positive = [f"({_fts_pattern(p)})" for p in f.patterns]
+    @staticmethod
+    def _match(f: _Filter) -> str:
+        positive = [f"({_fts_pattern(q)})" for q in f.patterns]
         if f.units is not None:
             positive.append(_fts_any("u", f.units))
         if f.branches is not None:
@@ -470,118 +417,87 @@ class _SqliteStrategy(_Strategy):
             expression = f"({expression}) NOT {_fts_any('b', f.not_branches)}"
         return expression
 
-    @staticmethod
-    def _extra(f: _Filter) -> tuple[str, dict[str, Any]]:
-        sql, params = "", {}
+    def liaison_source(self, f: _Filter, p: str, params: dict[str, Any]) -> tuple[str, str]:
+        names = []
         if f.name is not None:
-            sql += " AND s.name = :name"
-            params["name"] = f.name
+            params[f"{p}name"] = f.name
+            names.append(f"s.name = :{p}name")
         if f.not_name is not None:
-            sql += " AND s.name != :not_name"
-            params["not_name"] = f.not_name
-        return sql, params
-
-    async def liaison_keys(
-        self, session: AsyncSession, f: _Filter, offset: int, limit: int
-    ) -> list[tuple[int, int, int | None]]:
-        if not f.patterns:
-            return await super().liaison_keys(session, f, offset, limit)
-        extra, params = self._extra(f)
-        rows = await session.execute(
-            text(
-                "SELECT s.rowkey, s.unit_id, s.branch_id FROM search_liaisons_fts f "
-                "JOIN search_liaisons s ON s.rowkey = f.rowid "
-                f"WHERE search_liaisons_fts MATCH :match{extra} "
-                "ORDER BY f.rowid LIMIT :limit OFFSET :offset"
-            ),
-            {"match": self._match(f), "limit": limit, "offset": offset, **params},
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    async def liaison_count(self, session: AsyncSession, f: _Filter) -> int:
-        if not f.patterns:
-            return await super().liaison_count(session, f)
-        extra, params = self._extra(f)
-        if extra:
-            sql = (
-                "SELECT count(*) FROM search_liaisons_fts f "
-                "JOIN search_liaisons s ON s.rowkey = f.rowid "
-                f"WHERE search_liaisons_fts MATCH :match{extra}"
+            params[f"{p}not_name"] = f.not_name
+            names.append(f"s.name != :{p}not_name")
+        if f.patterns:
+            params[f"{p}match"] = self._match(f)
+            fts = f"search_liaisons_fts MATCH :{p}match"
+            joined = (
+                "FROM search_liaisons_fts JOIN search_liaisons s "
+                f"ON s.rowkey = search_liaisons_fts.rowid WHERE {fts}"
+                + "".join(f" AND {n}" for n in names)
             )
-        else:
-            sql = "SELECT count(*) FROM search_liaisons_fts WHERE search_liaisons_fts MATCH :match"
-        result = await session.execute(text(sql), {"match": self._match(f), **params})
-        return int(result.scalar_one())
+            count = (
+                f"SELECT count(*) {joined}"
+                if names
+                else f"SELECT count(*) FROM search_liaisons_fts WHERE {fts}"
+            )
+            return count, (
+                f"SELECT s.rowkey, s.unit_id, s.branch_id {joined} "
+                "ORDER BY search_liaisons_fts.rowid"
+            )
+        conditions = list(names)
+        if f.units is not None:
+            conditions.append(f"s.unit_id IN ({_int_list(f.units)})")
+        if f.branches is not None:
+            conditions.append(f"s.branch_id IN ({_int_list(f.branches)})")
+        if f.not_branches:
+            conditions.append(
+                f"(s.branch_id IS NULL OR s.branch_id NOT IN ({_int_list(f.not_branches)}))"
+            )
+        where = " AND ".join(conditions) or "1"
+        return (
+            f"SELECT count(*) FROM search_liaisons s WHERE {where}",
+            f"SELECT s.rowkey, s.unit_id, s.branch_id FROM search_liaisons s WHERE {where} "
+            "ORDER BY s.rowkey",
+        )
 
-    @staticmethod
-    def _clause_match(
-        patterns: Sequence[TermPattern], agreement_id: int | None, full_only: bool
-    ) -> str:
-        parts = [f"({_fts_pattern(p)})" for p in patterns]
+    def clause_sources(
+        self,
+        patterns: Sequence[TermPattern],
+        rank_limit: int | None,
+        agreement_id: int | None,
+        params: dict[str, Any],
+    ) -> tuple[str, str]:
+        parts = [f"({_fts_pattern(q)})" for q in patterns]
         if agreement_id is not None:
             parts.append(f"keys : a{int(agreement_id)}")
-        if full_only:
-            parts.append("keys : full")
-        return " AND ".join(parts)
-
-    async def clause_keys(
-        self,
-        session: AsyncSession,
-        patterns: Sequence[TermPattern],
-        *,
-        rank_limit: int | None,
-        agreement_id: int | None,
-        limit: int,
-        full_only: bool = False,
-    ) -> list[int]:
-        bound = " AND rowid < :bound" if rank_limit is not None else ""
-        rows = await session.execute(
-            text(
-                "SELECT rowid FROM search_clauses_fts WHERE search_clauses_fts MATCH :match"
-                f"{bound} ORDER BY rowid LIMIT :limit"
-            ),
-            {
-                "match": self._clause_match(patterns, agreement_id, full_only),
-                "limit": limit,
-                "bound": (rank_limit or 0) << 34,
-            },
+        params["c_match"] = " AND ".join(parts)
+        params["c_full"] = " AND ".join([*parts, "keys : full"])
+        bound = ""
+        if rank_limit is not None:
+            params["c_bound"] = rank_limit << 34
+            bound = " AND rowid < :c_bound"
+        return (
+            "SELECT count(*) FROM search_clauses_fts "
+            f"WHERE search_clauses_fts MATCH :c_full{bound}",
+            "SELECT rowid AS k FROM search_clauses_fts "
+            f"WHERE search_clauses_fts MATCH :c_match{bound} ORDER BY rowid",
         )
-        return [r[0] for r in rows]
-
-    async def clause_count(
-        self,
-        session: AsyncSession,
-        patterns: Sequence[TermPattern],
-        *,
-        rank_limit: int | None,
-        agreement_id: int | None,
-    ) -> int:
-        bound = " AND rowid < :bound" if rank_limit is not None else ""
-        result = await session.execute(
-            text(
-                "SELECT count(*) FROM search_clauses_fts WHERE search_clauses_fts MATCH :match"
-                + bound
-            ),
-            {
-                "match": self._clause_match(patterns, agreement_id, True),
-                "bound": (rank_limit or 0) << 34,
-            },
-        )
-        return int(result.scalar_one())
 
 
-_STRATEGIES: dict[str, _Strategy] = {"sqlite": _SqliteStrategy(), "postgresql": _PostgresStrategy()}
+_DIALECTS: dict[str, _Dialect] = {"sqlite": _SqliteDialect(), "postgresql": _PostgresDialect()}
 
 
-def _strategy(session: AsyncSession) -> _Strategy:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+def _dialect(session: AsyncSession) -> _Dialect:
+    name = session.bind.dialect.name if session.bind is not None else "sqlite"
     try:
-        return _STRATEGIES[dialect]
+        return _DIALECTS[name]
     except KeyError:
-        raise RuntimeError(f"search does not support the {dialect} database") from None
+        raise RuntimeError(f"search does not support the {name} database") from None
 
 
 # --------------------------------------------------------------------------- liaisons
+
+# Up to this depth one statement fetches the counts and the first offset + limit
+# rows of every tier; deeper pages count first, then fetch exactly.
+ONE_STATEMENT_DEPTH = 500
 
 
 def _clamp(offset: int, limit: int) -> tuple[int, int]:
@@ -617,6 +533,34 @@ def _plan(parsed: ParsedQuery, vocabulary: Vocabulary) -> list[tuple[MatchTier, 
     return [(MatchTier.FUZZY, _Filter(patterns=patterns))]
 
 
+def _liaison_statement(
+    dialect: _Dialect,
+    plan: list[tuple[MatchTier, _Filter]],
+    *,
+    counts: bool,
+    pages: list[tuple[int, int]] | None,
+) -> tuple[str, dict[str, Any]]:
+    """One statement: rows (0, tier, count) and/or (1, tier, rowkey, unit, branch)."""
+    params: dict[str, Any] = {}
+    parts: list[str] = []
+    for index, (_, spec) in enumerate(plan):
+        count_sql, page_sql = dialect.liaison_source(spec, f"t{index}_", params)
+        if counts:
+            parts.append(
+                f"SELECT 0 AS part, {index} AS tier, ({count_sql}) AS a, "
+                "CAST(NULL AS INTEGER) AS b, CAST(NULL AS INTEGER) AS c"
+            )
+        if pages is not None and pages[index][1] > 0:
+            offset, limit = pages[index]
+            params[f"t{index}_limit"] = limit
+            params[f"t{index}_offset"] = offset
+            parts.append(
+                f"SELECT * FROM (SELECT 1 AS part, {index} AS tier, page.* FROM ({page_sql} "
+                f"LIMIT :t{index}_limit OFFSET :t{index}_offset) AS page) AS p{index}"
+            )
+    return " UNION ALL ".join(parts), params
+
+
 async def search_liaisons(
     session: AsyncSession, query: str, *, offset: int = 0, limit: int = 10
 ) -> LiaisonResults:
@@ -629,23 +573,42 @@ async def search_liaisons(
     offset, limit = _clamp(offset, limit)
     vocabulary = await load_vocabulary(session)
     parsed = parse_query(query, vocabulary)
-    strategy = _strategy(session)
+    plan = _plan(parsed, vocabulary)
+    dialect = _dialect(session)
+    counts: dict[MatchTier, int] = {tier: 0 for tier, _ in plan}
+    windows: dict[int, list[Any]] = {}
+    if plan:
+        if offset + limit <= ONE_STATEMENT_DEPTH:
+            pages = [(0, offset + limit)] * len(plan)
+            sql, params = _liaison_statement(dialect, plan, counts=True, pages=pages)
+            rows = (await session.execute(text(sql), params)).all()
+        else:
+            sql, params = _liaison_statement(dialect, plan, counts=True, pages=None)
+            rows = (await session.execute(text(sql), params)).all()
+        for part, index, a, _, _ in rows:
+            if part == 0:
+                counts[plan[index][0]] = int(a)
+        # Where the page [offset, offset + limit) falls in each tier.
+        exact: list[tuple[int, int]] = []
+        before = 0
+        for tier, _ in plan:
+            start = max(0, offset - before)
+            stop = max(start, min(counts[tier], offset + limit - before))
+            exact.append((start, stop - start))
+            before += counts[tier]
+        if offset + limit > ONE_STATEMENT_DEPTH and any(n for _, n in exact):
+            sql, params = _liaison_statement(dialect, plan, counts=False, pages=exact)
+            rows = (await session.execute(text(sql), params)).all()
+            exact = [(0, n) for _, n in exact]
+        fetched: dict[int, list[Any]] = {}
+        for part, index, a, b, c in rows:
+            if part == 1:
+                fetched.setdefault(index, []).append((int(a), int(b), c))
+        for index, (start, n) in enumerate(exact):
+            windows[index] = fetched.get(index, [])[start : start + n]
     hits: list[LiaisonHit] = []
-    counts: dict[MatchTier, int] = {}
-    skip = offset
-    for tier, spec in _plan(parsed, vocabulary):
-        count = await strategy.liaison_count(session, spec)
-        counts[tier] = count
-        if count == 0:
-            continue
-        if len(hits) >= limit:
-            continue
-        if skip >= count:
-            skip -= count
-            continue
-        rows = await strategy.liaison_keys(session, spec, skip, limit - len(hits))
-        skip = 0
-        for rowkey, unit_id, branch_id in rows:
+    for index, (tier, _) in enumerate(plan):
+        for rowkey, unit_id, branch_id in windows.get(index, []):
             primary = rowkey >> 32 == 0
             hits.append(
                 LiaisonHit(
@@ -681,89 +644,65 @@ async def search_clauses(
     In-force agreements first (then draft, expired, superseded), then matches in
     the heading or mechanism names before matches only in the text. Without
     `include_superseded`, only agreements in force (or draft) are searched.
+    One statement: the count, the page (each clause has a heading row and a
+    whole-clause row, so the first 2 × (offset + limit) rows hold it) and the
+    clauses' details.
     """
     offset, limit = _clamp(offset, limit)
     terms = tuple(dict.fromkeys(query_terms(normalize(query))))
     patterns = [p for p in (term_pattern(t) for t in terms) if p is not None]
     if not patterns:
         return ClauseResults([], 0, offset, limit, terms)
-    strategy = _strategy(session)
+    dialect = _dialect(session)
+    params: dict[str, Any] = {}
     rank_limit = None if include_superseded else CURRENT_STATUS_LIMIT
-    total = await strategy.clause_count(
-        session, patterns, rank_limit=rank_limit, agreement_id=agreement_id
+    count_sql, keys_sql = dialect.clause_sources(patterns, rank_limit, agreement_id, params)
+    params.update(c_rows=2 * (offset + limit), c_limit=limit, c_offset=offset)
+    sql = (
+        f"WITH hits AS ({keys_sql} LIMIT :c_rows), "
+        f"page AS (SELECT k & {ID_MASK} AS clause_id, min(k) AS k FROM hits "
+        f"GROUP BY k & {ID_MASK} ORDER BY min(k) LIMIT :c_limit OFFSET :c_offset) "
+        "SELECT page.k, c.id, c.agreement_id, c.number, c.heading, c.text, a.short_title, "
+        f"a.status, m.name, ({count_sql}) AS total "
+        "FROM page JOIN clauses c ON c.id = page.clause_id "
+        "JOIN agreements a ON a.id = c.agreement_id "
+        "LEFT JOIN clause_mechanisms cm ON cm.clause_id = c.id "
+        "LEFT JOIN mechanisms m ON m.id = cm.mechanism_id "
+        "ORDER BY page.k, m.id"
     )
-    if total == 0 or offset >= total or limit == 0:
+    rows = (await session.execute(text(sql), params)).all()
+    if not rows:
+        total = 0
+        if offset > 0 and limit > 0:
+            total = int((await session.execute(text(count_sql), params)).scalar_one())
         return ClauseResults([], total, offset, limit, terms)
-    # Each clause has at most two rows (heading, whole), so 2 × (offset + limit)
-    # ordered rows hold the page.
-    rowkeys = await strategy.clause_keys(
-        session,
-        patterns,
-        rank_limit=rank_limit,
-        agreement_id=agreement_id,
-        limit=2 * (offset + limit),
-    )
-    order: dict[int, tuple[int, bool]] = {}
-    for rowkey in rowkeys:
-        clause_id = rowkey & ID_MASK
-        if clause_id not in order:
-            order[clause_id] = (rowkey >> 34, (rowkey >> 32) & 1 == 0)
-    page = list(order.items())[offset : offset + limit]
-    hits = await _clause_hits(session, page, terms)
-    return ClauseResults(hits, total, offset, limit, terms)
-
-
-async def _clause_hits(
-    session: AsyncSession, page: list[tuple[int, tuple[int, bool]]], terms: Sequence[str]
-) -> list[ClauseHit]:
-    ids = [clause_id for clause_id, _ in page]
-    if not ids:
-        return []
-    rows = await session.execute(
-        select(
-            Clause.id,
-            Clause.agreement_id,
-            Clause.number,
-            Clause.heading,
-            Clause.text,
-            Agreement.short_title,
-            Agreement.status,
-        )
-        .join(Agreement, Agreement.id == Clause.agreement_id)
-        .where(Clause.id.in_(ids))
-    )
-    details = {r[0]: r for r in rows}
+    total = int(rows[0][9])
+    grouped: dict[int, list[Any]] = {}
     mechanisms: dict[int, list[str]] = {}
-    for clause_id, name in await session.execute(
-        select(ClauseMechanism.clause_id, Mechanism.name)
-        .join(Mechanism, Mechanism.id == ClauseMechanism.mechanism_id)
-        .where(ClauseMechanism.clause_id.in_(ids))
-        .order_by(ClauseMechanism.clause_id, Mechanism.id)
-    ):
-        mechanisms.setdefault(clause_id, []).append(name)
-    needle = max(terms, key=len) if terms else ""
+    for row in rows:
+        grouped.setdefault(row[1], list(row))
+        if row[8] is not None:
+            mechanisms.setdefault(row[1], []).append(row[8])
+    needle = max(terms, key=len)
     hits = []
-    for clause_id, (status_rank, in_heading) in page:
-        row = details.get(clause_id)
-        if row is None:  # deleted since it was indexed
-            continue
-        _, agreement_id, number, heading, body, short_title, status = row
-        found = next((t for t in (needle, *terms) if t and t in normalize(body)), needle)
+    for clause_id, row in grouped.items():
+        rowkey, _, agreement, number, heading, body, short_title, status = row[:8]
+        status_rank, in_heading = rowkey >> 34, (rowkey >> 32) & 1 == 0
         hits.append(
             ClauseHit(
                 clause_id=clause_id,
-                agreement_id=agreement_id,
+                agreement_id=agreement,
                 agreement_short_title=short_title,
                 agreement_status=AgreementStatus(status),
                 number=number,
                 heading=heading,
                 mechanisms=tuple(mechanisms.get(clause_id, ())),
-                snippet=snippet(body, found),
+                snippet=snippet(body or "", needle, others=terms),
                 in_heading=in_heading,
                 score=round(STATUS_SCORE.get(status_rank, 0.3) - (0 if in_heading else 0.1), 3),
             )
         )
-    return hits
+    return ClauseResults(hits, total, offset, limit, terms)
 
 
 # --------------------------------------------------------------------------- indexing

@@ -127,20 +127,29 @@ def normalize_phone(phone: str | None) -> str:
     return "".join(c for c in unicodedata.normalize("NFKC", phone) if c.isascii() and c.isdigit())
 
 
-def snippet(original: str, needle: str, *, width: int = 40) -> str:
+def snippet(original: str, needle: str, *, width: int = 40, others: Iterable[str] = ()) -> str:
     """About `width` characters of `original` around the first match of the
-    (normalised) `needle`; the start of the text when it does not occur."""
+    normalised `needle` (or else of one of `others`); the start of the text when
+    none occurs. The match is found in the normalised text and mapped back, so the
+    snippet shows the original characters (Traditional, full-width)."""
     text = original.strip()
     if not text:
         return ""
+    folded = _t2s().convert(unicodedata.normalize("NFKC", text)).casefold()
+    positions: list[int] | None = None
+    if len(folded) != len(text):  # rare: NFKC or case folding changed the length
+        folded, positions = normalize_with_map(text)
     start = 0
-    normalised, positions = normalize_with_map(text)
-    found = normalised.find(needle) if needle else -1
-    if found >= 0:
-        first = positions[found]
-        last = positions[found + len(needle) - 1] + 1
-        lead = max(0, (width - (last - first)) // 3)
+    for candidate in (needle, *others):
+        found = folded.find(candidate) if candidate else -1
+        if found < 0:
+            continue
+        first, last = found, found + len(candidate) - 1
+        if positions is not None:
+            first, last = positions[first], positions[last]
+        lead = max(0, (width - (last + 1 - first)) // 3)
         start = max(0, min(first - lead, len(text) - width))
+        break
     end = min(len(text), start + width)
     piece = _SPACES.sub(" ", text[start:end]).strip()
     return ("…" if start > 0 else "") + piece + ("…" if end < len(text) else "")
@@ -277,7 +286,8 @@ class TermPattern:
 
     @property
     def single_token(self) -> bool:
-        return self.exact and len(self.tokens) == 1
+        """The term is one token: containment alone proves it occurs."""
+        return self.exact and len(self.phrase) + len(self.chars) == 1
 
 
 def term_pattern(term: str) -> TermPattern | None:
@@ -438,6 +448,12 @@ class Vocabulary:
                     self.abbreviations.setdefault(key, set()).add(item.id)
                 elif key:
                     self.keys.setdefault(key, set()).add((item.kind, item.id))
+        # character → (kind, id, key) of the keys containing it, for suggestions
+        self.by_char: dict[str, set[tuple[str, int, str]]] = {}
+        for (kind, ident), keys in self.item_keys.items():
+            for key in keys:
+                for char in set(key):
+                    self.by_char.setdefault(char, set()).add((kind, ident, key))
         self.noise_chars = frozenset(w for w in NOISE_WORDS if len(w) == 1)
         for noise in NOISE_WORDS:
             if len(noise) > 1:
@@ -589,13 +605,14 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 def _similarity(term: str, key: str) -> float:
+    """1 − edit distance / longer length (at least 0.6 for a prefix), 0 when the two
+    share no character or differ too much in length to reach 0.34."""
     if not term or not key:
         return 0.0
-    if not set(term) & set(key) and not (term.isascii() and key.isascii()):
-        return 0.0
-    distance = _edit_distance(term, key)
     longest = max(len(term), len(key))
-    score = 1.0 - distance / longest
+    if abs(len(term) - len(key)) > 0.66 * longest or not set(term) & set(key):
+        return 0.0
+    score = 1.0 - _edit_distance(term, key) / longest
     if key.startswith(term) or term.startswith(key):
         score = max(score, 0.6)
     return score
@@ -611,10 +628,14 @@ def suggest(
     if not words:
         return []
     best: dict[tuple[str, int], float] = {}
-    for (kind, ident), keys in vocabulary.item_keys.items():
-        score = max((_similarity(w, k) for w in words for k in keys), default=0.0)
-        if score >= threshold:
-            best[(kind, ident)] = score
+    for word in words:
+        candidates: set[tuple[str, int, str]] = set()
+        for char in set(word):
+            candidates |= vocabulary.by_char.get(char, set())
+        for kind, ident, key in candidates:
+            score = _similarity(word, key)
+            if score >= threshold and score > best.get((kind, ident), 0.0):
+                best[(kind, ident)] = score
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0][0] != "unit", kv[0][1]))
     return [
         Suggestion(kind, ident, vocabulary.items[(kind, ident)].label, round(score, 3))
