@@ -151,8 +151,7 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
         unit_count[room.unit_id] = unit_count.get(room.unit_id, 0) + 1
 
     def room_ref(room: Any) -> str | int:
-        if title_count[fold(room.title)] == 1 and catalogs["unit"].resolve(room.title)[0] in (
-                None, units_by_id[room.unit_id].code):
+        if title_count[fold(room.title)] == 1:  # titles are looked up before units
             return str(room.title)
         if room.chat_id is not None:
             return int(room.chat_id)

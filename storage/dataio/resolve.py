@@ -134,6 +134,12 @@ class Plan:
     sections: dict[str, list[dict[str, Any]]]
 
 
+def ok(record: dict[str, Any], name: str) -> Any:
+    """A field's clean value, or None when it is missing or failed its check."""
+    value = record.get(name)
+    return None if value is BAD else value
+
+
 def _first_paths(records: list[dict[str, Any]], key: str) -> dict[Any, str]:
     paths: dict[Any, str] = {}
     for record in records:
@@ -261,30 +267,19 @@ class Resolver:
 
     def run(self) -> Plan:
         s = self.s
-        u = lambda r, *n: usable(r, *n)  # noqa: E731
         self.register("zones", self.zones, self.existing.zones, lambda r: zone_tiers(
-            r["code"], r.get("name") if u(r, "name") else None,
-            r.get("short_name") if u(r, "short_name") else None,
-            r.get("english") if u(r, "english") else None,
-            r.get("aliases") if u(r, "aliases") else None))
+            r["code"], ok(r, "name"), ok(r, "short_name"), ok(r, "english"), ok(r, "aliases")))
         self.register("units", self.units, self.existing.units, lambda r: unit_tiers(
-            r["code"], r.get("name") if u(r, "name") else None,
-            r.get("short_name") if u(r, "short_name") else None,
-            r.get("abbreviation") if u(r, "abbreviation") else None,
-            r.get("english") if u(r, "english") else None,
-            r.get("aliases") if u(r, "aliases") else None))
+            r["code"], ok(r, "name"), ok(r, "short_name"), ok(r, "abbreviation"),
+            ok(r, "english"), ok(r, "aliases")))
         for section, catalog, existing in (
             ("branches", self.branches, self.existing.branches),
             ("mechanisms", self.mechanisms, self.existing.mechanisms),
         ):
             self.register(section, catalog, existing, lambda r: named_tiers(
-                r["code"], r.get("name") if u(r, "name") else None,
-                r.get("english") if u(r, "english") else None,
-                r.get("aliases") if u(r, "aliases") else None))
+                r["code"], ok(r, "name"), ok(r, "english"), ok(r, "aliases")))
         self.register("agreements", self.agreements, self.existing.agreements,
-                      lambda r: agreement_tiers(
-                          r["code"], r.get("title") if u(r, "title") else None,
-                          r.get("short_title") if u(r, "short_title") else None))
+                      lambda r: agreement_tiers(r["code"], ok(r, "title"), ok(r, "short_title")))
         self.unique_names("units", self.units, "unit", "name")
         self.unique_names("branches", self.branches, "branch", "name")
         self.unique_names("mechanisms", self.mechanisms, "mechanism", "name")
@@ -296,19 +291,20 @@ class Resolver:
         self._units()
         for record in s["users"]:
             self.one(record, "unit", self.units)
-        self.unique("users", lambda r: r["telegram_id"] if u(r, "telegram_id") else None,
+        self.unique("users", lambda r: r["telegram_id"] if usable(r, "telegram_id") else None,
                     "telegram_id")
         for record in s["liaisons"]:
             self.one(record, "unit", self.units)
             self.one(record, "branch", self.branches)
         self.unique("liaisons", lambda r: (r["unit"], r["branch"], r["name"])
-                    if u(r, "unit", "branch", "name") else None, "liaison (unit, branch, name)")
+                    if usable(r, "unit", "branch", "name") else None,
+                    "liaison (unit, branch, name)")
         rooms = self._duty_rooms()
         self._rosters(rooms)
         for record in s["chair_rotations"]:
             self.one(record, "zone", self.zones)
             self.many(record, "order", self.units)
-        self.unique("chair_rotations", lambda r: r["zone"] if u(r, "zone") else None,
+        self.unique("chair_rotations", lambda r: r["zone"] if usable(r, "zone") else None,
                     "chair rotation for this zone")
         self._agreements()
         self._meetings()
@@ -349,7 +345,7 @@ class Resolver:
                 key = by_title.get((record["unit"], fold(record["title"])))
             record["_key"] = key or f"new:{index}"
         self.unique("duty_rooms", lambda r: r.get("_key"), "duty room (same chat or unit/title)")
-        self.unique("duty_rooms", lambda r: r["chat_id"] if u_chat(r) else None, "chat_id")
+        self.unique("duty_rooms", lambda r: ok(r, "chat_id"), "chat_id")
         placed: set[str] = set()
         for record in self.s["duty_rooms"]:
             key = record.get("_key")
@@ -439,10 +435,6 @@ class Resolver:
             if usable(r, "title", "starts_at") and r.get("code") is None else None,
             "meeting without a code (same title and start)",
         )
-
-
-def u_chat(record: dict[str, Any]) -> bool:
-    return usable(record, "chat_id") and record["chat_id"] is not None
 
 
 def resolve(

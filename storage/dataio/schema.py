@@ -300,9 +300,10 @@ def records(spec: Spec, *, min_items: int = 0) -> Converter:
         if len(value) < min_items:
             problems.add(path, f"needs at least {min_items} item(s)")
             return BAD
-        result = [check_record(spec, element, f"{path}[{i}]", problems) for i, element in
-                  enumerate(value)]
-        return BAD if any(r.get("_bad") for r in result) else result
+        # Bad nested records stay in the list (flagged `_bad`), so their references are
+        # still checked; `check_record` marks the outer record bad.
+        return [check_record(spec, element, f"{path}[{i}]", problems)
+                for i, element in enumerate(value)]
 
     return convert
 
@@ -330,7 +331,10 @@ def check_record(spec: Spec, value: Any, path: str, problems: Problems) -> dict[
                 record[f.name] = f.default_value()
             continue
         converted = f.convert(raw, f"{path}.{f.name}", problems)
-        if converted is BAD:
+        if converted is BAD or (
+            isinstance(converted, list) and any(
+                isinstance(item, dict) and item.get("_bad") for item in converted)
+        ):
             bad = True
         elif converted is None:  # an empty string
             if f.required:
