@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +38,11 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def local_text(moment: datetime, timezone: str | None) -> str:
-    local = moment.astimezone(ZoneInfo(timezone or DEFAULT_TIMEZONE))
+    try:
+        zone = ZoneInfo(timezone or DEFAULT_TIMEZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(DEFAULT_TIMEZONE)
+    local = moment.astimezone(zone)
     fmt = "%Y-%m-%d %H:%M:%S" if local.second or local.microsecond else "%Y-%m-%d %H:%M"
     return local.strftime(fmt)
 
