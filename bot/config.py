@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
 
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 90)
+    ack_deadline_flash_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
+    ack_deadline_urgent_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    ack_deadline_routine_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
     load_sample_data: bool = True
 
     @field_validator("admin_ids", mode="before")

@@ -598,6 +598,10 @@ class AssistanceRequest(Base):
     from_unit: Mapped[Unit] = relationship(foreign_keys=[from_unit_id])
     to_unit: Mapped[Unit] = relationship(foreign_keys=[to_unit_id])
     mechanism: Mapped[Mechanism | None] = relationship()
+    created_by: Mapped[User | None] = relationship()
+    transferred_to: Mapped[AssistanceRequest | None] = relationship(
+        remote_side="AssistanceRequest.id", foreign_keys=[transferred_to_id]
+    )
     events: Mapped[list[RequestEvent]] = relationship(
         back_populates="request", order_by="RequestEvent.id", cascade="all, delete-orphan"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -42,3 +43,31 @@ async def test_failed_unit_of_work_changes_nothing(db: Database) -> None:
             raise RuntimeError("boom")
     async with db.session() as session:
         assert (await session.execute(select(Unit))).first() is None
+
+
+async def test_concurrent_writers_lose_no_update(db: Database) -> None:
+    """Read-modify-write from many units of work at once: BEGIN IMMEDIATE on SQLite (and
+    row locks on PostgreSQL) serialise them instead of losing updates or failing."""
+    async with db.session() as session:
+        session.add(User(telegram_id=42, preferences={"count": 0}))
+
+    async def increment() -> None:
+        async with db.session() as session:
+            user = (
+                await session.execute(select(User).where(User.telegram_id == 42).with_for_update())
+            ).scalar_one()
+            user.preferences = {"count": user.preferences["count"] + 1}
+
+    await asyncio.gather(*(increment() for _ in range(20)))
+    async with db.session() as session:
+        user = (await session.execute(select(User).where(User.telegram_id == 42))).scalar_one()
+    assert user.preferences["count"] == 20
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(db: Database) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite pragmas")
+    async with db.engine.connect() as connection:
+        assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+        assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 5000

@@ -18,3 +18,7 @@ PLANNERS: list[Callable[[Services], Planner]] = []
 from bot.plans import meetings  # noqa: E402
 
 PLANNERS += [meetings.planner]
+
+from bot.plans import requests as request_plans  # noqa: E402
+
+PLANNERS += [request_plans.planner]

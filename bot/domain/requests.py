@@ -1,0 +1,675 @@
+"""Assistance requests without I/O: numbers, urgency, who may do what, button data,
+periods and filters, statistics, and rendering from the message catalogue.
+
+Everything here is a plain function of its arguments, so the rules are tested in
+microseconds and the handlers stay thin.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from html import escape
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.i18n import Translator
+from storage.models import AssistanceRequest, RequestEvent, RequestStatus, Role, Urgency, User
+
+# --------------------------------------------------------------------------- numbers
+
+NUMBER_PREFIX = "XZ"
+NUMBER_PATTERN = re.compile(r"^XZ-(\d{4})-(\d{1,6})$")
+_NUMBER_SEARCH = re.compile(r"^\s*XZ\s*-?\s*(\d{4})\s*-?\s*(\d{1,6})\s*$")
+
+
+def format_number(year: int, sequence: int) -> str:
+    """The readable number of the `sequence`-th request of `year`: XZ-2026-000123."""
+    return f"{NUMBER_PREFIX}-{year:04d}-{sequence:06d}"
+
+
+def parse_number(text: str) -> str | None:
+    """`xz-2026-123`, full-width `ＸＺ－２０２６－０００１２３` → `XZ-2026-000123`; else None."""
+    folded = unicodedata.normalize("NFKC", text).upper().replace("—", "-").replace("–", "-")
+    match = _NUMBER_SEARCH.match(folded)
+    if not match or int(match.group(2)) == 0:
+        return None
+    return format_number(int(match.group(1)), int(match.group(2)))
+
+
+# --------------------------------------------------------------------------- urgency
+
+URGENCY_BADGES = {Urgency.flash: "🔴", Urgency.urgent: "🟠", Urgency.routine: "🟢"}
+URGENCY_ORDER = (Urgency.flash, Urgency.urgent, Urgency.routine)
+_URGENCY_WORDS = {
+    "特急": Urgency.flash,
+    "flash": Urgency.flash,
+    "加急": Urgency.urgent,
+    "urgent": Urgency.urgent,
+    "平急": Urgency.routine,
+    "routine": Urgency.routine,
+}
+
+
+def fold(text: str) -> str:
+    """NFKC and case folding: full-width and upper-case input match the word lists."""
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def parse_urgency(text: str) -> Urgency | None:
+    """特急/加急/平急 (the same in both scripts), flash/urgent/routine, with or without 🔴."""
+    word = fold(text)
+    for badge in URGENCY_BADGES.values():
+        word = word.replace(badge, "")
+    return _URGENCY_WORDS.get(word.strip())
+
+
+def urgency_label(tr: Translator, urgency: Urgency) -> str:
+    """🔴特急 — the badge and the word, as everywhere a request is shown."""
+    return f"{URGENCY_BADGES[urgency]}{tr(f'requests.urgency.{urgency.value}')}"
+
+
+# --------------------------------------------------------------------------- limits
+
+SUBJECT_MAX = 100
+DETAILS_MAX = 2000
+NOTE_MAX = 1000
+ATTACHMENTS_MAX = 10
+TARGETS_MAX = 10
+
+
+class TextProblem(StrEnum):
+    empty = "empty"
+    too_long = "too_long"
+
+
+def clean_line(text: str | None) -> str:
+    """One line: whitespace (newlines included) collapsed to single spaces."""
+    return " ".join((text or "").split())
+
+
+def clean_block(text: str | None) -> str:
+    """Several lines: trailing spaces and runs of blank lines removed."""
+    lines = [line.rstrip() for line in (text or "").strip().splitlines()]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def text_problem(text: str, limit: int) -> TextProblem | None:
+    if not text:
+        return TextProblem.empty
+    if len(text) > limit:
+        return TextProblem.too_long
+    return None
+
+
+# --------------------------------------------------------------------------- actions
+
+
+class Action(StrEnum):
+    accept = "accept"  # 接收
+    decline = "decline"  # 拒绝 (with a reason)
+    transfer = "transfer"  # 转办 (to another unit)
+    complete = "complete"  # 完成 (with a result)
+    cancel = "cancel"  # 撤回 (the requesting side)
+
+
+ACTIVE_STATUSES = frozenset({RequestStatus.open, RequestStatus.accepted})
+ALLOWED_FROM: dict[Action, frozenset[RequestStatus]] = {
+    Action.accept: frozenset({RequestStatus.open}),
+    Action.decline: frozenset({RequestStatus.open}),
+    Action.transfer: ACTIVE_STATUSES,
+    Action.complete: ACTIVE_STATUSES,
+    Action.cancel: ACTIVE_STATUSES,
+}
+RESULTING_STATUS = {
+    Action.accept: RequestStatus.accepted,
+    Action.decline: RequestStatus.declined,
+    Action.transfer: RequestStatus.transferred,
+    Action.complete: RequestStatus.completed,
+    Action.cancel: RequestStatus.cancelled,
+}
+# What the person acting is asked for before the change is made.
+NEEDS_NOTE = frozenset({Action.decline, Action.complete})
+NEEDS_UNIT = frozenset({Action.transfer})
+TARGET_ACTIONS = (Action.accept, Action.decline, Action.transfer, Action.complete)
+STATUS_ICONS = {
+    RequestStatus.open: "⏳",
+    RequestStatus.accepted: "✅",
+    RequestStatus.declined: "⛔",
+    RequestStatus.transferred: "↪️",
+    RequestStatus.completed: "🏁",
+    RequestStatus.cancelled: "🚫",
+}
+
+
+def allowed(action: Action, status: RequestStatus) -> bool:
+    return status in ALLOWED_FROM[action]
+
+
+def is_coordinator(role: Role | None) -> bool:
+    return role is not None and role.at_least(Role.coordinator)
+
+
+def may_act(
+    action: Action, role: Role | None, unit_id: int | None, *, from_unit_id: int,
+    to_unit_id: int,
+) -> bool:
+    """Members of the target unit answer, the requesting unit withdraws; coordinators both."""
+    if role is None:
+        return False
+    if is_coordinator(role):
+        return True
+    if action is Action.cancel:
+        return unit_id is not None and unit_id == from_unit_id
+    return unit_id is not None and unit_id == to_unit_id
+
+
+def may_view(
+    role: Role | None, unit_id: int | None, *, from_unit_id: int, to_unit_id: int
+) -> bool:
+    if role is None:
+        return False
+    return is_coordinator(role) or (unit_id is not None and unit_id in (from_unit_id, to_unit_id))
+
+
+def available_actions(
+    status: RequestStatus, role: Role | None, unit_id: int | None, *, from_unit_id: int,
+    to_unit_id: int, include_cancel: bool = False,
+) -> list[Action]:
+    """The buttons this person may press on a request in this state."""
+    candidates = [*TARGET_ACTIONS, Action.cancel] if include_cancel else list(TARGET_ACTIONS)
+    return [
+        action for action in candidates
+        if allowed(action, status)
+        and may_act(action, role, unit_id, from_unit_id=from_unit_id, to_unit_id=to_unit_id)
+    ]
+
+
+# --------------------------------------------------------------------------- button data
+
+CALLBACK_PREFIX = "rq:"
+_ACTION_CODES = {
+    Action.accept: "acc",
+    Action.decline: "dec",
+    Action.transfer: "tra",
+    Action.complete: "cmp",
+    Action.cancel: "can",
+}
+_CODE_ACTIONS = {code: action for action, code in _ACTION_CODES.items()}
+_ACTION_DATA = re.compile(r"^rq:(acc|dec|tra|cmp|can):([1-9]\d{0,11}):([1-9]\d{0,8})$")
+
+
+@dataclass(frozen=True)
+class Press:
+    """A button press as the server reads it; the version makes old buttons stale."""
+
+    action: Action
+    request_id: int
+    version: int
+
+
+def action_data(action: Action, request_id: int, version: int) -> str:
+    return f"{CALLBACK_PREFIX}{_ACTION_CODES[action]}:{request_id}:{version}"
+
+
+def parse_action_data(data: str | None) -> Press | None:
+    """None for anything that is not exactly what `action_data` produces."""
+    match = _ACTION_DATA.match(data or "")
+    if match is None:
+        return None
+    return Press(_CODE_ACTIONS[match.group(1)], int(match.group(2)), int(match.group(3)))
+
+
+# --------------------------------------------------------------------------- deadlines
+
+def zone(name: str | None, default: str) -> ZoneInfo:
+    for candidate in (name, default):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+# --------------------------------------------------------------------------- periods
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime  # exclusive
+
+
+_RELATIVE = re.compile(r"^(\d{1,3})\s*(d|天|日|w|周|週|m|月)$")
+_MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
+_DAY = r"(\d{4})-(\d{1,2})-(\d{1,2})"
+_RANGE = re.compile(rf"^{_DAY}\s*(?:\.\.|~|～|—|至|到|to)\s*{_DAY}$")
+_ONE_DAY = re.compile(rf"^{_DAY}$")
+_YEAR = re.compile(r"^(\d{4})$")
+_NAMED_PERIODS = {
+    "today": "today", "今天": "today", "今日": "today",
+    "week": "week", "本周": "week", "本週": "week", "this-week": "week",
+    "month": "month", "本月": "month", "this-month": "month",
+    "last-month": "last_month", "上月": "last_month", "上个月": "last_month",
+    "上個月": "last_month",
+    "year": "year", "今年": "year", "本年": "year",
+}
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def _month_start(year: int, month: int) -> date:
+    return date(year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
+
+
+def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period | None:
+    """`7d`, `30天`, `今天`, `本周`, `本月`, `上月`, `2026-11`, `2026`, `2026-11-01`,
+    `2026-11-01..2026-11-30` (days inclusive) → [start, end) in UTC; else None."""
+    word = fold(text).replace("..", "~").replace("/", "-").replace(".", "-")
+    today = now.astimezone(tz).date()
+    try:
+        if (named := _NAMED_PERIODS.get(word)) is not None:
+            if named == "today":
+                return Period(_midnight(today, tz), _midnight(today + timedelta(days=1), tz))
+            if named == "week":
+                monday = today - timedelta(days=today.weekday())
+                return Period(_midnight(monday, tz), _midnight(monday + timedelta(days=7), tz))
+            if named == "month":
+                first = today.replace(day=1)
+                return Period(_midnight(first, tz),
+                              _midnight(_month_start(first.year, first.month + 1), tz))
+            if named == "last_month":
+                first = today.replace(day=1)
+                previous = _month_start(first.year, first.month - 1)
+                return Period(_midnight(previous, tz), _midnight(first, tz))
+            first = date(today.year, 1, 1)
+            return Period(_midnight(first, tz), _midnight(date(today.year + 1, 1, 1), tz))
+        if match := _RELATIVE.match(word):
+            count, unit = int(match.group(1)), match.group(2)
+            if count == 0:
+                return None
+            days = count * {"w": 7, "周": 7, "週": 7, "m": 30, "月": 30}.get(unit, 1)
+            return Period(now - timedelta(days=days), now)
+        if match := _RANGE.match(word):
+            first = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            last = date(int(match.group(4)), int(match.group(5)), int(match.group(6)))
+            if last < first:
+                return None
+            return Period(_midnight(first, tz), _midnight(last + timedelta(days=1), tz))
+        if match := _ONE_DAY.match(word):
+            day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            return Period(_midnight(day, tz), _midnight(day + timedelta(days=1), tz))
+        if match := _MONTH.match(word):
+            year, month = int(match.group(1)), int(match.group(2))
+            if not 1 <= month <= 12:
+                return None
+            first = date(year, month, 1)
+            return Period(_midnight(first, tz), _midnight(_month_start(year, month + 1), tz))
+        if match := _YEAR.match(word):
+            year = int(match.group(1))
+            if not 2000 <= year <= 2100:
+                return None
+            return Period(_midnight(date(year, 1, 1), tz), _midnight(date(year + 1, 1, 1), tz))
+    except ValueError:  # 2026-02-30 and the like
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- list filters
+
+
+class Scope(StrEnum):
+    mine = "mine"  # incoming and outgoing of my unit
+    incoming = "in"
+    outgoing = "out"
+    all = "all"  # coordinators: every unit
+
+
+_SCOPE_WORDS = {
+    "in": Scope.incoming, "incoming": Scope.incoming, "收": Scope.incoming,
+    "收到": Scope.incoming, "来件": Scope.incoming, "來件": Scope.incoming,
+    "out": Scope.outgoing, "outgoing": Scope.outgoing, "发": Scope.outgoing,
+    "發": Scope.outgoing, "发出": Scope.outgoing, "發出": Scope.outgoing,
+    "去件": Scope.outgoing,
+    "all": Scope.all, "全部": Scope.all,
+}
+OPEN_WORDS = {"open", "未结", "未結", "待办", "待辦", "在办", "在辦"}
+UNDELIVERED_WORDS = {"undelivered", "未送达", "未送達"}
+_STATUS_WORDS = {
+    "pending": RequestStatus.open, "待接收": RequestStatus.open, "未接收": RequestStatus.open,
+    "accepted": RequestStatus.accepted, "已接收": RequestStatus.accepted,
+    "declined": RequestStatus.declined, "已拒绝": RequestStatus.declined,
+    "已拒絕": RequestStatus.declined,
+    "transferred": RequestStatus.transferred, "已转办": RequestStatus.transferred,
+    "已轉辦": RequestStatus.transferred,
+    "completed": RequestStatus.completed, "done": RequestStatus.completed,
+    "已完成": RequestStatus.completed, "完成": RequestStatus.completed,
+    "已办结": RequestStatus.completed, "已辦結": RequestStatus.completed,
+    "cancelled": RequestStatus.cancelled, "canceled": RequestStatus.cancelled,
+    "已撤回": RequestStatus.cancelled, "撤回": RequestStatus.cancelled,
+}
+
+
+@dataclass
+class Filters:
+    """What /requests and /export requests select; JSON-friendly for paging buttons."""
+
+    scope: Scope = Scope.mine
+    statuses: list[RequestStatus] = field(default_factory=list)  # empty: any
+    urgency: Urgency | None = None
+    unit_query: str | None = None
+    period: Period | None = None
+    open_only: bool = False
+    undelivered: bool = False
+
+    def wanted_statuses(self) -> list[RequestStatus]:
+        if self.undelivered:
+            return [RequestStatus.open]
+        if self.open_only and not self.statuses:
+            return sorted(ACTIVE_STATUSES)
+        return list(self.statuses)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "scope": self.scope.value,
+            "statuses": [s.value for s in self.statuses],
+            "urgency": self.urgency.value if self.urgency else None,
+            "unit_query": self.unit_query,
+            "period": [self.period.start.isoformat(), self.period.end.isoformat()]
+            if self.period else None,
+            "open_only": self.open_only,
+            "undelivered": self.undelivered,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Filters:
+        period = data.get("period")
+        return cls(
+            scope=Scope(str(data.get("scope", Scope.mine.value))),
+            statuses=[RequestStatus(str(s)) for s in data.get("statuses") or []],  # type: ignore[attr-defined]
+            urgency=Urgency(str(data["urgency"])) if data.get("urgency") else None,
+            unit_query=str(data["unit_query"]) if data.get("unit_query") else None,
+            period=Period(datetime.fromisoformat(period[0]), datetime.fromisoformat(period[1]))  # type: ignore[index]
+            if period else None,
+            open_only=bool(data.get("open_only")),
+            undelivered=bool(data.get("undelivered")),
+        )
+
+
+def parse_filters(
+    words: Sequence[str], now: datetime, tz: ZoneInfo, *, default_open: bool = True
+) -> Filters:
+    """Words in any order: scope, status, urgency, period; the rest names a unit."""
+    filters = Filters()
+    unit_words: list[str] = []
+    for raw in words:
+        word = fold(raw)
+        if not word:
+            continue
+        if word in _SCOPE_WORDS:
+            filters.scope = _SCOPE_WORDS[word]
+        elif word in OPEN_WORDS:
+            filters.open_only = True
+        elif word in UNDELIVERED_WORDS:
+            filters.undelivered = True
+        elif word in _STATUS_WORDS:
+            if _STATUS_WORDS[word] not in filters.statuses:
+                filters.statuses.append(_STATUS_WORDS[word])
+        elif (urgency := parse_urgency(raw)) is not None:
+            filters.urgency = urgency
+        elif (period := parse_period(raw, now, tz)) is not None:
+            filters.period = period
+        else:
+            unit_words.append(raw.strip())
+    if unit_words:
+        filters.unit_query = " ".join(unit_words)
+    if default_open and not filters.statuses and filters.period is None:
+        filters.open_only = True
+    return filters
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    mechanism: str | None
+    to_unit: str
+    status: RequestStatus
+    created_at: datetime
+    ack_due_at: datetime | None
+    acknowledged_at: datetime | None
+    completed_at: datetime | None
+    reply_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    period: Period
+    total: int
+    by_mechanism: list[tuple[str, int]]
+    by_unit: list[tuple[str, int]]
+    by_status: list[tuple[RequestStatus, int]]
+    median_ack: timedelta | None
+    median_complete: timedelta | None
+    overdue: int
+
+    @property
+    def overdue_share(self) -> float | None:
+        return self.overdue / self.total if self.total else None
+
+
+def is_overdue(row: StatsRow, now: datetime) -> bool:
+    """Answered after the acknowledgement deadline (or not yet, and it passed), or the
+    reply deadline passed before completion."""
+    if row.ack_due_at is not None:
+        answered = row.acknowledged_at
+        if answered is not None and answered > row.ack_due_at:
+            return True
+        if answered is None and row.status in ACTIVE_STATUSES and now > row.ack_due_at:
+            return True
+    if row.reply_due_at is not None:
+        done = row.completed_at
+        if done is not None and done > row.reply_due_at:
+            return True
+        if done is None and row.status in ACTIVE_STATUSES and now > row.reply_due_at:
+            return True
+    return False
+
+
+def _median(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    return timedelta(seconds=statistics.median(v.total_seconds() for v in values))
+
+
+def compute_stats(rows: Iterable[StatsRow], period: Period, now: datetime) -> RequestStats:
+    rows = list(rows)
+    mechanisms: Counter[str] = Counter(row.mechanism or "—" for row in rows)
+    units: Counter[str] = Counter(row.to_unit for row in rows)
+    statuses: Counter[RequestStatus] = Counter(row.status for row in rows)
+    return RequestStats(
+        period=period,
+        total=len(rows),
+        by_mechanism=sorted(mechanisms.items(), key=lambda kv: (-kv[1], kv[0])),
+        by_unit=sorted(units.items(), key=lambda kv: (-kv[1], kv[0])),
+        by_status=[(status, statuses[status]) for status in RequestStatus if statuses[status]],
+        median_ack=_median([row.acknowledged_at - row.created_at for row in rows
+                            if row.acknowledged_at is not None]),
+        median_complete=_median([row.completed_at - row.created_at for row in rows
+                                 if row.completed_at is not None]),
+        overdue=sum(is_overdue(row, now) for row in rows),
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def local_time(moment: datetime, tz: ZoneInfo, *, with_year: bool = False) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M" if with_year else "%m-%d %H:%M")
+
+
+def duration(tr: Translator, span: timedelta) -> str:
+    """12分钟, 2小时5分钟, 1天3小时 — at most two units, rounded down to the minute."""
+    minutes = max(int(span.total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts: list[str] = []
+    if days:
+        parts.append(tr("requests.duration.days", n=days))
+    if hours:
+        parts.append(tr("requests.duration.hours", n=hours))
+    if minutes and not days:
+        parts.append(tr("requests.duration.minutes", n=minutes))
+    return tr("requests.duration.join").join(parts[:2]) or tr("requests.duration.minutes", n=0)
+
+
+def person(user: User | None) -> str:
+    if user is None:
+        return "—"
+    if user.full_name:
+        return user.full_name
+    return f"@{user.username}" if user.username else str(user.telegram_id)
+
+
+def status_label(tr: Translator, status: RequestStatus) -> str:
+    return f"{STATUS_ICONS[status]}{tr(f'requests.status.{status.value}')}"
+
+
+def last_change(request: AssistanceRequest) -> RequestEvent | None:
+    """The event that put the request in its current status."""
+    for event in reversed(request.events):
+        if event.to_status == request.status.value and event.from_status != event.to_status:
+            return event
+    return None
+
+
+def status_lines(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> list[str]:
+    """Current state, who acted and when, and the reason or result."""
+    status = request.status
+    label = status_label(tr, status)
+    if status is RequestStatus.open:
+        lines = [tr("requests.card.waiting", status=label)]
+        if request.ack_due_at is not None:
+            lines[0] = tr("requests.card.waiting_until", status=label,
+                          due=local_time(request.ack_due_at, tz))
+        if request.routed_at is None:
+            lines.append(tr("requests.card.undelivered"))
+        return lines
+    event = last_change(request)
+    who = escape(person(event.actor)) if event else "—"
+    when = local_time(event.at, tz) if event else ""
+    if status is RequestStatus.transferred and request.transferred_to is not None:
+        lines = [tr("requests.card.transferred", status=label, who=who, at=when,
+                    unit=escape(request.transferred_to.to_unit.name),
+                    number=request.transferred_to.number)]
+    else:
+        lines = [tr("requests.card.changed", status=label, who=who, at=when)]
+    note = request.result if status is RequestStatus.completed else (event.note if event else None)
+    if note:
+        done = status is RequestStatus.completed
+        lines.append(tr("requests.card.result" if done else "requests.card.reason",
+                        text=escape(note)))
+    return lines
+
+
+def card(
+    tr: Translator, request: AssistanceRequest, tz: ZoneInfo, *, details_limit: int = 1500
+) -> str:
+    """The request as the duty room and the requester see it (HTML)."""
+    lines = [
+        tr("requests.card.title", urgency=urgency_label(tr, request.urgency),
+           number=request.number),
+        f"<b>{escape(request.subject)}</b>",
+        tr("requests.card.route", source=escape(request.from_unit.name),
+           target=escape(request.to_unit.name)),
+    ]
+    if request.mechanism is not None:
+        lines.append(tr("requests.card.mechanism", mechanism=escape(request.mechanism.name)))
+    lines.append(tr("requests.card.created", who=escape(person(request.created_by)),
+                    at=local_time(request.created_at, tz)))
+    if request.reply_due_at is not None:
+        lines.append(tr("requests.card.reply_due", due=local_time(request.reply_due_at, tz)))
+    if request.details:
+        details = request.details
+        if len(details) > details_limit:
+            details = details[:details_limit] + "…"
+        lines += ["", escape(details)]
+    if request.attachments:
+        lines.append(tr("requests.card.attachments", n=len(request.attachments)))
+    lines += ["", *status_lines(tr, request, tz)]
+    return "\n".join(lines)
+
+
+def event_line(tr: Translator, event: RequestEvent, tz: ZoneInfo) -> str:
+    text = tr(f"requests.event.{event.action}", who=escape(person(event.actor)))
+    line = f"{local_time(event.at, tz)} {text}"
+    if event.note:
+        line += f" — {escape(event.note)}"
+    return line
+
+
+def history(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    lines = [tr("requests.history.title")]
+    lines += [event_line(tr, event, tz) for event in request.events]
+    return "\n".join(lines)
+
+
+def list_line(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    """One line per request in /requests: badge, number, route, subject, state."""
+    subject = request.subject if len(request.subject) <= 30 else request.subject[:29] + "…"
+    flag = tr("requests.list.undelivered_flag") if (
+        request.status is RequestStatus.open and request.routed_at is None) else ""
+    return tr(
+        "requests.list.line",
+        badge=URGENCY_BADGES[request.urgency],
+        number=request.number,
+        source=escape(request.from_unit.short_name or request.from_unit.name),
+        target=escape(request.to_unit.short_name or request.to_unit.name),
+        subject=escape(subject),
+        status=status_label(tr, request.status) + flag,
+        at=local_time(request.created_at, tz),
+    )
+
+
+def stats_text(tr: Translator, stats: RequestStats, tz: ZoneInfo, *, top: int = 8) -> str:
+    def join(pairs: Sequence[tuple[str, int]]) -> str:
+        shown = [f"{escape(name)} {count}" for name, count in pairs[:top]]
+        if len(pairs) > top:
+            shown.append(tr("requests.stats.more", n=len(pairs) - top))
+        return " · ".join(shown) or "—"
+
+    share = stats.overdue_share
+    last_day = stats.period.end - timedelta(seconds=1)
+    lines = [
+        tr("requests.stats.title", start=stats.period.start.astimezone(tz).strftime("%Y-%m-%d"),
+           end=last_day.astimezone(tz).strftime("%Y-%m-%d")),
+        tr("requests.stats.total", n=stats.total),
+    ]
+    if stats.total:
+        lines += [
+            tr("requests.stats.overdue", n=stats.overdue,
+               share=f"{(share or 0) * 100:.0f}%"),
+            tr("requests.stats.median_ack",
+               value=duration(tr, stats.median_ack) if stats.median_ack else "—"),
+            tr("requests.stats.median_complete",
+               value=duration(tr, stats.median_complete) if stats.median_complete else "—"),
+            "",
+            tr("requests.stats.by_mechanism", items=join(stats.by_mechanism)),
+            tr("requests.stats.by_unit", items=join(stats.by_unit)),
+            tr("requests.stats.by_status", items=join(
+                [(tr(f"requests.status.{s.value}"), n) for s, n in stats.by_status])),
+        ]
+    return "\n".join(lines)

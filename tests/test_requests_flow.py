@@ -1,0 +1,246 @@
+"""Creating requests through the emulator, on both databases: the guided flow and the
+one-shot form, bad input at every step (nothing stored), a restart mid-conversation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.domain import requests as rules
+from bot.domain.clock import FakeClock
+from bot.emulator import BotApiEmulator
+from bot.testing import BotHarness, Sent
+from storage.db import Database
+from storage.models import AssistanceRequest, OutboxMessage, RequestStatus
+from tests.test_requests_support import (
+    PEOPLE,
+    SICHUAN_ROOM,
+    T0,
+    Directory,
+    make_directory,
+)
+
+
+@pytest.fixture
+async def directory(db: Database) -> Directory:
+    return await make_directory(db)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+def people(emulator: BotApiEmulator) -> None:
+    for telegram_id, name, _role, _unit, language in PEOPLE.values():
+        emulator.add_user(telegram_id, name, language_code=language.lower())
+    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[201, 202])
+
+
+@pytest.fixture
+async def bot(
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock
+) -> AsyncIterator[BotHarness]:
+    people(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as harness:
+        yield harness
+
+
+async def stored(db: Database) -> list[AssistanceRequest]:
+    async with db.session() as session:
+        return list((await session.execute(
+            select(AssistanceRequest).order_by(AssistanceRequest.id))).scalars())
+
+
+async def count(db: Database, model: type) -> int:
+    async with db.session() as session:
+        return await session.scalar(select(func.count()).select_from(model)) or 0
+
+
+REQUESTER = 101
+
+
+async def guided_until_subject(bot: BotHarness) -> Sent:
+    sent = await bot.send(REQUESTER, "/request")
+    assert "发起协作请求" in sent.text
+    sent = await bot.press(REQUESTER, sent, "四川")
+    assert "已选择：四川省公安厅" in sent.text
+    sent = await bot.press(REQUESTER, sent, "下一步")
+    assert "协作机制" in sent.text
+    sent = await bot.press(REQUESTER, sent, "治安管控互动")
+    assert "紧急程度" in sent.text
+    sent = await bot.press(REQUESTER, sent, "特急")
+    assert "主题" in sent.text
+    return sent
+
+
+async def test_guided_flow_stores_first_then_confirms_and_routes(
+    bot: BotHarness, db: Database
+) -> None:
+    await guided_until_subject(bot)
+    sent = await bot.send(REQUESTER, "协查一支遗失猎枪的去向")
+    assert "详细说明" in sent.text
+    sent = await bot.send(REQUESTER, "11月30日在昆明遗失，疑被带往成都方向。\n联系人：杨丽华")
+    assert "附件" in sent.text
+    sent = await bot.feed(bot.emulator.make_message_update(
+        REQUESTER, REQUESTER, photo="AgACAgIAAxk-photo-0001"))
+    assert "已添加附件 1 件" in sent.text
+    sent = await bot.feed(bot.emulator.make_message_update(
+        REQUESTER, REQUESTER, document=("线索.pdf", b"%PDF-1.4 clue")))
+    assert "已添加附件 2 件" in sent.text
+    sent = await bot.press(REQUESTER, await _last_prompt(bot), "完成")
+    assert "答复期限" in sent.text and "Asia/Shanghai" in sent.text
+    sent = await bot.send(REQUESTER, "明天18:00")
+    assert "请核对协作请求" in sent.text
+    assert "四川省公安厅" in sent.text and "🔴特急" in sent.text
+    assert "2026-12-02 18:00" in sent.text and "15分钟" in sent.text
+    assert await count(bot.db, AssistanceRequest) == 0
+    sent = await bot.press(REQUESTER, sent, "提交")
+    [request] = await stored(bot.db)
+    assert request.number in sent.text and "已提交" in sent.text
+    photo, document = request.attachments
+    assert photo == {"type": "photo", "file_id": "AgACAgIAAxk-photo-0001"}
+    assert document["type"] == "document" and document["name"] == "线索.pdf"
+    assert request.reply_due_at == T0 + timedelta(days=1, hours=9)  # 18:00 Beijing
+    delivered = await bot.deliver()
+    room = [c for c in delivered.messages if c.chat_id == SICHUAN_ROOM]
+    assert room[0].params["text"].startswith("🔴特急")
+    assert [c.method for c in room] == ["sendMessage", "sendPhoto", "sendDocument"]
+    labels = [label for label, _ in delivered.buttons()]
+    assert labels == ["✅ 接收", "⛔ 拒绝", "↪️ 转办", "🏁 完成"]
+
+
+async def _last_prompt(bot: BotHarness) -> object:
+    for call in reversed(bot.emulator.calls):
+        if call.method == "sendMessage" and (call.params.get("reply_markup") or {}).get(
+                "inline_keyboard"):
+            return call
+    raise AssertionError("no prompt with buttons")
+
+
+async def test_one_shot_asks_only_for_what_is_missing(bot: BotHarness) -> None:
+    sent = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查涉枪线索")
+    assert "请核对协作请求" in sent.text and "协查涉枪线索" in sent.text
+    sent = await bot.press(REQUESTER, sent, "提交")
+    [request] = await stored(bot.db)
+    assert (request.urgency.value, request.subject, request.status) == (
+        "flash", "协查涉枪线索", RequestStatus.open)
+    assert request.mechanism_id is not None and request.reply_due_at is None
+    # Urgency and mechanism in the other order; no subject: asked for it.
+    sent = await bot.send(REQUESTER, "/request 川 加急 管控互动")
+    assert "主题" in sent.text and "请核对" not in sent.text
+    sent = await bot.send(REQUESTER, "查询车辆轨迹")
+    assert "请核对协作请求" in sent.text and "🟠加急" in sent.text
+
+
+async def test_one_shot_with_an_unknown_unit_asks_again_and_stores_nothing(
+    bot: BotHarness,
+) -> None:
+    sent = await bot.send(REQUESTER, "/request 云男 治安管控互动 特急 协查")
+    assert "没有找到单位「云男」" in sent.text
+    assert await count(bot.db, AssistanceRequest) == 0
+    sent = await bot.send(REQUESTER, "重庆")
+    assert "已选择：重庆市公安局" in sent.text
+    sent = await bot.press(REQUESTER, sent, "下一步")
+    assert "请核对协作请求" in sent.text  # mechanism, urgency and subject were understood
+
+
+@pytest.mark.parametrize(
+    ("step_input", "expected"),
+    [
+        ("长" * (rules.SUBJECT_MAX + 1), "主题过长"),
+    ],
+)
+async def test_bad_subject_is_refused_and_asked_again(
+    bot: BotHarness, step_input: str, expected: str
+) -> None:
+    await guided_until_subject(bot)
+    sent = await bot.send(REQUESTER, step_input)
+    assert expected in sent.text
+    sent = await bot.send(REQUESTER, "正常主题")
+    assert "详细说明" in sent.text
+    assert await count(bot.db, AssistanceRequest) == 0
+
+
+async def test_bad_input_at_every_step_changes_nothing(bot: BotHarness) -> None:
+    sent = await bot.send(REQUESTER, "/request")
+    sent = await bot.send(REQUESTER, "火星")
+    assert "没有找到单位「火星」" in sent.text
+    sent = await bot.send(REQUESTER, "云南")
+    assert "不能向本单位" in sent.text
+    sent = await bot.press(REQUESTER, await _last_prompt(bot), "下一步")
+    assert sent.alerts == ["请先选择至少一个目标单位。"]
+    sent = await bot.send(REQUESTER, "四川、重庆")
+    assert "四川省公安厅、重庆市公安局" in sent.text
+    sent = await bot.press(REQUESTER, sent, "下一步")
+    sent = await bot.send(REQUESTER, "不存在的机制")
+    assert "没有找到协作机制" in sent.text
+    sent = await bot.send(REQUESTER, "信息互享")
+    assert "紧急程度" in sent.text
+    sent = await bot.send(REQUESTER, "很急")
+    assert "无法识别紧急程度" in sent.text
+    sent = await bot.send(REQUESTER, "平急")
+    assert "主题" in sent.text
+    sent = await bot.send(REQUESTER, "交换近期涉枪情报")
+    sent = await bot.send(REQUESTER, "长" * (rules.DETAILS_MAX + 1))
+    assert "说明过长" in sent.text
+    sent = await bot.press(REQUESTER, await _last_prompt(bot), "跳过")
+    sent = await bot.send(REQUESTER, "不是文件")
+    assert "请发送照片或文件" in sent.text
+    sent = await bot.press(REQUESTER, await _last_prompt(bot), "完成")
+    for bad, message in (("下下周五", "无法识别时间"), ("2020-01-01 09:00", "已过"),
+                         ("2030-01-01 09:00", "太远"), ("2026-02-30 09:00", "无法识别时间")):
+        sent = await bot.send(REQUESTER, bad)
+        assert message in sent.text, bad
+    sent = await bot.send(REQUESTER, "2h")
+    assert "请核对协作请求" in sent.text and "2026-12-01 11:00" in sent.text
+    assert await count(bot.db, AssistanceRequest) == 0
+    sent = await bot.press(REQUESTER, sent, "提交")
+    assert [r.to_unit_id for r in await stored(bot.db)] == [2, 3]
+    assert "重庆市公安局尚未登记值班室" in sent.text
+
+
+async def test_cancel_at_any_step_stores_nothing(bot: BotHarness) -> None:
+    sent = await guided_until_subject(bot)
+    sent = await bot.press(REQUESTER, sent, "取消")
+    assert "已取消" in sent.text
+    sent = await bot.send(REQUESTER, "一个主题")
+    assert "详细说明" not in sent.text
+    await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查")
+    sent = await bot.send(REQUESTER, "/cancel")
+    assert "已取消" in sent.text
+    assert await count(bot.db, AssistanceRequest) == 0
+    assert await count(bot.db, OutboxMessage) == 0
+
+
+async def test_a_restart_in_the_middle_of_the_conversation_loses_nothing(
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock
+) -> None:
+    people(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        await guided_until_subject(bot)
+        await bot.send(REQUESTER, "协查一支遗失猎枪的去向")
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        sent = await bot.press(REQUESTER, await _last_prompt(bot), "跳过")
+        assert "附件" in sent.text
+        sent = await bot.press(REQUESTER, await _last_prompt(bot), "完成")
+        sent = await bot.press(REQUESTER, await _last_prompt(bot), "不设期限")
+        assert "请核对协作请求" in sent.text and "协查一支遗失猎枪的去向" in sent.text
+        sent = await bot.press(REQUESTER, sent, "提交")
+        [request] = await stored(bot.db)
+        assert request.subject == "协查一支遗失猎枪的去向"
+        assert request.number in sent.text
+
+
+async def test_group_and_unregistered_users_cannot_start(bot: BotHarness) -> None:
+    sent = await bot.send(201, "/request", chat_id=SICHUAN_ROOM)
+    assert "私聊" in sent.text
+    bot.emulator.add_user(777, "陌生人")
+    sent = await bot.send(777, "/request")
+    assert "尚未登记" in sent.text
+    sent = await bot.send(901, "/request")  # the administrator has no unit
+    assert "未绑定单位" in sent.text
+    assert await count(bot.db, AssistanceRequest) == 0
