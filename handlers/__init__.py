@@ -4,7 +4,7 @@ FALLBACKS register after every feature: plain-text lookups must not take message
 that a feature's conversation is waiting for.
 """
 
-from handlers import admin, agreements, contacts, meetings, requests, start
+from handlers import admin, agreements, chair, contacts, meetings, requests, roster, start
 
-FEATURES = [start, admin, contacts, agreements, meetings, requests]
+FEATURES = [start, admin, contacts, agreements, meetings, roster, chair, requests]
 FALLBACKS = [contacts.register_fallbacks]
