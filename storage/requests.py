@@ -486,8 +486,11 @@ def _judge(request: AssistanceRequest | None, press: Press, actor: User) -> Outc
     if not rules.may_act(press.action, actor.role, actor.unit_id,
                          from_unit_id=request.from_unit_id, to_unit_id=request.to_unit_id):
         return Outcome(Verdict.not_allowed, request)
-    if request.version != press.version or not rules.allowed(press.action, request.status):
+    if not rules.allowed(press.action, request.status):
+        # Someone moved it on: say who, and what it is now.
         return Outcome(Verdict.stale, request, rules.last_change(request))
+    if request.version != press.version:
+        return Outcome(Verdict.stale, request)
     return Outcome(Verdict.done, request)
 
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from html import escape
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain.normalize import normalize
 from bot.i18n import Translator
 from storage.models import AssistanceRequest, RequestEvent, RequestStatus, Role, Urgency, User
 
@@ -57,8 +58,9 @@ _URGENCY_WORDS = {
 
 
 def fold(text: str) -> str:
-    """NFKC and case folding: full-width and upper-case input match the word lists."""
-    return unicodedata.normalize("NFKC", text).strip().casefold()
+    """NFKC, Traditional → Simplified, case folding: 雲南, ＳＩＣＨＵＡＮ and 已轉辦 match
+    the names and word lists."""
+    return normalize(text)
 
 
 def parse_urgency(text: str) -> Urgency | None:

@@ -1,0 +1,236 @@
+"""Acting on requests through the emulator, on both databases: accept, decline,
+transfer, complete, withdraw; forged, foreign, stale and concurrent presses; viewing
+and listing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from bot.domain.clock import FakeClock
+from bot.emulator import ApiCall, BotApiEmulator
+from bot.testing import BotHarness, Sent
+from storage import requests as store
+from storage.db import Database
+from storage.models import AssistanceRequest, AuditEntry, RequestStatus
+from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
+
+REQUESTER, DUTY, DUTY2, CQ_LIAISON, COORDINATOR, OUTSIDER = 101, 201, 202, 301, 401, 501
+
+
+@pytest.fixture
+async def directory(db: Database) -> Directory:
+    return await make_directory(db)
+
+
+@pytest.fixture
+async def bot(
+    emulator: BotApiEmulator, database_url: str, directory: Directory
+) -> AsyncIterator[BotHarness]:
+    for telegram_id, name, _role, _unit, language in PEOPLE.values():
+        emulator.add_user(telegram_id, name, language_code=language.lower())
+    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[DUTY, DUTY2, OUTSIDER])
+    async with BotHarness(emulator, database_url, now=FakeClock(T0)) as harness:
+        yield harness
+
+
+async def new_request(bot: BotHarness, target: str = "四川") -> ApiCall:
+    """Submit a request in one go and deliver it; returns the message in the duty room
+    (or the first private message when the unit has no room)."""
+    sent = await bot.send(REQUESTER, f"/request {target} 治安管控互动 特急 协查涉枪线索")
+    await bot.press(REQUESTER, sent, "提交")
+    delivered = await bot.deliver()
+    return next(c for c in delivered.messages if c.params.get("reply_markup"))
+
+
+def in_chat(sent: Sent, chat_id: int) -> list[ApiCall]:
+    return [c for c in sent.messages if c.chat_id == chat_id]
+
+
+async def answer(bot: BotHarness, user_id: int, chat_id: int, prompt: ApiCall,
+                 text: str) -> Sent:
+    """Reply to the bot's ForceReply prompt, as Telegram delivers it in a group."""
+    return await bot.feed(bot.emulator.make_message_update(
+        user_id, chat_id, text, reply_to=prompt.message_ref))
+
+
+def prompt_of(sent: Sent) -> ApiCall:
+    found = [c for c in sent.messages if (c.params.get("reply_markup") or {}).get("force_reply")]
+    assert found, sent.text
+    return found[-1]
+
+
+async def the_request(db: Database, number: str = "XZ-2026-000001") -> AssistanceRequest:
+    async with db.session() as session:
+        request = await store.load_request(session, number=number)
+        assert request is not None
+        return request
+
+
+async def test_accept_edits_the_card_and_tells_the_requester(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    assert card.chat_id == SICHUAN_ROOM and "XZ-2026-000001" in card.params["text"]
+    sent = await bot.press(DUTY, card, "接收")
+    assert sent.alerts == ["已接收 XZ-2026-000001。"]
+    delivered = await bot.deliver()
+    [edit] = [c for c in delivered.calls if c.method == "editMessageText"]
+    assert edit.chat_id == SICHUAN_ROOM and edit.params["message_id"] == card.message_ref[1]
+    assert "已接收（李静，12-01 09:00）" in edit.params["text"]
+    assert [label for label, _ in Sent([edit]).buttons()] == ["↪️ 转办", "🏁 完成"]
+    [notice] = in_chat(delivered, REQUESTER)
+    assert "有新进展" in notice.params["text"] and "已接收" in notice.params["text"]
+    request = await the_request(bot.db)
+    assert request.status is RequestStatus.accepted
+    assert [e.action for e in request.events] == ["created", "routed", "accept"]
+
+
+async def test_decline_asks_for_a_reason_in_the_group(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    sent = await bot.press(DUTY, card, "拒绝")
+    prompt = prompt_of(sent)
+    assert prompt.chat_id == SICHUAN_ROOM and "拒绝" in prompt.params["text"]
+    assert 'tg://user?id=201' in prompt.params["text"]
+    assert (await the_request(bot.db)).status is RequestStatus.open  # nothing yet
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "长" * 1001)
+    assert "内容过长" in sent.text
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "非本单位管辖，请联系重庆")
+    assert "已拒绝 XZ-2026-000001" in sent.text
+    delivered = await bot.deliver()
+    [edit] = [c for c in delivered.calls if c.method == "editMessageText"]
+    assert "已拒绝" in edit.params["text"] and "理由：非本单位管辖" in edit.params["text"]
+    assert "reply_markup" not in edit.params  # final: no buttons left
+    [notice] = in_chat(delivered, REQUESTER)
+    assert "非本单位管辖" in notice.params["text"]
+    request = await the_request(bot.db)
+    assert (request.status, request.events[-1].note) == (
+        RequestStatus.declined, "非本单位管辖，请联系重庆")
+
+
+async def test_transfer_to_another_unit(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    prompt = prompt_of(await bot.press(DUTY, card, "转办"))
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "火星")
+    assert "没有找到单位「火星」" in sent.text
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "云南")
+    assert "不能转办给请求的发起单位" in sent.text
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "重庆")
+    assert "已将 XZ-2026-000001 转办至 重庆市公安局（新编号 XZ-2026-000002）" in sent.text
+    delivered = await bot.deliver()
+    [edit] = [c for c in delivered.calls if c.method == "editMessageText"]
+    assert "已转办至 重庆市公安局" in edit.params["text"] and "XZ-2026-000002" in edit.params[
+        "text"]
+    [liaison] = in_chat(delivered, CQ_LIAISON)
+    assert "XZ-2026-000002" in liaison.params["text"] and "联络员" in liaison.params["text"]
+    [notice] = in_chat(delivered, REQUESTER)
+    assert "XZ-2026-000002" in notice.params["text"]
+    # The liaison of 重庆 is a member: they accept from their private chat.
+    sent = await bot.press(CQ_LIAISON, liaison, "接收")
+    assert sent.alerts == ["已接收 XZ-2026-000002。"]
+    assert any("已接收" in c.params.get("text", "") for c in sent.messages)  # their copy
+    assert (await the_request(bot.db, "XZ-2026-000002")).status is RequestStatus.accepted
+
+
+async def test_complete_after_accept_with_the_new_buttons(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    await bot.press(DUTY, card, "接收")
+    [edit] = [c for c in (await bot.deliver()).calls if c.method == "editMessageText"]
+    prompt = prompt_of(await bot.press(DUTY2, edit, "完成"))
+    sent = await answer(bot, DUTY2, SICHUAN_ROOM, prompt, "已查明：猎枪在成都被找到。")
+    assert "已完成 XZ-2026-000001" in sent.text
+    request = await the_request(bot.db)
+    assert request.status is RequestStatus.completed
+    assert request.result == "已查明：猎枪在成都被找到。"
+    assert request.events[-1].actor.full_name == "王雅琴"
+
+
+async def test_forged_foreign_and_stale_buttons_change_nothing(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    request = await the_request(bot.db)
+    for data, alert in (
+        (f"rq:acc:{request.id + 50}:1", "没有找到对应的协作请求"),
+        ("rq:acc:abc:1", "按钮无效"),
+        (f"rq:acc:{request.id}:1:x", "按钮无效"),
+        (f"rq:zap:{request.id}:1", "按钮无效"),
+    ):
+        sent = await bot.press_data(DUTY, card, data)
+        assert any(alert in a for a in sent.alerts), (data, sent.alerts)
+    sent = await bot.press(OUTSIDER, card, "接收")
+    assert sent.alerts == ["此请求不属于您的单位，您无权处理。"]
+    sent = await bot.press_data(DUTY, card, f"rq:acc:{request.id}:7")
+    assert "已过期" in sent.alerts[0]
+    unchanged = await the_request(bot.db)
+    assert (unchanged.status, unchanged.version) == (RequestStatus.open, 1)
+    async with bot.db.session() as session:
+        refused = (await session.execute(select(AuditEntry).where(
+            AuditEntry.action == "request.press_refused"))).scalars().all()
+    assert len(refused) == 3  # the ones that parsed: unknown id, foreign, stale
+    # After an accept, the old button says who was first.
+    await bot.press(DUTY, card, "接收")
+    sent = await bot.press(DUTY2, card, "接收")  # 王雅琴 reads Traditional Chinese
+    assert sent.alerts == ["此請求已由 李静 於 12-01 09:00 處理，目前狀態：已接收。無需重複操作。"]
+
+
+async def test_two_people_pressing_at_once_make_one_change(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    before = len(bot.emulator.calls)
+    await asyncio.gather(bot.press(DUTY, card, "接收"), bot.press(COORDINATOR, card, "接收"))
+    alerts = sorted(c.params.get("text", "") for c in bot.emulator.calls[before:]
+                    if c.method == "answerCallbackQuery")
+    assert len(alerts) == 2
+    # One accepted (李静, or the coordinator, who reads English); the other is told who.
+    done = [a for a in alerts if a in ("已接收 XZ-2026-000001。", "Accepted XZ-2026-000001.")]
+    told = [a for a in alerts if "当前状态：已接收" in a or "it is now: Accepted" in a]
+    assert len(done) == len(told) == 1
+    request = await the_request(bot.db)
+    assert request.version == 2 and [e.action for e in request.events].count("accept") == 1
+
+
+async def test_requester_views_and_withdraws(bot: BotHarness) -> None:
+    await new_request(bot)
+    sent = await bot.send(REQUESTER, "/request xz-2026-1")
+    assert "XZ-2026-000001" in sent.text and "处理记录" in sent.text
+    assert "杨丽华 发起" in sent.text and "已送达值班室" in sent.text
+    assert [label for label, _ in sent.buttons()] == ["🚫 撤回"]
+    prompt = prompt_of(await bot.press(REQUESTER, sent, "撤回"))
+    sent = await answer(bot, REQUESTER, REQUESTER, prompt, "线索已核实，无需协助")
+    assert "已撤回 XZ-2026-000001" in sent.text
+    delivered = await bot.deliver()
+    [edit] = [c for c in delivered.calls if c.method == "editMessageText"]
+    assert edit.chat_id == SICHUAN_ROOM and "已撤回" in edit.params["text"]
+    assert not in_chat(delivered, REQUESTER)  # the person acting is answered directly
+
+
+async def test_only_the_two_units_and_coordinators_may_view(bot: BotHarness) -> None:
+    await new_request(bot)
+    sent = await bot.send(OUTSIDER, "/request XZ-2026-000001")
+    assert "无权查看" in sent.text and "协查涉枪线索" not in sent.text
+    sent = await bot.send(COORDINATOR, "/request XZ-2026-000001")
+    assert "协查涉枪线索" in sent.text  # English reader: catalogue in English
+    assert "History" in sent.text
+    sent = await bot.send(DUTY, "/request XZ-2026-000001", chat_id=SICHUAN_ROOM)
+    assert "协查涉枪线索" in sent.text and "接收" in next(b for b, _ in sent.buttons())
+    sent = await bot.send(DUTY, "/request XZ-2026-000099")
+    assert "没有找到协作请求 XZ-2026-000099" in sent.text
+
+
+async def test_lists_page_and_open_requests(bot: BotHarness) -> None:
+    for index in range(10):
+        sent = await bot.send(REQUESTER, f"/request 四川 治安管控互动 平急 线索{index}")
+        await bot.press(REQUESTER, sent, "提交")
+    sent = await bot.send(DUTY, "/requests")
+    assert "共 10 件，第 1/2 页" in sent.text and "线索9" in sent.text and "线索0" not in sent.text
+    sent = await bot.press(DUTY, sent, "下一页")
+    assert "第 2/2 页" in sent.text and "线索0" in sent.text
+    sent = await bot.press(DUTY, sent, "000001")
+    assert "线索0" in sent.text and "处理记录" in sent.text
+    sent = await bot.send(DUTY, "/requests 特急")
+    assert "没有符合条件的协作请求" in sent.text
+    sent = await bot.send(REQUESTER, "/requests 收")
+    assert "没有符合条件" in sent.text
+    sent = await bot.send(OUTSIDER, "/requests")
+    assert "没有符合条件" in sent.text
+    sent = await bot.send(DUTY, "/requests 火星")
+    assert "没有找到单位「火星」" in sent.text
