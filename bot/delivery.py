@@ -73,11 +73,19 @@ CLAIM_HORIZON = 0.5
 # Several chats flood-limited within this many seconds mean the bot as a whole is limited.
 GLOBAL_FLOOD_WINDOW = 1.0
 GLOBAL_FLOOD_CHATS = 3
+# A paused chat reopens this much after its row is due again.
+PAUSE_SLACK = 0.02
 # Added to every window: Telegram's clock and ours need not agree on the last millisecond.
 WINDOW_MARGIN = 0.01
 
-# do_api_request suggests the typed method when one exists; the outbox is generic on purpose.
-warnings.filterwarnings("ignore", message=r"Please use 'Bot\.", category=PTBUserWarning)
+
+
+def _quiet_typed_method_advice() -> None:
+    """do_api_request suggests the typed method when one exists; the outbox is generic."""
+    warnings.filterwarnings("ignore", message=r"Please use 'Bot\.", category=PTBUserWarning)
+
+
+_quiet_typed_method_advice()
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -255,6 +263,7 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.counters = DeliveryCounters()
         self.on_sent: list[SentHook] = []
+        _quiet_typed_method_advice()  # again here: test runners reset warning filters
 
         self._global = SlidingWindow(global_rate, 1.0)
         self._windows: dict[int, SlidingWindow] = {}
@@ -326,9 +335,11 @@ class DeliveryWorker:
         self._wake.set()
 
     async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """Deliver until no row is due and nothing is in flight; TimeoutError otherwise.
+        """Deliver until nothing is due or in flight; TimeoutError if that takes too long.
 
-        Rows waiting for a retry time in the future are not due: drain returns without them.
+        Rows waiting to be retried (backoff, flood control) before the deadline are waited
+        for; rows scheduled later (`not_before`, a long backoff) and rows leased by another
+        worker are not. Works whether or not the background task runs.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -346,9 +357,12 @@ class DeliveryWorker:
                 continue
             if claimed:
                 continue
+            now = self.clock()
             async with self.db.session() as session:
-                due = await outbox.due_count(session, self.clock())
-            if not due:
+                due = await outbox.due_count(session, now)
+                upcoming = await outbox.next_due_at(session, include_leases=False)
+            horizon = now + timedelta(seconds=max(deadline - loop.time(), 0.0))
+            if not due and (upcoming is None or upcoming > horizon):
                 return
             await asyncio.sleep(0.02)
 
@@ -385,7 +399,9 @@ class DeliveryWorker:
         """Chats not to claim for: busy here, paused, or with a full window."""
         excluded = set(self._busy)
         for chat_id, window in list(self._windows.items()):
-            if window.available_at(now) > now + CLAIM_HORIZON:
+            # A paused chat stays excluded until the pause is over, so the row that was
+            # told to wait (due when the pause ends) keeps its place before later rows.
+            if window.blocked_until > now or window.available_at(now) > now + CLAIM_HORIZON:
                 excluded.add(chat_id)
             elif chat_id not in self._busy and window.idle(now):
                 del self._windows[chat_id]
@@ -412,7 +428,7 @@ class DeliveryWorker:
             if self._stopping:
                 return 0
             mono = time.monotonic()
-            if self._global.blocked_until > mono + CLAIM_HORIZON:
+            if self._global.blocked_until > mono:
                 return 0
             in_flight = sum(self._busy.values())
             free = self.max_inflight - in_flight
@@ -600,12 +616,13 @@ class DeliveryWorker:
 
     def _flood(self, job: _Job, seconds: float, error: str) -> _Outcome:
         mono = time.monotonic()
-        self._window(job.chat_id).block(mono + seconds)
+        # The row is due a little before the chat reopens (see _exclusions).
+        self._window(job.chat_id).block(mono + seconds + PAUSE_SLACK)
         self._floods.append((mono, job.chat_id))
         while self._floods and self._floods[0][0] < mono - GLOBAL_FLOOD_WINDOW:
             self._floods.popleft()
         if len({chat for _, chat in self._floods}) >= GLOBAL_FLOOD_CHATS:
-            self._global.block(mono + seconds)
+            self._global.block(mono + seconds + PAUSE_SLACK)
             log.warning("flood control on %d chats within %.0fs: all sends paused for %.0fs",
                         len({chat for _, chat in self._floods}), GLOBAL_FLOOD_WINDOW, seconds)
         else:
@@ -660,8 +677,11 @@ class DeliveryWorker:
                 elif o.kind == "unreachable":
                     await outbox.mark_failed(session, job.id, f"chat unreachable: {o.error}",
                                              attempt=job.attempt)
-                    await outbox.mark_chat_unreachable(session, job.chat_id, o.error or "",
-                                                       now=now)
+                    dropped = await outbox.mark_chat_unreachable(
+                        session, job.chat_id, o.error or "", now=now
+                    )
+                    self.counters.failed += dropped
+                    self.counters.by_error["chat unreachable"] += dropped
                 elif o.kind == "migrated" and o.new_chat_id is not None:
                     await outbox.mark_chat_migrated(session, job.chat_id, o.new_chat_id)
                     await outbox.mark_retry(session, job.id, now, o.error, attempt=job.attempt,

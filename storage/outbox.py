@@ -7,9 +7,10 @@ short transaction, sends outside any transaction, and records the outcome in ano
 Claiming (`claim_batch`):
 - a row is due when it is `pending` and `next_attempt_at <= now`, or `sending` with an
   expired lease (a crashed worker's leftover);
-- at most one row per chat per claim, and none for a chat that already has a row in
-  flight (`sending` with a live lease) anywhere: a chat's messages go out one at a time,
-  in order, whatever the number of workers;
+- at most one row per chat per claim (its oldest due row), and none for a chat that
+  already has a row in flight (`sending` with a live lease) anywhere: a chat's messages
+  go out one at a time, in order, whatever the number of workers (a row waiting for a
+  retry after an error may be overtaken by the chat's later rows);
 - rows to chats marked unreachable are not claimed (`fail_unreachable` fails them);
 - a row with `reply_to_key` waits until its target row is `sent` (or `failed`, which the
   worker turns into a failure of the edit);
@@ -227,7 +228,7 @@ async def claim_batch(
         select(
             O.id,
             func.row_number()
-            .over(partition_by=O.chat_id, order_by=(O.next_attempt_at, O.id))
+            .over(partition_by=O.chat_id, order_by=O.id)
             .label("rank"),
         )
         .where(*conditions)
@@ -471,14 +472,13 @@ async def due_count(session: AsyncSession, now: datetime) -> int:
     ).scalar_one()
 
 
-async def next_due_at(session: AsyncSession) -> datetime | None:
-    """When the earliest pending row becomes due (or a lease expires)."""
+async def next_due_at(session: AsyncSession, *, include_leases: bool = True) -> datetime | None:
+    """When the earliest pending row becomes due (or, with include_leases, a lease expires)."""
     pending = select(func.min(O.next_attempt_at)).where(O.state == OutboxState.pending)
-    leased = select(func.min(O.lease_until)).where(O.state == OutboxState.sending)
-    times = [
-        (await session.execute(pending)).scalar_one_or_none(),
-        (await session.execute(leased)).scalar_one_or_none(),
-    ]
+    times = [(await session.execute(pending)).scalar_one_or_none()]
+    if include_leases:
+        leased = select(func.min(O.lease_until)).where(O.state == OutboxState.sending)
+        times.append((await session.execute(leased)).scalar_one_or_none())
     found = [t for t in times if t is not None]
     return min(found) if found else None
 
