@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     ack_deadline_flash_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
     ack_deadline_urgent_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     ack_deadline_routine_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
+    schedule_grace_minutes: int = Field(default=15, ge=0, le=24 * 60)
     load_sample_data: bool = True
 
     @field_validator("admin_ids", mode="before")

@@ -47,7 +47,7 @@ from bot.domain.schedule import DEFAULT_MEETING_OFFSETS
 from bot.domain.timeparse import DeadlineError, parse_deadline
 from bot.i18n import Translator
 from bot.plans import meetings as plan
-from bot.services import Actor, Services, services
+from bot.services import SERVICES_KEY, Actor, Services, services
 from handlers.common import (
     Context,
     Refusal,
@@ -1069,6 +1069,10 @@ async def tally_pressed(update: Update, context: Context, actor: Actor) -> None:
 
 
 def register(application: Application) -> None:
+    svc: Services | None = application.bot_data.get(SERVICES_KEY)
+    if svc is not None and svc.scheduler is not None:
+        # SCHEDULE_GRACE_MINUTES: how late a catch-up may still send (marked late).
+        svc.scheduler.grace = timedelta(minutes=svc.settings.schedule_grace_minutes)
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)

@@ -341,3 +341,19 @@ async def test_restart_before_due_sends_once_and_after_grace_records_missed(
         marks = dict((await session.execute(
             select(ScheduleMark.key, ScheduleMark.outcome))).all())
     assert sorted(marks.values()) == ["late", "missed"]
+
+
+async def test_grace_period_comes_from_the_settings(
+    emulator: BotApiEmulator, database_url: str, units: dict[str, int], clock: FakeClock
+) -> None:
+    prepare(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as first:
+        await add_meeting(first, units)
+    clock.set(START - timedelta(days=1) + timedelta(minutes=40))
+    async with BotHarness(emulator, database_url, now=clock,
+                          schedule_grace_minutes=60) as second:
+        assert second.services.scheduler is not None
+        assert second.services.scheduler.grace == timedelta(minutes=60)
+        texts = [c.params["text"] for c in (await second.deliver()).messages
+                 if c.chat_id == GANSU_ROOM]
+    assert len(texts) == 1 and "迟发" in texts[0]
