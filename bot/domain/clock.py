@@ -1,30 +1,78 @@
-"""Clocks: the system's, and one tests set and advance instead of sleeping."""
+"""Clocks and local-time helpers shared by the domain functions.
+
+Code that needs "now" takes a clock instead of calling `datetime.now`, so the scheduler,
+the delivery worker and the tests can run on a `FakeClock` and never sleep. A clock is
+also a plain callable (`clock()`), which is what `Services.now` and the delivery worker
+expect.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, aware, in UTC."""
+        ...
 
 
 class SystemClock:
-    def __call__(self) -> datetime:
+    """The real time."""
+
+    def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now()
 
 
 class FakeClock:
-    """A settable clock; `clock()` returns the current instant, aware UTC."""
+    """A clock tests set and advance; it never moves by itself."""
 
     def __init__(self, start: datetime) -> None:
-        if start.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
-        self.now = start.astimezone(UTC)
+        self._now = as_utc(start)
+
+    def now(self) -> datetime:
+        return self._now
 
     def __call__(self) -> datetime:
-        return self.now
+        return self._now
 
     def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
-        self.now += delta or timedelta(**units)
-        return self.now
+        """Move forward by `delta` or by keyword units (`advance(minutes=5)`); never back."""
+        step = delta if delta is not None else timedelta(**units)
+        if step < timedelta(0):
+            raise ValueError("a clock does not run backwards; use set()")
+        self._now += step
+        return self._now
 
     def set(self, instant: datetime) -> datetime:
-        self.now = instant.astimezone(UTC)
-        return self.now
+        """Jump to `instant` (backwards too: tests of restarts need it)."""
+        self._now = as_utc(instant)
+        return self._now
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self._now.isoformat()})"
+
+
+def as_utc(instant: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is a programming error, not UTC."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError("an aware datetime is required (naive datetimes are ambiguous)")
+    return instant.astimezone(UTC)
+
+
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time.
+
+    Deterministic at daylight-saving changes: fold=0 everywhere, so an ambiguous time
+    (fall back) is its first occurrence and a nonexistent one (spring forward) is read
+    with the offset before the gap, which lands after the gap (02:30 → 03:30), as
+    RFC 5545 does for calendar events.
+    """
+    naive = datetime.combine(day, at.replace(tzinfo=None, fold=0))
+    return naive.replace(tzinfo=zone).astimezone(UTC)

@@ -1,27 +1,61 @@
 """Duty-roster arithmetic: who is on duty at an instant, and when the next handover is.
 
 Shift boundaries are local wall-clock times in the roster's time zone (08:30 every day,
-08:00/20:00, or weekly), so across a daylight-saving change a shift lasts 23 or 25
-hours. A local time that does not exist (spring forward) resolves to the same instant
-as the offset before the change, i.e. later on the wall clock; an ambiguous one (fall
-back) to its first occurrence. Shift 0 starts at the anchor date's first start time;
-the officer at position `index mod member_count` takes shift `index`.
+08:00/20:00, or once a week), because that is when the duty room changes over; so
+across a daylight-saving change a shift lasts 23 or 25 hours. Local times resolve as
+`clock.local_instant` does: fold=0, a nonexistent time lands after the gap.
+
+Shift 0 starts at the anchor date's first start time and is the officer at position 0;
+shift `index` belongs to position `index mod member_count` (negative indexes before
+the anchor keep cycling). Nothing is stored per shift, so the rotation cannot drift:
+an override (also how swaps are stored) names one shift by its start instant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-PATTERNS = {"daily": 1, "day_night": 1, "weekly": 7}
-DEFAULT_STARTS = {"daily": (time(8, 30),), "day_night": (time(8, 0), time(20, 0)),
-                  "weekly": (time(8, 30),)}
+from bot.domain.clock import as_utc, local_instant
+
+__all__ = [
+    "DEFAULT_STARTS",
+    "MIN_START_SPACING",
+    "PATTERNS",
+    "RosterSpec",
+    "Shift",
+    "apply_overrides",
+    "boundary",
+    "local_instant",
+    "next_handover",
+    "shift_at",
+    "shift_by_index",
+    "shifts_between",
+    "swap_overrides",
+    "who_is_on_duty",
+]
+
+# Days per period of each pattern; a period holds one shift per start time.
+PATTERNS: Mapping[str, int] = {"daily": 1, "day_night": 1, "weekly": 7}
+DEFAULT_STARTS: Mapping[str, tuple[time, ...]] = {
+    "daily": (time(8, 30),),
+    "day_night": (time(8, 0), time(20, 0)),
+    "weekly": (time(8, 30),),
+}
+# Two start times closer than this could swap order across a daylight-saving gap.
+MIN_START_SPACING = timedelta(hours=2)
+
+
+def _minutes(at: time) -> float:
+    return at.hour * 60 + at.minute + at.second / 60 + at.microsecond / 60e6
 
 
 @dataclass(frozen=True)
 class RosterSpec:
+    """What the rotation needs from a `Roster`: pattern, anchor, zone, start times, size."""
+
     pattern: str
     anchor_date: date
     timezone: str
@@ -33,78 +67,117 @@ class RosterSpec:
             raise ValueError(f"unknown shift pattern {self.pattern!r}")
         if self.member_count < 1:
             raise ValueError("a roster needs at least one officer")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        starts = tuple(s.replace(tzinfo=None, fold=0) for s in self.shift_starts)
+        object.__setattr__(self, "shift_starts", starts)
         expected = 2 if self.pattern == "day_night" else 1
-        if len(self.shift_starts) != expected or list(self.shift_starts) != sorted(
-            self.shift_starts
-        ):
+        if len(starts) != expected or list(starts) != sorted(set(starts)):
             raise ValueError(f"{self.pattern} needs {expected} ascending start time(s)")
+        if expected == 2:
+            apart = _minutes(starts[1]) - _minutes(starts[0])
+            spacing = MIN_START_SPACING.total_seconds() / 60
+            if apart < spacing or 24 * 60 - apart < spacing:
+                raise ValueError("day and night shifts must each last at least two hours")
 
     @classmethod
-    def build(cls, pattern: str, anchor_date: date, timezone: str,
-              shift_starts: list[str] | tuple[time, ...] | None, member_count: int) -> RosterSpec:
+    def build(
+        cls,
+        pattern: str,
+        anchor_date: date,
+        timezone: str,
+        shift_starts: list[str] | tuple[str | time, ...] | None,
+        member_count: int,
+    ) -> RosterSpec:
         """From stored values ("HH:MM" strings), defaulting the start times by pattern."""
-        starts = tuple(
-            s if isinstance(s, time) else time.fromisoformat(s) for s in (shift_starts or ())
-        ) or DEFAULT_STARTS.get(pattern, ())
-        return cls(pattern, anchor_date, timezone, starts, member_count)
+        try:
+            starts = tuple(
+                s if isinstance(s, time) else time.fromisoformat(str(s).strip())
+                for s in (shift_starts or ())
+            )
+        except ValueError:
+            raise ValueError(f"bad shift start time in {shift_starts!r}") from None
+        return cls(str(pattern), anchor_date, timezone,
+                   starts or DEFAULT_STARTS.get(str(pattern), ()), member_count)
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def shifts_per_period(self) -> int:
+        return len(self.shift_starts)
+
 
 @dataclass(frozen=True)
 class Shift:
+    """One shift: [start, end) in UTC, and who takes it (`overridden` if not the rotation)."""
+
     index: int
     start: datetime
     end: datetime
     member_position: int
     overridden: bool = False
 
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
 
-def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant of a local wall-clock time (gaps resolve forward, folds to the first)."""
-    return datetime.combine(day, at, tzinfo=zone).replace(fold=0).astimezone(UTC)
+    def contains(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
 
 
 def boundary(spec: RosterSpec, index: int) -> datetime:
-    """Start of shift `index` (negative before the anchor)."""
-    per_period = len(spec.shift_starts)
-    period, slot = divmod(index, per_period)
+    """Start of shift `index` (negative before the anchor), in UTC."""
+    period, slot = divmod(index, spec.shifts_per_period)
     day = spec.anchor_date + timedelta(days=period * PATTERNS[spec.pattern])
     return local_instant(day, spec.shift_starts[slot], spec.zone)
 
 
-def _shift(spec: RosterSpec, index: int) -> Shift:
+def shift_by_index(spec: RosterSpec, index: int) -> Shift:
+    """Shift number `index` as the rotation assigns it (no overrides)."""
     return Shift(index, boundary(spec, index), boundary(spec, index + 1),
                  index % spec.member_count)
 
 
 def shift_at(spec: RosterSpec, instant: datetime) -> Shift:
+    """The shift containing `instant` (start inclusive, end exclusive)."""
+    instant = as_utc(instant)
     local_day = instant.astimezone(spec.zone).date()
     period = (local_day - spec.anchor_date).days // PATTERNS[spec.pattern]
-    index = (period - 1) * len(spec.shift_starts)
+    # An estimate from the local date, then a step or two to the exact shift.
+    index = (period - 1) * spec.shifts_per_period
     while boundary(spec, index) > instant:
         index -= 1
     while boundary(spec, index + 1) <= instant:
         index += 1
-    return _shift(spec, index)
+    return shift_by_index(spec, index)
 
 
 def shifts_between(spec: RosterSpec, start: datetime, end: datetime) -> Iterator[Shift]:
-    """Every shift overlapping [start, end), in order."""
+    """Every shift overlapping [start, end), in order (none if the span is empty)."""
+    start, end = as_utc(start), as_utc(end)
+    if end <= start:
+        return
     shift = shift_at(spec, start)
     while shift.start < end:
         yield shift
-        shift = _shift(spec, shift.index + 1)
+        shift = shift_by_index(spec, shift.index + 1)
 
 
 def next_handover(spec: RosterSpec, instant: datetime) -> datetime:
+    """The first handover strictly after `instant` (at a boundary: the following one)."""
     return shift_at(spec, instant).end
 
 
 def apply_overrides(shift: Shift, overrides: Mapping[datetime, int]) -> Shift:
-    """Overrides map a shift's start (UTC) to the position of the officer who takes it."""
+    """The shift with its officer replaced if `overrides` (start UTC → position) names it.
+
+    An override naming the rotation's own officer changes nothing, so a swap that was
+    undone does not show as an override.
+    """
     position = overrides.get(shift.start)
     if position is None or position == shift.member_position:
         return shift
@@ -116,18 +189,33 @@ def who_is_on_duty(
 ) -> tuple[Shift, Shift]:
     """The current shift and the next one, overrides applied."""
     current = shift_at(spec, instant)
-    return (apply_overrides(current, overrides),
-            apply_overrides(_shift(spec, current.index + 1), overrides))
+    following = shift_by_index(spec, current.index + 1)
+    return apply_overrides(current, overrides), apply_overrides(following, overrides)
 
 
 def swap_overrides(
-    spec: RosterSpec, overrides: Mapping[datetime, int], first_start: datetime,
-    second_start: datetime,
+    spec: RosterSpec,
+    shift_a_start: datetime | Mapping[datetime, int],
+    shift_b_start: datetime,
+    overrides: Mapping[datetime, int] | datetime | None = None,
 ) -> dict[datetime, int]:
-    """The overrides that trade two shifts' officers (as currently assigned)."""
-    first = apply_overrides(shift_at(spec, first_start), overrides)
-    second = apply_overrides(shift_at(spec, second_start), overrides)
-    if first.start != first_start or second.start != second_start:
+    """The two overrides that trade the officers of two shifts, named by exact start.
+
+    The officers are those currently assigned (rotation plus `overrides`), so a second
+    swap builds on the first. The older call order `(spec, overrides, a, b)` is still
+    accepted. Raises ValueError if a start is not a shift boundary or both shifts
+    already belong to the same officer.
+    """
+    if isinstance(shift_a_start, Mapping):
+        if not isinstance(overrides, datetime):
+            raise TypeError("swap_overrides(spec, overrides, a, b) needs two shift starts")
+        shift_a_start, shift_b_start, overrides = shift_b_start, overrides, shift_a_start
+    elif isinstance(overrides, datetime):
+        raise TypeError("overrides must be a mapping of shift start to position")
+    current = overrides or {}
+    first = apply_overrides(shift_at(spec, shift_a_start), current)
+    second = apply_overrides(shift_at(spec, shift_b_start), current)
+    if first.start != as_utc(shift_a_start) or second.start != as_utc(shift_b_start):
         raise ValueError("a swap names the exact start of two shifts")
     if first.member_position == second.member_position:
         raise ValueError("both shifts belong to the same officer")

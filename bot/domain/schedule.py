@@ -1,19 +1,41 @@
-"""Reminder plans and escalation deadlines: when something is due, as pure arithmetic."""
+"""Reminder plans and escalation deadlines: when something is due, as pure arithmetic.
+
+The scheduler turns these instants into jobs and outbox rows; keeping the arithmetic
+here means "when" is tested without a scheduler, a database or a clock. Offsets are
+whole minutes before an event, as stored in `Meeting.reminder_offsets`; deadline
+windows by urgency are minutes too (settings override them), or timedeltas.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Literal
+
+from bot.domain.clock import as_utc
 
 DEFAULT_MEETING_OFFSETS = (7 * 24 * 60, 24 * 60, 60)
+# The incoming officer is told privately a day and an hour before the shift.
 DEFAULT_SHIFT_OFFSETS = (24 * 60, 60)
-# Acknowledgement deadlines by urgency (特急, 加急, 平急), in minutes.
-DEFAULT_ACK_DEADLINES: Mapping[str, int] = {"flash": 15, "urgent": 120, "routine": 24 * 60}
+# Acknowledgement deadlines by urgency (特急 flash, 加急 urgent, 平急 routine), in minutes.
+DEFAULT_ACK_DEADLINES: Mapping[str, int] = MappingProxyType(
+    {"flash": 15, "urgent": 2 * 60, "routine": 24 * 60}
+)
+# Fired this late, a reminder is still "on time": scheduler jitter is not lateness.
+DEFAULT_ON_TIME = timedelta(minutes=1)
+# A reply deadline this close counts as "due soon" on request cards and lists.
+DEFAULT_DUE_SOON = timedelta(hours=24)
+
+DueState = Literal["future", "due", "late", "missed"]
 
 
 def offset_label(minutes: int) -> str:
-    """7d, 1d, 1h, 30m: short, stable, and part of reminder keys."""
+    """7d, 1d, 1h, 30m, 90m: short and stable, because it is part of reminder keys."""
+    minutes = int(minutes)
+    if minutes == 0:
+        return "0m"
     if minutes % 1440 == 0:
         return f"{minutes // 1440}d"
     if minutes % 60 == 0:
@@ -23,35 +45,138 @@ def offset_label(minutes: int) -> str:
 
 @dataclass(frozen=True)
 class PlannedReminder:
+    """A reminder `offset_minutes` before an event, due at `due_at` (UTC).
+
+    `key_suffix` (the offset label) goes into the outbox dedup key; `past` says the due
+    time was not after the `now` the plan was made at, and `classify_due` decides what
+    the caller does with it.
+    """
+
     offset_minutes: int
     due_at: datetime
+    key_suffix: str = ""
+    past: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.key_suffix:
+            object.__setattr__(self, "key_suffix", offset_label(self.offset_minutes))
 
     @property
     def label(self) -> str:
-        return offset_label(self.offset_minutes)
+        return self.key_suffix
 
 
-def reminders_before(start: datetime, offsets_minutes: Sequence[int]) -> list[PlannedReminder]:
-    """One reminder per distinct positive offset before `start`, earliest first."""
-    offsets = sorted({int(m) for m in offsets_minutes if int(m) > 0}, reverse=True)
-    return [PlannedReminder(m, start - timedelta(minutes=m)) for m in offsets]
+def _offsets(offsets_minutes: Iterable[int]) -> list[int]:
+    """Distinct positive offsets, largest (earliest reminder) first."""
+    return sorted({int(m) for m in offsets_minutes if int(m) > 0}, reverse=True)
+
+
+def reminders_before(
+    start: datetime, offsets_minutes: Iterable[int], now: datetime | None = None
+) -> list[PlannedReminder]:
+    """One reminder per distinct positive offset before `start`, earliest first
+    (zero and negative offsets are dropped: a reminder after the start is not one)."""
+    start = as_utc(start)
+    now = as_utc(now) if now is not None else None
+    plan = []
+    for minutes in _offsets(offsets_minutes):
+        due = start - timedelta(minutes=minutes)
+        plan.append(PlannedReminder(minutes, due, past=now is not None and due <= now))
+    return plan
+
+
+def meeting_reminders(
+    starts_at: datetime, offsets_minutes: Iterable[int], now: datetime
+) -> list[PlannedReminder]:
+    """A meeting's reminders; those already due at `now` are kept and flagged `past`."""
+    return reminders_before(starts_at, offsets_minutes, now)
+
+
+def shift_reminder_instants(
+    shift_start: datetime, offsets_minutes: Iterable[int] = DEFAULT_SHIFT_OFFSETS
+) -> list[PlannedReminder]:
+    """Private reminders to the incoming officer before a shift (a day and an hour)."""
+    return reminders_before(shift_start, offsets_minutes)
+
+
+def classify_due(
+    due_at: datetime, now: datetime, grace: timedelta, on_time: timedelta = DEFAULT_ON_TIME
+) -> DueState:
+    """What to do with an occurrence at `now`.
+
+    future: not yet; due: send now (at most `on_time` late); late: send, marked late
+    (at most `grace` late); missed: record it as missed rather than send a stale
+    reminder. A grace shorter than `on_time` wins: past the grace it is missed.
+    """
+    lateness = as_utc(now) - as_utc(due_at)
+    if lateness < timedelta(0):
+        return "future"
+    if lateness > grace:
+        return "missed"
+    if lateness > on_time:
+        return "late"
+    return "due"
+
+
+# --------------------------------------------------------------------------- deadlines
 
 
 @dataclass(frozen=True)
 class Escalation:
-    step: str  # "remind_room" at the deadline, "alert_coordinators" at twice it
+    """One escalation step: "remind_room" at the deadline, "alert_coordinators" at twice it."""
+
+    step: str
     due_at: datetime
 
 
-def ack_deadline(created_at: datetime, urgency: str,
-                 deadlines: Mapping[str, int] = DEFAULT_ACK_DEADLINES) -> datetime:
-    return created_at + timedelta(minutes=deadlines[urgency])
+def _window(deadlines: Mapping[str, int | timedelta], urgency: str) -> timedelta:
+    try:
+        value = deadlines[urgency]
+    except KeyError:
+        raise ValueError(f"no acknowledgement deadline for urgency {urgency!r}") from None
+    window = value if isinstance(value, timedelta) else timedelta(minutes=value)
+    if window <= timedelta(0):
+        raise ValueError(f"the {urgency} deadline must be positive")
+    return window
 
 
-def escalation_plan(created_at: datetime, urgency: str,
-                    deadlines: Mapping[str, int] = DEFAULT_ACK_DEADLINES) -> list[Escalation]:
+def ack_deadline(
+    created_at: datetime,
+    urgency: str,
+    deadlines: Mapping[str, int | timedelta] = DEFAULT_ACK_DEADLINES,
+) -> datetime:
+    """When the receiving duty room should have acknowledged a request."""
+    return as_utc(created_at) + _window(deadlines, urgency)
+
+
+def escalation_plan(
+    created_at: datetime,
+    urgency: str,
+    deadlines: Mapping[str, int | timedelta] = DEFAULT_ACK_DEADLINES,
+) -> list[Escalation]:
     """Remind the duty room when the acknowledgement deadline passes; alert the zone's
-    coordinators at twice the deadline."""
-    window = timedelta(minutes=deadlines[urgency])
+    coordinators at twice the deadline. The caller skips steps once acknowledged."""
+    created_at, window = as_utc(created_at), _window(deadlines, urgency)
     return [Escalation("remind_room", created_at + window),
             Escalation("alert_coordinators", created_at + 2 * window)]
+
+
+@dataclass(frozen=True)
+class ReplyDeadlineFlags:
+    """How a request's reply deadline stands at an instant, for cards and lists."""
+
+    has_deadline: bool
+    overdue: bool
+    due_soon: bool
+    remaining: timedelta | None  # negative once overdue; None without a deadline
+
+
+def reply_deadline_flags(
+    reply_due_at: datetime | None, now: datetime, soon: timedelta = DEFAULT_DUE_SOON
+) -> ReplyDeadlineFlags:
+    """Overdue once `now` reaches the deadline; due soon within `soon` before it."""
+    if reply_due_at is None:
+        return ReplyDeadlineFlags(False, False, False, None)
+    remaining = as_utc(reply_due_at) - as_utc(now)
+    overdue = remaining <= timedelta(0)
+    return ReplyDeadlineFlags(True, overdue, not overdue and remaining <= soon, remaining)
