@@ -42,7 +42,7 @@ from storage.models import (
     User,
     ZoneMembership,
 )
-from storage.outbox import enqueue, enqueue_edit
+from storage.outbox import enqueue, enqueue_edit, get_message
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000
@@ -595,6 +595,15 @@ async def notify_change(
             dedup_key=_key(request, "state", f"v{version}", "room"),
             payload=card_payload(Translator(policy.language), request, tz), now=now,
         )
+        reminder = _key(request, "escalate", "remind_room")
+        if await get_message(session, reminder) is not None:
+            # The overdue reminder carries buttons too: keep them current (or remove them).
+            markup = buttons(Translator(policy.language), request)
+            await enqueue_edit(
+                session, reply_to_key=reminder, method="editMessageReplyMarkup",
+                dedup_key=_key(request, "state", f"v{version}", "remind"), now=now,
+                payload={"reply_markup": markup} if markup else {},
+            )
     requester = request.created_by
     if requester is not None and (actor is None or requester.id != actor.id):
         tr, tz = user_translator(policy, requester), user_zone(policy, requester)
@@ -618,7 +627,9 @@ async def remind_room(
     if request.status is not RequestStatus.open:
         return False
     if request.route_key is None:
-        await route(session, request, now=now, policy=policy)
+        room = await active_duty_room(session, request.to_unit_id)
+        if room is not None:  # registered since: deliver it now, then remind
+            await route(session, request, now=now, policy=policy, room=room)
     tr = Translator(policy.language)
     text = tr("requests.notice.remind_room", number=request.number,
               urgency=rules.urgency_label(tr, request.urgency), subject=_h(request.subject),
@@ -626,16 +637,34 @@ async def remind_room(
               elapsed=rules.duration(tr, now - request.created_at))
     if late:
         text += "\n" + tr("requests.notice.late")
-    if request.route_key is not None:
-        room = await active_duty_room(session, request.to_unit_id)
-        if room is not None and room.chat_id is not None:
-            await enqueue(session, chat_id=room.chat_id, kind="request_escalation",
-                          dedup_key=_key(request, "escalate", "remind_room"),
-                          reply_to_key=request.route_key, now=now,
-                          payload=message(text, buttons(tr, request)))
-    await _event(session, request, "reminded", actor=None, now=now)
+    room = await active_duty_room(session, request.to_unit_id)
+    if request.route_key is not None and room is not None and room.chat_id is not None:
+        await enqueue(session, chat_id=room.chat_id, kind="request_escalation",
+                      dedup_key=_key(request, "escalate", "remind_room"),
+                      reply_to_key=request.route_key, now=now,
+                      payload=message(text, buttons(tr, request)))
+        await _event(session, request, "reminded", actor=None, now=now)
+    else:
+        # Still no duty room: remind the liaisons who were told instead.
+        liaisons = await linked_liaisons(session, request.to_unit_id)
+        for liaison in liaisons:
+            reader = (await session.execute(
+                select(User).where(User.telegram_id == liaison.telegram_user_id)
+            )).scalar_one_or_none()
+            reader_tr = user_translator(policy, reader)
+            reader_text = reader_tr(
+                "requests.notice.remind_room", number=request.number,
+                urgency=rules.urgency_label(reader_tr, request.urgency),
+                subject=_h(request.subject), source=_h(request.from_unit.name),
+                elapsed=rules.duration(reader_tr, now - request.created_at))
+            await enqueue(session, chat_id=liaison.telegram_user_id,  # type: ignore[arg-type]
+                          kind="request_escalation", now=now,
+                          dedup_key=_key(request, "escalate", "remind_liaison", liaison.id),
+                          payload=message(reader_text, buttons(reader_tr, request)))
+        await _event(session, request, "reminded_liaisons", actor=None, now=now,
+                     note=", ".join(liaison.name for liaison in liaisons) or None)
     await audit(session, "request.remind_room", subject_type="request",
-                subject_id=request.number, late=late)
+                subject_id=request.number, late=late, routed=request.route_key is not None)
     return True
 
 
