@@ -7,4 +7,4 @@ that a feature's conversation is waiting for.
 from handlers import admin, agreements, chair, contacts, meetings, requests, roster, start
 
 FEATURES = [start, admin, contacts, agreements, meetings, roster, chair, requests]
-FALLBACKS = [contacts.register_fallbacks]
+FALLBACKS = [contacts.register_fallbacks, start.register_fallbacks]

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from bot.commands import CommandInfo, Where, visible_commands
 from bot.i18n import LANGUAGES, Translator
@@ -27,6 +34,8 @@ COMMANDS = [
     CommandInfo("lang", None, Where.private, "lang.command"),
 ]
 LANGUAGE_CALLBACK = "lang:"
+# Runs before every feature (conversations sit in group -1).
+GUARD_GROUP = -2
 
 
 def role_and_unit(tr: Translator, actor: Actor) -> dict[str, str]:
@@ -129,8 +138,31 @@ async def lang_chosen(update: Update, context: Context) -> None:
     await refresh_chat_menu(context, actor.telegram_id, switched, all_commands(context))
 
 
+async def empty_button(update: Update, context: Context) -> None:
+    """PTB's pattern handlers all match empty callback data: stop it before any of them."""
+    actor = await current_actor(update, context)
+    assert update.callback_query is not None
+    await update.callback_query.answer(actor.tr("errors.stale_button"), show_alert=True)
+    raise ApplicationHandlerStop
+
+
+async def unknown_command(update: Update, context: Context) -> None:
+    actor = await current_actor(update, context)
+    key = "errors.unknown_command" if actor.registered else "errors.unregistered"
+    await reply(update, actor.tr(key))
+
+
 def register(application: Application) -> None:
+    application.add_handler(
+        CallbackQueryHandler(empty_button, pattern=lambda data: not data), group=GUARD_GROUP
+    )
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("lang", lang_command))
     application.add_handler(CallbackQueryHandler(lang_chosen, pattern=f"^{LANGUAGE_CALLBACK}"))
+
+
+def register_fallbacks(application: Application) -> None:
+    application.add_handler(
+        MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, unknown_command)
+    )
