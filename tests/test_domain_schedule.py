@@ -1,71 +1,229 @@
-"""Reminder plans, escalation deadlines and chair terms."""
+"""Reminder plans, due-time classification, escalation deadlines, and the clocks."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.chair import ChairSpec, add_months, chair_at, next_chair
+from bot.domain.clock import Clock, FakeClock, SystemClock, as_utc, local_instant
 from bot.domain.schedule import (
+    DEFAULT_ACK_DEADLINES,
     DEFAULT_MEETING_OFFSETS,
+    DEFAULT_SHIFT_OFFSETS,
+    PlannedReminder,
     ack_deadline,
+    classify_due,
     escalation_plan,
+    meeting_reminders,
     offset_label,
     reminders_before,
+    reply_deadline_flags,
+    shift_reminder_instants,
 )
+from storage.models import Urgency
 
 START = datetime(2026, 12, 10, 1, 30, tzinfo=UTC)
 
 
+# --------------------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize(
+    ("minutes", "label"),
+    [(10080, "7d"), (1440, "1d"), (2880, "2d"), (60, "1h"), (120, "2h"), (30, "30m"),
+     (90, "90m"), (1500, "25h"), (1, "1m"), (0, "0m")],
+)
+def test_offset_labels(minutes: int, label: str) -> None:
+    assert offset_label(minutes) == label
+
+
+# --------------------------------------------------------------------------- meetings
+
+
 def test_meeting_reminders_at_the_default_offsets() -> None:
-    plan = reminders_before(START, DEFAULT_MEETING_OFFSETS)
-    assert [(r.label, r.due_at) for r in plan] == [
-        ("7d", START - timedelta(days=7)), ("1d", START - timedelta(days=1)),
-        ("1h", START - timedelta(hours=1))]
+    plan = meeting_reminders(START, DEFAULT_MEETING_OFFSETS, START - timedelta(days=30))
+    assert [(r.key_suffix, r.due_at, r.past) for r in plan] == [
+        ("7d", START - timedelta(days=7), False), ("1d", START - timedelta(days=1), False),
+        ("1h", START - timedelta(hours=1), False)]
+    assert [r.offset_minutes for r in plan] == [10080, 1440, 60]
+    assert plan[0].label == "7d"
 
 
-def test_offsets_are_deduplicated_and_sorted() -> None:
+def test_reminders_already_due_are_kept_and_flagged() -> None:
+    now = START - timedelta(days=1)  # exactly when the 1-day reminder is due
+    plan = meeting_reminders(START, [60, 1440, 10080], now)
+    assert [(r.key_suffix, r.past) for r in plan] == [("7d", True), ("1d", True),
+                                                       ("1h", False)]
+    everything_past = meeting_reminders(START, DEFAULT_MEETING_OFFSETS, START + timedelta(1))
+    assert all(r.past for r in everything_past) and len(everything_past) == 3
+
+
+def test_offsets_are_deduplicated_sorted_and_positive() -> None:
     assert [r.label for r in reminders_before(START, [30, 60, 30, 0, -5])] == ["1h", "30m"]
-    assert offset_label(90) == "90m" and offset_label(2880) == "2d"
+    assert reminders_before(START, []) == []
+    assert [r.offset_minutes for r in reminders_before(START, ["60", 15])] == [60, 15]
 
 
-@pytest.mark.parametrize(("urgency", "minutes"), [("flash", 15), ("urgent", 120),
-                                                   ("routine", 1440)])
+def test_reminder_times_are_utc_whatever_zone_the_start_is_in() -> None:
+    start = START.astimezone(ZoneInfo("Asia/Urumqi"))
+    (reminder,) = reminders_before(start, [60])
+    assert reminder.due_at == START - timedelta(hours=1) and reminder.due_at.tzinfo is UTC
+    with pytest.raises(ValueError):
+        reminders_before(datetime(2026, 12, 10, 9, 30), [60])
+
+
+def test_planned_reminder_fills_its_key_suffix() -> None:
+    assert PlannedReminder(90, START).key_suffix == "90m"
+    assert PlannedReminder(90, START, "custom").label == "custom"
+
+
+def test_shift_reminders_default_to_a_day_and_an_hour_before() -> None:
+    assert DEFAULT_SHIFT_OFFSETS == (1440, 60)
+    plan = shift_reminder_instants(START)
+    assert [(r.key_suffix, START - r.due_at) for r in plan] == [
+        ("1d", timedelta(days=1)), ("1h", timedelta(hours=1))]
+    assert [r.key_suffix for r in shift_reminder_instants(START, [15])] == ["15m"]
+
+
+# --------------------------------------------------------------------------- due times
+
+GRACE = timedelta(minutes=30)
+
+
+@pytest.mark.parametrize(
+    ("late_by", "state"),
+    [(timedelta(minutes=-1), "future"), (timedelta(microseconds=-1), "future"),
+     (timedelta(0), "due"), (timedelta(seconds=59), "due"), (timedelta(minutes=1), "due"),
+     (timedelta(minutes=1, microseconds=1), "late"), (timedelta(minutes=30), "late"),
+     (timedelta(minutes=30, microseconds=1), "missed"), (timedelta(days=2), "missed")],
+)
+def test_classify_due(late_by: timedelta, state: str) -> None:
+    assert classify_due(START, START + late_by, GRACE) == state
+
+
+def test_a_grace_shorter_than_on_time_wins() -> None:
+    assert classify_due(START, START + timedelta(seconds=30), timedelta(seconds=10)) == "missed"
+    assert classify_due(START, START + timedelta(seconds=5), timedelta(0)) == "missed"
+    assert classify_due(START, START, timedelta(0)) == "due"
+    assert classify_due(START, START + timedelta(seconds=5), GRACE, on_time=timedelta(0)) == (
+        "late")
+
+
+def test_classify_due_compares_instants_not_wall_clocks() -> None:
+    now = (START + timedelta(minutes=10)).astimezone(timezone(timedelta(hours=8)))
+    assert classify_due(START, now, GRACE) == "late"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.timedeltas(min_value=timedelta(days=-3), max_value=timedelta(days=3)),
+       st.timedeltas(min_value=timedelta(days=-3), max_value=timedelta(days=3)),
+       st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1)))
+def test_due_states_only_move_forward_as_time_passes(
+    first: timedelta, second: timedelta, grace: timedelta
+) -> None:
+    order = ["future", "due", "late", "missed"]
+    earlier, later = sorted([first, second])
+    before = classify_due(START, START + earlier, grace)
+    after = classify_due(START, START + later, grace)
+    assert order.index(before) <= order.index(after)
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+def test_default_acknowledgement_deadlines() -> None:
+    assert dict(DEFAULT_ACK_DEADLINES) == {"flash": 15, "urgent": 120, "routine": 1440}
+    with pytest.raises(TypeError):
+        DEFAULT_ACK_DEADLINES["flash"] = 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("urgency", "minutes"),
+                         [(Urgency.flash, 15), (Urgency.urgent, 120), (Urgency.routine, 1440),
+                          ("flash", 15)])
 def test_escalation_at_one_and_two_deadlines(urgency: str, minutes: int) -> None:
     plan = escalation_plan(START, urgency)
     assert [(e.step, e.due_at - START) for e in plan] == [
         ("remind_room", timedelta(minutes=minutes)),
         ("alert_coordinators", timedelta(minutes=2 * minutes))]
-    assert ack_deadline(START, urgency, {urgency: 5}) == START + timedelta(minutes=5)
+    assert ack_deadline(START, urgency) == START + timedelta(minutes=minutes)
 
 
-def test_month_arithmetic_clamps_days() -> None:
-    assert add_months(date(2027, 1, 31), 1) == date(2027, 2, 28)
-    assert add_months(date(2028, 1, 31), 1) == date(2028, 2, 29)
-    assert add_months(date(2026, 11, 30), 2) == date(2027, 1, 30)
-    assert add_months(date(2026, 3, 15), -3) == date(2025, 12, 15)
+def test_deadlines_can_be_configured_in_minutes_or_as_timedeltas() -> None:
+    assert ack_deadline(START, "urgent", {"urgent": 5}) == START + timedelta(minutes=5)
+    plan = escalation_plan(START, Urgency.flash, {"flash": timedelta(minutes=10)})
+    assert [e.due_at - START for e in plan] == [timedelta(minutes=10), timedelta(minutes=20)]
 
 
-def test_northwest_chair_hands_over_at_the_term_end() -> None:
-    # 甘肃 (position 1) took the chair at the 2025 meeting; a year later 青海 (2) takes over.
-    spec = ChairSpec(date(2024, 11, 6), 12, 7, "Asia/Shanghai")
-    before = datetime(2026, 11, 6, 8, 59, tzinfo=ZoneInfo("Asia/Shanghai"))
-    term = chair_at(spec, before)
-    assert term.position == 1
-    assert term.end == datetime(2026, 11, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-    after = chair_at(spec, term.end)
-    assert after.position == 2 and next_chair(spec, before) == after
-    assert chair_at(spec, datetime(2031, 11, 6, 9, 0, tzinfo=UTC)).position == 0
+def test_unknown_urgency_or_nonpositive_deadline_is_refused() -> None:
+    with pytest.raises(ValueError):
+        escalation_plan(START, "whenever")
+    with pytest.raises(ValueError):
+        ack_deadline(START, "flash", {"flash": 0})
 
 
-@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1),
-                    timezones=st.just(UTC)), st.integers(1, 24), st.integers(1, 12))
-def test_every_instant_lies_in_its_term(instant: datetime, months: int, units: int) -> None:
-    spec = ChairSpec(date(2026, 1, 31), months, units)
-    term = chair_at(spec, instant)
-    assert term.start <= instant < term.end
-    assert next_chair(spec, instant).start == term.end
+def test_reply_deadline_flags() -> None:
+    due = START + timedelta(hours=30)
+    none = reply_deadline_flags(None, START)
+    assert (none.has_deadline, none.overdue, none.due_soon, none.remaining) == (
+        False, False, False, None)
+    far = reply_deadline_flags(due, START)
+    assert (far.has_deadline, far.overdue, far.due_soon) == (True, False, False)
+    assert far.remaining == timedelta(hours=30)
+    soon = reply_deadline_flags(due, due - timedelta(hours=24))
+    assert (soon.overdue, soon.due_soon) == (False, True)
+    at_deadline = reply_deadline_flags(due, due)
+    assert (at_deadline.overdue, at_deadline.due_soon) == (True, False)
+    late = reply_deadline_flags(due, due + timedelta(hours=2))
+    assert late.overdue and late.remaining == timedelta(hours=-2)
+    custom = reply_deadline_flags(due, due - timedelta(hours=3), soon=timedelta(hours=2))
+    assert not custom.due_soon
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def test_fake_clock_is_set_and_advanced() -> None:
+    clock = FakeClock(datetime(2026, 11, 22, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    assert clock.now() == clock() == datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+    assert clock.now().tzinfo is UTC
+    assert clock.advance(minutes=5) == datetime(2026, 11, 22, 7, 5, tzinfo=UTC)
+    assert clock.advance(timedelta(hours=1)) == datetime(2026, 11, 22, 8, 5, tzinfo=UTC)
+    assert clock.set(START) == START and clock() == START
+    assert clock.set(START - timedelta(days=1)) == START - timedelta(days=1)
+    assert "FakeClock(" in repr(clock)
+
+
+def test_fake_clock_refuses_naive_times_and_running_backwards() -> None:
+    with pytest.raises(ValueError):
+        FakeClock(datetime(2026, 1, 1))
+    clock = FakeClock(START)
+    with pytest.raises(ValueError):
+        clock.set(datetime(2026, 1, 1))
+    with pytest.raises(ValueError):
+        clock.advance(minutes=-1)
+    assert clock() == START
+
+
+def test_clocks_satisfy_the_protocol() -> None:
+    system = SystemClock()
+    assert isinstance(system, Clock) and isinstance(FakeClock(START), Clock)
+    before = datetime.now(UTC)
+    assert before <= system.now() <= system() <= datetime.now(UTC)
+    assert system.now().tzinfo is UTC
+
+
+def test_as_utc_and_local_instant() -> None:
+    assert as_utc(START.astimezone(ZoneInfo("Asia/Shanghai"))).tzinfo is UTC
+    with pytest.raises(ValueError):
+        as_utc(datetime(2026, 1, 1))
+    new_york = ZoneInfo("America/New_York")
+    gap = local_instant(datetime(2027, 3, 14).date(), datetime(2000, 1, 1, 2, 30).time(),
+                        new_york)
+    assert gap == datetime(2027, 3, 14, 7, 30, tzinfo=UTC)  # 03:30 EDT
+    fold = local_instant(datetime(2026, 11, 1).date(), datetime(2000, 1, 1, 1, 30).time(),
+                         new_york)
+    assert fold == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # the first 01:30, EDT
