@@ -97,6 +97,7 @@ def _alternatives(words: Iterable[str]) -> str:
     return "|".join(sorted(map(re.escape, words), key=len, reverse=True))
 
 
+ENGLISH_WEEKDAYS = [k for k in WEEKDAYS if k.isascii() and k.isalpha()]
 _UNIT = _alternatives(UNITS)
 # One "amount unit" pair: 2h, 1.5小时, 半天, 2个半小时, 半个小时, an hour.
 _AMOUNT = r"(?:\d+(?:\.\d+)?(?:个?半)?|an?(?=hour|day|week|min)|半)"
@@ -121,7 +122,7 @@ TIME_PHRASE = re.compile(CLOCK)
 _DAY = (
     rf"(?:(?P<word>{_alternatives(DAY_WORDS)})"
     r"|(?P<which>下个?|这个?|本|next|this)?(?:周|星期|礼拜)(?P<cn_day>[1-7日天])"
-    rf"|(?P<which_en>next|this)?(?P<en_day>{_alternatives(k for k in WEEKDAYS if k.isalpha())}))"
+    rf"|(?P<which_en>next|this)?(?P<en_day>{_alternatives(ENGLISH_WEEKDAYS)}))"
 )
 _THEN = r" ?(?:at)?"
 DAY_PHRASE = re.compile(_DAY + _THEN + CLOCK)
