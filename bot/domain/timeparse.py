@@ -13,9 +13,10 @@ numerals and spacing):
   ahead, else tomorrow), so a bare time is never "in the past";
 - dates: `2026-12-01 09:00`, `2026/12/01 9:00`, `2026.12.01`, `2026-12-01T09:00`,
   `12-01 09:00`, `12/1`, `12月1日 9时`, `2026年12月1日`, `5号`. Slashes are month/day,
-  the Chinese order. A date without a year is the nearest such date (so `1月5日` in
-  December is next January, but `11月20日` two days later is in the past); a day of
-  the month alone likewise is the nearest such day.
+  the Chinese order; dots make a date only with a year (`18.30` is half past six). A
+  date without a year is the nearest such date (so `1月5日` in December is next
+  January, but `11月20日` two days later is in the past); a day of the month alone
+  likewise is the nearest such day.
 
 Without a time, a day or date means 18:00, the end of the working day; a part of the
 day alone means its end (上午 12:00, 中午 12:00, 下午 18:00, 晚上 22:00, 凌晨 06:00).
