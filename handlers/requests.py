@@ -56,7 +56,9 @@ TARGET, MECHANISM, URGENCY, SUBJECT, DETAILS, ATTACH, DEADLINE, CONFIRM = range(
 NOTE, UNIT = 20, 21
 END = ConversationHandler.END
 NEW, ACT, LIST, VIEW = "rqn", "rqx", "rql", "rqv"
-DRAFT_TTL = timedelta(days=1)
+# A flow left alone this long is over: a later message is not taken as its answer.
+DRAFT_TTL = timedelta(hours=6)
+PENDING_TTL = timedelta(minutes=30)
 DEFAULT_PERIOD = timedelta(days=30)
 SPLIT_UNITS = re.compile(r"[\s、，,;；/+]+")
 EXPORT_WORDS = ("requests", "request", "请求", "請求", "协作请求", "協作請求")
@@ -118,8 +120,11 @@ def _draft_alive(context: Context, now: datetime) -> dict[str, Any] | None:
     draft = (context.user_data or {}).get(DRAFT)
     if not draft or "started" not in draft:
         return None
-    if now - datetime.fromisoformat(draft["started"]) > DRAFT_TTL:
+    if now - datetime.fromisoformat(draft.get("touched") or draft["started"]) > DRAFT_TTL:
+        assert context.user_data is not None
+        context.user_data.pop(DRAFT, None)
         return None
+    draft["touched"] = now.isoformat()
     return draft
 
 
@@ -363,11 +368,12 @@ def _live(context: Context, svc: Services) -> dict[str, Any] | None:
 
 
 async def _expired(update: Update, tr: Translator) -> int:
+    """The flow was abandoned long ago: end it. A button says so; a typed message is
+    left to the other features (it was not meant for this flow)."""
     if update.callback_query is not None:
         await update.callback_query.answer(tr("requests.new.expired"), show_alert=True)
-    else:
-        await reply(update, tr("requests.new.expired"))
-    return await _stop(END)
+        return await _stop(END)
+    return END
 
 
 @guarded(Role.officer, Where.private)
@@ -708,19 +714,20 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
         return await _apply(update, context, actor, press)
     request = outcome.request
     assert request is not None and context.user_data is not None
-    context.user_data[PENDING] = {"action": press.action.value, "id": press.request_id,
-                                  "version": press.version}
     await query.answer()
     mention = f'<a href="tg://user?id={actor.telegram_id}">{escape(_name(update))}</a>'
     key = "ask_transfer" if press.action is Action.transfer else f"ask_{press.action.value}"
     message = update.effective_message
     assert message is not None
-    await message.reply_text(
+    prompt = await message.reply_text(
         tr(f"requests.act.{key}", who=mention, number=request.number, limit=rules.NOTE_MAX),
         parse_mode=ParseMode.HTML,
         reply_markup=ForceReply(selective=True),
         do_quote=False,
     )
+    context.user_data[PENDING] = {"action": press.action.value, "id": press.request_id,
+                                  "version": press.version, "prompt": prompt.message_id,
+                                  "at": svc.now().isoformat()}
     return await _stop(UNIT if press.action is Action.transfer else NOTE)
 
 
@@ -729,33 +736,51 @@ def _name(update: Update) -> str:
     return user.full_name if user else ""
 
 
-def _pending(context: Context) -> Press | None:
+def _pending(context: Context, now: datetime) -> Press | None:
+    """The press waiting for a reason, result or unit (None once too old)."""
     data = (context.user_data or {}).get(PENDING)
-    if not data:
-        return None
     try:
-        return Press(Action(data["action"]), int(data["id"]), int(data["version"]))
+        if data and now - datetime.fromisoformat(data["at"]) <= PENDING_TTL:
+            return Press(Action(data["action"]), int(data["id"]), int(data["version"]))
     except (KeyError, ValueError):
-        return None
+        pass
+    if context.user_data is not None:
+        context.user_data.pop(PENDING, None)
+    return None
+
+
+def _answers_prompt(update: Update, context: Context) -> bool:
+    """In a group, only a reply to our prompt is the answer (others talk there too)."""
+    if not in_group(update):
+        return True
+    message = update.effective_message
+    replied = message.reply_to_message if message else None
+    data = (context.user_data or {}).get(PENDING) or {}
+    return replied is not None and replied.message_id == data.get("prompt")
 
 
 @guarded(Role.officer)
 async def note_typed(update: Update, context: Context, actor: Actor) -> int:
-    press = _pending(context)
+    press = _pending(context, services(context).now())
     if press is None:
-        await reply(update, actor.tr("requests.new.expired"))
-        return await _stop(END)
+        return END  # abandoned long ago: the message is for someone else
+    if not _answers_prompt(update, context):
+        return NOTE
     return await _apply(update, context, actor, press, note=_text(update))
 
 
 @guarded(Role.officer)
 async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
     svc, tr = services(context), actor.tr
-    press = _pending(context)
-    if press is None:
-        await reply(update, tr("requests.new.expired"))
-        return await _stop(END)
+    press = _pending(context, svc.now())
     query = update.callback_query
+    if press is None:
+        if query is not None:
+            await query.answer(tr("requests.new.expired"), show_alert=True)
+            return await _stop(END)
+        return END
+    if query is None and not _answers_prompt(update, context):
+        return UNIT
     if query is not None:
         match = re.fullmatch(rf"{ACT}:u:(\d+)", query.data or "")
         if match is None:

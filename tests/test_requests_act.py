@@ -27,13 +27,18 @@ async def directory(db: Database) -> Directory:
 
 
 @pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
 async def bot(
-    emulator: BotApiEmulator, database_url: str, directory: Directory
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock
 ) -> AsyncIterator[BotHarness]:
     for telegram_id, name, _role, _unit, language in PEOPLE.values():
         emulator.add_user(telegram_id, name, language_code=language.lower())
     emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[DUTY, DUTY2, OUTSIDER])
-    async with BotHarness(emulator, database_url, now=FakeClock(T0)) as harness:
+    async with BotHarness(emulator, database_url, now=clock) as harness:
         yield harness
 
 
@@ -107,6 +112,24 @@ async def test_decline_asks_for_a_reason_in_the_group(bot: BotHarness) -> None:
     request = await the_request(bot.db)
     assert (request.status, request.events[-1].note) == (
         RequestStatus.declined, "非本单位管辖，请联系重庆")
+
+
+async def test_only_a_reply_to_the_prompt_is_the_reason_and_only_for_a_while(
+    bot: BotHarness, clock: FakeClock
+) -> None:
+    card = await new_request(bot)
+    prompt = prompt_of(await bot.press(DUTY, card, "拒绝"))
+    # Other talk in the room is not the answer.
+    await bot.send(DUTY, "大家好，今晚谁值班？", chat_id=SICHUAN_ROOM)
+    assert (await the_request(bot.db)).status is RequestStatus.open
+    # An answer after half an hour is not taken either: the press has expired.
+    clock.advance(minutes=31)
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "非本单位管辖")
+    assert "已拒绝" not in sent.text
+    assert (await the_request(bot.db)).status is RequestStatus.open
+    prompt = prompt_of(await bot.press(DUTY, card, "拒绝"))
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "非本单位管辖")
+    assert "已拒绝 XZ-2026-000001" in sent.text
 
 
 async def test_transfer_to_another_unit(bot: BotHarness) -> None:

@@ -242,6 +242,17 @@ async def test_a_restart_in_the_middle_of_the_conversation_loses_nothing(
         assert request.number in sent.text
 
 
+async def test_an_abandoned_flow_does_not_take_later_messages(
+    bot: BotHarness, clock: FakeClock
+) -> None:
+    await bot.send(REQUESTER, "/request")
+    clock.advance(hours=7)
+    sent = await bot.send(REQUESTER, "四川")
+    assert "已选择" not in sent.text
+    sent = await bot.send(REQUESTER, "四川")
+    assert "已选择" not in sent.text  # the flow is over, not waiting any more
+
+
 async def test_group_and_unregistered_users_cannot_start(bot: BotHarness) -> None:
     sent = await bot.send(201, "/request", chat_id=SICHUAN_ROOM)
     assert "私聊" in sent.text
