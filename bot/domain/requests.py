@@ -252,7 +252,7 @@ class Period:
     end: datetime  # exclusive
 
 
-_RELATIVE = re.compile(r"^(\d{1,3})\s*(d|天|日|w|周|週|m|月)$")
+_RELATIVE = re.compile(r"^(\d{1,3})\s*(d|天|日|w|周|週)$")
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
 _DAY = r"(\d{4})-(\d{1,2})-(\d{1,2})"
 _RANGE = re.compile(rf"^{_DAY}\s*(?:\.\.|~|～|—|至|到|to)\s*{_DAY}$")
@@ -277,7 +277,7 @@ def _month_start(year: int, month: int) -> date:
 
 
 def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period | None:
-    """`7d`, `30天`, `今天`, `本周`, `本月`, `上月`, `2026-11`, `2026`, `2026-11-01`,
+    """`7d`, `30天`, `2w`, `今天`, `本周`, `本月`, `上月`, `2026-11`, `2026`, `2026-11-01`,
     `2026-11-01..2026-11-30` (days inclusive) → [start, end) in UTC; else None."""
     word = fold(text).replace("..", "~").replace("/", "-").replace(".", "-")
     today = now.astimezone(tz).date()
@@ -302,7 +302,7 @@ def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period | None:
             count, unit = int(match.group(1)), match.group(2)
             if count == 0:
                 return None
-            days = count * {"w": 7, "周": 7, "週": 7, "m": 30, "月": 30}.get(unit, 1)
+            days = count * (7 if unit in ("w", "周", "週") else 1)
             return Period(now - timedelta(days=days), now)
         if match := _RANGE.match(word):
             first = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
