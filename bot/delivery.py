@@ -33,6 +33,7 @@ at most `max_inflight` per worker); no other path sends a row twice.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
@@ -76,7 +77,7 @@ GLOBAL_FLOOD_CHATS = 3
 # A paused chat reopens this much after its row is due again.
 PAUSE_SLACK = 0.02
 # Added to every window: Telegram's clock and ours need not agree on the last millisecond.
-WINDOW_MARGIN = 0.01
+WINDOW_MARGIN = 0.002
 
 
 
@@ -97,19 +98,25 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 class SlidingWindow:
     """At most `limit` sends in any `window` seconds (monotonic time), FIFO among waiters.
 
-    A slot is taken when a send starts and counted until `window` after it finished:
-    in-flight sends count as "now".
+    A slot is taken when a send starts and counted until `window` after it reached
+    Telegram (see `release`); sends in flight count as "now".
     """
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, *, paced: bool = False,
+                 arrival_allowance: float | None = None) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a window needs a positive limit and length")
         self.limit = limit
         self.window = window + WINDOW_MARGIN
+        # Paced: starts at least window/limit apart, so sends do not queue up behind each
+        # other in a burst (which lengthens every round trip, and so every window).
+        self.min_interval = window / limit if paced else 0.0
+        self.arrival_allowance = arrival_allowance
+        self._next_start = float("-inf")
         self.inflight = 0
         self.blocked_until = 0.0
         self.closed = False
-        self._done: collections.deque[float] = collections.deque()
+        self._done: collections.deque[float] = collections.deque()  # sorted stamps
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
@@ -120,7 +127,7 @@ class SlidingWindow:
     def available_at(self, now: float) -> float:
         """When a send could start (inf: only when an in-flight send finishes)."""
         self._prune(now)
-        start = max(now, self.blocked_until)
+        start = max(now, self.blocked_until, self._next_start)
         used = len(self._done) + self.inflight
         if used < self.limit:
             return start
@@ -154,6 +161,11 @@ class SlidingWindow:
                 at = self.available_at(now)
                 if at <= now:
                     self.inflight += 1
+                    if self.min_interval:
+                        # Drift-free: a start that came late (busy event loop) does not
+                        # push the next one back; after idling, a couple go at once.
+                        base = max(self._next_start, now - 2 * self.min_interval)
+                        self._next_start = base + self.min_interval
                     return True
                 if deadline is not None and deadline < at < float("inf"):
                     return False  # (inf: a send in flight will free a slot soon)
@@ -163,10 +175,19 @@ class SlidingWindow:
                     wait = min(wait, max(deadline - now, 0.0))
                 await _wait(self._changed, wait)
 
-    def release(self) -> None:
-        """The send took its slot finished (successfully or not)."""
+    def release(self, started: float | None = None) -> None:
+        """The send that took a slot finished (successfully or not).
+
+        It is counted as having reached Telegram when its response came (safe whatever
+        the latency), or, with an `arrival_allowance`, at most that long after `started`:
+        on a slow link, counting from the response costs a round trip per window.
+        """
         self.inflight -= 1
-        self._done.append(time.monotonic())
+        now = time.monotonic()
+        stamp = now
+        if started is not None and self.arrival_allowance is not None:
+            stamp = min(now, started + self.arrival_allowance)
+        bisect.insort(self._done, stamp)
         self._changed.set()
 
     def cancel(self) -> None:
@@ -241,6 +262,7 @@ class DeliveryWorker:
         backoff_cap: float = 300.0,
         poll_interval: float = 1.0,
         read_timeout: float | None = None,
+        arrival_allowance: float | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -259,13 +281,15 @@ class DeliveryWorker:
         self.backoff_cap = backoff_cap
         self.poll_interval = poll_interval
         self.read_timeout = read_timeout
+        self.arrival_allowance = arrival_allowance
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
         self.counters = DeliveryCounters()
         self.on_sent: list[SentHook] = []
         _quiet_typed_method_advice()  # again here: test runners reset warning filters
 
-        self._global = SlidingWindow(global_rate, 1.0)
+        self._global = SlidingWindow(global_rate, 1.0, paced=True,
+                                     arrival_allowance=arrival_allowance)
         self._windows: dict[int, SlidingWindow] = {}
         self._floods: collections.deque[tuple[float, int]] = collections.deque()
         self._busy: collections.Counter[int] = collections.Counter()  # chat -> unrecorded rows
@@ -389,9 +413,11 @@ class DeliveryWorker:
         window = self._windows.get(chat_id)
         if window is None:
             if chat_id < 0:
-                window = SlidingWindow(self.group_per_minute, 60.0)
+                window = SlidingWindow(self.group_per_minute, 60.0,
+                                       arrival_allowance=self.arrival_allowance)
             else:
-                window = SlidingWindow(self.private_per_second, 1.0)
+                window = SlidingWindow(self.private_per_second, 1.0,
+                                       arrival_allowance=self.arrival_allowance)
             self._windows[chat_id] = window
         return window
 
@@ -430,7 +456,8 @@ class DeliveryWorker:
             mono = time.monotonic()
             if self._global.blocked_until > mono:
                 return 0
-            in_flight = sum(self._busy.values())
+            # Rows sent but not yet recorded keep their chat busy but take no capacity.
+            in_flight = len(self._tasks)
             free = self.max_inflight - in_flight
             if free <= 0 or (in_flight and free < max(1, self.max_inflight // 4)):
                 return 0
@@ -534,6 +561,7 @@ class DeliveryWorker:
         except BaseException:
             window.cancel()
             raise
+        started = time.monotonic()
         try:
             kwargs: dict[str, Any] = {}
             if self.read_timeout is not None:
@@ -569,8 +597,8 @@ class DeliveryWorker:
         except TelegramError as exc:
             return self._failed(job, f"{type(exc).__name__}: {exc.message}")
         finally:
-            self._global.release()
-            window.release()
+            self._global.release(started)
+            window.release(started)
         message_id = result.get("message_id") if isinstance(result, dict) else None
         return self._sent(job, message_id if message_id is not None else job.target_message_id)
 
