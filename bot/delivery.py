@@ -10,9 +10,12 @@ Rate limits are sliding windows ("at most N sends in any W seconds"): global 30 
 second, 20 per minute per group (negative chat id), 1 per second per private chat. A send
 occupies a slot from the moment it starts until W seconds after its response arrived;
 since Telegram saw the request somewhere between those two instants, Telegram never counts
-more than N in a window, whatever the network latency. Rows are only claimed for chats
-whose window has room, and only as many as can go out in about two seconds, so a claimed
-row never waits long enough for its lease to expire.
+more than N in a window, whatever the network latency (`arrival_allowance` trades some
+of that certainty for throughput on slow links). Global starts are also paced 1/rate
+apart, so sends do not queue behind each other and round trips stay short. Rows are only
+claimed for chats whose window has room, and only as many as can go out in about two
+seconds, so a claimed row never waits long enough for its lease to expire. The windows
+live in the worker: with several workers, give each a share of the global rate.
 
 Errors:
 - `RetryAfter`: the chat is paused for retry_after and the row rescheduled without
@@ -241,8 +244,19 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
 class DeliveryWorker:
     """Sends the outbox; see the module docstring for guarantees and limits.
 
-    `clock` gives the database time (next_attempt_at, leases, sent_at); rate windows use
-    the monotonic clock because they must agree with Telegram's real time.
+    - `clock`: the database time (next_attempt_at, leases, sent_at); rate windows use the
+      monotonic clock because they must agree with Telegram's real time.
+    - `global_rate` per second, `group_per_minute`, `private_per_second`: the windows.
+    - `batch_size`: most rows per claim; `max_inflight`: most rows claimed and not yet
+      sent (default two seconds' worth of `global_rate`).
+    - `lease_seconds`: how long a claimed row is ours; a crashed worker's rows are sent
+      again after it. `read_timeout` (seconds, PTB's default if None) must stay well
+      below half of it.
+    - `max_attempts`, `backoff_base`, `backoff_cap`: retries after transient errors.
+    - `poll_interval`: how often to look without a `wake()`.
+    - `on_sent`: async callables given each row once its delivery is recorded; they run
+      in the recording task, so keep them short (enqueue and wake, do not send).
+    - counters: `sent`, `retried`, `failed`, and `stats()` for more.
     """
 
     def __init__(
