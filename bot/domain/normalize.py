@@ -36,6 +36,7 @@ __all__ = [
     "fold_branch_suffix",
     "fold_unit_suffix",
     "fold_zone_suffix",
+    "index_tokens",
     "normalize",
     "normalize_many",
     "normalize_phone",
@@ -57,6 +58,7 @@ _SPACES = re.compile(r"\s+")
 _SEGMENTS = re.compile(r"([a-z0-9]+)|([^\W_a-z0-9]+)|[\W_]+")
 _DIGIT_GROUPS = re.compile(r"(?<=\d)[ \-‐‑–—.·/()]+(?=\d)")
 _NOT_WORD = re.compile(r"[\W_]+")
+_NOT_DIGIT = re.compile(r"[^0-9]+")
 
 
 @lru_cache(maxsize=1)
@@ -124,7 +126,7 @@ def normalize_phone(phone: str | None) -> str:
     """Digits only (full-width digits included): `+86 138-0000-1234` → `8613800001234`."""
     if not phone:
         return ""
-    return "".join(c for c in unicodedata.normalize("NFKC", phone) if c.isascii() and c.isdigit())
+    return _NOT_DIGIT.sub("", unicodedata.normalize("NFKC", phone))
 
 
 def snippet(original: str, needle: str, *, width: int = 40, others: Iterable[str] = ()) -> str:
@@ -238,31 +240,43 @@ def _run_tokens(kind: str, run: str) -> list[str]:
 def stream_tokens(fields: Iterable[str]) -> list[str]:
     """The positional token stream of normalised fields, with `FILLER` at
     punctuation and between fields (what the SQLite phrase index holds)."""
-    out: list[str] = []
-    for text in fields:
-        if not text:
-            continue
-        if out and out[-1] != FILLER:
-            out.append(FILLER)
-        for kind, run in _segments(text):
-            if kind == "s":
-                if out and out[-1] != FILLER:
-                    out.append(FILLER)
-            else:
-                out.extend(_run_tokens(kind, run))
-    while out and out[-1] == FILLER:
-        out.pop()
-    return out
+    return index_tokens(fields)[0]
 
 
 def char_tokens(fields: Iterable[str]) -> list[str]:
     """Distinct non-ASCII letters of normalised fields (single-character queries)."""
-    seen: set[str] = set()
-    for text in fields:
-        for kind, run in _segments(text or ""):
-            if kind == "w":
-                seen.update(run)
-    return sorted(seen)
+    return index_tokens(fields)[1]
+
+
+def index_tokens(fields: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(`stream_tokens`, `char_tokens`) in one pass (the index build's hot loop)."""
+    out: list[str] = []
+    chars: set[str] = set()
+    append, extend = out.append, out.extend
+    filler = False  # a separator or field boundary since the last token
+    for ascii_run, wide_run in _SEGMENTS.findall("\n".join(f for f in fields if f)):
+        if ascii_run:
+            run = ascii_run
+            if filler and out:
+                append(FILLER)
+            if len(run) <= 3:
+                append(run)
+            else:
+                extend(map("".join, zip(run, run[1:], run[2:], strict=False)))
+        elif wide_run:
+            run = wide_run
+            if filler and out:
+                append(FILLER)
+            chars.update(run)
+            if len(run) <= 2:
+                append(run)
+            else:
+                extend(map(str.__add__, run[:-1], run[1:]))
+        else:
+            filler = True
+            continue
+        filler = False
+    return out, sorted(chars)
 
 
 @dataclass(frozen=True)
