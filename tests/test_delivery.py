@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, ChatMigrated
 from telegram.request import HTTPXRequest
 
 from bot.delivery import DeliveryWorker, SlidingWindow
@@ -49,8 +50,10 @@ def worker(db: Database, bot: Bot, **kwargs: object) -> DeliveryWorker:
 
 async def put(db: Database, chat_id: int, key: str, text: str | None = None,
               **kwargs: object) -> None:
+    if text is None and kwargs.get("method", "sendMessage") == "sendMessage":
+        text = key
     async with db.session() as session:
-        await outbox.enqueue(session, chat_id=chat_id, kind="test", text=text or key,
+        await outbox.enqueue(session, chat_id=chat_id, kind="test", text=text,
                              dedup_key=key, **kwargs)  # type: ignore[arg-type]
 
 
@@ -217,7 +220,72 @@ async def test_edits_follow_the_message_their_target_produced(
                                   text="已送达 2/3")
     await w.drain(timeout=30)
     assert (await rows(db))["status:rev3"].state == OutboxState.sent
+    # A send with reply_to_key answers the target message.
+    await put(db, GROUPS[0], "answer", "收到", reply_to_key="status")
+    await w.drain(timeout=30)
+    (call,) = [c for c in api_calls(emulator, GROUPS[0]) if c.params.get("text") == "收到"]
+    assert call.params["reply_parameters"]["message_id"] == stored["status"].telegram_message_id
     assert w.failed == 0
+
+
+async def test_files_by_id_and_other_methods(
+    db: Database, emulator: BotApiEmulator, tg: Bot
+) -> None:
+    photo = emulator.add_file(b"\x89PNG", "scene.png")  # uploaded once, then sent by id
+    document = emulator.add_file(b"%PDF-1.7", "notice.pdf")
+    await put(db, GROUPS[3], "photo", method="sendPhoto",
+              payload={"photo": photo, "caption": "现场照片"})
+    await put(db, GROUPS[3], "doc", method="sendDocument",
+              payload={"document": document, "caption": "通报全文"})
+    w = worker(db, tg)
+    await w.drain(timeout=30)
+    assert texts(emulator, GROUPS[3]) == ["现场照片", "通报全文"]
+    assert {c.method for c in api_calls(emulator, GROUPS[3])} == {"sendPhoto", "sendDocument"}
+
+
+class ScriptedBot:
+    """Answers with the given exceptions first, then with a message."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls: list[tuple[str, dict]] = []
+
+    async def do_api_request(self, method: str, api_kwargs: dict, **_: object) -> dict:
+        self.calls.append((method, dict(api_kwargs)))
+        if self.errors:
+            raise self.errors.pop(0)
+        return {"message_id": len(self.calls)}
+
+
+async def test_a_migrated_group_is_followed(db: Database) -> None:
+    bot = ScriptedBot(ChatMigrated(-1009999))
+    await put(db, -5555, "before")
+    w = worker(db, bot)  # type: ignore[arg-type]
+    await w.drain(timeout=30)
+    await put(db, -5555, "after")
+    await w.drain(timeout=30)
+    assert [(m, p["chat_id"], p["text"]) for m, p in bot.calls] == [
+        ("sendMessage", -5555, "before"),
+        ("sendMessage", -1009999, "before"),
+        ("sendMessage", -1009999, "after"),
+    ]
+    stored = await rows(db)
+    assert stored["before"].state == OutboxState.sent and stored["before"].attempts == 1
+    async with db.session() as session:
+        status = await session.get(ChatStatus, -5555)
+    assert status is not None and status.migrated_to_chat_id == -1009999
+
+
+async def test_other_bad_requests_fail_without_retry(db: Database) -> None:
+    bot = ScriptedBot(BadRequest("Bad Request: can't parse entities"))
+    await put(db, GROUPS[0], "bad")
+    w = worker(db, bot)  # type: ignore[arg-type]
+    await w.drain(timeout=30)
+    bad = (await rows(db))["bad"]
+    assert bad.state == OutboxState.failed and len(bot.calls) == 1
+    assert bad.last_error == "BadRequest: Can't parse entities"
+    async with db.session() as session:
+        assert await session.get(ChatStatus, GROUPS[0]) is None
 
 
 async def test_rows_left_sending_by_a_dead_worker_wait_for_their_lease(
