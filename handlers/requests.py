@@ -389,7 +389,8 @@ async def target_typed(update: Update, context: Context, actor: Actor) -> int:
     if draft.get("candidates"):
         units = await _unit_names(svc, draft.pop("candidates"))
         rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        await reply(update, "\n".join(notes), keyboard([*rows, [_quit_button(tr)]]))
+        rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr)])
+        await reply(update, "\n".join(notes), keyboard(rows))
         return await _stop(TARGET)
     text, markup = await _target_prompt(svc, actor, draft, notes)
     await reply(update, text, markup)
@@ -518,6 +519,19 @@ def _attachment_of(message: Message | None) -> dict[str, Any] | None:
         return {"type": "document", "file_id": message.document.file_id,
                 "name": message.document.file_name or ""}
     return None
+
+
+def _not_text(state: int) -> Any:
+    """A photo, sticker or file where a typed answer is expected: say so, stay."""
+
+    @guarded(Role.officer, Where.private)
+    async def not_text(update: Update, context: Context, actor: Actor) -> int:
+        if _live(context, services(context)) is None:
+            return await _expired(update, actor.tr)
+        await reply(update, actor.tr("requests.new.text_expected"))
+        return await _stop(state)
+
+    return not_text
 
 
 def _attachment_handler(state: int) -> Any:
@@ -1075,6 +1089,7 @@ async def stats_command(update: Update, context: Context, actor: Actor) -> None:
 
 def register(application: Application) -> None:
     text = filters.TEXT & ~filters.COMMAND
+    other = ~filters.TEXT & ~filters.COMMAND
     files = filters.PHOTO | filters.Document.ALL
     quit_button = CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit$")
     with warnings.catch_warnings():
@@ -1084,18 +1099,24 @@ def register(application: Application) -> None:
             entry_points=[CommandHandler("request", request_command)],
             states={
                 TARGET: [MessageHandler(text, target_typed),
-                         CallbackQueryHandler(target_pressed, pattern=rf"^{NEW}:(t:\d+|next)$")],
+                         CallbackQueryHandler(target_pressed, pattern=rf"^{NEW}:(t:\d+|next)$"),
+                         MessageHandler(other, _not_text(TARGET))],
                 MECHANISM: [MessageHandler(text, mechanism_chosen),
-                            CallbackQueryHandler(mechanism_chosen, pattern=rf"^{NEW}:m:")],
+                            CallbackQueryHandler(mechanism_chosen, pattern=rf"^{NEW}:m:"),
+                            MessageHandler(other, _not_text(MECHANISM))],
                 URGENCY: [MessageHandler(text, urgency_chosen),
-                          CallbackQueryHandler(urgency_chosen, pattern=rf"^{NEW}:u:")],
-                SUBJECT: [MessageHandler(text, subject_typed)],
+                          CallbackQueryHandler(urgency_chosen, pattern=rf"^{NEW}:u:"),
+                          MessageHandler(other, _not_text(URGENCY))],
+                SUBJECT: [MessageHandler(text, subject_typed),
+                          MessageHandler(other, _not_text(SUBJECT))],
                 DETAILS: [MessageHandler(text, details_given),
-                          CallbackQueryHandler(details_given, pattern=rf"^{NEW}:skip$")],
+                          CallbackQueryHandler(details_given, pattern=rf"^{NEW}:skip$"),
+                          MessageHandler(other, _not_text(DETAILS))],
                 ATTACH: [MessageHandler(files | text, _attachment_handler(ATTACH)),
                          CallbackQueryHandler(attachments_done, pattern=rf"^{NEW}:done$")],
                 DEADLINE: [MessageHandler(text, deadline_given),
-                           CallbackQueryHandler(deadline_given, pattern=rf"^{NEW}:nodl$")],
+                           CallbackQueryHandler(deadline_given, pattern=rf"^{NEW}:nodl$"),
+                           MessageHandler(other, _not_text(DEADLINE))],
                 CONFIRM: [MessageHandler(files, _attachment_handler(CONFIRM)),
                           CallbackQueryHandler(confirm_pressed,
                                                pattern=rf"^{NEW}:(submit|edit:\w+)$")],

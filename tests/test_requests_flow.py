@@ -178,6 +178,10 @@ async def test_bad_input_at_every_step_changes_nothing(bot: BotHarness) -> None:
     assert "没有找到单位「火星」" in sent.text
     sent = await bot.send(REQUESTER, "云南")
     assert "不能向本单位" in sent.text
+    sent = await bot.send(REQUESTER, "省")  # several units contain it: pick one
+    assert "对应多个单位" in sent.text
+    assert [label for label, _ in sent.buttons()][:3] == [
+        "云南省公安厅", "四川省公安厅", "甘肃省公安厅"]
     sent = await bot.press(REQUESTER, await _last_prompt(bot), "下一步")
     assert sent.alerts == ["请先选择至少一个目标单位。"]
     sent = await bot.send(REQUESTER, "四川、重庆")
@@ -191,6 +195,10 @@ async def test_bad_input_at_every_step_changes_nothing(bot: BotHarness) -> None:
     assert "无法识别紧急程度" in sent.text
     sent = await bot.send(REQUESTER, "平急")
     assert "主题" in sent.text
+    sent = await bot.send(REQUESTER, "\u3000 ")  # ideographic space only: empty
+    assert "主题不能为空" in sent.text
+    sent = await bot.feed(file_message(bot.emulator, REQUESTER, photo="AgACAgIAAxk-p-0002"))
+    assert "请发送文字" in sent.text
     sent = await bot.send(REQUESTER, "交换近期涉枪情报")
     sent = await bot.send(REQUESTER, "长" * (rules.DETAILS_MAX + 1))
     assert "说明过长" in sent.text
