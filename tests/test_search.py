@@ -561,3 +561,32 @@ async def test_ensure_index_and_backend_probe(db: Database) -> None:
     async with db.session() as session:
         count = len((await session.execute(select(Liaison.id))).all())
         assert count == len(s.liaisons) - 1
+
+
+async def test_counts_are_capped(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.search
+
+    s = await seed(db)
+    monkeypatch.setattr(storage.search, "RESULT_CAP", 5)
+    results = await find(db, "云南", limit=3)
+    assert results.capped and results.total == 5
+    assert len(results.hits) == 3
+    rest = await find(db, "云南", offset=3, limit=10)
+    assert len(rest.hits) == 2 and not rest.has_more  # paging stops at the cap
+    assert (await find(db, "云南", offset=5)).hits == []
+    ranked = [h.liaison_id for h in results.hits + rest.hits]
+    assert len(set(ranked)) == 5
+    assert [h.primary for h in results.hits + rest.hits] == sorted(
+        [h.primary for h in results.hits + rest.hits], reverse=True
+    )
+    # Under the cap: exact.
+    small = await find(db, "四川 刑侦")
+    assert not small.capped and small.total == 4
+
+    by_id = {v: k for k, v in s.clauses.items()}
+    monkeypatch.setattr(storage.search, "RESULT_CAP", 2)
+    async with db.session() as session:
+        clauses = await search_clauses(session, "协查")
+        assert clauses.capped and clauses.total == 2
+        assert [by_id[h.clause_id] for h in clauses.hits] == ["liaison", "cases"]
+        assert not (await search_clauses(session, "情报信息互享")).capped
