@@ -25,16 +25,27 @@ How a contact query is answered
    index order is rank order. Tiers: `EXACT` (unit and branch as asked), then `UNIT`
    (that unit, other or no branch), `BRANCH` (branch only asked), `NAME` (the name
    is the term), `FUZZY` (name, phone digits or text contain the terms); within a
-   tier primary before backup. Each tier is counted and paged with LIMIT/OFFSET.
+   tier primary before backup, then id.
+4. Limit early: counts stop at `RESULT_CAP` (200: "200+"; counting every match of
+   a frequent term was the slow part), and each search is ONE statement — the
+   capped count and the first offset + limit rows of every tier together — run
+   through the driver (`_fetch`): on a busy machine the hand-offs to aiosqlite's
+   thread and SQLAlchemy's result layers cost more than the query itself.
 
 Clauses (`search_clauses`) are indexed twice: heading + mechanism names (kind 0)
 and the whole clause (kind 1), `rowkey` = status rank << 34 | kind << 32 | clause
 id. One ordered scan yields in-force before superseded, heading/mechanism matches
-before text matches; the count is over kind 1 rows only.
+before text matches; the count is over kind 1 rows only. The same statement
+fetches the page's clauses, agreements and mechanism names; snippets are cut from
+the original text around the match found in the normalised text.
 
 Keeping the index in step: `refresh_search_index(session, ...)` after any change
-of liaisons, clauses, agreements (status) or mechanisms; deleting a liaison or
-clause removes its rows by cascade.
+of liaisons, clauses, agreements (status) or mechanisms (the importer calls it);
+deleting a liaison or clause removes its rows by cascade (SQLite: triggers keep
+the FTS5 tables in step). A full rebuild drops the secondary indexes, writes the
+rows in rank order through the driver (COPY on PostgreSQL) and rebuilds them.
+`check_search_backend(engine)` is the start-up probe, `ensure_search_index`
+fills an empty index.
 """
 
 from __future__ import annotations

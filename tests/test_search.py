@@ -590,3 +590,27 @@ async def test_counts_are_capped(db: Database, monkeypatch: pytest.MonkeyPatch) 
         assert clauses.capped and clauses.total == 2
         assert [by_id[h.clause_id] for h in clauses.hits] == ["liaison", "cases"]
         assert not (await search_clauses(session, "情报信息互享")).capped
+
+
+async def test_probe_reports_a_missing_index(db: Database) -> None:
+    from sqlalchemy import text
+
+    async with db.session() as session:
+        if db.dialect == "sqlite":
+            await session.execute(text("DROP TRIGGER search_liaisons_ai"))
+            missing = "search_liaisons_ai"
+        else:
+            await session.execute(text("DROP INDEX ix_search_liaisons_grams"))
+            missing = "ix_search_liaisons_grams"
+    try:
+        problem = await check_search_backend(db.engine)
+        assert problem is not None and missing in problem and "db upgrade" in problem
+    finally:
+        if db.dialect == "postgresql":  # the database is shared by this process's tests
+            async with db.session() as session:
+                await session.execute(
+                    text(
+                        "CREATE INDEX ix_search_liaisons_grams ON search_liaisons USING gin (grams)"
+                    )
+                )
+    assert await check_search_backend(db.engine) is None or db.dialect == "sqlite"
