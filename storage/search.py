@@ -653,7 +653,7 @@ async def search_liaisons(
     fetched: dict[int, list[tuple[int, int, int | None]]] = {}
     if plan:
         # Counts and the first offset + limit rows of every tier, in one round trip.
-        rows_wanted = min(offset + limit, RESULT_CAP)
+        rows_wanted = min(offset + limit, RESULT_CAP) if offset < RESULT_CAP else 0
         sql, params = _liaison_statement(_dialect(session), plan, rows_wanted)
         for part, index, a, b, c in await _fetch(session, sql, params):
             if part == 0:
