@@ -376,8 +376,9 @@ class DeliveryWorker:
         """Deliver until nothing is due or in flight; TimeoutError if that takes too long.
 
         Rows waiting to be retried (backoff, flood control) before the deadline are waited
-        for; rows scheduled later (`not_before`, a long backoff) and rows leased by another
-        worker are not. Works whether or not the background task runs.
+        for, unless the clock is stopped (a fake clock: advance it and drain again); rows
+        scheduled later (`not_before`, a long backoff) and rows leased by another worker
+        are not. Works whether or not the background task runs.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -403,6 +404,8 @@ class DeliveryWorker:
             if not due and (upcoming is None or upcoming > horizon):
                 return
             await asyncio.sleep(0.02)
+            if not due and self.clock() == now:
+                return  # a stopped (fake) clock: waiting will not make anything due
 
     def stats(self) -> dict[str, Any]:
         c = self.counters

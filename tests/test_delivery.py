@@ -148,9 +148,12 @@ async def test_server_errors_and_timeouts_back_off_and_lose_nothing(
     await w.drain(timeout=30)
     delivered = collections.Counter(t for chat in GROUPS for t in texts(emulator, chat))
     assert set(delivered) == {f"m{i}" for i in range(50)}
-    # A timed-out call may have been delivered: the only source of duplicates.
-    assert sum(delivered.values()) - 50 <= 3
-    assert w.retried == 7 and w.failed == 0
+    # A timed-out call may have been delivered: the only source of duplicates. (A slow
+    # machine may time out more calls than the three injected.)
+    timeouts = w.counters.by_error["TimedOut"]
+    assert timeouts >= 3 and w.counters.by_error["NetworkError"] == 4
+    assert sum(delivered.values()) - 50 <= timeouts
+    assert w.retried == 4 + timeouts and w.failed == 0
     assert all(r.state == OutboxState.sent for r in (await rows(db)).values())
 
 
