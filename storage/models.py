@@ -840,6 +840,7 @@ class LiaisonSearchRow(Base):
     __tablename__ = "search_liaisons"
     __table_args__ = (
         Index("ix_search_liaisons_unit_branch", "unit_id", "branch_id", "rowkey"),
+        Index("ix_search_liaisons_unit", "unit_id", "rowkey"),
         Index("ix_search_liaisons_branch", "branch_id", "rowkey"),
         Index("ix_search_liaisons_name", "name", "rowkey"),
         Index("ix_search_liaisons_grams", "grams", postgresql_using="gin").ddl_if(

@@ -57,7 +57,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.domain.normalize import (
@@ -279,12 +279,9 @@ def _invalidate_after_transaction(session: AsyncSession) -> None:
     def drop(*_args: Any) -> None:
         _vocabularies.pop(key, None)
 
-    from sqlalchemy import event
-
     sync_session = session.sync_session
     for name in ("after_commit", "after_rollback"):
-        if not event.contains(sync_session, name, drop):
-            event.listen(sync_session, name, drop, once=True)
+        event.listen(sync_session, name, drop, once=True)
 
 
 async def suggest(session: AsyncSession, query: str, *, limit: int = 5) -> list[Suggestion]:
@@ -363,6 +360,9 @@ class _Dialect:
         lists on SQLite (the ids come from the vocabulary, never from the user)."""
 
         def member(column: str, key: str, values: frozenset[int], negate: bool = False) -> str:
+            if len(values) == 1:  # an equality keeps an index's rank order (no sort)
+                params[f"{p}{key}"] = next(iter(values))
+                return f"{column} {'<>' if negate else '='} :{p}{key}"
             if arrays:
                 params[f"{p}{key}"] = sorted(values)
                 test = f"{column} = ANY(CAST(:{p}{key} AS integer[]))"

@@ -70,6 +70,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_search_liaisons_unit_branch", "search_liaisons", ["unit_id", "branch_id", "rowkey"]
     )
+    op.create_index("ix_search_liaisons_unit", "search_liaisons", ["unit_id", "rowkey"])
     op.create_index("ix_search_liaisons_branch", "search_liaisons", ["branch_id", "rowkey"])
     op.create_index("ix_search_liaisons_name", "search_liaisons", ["name", "rowkey"])
 
