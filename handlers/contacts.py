@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineQueryResultArticle, InputTextMessageContent, Update
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -198,11 +199,13 @@ async def show(update: Update, text: str, markup: Any = None) -> None:
         await send_reply(update, text, markup)
         return
     await query.answer()
-    if query.message is not None and getattr(query.message, "text", None) == text and \
-            markup is None:
-        return
-    await query.edit_message_text(text[:4096], parse_mode=ParseMode.HTML, reply_markup=markup,
-                                  disable_web_page_preview=True)
+    try:
+        await query.edit_message_text(text[:4096], parse_mode=ParseMode.HTML,
+                                      reply_markup=markup, disable_web_page_preview=True)
+    except BadRequest as error:
+        # Pressing a button that shows what is already there: nothing to change.
+        if "not modified" not in str(error).lower():
+            raise
 
 
 @guarded(Role.officer)

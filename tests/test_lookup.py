@@ -195,3 +195,13 @@ async def test_oncall_defaults_to_the_users_zones(desk: BotHarness) -> None:
     assert "甘肃省公安厅指挥中心值班室" in sent.text and "青海省公安厅指挥中心值班室" in sent.text
     unknown = await desk.send(ADMIN, "/oncall 火星")
     assert "没有找到单位" in unknown.text
+
+
+async def test_pressing_a_button_that_changes_nothing_is_quietly_fine(
+    desk: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    overview = await desk.send(ADMIN, "/agreement")
+    # "Agreements" on the overview itself: the same text and buttons again.
+    pressed = await desk.press_data(ADMIN, overview.messages[-1], "ag:list")
+    assert pressed.calls[0].method == "answerCallbackQuery"
+    assert not [r for r in caplog.records if "error while handling" in r.getMessage()]
