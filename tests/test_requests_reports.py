@@ -182,7 +182,9 @@ def test_the_bundled_font_draws_chinese_and_a_fallback_font_would_not() -> None:
     assert first_ink > 100 and second_ink > 100 and first != second
     # The control: DejaVu Sans has no 治 or 安 and draws the same empty box for both.
     dejavu = str(findfont("DejaVu Sans"))
-    assert ink(dejavu, "治")[0] == ink(dejavu, "安")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Glyph … missing": the point here
+        assert ink(dejavu, "治")[0] == ink(dejavu, "安")[0]
     assert FT2Font(dejavu).get_char_index(ord("治")) == 0
 
 
@@ -213,4 +215,4 @@ def test_stats_chart_bytes() -> None:
     image = Image.open(io.BytesIO(png)).convert("L")
     assert image.size == (1100, 792)
     # Not blank: a good part of the image is drawn.
-    assert sum(1 for value in image.getdata() if value < 200) > 20_000
+    assert sum(image.histogram()[:200]) > 20_000
