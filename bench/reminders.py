@@ -156,7 +156,7 @@ async def one_run(
             await harness.application.job_queue.start()
             deadline = time.time() + LEAD.total_seconds() + WINDOW.total_seconds() + (
                 reminders / 25 + 120 if real_limits else 120)
-            while time.time() < deadline and await sent_count(svc.db) < reminders:
+            while time.time() < deadline and await sent_count(svc.db) < reminders:  # noqa: ASYNC110
                 await asyncio.sleep(0.5)
             await harness.application.job_queue.stop()
             fired = await fire_lateness(svc.db)
