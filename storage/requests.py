@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.domain import requests as rules
+from bot.domain.normalize import normalize_many
 from bot.domain.requests import Action, Filters, Period, Press, Scope, StatsRow
 from bot.domain.schedule import DEFAULT_ACK_DEADLINES, ack_deadline
 from bot.i18n import Translator
@@ -107,15 +108,24 @@ async def mechanisms(session: AsyncSession) -> list[Mechanism]:
     return list((await session.execute(select(Mechanism).order_by(Mechanism.id))).scalars())
 
 
-def _names(item: Unit | Mechanism) -> set[str]:
-    names = {item.name, item.code, *(item.aliases or [])}
-    if item.english:
-        names.add(item.english)
+# Folded names by the raw names they come from: content-addressed, so never stale, and
+# a directory of thousands of units is folded once per process, not once per lookup.
+_folded: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def _names(item: Unit | Mechanism) -> frozenset[str]:
+    """Every name of a unit or mechanism, folded (NFKC, Simplified, case)."""
+    raw = [item.name, item.code, *(item.aliases or []), item.english or ""]
     if isinstance(item, Unit):
-        names.add(item.short_name)
-        if item.abbreviation:
-            names.add(item.abbreviation)
-    return {rules.fold(name) for name in names if name}
+        raw += [item.short_name, item.abbreviation or ""]
+    key = tuple(raw)
+    folded = _folded.get(key)
+    if folded is None:
+        folded = frozenset(name for name in normalize_many([n for n in raw if n]) if name)
+        if len(_folded) > 50_000:
+            _folded.clear()
+        _folded[key] = folded
+    return folded
 
 
 async def find_mechanism(session: AsyncSession, text: str) -> Mechanism | None:
@@ -139,8 +149,7 @@ async def resolve_units(session: AsyncSession, query: str, *, limit: int = 8) ->
     exact = [unit for unit in units if wanted in _names(unit)]
     if exact:
         return exact[:limit]
-    return [unit for unit in units
-            if wanted in rules.fold(unit.name) or wanted in rules.fold(unit.short_name)][:limit]
+    return [unit for unit in units if any(wanted in name for name in _names(unit))][:limit]
 
 
 async def peer_units(session: AsyncSession, unit_id: int | None, *, limit: int = 12) -> list[Unit]:
