@@ -49,14 +49,19 @@ OPEN_REQUEST_STATES = (RequestStatus.open, RequestStatus.accepted)
 # --------------------------------------------------------------------------- rooms and units
 
 
-async def rooms_for_units(session: AsyncSession, unit_ids: Iterable[int]) -> dict[int, DutyRoom]:
-    """The active, registered duty room of each unit that has one."""
+async def rooms_for_units(
+    session: AsyncSession, unit_ids: Iterable[int], *, with_unit: bool = True
+) -> dict[int, DutyRoom]:
+    """The active, registered duty room of each unit that has one (`room.unit` loaded
+    unless `with_unit` is off)."""
     ids = set(unit_ids)
     if not ids:
         return {}
+    query = select(DutyRoom)
+    if with_unit:
+        query = query.options(selectinload(DutyRoom.unit))
     rows = await session.execute(
-        select(DutyRoom)
-        .options(selectinload(DutyRoom.unit))
+        query
         .where(DutyRoom.unit_id.in_(ids), DutyRoom.active.is_(True), DutyRoom.chat_id.is_not(None))
         .order_by(DutyRoom.id)
     )

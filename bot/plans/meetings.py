@@ -214,14 +214,16 @@ async def notify_rooms(
 ) -> tuple[list[DutyRoom], list[str]]:
     """One message per participant's duty room; returns (rooms, names of unreachable units)."""
     tr = Translator(language)
-    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants],
+                                  with_unit=False)
     reached, unreachable = [], []
     for participant in meeting.participants:
         room = rooms.get(participant.unit_id)
         if room is None or room.chat_id is None:
             unreachable.append(participant.unit.short_name or participant.unit.name)
             continue
-        zone_name = room_zone(room, meeting_zone(meeting, default_zone))
+        zone_name = room.timezone or participant.unit.timezone or meeting_zone(
+            meeting, default_zone)
         await outbox.enqueue(
             session,
             chat_id=room.chat_id,
