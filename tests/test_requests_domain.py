@@ -280,7 +280,7 @@ def test_cards_render_every_state_in_every_language(
     assert "requests." not in text and "{" not in text  # every key found and filled
     assert "&lt;b&gt;协查&lt;/b&gt; &amp; 线索" in text and "<b>协查" not in text
     assert "&lt;i&gt;" in text
-    assert text.startswith("🔴")
+    assert text.startswith("<b>🔴")
     assert "12-01 09:00" in text  # Beijing time
     if status is not RequestStatus.open:
         assert "李静" in text

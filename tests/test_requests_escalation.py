@@ -188,7 +188,7 @@ async def test_a_room_registered_meanwhile_gets_the_request_at_the_deadline(
     clock.set(T0 + timedelta(minutes=15, seconds=1))
     sent = await bot.run_due()
     card, reminder = to(sent, CHONGQING_ROOM)
-    assert card.startswith("🔴特急") and "超时未接收" in reminder
+    assert card.startswith("<b>🔴特急</b>") and "超时未接收" in reminder
     assert to(sent, CQ_LIAISON) == []
     sent = await bot.send(COORDINATOR, "/requests undelivered")
     assert "XZ-2026-000001" not in sent.text

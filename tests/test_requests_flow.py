@@ -106,7 +106,7 @@ async def test_guided_flow_stores_first_then_confirms_and_routes(
     assert request.reply_due_at == T0 + timedelta(days=1, hours=9)  # 18:00 Beijing
     delivered = await bot.deliver()
     room = [c for c in delivered.messages if c.chat_id == SICHUAN_ROOM]
-    assert room[0].params["text"].startswith("🔴特急")
+    assert room[0].params["text"].startswith("<b>🔴特急</b>")
     assert [c.method for c in room] == ["sendMessage", "sendPhoto", "sendDocument"]
     labels = [label for label, _ in delivered.buttons()]
     assert labels == ["✅ 接收", "⛔ 拒绝", "↪️ 转办", "🏁 完成"]
