@@ -148,7 +148,7 @@ async def test_stats_for_coordinators_chart_and_text(bot: BotHarness, clock: Fak
     assert "Median time to complete: 2 h" in text
     assert "治安管控互动 3" in text and "四川 3" in text
     sent = await bot.send(COORDINATOR, "/stats 火星")
-    assert "Cannot read the period" in sent.text
+    assert "Cannot read “火星”" in sent.text
 
 
 # --------------------------------------------------------------------------- glyphs
