@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Update
+from telegram import ForceReply, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
@@ -1011,8 +1011,11 @@ async def delegate_pressed(update: Update, context: Context, actor: Actor) -> in
     }
     await query.answer()
     user = update.effective_user
-    name = escape(user.full_name if user else "")
-    await reply(update, tr("meetings.rsvp.ask_delegate", name=name))
+    # A mention plus a selective ForceReply: the officer's app opens a reply to this prompt,
+    # which reaches the bot even when group privacy mode hides ordinary messages.
+    name = f'<a href="tg://user?id={user.id}">{escape(user.full_name)}</a>' if user else ""
+    await reply(update, tr("meetings.rsvp.ask_delegate", name=name),
+                ForceReply(selective=True))  # type: ignore[arg-type]
     return DELEGATE
 
 

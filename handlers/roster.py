@@ -346,15 +346,13 @@ async def edit_command(
                 raise Refusal(tr("roster.errors.not_allowed"))
             user = await session.get(User, actor.user.id) if actor.user else None
             roster = await roster_for_room(session, room.id)
-            today = now.astimezone(zone(roster.timezone if roster else
-                                        svc.settings.bot_timezone)).date()
+            room_zone = room.timezone or room.unit.timezone or svc.settings.bot_timezone
+            today = now.astimezone(zone(roster.timezone if roster else room_zone)).date()
+            if roster is None:  # the first edit creates it, starting today
+                roster, _ = await save_roster(session, room, actor=user, anchor_date=today,
+                                              timezone=room_zone)
             if verb == "officers":
                 officers = await parse_officers(session, tr, " ".join(rest))
-                if roster is None:
-                    roster, _ = await save_roster(session, room, actor=user, anchor_date=today,
-                                                  timezone=room.timezone or (
-                                                      room.unit.timezone or
-                                                      svc.settings.bot_timezone))
                 await set_roster_members(session, roster, [o.as_dict() for o in officers],
                                          actor=user, chat_id=room.chat_id)
             elif verb == "pattern":
@@ -375,8 +373,6 @@ async def edit_command(
                     raise Refusal(tr("roster.errors.bad_zone", zone=escape(name)))
                 roster, _ = await save_roster(session, room, actor=user, timezone=name)
             elif verb == "override":
-                if roster is None:
-                    raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
                 await override(session, tr, roster, rest, today, now, user, room)
             roster = await get_roster(session, roster.id)
             assert roster is not None

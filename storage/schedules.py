@@ -508,10 +508,11 @@ async def set_roster_members(
     """
     current = {m.name: m for m in roster.members}
     keep: list[RosterMember] = []
-    for officer in officers:
+    for index, officer in enumerate(officers):
         member = current.pop(officer["name"], None)
-        if member is None:
-            member = RosterMember(roster_id=roster.id, position=-1, name=officer["name"])
+        if member is None:  # a unique placeholder position until the renumbering below
+            member = RosterMember(roster_id=roster.id, position=-100_000 - index,
+                                  name=officer["name"])
             session.add(member)
         member.user_id = officer.get("user_id") or member.user_id
         member.telegram_user_id = officer.get("telegram_user_id") or member.telegram_user_id

@@ -357,3 +357,33 @@ async def test_grace_period_comes_from_the_settings(
         texts = [c.params["text"] for c in (await second.deliver()).messages
                  if c.chat_id == GANSU_ROOM]
     assert len(texts) == 1 and "迟发" in texts[0]
+
+
+async def test_participant_list_changes_reach_added_and_removed_rooms(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    meeting_id = await add_meeting(desk, units, unit_ids=[units["gs"], units["qh"]])
+    done = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 单位 甘肃、新疆")
+    assert "参会单位" in done.text
+    sent = await desk.deliver()
+    by_room = {c.chat_id: c.params["text"] for c in sent.messages}
+    assert "会议变更" in by_room[GANSU_ROOM] and "会议变更" in by_room[XINJIANG_ROOM]
+    assert "无需参加" in by_room[QINGHAI_ROOM]
+    listing = await desk.send(QINGHAI_DUTY, "/meetings")
+    assert "第十五届联席会议" not in listing.text
+
+
+async def test_delegate_prompt_forces_a_reply_from_the_presser(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    await add_meeting(desk, units)
+    clock.set(START - timedelta(hours=1) + timedelta(seconds=1))
+    reminder = next(c for c in (await desk.run_due()).messages if c.chat_id == GANSU_ROOM)
+    prompt = await desk.press(GANSU_DUTY, reminder, "派员")
+    ask = next(c for c in prompt.messages if c.params.get("reply_markup"))
+    assert ask.params["reply_markup"].get("force_reply") is True
+    assert f"tg://user?id={GANSU_DUTY}" in ask.params["text"]
+    assert "姓名" in (await desk.send(GANSU_DUTY, "x" * 61, chat_id=GANSU_ROOM)).text
+    await desk.send(GANSU_DUTY, "/cancel", chat_id=GANSU_ROOM)
+    # After /cancel an ordinary message is not taken as a delegate's name.
+    assert not (await desk.send(GANSU_DUTY, "随便说一句", chat_id=GANSU_ROOM)).texts

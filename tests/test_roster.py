@@ -417,3 +417,23 @@ async def test_restart_sends_a_late_brief_within_grace_and_records_missed_beyond
         outcome = (await session.execute(select(ScheduleMark.outcome).where(
             ScheduleMark.key.like(f"handover:room{ids['room']}:20261122%")))).scalar_one()
     assert outcome == "missed"
+
+
+async def test_first_edit_creates_a_roster_from_today(
+    desk: BotHarness, ids: dict[str, int], clock: FakeClock
+) -> None:
+    qinghai_room = -1001000000302
+    desk.emulator.add_group(qinghai_room, "青海值班室", [OUTSIDER])
+    async with desk.db.session() as session:
+        session.add(DutyRoom(unit_id=ids["qh"], chat_id=qinghai_room, title="青海值班室"))
+    assert "还没有值班表" in (await desk.send(OUTSIDER, "/roster", chat_id=qinghai_room)).text
+    done = await desk.send(OUTSIDER, f"/roster edit officers 李娜 {OUTSIDER}, 赵强",
+                           chat_id=qinghai_room)
+    assert "值班表已更新" in done.text and "李娜" in done.text and "赵强" in done.text
+    async with desk.db.session() as session:
+        roster = (await session.execute(select(Roster).join(DutyRoom).where(
+            DutyRoom.chat_id == qinghai_room))).scalar_one()
+        members = (await session.execute(select(RosterMember).where(
+            RosterMember.roster_id == roster.id))).scalars().all()
+    assert roster.anchor_date == date(2026, 11, 20) and roster.pattern is ShiftPattern.daily
+    assert {m.name: m.telegram_user_id for m in members} == {"李娜": OUTSIDER, "赵强": None}
