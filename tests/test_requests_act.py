@@ -31,13 +31,17 @@ def clock() -> FakeClock:
     return FakeClock(T0)
 
 
+def people(emulator: BotApiEmulator) -> None:
+    for telegram_id, name, _role, _unit, language in PEOPLE.values():
+        emulator.add_user(telegram_id, name, language_code=language.lower())
+    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[DUTY, DUTY2, OUTSIDER])
+
+
 @pytest.fixture
 async def bot(
     emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock
 ) -> AsyncIterator[BotHarness]:
-    for telegram_id, name, _role, _unit, language in PEOPLE.values():
-        emulator.add_user(telegram_id, name, language_code=language.lower())
-    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[DUTY, DUTY2, OUTSIDER])
+    people(emulator)
     async with BotHarness(emulator, database_url, now=clock) as harness:
         yield harness
 
@@ -130,6 +134,26 @@ async def test_only_a_reply_to_the_prompt_is_the_reason_and_only_for_a_while(
     prompt = prompt_of(await bot.press(DUTY, card, "拒绝"))
     sent = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "非本单位管辖")
     assert "已拒绝 XZ-2026-000001" in sent.text
+
+
+async def test_a_restart_between_the_button_and_the_reason_loses_nothing(
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock,
+) -> None:
+    people(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        card = await new_request(bot)
+        prompt = prompt_of(await bot.press(DUTY, card, "完成"))
+    async with BotHarness(emulator, database_url, now=clock) as again:
+        sent = await answer(again, DUTY, SICHUAN_ROOM, prompt, "已处理完毕")
+        assert "已完成 XZ-2026-000001" in sent.text
+        assert (await the_request(again.db)).result == "已处理完毕"
+
+
+async def test_help_lists_the_request_commands(bot: BotHarness) -> None:
+    officer = (await bot.send(REQUESTER, "/help")).text
+    assert "/request" in officer and "/requests" in officer and "/export" in officer
+    assert "/stats" not in officer
+    assert "/stats" in (await bot.send(COORDINATOR, "/help")).text
 
 
 async def test_transfer_to_another_unit(bot: BotHarness) -> None:
