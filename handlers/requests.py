@@ -310,7 +310,13 @@ async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
         for part in [p for p in SPLIT_UNITS.split(words[0]) if p]:
             notes += await _add_target(session, tr, actor, draft, part)
         index = 1
-        while index < len(words) and index <= 2:
+        # More units, space-separated: only words that name exactly one unit.
+        while index < len(words) and rules.parse_urgency(words[index]) is None and len(
+                exact := await store.resolve_units(session, words[index], exact_only=True)) == 1:
+            notes += _toggle_target(tr, actor, draft, exact[0], add_only=True)
+            index += 1
+        first_flag = index
+        while index < len(words) and index < first_flag + 2:
             word = words[index]
             if draft.get("urgency") is None and (urgency := rules.parse_urgency(word)):
                 draft["urgency"] = urgency.value

@@ -139,15 +139,17 @@ async def find_mechanism(session: AsyncSession, text: str) -> Mechanism | None:
     return None
 
 
-async def resolve_units(session: AsyncSession, query: str, *, limit: int = 8) -> list[Unit]:
+async def resolve_units(
+    session: AsyncSession, query: str, *, limit: int = 8, exact_only: bool = False
+) -> list[Unit]:
     """Units a typed name means: exact names (full, short, abbreviation, code, English,
-    alias) first; failing that, units whose full or short name contains the text."""
+    alias) first; failing that (unless `exact_only`), units with a name containing it."""
     wanted = rules.fold(query)
     if not wanted:
         return []
     units = list((await session.execute(select(Unit).order_by(Unit.level, Unit.id))).scalars())
     exact = [unit for unit in units if wanted in _names(unit)]
-    if exact:
+    if exact or exact_only:
         return exact[:limit]
     return [unit for unit in units if any(wanted in name for name in _names(unit))][:limit]
 

@@ -136,6 +136,11 @@ async def test_one_shot_asks_only_for_what_is_missing(bot: BotHarness) -> None:
     assert (request.urgency.value, request.subject, request.status) == (
         "flash", "协查涉枪线索", RequestStatus.open)
     assert request.mechanism_id is not None and request.reply_due_at is None
+    # Several units, space-separated; the subject may start with a unit's name.
+    sent = await bot.send(REQUESTER, "/request 四川 重庆 特急 信息互享 四川籍人员核查")
+    assert "四川省公安厅、重庆市公安局" in sent.text and "四川籍人员核查" in sent.text
+    assert "情报信息互享" in sent.text
+    await bot.press(REQUESTER, sent, "取消")
     # Urgency and mechanism in the other order; no subject: asked for it.
     sent = await bot.send(REQUESTER, "/request 川 加急 管控互动")
     assert "主题" in sent.text and "请核对" not in sent.text
