@@ -449,6 +449,16 @@ async def remind_command(
             user.preferences = preferences
             await audit(session, "user.shift_reminders", actor=user, subject_type="user",
                         subject_id=user.telegram_id, previous=current, offsets=offsets)
+            # A longer offset must not resurrect a reminder whose moment has passed.
+            await session.flush()
+            rosters = await session.execute(
+                select(RosterMember.roster_id).where(
+                    (RosterMember.user_id == user.id)
+                    | (RosterMember.telegram_user_id == user.telegram_id)
+                ).distinct()
+            )
+            for roster_id in rosters.scalars():
+                await plan.skip_due(session, roster_id, svc.now())
     except Refusal as refusal:
         await reply(update, refusal.text)
         return

@@ -437,3 +437,18 @@ async def test_first_edit_creates_a_roster_from_today(
             RosterMember.roster_id == roster.id))).scalars().all()
     assert roster.anchor_date == date(2026, 11, 20) and roster.pattern is ShiftPattern.daily
     assert {m.name: m.telegram_user_id for m in members} == {"李娜": OUTSIDER, "赵强": None}
+
+
+async def test_a_longer_offset_does_not_resurrect_a_passed_reminder(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    # 20 hours before 马建军's shift of 21 November he asks for two days' notice.
+    clock.set(at_beijing(21) - timedelta(hours=20))
+    await desk.run_due()
+    assert "2 天" in (await desk.send(MA, "/roster remind 2d")).text
+    clock.advance(minutes=1)
+    assert not texts_to((await desk.run_due()).messages, MA)
+    async with desk.db.session() as session:
+        outcome = (await session.execute(select(ScheduleMark.outcome).where(
+            ScheduleMark.key.like("shiftrem:%:20261121T0030Z:%:2d")))).scalar_one()
+    assert outcome == "skipped"
