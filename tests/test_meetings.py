@@ -387,3 +387,28 @@ async def test_delegate_prompt_forces_a_reply_from_the_presser(
     await desk.send(GANSU_DUTY, "/cancel", chat_id=GANSU_ROOM)
     # After /cancel an ordinary message is not taken as a delegate's name.
     assert not (await desk.send(GANSU_DUTY, "随便说一句", chat_id=GANSU_ROOM)).texts
+
+
+async def test_restart_before_the_due_time_places_the_job_again_and_sends_once(
+    emulator: BotApiEmulator, database_url: str, units: dict[str, int], clock: FakeClock
+) -> None:
+    prepare(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as first:
+        meeting_id = await add_meeting(first, units)
+    clock.set(START - timedelta(hours=1, minutes=5))
+    async with BotHarness(emulator, database_url, now=clock) as second:
+        assert not [c for c in (await second.deliver()).messages if c.chat_id == GANSU_ROOM]
+        queue = second.application.job_queue
+        assert queue is not None
+        key = f"due:meetings:meeting:{meeting_id}:1h:{START:%Y%m%dT%H%MZ}"
+        job = queue.scheduler.get_job(key)
+        assert job is not None and job.trigger.run_date == START - timedelta(hours=1)
+        # The job comes due: run it as APScheduler would (its PTB Job is the second arg).
+        clock.set(START - timedelta(hours=1) + timedelta(seconds=1))
+        await job.args[1].run(second.application)
+        await job.args[1].run(second.application)  # a second firing sends nothing
+        sent = [c for c in (await second.deliver()).messages if c.chat_id == GANSU_ROOM]
+        assert len(sent) == 1 and "迟发" not in sent[0].params["text"]
+    clock.advance(minutes=3)
+    async with BotHarness(emulator, database_url, now=clock) as third:
+        assert not [c for c in (await third.deliver()).messages if c.chat_id == GANSU_ROOM]
