@@ -13,6 +13,7 @@ from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import Settings
 from bot.delivery import DeliveryWorker
 from bot.i18n import DEFAULT_LANGUAGE, Translator, t
+from bot.leader import Leader
 from bot.persistence import DatabasePersistence
 from bot.plans import PLANNERS
 from bot.scheduler import Scheduler
@@ -53,7 +54,13 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         .build()
     )
     if svc.delivery is None:
-        svc.delivery = DeliveryWorker(svc.db, application.bot, clock=svc.now)
+        lease = svc.settings.delivery_lease_seconds
+        svc.delivery = DeliveryWorker(
+            svc.db, application.bot, clock=svc.now, global_rate=svc.settings.delivery_rate,
+            lease_seconds=lease, poll_interval=svc.settings.delivery_poll_seconds,
+            # A send must end well within half its lease (PTB's default read timeout is 5 s).
+            read_timeout=lease / 3 if lease < 15 else None,
+        )
     if svc.scheduler is None:
         svc.scheduler = Scheduler(
             svc.db, [factory(svc) for factory in PLANNERS], now=svc.now,
@@ -71,8 +78,8 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
 
 async def startup(application: Application, *, background: bool = True) -> None:
     """After `initialize()`: administrators from ADMIN_IDS, command menus, the scheduler's
-    catch-up and jobs, and (unless `background` is off, as in tests that drain by hand)
-    the delivery worker."""
+    catch-up and jobs (if this process leads it: bot/leader.py), and (unless `background`
+    is off, as in tests that drain by hand) the delivery worker."""
     svc: Services = application.bot_data[SERVICES_KEY]
     if svc.settings.admin_ids:
         async with svc.db.session() as session:
@@ -86,14 +93,20 @@ async def startup(application: Application, *, background: bool = True) -> None:
     if svc.delivery is not None and background:
         svc.delivery.start()
     if svc.scheduler is not None and application.job_queue is not None:
-        svc.scheduler.attach(application.job_queue)
-        await svc.scheduler.start()
+        svc.leader = Leader(svc.db, svc.scheduler, application.job_queue,
+                            retry_seconds=svc.settings.leader_retry_seconds)
+        await svc.leader.start()
 
 
 async def shutdown(application: Application) -> None:
     svc: Services = application.bot_data[SERVICES_KEY]
+    if svc.leader is not None:
+        await svc.leader.stop()
     if svc.delivery is not None:
         await svc.delivery.stop()
+        stats = svc.delivery.stats()
+        log.info("delivery worker %s stopped: %d sent, %d retried, %d failed",
+                 svc.delivery.worker_id, stats["sent"], stats["retried"], stats["failed"])
     await svc.db.dispose()
 
 

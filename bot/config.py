@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8443, ge=1, le=65535)
     webhook_secret: SecretStr | None = None
 
+    # Several processes on PostgreSQL (docs/deployment.md): how often a follower tries to
+    # become the scheduler leader, and this process's share of the outbox.
+    leader_retry_seconds: float = Field(default=5.0, gt=0, le=20)
+    delivery_rate: int = Field(default=30, ge=1, le=1000)
+    delivery_lease_seconds: float = Field(default=60.0, ge=3, le=3600)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 90)
     ack_deadline_flash_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
     ack_deadline_urgent_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)

@@ -45,6 +45,7 @@ DEFAULT_LOOKBACK = timedelta(days=2)
 DEFAULT_HORIZON = timedelta(days=8)
 REBUILD_EVERY = timedelta(hours=1)
 JOB_PREFIX = "due:"
+REBUILD_JOB = "scheduler:rebuild"
 
 
 class Outcome:
@@ -183,6 +184,16 @@ class Scheduler:
     def attach(self, job_queue: JobQueue) -> None:
         self.job_queue = job_queue
 
+    def detach(self) -> None:
+        """Stop scheduling here (another process leads now): remove our jobs."""
+        job_queue, self.job_queue = self.job_queue, None
+        if job_queue is None:
+            return
+        for job in job_queue.scheduler.get_jobs():
+            if job.id.startswith(JOB_PREFIX) or job.id == REBUILD_JOB:
+                with contextlib.suppress(JobLookupError):
+                    job_queue.scheduler.remove_job(job.id)
+
     async def start(self) -> None:
         """Catch up on what fell due while down, then place the jobs."""
         await self.run_due()
@@ -190,8 +201,7 @@ class Scheduler:
         if self.job_queue is not None:
             self.job_queue.run_repeating(
                 self._periodic_rebuild, interval=REBUILD_EVERY, first=REBUILD_EVERY,
-                name="scheduler:rebuild", job_kwargs={"id": "scheduler:rebuild",
-                                                      "replace_existing": True},
+                name=REBUILD_JOB, job_kwargs={"id": REBUILD_JOB, "replace_existing": True},
             )
 
     async def _periodic_rebuild(self, _context: Any) -> None:
@@ -200,7 +210,8 @@ class Scheduler:
 
     async def rebuild(self, planner_names: Sequence[str] | None = None) -> int:
         """(Re)place one job per future occurrence; drop jobs that no longer have one."""
-        if self.job_queue is None:
+        job_queue = self.job_queue
+        if job_queue is None:
             return 0
         now = self.now()
         names = list(planner_names or self.planners)
@@ -211,14 +222,16 @@ class Scheduler:
                     session, now, now + self.horizon
                 ):
                     wanted[JOB_PREFIX + name + ":" + occurrence.key] = (name, occurrence)
-        scheduler = self.job_queue.scheduler
+        if self.job_queue is not job_queue:
+            return 0  # detached meanwhile: the leader is elsewhere now
+        scheduler = job_queue.scheduler
         prefixes = tuple(JOB_PREFIX + name + ":" for name in names)
         for job in scheduler.get_jobs():
             if job.id.startswith(prefixes) and job.id not in wanted:
                 with contextlib.suppress(JobLookupError):
                     scheduler.remove_job(job.id)
         for job_id, (name, occurrence) in wanted.items():
-            self.job_queue.run_once(
+            job_queue.run_once(
                 self._job_fired, when=occurrence.due_at, name=job_id, data=(name, occurrence),
                 job_kwargs={"id": job_id, "replace_existing": True,
                             "misfire_grace_time": int(self.grace.total_seconds()),

@@ -19,6 +19,7 @@ from storage.models import Role, User, role_permits
 
 if TYPE_CHECKING:
     from bot.delivery import DeliveryWorker
+    from bot.leader import Leader
     from bot.scheduler import Scheduler
 
 
@@ -33,12 +34,16 @@ class Services:
     now: Callable[[], datetime] = system_now
     delivery: DeliveryWorker | None = None
     scheduler: Scheduler | None = None
+    leader: Leader | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def rescheduled(self, *planner_names: str) -> None:
-        """After a commit that changed what is due: re-place those planners' jobs."""
+        """After a commit that changed what is due: re-place those planners' jobs (here
+        if this process leads the scheduler, else the leader is told)."""
         if self.scheduler is not None:
             await self.scheduler.rebuild(planner_names or None)
+        if self.leader is not None:
+            await self.leader.changed(planner_names)
 
     def wake_delivery(self) -> None:
         """Tell the outbox worker that a commit just added rows."""
