@@ -22,12 +22,20 @@ def make_services(settings: Settings) -> Services:
 
 
 async def serve(application: Application, settings: Settings, stop: asyncio.Event) -> None:
-    """Start the application's updater in the configured mode and run until `stop` is set."""
+    """Start the application's updater in the configured mode and run until `stop` is set.
+
+    In webhook mode every call must carry WEBHOOK_SECRET in X-Telegram-Bot-Api-Secret-Token
+    (PTB answers 403 otherwise, before anything is processed), so the webhook port can
+    only be fed by Telegram through the proxy; without a secret it does not start.
+    """
+    if settings.bot_mode is BotMode.webhook and not settings.webhook_secret:
+        raise ValueError("WEBHOOK_SECRET is required in webhook mode")
     async with application:
         await startup(application)
         await application.start()
         if settings.bot_mode is BotMode.webhook:
-            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            assert settings.webhook_secret is not None
+            secret = settings.webhook_secret.get_secret_value()
             await application.updater.start_webhook(  # type: ignore[union-attr]
                 listen=settings.webhook_listen,
                 port=settings.webhook_port,

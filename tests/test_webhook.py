@@ -1,0 +1,107 @@
+"""Webhook mode: Telegram's secret token checked on every call, and several servers behind
+one URL sharing the updates (here two Applications in this process; separate processes
+are in tests/test_multiprocess.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import ClientSession
+from telegram.ext import Application
+
+from bot.app import build_application
+from bot.config import BotMode, Settings, load_settings
+from bot.emulator import BotApiEmulator
+from bot.runner import make_services, serve
+from bot.testing import TEST_TOKEN
+from tests.cluster import SECRET, RoundRobinProxy, eventually, free_port
+
+ADMIN_ID = 910000001
+USERS = range(930000001, 930000021)
+
+
+def webhook_settings(emulator: BotApiEmulator, database_url: str, port: int,
+                     public_url: str | None = None, secret: str | None = SECRET) -> Settings:
+    return load_settings(
+        _env_file=None, bot_token=TEST_TOKEN, database_url=database_url,
+        telegram_base_url=emulator.base_url, admin_ids=[ADMIN_ID], bot_mode="webhook",
+        webhook_url=public_url or f"http://127.0.0.1:{port}/telegram",
+        webhook_listen="127.0.0.1", webhook_port=port, webhook_secret=secret,
+    )
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Application]:
+    """The production run path (`serve`) in webhook mode, until the block ends."""
+    stop = asyncio.Event()
+    application = build_application(settings, make_services(settings))
+    running = asyncio.create_task(serve(application, settings, stop))
+    try:
+        await eventually(lambda: application.running or running.done(), 30, "the webhook server")
+        assert not running.done(), running.exception()
+        yield application
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+
+
+async def test_a_call_without_the_right_secret_is_refused_and_not_processed(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    emulator.add_user(ADMIN_ID, "周立新", language_code="en")
+    port = free_port()
+    async with serving(webhook_settings(emulator, database_url, port)), ClientSession() as http:
+        await eventually(lambda: emulator.webhook.get("url"), 30, "setWebhook")
+        assert emulator.webhook["secret_token"] == SECRET
+        url = emulator.webhook["url"]
+        update = emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")
+        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"},
+                        {"X-Telegram-Bot-Api-Secret-Token": SECRET.upper()}):
+            async with http.post(url, json=update, headers=headers) as answer:
+                assert answer.status == 403
+        await asyncio.sleep(0.5)
+        assert not emulator.calls_for(ADMIN_ID, ["sendMessage"])
+        # As Telegram sends it, with the secret: answered.
+        assert await emulator.deliver_webhook(
+            emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")) == 200
+        replies = await emulator.wait_for_calls(1, method="sendMessage", chat_id=ADMIN_ID)
+        assert "/invite" in replies[0].params["text"]
+        await asyncio.sleep(0.3)
+        assert len(emulator.calls_for(ADMIN_ID, ["sendMessage"])) == 1
+
+
+async def test_webhook_mode_does_not_start_without_a_secret(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    settings = Settings(_env_file=None, bot_token=TEST_TOKEN,  # type: ignore[call-arg]
+                        database_url=database_url, telegram_base_url=emulator.base_url,
+                        bot_mode=BotMode.webhook, webhook_url="https://bot.example/telegram")
+    application = build_application(settings, make_services(settings))
+    with pytest.raises(ValueError, match="WEBHOOK_SECRET"):
+        await serve(application, settings, asyncio.Event())
+    assert not emulator.webhook
+
+
+async def test_two_webhook_servers_behind_one_url_share_the_updates(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    for user in USERS:
+        emulator.add_user(user, f"用户{user % 100}", language_code="en")
+    ports = [free_port(), free_port()]
+    async with RoundRobinProxy([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+        first = webhook_settings(emulator, database_url, ports[0], proxy.url)
+        second = webhook_settings(emulator, database_url, ports[1], proxy.url)
+        async with serving(first), serving(second):
+            assert emulator.webhook["url"] == proxy.url
+            statuses = [await emulator.deliver_webhook(
+                emulator.make_message_update(user, user, "/start")) for user in USERS]
+            assert set(statuses) == {200}
+            await eventually(lambda: all(emulator.calls_for(u, ["sendMessage"]) for u in USERS),
+                             30, "an answer to every update")
+            await asyncio.sleep(0.3)
+    # Each server got half of the updates; every update was answered exactly once.
+    assert proxy.forwarded == {0: len(USERS) // 2, 1: len(USERS) // 2}
+    assert all(len(emulator.calls_for(u, ["sendMessage"])) == 1 for u in USERS)
