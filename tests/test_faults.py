@@ -1,0 +1,442 @@
+"""A scripted day of traffic against an emulator that fails 10% of calls at random.
+
+The emulator answers a random tenth of all Bot API calls (the bot's replies and the
+delivery worker's sends alike) with 429 and a `retry_after`, 500/502, a dropped
+connection, or a stall. Telegram stalls for 5 seconds; here the stall is scaled down to
+`STALL` seconds and the worker's read timeout to `READ_TIMEOUT`, so a stall is still a
+timeout the bot gives up on (and the emulator applies the call anyway, as a slow Telegram
+does: the one way a message can arrive twice) while the test stays well under a minute.
+
+Over one day on a controllable clock (07:00 on 2 December 2026 to 08:45 the next
+morning, Beijing time) officers create assistance requests that are accepted, completed
+or left to escalate; the joint meeting's reminders and every roster's handover briefs
+fall due; a coordinator broadcasts to 100 duty rooms. On PostgreSQL (a private,
+throwaway cluster: the shared server is never touched) the server is restarted in the
+middle of the broadcast while the background delivery worker is sending it. A user whose
+command failed simply repeats it, as people do.
+
+Afterwards: every request is in its expected state with its history, every scheduled
+occurrence of the day was sent (none missed), every outbox row is sent and arrived in its
+chat, edits left the right final text, and no chat received a message more often than
+once plus the calls that were in flight when they failed (stalls, the restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from bot.domain.clock import FakeClock
+from bot.emulator import BotApiEmulator
+from bot.testing import BotHarness
+from storage import outbox
+from storage.dataio import import_file
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import (
+    AssistanceRequest,
+    DutyRoom,
+    OutboxMessage,
+    OutboxState,
+    RequestStatus,
+    ScheduleMark,
+)
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+STALL = 0.6  # seconds a "timeout" fault holds the answer (Telegram: about 5)
+READ_TIMEOUT = 0.3  # the worker gives up on a stalled call after this long
+FAULT_RATE = 0.1
+# 07:00 on Wednesday 2 December 2026 in Beijing; the day ends at 08:45 the next morning.
+T0 = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
+END = datetime(2026, 12, 3, 0, 45, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+TICK = timedelta(seconds=1)
+
+# Sample data (data/sample.yaml): people and the units they belong to.
+ADMIN, GANSU_COORD, CQ_COORD = 910000001, 910000002, 910000003
+SC_DUTY, XJ_DUTY, SH_DUTY, SC_OFFICER = 910000004, 910000005, 910000006, 910000007
+GS_DUTY, QH_OFFICER, CQ_DUTY, JS_OFFICER, SX_DUTY = (
+    910000008, 910000009, 910000010, 910000011, 910000013)
+PEOPLE = {
+    ADMIN: ("周立新", "甘肃"), GANSU_COORD: ("马建军", "甘肃"), CQ_COORD: ("谭晓东", "重庆"),
+    SC_DUTY: ("李静", "四川"), XJ_DUTY: ("买买提江", "新疆"), SH_DUTY: ("陈思远", "上海"),
+    SC_OFFICER: ("王雅琴", "四川"), GS_DUTY: ("张伟", "甘肃"), QH_OFFICER: ("才让卓玛", "青海"),
+    CQ_DUTY: ("刘洋", "重庆"), JS_OFFICER: ("孙浩然", "江苏"), 910000012: ("杨丽华", "昆明"),
+    SX_DUTY: ("赵磊", "陕西"),
+}
+GS_ROOM, QH_ROOM, SC_ROOM, XJ_ROOM, CQ_ROOM, SH_ROOM, SX_ROOM = (
+    -1001000000101, -1001000000102, -1001000000103, -1001000000104, -1001000000105,
+    -1001000000107, -1001000000108)
+EXTRA_ROOMS = 100  # broadcast audience beyond the sample's duty rooms
+EXTRA_ROOM_BASE = -1002000000000
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster in a temporary directory, on a free port, trust auth.
+
+    initdb refuses to run as root, so as root the binaries run as the `postgres` user.
+    """
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="liaison-faults-pg-"))
+        self.data = self.dir / "data"
+        self.port = _free_port()
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.prefix:
+            shutil.chown(self.dir, "postgres")
+        self.dir.chmod(0o700)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
+                  "postgres", "-E", "UTF8", "--locale=C.UTF-8")
+        self.start_server()
+
+    def _ctl(self, action: str) -> None:
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c max_connections=60")
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
+                  "-o", options, "-m", "fast", "-w", action)
+
+    def stop_server(self) -> None:
+        """A fast shutdown: every connection is closed."""
+        self._ctl("stop")
+
+    def start_server(self) -> None:
+        self._ctl("start")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                      "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
+        pytest.skip(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
+    cluster = PrivatePostgres()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# --------------------------------------------------------------------------- the day
+
+
+@dataclass
+class Day:
+    desk: BotHarness
+    clock: FakeClock
+    emulator: BotApiEmulator
+
+    async def settle(self) -> None:
+        """Deliver everything due, letting retry back-offs pass on the clock if needed."""
+        for _ in range(200):
+            await self.desk.deliver(timeout=60)
+            async with self.desk.db.session() as session:
+                # Rows held back on purpose (not_before) are not "in delivery" yet.
+                waiting = (await session.execute(select(OutboxMessage.id).where(
+                    OutboxMessage.state.in_([OutboxState.pending, OutboxState.sending]),
+                    OutboxMessage.next_attempt_at <= self.clock.now() + timedelta(minutes=1),
+                ).limit(1))).first()
+            if waiting is None:
+                return
+            # Back-offs and leases are on the database clock: let a little time pass.
+            self.clock.advance(seconds=5)
+        raise AssertionError("the outbox did not drain")
+
+    async def retrying(self, action: Callable[[], Awaitable[Any]],
+                       done: Callable[[], Awaitable[bool]]) -> None:
+        """Do what a user does until it took effect: a failed command is simply repeated."""
+        for _ in range(8):
+            await action()
+            if await done():
+                return
+        raise AssertionError("an action never took effect")
+
+    async def request(self, user: int, target: str, urgency: str, subject: str) -> str:
+        """The one-shot form and its 提交 button; returns the new request's number."""
+        async def submit() -> None:
+            sent = await self.desk.send(user, f"/request {target} 治安管控互动 {urgency} {subject}")
+            submit_data = [d for _, d in sent.buttons() if d.endswith(":submit")]
+            if submit_data:
+                [call] = [c for c in sent.messages if c.params.get("reply_markup")][-1:]
+                await self.desk.press_data(user, call, submit_data[0])
+
+        await self.retrying(submit, lambda: self._request_exists(subject))
+        async with self.desk.db.session() as session:
+            return (await session.execute(select(AssistanceRequest.number).where(
+                AssistanceRequest.subject == subject))).scalar_one()
+
+    async def _request_exists(self, subject: str) -> bool:
+        async with self.desk.db.session() as session:
+            return (await session.execute(select(AssistanceRequest.id).where(
+                AssistanceRequest.subject == subject))).first() is not None
+
+    async def act(self, user: int, number: str, action: str, status: RequestStatus) -> None:
+        """Press a button on the request's card in the duty room, as it is shown now."""
+        async def press() -> None:
+            async with self.desk.db.session() as session:
+                request = (await session.execute(select(AssistanceRequest).where(
+                    AssistanceRequest.number == number))).scalar_one()
+                data = f"rq:{action}:{request.id}:{request.version}"
+                card = (await session.execute(select(OutboxMessage).where(
+                    OutboxMessage.dedup_key.like(f"request:{number}:route:%"),
+                    OutboxMessage.telegram_message_id.is_not(None))
+                )).scalars().first()
+            assert card is not None, f"no card of {number} was delivered"
+            await self.desk.feed(self.emulator.make_callback_update(
+                user, (card.chat_id, card.telegram_message_id), data))
+
+        async def done() -> bool:
+            async with self.desk.db.session() as session:
+                return (await session.execute(select(AssistanceRequest.status).where(
+                    AssistanceRequest.number == number))).scalar_one() is status
+
+        await self.retrying(press, done)
+
+    async def broadcast(self, rooms: list[int], key: str, text_: str) -> None:
+        """A notice to many duty rooms: one outbox row each, in one transaction."""
+        async with self.desk.db.session() as session:
+            for chat_id in rooms:
+                await outbox.enqueue(session, chat_id=chat_id, kind="notice", text=text_,
+                                     dedup_key=f"{key}:{chat_id}", now=self.clock.now())
+        self.desk.services.wake_delivery()
+
+
+async def seed(database_url: str, emulator: BotApiEmulator) -> list[int]:
+    """Sample data, its people and duty rooms in the emulator; returns every room's chat id."""
+    db = Database(database_url)
+    try:
+        report = await import_file(db, "data/sample.yaml")
+        assert not report.problems
+        async with db.session() as session:
+            rooms = {r.chat_id: r.unit.short_name for r in (await session.execute(
+                select(DutyRoom).options(selectinload(DutyRoom.unit)))).scalars()}
+    finally:
+        await db.dispose()
+    for user_id, (name, _unit) in PEOPLE.items():
+        emulator.add_user(user_id, name)
+    for chat_id, unit in rooms.items():
+        emulator.add_group(chat_id, f"{unit}值班室",
+                           [u for u, (_n, home) in PEOPLE.items() if home == unit])
+    extra = [EXTRA_ROOM_BASE - i for i in range(EXTRA_ROOMS)]
+    for chat_id in extra:  # the broadcast's wider audience: groups the emulator knows
+        emulator.add_group(chat_id, f"专项值班群{-chat_id}")
+    return [*rooms, *extra]
+
+
+def plain(html_text: str) -> str:
+    """What a chat shows of an HTML message."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
+def beijing(day: int, hour: int, minute: int = 0) -> datetime:
+    """A Beijing wall-clock time on `day` December 2026, as UTC."""
+    return datetime(2026, 12, day, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+
+
+async def scheduled_occurrences(desk: BotHarness, start: datetime = T0,
+                                end: datetime = END) -> dict[str, datetime]:
+    """Every occurrence the planners list in [start, end), computed from the database now."""
+    assert desk.services.scheduler is not None
+    found: dict[str, datetime] = {}
+    async with desk.db.session() as session:
+        for planner in desk.services.scheduler.planners.values():
+            for occurrence in await planner.occurrences(session, start, end):
+                found[occurrence.key] = occurrence.due_at
+    return found
+
+
+async def run_day(database_url: str, emulator: BotApiEmulator,
+                  outage: tuple[Callable[[], None], Callable[[], None]] | None) -> None:
+    rooms = await seed(database_url, emulator)
+    clock = FakeClock(T0)
+    emulator.faults.stall_seconds = STALL
+    async with BotHarness(emulator, database_url, admin_ids=[ADMIN], now=clock) as desk:
+        worker = desk.services.delivery
+        assert worker is not None
+        worker.read_timeout = READ_TIMEOUT
+        emulator.faults.random(FAULT_RATE, ("429", "500", "502", "drop", "timeout"), seed=7)
+        day = Day(desk, clock, emulator)
+        assert desk.services.scheduler is not None
+        numbers: dict[str, str] = {}
+
+        async def morning_requests() -> None:
+            numbers["gs"] = await day.request(SC_OFFICER, "甘肃", "特急", "协查涉枪线索（一）")
+            numbers["cq"] = await day.request(QH_OFFICER, "重庆", "加急", "查询涉案车辆轨迹")
+            numbers["sh"] = await day.request(JS_OFFICER, "上海", "平急", "核实人员身份信息")
+
+        async def broadcast() -> None:
+            text_ = "【预警】跨区域流窜盗窃团伙活动预警，请各值班室加强巡控并回复收到。"
+            if outage is None:
+                await day.broadcast(rooms, "fault-day:broadcast", text_)
+                return
+            # On PostgreSQL: the worker sends in the background and the server goes away
+            # in the middle of it; a user asks something while it is down.
+            stop_server, start_server = outage
+            sends = len([c for c in emulator.calls if c.method == "sendMessage"])
+            worker.start()
+            await day.broadcast(rooms, "fault-day:broadcast", text_)
+            await emulator.wait_for_calls(sends + 30, "sendMessage", timeout=30)
+            await asyncio.to_thread(stop_server)
+            reached = {c.chat_id for c in emulator.calls if c.method == "sendMessage"
+                       and c.params.get("text") == text_}
+            assert len(reached) < len(rooms), "the broadcast was over before the restart"
+            down = await desk.send(SC_OFFICER, "/oncall 甘肃")
+            assert "四川" not in down.text  # at most the polite "not completed"
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(start_server)
+            await asyncio.sleep(1.0)
+            await worker.stop()
+
+        script: dict[datetime, Callable[[], Awaitable[Any]]] = {
+            beijing(2, 7, 10): morning_requests,
+            beijing(2, 7, 20): lambda: day.act(GS_DUTY, numbers["gs"], "acc",
+                                               RequestStatus.accepted),
+            beijing(2, 9, 0): lambda: day.act(XJ_DUTY, numbers["xj"], "acc",
+                                              RequestStatus.accepted),
+            beijing(2, 12, 0): broadcast,
+            beijing(2, 12, 30): lambda: day.act(CQ_DUTY, numbers["cq"], "acc",
+                                                RequestStatus.accepted),
+        }
+
+        async def xinjiang() -> None:
+            numbers["xj"] = await day.request(SC_OFFICER, "新疆", "特急", "协查危爆物品流失")
+        script[beijing(2, 8, 0)] = xinjiang
+
+        await day.settle()
+        moment = T0
+        while moment < END:
+            # Like the scheduler's timers: each occurrence fires just after its due time.
+            upcoming = await scheduled_occurrences(desk, moment, moment + STEP + TICK)
+            for due_at in sorted(set(upcoming.values())):
+                clock.set(max(clock.now(), due_at + TICK))
+                await desk.services.scheduler.run_due()
+                await day.settle()
+            moment += STEP
+            clock.set(max(clock.now(), moment))
+            if moment in script:
+                await script[moment]()
+            await desk.services.scheduler.run_due()
+            await day.settle()
+        emulator.faults.clear()
+        await check_the_day(desk, numbers, rooms)
+
+
+async def check_the_day(desk: BotHarness, numbers: dict[str, str], rooms: list[int]) -> None:
+    emulator = desk.emulator
+    injected = emulator.faults.injected
+    assert all(injected[kind] for kind in ("429", "500", "502", "drop", "timeout")), injected
+
+    async with desk.db.session() as session:
+        requests = {r.number: r for r in (await session.execute(
+            select(AssistanceRequest))).scalars()}
+        marks = {m.key: m for m in (await session.execute(select(ScheduleMark))).scalars()}
+        rows = list((await session.execute(select(OutboxMessage).order_by(
+            OutboxMessage.id))).scalars())
+
+    # Requests: each where the day left it, none lost or doubled.
+    assert len(requests) == 4
+    expected = {"gs": RequestStatus.accepted, "xj": RequestStatus.accepted,
+                "cq": RequestStatus.accepted, "sh": RequestStatus.open}
+    assert {key: requests[n].status for key, n in numbers.items()} == expected
+
+    # Scheduled work: every occurrence of the day fired once, in time; none missed.
+    due = await scheduled_occurrences(desk)
+    assert due, "the day had nothing scheduled"
+    assert {k: marks[k].outcome for k in due if k in marks} == {k: "sent" for k in due}
+    escalations = {k for k in marks if ":escalate:" in k}
+    assert escalations == {
+        f"request:{numbers['xj']}:escalate:remind_room",  # 特急, accepted after 60 minutes
+        f"request:{numbers['xj']}:escalate:alert_coordinators",
+        f"request:{numbers['cq']}:escalate:remind_room",  # 加急, accepted after 5 hours
+        f"request:{numbers['cq']}:escalate:alert_coordinators",
+        f"request:{numbers['sh']}:escalate:remind_room",  # 平急, still open after 24 hours
+    }
+    # Handover briefs: 甘肃 daily at 08:30, 新疆 08:00/20:00 Urumqi time, 重庆 08:00/20:00,
+    # 上海 daily at 09:00; the meeting's reminders a day and an hour before, in each room
+    # of a participant that has one.
+    by_room = Counter((row.kind, row.chat_id) for row in rows)
+    assert {room: by_room["handover", room] for room in (GS_ROOM, XJ_ROOM, CQ_ROOM, SH_ROOM)} \
+        == {GS_ROOM: 2, XJ_ROOM: 2, CQ_ROOM: 3, SH_ROOM: 1}
+    assert {room: by_room["meeting_reminder", room]
+            for room in (GS_ROOM, QH_ROOM, SC_ROOM, XJ_ROOM, SX_ROOM)} == dict.fromkeys(
+        (GS_ROOM, QH_ROOM, SC_ROOM, XJ_ROOM, SX_ROOM), 2)
+
+    # The outbox: every row sent, none failed or left behind.
+    assert Counter(row.state for row in rows) == {OutboxState.sent: len(rows)}
+    assert len([r for r in rows if r.dedup_key.startswith("fault-day:broadcast")]) == len(rooms)
+
+    # What each chat received: every row's message at least once; copies beyond that
+    # only from calls the bot gave up on while Telegram applied them (stalls).
+    wanted: Counter[tuple[int, str]] = Counter(
+        (row.chat_id, row.payload.get("text") or row.payload.get("caption") or "")
+        for row in rows if row.method == "sendMessage")
+    arrived: Counter[tuple[int, str]] = Counter(
+        (c.chat_id, c.params.get("text", "")) for c in emulator.calls
+        if c.method == "sendMessage" and c.ok and (c.chat_id, c.params.get("text", "")) in wanted)
+    lost = {key: n for key, n in wanted.items() if arrived[key] < n}
+    assert not lost, lost
+    extra = sum(arrived[key] - n for key, n in wanted.items())
+    stalled = sum(1 for c in emulator.calls if c.fault == "timeout" and c.method == "sendMessage")
+    assert extra <= stalled, (extra, stalled)
+
+    # Edits: every message that was edited shows its last edit.
+    last_edit: dict[str, OutboxMessage] = {}
+    by_key = {row.dedup_key: row for row in rows}
+    for row in rows:
+        if row.method == "editMessageText" and row.reply_to_key:
+            last_edit[row.reply_to_key] = row
+    for key, row in last_edit.items():
+        target = by_key[key]
+        shown = emulator.message(target.chat_id, target.telegram_message_id or 0)
+        assert shown is not None and shown.get("text") == plain(row.payload["text"]), key
+
+
+async def test_a_faulty_day_on_sqlite(emulator: BotApiEmulator, test_databases: Any,
+                                      tmp_path: Path) -> None:
+    await run_day(await test_databases.sqlite_url(tmp_path), emulator, None)
+
+
+async def test_a_faulty_day_with_a_postgresql_restart(
+    emulator: BotApiEmulator, private_postgres: PrivatePostgres
+) -> None:
+    await upgrade(private_postgres.url)
+    await run_day(private_postgres.url, emulator,
+                  (private_postgres.stop_server, private_postgres.start_server))
