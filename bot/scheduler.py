@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from apscheduler.jobstores.base import JobLookupError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import JobQueue
 
@@ -44,6 +45,9 @@ DEFAULT_LOOKBACK = timedelta(days=2)
 # How far ahead jobs are placed; a periodic rebuild extends it.
 DEFAULT_HORIZON = timedelta(days=8)
 REBUILD_EVERY = timedelta(hours=1)
+# A job whose transaction fails for want of the database is tried this often in all.
+FIRE_ATTEMPTS = 4
+FIRE_RETRY_DELAY = 0.5  # seconds, times the attempt number
 JOB_PREFIX = "due:"
 REBUILD_JOB = "scheduler:rebuild"
 
@@ -244,8 +248,24 @@ class Scheduler:
         await self.fire(name, occurrence)
 
     async def fire(self, planner_name: str, occurrence: Occurrence) -> str | None:
-        """Fire one occurrence now (its job came due); once, whoever else tries."""
-        outcome = await self._fire_one(self.planners[planner_name], occurrence, self.now())
+        """Fire one occurrence now (its job came due); once, whoever else tries.
+
+        A database that cannot be reached for a moment (SQLite's write lock held past the
+        busy timeout in a burst of due jobs, a dropped PostgreSQL connection) is tried
+        again: the claim and the outbox rows share one transaction, so a failed attempt
+        leaves nothing, and giving up would leave the occurrence to the hourly sweep,
+        by then past the grace period and missed."""
+        for attempt in range(1, FIRE_ATTEMPTS + 1):
+            try:
+                outcome = await self._fire_one(self.planners[planner_name], occurrence,
+                                               self.now())
+                break
+            except OperationalError as error:
+                if attempt == FIRE_ATTEMPTS:
+                    raise
+                log.warning("occurrence %s: attempt %d failed (%s), trying again",
+                            occurrence.key, attempt, error.orig)
+                await asyncio.sleep(FIRE_RETRY_DELAY * attempt)
         if outcome in (Outcome.sent, Outcome.late):
             self.wake_delivery()
         return outcome

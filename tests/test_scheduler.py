@@ -4,13 +4,17 @@ recorded as missed; twice-fired jobs and concurrent firing send nothing twice.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import ApplicationBuilder
 
+from bot import scheduler as scheduler_module
 from bot.scheduler import Occurrence, Outcome, Scheduler
 from storage import outbox
 from storage.db import Database
@@ -118,3 +122,38 @@ async def test_rebuild_places_one_job_per_future_occurrence(db: Database) -> Non
         assert min(j.next_run_time for j in jobs) == T0 + timedelta(minutes=10)
     finally:
         await application.job_queue.stop()
+
+
+class LockedOnce(EveryTenMinutes):
+    """Fails its first write as SQLite does when the write lock stays taken too long."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def fire(
+        self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
+    ) -> None:
+        await super().fire(session, occurrence, now, late)
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+
+
+async def test_a_job_that_cannot_get_the_database_is_tried_again_and_sends_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "FIRE_RETRY_DELAY", 0.01)
+    clock = Clock(T0 + timedelta(seconds=1))
+    scheduler = Scheduler(db, [LockedOnce(failures=2)], now=clock)
+    assert await scheduler.fire("test", Occurrence("tick:0100", T0)) == Outcome.sent
+    assert await texts(db) == ["tick:0100"]  # the failed attempts left nothing behind
+    # Past the attempts the error is not swallowed (the job's error handler logs it) …
+    clock.now = T0 + timedelta(minutes=10, seconds=1)
+    stubborn = Scheduler(db, [LockedOnce(failures=scheduler_module.FIRE_ATTEMPTS)], now=clock)
+    with pytest.raises(OperationalError):
+        await stubborn.fire("test", Occurrence("tick:0110", T0 + timedelta(minutes=10)))
+    # … and the occurrence stays unclaimed, so the next sweep still fires it.
+    clock.now = T0 + timedelta(minutes=10, seconds=30)
+    assert (await scheduler.run_due())[Outcome.sent] == 1
+    assert await texts(db) == ["tick:0100", "tick:0110"]
