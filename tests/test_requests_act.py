@@ -281,3 +281,33 @@ async def test_lists_page_and_open_requests(bot: BotHarness) -> None:
     assert "没有符合条件" in sent.text
     sent = await bot.send(DUTY, "/requests 火星")
     assert "没有找到单位「火星」" in sent.text
+
+
+async def test_without_a_duty_room_the_liaison_is_told_and_coordinators_see_it_until_acted(
+    bot: BotHarness,
+) -> None:
+    sent = await bot.send(REQUESTER, "/request 重庆 治安管控互动 特急 协查涉枪线索")
+    done = await bot.press(REQUESTER, sent, "提交")
+    # The requester is told at once, with the number of liaisons reached.
+    assert "XZ-2026-000001" in done.text and "重庆市公安局尚未登记值班室" in done.text
+    assert "联络员 1 人" in done.text
+    delivered = await bot.deliver()
+    # Only 刘洋 has a linked Telegram account (陈晨 has none): he alone is told, privately.
+    assert {c.chat_id for c in delivered.messages} == {CQ_LIAISON}
+    [liaison] = in_chat(delivered, CQ_LIAISON)
+    assert "尚未登记值班室" in liaison.params["text"]
+    assert "XZ-2026-000001" in liaison.params["text"]
+    assert next(label for label, _ in Sent([liaison]).buttons()) == "✅ 接收"
+    # Coordinators (this one reads English) see it as undelivered, the others do not.
+    listing = await bot.send(COORDINATOR, "/requests undelivered")
+    assert "XZ-2026-000001" in listing.text and "undelivered" in listing.text
+    shown = await bot.send(COORDINATOR, "/request XZ-2026-000001")
+    assert "Not delivered" in shown.text
+    # Once the liaison acts it is no longer undelivered.
+    pressed = await bot.press(CQ_LIAISON, liaison, "接收")
+    assert pressed.alerts == ["已接收 XZ-2026-000001。"]
+    listing = await bot.send(COORDINATOR, "/requests undelivered")
+    assert "XZ-2026-000001" not in listing.text
+    request = await the_request(bot.db)
+    assert [e.action for e in request.events] == ["created", "undelivered", "accept"]
+    assert request.events[-1].actor.full_name == "刘洋"

@@ -324,6 +324,35 @@ async def test_swap_confirmed_by_the_other_officer(
     assert swap.status is SwapStatus.confirmed and len(overrides) == 2
 
 
+async def test_swap_confirmed_by_a_coordinator_not_by_the_requester(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    # 张伟 asks 马建军 to cover his shift of 23 November; a coordinator confirms it.
+    await desk.send(ZHANG, "/swap 11-23 马建军")
+    request = next(c for c in (await desk.deliver()).messages if c.chat_id == GANSU_ROOM)
+    own = await desk.press(ZHANG, request, "同意")
+    assert own.alerts and "只有被申请的值班员" in own.alerts[0]
+    confirmed = await desk.press(COORD_ID, request, "同意")
+    assert "换班已确认" in confirmed.text and "王芳" in confirmed.text
+    told = await desk.deliver()
+    assert any("换班已确认" in t for t in texts_to(told.messages, ZHANG))
+    # The reminders follow: 马建军 is reminded of 23 November, 张伟 is not.
+    clock.set(at_beijing(22) + timedelta(seconds=1))
+    sent = await desk.run_due()
+    assert not texts_to(sent.messages, ZHANG)
+    [reminder] = texts_to(sent.messages, MA)
+    assert "还有 1 天" in reminder
+    clock.set(at_beijing(23) + timedelta(seconds=1))
+    [brief] = texts_to((await desk.run_due()).messages, GANSU_ROOM)
+    assert "接班：<b>马建军" in brief
+    async with desk.db.session() as session:
+        swap = (await session.execute(select(ShiftSwap))).scalar_one()
+        decided = (await session.execute(select(AuditEntry).where(
+            AuditEntry.action.like("%swap%")))).scalars().all()
+    assert swap.status is SwapStatus.confirmed
+    assert COORD_ID in {entry.actor_telegram_id for entry in decided}
+
+
 async def test_swap_rejected_or_withdrawn_changes_nothing(desk: BotHarness) -> None:
     await desk.send(ZHANG, "/swap 11-23 马建军")  # ask 马建军 to cover
     sent = await desk.deliver()
