@@ -405,14 +405,14 @@ async def missed_command(update: Update, context: Context, actor: Actor) -> None
         what = detail.get("what", "")
         label = tr(f"meetings.missed.what.{what}") if what in MISSED_KINDS else escape(mark.key)
         subject = escape(str(detail.get("title") or detail.get("room") or detail.get("zone")
-                             or ""))
+                             or detail.get("number") or ""))
         lines.append(tr("meetings.missed.item", due=fmt_when(tr, mark.due_at, zone_name, now=now),
                         what=label, subject=subject))
     await reply(update, "\n".join(lines))
 
 
 MISSED_KINDS = {"meeting_reminder", "handover", "shift_reminder", "chair_reminder",
-                "chair_handover"}
+                "chair_handover", "request_escalation"}
 
 
 # --------------------------------------------------------------------------- /meeting

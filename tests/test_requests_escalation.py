@@ -156,6 +156,10 @@ async def test_a_restart_across_a_due_escalation_fires_it_once(
         assert "Request overdue" in alert and "sent late" in alert
     async with BotHarness(emulator, database_url, now=clock) as bot:
         assert not (await bot.deliver()).messages
+        # Coordinators see that the alert went out only after the grace period.
+        listing = await bot.send(COORDINATOR, "/missed")
+        assert "request escalation (past the grace period; sent late" in listing.text
+        assert "XZ-2026-000001" in listing.text
         async with bot.db.session() as session:
             marks = {m.key: m.outcome for m in (await session.execute(
                 select(ScheduleMark))).scalars()}

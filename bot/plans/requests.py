@@ -43,12 +43,14 @@ def request_occurrences(request: AssistanceRequest) -> list[Occurrence]:
         for step in escalation_plan(request.created_at, urgency, {urgency: window}):
             found.append(Occurrence(
                 f"request:{request.number}:escalate:{step.step}", step.due_at,
-                {"what": "request_escalation", "request_id": request.id, "step": step.step},
+                {"what": "request_escalation", "request_id": request.id, "number": request.number,
+                 "step": step.step},
             ))
     if request.status in ACTIVE_STATUSES and request.reply_due_at is not None:
         found.append(Occurrence(
             f"request:{request.number}:{REPLY_OVERDUE}", request.reply_due_at,
-            {"what": "request_escalation", "request_id": request.id, "step": REPLY_OVERDUE},
+            {"what": "request_escalation", "request_id": request.id, "number": request.number,
+             "step": REPLY_OVERDUE},
         ))
     return found
 
