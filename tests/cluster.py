@@ -66,6 +66,10 @@ async def eventually(condition: Callable[[], Any], seconds: float = 20.0,
 # --------------------------------------------------------------------------- data
 
 
+async def all_sent(db: Database, count: int) -> bool:
+    return await rows_in_state(db, OutboxState.sent) == count
+
+
 def rooms(count: int) -> list[int]:
     return [FIRST_ROOM - i for i in range(count)]
 
@@ -122,10 +126,14 @@ def reminders_sent(emulator: BotApiEmulator, meeting_id: int) -> int:
 
 
 class RoundRobinProxy:
-    """The reverse proxy in front of several webhook servers: each POST goes to the next."""
+    """A reverse proxy: each request goes to the next backend (nginx in front of several
+    webhook servers). With `delay`, each answer is held back that long after the backend
+    gave it (a slow link between the bot and Telegram: the call has taken effect, the
+    bot does not know yet)."""
 
-    def __init__(self, backends: Sequence[str]) -> None:
+    def __init__(self, backends: Sequence[str], *, delay: float = 0.0) -> None:
         self.backends = list(backends)
+        self.delay = delay
         self._next = itertools.cycle(range(len(self.backends)))
         self.port = free_port()
         self.forwarded: Counter[int] = Counter()
@@ -133,23 +141,33 @@ class RoundRobinProxy:
         self._session: ClientSession | None = None
 
     @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/telegram"
+        """The public webhook URL."""
+        return self.base + "/telegram"
 
     async def _forward(self, request: web.Request) -> web.Response:
         index = next(self._next)
         assert self._session is not None
-        async with self._session.post(self.backends[index] + request.path_qs,
-                                      data=await request.read(),
-                                      headers=request.headers) as answer:
+        async with self._session.request(request.method, self.backends[index] + request.path_qs,
+                                         data=await request.read(),
+                                         headers=request.headers) as answer:
             self.forwarded[index] += 1
-            return web.Response(status=answer.status, body=await answer.read())
+            body, status = await answer.read(), answer.status
+            content_type = answer.headers.get("Content-Type")
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type}
+                            if content_type else None)
 
     async def __aenter__(self) -> RoundRobinProxy:
         self._session = ClientSession()
-        app = web.Application()
-        app.router.add_post("/telegram", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         return self
@@ -161,13 +179,15 @@ class RoundRobinProxy:
 
 
 def webhook_env(emulator: BotApiEmulator, database_url: str, public_url: str, port: int,
-                **extra: Any) -> dict[str, str]:
-    """Settings for one bot process in webhook mode behind `public_url`."""
+                *, api_url: str | None = None, **extra: Any) -> dict[str, str]:
+    """Settings for one bot process in webhook mode behind `public_url`, calling the
+    emulator (or `api_url`, a proxy in front of it)."""
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
            if key in os.environ}
     env.update({
         "BOT_TOKEN": TEST_TOKEN, "DATABASE_URL": database_url,
-        "TELEGRAM_BASE_URL": emulator.base_url, "TELEGRAM_BASE_FILE_URL": emulator.base_file_url,
+        "TELEGRAM_BASE_URL": f"{api_url}/bot" if api_url else emulator.base_url,
+        "TELEGRAM_BASE_FILE_URL": f"{api_url}/file/bot" if api_url else emulator.base_file_url,
         "BOT_MODE": "webhook", "WEBHOOK_URL": public_url, "WEBHOOK_LISTEN": "127.0.0.1",
         "WEBHOOK_PORT": str(port), "WEBHOOK_SECRET": SECRET, "LOAD_SAMPLE_DATA": "false",
         "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",

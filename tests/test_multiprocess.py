@@ -1,0 +1,155 @@
+"""Several real bot processes (`python -m bot run`, webhook mode behind one proxy) on the
+real PostgreSQL, against one emulator: a 500-room broadcast shared without duplicates,
+the scheduler leader killed and replaced, a crash in the middle of a broadcast.
+
+Small leases and poll intervals keep each test to seconds; the behaviour is the
+production one. PostgreSQL only: on SQLite there is one process by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from bot.emulator import BotApiEmulator
+from bot.leader import CHANNEL
+from storage.db import Database
+from storage.models import OutboxState, ScheduleMark
+from tests.cluster import (
+    BotProcess,
+    RoundRobinProxy,
+    all_sent,
+    broadcast,
+    broadcast_counts,
+    eventually,
+    free_port,
+    reminders_sent,
+    rooms,
+    rows_in_state,
+    seed_reminder,
+    webhook_env,
+)
+
+ROOMS = 500
+LATENCY = 0.3
+TAKEOVER_LIMIT_S = 30.0
+FAST = {"leader_retry_seconds": 1, "delivery_poll_seconds": 0.2,
+        "delivery_lease_seconds": 4, "delivery_rate": 40}
+
+Cluster = Callable[[int], AsyncIterator[list[BotProcess]]]
+
+
+@pytest.fixture
+def postgres_url(database_url: str) -> str:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("several processes need PostgreSQL; SQLite runs one process")
+    return database_url
+
+
+@pytest.fixture
+async def processes(
+    emulator: BotApiEmulator, postgres_url: str
+) -> AsyncIterator[Callable[[int], list[BotProcess]]]:
+    """`make(n, api_url)`: n bot processes (not started) behind one round-robin proxy."""
+    made: list[BotProcess] = []
+    ports = [free_port() for _ in range(3)]
+    async with RoundRobinProxy([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+
+        def make(count: int, api_url: str | None = None) -> list[BotProcess]:
+            for port in ports[len(made):len(made) + count]:
+                env = webhook_env(emulator, postgres_url, proxy.url, port, api_url=api_url,
+                                  **FAST)
+                made.append(BotProcess(f"bot{len(made) + 1}", env))
+            return made[-count:]
+
+        try:
+            yield make
+        finally:
+            for process in made:
+                await process.kill()
+
+
+async def test_two_processes_share_a_500_room_broadcast_without_duplicates(
+    emulator: BotApiEmulator, db: Database, processes: Callable[[int], list[BotProcess]]
+) -> None:
+    chats = rooms(ROOMS)
+    for chat_id in chats:
+        emulator.add_group(chat_id, f"值班室{chat_id}")
+    first, second = processes(2)
+    await asyncio.gather(first.start(), second.start())
+    await broadcast(db, chats, "b500")
+    await eventually(lambda: all_sent(db, ROOMS), 60, "every row sent")
+    await asyncio.gather(first.stop(), second.stop())
+    counts = broadcast_counts(emulator, "b500")
+    assert set(counts) == set(chats)
+    assert set(counts.values()) == {1}, "a room got the broadcast twice"
+    shares = first.sent_count(), second.sent_count()
+    assert sum(shares) == ROOMS and min(shares) > 0, shares
+
+
+async def test_killing_the_scheduler_leader_hands_over_and_the_reminder_goes_once(
+    emulator: BotApiEmulator, db: Database, processes: Callable[[int], list[BotProcess]]
+) -> None:
+    room = rooms(1)[0]
+    emulator.add_group(room, "值班室")
+    leader, follower = processes(2)
+    await leader.start()
+    assert leader.logged("is now the leader")
+    await follower.start()
+    assert follower.logged("is a follower") and not follower.logged("is now the leader")
+    # A reminder due a few seconds from now, scheduled by the leader (told by NOTIFY,
+    # as a change made in a follower's handler would be).
+    due = datetime.now(UTC) + timedelta(seconds=5)
+    meeting_id = await seed_reminder(db, room, due)
+    async with db.engine.connect() as connection:
+        await connection.execute(text("SELECT pg_notify(:c, 'meetings')"), {"c": CHANNEL})
+        await connection.commit()
+    await asyncio.sleep(0.5)
+    await leader.kill()
+    killed = time.monotonic()
+    assert datetime.now(UTC) < due, "the machine was too slow: the reminder fell due first"
+    await eventually(lambda: follower.logged("is now the leader"), TAKEOVER_LIMIT_S,
+                     "takeover by the follower")
+    took_over = follower.logged("is now the leader")
+    assert took_over is not None and took_over - killed < TAKEOVER_LIMIT_S
+    await eventually(lambda: reminders_sent(emulator, meeting_id) >= 1, 30, "the reminder")
+    await asyncio.sleep(1.5)  # anything doubled would have gone out by now
+    assert reminders_sent(emulator, meeting_id) == 1
+    async with db.session() as session:
+        marks = (await session.execute(select(func.count()).select_from(ScheduleMark))).scalar()
+    assert marks == 1
+    await follower.stop()
+
+
+async def test_a_crash_mid_broadcast_repeats_at_most_the_rows_in_flight(
+    emulator: BotApiEmulator, db: Database, processes: Callable[[int], list[BotProcess]]
+) -> None:
+    chats = rooms(ROOMS)
+    for chat_id in chats:
+        emulator.add_group(chat_id, f"值班室{chat_id}")
+    # Answers reach the bot a while after Telegram acted on the call, so some messages
+    # are out without the bot knowing when it dies: those are the ones repeated.
+    async with RoundRobinProxy([f"http://{emulator.host}:{emulator.port}"],
+                               delay=LATENCY) as slow_link:
+        (bot,) = processes(1, slow_link.base)
+        await bot.start()
+        await broadcast(db, chats, "crash")
+        await eventually(lambda: sum(broadcast_counts(emulator, "crash").values()) >= ROOMS // 4,
+                         60, "a quarter of the broadcast")
+        await bot.kill()
+        # What may have reached Telegram without being recorded: every row still claimed.
+        in_flight = await rows_in_state(db, OutboxState.sending)
+        before = broadcast_counts(emulator, "crash")
+        assert 0 < len(before) < ROOMS and in_flight > 0
+        await bot.start()  # the same process again, after the crash
+        await eventually(lambda: all_sent(db, ROOMS), 60, "every row sent after the restart")
+        await bot.stop()
+    counts = broadcast_counts(emulator, "crash")
+    assert set(counts) == set(chats)
+    repeated = sum(n - 1 for n in counts.values())
+    assert repeated <= in_flight, (repeated, in_flight)
