@@ -470,6 +470,16 @@ async def test_a_stall_times_the_client_out_and_is_then_applied(emu: BotApiEmula
     assert emu.sent_texts(USER) == ["slow"]  # what a retry would duplicate
 
 
+async def test_a_stall_shorter_than_the_timeout_is_only_slow(emu: BotApiEmulator) -> None:
+    emu.faults.stall_seconds = 0.2
+    emu.faults.fail_next(1, "timeout", methods=["sendMessage"])
+    async with Bot(TOKEN, base_url=emu.base_url) as patient:
+        started = asyncio.get_running_loop().time()
+        await patient.send_message(USER, "slow")
+        assert asyncio.get_running_loop().time() - started >= 0.2
+    assert emu.sent_texts(USER) == ["slow"]
+
+
 async def test_random_faults_are_reproducible(emu: BotApiEmulator) -> None:
     outcomes = []
     for _ in range(2):
