@@ -152,6 +152,12 @@ async def unknown_command(update: Update, context: Context) -> None:
     await reply(update, actor.tr(key))
 
 
+async def not_text(update: Update, context: Context) -> None:
+    """A photo, file or sticker outside any conversation: say what the bot can read."""
+    actor = await current_actor(update, context)
+    await reply(update, actor.tr("errors.text_only" if actor.registered else "errors.unregistered"))
+
+
 def register(application: Application) -> None:
     application.add_handler(
         CallbackQueryHandler(empty_button, pattern=lambda data: not data), group=GUARD_GROUP
@@ -166,3 +172,5 @@ def register_fallbacks(application: Application) -> None:
     application.add_handler(
         MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, unknown_command)
     )
+    application.add_handler(MessageHandler(
+        filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE & ~filters.TEXT, not_text))
