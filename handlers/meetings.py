@@ -377,7 +377,9 @@ async def ics_pressed(update: Update, context: Context, actor: Actor) -> None:
                                                until=now + HORIZON, limit=100)
             filename = "meetings.ics"
         else:
-            meeting = await get_meeting(session, int(data.rsplit(":", 1)[1]))
+            # Forged data (no id, a huge one) finds nothing rather than failing.
+            found = re.fullmatch(rf"{CB}:ics:(\d{{1,9}})", data)
+            meeting = await get_meeting(session, int(found[1])) if found else None
             meetings = [meeting] if meeting is not None and may_see(scope, meeting) else []
             filename = f"meeting-{meeting.id}.ics" if meetings and meeting else "meeting.ics"
     if not meetings:
