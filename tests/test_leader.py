@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.emulator import BotApiEmulator
+from bot.health import check_scheduler
 from bot.leader import APPLICATION_NAME
 from bot.scheduler import JOB_PREFIX
 from bot.testing import BotHarness
@@ -100,3 +101,16 @@ async def test_a_leader_that_loses_its_connection_stops_scheduling(
         # Leadership lost means no jobs here; the next round wins the lock again and
         # rebuilds them from the database.
         await eventually(lambda: leader.is_leader and bool(meeting_jobs(harness)))
+
+
+async def test_check_names_the_leader(emulator: BotApiEmulator, database_url: str) -> None:
+    async with BotHarness(emulator, database_url) as harness:
+        result = await check_scheduler(harness.settings)
+        assert result.ok
+        if database_url.startswith("sqlite"):
+            assert "SQLite" in result.detail
+        else:
+            assert harness.services.leader is not None
+            assert f"{APPLICATION_NAME} {harness.services.leader.name}" in result.detail
+    if database_url.startswith("postgresql"):
+        assert "no process leads" in (await check_scheduler(harness.settings)).detail
