@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +15,28 @@ from alembic.script import ScriptDirectory
 from storage.db import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# SQLite's FTS5 search tables (migration 0002): the virtual tables and their shadow tables.
+FTS_TABLE_SUFFIXES = ("_fts", "_fts_data", "_fts_idx", "_fts_docsize", "_fts_config",
+                      "_fts_content")
+
+
+def autogenerate_filter(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for this dialect: autogenerate compares only what the
+    models describe here, so it never proposes dropping the FTS5 tables the search
+    migration made by hand on SQLite, nor adding an index the models keep for another
+    dialect (the PostgreSQL GIN indexes)."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool,
+                _compare_to: Any) -> bool:
+        if type_ == "table" and reflected and name and name.endswith(FTS_TABLE_SUFFIXES):
+            return False
+        if type_ == "index":
+            only = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+            if only and dialect not in ((only,) if isinstance(only, str) else tuple(only)):
+                return False
+        return True
+
+    return include
 
 
 def alembic_config(database_url: str) -> Config:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from storage.db import create_engine
+from storage.migrate import autogenerate_filter
 from storage.models import Base
 
 config = context.config
@@ -20,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=autogenerate_filter(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -36,7 +38,9 @@ async def _run_async() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata)
+    url = config.get_main_option("sqlalchemy.url")
+    context.configure(url=url, target_metadata=target_metadata,
+                      include_object=autogenerate_filter(make_url(url).get_backend_name()))
     with context.begin_transaction():
         context.run_migrations()
 else:
