@@ -56,6 +56,9 @@ TARGET, MECHANISM, URGENCY, SUBJECT, DETAILS, ATTACH, DEADLINE, CONFIRM = range(
 NOTE, UNIT = 20, 21
 END = ConversationHandler.END
 NEW, ACT, LIST, VIEW = "rqn", "rqx", "rql", "rqv"
+# A database id in button data: at most 9 digits, so a forged one cannot overflow
+# PostgreSQL's integer columns.
+DB_ID = r"(\d{1,9})"
 # A flow left alone this long is over: a later message is not taken as its answer.
 DRAFT_TTL = timedelta(hours=6)
 PENDING_TTL = timedelta(minutes=30)
@@ -420,7 +423,7 @@ async def target_pressed(update: Update, context: Context, actor: Actor) -> int:
         units = await _unit_names(svc, draft["targets"])
         await _closing(update, tr, "、".join(escape(u.name) for u in units.values()))
         return await _advance(update, context, actor)
-    match = re.fullmatch(rf"{NEW}:t:(\d+)", data)
+    match = re.fullmatch(rf"{NEW}:t:{DB_ID}", data)
     unit = (await _unit_names(svc, [int(match.group(1))])).get(int(match.group(1))) \
         if match else None
     if unit is None:
@@ -440,7 +443,7 @@ async def mechanism_chosen(update: Update, context: Context, actor: Actor) -> in
     if draft is None:
         return await _expired(update, tr)
     query = update.callback_query
-    match = re.fullmatch(rf"{NEW}:m:(\d+)", query.data or "") if query else None
+    match = re.fullmatch(rf"{NEW}:m:{DB_ID}", query.data or "") if query else None
     async with svc.db.session() as session:
         if query is not None:
             mechanism = await session.get(Mechanism, int(match.group(1))) if match else None
@@ -802,7 +805,7 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
     if query is None and not _answers_prompt(update, context):
         return UNIT
     if query is not None:
-        match = re.fullmatch(rf"{ACT}:u:(\d+)", query.data or "")
+        match = re.fullmatch(rf"{ACT}:u:{DB_ID}", query.data or "")
         if match is None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await _stop(UNIT)
@@ -936,7 +939,7 @@ async def _show(update: Update, context: Context, actor: Actor, *, number: str |
 async def view_pressed(update: Update, context: Context, actor: Actor) -> None:
     query = update.callback_query
     assert query is not None
-    match = re.fullmatch(rf"{VIEW}:(\d+)", query.data or "")
+    match = re.fullmatch(rf"{VIEW}:{DB_ID}", query.data or "")
     if match is None:
         await query.answer(actor.tr("errors.stale_button"), show_alert=True)
         return

@@ -118,9 +118,11 @@ def test_available_actions() -> None:
 
 def test_button_data_round_trips_and_fits_telegram() -> None:
     for action in Action:
-        data = rules.action_data(action, 999_999_999_999, 999_999_999)
+        data = rules.action_data(action, 999_999_999, 999_999_999)
         assert len(data.encode()) <= 64
-        assert rules.parse_action_data(data) == Press(action, 999_999_999_999, 999_999_999)
+        assert rules.parse_action_data(data) == Press(action, 999_999_999, 999_999_999)
+        # Beyond a database integer: refused before any query.
+        assert rules.parse_action_data(rules.action_data(action, 2**31, 1)) is None
 
 
 # --------------------------------------------------------------------------- periods

@@ -207,7 +207,9 @@ _ACTION_CODES = {
     Action.cancel: "can",
 }
 _CODE_ACTIONS = {code: action for action, code in _ACTION_CODES.items()}
-_ACTION_DATA = re.compile(r"^rq:(acc|dec|tra|cmp|can):([1-9]\d{0,11}):([1-9]\d{0,8})$")
+# Ids of at most 9 digits: PostgreSQL's integer ids stop at 2**31 - 1, and a forged larger
+# one must be refused here, not fail in the database.
+_ACTION_DATA = re.compile(r"^rq:(acc|dec|tra|cmp|can):([1-9]\d{0,8}):([1-9]\d{0,8})$")
 
 
 @dataclass(frozen=True)
