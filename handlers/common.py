@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     BotCommandScopeChat,
     InlineKeyboardButton,
@@ -21,6 +22,7 @@ from telegram.ext import ContextTypes
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
 from bot.services import Actor, resolve_actor, services
+from storage.access import duty_room_by_chat
 from storage.models import Role, role_permits
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,13 @@ class Refusal(Exception):
 def in_group(update: Update) -> bool:
     chat = update.effective_chat
     return chat is not None and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+async def may_show_details(session: AsyncSession, update: Update) -> bool:
+    """In a group, only a registered duty room sees contact details or request contents."""
+    chat = update.effective_chat
+    return not in_group(update) or (
+        chat is not None and await duty_room_by_chat(session, chat.id) is not None)
 
 
 def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:

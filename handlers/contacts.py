@@ -29,10 +29,18 @@ from bot.domain.normalize import parse_query
 from bot.i18n import Translator
 from bot.services import Actor, services
 from bot.timefmt import local_time
-from handlers.common import Context, Refusal, current_actor, escape, guarded, in_group, keyboard
+from handlers.common import (
+    Context,
+    Refusal,
+    current_actor,
+    escape,
+    guarded,
+    keyboard,
+    may_show_details,
+)
 from handlers.common import reply as send_reply
 from storage import directory
-from storage.access import audit, duty_room_by_chat, user_by_telegram_id
+from storage.access import audit, user_by_telegram_id
 from storage.duty import OnDuty, on_duty
 from storage.models import Liaison, LiaisonRole, Role
 from storage.search import (
@@ -156,13 +164,6 @@ async def contact_page(
                        keyboard([paging]) if paging else None)
 
 
-async def may_show_contacts(session: AsyncSession, update: Update) -> bool:
-    """In a group, only a registered duty room sees contact details."""
-    chat = update.effective_chat
-    return not in_group(update) or (
-        chat is not None and await duty_room_by_chat(session, chat.id) is not None)
-
-
 # --------------------------------------------------------------------------- /contact
 
 
@@ -179,7 +180,7 @@ async def answer_contacts(update: Update, context: Context, actor: Actor, query:
         if len(query) > MAX_QUERY:
             raise Refusal(tr("errors.too_long", limit=MAX_QUERY))
         async with svc.db.session() as session:
-            if not await may_show_contacts(session, update):
+            if not await may_show_details(session, update):
                 raise Refusal(tr("contacts.group_not_room"))
             if not query:
                 page = ContactPage(tr("contacts.menu_zones"), [], keyboard(
@@ -269,7 +270,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
     query = " ".join(context.args or []).strip()[:MAX_QUERY]
     try:
         async with svc.db.session() as session:
-            if not await may_show_contacts(session, update):
+            if not await may_show_details(session, update):
                 raise Refusal(tr("contacts.group_not_room"))
             if query:
                 parsed = parse_query(query, await load_vocabulary(session))
@@ -322,7 +323,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
         await send_reply(update, tr("errors.too_long", limit=MAX_QUERY))
         return
     async with svc.db.session() as session:
-        if not await may_show_contacts(session, update):
+        if not await may_show_details(session, update):
             return
         contacts = await contact_page(session, context, actor, text, 0,
                                       limit=PLAIN_TEXT_CONTACTS)

@@ -39,7 +39,16 @@ from bot.domain.requests import Action, Filters, Period, Press, Scope
 from bot.domain.timeparse import DeadlineError, parse_deadline
 from bot.i18n import Translator
 from bot.services import Actor, Services, services
-from handlers.common import Context, current_actor, escape, guarded, in_group, keyboard, reply
+from handlers.common import (
+    Context,
+    current_actor,
+    escape,
+    guarded,
+    in_group,
+    keyboard,
+    may_show_details,
+    reply,
+)
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
 from storage.models import Mechanism, Role, Unit, Urgency
@@ -901,11 +910,22 @@ async def drop_action(update: Update, context: Context) -> int:
 # =========================================================================== reading
 
 
+async def _shown_here(svc: Services, update: Update, tr: Translator) -> bool:
+    """Request contents never go to a group that is not a registered duty room."""
+    async with svc.db.session() as session:
+        allowed = await may_show_details(session, update)
+    if not allowed:
+        await reply(update, tr("requests.view.group_not_room"))
+    return allowed
+
+
 async def _show(update: Update, context: Context, actor: Actor, *, number: str | None = None,
                 request_id: int | None = None) -> None:
     """One request with its history, and the buttons this reader may press."""
     svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
     chat = update.effective_chat
+    if not await _shown_here(svc, update, tr):
+        return
     async with svc.db.session() as session:
         user = await user_by_telegram_id(session, actor.telegram_id)
         assert user is not None
@@ -998,6 +1018,8 @@ async def _list_page(svc: Services, actor: Actor, listing: dict[str, Any],
 @guarded(Role.officer)
 async def list_command(update: Update, context: Context, actor: Actor) -> None:
     svc = services(context)
+    if not await _shown_here(svc, update, actor.tr):
+        return
     filters_, unit_ids, notes = await _resolve_filters(svc, actor, list(context.args or []),
                                                        default_open=True)
     listing = {"filters": filters_.to_json(), "unit_ids": unit_ids, "notes": notes}
