@@ -19,7 +19,7 @@ from storage.search import search_clauses
 
 COMMANDS = [CommandInfo("agreement", Role.officer, Where.anywhere, "agreements.command")]
 PAGE_SIZE = 5
-CALLBACK = re.compile(r"^ag:(c|m|pg|only|list)(?::(\d+))?(?::(\d+))?$")
+CALLBACK = re.compile(r"^ag:(c|m|pg|only|list)(?::(\d{1,9}))?(?::(\d{1,9}))?$")
 
 
 def status_label(tr: Translator, agreement: Agreement) -> str:

@@ -62,7 +62,7 @@ INLINE_RESULTS = 8
 INLINE_CACHE_SECONDS = 10
 MAX_QUERY = 100
 QUERIES_KEPT = 30
-CALLBACK = re.compile(r"^ct:(pg|z|u|ub|s|only|menu)(?::(\d+))?(?::(\d+))?$")
+CALLBACK = re.compile(r"^ct:(pg|z|u|ub|s|only|menu)(?::(\d{1,9}))?(?::(\d{1,9}))?$")
 
 
 # --------------------------------------------------------------------------- queries behind buttons
