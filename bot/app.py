@@ -10,11 +10,11 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
 from bot.commands import CommandInfo, menu, visible_commands
-from bot.config import Settings
+from bot.config import BotMode, Settings
 from bot.delivery import DeliveryWorker
 from bot.i18n import DEFAULT_LANGUAGE, Translator, t
 from bot.leader import Leader
-from bot.persistence import DatabasePersistence
+from bot.persistence import DatabasePersistence, SharedStateApplication
 from bot.plans import PLANNERS
 from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
@@ -45,8 +45,12 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     if not token:
         raise ValueError("BOT_TOKEN is required to build the application")
     svc = svc or Services(settings=settings, db=Database(settings.database_url))
+    builder = ApplicationBuilder()
+    if settings.bot_mode is BotMode.webhook:
+        # Behind one URL, the next update of a conversation may reach another process.
+        builder = builder.application_class(SharedStateApplication)
     application = (
-        ApplicationBuilder()
+        builder
         .token(token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url or file_url_for(settings.telegram_base_url))

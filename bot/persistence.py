@@ -3,6 +3,12 @@
 Only conversations and per-user/per-chat data are stored (JSON); bot_data holds live
 services and is never persisted. PTB flushes on its update interval and at shutdown,
 so the interval is kept short.
+
+PTB reads persistence once, at start-up, and keeps it in memory. With several
+processes behind one webhook URL, a person's next message may reach another process,
+so webhook mode uses `SharedStateApplication`: before each update it reloads that
+update's conversation states and user and chat data from the database, and after it
+writes them back at once.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from collections import defaultdict
 from copy import deepcopy
 from typing import Any
 
-from sqlalchemy import select
-from telegram.ext import BasePersistence, PersistenceInput
+from sqlalchemy import and_, or_, select
+from telegram import Update
+from telegram.ext import Application, BasePersistence, ConversationHandler, PersistenceInput
 from telegram.ext._utils.types import CDCData, ConversationDict, ConversationKey
 
 from storage.db import Database
@@ -39,6 +46,54 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
                 )
             )
             return {key: value for key, value in rows}
+
+    async def _load_keys(self, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(ConversationState.namespace, ConversationState.key,
+                       ConversationState.value).where(or_(*(
+                           and_(ConversationState.namespace == namespace,
+                                ConversationState.key == key) for namespace, key in wanted)))
+            )
+            return {(namespace, key): value for namespace, key, value in rows}
+
+    async def reload_for(self, application: Application[Any, Any, Any, Any, Any, Any],
+                         update: Update) -> None:
+        """Replace what memory holds for this update (its conversation states, its user's
+        and chat's data) with what the database holds: another process may have handled
+        the previous update of the same person."""
+        user = update.effective_user.id if update.effective_user else None
+        chat = update.effective_chat.id if update.effective_chat else None
+        flows: list[tuple[ConversationHandler[Any], str, Any]] = []
+        for handlers in application.handlers.values():
+            for handler in handlers:
+                if isinstance(handler, ConversationHandler) and handler.persistent:
+                    try:
+                        key = handler._get_key(update)  # PTB has no public way
+                    except RuntimeError:  # the update has no chat or user for this flow
+                        continue
+                    flows.append((handler, CONVERSATION + str(handler.name), key))
+        wanted = [(namespace, json.dumps(list(key))) for _, namespace, key in flows]
+        if user is not None:
+            wanted.append((USER, str(user)))
+        if chat is not None:
+            wanted.append((CHAT, str(chat)))
+        if not wanted:
+            return
+        stored = await self._load_keys(wanted)
+        for handler, namespace, key in flows:
+            value = stored.get((namespace, json.dumps(list(key))))
+            states = handler._conversations
+            if value is None:
+                states.data.pop(key, None)  # untracked: nothing to write back
+            else:
+                states.update_no_track({key: value["state"]})
+        for namespace, ident, data in ((USER, user, application.user_data),
+                                       (CHAT, chat, application.chat_data)):
+            if ident is not None:
+                held = data[ident]
+                held.clear()
+                held.update(deepcopy(stored.get((namespace, str(ident))) or {}))
 
     async def _store(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
         async with self.db.session() as session:
@@ -102,3 +157,16 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
 
     async def flush(self) -> None:
         """Every update is written when PTB hands it over; nothing is buffered here."""
+
+
+class SharedStateApplication(Application[Any, Any, Any, Any, Any, Any]):
+    """An Application whose conversations and user/chat data live in the database
+    between updates, for several processes serving one webhook URL (module docstring)."""
+
+    async def process_update(self, update: object) -> None:
+        shared = isinstance(update, Update) and isinstance(self.persistence, DatabasePersistence)
+        if shared:
+            await self.persistence.reload_for(self, update)  # type: ignore[union-attr,arg-type]
+        await super().process_update(update)
+        if shared:
+            await self.update_persistence()

@@ -16,11 +16,14 @@ from bot.app import build_application
 from bot.config import BotMode, Settings, load_settings
 from bot.emulator import BotApiEmulator
 from bot.runner import make_services, serve
-from bot.testing import TEST_TOKEN
+from bot.testing import MESSAGE_METHODS, TEST_TOKEN, Sent
+from storage.db import Database
 from tests.cluster import SECRET, RoundRobinProxy, eventually, free_port
+from tests.test_requests_support import PEOPLE, make_directory
 
 ADMIN_ID = 910000001
 USERS = range(930000001, 930000021)
+REQUESTER = 101
 
 
 def webhook_settings(emulator: BotApiEmulator, database_url: str, port: int,
@@ -105,3 +108,42 @@ async def test_two_webhook_servers_behind_one_url_share_the_updates(
     # Each server got half of the updates; every update was answered exactly once.
     assert proxy.forwarded == {0: len(USERS) // 2, 1: len(USERS) // 2}
     assert all(len(emulator.calls_for(u, ["sendMessage"])) == 1 for u in USERS)
+
+
+async def test_a_guided_conversation_continues_on_whichever_server_gets_the_next_step(
+    emulator: BotApiEmulator, database_url: str, db: Database
+) -> None:
+    await make_directory(db)
+    for telegram_id, name, _role, _unit, language in PEOPLE.values():
+        emulator.add_user(telegram_id, name, language_code=language.lower())
+
+    async def step(update: dict[str, object]) -> Sent:
+        before = len(emulator.calls)
+        assert await emulator.deliver_webhook(update) == 200
+        await eventually(lambda: any(c.chat_id == REQUESTER and c.method in MESSAGE_METHODS
+                                     for c in emulator.calls[before:]), 30, "an answer")
+        await asyncio.sleep(0.2)  # the rest of the handler's calls
+        return Sent(emulator.calls[before:])
+
+    async def press(sent: Sent, label: str) -> Sent:
+        call = next(c for c in reversed(sent.messages) if label in str(c.params))
+        data = next(d for text, d in Sent([call]).buttons() if label in text)
+        return await step(emulator.make_callback_update(REQUESTER, call.message_ref, data))
+
+    ports = [free_port(), free_port()]
+    async with RoundRobinProxy([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+        first = webhook_settings(emulator, database_url, ports[0], proxy.url)
+        second = webhook_settings(emulator, database_url, ports[1], proxy.url)
+        async with serving(first), serving(second):
+            # Each step goes to the other server than the step before it.
+            sent = await step(emulator.make_message_update(REQUESTER, REQUESTER, "/request"))
+            assert "发起协作请求" in sent.text
+            sent = await press(sent, "四川")
+            assert "已选择：四川省公安厅" in sent.text
+            sent = await press(sent, "下一步")
+            assert "协作机制" in sent.text
+            sent = await press(sent, "治安管控互动")
+            assert "紧急程度" in sent.text
+            sent = await press(sent, "特急")
+            assert "主题" in sent.text
+    assert proxy.forwarded == {0: 3, 1: 2}
