@@ -562,7 +562,7 @@ async def swap_pressed(update: Update, context: Context, actor: Actor) -> None:
     query = update.callback_query
     assert query is not None
     svc, tr, now = services(context), actor.tr, services(context).now()
-    match = re.fullmatch(rf"{CB}:(\d+):(ok|no)", query.data or "")
+    match = re.fullmatch(rf"{CB}:(\d{{1,9}}):(ok|no)", query.data or "")
     if match is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return
