@@ -15,7 +15,8 @@ of that certainty for throughput on slow links). Global starts are also paced 1/
 apart, so sends do not queue behind each other and round trips stay short. Rows are only
 claimed for chats whose window has room, and only as many as can go out in about two
 seconds, so a claimed row never waits long enough for its lease to expire. The windows
-live in the worker: with several workers, give each a share of the global rate.
+live in the worker: with several workers, give each a share of the global rate
+(DELIVERY_RATE, docs/deployment.md).
 
 Errors:
 - `RetryAfter`: the chat is paused for retry_after and the row rescheduled without
