@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     ack_deadline_urgent_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     ack_deadline_routine_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
     schedule_grace_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    notice_ack_remind_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    notice_status_edit_seconds: float = Field(default=3.0, ge=0, le=600)
     load_sample_data: bool = True
 
     @field_validator("admin_ids", mode="before")

@@ -4,7 +4,17 @@ FALLBACKS register after every feature: plain-text lookups must not take message
 that a feature's conversation is waiting for.
 """
 
-from handlers import admin, agreements, chair, contacts, meetings, requests, roster, start
+from handlers import (
+    admin,
+    agreements,
+    chair,
+    contacts,
+    meetings,
+    notices,
+    requests,
+    roster,
+    start,
+)
 
-FEATURES = [start, admin, contacts, agreements, meetings, roster, chair, requests]
+FEATURES = [start, admin, contacts, agreements, meetings, roster, chair, requests, notices]
 FALLBACKS = [contacts.register_fallbacks, start.register_fallbacks]

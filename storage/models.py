@@ -705,10 +705,25 @@ class Notice(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Fixed when the notice goes out, so changing the setting never moves a reminder.
+    remind_at: Mapped[datetime | None]
+    corrected_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    # Earlier revisions: [{"revision", "text", "at", "by"}], oldest first.
+    history: Mapped[list[Any]] = mapped_column(default=list)
 
     deliveries: Mapped[list[NoticeDelivery]] = relationship(
         back_populates="notice", cascade="all, delete-orphan"
     )
+
+
+class NoticeCounter(Base):
+    """The last notice number issued in a year: TB-2026-000123 is the 123rd of 2026."""
+
+    __tablename__ = "notice_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class NoticeDelivery(Base):
@@ -724,6 +739,8 @@ class NoticeDelivery(Base):
     )
     acknowledged_revision: Mapped[int | None] = mapped_column(Integer)
     reminded_at: Mapped[datetime | None]
+    # The outbox row that put the notice in the room (edits and delivery state use it).
+    message_key: Mapped[str | None] = mapped_column(String(200))
 
     notice: Mapped[Notice] = relationship(back_populates="deliveries")
     duty_room: Mapped[DutyRoom] = relationship()

@@ -110,6 +110,62 @@ async def enqueue(
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
+async def enqueue_many(
+    session: AsyncSession,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime | None = None,
+    chunk: int = 500,
+    supersede: bool = False,
+) -> int:
+    """`enqueue` for a broadcast: one multi-row INSERT per `chunk` rows, same rules.
+
+    Each row maps chat_id, kind, dedup_key, payload and optionally method,
+    reply_to_key and not_before. Rows whose dedup_key is already in the outbox are
+    skipped; returns how many were inserted. With `supersede`, edits drop the older
+    unsent edits of their message by the same method, as in `enqueue_edit`.
+    """
+    moment = now or utcnow()
+    values = []
+    for row in rows:
+        params = {key: _plain(value) for key, value in (row.get("payload") or {}).items()}
+        if "chat_id" in params:
+            raise ValueError("chat_id goes in its own argument, not in the payload")
+        not_before = row.get("not_before")
+        values.append({
+            "dedup_key": row["dedup_key"], "chat_id": row["chat_id"], "kind": row["kind"],
+            "method": row.get("method", "sendMessage"), "payload": params,
+            "reply_to_key": row.get("reply_to_key"), "state": OutboxState.pending,
+            "attempts": 0, "created_at": moment,
+            "next_attempt_at": max(not_before, moment) if not_before else moment,
+        })
+    inserted = 0
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk]
+        stmt = (
+            _insert(session)(O)
+            .values(part)
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(O.id)
+        )
+        inserted += len((await session.execute(stmt)).all())
+        edits = [v for v in part if v["reply_to_key"]]
+        for method in {v["method"] for v in edits} if supersede else ():
+            same = [v for v in edits if v["method"] == method]
+            await session.execute(
+                update(O)
+                .where(
+                    O.reply_to_key.in_([v["reply_to_key"] for v in same]),
+                    O.method == method,
+                    O.state == OutboxState.pending,
+                    O.dedup_key.not_in([v["dedup_key"] for v in same]),
+                )
+                .values(state=OutboxState.failed, last_error=SUPERSEDED, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+    return inserted
+
+
 async def enqueue_edit(
     session: AsyncSession,
     *,

@@ -22,3 +22,7 @@ PLANNERS += [meetings.planner, roster.planner, chair.planner]
 from bot.plans import requests as request_plans  # noqa: E402
 
 PLANNERS += [request_plans.planner]
+
+from bot.plans import notices as notice_plans  # noqa: E402
+
+PLANNERS += [notice_plans.planner]

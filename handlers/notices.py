@@ -1,0 +1,870 @@
+"""Notices in chat: /notice (guided or one-shot, optionally scheduled), the 收到 button
+in duty rooms, /notices (list, view, correct, withdraw, CSV report).
+
+Handlers decide inside one unit of work and talk to Telegram only after it commits;
+everything for duty rooms and the coordinator's status message is written to the outbox
+by storage/notices.py in that unit of work. The guided flow and the correction prompt
+are persistent conversations: a restart in the middle loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import warnings
+from datetime import datetime, timedelta
+from typing import Any
+
+from telegram import InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot import reports
+from bot.commands import CommandInfo, Where
+from bot.domain import requests as rules
+from bot.domain.timeparse import DeadlineError, parse_deadline
+from bot.i18n import Translator
+from bot.plans import notices as plan
+from bot.services import Actor, Services, services
+from handlers.common import Context, current_actor, escape, guarded, keyboard, reply
+from storage import notices as store
+from storage.access import audit, user_by_telegram_id
+from storage.models import NoticeKind, NoticeStatus, Role, Severity, Unit, Zone
+from storage.requests import resolve_units
+from storage.schedules import all_zones, find_zones
+
+COMMANDS = [
+    CommandInfo("notice", Role.coordinator, Where.private, "notices.command"),
+    CommandInfo("notices", Role.coordinator, Where.private, "notices.list_command"),
+]
+
+DRAFT, LISTING = "notice_draft", "notice_list"
+KIND, SEVERITY, AUDIENCE, TEXT, WHEN, CONFIRM, CORRECT = range(7)
+END = ConversationHandler.END
+NEW, MANAGE = "ntn", "ntm"
+DRAFT_TTL = timedelta(hours=6)
+SPLIT = re.compile(r"[\s、，,;；/+]+")
+ALL_WORDS = {"全部", "全部值班室", "所有", "all"}
+EXPORT_WORDS = {"export", "导出", "csv"}
+KIND_WORDS = {
+    "形势通报": NoticeKind.situation, "通报": NoticeKind.situation,
+    "situation": NoticeKind.situation, "预警": NoticeKind.warning,
+    "warning": NoticeKind.warning, "情报指令": NoticeKind.instruction,
+    "指令": NoticeKind.instruction, "instruction": NoticeKind.instruction,
+    "工作通知": NoticeKind.work, "通知": NoticeKind.work, "work": NoticeKind.work,
+}
+SEVERITY_WORDS = {
+    "一般": Severity.info, "info": Severity.info, "重要": Severity.important,
+    "important": Severity.important, "紧急": Severity.critical, "critical": Severity.critical,
+}
+
+
+def _policy(svc: Services) -> store.NoticePolicy:
+    return store.NoticePolicy.from_settings(svc.settings)
+
+
+def _zone_name(svc: Services, actor: Actor) -> str:
+    unit = actor.user.unit if actor.user is not None else None
+    return (unit.timezone if unit is not None and unit.timezone else None) or \
+        svc.settings.bot_timezone
+
+
+def _text(update: Update) -> str:
+    message = update.effective_message
+    return (message.text or message.caption or "") if message else ""
+
+
+async def _stop(state: int) -> int:
+    """Answer handled: no plain-text feature in a later group sees this update."""
+    raise ApplicationHandlerStop(state)
+
+
+async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    query = update.callback_query
+    if query is None:
+        return
+    with contextlib.suppress(BadRequest):  # unchanged, or too old to edit
+        await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
+                                      disable_web_page_preview=True)
+
+
+def _cancel_button(tr: Translator) -> tuple[str, str]:
+    return tr("notices.button.cancel"), f"{NEW}:quit"
+
+
+def _word(text: str) -> str:
+    return rules.fold(text).strip()
+
+
+# =========================================================================== the draft
+
+
+def _draft(context: Context) -> dict[str, Any]:
+    assert context.user_data is not None
+    return context.user_data.setdefault(DRAFT, {})
+
+
+def _live(context: Context, now: datetime) -> dict[str, Any] | None:
+    """The draft unless abandoned for longer than DRAFT_TTL."""
+    draft = (context.user_data or {}).get(DRAFT)
+    if not draft or "started" not in draft:
+        return None
+    if now - datetime.fromisoformat(draft.get("touched") or draft["started"]) > DRAFT_TTL:
+        assert context.user_data is not None
+        context.user_data.pop(DRAFT, None)
+        return None
+    draft["touched"] = now.isoformat()
+    return draft
+
+
+def _next_step(draft: dict[str, Any]) -> int:
+    if draft.get("kind") is None:
+        return KIND
+    if draft.get("severity") is None:
+        return SEVERITY
+    audience = draft.get("audience") or {}
+    if not draft.get("audience_done") or not (
+            audience.get("all") or audience.get("zones") or audience.get("units")):
+        return AUDIENCE
+    if not draft.get("text"):
+        return TEXT
+    return CONFIRM
+
+
+async def _audience_label(svc: Services, tr: Translator, audience: dict[str, Any]) -> str:
+    if audience.get("all"):
+        return tr("notices.new.all_rooms")
+    async with svc.db.session() as session:
+        zones = [await session.get(Zone, z) for z in audience.get("zones") or []]
+        units = [await session.get(Unit, u) for u in audience.get("units") or []]
+    names = [z.name for z in zones if z] + [u.name for u in units if u]
+    return "、".join(escape(n) for n in names) or tr("notices.new.none")
+
+
+async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
+                           notes: list[str] | None = None) -> tuple[str, InlineKeyboardMarkup]:
+    tr = actor.tr
+    audience = draft.setdefault("audience", {})
+    async with svc.db.session() as session:
+        zones = await all_zones(session)
+    lines = [*(notes or []), tr("notices.new.ask_audience")]
+    if audience.get("all") or audience.get("zones") or audience.get("units"):
+        lines.append(tr("notices.new.audience_chosen",
+                        audience=await _audience_label(svc, tr, audience)))
+    chosen_zones = set(audience.get("zones") or [])
+    rows = [[(("✅ " if audience.get("all") else "") + tr("notices.new.all_rooms"),
+              f"{NEW}:a:all")]]
+    buttons = [(("✅ " if z.id in chosen_zones else "") + (z.short_name or z.name),
+                f"{NEW}:a:z:{z.id}") for z in zones[:9]]
+    rows += [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
+    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), _cancel_button(tr)])
+    return "\n".join(lines), keyboard(rows)
+
+
+async def _preview(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
+    tr = actor.tr
+    async with svc.db.session() as session:
+        rooms = await store.audience_rooms(session, draft["audience"])
+    when = draft.get("scheduled_for")
+    attachment = draft.get("attachment")
+    return tr(
+        "notices.new.preview",
+        kind=store.kind_label(tr, NoticeKind(draft["kind"])),
+        severity=store.severity_label(tr, Severity(draft["severity"])),
+        audience=await _audience_label(svc, tr, draft["audience"]), rooms=len(rooms),
+        attachment=tr(f"notices.new.attachment_{attachment['type']}") if attachment
+        else tr("notices.new.none"),
+        when=rules.local_time(datetime.fromisoformat(when),
+                              rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone),
+                              with_year=True) if when else tr("notices.new.now"),
+        text=escape(draft["text"]),
+    )
+
+
+async def _ask(update: Update, context: Context, actor: Actor, step: int,
+               notes: list[str] | None = None) -> int:
+    """Send the prompt of `step` (after any notes) and stay there."""
+    svc, tr, draft = services(context), actor.tr, _draft(context)
+    prefix = "\n".join(notes or [])
+    prefix = prefix + "\n\n" if prefix else ""
+    cancel = [_cancel_button(tr)]
+    if step == KIND:
+        buttons = [(store.kind_label(tr, k), f"{NEW}:k:{k.value}") for k in store.KIND_ORDER]
+        await reply(update, prefix + tr("notices.new.ask_kind"),
+                    keyboard([buttons[:2], buttons[2:], cancel]))
+    elif step == SEVERITY:
+        buttons = [(store.severity_label(tr, s), f"{NEW}:s:{s.value}")
+                   for s in store.SEVERITY_ORDER]
+        await reply(update, prefix + tr("notices.new.ask_severity"), keyboard([buttons, cancel]))
+    elif step == AUDIENCE:
+        text, markup = await _audience_prompt(svc, actor, draft, notes)
+        await reply(update, text, markup)
+    elif step == TEXT:
+        await reply(update, prefix + tr("notices.new.ask_text", limit=store.TEXT_MAX),
+                    keyboard([cancel]))
+    elif step == WHEN:
+        await reply(update, prefix + tr("notices.new.ask_when", zone=_zone_name(svc, actor)),
+                    keyboard([[(tr("notices.button.send_now"), f"{NEW}:now")], cancel]))
+    else:
+        step = CONFIRM
+        await reply(update, prefix + await _preview(svc, actor, draft), keyboard([
+            [(tr("notices.button.send"), f"{NEW}:send"),
+             (tr("notices.button.schedule"), f"{NEW}:when")],
+            cancel,
+        ]))
+    return await _stop(step)
+
+
+async def _advance(update: Update, context: Context, actor: Actor,
+                   notes: list[str] | None = None) -> int:
+    return await _ask(update, context, actor, _next_step(_draft(context)), notes)
+
+
+async def _closing(update: Update, choice: str) -> None:
+    """After a button: show the choice in place of the prompt's buttons."""
+    query = update.callback_query
+    if query is None:
+        return
+    await query.answer()
+    message = query.message
+    base = message.text_html if isinstance(message, Message) and message.text else ""
+    await _edit(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}")
+
+
+async def _expired(update: Update, tr: Translator) -> int:
+    if update.callback_query is not None:
+        await update.callback_query.answer(tr("notices.new.expired"), show_alert=True)
+        return await _stop(END)
+    return END
+
+
+# --------------------------------------------------------------------------- /notice
+
+
+@guarded(Role.coordinator, Where.private)
+async def notice_command(update: Update, context: Context, actor: Actor) -> int:
+    svc = services(context)
+    assert context.user_data is not None
+    now = svc.now()
+    context.user_data[DRAFT] = {"audience": {}, "started": now.isoformat()}
+    words = list(context.args or [])
+    if not words:
+        return await _ask(update, context, actor, KIND)
+    notes = await _one_shot(svc, actor, _draft(context), words)
+    return await _advance(update, context, actor, notes)
+
+
+async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
+                    words: list[str]) -> list[str]:
+    """`/notice 预警 紧急 全部 今晚有大风…`: type, severity and audience words in any
+    order first, the rest is the text. What is missing is then asked for."""
+    index = 0
+    async with svc.db.session() as session:
+        while index < len(words):
+            word = _word(words[index])
+            if draft.get("kind") is None and word in KIND_WORDS:
+                draft["kind"] = KIND_WORDS[word].value
+            elif draft.get("severity") is None and word in SEVERITY_WORDS:
+                draft["severity"] = SEVERITY_WORDS[word].value
+            elif not await _add_exact_audience(session, draft, words[index]):
+                break
+            index += 1
+    audience = draft["audience"]
+    if audience.get("all") or audience.get("zones") or audience.get("units"):
+        draft["audience_done"] = True
+    text = store.clean_text(" ".join(words[index:]))
+    notes: list[str] = []
+    if text:
+        if problem := store.text_problem(text):
+            notes.append(actor.tr(f"notices.new.text_{problem}", limit=store.TEXT_MAX,
+                                  length=len(text)))
+        else:
+            draft["text"] = text
+    return notes
+
+
+async def _add_exact_audience(session: Any, draft: dict[str, Any], word: str) -> bool:
+    """`全部`, a zone's name or exactly one unit's name: added; else False."""
+    audience = draft["audience"]
+    if _word(word) in ALL_WORDS:
+        audience.clear()
+        audience["all"] = True
+        return True
+    zones = await find_zones(session, word)
+    if len(zones) == 1:
+        _toggle(audience, "zones", zones[0].id, add_only=True)
+        return True
+    units = await resolve_units(session, word, exact_only=True)
+    if len(units) == 1:
+        _toggle(audience, "units", units[0].id, add_only=True)
+        return True
+    return False
+
+
+def _toggle(audience: dict[str, Any], part: str, item: int, *, add_only: bool = False) -> None:
+    audience.pop("all", None)
+    chosen: list[int] = audience.setdefault(part, [])
+    if item in chosen:
+        if not add_only:
+            chosen.remove(item)
+    else:
+        chosen.append(item)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@guarded(Role.coordinator, Where.private)
+async def kind_chosen(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    query = update.callback_query
+    raw = (query.data or "").removeprefix(f"{NEW}:k:") if query else _word(_text(update))
+    kind = NoticeKind(raw) if query and raw in NoticeKind.__members__ else (
+        None if query else KIND_WORDS.get(raw))
+    if kind is None:
+        if query is not None:
+            await query.answer(tr("errors.stale_button"), show_alert=True)
+            return await _stop(KIND)
+        return await _ask(update, context, actor, KIND, [
+            tr("notices.new.unknown_kind", text=escape(_text(update)[:40]))])
+    draft["kind"] = kind.value
+    await _closing(update, store.kind_label(tr, kind))
+    return await _advance(update, context, actor)
+
+
+@guarded(Role.coordinator, Where.private)
+async def severity_chosen(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    query = update.callback_query
+    raw = (query.data or "").removeprefix(f"{NEW}:s:") if query else _word(_text(update))
+    severity = Severity(raw) if query and raw in Severity.__members__ else (
+        None if query else SEVERITY_WORDS.get(raw))
+    if severity is None:
+        if query is not None:
+            await query.answer(tr("errors.stale_button"), show_alert=True)
+            return await _stop(SEVERITY)
+        return await _ask(update, context, actor, SEVERITY, [
+            tr("notices.new.unknown_severity", text=escape(_text(update)[:40]))])
+    draft["severity"] = severity.value
+    await _closing(update, store.severity_label(tr, severity))
+    return await _advance(update, context, actor)
+
+
+@guarded(Role.coordinator, Where.private)
+async def audience_typed(update: Update, context: Context, actor: Actor) -> int:
+    """Zone or unit names (search by any name or alias), or 全部."""
+    svc, tr = services(context), actor.tr
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    notes: list[str] = []
+    candidates: list[Unit] = []
+    async with svc.db.session() as session:
+        for word in [w for w in SPLIT.split(_text(update)) if w]:
+            if await _add_exact_audience(session, draft, word):
+                continue
+            units = await resolve_units(session, word)
+            if len(units) == 1:
+                _toggle(draft["audience"], "units", units[0].id, add_only=True)
+            elif units:
+                candidates += units
+                notes.append(tr("notices.new.ambiguous_unit", text=escape(word[:40]),
+                                units="、".join(escape(u.name) for u in units)))
+            else:
+                notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
+    if candidates:
+        rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
+        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), _cancel_button(tr)])
+        await reply(update, "\n".join(notes), keyboard(rows))
+        return await _stop(AUDIENCE)
+    text, markup = await _audience_prompt(svc, actor, draft, notes)
+    await reply(update, text, markup)
+    return await _stop(AUDIENCE)
+
+
+@guarded(Role.coordinator, Where.private)
+async def audience_pressed(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    data, audience = query.data or "", draft.setdefault("audience", {})
+    if data == f"{NEW}:a:next":
+        if not (audience.get("all") or audience.get("zones") or audience.get("units")):
+            await query.answer(tr("notices.new.no_audience_yet"), show_alert=True)
+            return await _stop(AUDIENCE)
+        draft["audience_done"] = True
+        await _closing(update, await _audience_label(svc, tr, audience))
+        return await _advance(update, context, actor)
+    if data == f"{NEW}:a:all":
+        was = audience.get("all")
+        audience.clear()
+        if not was:
+            audience["all"] = True
+    else:
+        match = re.fullmatch(rf"{NEW}:a:([zu]):(\d+)", data)
+        model = {"z": Zone, "u": Unit}.get(match.group(1)) if match else None
+        async with svc.db.session() as session:
+            found = await session.get(model, int(match.group(2))) if match and model else None
+        if found is None or match is None:
+            await query.answer(tr("errors.stale_button"), show_alert=True)
+            return await _stop(AUDIENCE)
+        _toggle(audience, "zones" if match.group(1) == "z" else "units", found.id)
+    await query.answer()
+    text, markup = await _audience_prompt(svc, actor, draft)
+    await _edit(update, text, markup)
+    return await _stop(AUDIENCE)
+
+
+def _attachment_of(message: Message | None) -> dict[str, Any] | None:
+    if message is None:
+        return None
+    if message.photo:
+        return {"type": "photo", "file_id": message.photo[-1].file_id}
+    if message.document:
+        return {"type": "document", "file_id": message.document.file_id,
+                "name": message.document.file_name or ""}
+    return None
+
+
+@guarded(Role.coordinator, Where.private)
+async def text_given(update: Update, context: Context, actor: Actor) -> int:
+    """The text, or a photo/document (its caption is the text; without one, asked next)."""
+    svc, tr = services(context), actor.tr
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    message = update.effective_message
+    attachment = _attachment_of(message)
+    if attachment is None and message is not None and not message.text:
+        await reply(update, tr("notices.new.text_expected"))
+        return await _stop(TEXT)
+    text = store.clean_text(_text(update))
+    if attachment is not None:
+        draft["attachment"] = attachment
+        if not text and not draft.get("text"):
+            await reply(update, tr("notices.new.attachment_added"))
+            return await _stop(TEXT)
+    if text:
+        if problem := store.text_problem(text):
+            await reply(update, tr(f"notices.new.text_{problem}", limit=store.TEXT_MAX,
+                                   length=len(text)))
+            return await _stop(TEXT)
+        draft["text"] = text
+    elif not draft.get("text"):
+        await reply(update, tr("notices.new.text_empty"))
+        return await _stop(TEXT)
+    return await _advance(update, context, actor)
+
+
+@guarded(Role.coordinator, Where.private)
+async def when_given(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    if update.callback_query is not None:
+        draft.pop("scheduled_for", None)
+        await _closing(update, tr("notices.button.send_now"))
+        return await _ask(update, context, actor, CONFIRM)
+    text = _text(update).strip()
+    try:
+        when = parse_deadline(text, svc.now(), _zone_name(svc, actor))
+    except DeadlineError as error:
+        code = error.code if error.code in {"in_the_past", "too_far"} else "unrecognised"
+        await reply(update, tr(f"notices.new.time_{code}", text=escape(text[:40])))
+        return await _stop(WHEN)
+    draft["scheduled_for"] = when.isoformat()
+    return await _ask(update, context, actor, CONFIRM)
+
+
+@guarded(Role.coordinator, Where.private)
+async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    draft = _live(context, svc.now())
+    if draft is None:
+        return await _expired(update, tr)
+    if query.data == f"{NEW}:when":
+        await query.answer()
+        return await _ask(update, context, actor, WHEN)
+    if query.data != f"{NEW}:send" or _next_step(draft) != CONFIRM:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return await _stop(CONFIRM)
+    when = draft.get("scheduled_for")
+    notice_draft = store.NoticeDraft(
+        kind=NoticeKind(draft["kind"]), severity=Severity(draft["severity"]),
+        text=draft["text"], audience=dict(draft["audience"]), attachment=draft.get("attachment"),
+        scheduled_for=datetime.fromisoformat(when) if when else None)
+    try:
+        async with svc.db.session() as session:
+            user = await user_by_telegram_id(session, actor.telegram_id)
+            assert user is not None
+            notice = await store.create_notice(session, notice_draft, actor=user, now=svc.now(),
+                                               policy=_policy(svc))
+            number, rooms = notice.number, len(await store.room_states(session, notice))
+    except store.NoticeProblem as problem:
+        await query.answer()
+        notes = [tr(f"notices.problem.{problem.code}", **problem.values)]
+        return await _ask(update, context, actor, WHEN if problem.code == "time_past"
+                          else CONFIRM, notes)
+    svc.wake_delivery()
+    await svc.rescheduled(plan.NAME)
+    assert context.user_data is not None
+    context.user_data.pop(DRAFT, None)
+    await _closing(update, tr("notices.button.send"))
+    if when:
+        zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+        await reply(update, tr("notices.new.scheduled", number=number, when=rules.local_time(
+            datetime.fromisoformat(when), zone, with_year=True)))
+    else:
+        await reply(update, tr("notices.new.sent", number=number, rooms=rooms))
+    return await _stop(END)
+
+
+async def quit_flow(update: Update, context: Context) -> int:
+    """The cancel button or /cancel: leave the flow, nothing stored."""
+    tr = (await current_actor(update, context)).tr
+    assert context.user_data is not None
+    context.user_data.pop(DRAFT, None)
+    context.user_data.pop(plan.NAME + ":correct", None)
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+        await _edit(update, tr("notices.new.cancelled"))
+    else:
+        await reply(update, tr("notices.new.cancelled"))
+    return await _stop(END)
+
+
+def _not_text(state: int) -> Any:
+    """A photo or sticker where a typed answer or a button is expected: say so, stay."""
+
+    @guarded(Role.coordinator, Where.private)
+    async def not_text(update: Update, context: Context, actor: Actor) -> int:
+        if _live(context, services(context).now()) is None:
+            return await _expired(update, actor.tr)
+        await reply(update, actor.tr("notices.new.text_expected"))
+        return await _stop(state)
+
+    return not_text
+
+
+async def stale_flow_button(update: Update, context: Context) -> None:
+    query = update.callback_query
+    assert query is not None
+    tr = (await current_actor(update, context)).tr
+    await query.answer(tr("notices.new.expired"), show_alert=True)
+
+
+# =========================================================================== 收到
+
+
+@guarded(Role.officer)
+async def ack_pressed(update: Update, context: Context, actor: Actor) -> None:
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    chat = update.effective_chat
+    now = svc.now()
+    async with svc.db.session() as session:
+        user = await user_by_telegram_id(session, actor.telegram_id)
+        outcome = await store.acknowledge(session, query.data, actor=user,
+                                          chat_id=chat.id if chat else None, now=now,
+                                          policy=_policy(svc))
+        first_at = outcome.delivery.acknowledged_at if outcome.delivery else None
+        first_revision = (outcome.delivery.acknowledged_revision or 1) \
+            if outcome.delivery else 1
+        who = rules.person(outcome.acknowledger)
+    zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    if outcome.verdict is store.Verdict.done:
+        svc.wake_delivery()
+        await query.answer(tr("notices.ack.done", number=outcome.notice.number
+                              if outcome.notice else ""))
+    elif outcome.verdict is store.Verdict.already:
+        await query.answer(tr("notices.ack.already", who=who, revision=first_revision,
+                              at=rules.local_time(first_at or now, zone)), show_alert=True)
+    else:
+        await query.answer(tr(f"notices.ack.{outcome.verdict.value}"), show_alert=True)
+
+
+# =========================================================================== /notices
+
+
+async def _list_page(svc: Services, actor: Actor, page: int
+                     ) -> tuple[str, InlineKeyboardMarkup | None]:
+    tr = actor.tr
+    zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    async with svc.db.session() as session:
+        found, total = await store.recent_notices(session, page=page)
+        counts = await store.tallies(session, [n.id for n in found])
+    pages = max((total + store.PAGE_SIZE - 1) // store.PAGE_SIZE, 1)
+    lines = [tr("notices.list.title", total=total, page=min(page + 1, pages), pages=pages)]
+    if not found:
+        lines.append(tr("notices.list.empty"))
+    for notice in found:
+        tally = counts[notice.id]
+        moment = notice.sent_at or notice.scheduled_for or notice.created_at
+        lines.append(tr("notices.list.line", number=notice.number,
+                        kind=store.kind_label(tr, notice.kind),
+                        severity=store.severity_label(tr, notice.severity),
+                        status=tr(f"notices.state.{notice.status.value}"),
+                        at=rules.local_time(moment, zone), rooms=tally.rooms,
+                        delivered=tally.delivered, acknowledged=tally.acknowledged,
+                        failed=tally.failed, text=escape(store._first_line(notice.text))))
+    rows: list[list[tuple[str, str]]] = []
+    view = [(n.number.rsplit("-", 1)[1].lstrip("0") or "0", f"{MANAGE}:v:{n.id}")
+            for n in found]
+    rows += [view[i:i + 4] for i in range(0, len(view), 4)]
+    paging = []
+    if page > 0:
+        paging.append((tr("notices.button.previous"), f"{MANAGE}:p:{page - 1}"))
+    if page + 1 < pages:
+        paging.append((tr("notices.button.following"), f"{MANAGE}:p:{page + 1}"))
+    if paging:
+        rows.append(paging)
+    return "\n".join(lines), keyboard(rows) if rows else None
+
+
+@guarded(Role.coordinator, Where.private)
+async def notices_command(update: Update, context: Context, actor: Actor) -> None:
+    args = list(context.args or [])
+    if args and _word(args[0]) in EXPORT_WORDS:
+        await _export(update, context, actor, args[1] if len(args) > 1 else None)
+        return
+    if args:
+        async with services(context).db.session() as session:
+            notice = await store.get_notice(session, number=args[0])
+        if notice is None:
+            await reply(update, actor.tr("notices.view.not_found", number=escape(args[0][:40])))
+            return
+        await _show(update, context, actor, notice.id)
+        return
+    text, markup = await _list_page(services(context), actor, 0)
+    await reply(update, text, markup)
+
+
+async def _show(update: Update, context: Context, actor: Actor, notice_id: int) -> None:
+    svc, tr = services(context), actor.tr
+    async with svc.db.session() as session:
+        notice = await store.get_notice(session, notice_id=notice_id)
+        if notice is None:
+            await reply(update, tr("notices.view.not_found", number=str(notice_id)))
+            return
+        text = await store.status_text(session, notice, now=svc.now(), policy=_policy(svc))
+        if notice.status is NoticeStatus.scheduled and notice.scheduled_for:
+            zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+            text += "\n" + tr("notices.view.scheduled", when=rules.local_time(
+                notice.scheduled_for, zone, with_year=True))
+        text += "\n\n" + escape(notice.text)
+        status = notice.status
+    rows = []
+    if status is not NoticeStatus.withdrawn:
+        rows.append([(tr("notices.button.correct"), f"{MANAGE}:c:{notice_id}"),
+                     (tr("notices.button.withdraw"), f"{MANAGE}:w:{notice_id}")])
+    rows.append([(tr("notices.button.export"), f"{MANAGE}:x:{notice_id}")])
+    await reply(update, text, keyboard(rows))
+
+
+@guarded(Role.coordinator, Where.private)
+async def manage_pressed(update: Update, context: Context, actor: Actor) -> None:
+    """View, page, export, and the withdrawal's confirmation."""
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    match = re.fullmatch(rf"{MANAGE}:([vpxwy]):(\d{{1,12}})", query.data or "")
+    if match is None:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return
+    action, number = match.group(1), int(match.group(2))
+    if action == "p":
+        await query.answer()
+        text, markup = await _list_page(svc, actor, number)
+        await _edit(update, text, markup)
+    elif action == "v":
+        await query.answer()
+        await _show(update, context, actor, number)
+    elif action == "x":
+        await query.answer()
+        await _export(update, context, actor, None, notice_id=number)
+    elif action == "w":
+        await query.answer()
+        await reply(update, tr("notices.withdraw.confirm"), keyboard([[
+            (tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}"),
+            (tr("notices.button.cancel"), f"{NEW}:quit")]]))
+    else:
+        await _withdraw(update, context, actor, number)
+
+
+async def _withdraw(update: Update, context: Context, actor: Actor, notice_id: int) -> None:
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    try:
+        async with svc.db.session() as session:
+            user = await user_by_telegram_id(session, actor.telegram_id)
+            notice = await store.get_notice(session, notice_id=notice_id, for_update=True)
+            if notice is None or user is None:
+                raise store.NoticeProblem("not_found")
+            edited = await store.withdraw_notice(session, notice, actor=user, now=svc.now(),
+                                                 policy=_policy(svc))
+            number = notice.number
+    except store.NoticeProblem as problem:
+        await query.answer(tr(f"notices.problem.{problem.code}", **problem.values),
+                           show_alert=True)
+        return
+    svc.wake_delivery()
+    await svc.rescheduled(plan.NAME)
+    await query.answer()
+    await _edit(update, tr("notices.withdraw.done", number=number, rooms=edited))
+
+
+async def _export(update: Update, context: Context, actor: Actor, number: str | None, *,
+                  notice_id: int | None = None) -> None:
+    """The final report of one notice (the latest sent by default) as CSV."""
+    svc, tr = services(context), actor.tr
+    zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    async with svc.db.session() as session:
+        if notice_id is not None:
+            notice = await store.get_notice(session, notice_id=notice_id)
+        elif number:
+            notice = await store.get_notice(session, number=number)
+        else:
+            notice = await store.latest_notice(session)
+        if notice is None:
+            await reply(update, tr("notices.view.not_found", number=escape((number or "")[:40])))
+            return
+        states = await store.room_states(session, notice)
+        header, rows = store.report_table(tr, notice, states, zone)
+        user = await user_by_telegram_id(session, actor.telegram_id)
+        await audit(session, "notice.export", actor=user, subject_type="notice",
+                    subject_id=notice.number, rooms=len(rows))
+        label = notice.number
+    data = await asyncio.to_thread(reports.to_csv, header, rows)
+    message = update.effective_message
+    assert message is not None
+    await message.reply_document(document=data, filename=f"{label}.csv",
+                                 caption=tr("notices.report.caption", number=label,
+                                            rooms=len(rows)))
+
+
+# --------------------------------------------------------------------------- correction
+
+
+CORRECTING = plan.NAME + ":correct"
+
+
+@guarded(Role.coordinator, Where.private)
+async def correct_pressed(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None and context.user_data is not None
+    match = re.fullmatch(rf"{MANAGE}:c:(\d{{1,12}})", query.data or "")
+    async with svc.db.session() as session:
+        notice = await store.get_notice(session, notice_id=int(match.group(1))) \
+            if match else None
+    if notice is None or notice.status is NoticeStatus.withdrawn:
+        await query.answer(tr("notices.problem.already_withdrawn") if notice
+                           else tr("errors.stale_button"), show_alert=True)
+        return await _stop(END)
+    await query.answer()
+    context.user_data[CORRECTING] = {"id": notice.id, "at": svc.now().isoformat()}
+    await reply(update, tr("notices.correct.ask", number=notice.number, limit=store.TEXT_MAX),
+                keyboard([[_cancel_button(tr)]]))
+    return await _stop(CORRECT)
+
+
+@guarded(Role.coordinator, Where.private)
+async def correction_typed(update: Update, context: Context, actor: Actor) -> int:
+    svc, tr = services(context), actor.tr
+    assert context.user_data is not None
+    pending = context.user_data.get(CORRECTING)
+    if not pending or svc.now() - datetime.fromisoformat(pending["at"]) > DRAFT_TTL:
+        context.user_data.pop(CORRECTING, None)
+        return END
+    try:
+        async with svc.db.session() as session:
+            user = await user_by_telegram_id(session, actor.telegram_id)
+            notice = await store.get_notice(session, notice_id=pending["id"], for_update=True)
+            if notice is None or user is None:
+                raise store.NoticeProblem("not_found")
+            edited = await store.correct_notice(session, notice, _text(update), actor=user,
+                                                now=svc.now(), policy=_policy(svc))
+            number, revision = notice.number, notice.revision
+    except store.NoticeProblem as problem:
+        await reply(update, tr(f"notices.problem.{problem.code}", **problem.values))
+        return await _stop(CORRECT)
+    context.user_data.pop(CORRECTING, None)
+    svc.wake_delivery()
+    await reply(update, tr("notices.correct.done", number=number, revision=revision,
+                           rooms=edited))
+    return await _stop(END)
+
+
+# =========================================================================== wiring
+
+
+def register(application: Application) -> None:
+    svc: Services | None = application.bot_data.get("services")
+    if svc is not None:
+        plan.status_refresher(svc)
+    text = filters.TEXT & ~filters.COMMAND
+    files = filters.PHOTO | filters.Document.ALL
+    other = ~filters.TEXT & ~filters.COMMAND
+    with warnings.catch_warnings():
+        # Buttons inside a per-chat conversation are intended (not tracked per message).
+        warnings.simplefilter("ignore", PTBUserWarning)
+        flow = ConversationHandler(
+            entry_points=[CommandHandler("notice", notice_command),
+                          CallbackQueryHandler(correct_pressed, pattern=rf"^{MANAGE}:c:")],
+            states={
+                KIND: [MessageHandler(text, kind_chosen),
+                       CallbackQueryHandler(kind_chosen, pattern=rf"^{NEW}:k:"),
+                       MessageHandler(other, _not_text(KIND))],
+                SEVERITY: [MessageHandler(text, severity_chosen),
+                           CallbackQueryHandler(severity_chosen, pattern=rf"^{NEW}:s:"),
+                           MessageHandler(other, _not_text(SEVERITY))],
+                AUDIENCE: [MessageHandler(text, audience_typed),
+                           CallbackQueryHandler(audience_pressed, pattern=rf"^{NEW}:a:"),
+                           MessageHandler(other, _not_text(AUDIENCE))],
+                TEXT: [MessageHandler(text | files, text_given),
+                       MessageHandler(other, _not_text(TEXT))],
+                WHEN: [MessageHandler(text, when_given),
+                       CallbackQueryHandler(when_given, pattern=rf"^{NEW}:now$"),
+                       MessageHandler(other, _not_text(WHEN))],
+                CONFIRM: [CallbackQueryHandler(confirm_pressed, pattern=rf"^{NEW}:(send|when)$")],
+                CORRECT: [MessageHandler(text, correction_typed),
+                          MessageHandler(other, _not_text(CORRECT))],
+            },
+            fallbacks=[CommandHandler("cancel", quit_flow),
+                       CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit$")],
+            allow_reentry=True,
+            name="notices_flow",
+            persistent=True,
+        )
+    # Group -1: a typed answer inside the flow must not also reach plain-text features.
+    application.add_handler(flow, group=-1)
+    application.add_handler(CommandHandler("notices", notices_command))
+    application.add_handler(CallbackQueryHandler(ack_pressed, pattern=rf"^{store.CALLBACK}:"))
+    application.add_handler(CallbackQueryHandler(manage_pressed, pattern=rf"^{MANAGE}:"))
+    application.add_handler(CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit$"))
+    application.add_handler(CallbackQueryHandler(stale_flow_button, pattern=rf"^{NEW}:"))
