@@ -1,18 +1,98 @@
-"""Who is on duty now in each unit's duty room: rosters and overrides through the
-rotation arithmetic, for contact cards and /oncall."""
+"""Rosters in time: a roster with its overrides answering "who has which shift", for
+the handover planner, /roster and /swap, and "who is on duty now" in each unit's duty
+room for contact cards and /oncall. One way of loading and reading a roster for all."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bot.domain.rotation import RosterSpec, Shift, who_is_on_duty
+from bot.domain.rotation import (
+    RosterSpec,
+    Shift,
+    apply_overrides,
+    boundary,
+    shift_at,
+    who_is_on_duty,
+)
 from storage.models import DutyRoom, Roster, RosterMember, ShiftOverride
+from storage.schedules import overrides_between
+
+# Overrides are loaded for shifts starting this much either side of the instants asked
+# about: a weekly shift that is on now started less than 8 days ago.
+OVERRIDE_MARGIN = timedelta(days=8)
+
+
+# --------------------------------------------------------------------------- a roster in time
+
+
+@dataclass
+class RosterView:
+    """A roster with its overrides, answering "who has which shift" in UTC instants."""
+
+    roster: Roster
+    spec: RosterSpec
+    members: list[RosterMember]
+    overrides: dict[datetime, int]  # shift start → index in `members`
+    reasons: dict[datetime, str | None]
+
+    @property
+    def room_id(self) -> int:
+        return self.roster.duty_room_id
+
+    @property
+    def first_start(self) -> datetime:
+        return boundary(self.spec, 0)
+
+    def shift_at(self, instant: datetime) -> Shift:
+        return apply_overrides(shift_at(self.spec, instant), self.overrides)
+
+    def shifts(self, start: datetime, end: datetime) -> list[Shift]:
+        """Shifts starting in [start, end), on or after the anchor, overrides applied."""
+        found = []
+        shift = shift_at(self.spec, max(start, self.first_start))
+        while shift.start < end:
+            if shift.start >= start and shift.index >= 0:
+                found.append(apply_overrides(shift, self.overrides))
+            shift = shift_at(self.spec, shift.end)
+        return found
+
+    def member(self, shift: Shift) -> RosterMember:
+        return self.members[shift.member_position]
+
+    def previous(self, shift: Shift) -> Shift | None:
+        if shift.index <= 0:
+            return None
+        return self.shift_at(shift.start - timedelta(seconds=1))
+
+
+def view_of(roster: Roster, overrides: Iterable[ShiftOverride]) -> RosterView | None:
+    members = sorted(roster.members, key=lambda m: m.position)
+    if not members:
+        return None
+    spec = RosterSpec.build(roster.pattern.value, roster.anchor_date, roster.timezone,
+                            list(roster.shift_starts or []), len(members))
+    index = {m.id: i for i, m in enumerate(members)}
+    mapped = {o.shift_start: index[o.member_id] for o in overrides if o.member_id in index}
+    reasons = {o.shift_start: o.reason for o in overrides}
+    return RosterView(roster, spec, members, mapped, reasons)
+
+
+async def load_view(
+    session: AsyncSession, roster: Roster, start: datetime, end: datetime
+) -> RosterView | None:
+    """The roster with the overrides of shifts starting in [start - 8 days, end + 8 days)."""
+    overrides = await overrides_between(session, [roster.id], start - OVERRIDE_MARGIN,
+                                        end + OVERRIDE_MARGIN)
+    return view_of(roster, overrides)
+
+
+# --------------------------------------------------------------------------- on duty now
 
 
 @dataclass(frozen=True)
@@ -27,12 +107,6 @@ class OnDuty:
     until: datetime | None
     next_officer: str | None
     overridden: bool = False
-
-
-def _name(members: list[RosterMember], shift: Shift) -> tuple[str | None, str | None]:
-    by_position = {m.position: m for m in members}
-    member = by_position.get(shift.member_position)
-    return (member.name, member.phone) if member else (None, None)
 
 
 async def on_duty(
@@ -50,16 +124,12 @@ async def on_duty(
     if unit_ids is not None:
         query = query.where(DutyRoom.unit_id.in_(list(set(unit_ids))))
     rooms = list((await session.execute(query)).scalars())
-    roster_ids = [r.roster.id for r in rooms if r.roster is not None and r.roster.members]
-    overrides: dict[int, dict[datetime, int]] = {}
-    if roster_ids:
-        rows = await session.execute(
-            select(ShiftOverride.roster_id, ShiftOverride.shift_start, RosterMember.position)
-            .join(RosterMember, RosterMember.id == ShiftOverride.member_id)
-            .where(ShiftOverride.roster_id.in_(roster_ids))
-        )
-        for roster_id, start, position in rows:
-            overrides.setdefault(roster_id, {})[start] = position
+    by_roster: dict[int, list[ShiftOverride]] = {}
+    for override in await overrides_between(
+        session, [r.roster.id for r in rooms if r.roster is not None and r.roster.members],
+        now - OVERRIDE_MARGIN, now + OVERRIDE_MARGIN,
+    ):
+        by_roster.setdefault(override.roster_id, []).append(override)
     found: dict[int, OnDuty] = {}
     for room in rooms:
         if room.unit_id in found:
@@ -69,16 +139,14 @@ async def on_duty(
             room.unit.timezone or default_timezone
         base = {"room_id": room.id, "unit_id": room.unit_id, "room_title": room.title,
                 "room_phone": room.phone or room.unit.duty_phone, "timezone": timezone}
-        if roster is None or not roster.members:
+        view = view_of(roster, by_roster.get(roster.id, [])) if roster is not None else None
+        if view is None:
             found[room.unit_id] = OnDuty(**base, officer=None, officer_phone=None, until=None,
                                          next_officer=None)
             continue
-        spec = RosterSpec.build(roster.pattern.value, roster.anchor_date, roster.timezone,
-                                roster.shift_starts, len(roster.members))
-        current, following = who_is_on_duty(spec, overrides.get(roster.id, {}), now)
-        officer, phone = _name(roster.members, current)
-        found[room.unit_id] = OnDuty(**base, officer=officer, officer_phone=phone,
-                                     until=current.end,
-                                     next_officer=_name(roster.members, following)[0],
+        current, following = who_is_on_duty(view.spec, view.overrides, now)
+        officer = view.member(current)
+        found[room.unit_id] = OnDuty(**base, officer=officer.name, officer_phone=officer.phone,
+                                     until=current.end, next_officer=view.member(following).name,
                                      overridden=current.overridden)
     return found

@@ -288,6 +288,19 @@ async def test_override_changes_the_brief_and_the_reminders(
     assert "roster.override" in actions
 
 
+async def test_who_is_on_duty_now_follows_the_overrides(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    # 21 November is 马建军's by rotation; 张伟 takes it instead.
+    await desk.send(MA, "/roster edit override 11-21 张伟", chat_id=GANSU_ROOM)
+    clock.set(at_beijing(20, 9))
+    shown = await desk.send(ZHANG, "/oncall 甘肃")
+    assert "在班：张伟" in shown.text and "下一班：张伟" in shown.text
+    clock.set(at_beijing(21, 9))
+    shown = await desk.send(ZHANG, "/oncall 甘肃")
+    assert "在班：张伟" in shown.text and "下一班：何文静" in shown.text
+
+
 async def test_swap_confirmed_by_the_other_officer(
     desk: BotHarness, clock: FakeClock
 ) -> None:

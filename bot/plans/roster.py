@@ -16,8 +16,7 @@ late or "missed" messages for shifts that were planned differently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -25,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.calendar import fmt_clock, fmt_minutes, fmt_when
-from bot.domain.rotation import RosterSpec, Shift, apply_overrides, boundary, shift_at
+from bot.domain.rotation import Shift
 from bot.domain.schedule import DEFAULT_SHIFT_OFFSETS, offset_label, reminders_before
 from bot.i18n import Translator
 from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
 from storage import outbox
 from storage.access import audit
+from storage.duty import RosterView, load_view, view_of
 from storage.models import (
     AssistanceRequest,
     Notice,
@@ -80,70 +80,6 @@ def shift_offsets(preferences: dict[str, Any]) -> list[int]:
     if value is None:
         return list(DEFAULT_SHIFT_OFFSETS)
     return [int(v) for v in value if 0 < int(v) <= MAX_SHIFT_OFFSET.total_seconds() // 60]
-
-
-# --------------------------------------------------------------------------- a roster in time
-
-
-@dataclass
-class RosterView:
-    """A roster with its overrides, answering "who has which shift" in UTC instants."""
-
-    roster: Roster
-    spec: RosterSpec
-    members: list[RosterMember]
-    overrides: dict[datetime, int]  # shift start → index in `members`
-    reasons: dict[datetime, str | None]
-
-    @property
-    def room_id(self) -> int:
-        return self.roster.duty_room_id
-
-    @property
-    def first_start(self) -> datetime:
-        return boundary(self.spec, 0)
-
-    def shift_at(self, instant: datetime) -> Shift:
-        return apply_overrides(shift_at(self.spec, instant), self.overrides)
-
-    def shifts(self, start: datetime, end: datetime) -> list[Shift]:
-        """Shifts starting in [start, end), on or after the anchor, overrides applied."""
-        found = []
-        shift = shift_at(self.spec, max(start, self.first_start))
-        while shift.start < end:
-            if shift.start >= start and shift.index >= 0:
-                found.append(apply_overrides(shift, self.overrides))
-            shift = shift_at(self.spec, shift.end)
-        return found
-
-    def member(self, shift: Shift) -> RosterMember:
-        return self.members[shift.member_position]
-
-    def previous(self, shift: Shift) -> Shift | None:
-        if shift.index <= 0:
-            return None
-        return self.shift_at(shift.start - timedelta(seconds=1))
-
-
-def view_of(roster: Roster, overrides: Iterable[ShiftOverride]) -> RosterView | None:
-    members = sorted(roster.members, key=lambda m: m.position)
-    if not members:
-        return None
-    spec = RosterSpec.build(roster.pattern.value, roster.anchor_date, roster.timezone,
-                            list(roster.shift_starts or []), len(members))
-    index = {m.id: i for i, m in enumerate(members)}
-    mapped = {o.shift_start: index[o.member_id] for o in overrides if o.member_id in index}
-    reasons = {o.shift_start: o.reason for o in overrides}
-    return RosterView(roster, spec, members, mapped, reasons)
-
-
-async def load_view(
-    session: AsyncSession, roster: Roster, start: datetime, end: datetime
-) -> RosterView | None:
-    """The roster with the overrides of shifts starting in [start - 8 days, end + 8 days)."""
-    margin = timedelta(days=8)
-    overrides = await overrides_between(session, [roster.id], start - margin, end + margin)
-    return view_of(roster, overrides)
 
 
 # --------------------------------------------------------------------------- occurrences
