@@ -18,7 +18,7 @@ from telegram import (
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
+from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
 from bot.services import Actor, resolve_actor, services
@@ -73,6 +73,24 @@ async def reply(
         disable_web_page_preview=True,
         do_quote=in_group(update),
     )
+
+
+def message_text(update: Update) -> str:
+    """The incoming message's text as typed ('' for a photo, a sticker, a button press)."""
+    message = update.effective_message
+    return (message.text or "") if message else ""
+
+
+def draft_of(context: Context, key: str) -> dict[str, Any]:
+    """A guided flow's draft in the user's data, which is persisted: it survives a restart."""
+    assert context.user_data is not None
+    return context.user_data.setdefault(key, {})
+
+
+async def handled(state: int) -> int:
+    """Go on in `state`, and stop the update here: the guided flows run in group -1, and
+    an answer typed into one must not also reach the plain-text features of later groups."""
+    raise ApplicationHandlerStop(state)
 
 
 async def current_actor(update: Update, context: Context) -> Actor:

@@ -22,7 +22,6 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -52,10 +51,13 @@ from handlers.common import (
     Context,
     Refusal,
     current_actor,
+    draft_of,
     escape,
     guarded,
+    handled,
     in_group,
     keyboard,
+    message_text,
     reply,
 )
 from storage import outbox
@@ -648,11 +650,6 @@ async def cancel_command(
 # --------------------------------------------------------------------------- /meeting new
 
 
-def draft(context: Context) -> dict[str, Any]:
-    assert context.user_data is not None
-    return context.user_data.setdefault(DRAFT, {})
-
-
 async def start_new(update: Update, context: Context, actor: Actor) -> int | None:
     tr = actor.tr
     if not is_coordinator(actor):
@@ -668,20 +665,19 @@ async def start_new(update: Update, context: Context, actor: Actor) -> int | Non
 
 
 def _text(update: Update) -> str:
-    message = update.effective_message
-    return (message.text or "").strip() if message else ""
+    return message_text(update).strip()
 
 
 async def _step_reply(update: Update, text: str, markup: Any = None, *, state: int) -> int:
     await reply(update, text, markup)
-    raise ApplicationHandlerStop(state)
+    return await handled(state)
 
 
 @guarded(Role.coordinator, Where.private)
 async def got_title(update: Update, context: Context, actor: Actor) -> int:
     tr = actor.tr
     try:
-        draft(context)["title"] = check_text(tr, _text(update), TITLE_LIMIT)
+        draft_of(context, DRAFT)["title"] = check_text(tr, _text(update), TITLE_LIMIT)
     except Refusal as refusal:
         return await _step_reply(update, refusal.text, state=TITLE)
     rows = [[(tr(f"meetings.kinds.{k.value}"), f"{CB}:new:kind:{k.value}") for k in kinds]
@@ -698,7 +694,7 @@ async def got_kind(update: Update, context: Context, actor: Actor) -> int:
     if value not in MeetingKind.__members__:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return KIND
-    draft(context)["kind"] = value
+    draft_of(context, DRAFT)["kind"] = value
     await query.answer()
     async with svc.db.session() as session:
         own = await zones_of_unit(session, actor.user.unit_id) if actor.user and \
@@ -719,7 +715,7 @@ async def got_zone(update: Update, context: Context, actor: Actor) -> int:
     tr = actor.tr
     value = (query.data or "").rsplit(":", 1)[1]
     zone_id = int(value) if value.isdigit() else 0
-    data = draft(context)
+    data = draft_of(context, DRAFT)
     data["zone_id"] = zone_id or None
     await query.answer()
     zone_name = data.get("zone_name") or default_zone(services(context))
@@ -730,7 +726,7 @@ async def got_zone(update: Update, context: Context, actor: Actor) -> int:
 @guarded(Role.coordinator, Where.private)
 async def got_start(update: Update, context: Context, actor: Actor) -> int:
     tr, svc = actor.tr, services(context)
-    now, data, text = svc.now(), draft(context), _text(update)
+    now, data, text = svc.now(), draft_of(context, DRAFT), _text(update)
     zone_name = data.get("zone_name") or default_zone(svc)
     try:
         start = parse_time(tr, text, now, zone_name)
@@ -744,7 +740,7 @@ async def got_start(update: Update, context: Context, actor: Actor) -> int:
 @guarded(Role.coordinator, Where.private)
 async def got_end(update: Update, context: Context, actor: Actor) -> int:
     tr, svc = actor.tr, services(context)
-    now, data, text = svc.now(), draft(context), _text(update)
+    now, data, text = svc.now(), draft_of(context, DRAFT), _text(update)
     zone_name = data.get("zone_name") or default_zone(svc)
     start = datetime.fromisoformat(data["starts_at"])
     end = parse_end(text, start, now, zone_name)
@@ -761,7 +757,7 @@ async def got_end(update: Update, context: Context, actor: Actor) -> int:
 
 @guarded(Role.coordinator, Where.private)
 async def got_place(update: Update, context: Context, actor: Actor) -> int:
-    tr, data, text = actor.tr, draft(context), _text(update)
+    tr, data, text = actor.tr, draft_of(context, DRAFT), _text(update)
     if text.lower() not in SKIP:
         if len(text) > PLACE_LIMIT:
             return await _step_reply(update, tr("errors.too_long", limit=PLACE_LIMIT),
@@ -773,7 +769,7 @@ async def got_place(update: Update, context: Context, actor: Actor) -> int:
 
 @guarded(Role.coordinator, Where.private)
 async def got_units(update: Update, context: Context, actor: Actor) -> int:
-    tr, svc, data = actor.tr, services(context), draft(context)
+    tr, svc, data = actor.tr, services(context), draft_of(context, DRAFT)
     try:
         async with svc.db.session() as session:
             units = await resolve_units(session, tr, _text(update), data.get("zone_id"))
@@ -785,7 +781,7 @@ async def got_units(update: Update, context: Context, actor: Actor) -> int:
 
 @guarded(Role.coordinator, Where.private)
 async def got_agenda(update: Update, context: Context, actor: Actor) -> int:
-    tr, svc, data, text = actor.tr, services(context), draft(context), _text(update)
+    tr, svc, data, text = actor.tr, services(context), draft_of(context, DRAFT), _text(update)
     if text.lower() not in SKIP:
         if len(text) > AGENDA_LIMIT:
             return await _step_reply(update, tr("errors.too_long", limit=AGENDA_LIMIT),
@@ -1028,10 +1024,9 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
     pending = context.user_data.get(PENDING_DELEGATE)
     name = _text(update)
     if not pending:
-        raise ApplicationHandlerStop(ConversationHandler.END)
+        return await handled(ConversationHandler.END)
     if not name or len(name) > 60:
-        await reply(update, tr("meetings.rsvp.bad_delegate"))
-        raise ApplicationHandlerStop(DELEGATE)
+        return await _step_reply(update, tr("meetings.rsvp.bad_delegate"), state=DELEGATE)
     press = Press(pending["meeting_id"], Rsvp.delegate, pending["context"])
     alert, text = await record_rsvp(update, context, actor, press, name)
     context.user_data.pop(PENDING_DELEGATE, None)
@@ -1047,7 +1042,7 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
                                                 parse_mode=ParseMode.HTML,
                                                 reply_markup=keyboard(rows),
                                                 disable_web_page_preview=True)
-    raise ApplicationHandlerStop(ConversationHandler.END)
+    return await handled(ConversationHandler.END)
 
 
 @guarded(Role.coordinator)

@@ -23,7 +23,6 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -42,11 +41,14 @@ from bot.services import Actor, Services, services
 from handlers.common import (
     Context,
     current_actor,
+    draft_of,
     escape,
     guarded,
+    handled,
     in_group,
     keyboard,
     may_show_details,
+    message_text,
     reply,
 )
 from storage import requests as store
@@ -95,16 +97,6 @@ def _zone(svc: Services, actor: Actor) -> Any:
     return rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
 
 
-def _text(update: Update) -> str:
-    message = update.effective_message
-    return (message.text or "") if message else ""
-
-
-async def _stop(state: int) -> int:
-    """Answer handled: no plain-text feature in a later group sees this update."""
-    raise ApplicationHandlerStop(state)
-
-
 async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
     query = update.callback_query
     if query is None:
@@ -115,11 +107,6 @@ async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None =
 
 
 # =========================================================================== new request
-
-
-def _draft(context: Context) -> dict[str, Any]:
-    assert context.user_data is not None
-    return context.user_data.setdefault(DRAFT, {})
 
 
 def _fresh_draft(context: Context, now: datetime) -> dict[str, Any]:
@@ -230,7 +217,7 @@ async def _summary(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
 async def _ask(update: Update, context: Context, actor: Actor, step: int,
                notes: list[str] | None = None) -> int:
     """Send the prompt of `step` (after any notes) and stay there."""
-    svc, tr, draft = services(context), actor.tr, _draft(context)
+    svc, tr, draft = services(context), actor.tr, draft_of(context, DRAFT)
     prefix = "\n".join(notes or [])
     prefix = prefix + "\n\n" if prefix else ""
     quit_row = [_quit_button(tr)]
@@ -265,12 +252,12 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
             [(tr("requests.button.edit_details"), f"{NEW}:edit:details"),
              (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline")],
         ]))
-    return await _stop(step)
+    return await handled(step)
 
 
 async def _advance(update: Update, context: Context, actor: Actor,
                    notes: list[str] | None = None) -> int:
-    return await _ask(update, context, actor, _next_step(_draft(context)), notes)
+    return await _ask(update, context, actor, _next_step(draft_of(context, DRAFT)), notes)
 
 
 async def _closing(update: Update, tr: Translator, choice: str) -> None:
@@ -296,13 +283,13 @@ async def request_command(update: Update, context: Context, actor: Actor) -> int
         number = rules.parse_number(context.args[0])
     if number is not None:
         await _show(update, context, actor, number=number)
-        return await _stop(END)
+        return await handled(END)
     if in_group(update):
         await reply(update, tr("requests.new.group_only_view"))
-        return await _stop(END)
+        return await handled(END)
     if actor.user is None or actor.user.unit_id is None:
         await reply(update, tr("requests.new.no_unit"))
-        return await _stop(END)
+        return await handled(END)
     draft = _fresh_draft(context, svc.now())
     if not context.args:
         return await _ask(update, context, actor, TARGET)
@@ -390,7 +377,7 @@ async def _expired(update: Update, tr: Translator) -> int:
     left to the other features (it was not meant for this flow)."""
     if update.callback_query is not None:
         await update.callback_query.answer(tr("requests.new.expired"), show_alert=True)
-        return await _stop(END)
+        return await handled(END)
     return END
 
 
@@ -402,17 +389,17 @@ async def target_typed(update: Update, context: Context, actor: Actor) -> int:
         return await _expired(update, tr)
     notes: list[str] = []
     async with svc.db.session() as session:
-        for part in [p for p in SPLIT_UNITS.split(_text(update)) if p]:
+        for part in [p for p in SPLIT_UNITS.split(message_text(update)) if p]:
             notes += await _add_target(session, tr, actor, draft, part)
     if draft.get("candidates"):
         units = await _unit_names(svc, draft.pop("candidates"))
         rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
         rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr)])
         await reply(update, "\n".join(notes), keyboard(rows))
-        return await _stop(TARGET)
+        return await handled(TARGET)
     text, markup = await _target_prompt(svc, actor, draft, notes)
     await reply(update, text, markup)
-    return await _stop(TARGET)
+    return await handled(TARGET)
 
 
 @guarded(Role.officer, Where.private)
@@ -427,7 +414,7 @@ async def target_pressed(update: Update, context: Context, actor: Actor) -> int:
     if data == f"{NEW}:next":
         if not draft.get("targets"):
             await query.answer(tr("requests.new.no_target_yet"), show_alert=True)
-            return await _stop(TARGET)
+            return await handled(TARGET)
         draft["targets_done"] = True
         units = await _unit_names(svc, draft["targets"])
         await _closing(update, tr, "、".join(escape(u.name) for u in units.values()))
@@ -437,12 +424,12 @@ async def target_pressed(update: Update, context: Context, actor: Actor) -> int:
         if match else None
     if unit is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await _stop(TARGET)
+        return await handled(TARGET)
     notes = _toggle_target(tr, actor, draft, unit)
     await query.answer(notes[0] if notes else None, show_alert=bool(notes))
     text, markup = await _target_prompt(svc, actor, draft)
     await _edit(update, text, markup)
-    return await _stop(TARGET)
+    return await handled(TARGET)
 
 
 @guarded(Role.officer, Where.private)
@@ -457,13 +444,13 @@ async def mechanism_chosen(update: Update, context: Context, actor: Actor) -> in
         if query is not None:
             mechanism = await session.get(Mechanism, int(match.group(1))) if match else None
         else:
-            mechanism = await store.find_mechanism(session, _text(update))
+            mechanism = await store.find_mechanism(session, message_text(update))
     if mechanism is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await _stop(MECHANISM)
+            return await handled(MECHANISM)
         return await _ask(update, context, actor, MECHANISM, [
-            tr("requests.new.unknown_mechanism", query=escape(_text(update)[:40]))])
+            tr("requests.new.unknown_mechanism", query=escape(message_text(update)[:40]))])
     draft["mechanism"] = mechanism.id
     await _closing(update, tr, escape(mechanism.name))
     return await _advance(update, context, actor)
@@ -476,13 +463,13 @@ async def urgency_chosen(update: Update, context: Context, actor: Actor) -> int:
     if draft is None:
         return await _expired(update, tr)
     query = update.callback_query
-    raw = (query.data or "").removeprefix(f"{NEW}:u:") if query else _text(update)
+    raw = (query.data or "").removeprefix(f"{NEW}:u:") if query else message_text(update)
     urgency = Urgency(raw) if query and raw in Urgency.__members__ else (
         None if query else rules.parse_urgency(raw))
     if urgency is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await _stop(URGENCY)
+            return await handled(URGENCY)
         return await _ask(update, context, actor, URGENCY, [
             tr("requests.new.unknown_urgency", query=escape(raw[:40]))])
     draft["urgency"] = urgency.value
@@ -496,12 +483,12 @@ async def subject_typed(update: Update, context: Context, actor: Actor) -> int:
     draft = _live(context, svc)
     if draft is None:
         return await _expired(update, tr)
-    subject = rules.clean_line(_text(update))
+    subject = rules.clean_line(message_text(update))
     problem = rules.text_problem(subject, rules.SUBJECT_MAX)
     if problem is not None:
         await reply(update, tr(f"requests.new.subject_{problem.value}", length=len(subject),
                                limit=rules.SUBJECT_MAX))
-        return await _stop(SUBJECT)
+        return await handled(SUBJECT)
     draft["subject"] = subject
     return await _advance(update, context, actor)
 
@@ -516,14 +503,14 @@ async def details_given(update: Update, context: Context, actor: Actor) -> int:
         draft["details"] = ""
         await _closing(update, tr, tr("requests.button.skip"))
         return await _advance(update, context, actor)
-    details = rules.clean_block(_text(update))
+    details = rules.clean_block(message_text(update))
     if len(details) > rules.DETAILS_MAX:
         await reply(update, tr("requests.new.details_too_long", length=len(details),
                                limit=rules.DETAILS_MAX))
-        return await _stop(DETAILS)
+        return await handled(DETAILS)
     if not details:
         await reply(update, tr("requests.new.text_expected"))
-        return await _stop(DETAILS)
+        return await handled(DETAILS)
     draft["details"] = details
     return await _advance(update, context, actor)
 
@@ -547,7 +534,7 @@ def _not_text(state: int) -> Any:
         if _live(context, services(context)) is None:
             return await _expired(update, actor.tr)
         await reply(update, actor.tr("requests.new.text_expected"))
-        return await _stop(state)
+        return await handled(state)
 
     return not_text
 
@@ -570,13 +557,13 @@ async def _attach(update: Update, context: Context, actor: Actor, state: int) ->
     attachments: list[dict[str, Any]] = draft.setdefault("attachments", [])
     if attachment is None:
         await reply(update, tr("requests.new.attachment_expected"))
-        return await _stop(state)
+        return await handled(state)
     if len(attachments) >= rules.ATTACHMENTS_MAX:
         await reply(update, tr("requests.new.too_many_attachments", limit=rules.ATTACHMENTS_MAX))
-        return await _stop(state)
+        return await handled(state)
     attachments.append(attachment)
     await reply(update, tr("requests.new.attachment_added", n=len(attachments)))
-    return await _stop(state)
+    return await handled(state)
 
 
 @guarded(Role.officer, Where.private)
@@ -602,14 +589,14 @@ async def deadline_given(update: Update, context: Context, actor: Actor) -> int:
         draft["reply_due"] = None
         await _closing(update, tr, tr("requests.button.no_deadline"))
         return await _advance(update, context, actor)
-    text = _text(update).strip()
+    text = message_text(update).strip()
     try:
         due = parse_deadline(text, svc.now(), _zone_name(svc, actor))
     except DeadlineError as error:
         key = {"in_the_past": "deadline_past", "too_far": "deadline_too_far"}.get(
             error.code, "deadline_invalid")
         await reply(update, tr(f"requests.new.{key}", text=escape(text[:40])))
-        return await _stop(DEADLINE)
+        return await handled(DEADLINE)
     draft["reply_due"] = due.isoformat()
     return await _advance(update, context, actor)
 
@@ -630,7 +617,7 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
                           else DEADLINE)
     if data != f"{NEW}:submit":
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await _stop(CONFIRM)
+        return await handled(CONFIRM)
     return await _submit(update, context, actor, draft)
 
 
@@ -673,7 +660,7 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
         lines.append(tr("requests.new.created_undelivered", unit=escape(request.to_unit.name),
                         count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
     await reply(update, "\n".join(lines))
-    return await _stop(END)
+    return await handled(END)
 
 
 async def quit_flow(update: Update, context: Context) -> int:
@@ -686,7 +673,7 @@ async def quit_flow(update: Update, context: Context) -> int:
         await _edit(update, actor_tr("requests.new.cancelled"))
     else:
         await reply(update, actor_tr("requests.new.cancelled"))
-    return await _stop(END)
+    return await handled(END)
 
 
 async def _tr(update: Update, context: Context) -> Translator:
@@ -729,7 +716,7 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
     press = rules.parse_action_data(query.data)
     if press is None:
         await query.answer(tr("requests.act.invalid_button"), show_alert=True)
-        return await _stop(END)
+        return await handled(END)
     async with svc.db.session() as session:
         user = await user_by_telegram_id(session, actor.telegram_id)
         assert user is not None
@@ -741,7 +728,7 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
                         verdict=outcome.verdict.value, data=query.data)
     if outcome.verdict is not store.Verdict.done:
         await query.answer(_refusal_text(tr, outcome, tz), show_alert=True)
-        return await _stop(END)
+        return await handled(END)
     if press.action is Action.accept:
         return await _apply(update, context, actor, press)
     request = outcome.request
@@ -760,7 +747,7 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
     context.user_data[PENDING] = {"action": press.action.value, "id": press.request_id,
                                   "version": press.version, "prompt": prompt.message_id,
                                   "at": svc.now().isoformat()}
-    return await _stop(UNIT if press.action is Action.transfer else NOTE)
+    return await handled(UNIT if press.action is Action.transfer else NOTE)
 
 
 def _name(update: Update) -> str:
@@ -798,7 +785,7 @@ async def note_typed(update: Update, context: Context, actor: Actor) -> int:
         return END  # abandoned long ago: the message is for someone else
     if not _answers_prompt(update, context):
         return NOTE
-    return await _apply(update, context, actor, press, note=_text(update))
+    return await _apply(update, context, actor, press, note=message_text(update))
 
 
 @guarded(Role.officer)
@@ -809,7 +796,7 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
     if press is None:
         if query is not None:
             await query.answer(tr("requests.new.expired"), show_alert=True)
-            return await _stop(END)
+            return await handled(END)
         return END
     if query is None and not _answers_prompt(update, context):
         return UNIT
@@ -817,19 +804,19 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
         match = re.fullmatch(rf"{ACT}:u:{DB_ID}", query.data or "")
         if match is None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await _stop(UNIT)
+            return await handled(UNIT)
         return await _apply(update, context, actor, press, unit_id=int(match.group(1)))
-    text = rules.clean_line(_text(update))
+    text = rules.clean_line(message_text(update))
     async with svc.db.session() as session:
         units = await store.resolve_units(session, text)
     if not units:
         await reply(update, tr("requests.new.unknown_unit", query=escape(text[:40])))
-        return await _stop(UNIT)
+        return await handled(UNIT)
     if len(units) > 1:
         rows = [[(u.name, f"{ACT}:u:{u.id}")] for u in units]
         await reply(update, tr("requests.act.transfer_choose", query=escape(text[:40])),
                     keyboard([*rows, [(tr("requests.button.quit"), f"{ACT}:quit")]]))
-        return await _stop(UNIT)
+        return await handled(UNIT)
     return await _apply(update, context, actor, press, unit_id=units[0].id)
 
 
@@ -861,7 +848,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
             await query.answer(text, show_alert=True)
         else:
             await reply(update, text)
-        return await _stop(UNIT if press.action is Action.transfer else NOTE)
+        return await handled(UNIT if press.action is Action.transfer else NOTE)
     assert context.user_data is not None
     context.user_data.pop(PENDING, None)
     if outcome.verdict is not store.Verdict.done:
@@ -870,7 +857,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
             await query.answer(text, show_alert=True)
         else:
             await reply(update, text)
-        return await _stop(END)
+        return await handled(END)
     svc.wake_delivery()
     await svc.rescheduled("requests")
     request = outcome.request
@@ -887,7 +874,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
             await _edit(update, payload["text"], _markup(payload))
     else:
         await reply(update, escape(done))
-    return await _stop(END)
+    return await handled(END)
 
 
 def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
@@ -904,7 +891,7 @@ async def drop_action(update: Update, context: Context) -> int:
         await _edit(update, tr("requests.act.dropped"))
     else:
         await reply(update, tr("requests.act.dropped"))
-    return await _stop(END)
+    return await handled(END)
 
 
 # =========================================================================== reading
