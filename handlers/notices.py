@@ -36,7 +36,7 @@ from bot.domain import requests as rules
 from bot.domain.timeparse import DeadlineError, parse_deadline
 from bot.i18n import Translator
 from bot.plans import notices as plan
-from bot.services import Actor, Services, services
+from bot.services import SERVICES_KEY, Actor, Services, services
 from handlers.common import Context, current_actor, escape, guarded, keyboard, reply
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
@@ -49,11 +49,12 @@ COMMANDS = [
     CommandInfo("notices", Role.coordinator, Where.private, "notices.list_command"),
 ]
 
-DRAFT, LISTING = "notice_draft", "notice_list"
+DRAFT, CORRECTING = "notice_draft", "notice_correct"
 KIND, SEVERITY, AUDIENCE, TEXT, WHEN, CONFIRM, CORRECT = range(7)
 END = ConversationHandler.END
 NEW, MANAGE = "ntn", "ntm"
 DRAFT_TTL = timedelta(hours=6)
+VIEW_TEXT = 1500  # of the notice's text under its status in a view (a message has 4096)
 SPLIT = re.compile(r"[\s、，,;；/+]+")
 ALL_WORDS = {"全部", "全部值班室", "所有", "all"}
 EXPORT_WORDS = {"export", "导出", "csv"}
@@ -547,7 +548,7 @@ async def quit_flow(update: Update, context: Context) -> int:
     tr = (await current_actor(update, context)).tr
     assert context.user_data is not None
     context.user_data.pop(DRAFT, None)
-    context.user_data.pop(plan.NAME + ":correct", None)
+    context.user_data.pop(CORRECTING, None)
     if update.callback_query is not None:
         await update.callback_query.answer()
         await _edit(update, tr("notices.new.cancelled"))
@@ -561,7 +562,7 @@ def _not_text(state: int) -> Any:
 
     @guarded(Role.coordinator, Where.private)
     async def not_text(update: Update, context: Context, actor: Actor) -> int:
-        if _live(context, services(context).now()) is None:
+        if state != CORRECT and _live(context, services(context).now()) is None:
             return await _expired(update, actor.tr)
         await reply(update, actor.tr("notices.new.text_expected"))
         return await _stop(state)
@@ -675,7 +676,8 @@ async def _show(update: Update, context: Context, actor: Actor, notice_id: int) 
             zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
             text += "\n" + tr("notices.view.scheduled", when=rules.local_time(
                 notice.scheduled_for, zone, with_year=True))
-        text += "\n\n" + escape(notice.text)
+        body = notice.text if len(notice.text) <= VIEW_TEXT else notice.text[:VIEW_TEXT] + "…"
+        text += "\n\n" + escape(body)
         status = notice.status
     rows = []
     if status is not NoticeStatus.withdrawn:
@@ -770,9 +772,6 @@ async def _export(update: Update, context: Context, actor: Actor, number: str | 
 # --------------------------------------------------------------------------- correction
 
 
-CORRECTING = plan.NAME + ":correct"
-
-
 @guarded(Role.coordinator, Where.private)
 async def correct_pressed(update: Update, context: Context, actor: Actor) -> int:
     svc, tr = services(context), actor.tr
@@ -824,7 +823,7 @@ async def correction_typed(update: Update, context: Context, actor: Actor) -> in
 
 
 def register(application: Application) -> None:
-    svc: Services | None = application.bot_data.get("services")
+    svc: Services | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         plan.status_refresher(svc)
     text = filters.TEXT & ~filters.COMMAND

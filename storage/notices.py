@@ -236,7 +236,7 @@ def room_payload(tr: Translator, notice: Notice, room: DutyRoom,
     tz = rules.zone(room.timezone or (room.unit.timezone if room.unit else None),
                     policy.timezone)
     payload: dict[str, Any] = {
-        "text": room_text(tr, notice, delivery, acknowledger, tz)[:4096],
+        "text": room_text(tr, notice, delivery, acknowledger, tz),
         "parse_mode": "HTML", "link_preview_options": {"is_disabled": True},
     }
     acked_now = delivery is not None and delivery.acknowledged_at is not None and (
@@ -247,7 +247,7 @@ def room_payload(tr: Translator, notice: Notice, room: DutyRoom,
 
 
 def _message(text: str, markup: dict[str, Any] | None = None) -> dict[str, Any]:
-    payload: dict[str, Any] = {"text": text[:4096], "parse_mode": "HTML",
+    payload: dict[str, Any] = {"text": text, "parse_mode": "HTML",
                                "link_preview_options": {"is_disabled": True}}
     if markup:
         payload["reply_markup"] = markup
@@ -277,7 +277,8 @@ async def create_notice(
         raise NoticeProblem("no_audience")
     if draft.scheduled_for is not None and draft.scheduled_for <= now:
         raise NoticeProblem("time_past")
-    if not await audience_rooms_exist(session, audience):
+    rooms = await audience_rooms(session, audience)
+    if not rooms:
         raise NoticeProblem("no_rooms")
     year = now.astimezone(rules.zone(None, policy.timezone)).year
     notice = Notice(
@@ -295,7 +296,7 @@ async def create_notice(
                 audience=audience, scheduled_for=draft.scheduled_for.isoformat()
                 if draft.scheduled_for else None)
     if draft.scheduled_for is None:
-        await send_notice(session, notice, now=now, policy=policy)
+        await send_notice(session, notice, now=now, policy=policy, rooms=rooms)
     return notice
 
 
@@ -309,20 +310,18 @@ def _clean_audience(audience: dict[str, Any]) -> dict[str, Any] | None:
     return {"zones": zones, "units": units}
 
 
-async def audience_rooms_exist(session: AsyncSession, audience: dict[str, Any]) -> bool:
-    return bool(await audience_rooms(session, audience))
-
-
 async def send_notice(
     session: AsyncSession, notice: Notice, *, now: datetime, policy: NoticePolicy,
-    late: bool = False,
+    late: bool = False, rooms: list[DutyRoom] | None = None,
 ) -> int:
-    """Fan the notice out to its audience's rooms (as they are now); returns how many.
+    """Fan the notice out to its audience's rooms (as they are now, unless the caller
+    just loaded them); returns how many.
 
     Idempotent: deliveries and outbox rows are keyed by notice and room, so a second
     call adds nothing. The coordinator's status message is enqueued last.
     """
-    rooms = await audience_rooms(session, notice.audience)
+    if rooms is None:
+        rooms = await audience_rooms(session, notice.audience)
     notice.status, notice.sent_at = NoticeStatus.sent, now
     notice.remind_at = now + timedelta(minutes=policy.remind_minutes)
     tr = Translator(policy.language)

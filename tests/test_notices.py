@@ -247,7 +247,7 @@ async def test_members_acknowledge_others_are_refused_and_the_second_is_told(
         assert "未作任何更改" in sent.alerts[0]
     assert all(d.acknowledged_at is None for d in await deliveries(bot.db))
     sent = await bot.press(DUTY, card, "收到")
-    assert "已确认收到 TB-2026-000001" in sent.alerts[0] if sent.alerts else True
+    assert "已确认收到 TB-2026-000001" in sent.alerts[0]
     edited = in_chat(await bot.deliver(), SICHUAN_ROOM)
     assert "李静 已于 12-01 09:00 确认收到" in edited[0].params["text"]
     assert "reply_markup" not in edited[0].params
@@ -258,9 +258,14 @@ async def test_members_acknowledge_others_are_refused_and_the_second_is_told(
 
 
 async def test_status_message_counts_deliveries_acks_and_failures(bot: BotHarness) -> None:
-    await broadcast(bot)
-    status = last_status(bot)
-    assert "值班室 3 个" in status
+    delivered = await broadcast(bot)
+    first = next(c for c in delivered.messages if c.chat_id == ADMIN)
+    assert first.method == "sendMessage"
+    assert "值班室 3 个：已送达 0" in first.params["text"]  # enqueued with the rooms' messages
+    # Each delivery marks the notice; the refresher edits the status message.
+    await bot.services.extras["notice_status_refresher"].settle()
+    await bot.deliver()
+    assert "已送达 2，已确认 0" in last_status(bot)
     [card] = [c for c in bot.emulator.calls if c.chat_id == SICHUAN_ROOM
               and c.method == "sendMessage"]
     await bot.press(DUTY, card, "收到")
@@ -280,20 +285,26 @@ async def test_status_edits_are_coalesced(
                           notice_status_edit_seconds=5) as bot:
         await broadcast(bot)
         await bot.services.extras["notice_status_refresher"].settle()
+        await bot.deliver()
+        cards = {c.chat_id: c for c in bot.emulator.calls if c.method == "sendMessage"
+                 and c.chat_id in (SICHUAN_ROOM, YUNNAN_ROOM)}
+        # Two acknowledgements within the spacing: one edit waits, holding both.
+        await bot.press(DUTY, cards[SICHUAN_ROOM], "收到")
+        await bot.press(OFFICER, cards[YUNNAN_ROOM], "收到")
         async with bot.db.session() as session:
-            notice = (await session.execute(select(Notice))).scalar_one()
-            policy = store.NoticePolicy.from_settings(bot.settings)
-            for _ in range(5):  # five changes within the spacing: one edit waiting
-                await store.refresh_status(session, notice, now=clock(), policy=policy)
-                notice.revision += 0
             waiting = (await session.execute(select(func.count()).select_from(OutboxMessage)
                                              .where(OutboxMessage.kind == "notice_status",
                                                     OutboxMessage.state == "pending"))
                        ).scalar_one()
-        assert waiting <= 1
+        assert waiting == 1
+        before = len(bot.emulator.calls_for(ADMIN, ["editMessageText"]))
+        await bot.deliver()
+        assert len(bot.emulator.calls_for(ADMIN, ["editMessageText"])) == before
         clock.advance(seconds=6)
         await bot.deliver()
-        assert "已送达 2" in last_status(bot)
+        edits = bot.emulator.calls_for(ADMIN, ["editMessageText"])
+        assert len(edits) == before + 1
+        assert "已确认 2" in last_status(bot) and "杨丽华" in last_status(bot)
 
 
 # --------------------------------------------------------------------------- reminder
@@ -317,9 +328,10 @@ async def test_pending_rooms_are_reminded_once_and_the_coordinator_told(
     clock.advance(minutes=30)
     again = await bot.run_due()
     assert in_chat(again, YUNNAN_ROOM) == []
-    # The reminder's button acknowledges too.
-    sent = await bot.press(101, reminders[0], "收到")
-    assert not sent.alerts or "已确认" in sent.alerts[0]
+    # The reminder's button acknowledges too (101 is a 云南 officer).
+    sent = await bot.press(OFFICER, reminders[0], "收到")
+    assert "已确认收到" in sent.alerts[0]
+    assert sum(1 for d in await deliveries(bot.db) if d.acknowledged_at) == 2
 
 
 # --------------------------------------------------------------------------- correct, withdraw
@@ -384,6 +396,13 @@ async def test_list_and_csv_report(bot: BotHarness) -> None:
     assert by_room["云南省厅值班室"][7] == "已送达未确认"
     sent = await bot.send(OFFICER, "/notices")
     assert "无权" in sent.text
+
+
+async def test_help_lists_the_notice_commands_by_role(bot: BotHarness) -> None:
+    officer = (await bot.send(OFFICER, "/help")).text
+    assert "/notice" not in officer
+    coordinator = (await bot.send(ADMIN, "/help")).text
+    assert "/notice" in coordinator and "/notices" in coordinator
 
 
 async def test_handover_brief_still_lists_unacknowledged_notices(bot: BotHarness) -> None:
