@@ -100,8 +100,10 @@ class Leader:
         """Become leader at once if possible (so a lone process schedules before it
         answers), then keep trying in the background."""
         self._stopping = False
-        if not self.elected:
-            await self._promote()
+        if not self.elected:  # the one process; a failure to start stops it, as before
+            self.is_leader = True
+            self.scheduler.attach(self.job_queue)
+            await self.scheduler.start()
             return
         self._engine = create_async_engine(
             self.db.url, poolclass=NullPool,
@@ -202,10 +204,9 @@ class Leader:
     async def _promote(self) -> None:
         self.is_leader = True
         try:
-            if self.elected:
-                # Listen before reading the schedule: a change committed after this is
-                # notified, one committed before is read.
-                await self._raw.add_listener(CHANNEL, self._on_notify)
+            # Listen before reading the schedule: a change committed after this is
+            # notified, one committed before is read.
+            await self._raw.add_listener(CHANNEL, self._on_notify)
             self.scheduler.attach(self.job_queue)
             await self.scheduler.start()
         except Exception:
@@ -213,8 +214,7 @@ class Leader:
                           self.name)
             await self._demote("it could not start the scheduler")
             return
-        if self.elected:
-            log.warning("scheduler: %s is now the leader (caught up, jobs placed)", self.name)
+        log.info("scheduler: %s is now the leader (caught up, jobs placed)", self.name)
 
     async def _demote(self, reason: str) -> None:
         self.is_leader = False
