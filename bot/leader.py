@@ -90,10 +90,6 @@ class Leader:
         """Whether leadership is decided by election (PostgreSQL) or given (SQLite)."""
         return self.db.dialect == "postgresql"
 
-    @property
-    def role(self) -> str:
-        return "leader" if self.is_leader else "follower"
-
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -112,7 +108,8 @@ class Leader:
         )
         await self._round()
         if not self.is_leader:
-            log.info("scheduler: %s is a follower; another process is the leader", self.name)
+            log.info("scheduler: %s is a follower; it tries to lead every %g s",
+                     self.name, self.retry_seconds)
         self._task = asyncio.create_task(self._run(), name="scheduler-leader")
 
     async def stop(self) -> None:
