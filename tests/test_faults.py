@@ -10,15 +10,19 @@ does: the one way a message can arrive twice) while the test stays well under a 
 Over one day on a controllable clock (07:00 on 2 December 2026 to 08:45 the next
 morning, Beijing time) officers create assistance requests that are accepted, completed
 or left to escalate; the joint meeting's reminders and every roster's handover briefs
-fall due; a coordinator broadcasts to 100 duty rooms. On PostgreSQL (a private,
-throwaway cluster: the shared server is never touched) the server is restarted in the
-middle of the broadcast while the background delivery worker is sending it. A user whose
-command failed simply repeats it, as people do.
+fall due; a coordinator broadcasts an early warning (the notice feature) to 110 duty
+rooms, three acknowledge it (one after the reminder of the others). On PostgreSQL (a
+private, throwaway cluster in a temporary directory on a free port: the shared server is
+never touched) the server is stopped in the middle of the broadcast while the background
+delivery worker is sending it, a user asks something while it is down, and it is started
+again. A user whose command failed simply repeats it, as people do.
 
-Afterwards: every request is in its expected state with its history, every scheduled
-occurrence of the day was sent (none missed), every outbox row is sent and arrived in its
-chat, edits left the right final text, and no chat received a message more often than
-once plus the calls that were in flight when they failed (stalls, the restart).
+Afterwards: every request is in its expected state, escalations fired exactly where due,
+every scheduled occurrence of the day was sent on time (none missed or late), every
+outbox row is sent and arrived in its chat, the notice is acknowledged where pressed and
+reminded everywhere else, edits (request cards, the notice's status message) show their
+last text, and no chat received a message more often than once plus the calls that were
+in flight when they failed (stalls; the restart loses no outcome).
 """
 
 from __future__ import annotations
@@ -45,17 +49,24 @@ from sqlalchemy.orm import selectinload
 from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness
-from storage import outbox
+from storage import notices, outbox
+from storage.access import user_by_telegram_id
 from storage.dataio import import_file
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import (
     AssistanceRequest,
     DutyRoom,
+    Notice,
+    NoticeDelivery,
+    NoticeKind,
     OutboxMessage,
     OutboxState,
     RequestStatus,
     ScheduleMark,
+    Severity,
+    Unit,
+    UnitLevel,
 )
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -230,13 +241,53 @@ class Day:
 
         await self.retrying(press, done)
 
-    async def broadcast(self, rooms: list[int], key: str, text_: str) -> None:
-        """A notice to many duty rooms: one outbox row each, in one transaction."""
+    async def broadcast(self, coordinator: int, text_: str) -> str:
+        """A coordinator's early warning to every duty room (the notice feature's storage
+        function, as /notice calls it on confirmation); returns its number."""
         async with self.desk.db.session() as session:
-            for chat_id in rooms:
-                await outbox.enqueue(session, chat_id=chat_id, kind="notice", text=text_,
-                                     dedup_key=f"{key}:{chat_id}", now=self.clock.now())
+            actor = await user_by_telegram_id(session, coordinator)
+            assert actor is not None
+            notice = await notices.create_notice(
+                session, notices.NoticeDraft(kind=NoticeKind.warning, severity=Severity.important,
+                                             text=text_, audience={"all": True}),
+                actor=actor, now=self.clock.now(),
+                policy=notices.NoticePolicy.from_settings(self.desk.settings))
+            number = notice.number
         self.desk.services.wake_delivery()
+        await self.desk.services.rescheduled()
+        return number
+
+    async def acknowledge(self, user: int, chat_id: int, number: str) -> None:
+        """Press 收到 on the notice in a duty room, as it is shown now."""
+        async def press() -> None:
+            async with self.desk.db.session() as session:
+                notice, delivery, room = (await session.execute(
+                    select(Notice, NoticeDelivery, DutyRoom)
+                    .join(NoticeDelivery, NoticeDelivery.notice_id == Notice.id)
+                    .join(DutyRoom, DutyRoom.id == NoticeDelivery.duty_room_id)
+                    .where(Notice.number == number, DutyRoom.chat_id == chat_id))).one()
+                row = await outbox.get_message(session, delivery.message_key or "")
+                assert row is not None and row.telegram_message_id is not None
+                data = notices.ack_data(notice.id, room.id, notice.revision)
+            await self.desk.feed(self.emulator.make_callback_update(
+                user, (chat_id, row.telegram_message_id), data))
+
+        async def done() -> bool:
+            return chat_id in (await notice_rooms(self.desk, number))[0]
+
+        await self.retrying(press, done)
+
+
+async def notice_rooms(desk: BotHarness, number: str) -> tuple[set[int], set[int]]:
+    """The notice's rooms (chat ids) that acknowledged it, and those reminded."""
+    async with desk.db.session() as session:
+        rows = (await session.execute(
+            select(DutyRoom.chat_id, NoticeDelivery.acknowledged_at, NoticeDelivery.reminded_at)
+            .join(NoticeDelivery, NoticeDelivery.duty_room_id == DutyRoom.id)
+            .join(Notice, Notice.id == NoticeDelivery.notice_id)
+            .where(Notice.number == number))).all()
+    return ({chat for chat, acked, _ in rows if acked},
+            {chat for chat, _, reminded in rows if reminded})
 
 
 async def seed(database_url: str, emulator: BotApiEmulator) -> list[int]:
@@ -248,6 +299,14 @@ async def seed(database_url: str, emulator: BotApiEmulator) -> list[int]:
         async with db.session() as session:
             rooms = {r.chat_id: r.unit.short_name for r in (await session.execute(
                 select(DutyRoom).options(selectinload(DutyRoom.unit)))).scalars()}
+            # The broadcast's wider audience: county bureaus with a duty room each.
+            extra = [EXTRA_ROOM_BASE - i for i in range(EXTRA_ROOMS)]
+            for i, chat_id in enumerate(extra):
+                unit = Unit(code=f"county{i}", name=f"专项县公安局{i}", short_name=f"专项{i}",
+                            level=UnitLevel.county)
+                session.add(unit)
+                await session.flush()
+                session.add(DutyRoom(unit_id=unit.id, chat_id=chat_id, title=f"专项{i}值班室"))
     finally:
         await db.dispose()
     for user_id, (name, _unit) in PEOPLE.items():
@@ -255,9 +314,8 @@ async def seed(database_url: str, emulator: BotApiEmulator) -> list[int]:
     for chat_id, unit in rooms.items():
         emulator.add_group(chat_id, f"{unit}值班室",
                            [u for u, (_n, home) in PEOPLE.items() if home == unit])
-    extra = [EXTRA_ROOM_BASE - i for i in range(EXTRA_ROOMS)]
-    for chat_id in extra:  # the broadcast's wider audience: groups the emulator knows
-        emulator.add_group(chat_id, f"专项值班群{-chat_id}")
+    for chat_id in extra:
+        emulator.add_group(chat_id, f"专项值班室{-chat_id}")
     return [*rooms, *extra]
 
 
@@ -305,19 +363,24 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
         async def broadcast() -> None:
             text_ = "【预警】跨区域流窜盗窃团伙活动预警，请各值班室加强巡控并回复收到。"
             if outage is None:
-                await day.broadcast(rooms, "fault-day:broadcast", text_)
+                numbers["notice"] = await day.broadcast(GANSU_COORD, text_)
                 return
             # On PostgreSQL: the worker sends in the background and the server goes away
             # in the middle of it; a user asks something while it is down.
             stop_server, start_server = outage
-            sends = len([c for c in emulator.calls if c.method == "sendMessage"])
+
+            def reached() -> set[int | None]:
+                return {c.chat_id for c in emulator.calls if c.method == "sendMessage"
+                        and text_ in c.params.get("text", "")}
+
             worker.start()
-            await day.broadcast(rooms, "fault-day:broadcast", text_)
-            await emulator.wait_for_calls(sends + 30, "sendMessage", timeout=30)
+            numbers["notice"] = await day.broadcast(GANSU_COORD, text_)
+            for _ in range(300):
+                if len(reached()) >= 30:
+                    break
+                await asyncio.sleep(0.02)
             await asyncio.to_thread(stop_server)
-            reached = {c.chat_id for c in emulator.calls if c.method == "sendMessage"
-                       and c.params.get("text") == text_}
-            assert len(reached) < len(rooms), "the broadcast was over before the restart"
+            assert len(reached()) < len(rooms), "the broadcast was over before the restart"
             down = await desk.send(SC_OFFICER, "/oncall 甘肃")
             assert "四川" not in down.text  # at most the polite "not completed"
             await asyncio.sleep(1.0)
@@ -332,8 +395,12 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
             beijing(2, 9, 0): lambda: day.act(XJ_DUTY, numbers["xj"], "acc",
                                               RequestStatus.accepted),
             beijing(2, 12, 0): broadcast,
-            beijing(2, 12, 30): lambda: day.act(CQ_DUTY, numbers["cq"], "acc",
+            beijing(2, 12, 10): lambda: day.acknowledge(GS_DUTY, GS_ROOM, numbers["notice"]),
+            beijing(2, 12, 15): lambda: day.acknowledge(SC_DUTY, SC_ROOM, numbers["notice"]),
+            # After the reminder of rooms that had not acknowledged (at 12:30).
+            beijing(2, 12, 40): lambda: day.act(CQ_DUTY, numbers["cq"], "acc",
                                                 RequestStatus.accepted),
+            beijing(2, 12, 45): lambda: day.acknowledge(CQ_DUTY, CQ_ROOM, numbers["notice"]),
         }
 
         async def xinjiang() -> None:
@@ -375,7 +442,7 @@ async def check_the_day(desk: BotHarness, numbers: dict[str, str], rooms: list[i
     assert len(requests) == 4
     expected = {"gs": RequestStatus.accepted, "xj": RequestStatus.accepted,
                 "cq": RequestStatus.accepted, "sh": RequestStatus.open}
-    assert {key: requests[n].status for key, n in numbers.items()} == expected
+    assert {key: requests[numbers[key]].status for key in expected} == expected
 
     # Scheduled work: every occurrence of the day fired once, in time; none missed.
     due = await scheduled_occurrences(desk)
@@ -401,7 +468,10 @@ async def check_the_day(desk: BotHarness, numbers: dict[str, str], rooms: list[i
 
     # The outbox: every row sent, none failed or left behind.
     assert Counter(row.state for row in rows) == {OutboxState.sent: len(rows)}
-    assert len([r for r in rows if r.dedup_key.startswith("fault-day:broadcast")]) == len(rooms)
+    # The notice: in every room once, acknowledged where pressed, the others reminded once.
+    acknowledged, reminded = await notice_rooms(desk, numbers["notice"])
+    assert acknowledged == {GS_ROOM, SC_ROOM, CQ_ROOM}
+    assert reminded == set(rooms) - {GS_ROOM, SC_ROOM}
 
     # What each chat received: every row's message at least once; copies beyond that
     # only from calls the bot gave up on while Telegram applied them (stalls).
