@@ -118,7 +118,7 @@ async def enqueue_many(
     chunk: int = 500,
     supersede: bool = False,
 ) -> int:
-    """`enqueue` for a broadcast: one multi-row INSERT per `chunk` rows, same rules.
+    """`enqueue` for a broadcast: batched multi-row INSERTs, same rules.
 
     Each row maps chat_id, kind, dedup_key, payload and optionally method,
     reply_to_key and not_before. Rows whose dedup_key is already in the outbox are
@@ -140,15 +140,16 @@ async def enqueue_many(
             "next_attempt_at": max(not_before, moment) if not_before else moment,
         })
     inserted = 0
+    # One compiled statement, many parameter sets: SQLAlchemy batches them into
+    # multi-row INSERTs ("insertmanyvalues") without compiling a statement per size.
+    stmt = (
+        _insert(session)(O)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(O.id)
+    )
     for start in range(0, len(values), chunk):
         part = values[start : start + chunk]
-        stmt = (
-            _insert(session)(O)
-            .values(part)
-            .on_conflict_do_nothing(index_elements=["dedup_key"])
-            .returning(O.id)
-        )
-        inserted += len((await session.execute(stmt)).all())
+        inserted += len((await session.execute(stmt, part)).all())
         edits = [v for v in part if v["reply_to_key"]]
         for method in {v["method"] for v in edits} if supersede else ():
             same = [v for v in edits if v["method"] == method]

@@ -447,3 +447,24 @@ async def test_the_migration_matches_the_models(db: Database) -> None:
 
     async with db.engine.connect() as connection:
         assert await connection.run_sync(diff) == []
+
+
+async def test_enqueue_many_inserts_once_per_key_and_supersedes_older_edits(
+    db: Database, directory: Directory
+) -> None:
+    from storage.outbox import enqueue_many
+
+    rows = [{"chat_id": -100 - i, "kind": "notice", "dedup_key": f"k{i}",
+             "payload": {"text": str(i)}} for i in range(3)]
+    async with db.session() as session:
+        assert await enqueue_many(session, rows, now=T0) == 3
+        assert await enqueue_many(session, [*rows, {**rows[0], "dedup_key": "k9"}],
+                                  now=T0) == 1
+        edit = {"chat_id": -100, "kind": "notice_edit", "method": "editMessageText",
+                "reply_to_key": "k0", "payload": {"text": "a"}}
+        await enqueue_many(session, [{**edit, "dedup_key": "k0:e1"}], now=T0, supersede=True)
+        await enqueue_many(session, [{**edit, "dedup_key": "k0:e2"}], now=T0, supersede=True)
+        states = dict((await session.execute(select(
+            OutboxMessage.dedup_key, OutboxMessage.last_error).where(
+            OutboxMessage.reply_to_key == "k0"))).all())
+    assert states == {"k0:e1": "superseded", "k0:e2": None}
