@@ -435,8 +435,8 @@ async def meeting_command(update: Update, context: Context, actor: Actor) -> int
     if verb in {"cancel", "取消"}:
         await cancel_command(update, context, actor, args[1:])
         return None
-    if verb.lstrip("#").isdigit():
-        await show_meeting(update, context, actor, int(verb.lstrip("#")))
+    if (meeting_id := parse_meeting_id(verb)) is not None:
+        await show_meeting(update, context, actor, meeting_id)
         return None
     await reply(update, tr("meetings.manage.usage"))
     return None
@@ -472,10 +472,18 @@ def _require_coordinator(actor: Actor) -> None:
         raise Refusal(actor.tr("errors.not_allowed"))
 
 
+def parse_meeting_id(text: str | None) -> int | None:
+    """`12` or `#12`; None for anything else, including ids no database row can have
+    (a forged 30-digit id must not reach PostgreSQL's integer column)."""
+    match = re.fullmatch(r"#?([0-9]{1,9})", text or "")
+    return int(match[1]) if match else None
+
+
 def _meeting_id(tr: Translator, text: str | None) -> int:
-    if not text or not text.lstrip("#").isdigit():
+    meeting_id = parse_meeting_id(text)
+    if meeting_id is None:
         raise Refusal(tr("meetings.manage.usage"))
-    return int(text.lstrip("#"))
+    return meeting_id
 
 
 async def announce_change(
@@ -714,7 +722,7 @@ async def got_zone(update: Update, context: Context, actor: Actor) -> int:
     assert query is not None
     tr = actor.tr
     value = (query.data or "").rsplit(":", 1)[1]
-    zone_id = int(value) if value.isdigit() else 0
+    zone_id = parse_meeting_id(value) or 0  # the same bounds as any id in button data
     data = draft_of(context, DRAFT)
     data["zone_id"] = zone_id or None
     await query.answer()
@@ -896,7 +904,7 @@ class Press:
 
 
 def parse_press(data: str | None) -> Press | None:
-    match = re.fullmatch(rf"{CB}:r:(\d+):([adg]):(i|c|r\d+)", data or "")
+    match = re.fullmatch(rf"{CB}:r:([0-9]{{1,9}}):([adg]):(i|c|r[0-9]{{1,9}})", data or "")
     if not match:
         return None
     return Press(int(match[1]), plan.RSVP_CODES[match[2]], match[3])
@@ -1110,4 +1118,4 @@ def register(application: Application) -> None:
     application.add_handler(CommandHandler("missed", missed_command))
     application.add_handler(CallbackQueryHandler(rsvp_pressed, pattern=rf"^{CB}:r:\d+:[ad]:"))
     application.add_handler(CallbackQueryHandler(ics_pressed, pattern=rf"^{CB}:ics"))
-    application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:\d+$"))
+    application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:[0-9]{{1,9}}$"))
