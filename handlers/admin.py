@@ -6,6 +6,7 @@ Telegram call while a transaction is open.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -114,7 +115,7 @@ async def register_room(update: Update, context: Context, actor: Actor) -> None:
 
 async def target_user(session: AsyncSession, tr: Translator, arg: str) -> User:
     arg = arg.strip()
-    if arg.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]{1,15}", arg):  # a Telegram id (fits the BIGINT column)
         user = await user_by_telegram_id(session, int(arg))
     else:
         user = (
