@@ -1,6 +1,6 @@
 """Helpers for tests with several bot processes: real `python -m bot run` subprocesses
 (webhook mode, each on its own port) against one in-process emulator, a round-robin
-proxy standing in for nginx, and the data they work on (a broadcast, a reminder)."""
+proxy standing in for nginx, and the data they work on (a notice, a reminder)."""
 
 from __future__ import annotations
 
@@ -24,21 +24,27 @@ from sqlalchemy import func, select
 
 from bot.emulator import BotApiEmulator
 from bot.testing import TEST_TOKEN
-from storage import outbox
 from storage.db import Database
 from storage.models import (
     DutyRoom,
     Meeting,
     MeetingKind,
     MeetingParticipant,
+    NoticeKind,
     OutboxMessage,
     OutboxState,
+    Role,
+    Severity,
     Unit,
+    User,
+    utcnow,
 )
+from storage.notices import NoticeDraft, NoticePolicy, create_notice
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-token_for-tests"
 FIRST_ROOM = -1003000000000
+COORDINATOR = 910000011
 REMINDER_OFFSET = timedelta(minutes=60)
 
 
@@ -67,7 +73,8 @@ async def eventually(condition: Callable[[], Any], seconds: float = 20.0,
 
 
 async def all_sent(db: Database, count: int) -> bool:
-    return await rows_in_state(db, OutboxState.sent) == count
+    """Every room's notice message is out."""
+    return await rows_in_state(db, OutboxState.sent, "notice") == count
 
 
 def rooms(count: int) -> list[int]:
@@ -75,23 +82,39 @@ def rooms(count: int) -> list[int]:
 
 
 async def broadcast(db: Database, chats: Sequence[int], key: str) -> None:
-    """A notice fan-out: one outbox row per chat, in one transaction."""
+    """A notice (形势通报) from a coordinator to one duty room per chat, fanned out the
+    way /notice does it: one outbox row per room, in one transaction."""
     async with db.session() as session:
-        for chat_id in chats:
-            await outbox.enqueue(session, chat_id=chat_id, kind="notice",
-                                 text=f"形势通报 {key}", dedup_key=f"{key}:{chat_id}")
+        units = [Unit(code=f"{key}{i}", name=f"单位{key}{i}", short_name=f"单位{key}{i}")
+                 for i in range(len(chats))]
+        session.add_all(units)
+        await session.flush()
+        session.add_all([DutyRoom(unit_id=unit.id, chat_id=chat_id, title=f"值班室{chat_id}")
+                         for unit, chat_id in zip(units, chats, strict=True)])
+        coordinator = User(telegram_id=COORDINATOR, full_name="秘书处王芳",
+                           role=Role.coordinator, unit_id=units[0].id)
+        session.add(coordinator)
+        await session.flush()
+        await create_notice(
+            session, NoticeDraft(kind=NoticeKind.situation, severity=Severity.important,
+                                 text=f"形势通报 {key}", audience={"all": True}),
+            actor=coordinator, now=utcnow(), policy=NoticePolicy())
 
 
 def broadcast_counts(emulator: BotApiEmulator, key: str) -> Counter[int]:
     """Messages of the broadcast each chat received."""
     return Counter(c.chat_id for c in emulator.calls
-                   if c.ok and c.method == "sendMessage" and c.params.get("text", "").endswith(key))
+                   if c.ok and c.method == "sendMessage" and c.chat_id != COORDINATOR
+                   and f"形势通报 {key}" in c.params.get("text", ""))
 
 
-async def rows_in_state(db: Database, state: OutboxState) -> int:
+async def rows_in_state(db: Database, state: OutboxState, kind: str | None = None) -> int:
     async with db.session() as session:
-        return (await session.execute(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.state == state))).scalar_one()
+        query = select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.state == state)
+        if kind is not None:
+            query = query.where(OutboxMessage.kind == kind)
+        return (await session.execute(query)).scalar_one()
 
 
 async def seed_reminder(db: Database, chat_id: int, due: datetime) -> int:
