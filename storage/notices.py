@@ -346,7 +346,7 @@ async def send_notice(
         await enqueue(session, chat_id=notice.status_chat_id, kind="notice_status",
                       dedup_key=status_key(notice), now=now,
                       payload=_message(await status_text(session, notice, now=now,
-                                                         policy=policy, late=late)))
+                                                         policy=policy)))
     return len(fresh)
 
 
@@ -479,8 +479,14 @@ def _names(tr: Translator, items: list[str]) -> str:
     return text
 
 
+def went_late(notice: Notice) -> bool:
+    """A scheduled notice sent more than a minute after its time (the bot was down)."""
+    return notice.scheduled_for is not None and notice.sent_at is not None and \
+        notice.sent_at - notice.scheduled_for > timedelta(minutes=1)
+
+
 async def status_text(session: AsyncSession, notice: Notice, *, now: datetime,
-                      policy: NoticePolicy, late: bool = False) -> str:
+                      policy: NoticePolicy) -> str:
     """The coordinator's live view: delivered, acknowledged (by whom, when, which
     revision), pending, failed, reminded."""
     creator = await _creator(session, notice)
@@ -497,7 +503,7 @@ async def status_text(session: AsyncSession, notice: Notice, *, now: datetime,
                         at=rules.local_time(notice.withdrawn_at or now, tz)))
     if notice.sent_at is not None:
         lines.append(tr("notices.status.sent", at=rules.local_time(notice.sent_at, tz)) +
-                     (tr("notices.status.late") if late else ""))
+                     (tr("notices.status.late") if went_late(notice) else ""))
     lines.append(tr("notices.status.counts", rooms=tally.rooms, delivered=tally.delivered,
                     acknowledged=tally.acknowledged, pending=tally.pending,
                     failed=tally.failed))

@@ -217,6 +217,23 @@ async def test_scheduled_notice_goes_once_at_its_time_across_a_restart(
     assert notice.status is NoticeStatus.sent and notice.sent_at == clock()
 
 
+async def test_a_scheduled_notice_missed_while_down_still_goes_marked_late(
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock
+) -> None:
+    people(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as first:
+        sent = await first.send(ADMIN, "/notice 预警 重要 四川 明早有大雾")
+        sent = await first.press(ADMIN, sent, "定时发送")
+        sent = await first.send(ADMIN, "1h")
+        await first.press(ADMIN, sent, "发送")
+    clock.advance(hours=5)  # down far past the grace period
+    async with BotHarness(emulator, database_url, now=clock) as again:
+        sent = await again.deliver()
+        assert len(in_chat(sent, SICHUAN_ROOM)) == 1
+        assert "晚于预定时间补发" in in_chat(sent, ADMIN)[0].params["text"]
+        assert in_chat(await again.run_due(), SICHUAN_ROOM) == []
+
+
 async def notices_of(database_url: str) -> list[Notice]:
     db = Database(database_url)
     try:
@@ -332,6 +349,7 @@ async def test_pending_rooms_are_reminded_once_and_the_coordinator_told(
     sent = await bot.press(OFFICER, reminders[0], "收到")
     assert "已确认收到" in sent.alerts[0]
     assert sum(1 for d in await deliveries(bot.db) if d.acknowledged_at) == 2
+    assert "notice.remind" in await audited(bot.db)
 
 
 # --------------------------------------------------------------------------- correct, withdraw
@@ -370,6 +388,13 @@ async def test_correct_then_withdraw_edit_every_room_and_keep_old_acks(
     assert "已撤回" in sent.alerts[0]
     [notice] = await notices(bot.db)
     assert notice.status is NoticeStatus.withdrawn and notice.history[0]["revision"] == 1
+    assert {"notice.correct", "notice.withdraw"} <= await audited(bot.db)
+
+
+async def audited(db: Database) -> set[str]:
+    from storage.models import AuditEntry
+    async with db.session() as session:
+        return set((await session.execute(select(AuditEntry.action))).scalars())
 
 
 # --------------------------------------------------------------------------- lists, report
@@ -396,6 +421,33 @@ async def test_list_and_csv_report(bot: BotHarness) -> None:
     assert by_room["云南省厅值班室"][7] == "已送达未确认"
     sent = await bot.send(OFFICER, "/notices")
     assert "无权" in sent.text
+
+
+async def test_list_pages_and_every_change_is_audited(bot: BotHarness, clock: FakeClock) -> None:
+    async with bot.db.session() as session:
+        admin = (await session.execute(select(User).where(User.telegram_id == ADMIN))
+                 ).scalar_one()
+        audience = {"units": [await _sichuan(session)]}
+        for i in range(store.PAGE_SIZE + 1):
+            await store.create_notice(session, store.NoticeDraft(
+                NoticeKind.work, Severity.info, f"第{i}号工作通知", audience),
+                actor=admin, now=clock() + timedelta(seconds=i), policy=store.NoticePolicy())
+    sent = await bot.send(ADMIN, "/notices")
+    assert f"共 {store.PAGE_SIZE + 1} 条，第 1/2 页" in sent.text and "第8号" in sent.text
+    sent = await bot.press(ADMIN, sent, "下一页")
+    assert "第 2/2 页" in sent.text and "第0号" in sent.text
+    await bot.deliver()
+    card = bot.emulator.calls_for(SICHUAN_ROOM, ["sendMessage"])[0]
+    await bot.press(DUTY, card, "收到")
+    await bot.press(OUTSIDER, card, "收到")
+    assert {"notice.create", "notice.send", "notice.acknowledge",
+            "notice.ack_refused"} <= await audited(bot.db)
+
+
+async def _sichuan(session: object) -> int:
+    from storage.models import Unit
+    return (await session.execute(select(Unit.id).where(  # type: ignore[attr-defined]
+        Unit.code == "sichuan"))).scalar_one()
 
 
 async def test_help_lists_the_notice_commands_by_role(bot: BotHarness) -> None:
