@@ -17,7 +17,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatType, ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
@@ -73,6 +73,21 @@ async def reply(
         disable_web_page_preview=True,
         do_quote=in_group(update),
     )
+
+
+async def edit_query_message(update: Update, text: str,
+                             markup: InlineKeyboardMarkup | None = None) -> None:
+    """Edit the message whose button was pressed; pressing a button whose result is
+    already shown (a double tap) changes nothing and is not an error."""
+    query = update.callback_query
+    if query is None:
+        return
+    try:
+        await query.edit_message_text(text[:TELEGRAM_TEXT_LIMIT], parse_mode=ParseMode.HTML,
+                                      reply_markup=markup, disable_web_page_preview=True)
+    except BadRequest as error:
+        if "not modified" not in str(error).lower():
+            raise
 
 
 def message_text(update: Update) -> str:

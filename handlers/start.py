@@ -19,6 +19,7 @@ from handlers.common import (
     Context,
     all_commands,
     current_actor,
+    edit_query_message,
     escape,
     guarded,
     in_group,
@@ -125,7 +126,7 @@ async def lang_chosen(update: Update, context: Context) -> None:
     if not actor.registered:
         # Unregistered people get the language for this answer only: nothing is stored.
         await query.answer()
-        await query.edit_message_text(Translator(language)("start.unregistered"))
+        await edit_query_message(update, Translator(language)("start.unregistered"))
         return
     svc = services(context)
     async with svc.db.session() as session:
@@ -134,7 +135,7 @@ async def lang_chosen(update: Update, context: Context) -> None:
         await set_user_language(session, user, language)
     switched = Actor(actor.telegram_id, user, language)
     await query.answer()
-    await query.edit_message_text(switched.tr("lang.switched"))
+    await edit_query_message(update, switched.tr("lang.switched"))
     await refresh_chat_menu(context, actor.telegram_id, switched, all_commands(context))
 
 
