@@ -37,12 +37,11 @@ from tests.cluster import (
 )
 
 ROOMS = 500
+USERS = range(930000101, 930000107)
 LATENCY = 0.3
 TAKEOVER_LIMIT_S = 30.0
 FAST = {"leader_retry_seconds": 1, "delivery_poll_seconds": 0.2,
         "delivery_lease_seconds": 4, "delivery_rate": 40}
-
-Cluster = Callable[[int], AsyncIterator[list[BotProcess]]]
 
 
 @pytest.fixture
@@ -53,39 +52,59 @@ def postgres_url(database_url: str) -> str:
 
 
 @pytest.fixture
+def ports() -> list[int]:
+    return [free_port(), free_port()]
+
+
+@pytest.fixture
+async def proxy(ports: list[int]) -> AsyncIterator[RoundRobinProxy]:
+    """The public webhook URL, in front of the processes' ports in turn."""
+    async with RoundRobinProxy([f"http://127.0.0.1:{p}" for p in ports]) as balancer:
+        yield balancer
+
+
+@pytest.fixture
 async def processes(
-    emulator: BotApiEmulator, postgres_url: str
-) -> AsyncIterator[Callable[[int], list[BotProcess]]]:
-    """`make(n, api_url)`: n bot processes (not started) behind one round-robin proxy."""
+    emulator: BotApiEmulator, postgres_url: str, ports: list[int], proxy: RoundRobinProxy
+) -> AsyncIterator[Callable[..., list[BotProcess]]]:
+    """`make(n, api_url)`: n bot processes (not started, at most two) behind the proxy."""
     made: list[BotProcess] = []
-    ports = [free_port() for _ in range(3)]
-    async with RoundRobinProxy([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
 
-        def make(count: int, api_url: str | None = None) -> list[BotProcess]:
-            for port in ports[len(made):len(made) + count]:
-                env = webhook_env(emulator, postgres_url, proxy.url, port, api_url=api_url,
-                                  **FAST)
-                made.append(BotProcess(f"bot{len(made) + 1}", env))
-            return made[-count:]
+    def make(count: int, api_url: str | None = None) -> list[BotProcess]:
+        for port in ports[len(made):len(made) + count]:
+            env = webhook_env(emulator, postgres_url, proxy.url, port, api_url=api_url, **FAST)
+            made.append(BotProcess(f"bot{len(made) + 1}", env))
+        return made[-count:]
 
-        try:
-            yield make
-        finally:
-            for process in made:
-                await process.kill()
+    try:
+        yield make
+    finally:
+        for process in made:
+            await process.kill()
 
 
-async def test_two_processes_share_a_500_room_broadcast_without_duplicates(
-    emulator: BotApiEmulator, db: Database, processes: Callable[[int], list[BotProcess]]
+async def test_two_processes_share_updates_and_a_500_room_notice_without_duplicates(
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]],
+    proxy: RoundRobinProxy
 ) -> None:
     chats = rooms(ROOMS)
     for chat_id in chats:
         emulator.add_group(chat_id, f"值班室{chat_id}")
+    for user in USERS:
+        emulator.add_user(user, f"用户{user % 100}", language_code="en")
     first, second = processes(2)
     await asyncio.gather(first.start(), second.start())
+    # Updates through the one public URL: each process answers its share, each once.
+    for user in USERS:
+        update = emulator.make_message_update(user, user, "/start")
+        assert await emulator.deliver_webhook(update) == 200
+    await eventually(lambda: all(emulator.calls_for(u, ["sendMessage"]) for u in USERS),
+                     30, "an answer to every update")
+    assert proxy.forwarded == {0: len(USERS) // 2, 1: len(USERS) // 2}
     await broadcast(db, chats, "b500")
     await eventually(lambda: all_sent(db, ROOMS), 60, "every row sent")
     await asyncio.gather(first.stop(), second.stop())
+    assert all(len(emulator.calls_for(u, ["sendMessage"])) == 1 for u in USERS)
     counts = broadcast_counts(emulator, "b500")
     assert set(counts) == set(chats)
     assert set(counts.values()) == {1}, "a room got the broadcast twice"
@@ -96,7 +115,7 @@ async def test_two_processes_share_a_500_room_broadcast_without_duplicates(
 
 
 async def test_killing_the_scheduler_leader_hands_over_and_the_reminder_goes_once(
-    emulator: BotApiEmulator, db: Database, processes: Callable[[int], list[BotProcess]]
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
 ) -> None:
     room = rooms(1)[0]
     emulator.add_group(room, "值班室")
@@ -130,7 +149,7 @@ async def test_killing_the_scheduler_leader_hands_over_and_the_reminder_goes_onc
 
 
 async def test_a_crash_mid_broadcast_repeats_at_most_the_rows_in_flight(
-    emulator: BotApiEmulator, db: Database, processes: Callable[[int], list[BotProcess]]
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
 ) -> None:
     chats = rooms(ROOMS)
     for chat_id in chats:
