@@ -436,6 +436,23 @@ async def test_roster_edit_validates_and_reshapes(
     assert names == ["马建军", "张伟", "何文静", "杨帆"]
 
 
+async def test_a_coordinator_may_edit_any_rooms_roster_a_duty_officer_only_their_own(
+    desk: BotHarness, ids: dict[str, int]
+) -> None:
+    refused = await desk.send(OUTSIDER, "/roster edit officers 李娜", chat_id=XINJIANG_ROOM)
+    assert "只有本单位的值班员" in refused.text
+    done = await desk.send(COORD_ID, "/roster edit officers 买买提江, 陈晓梅, 古丽",
+                           chat_id=XINJIANG_ROOM)
+    assert "值班表已更新" in done.text and "古丽" in done.text
+    async with desk.db.session() as session:
+        roster = (await session.execute(
+            select(Roster).where(Roster.duty_room_id == ids["xj_room"]))).scalar_one()
+        names = [m.name for m in sorted((await session.execute(select(RosterMember).where(
+            RosterMember.roster_id == roster.id))).scalars(), key=lambda m: m.position)]
+        actions = set((await session.execute(select(AuditEntry.action))).scalars())
+    assert names == ["买买提江", "陈晓梅", "古丽"] and "roster.members" in actions
+
+
 # --------------------------------------------------------------------------- restarts
 
 
