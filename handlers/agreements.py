@@ -11,7 +11,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.commands import CommandInfo, Where
 from bot.i18n import Translator
 from bot.services import Actor, services
-from handlers.common import Context, Refusal, escape, guarded, keyboard
+from handlers.common import Context, Refusal, escape, guarded, keyboard, may_show_details
 from handlers.contacts import MAX_QUERY, clause_line, recalled_query, remember_query, show
 from storage import directory
 from storage.models import Agreement, AgreementStatus, Clause, Role
@@ -82,9 +82,18 @@ async def overview(context: Context, actor: Actor) -> tuple[str, object]:
     return text, keyboard(rows)
 
 
+async def shown_here(update: Update, context: Context) -> bool:
+    """Clause texts go to private chats and registered duty rooms only."""
+    async with services(context).db.session() as session:
+        return await may_show_details(session, update)
+
+
 @guarded(Role.officer)
 async def agreement(update: Update, context: Context, actor: Actor) -> None:
     query = " ".join(context.args or []).strip()
+    if not await shown_here(update, context):
+        await show(update, actor.tr("agreements.group_not_room"))
+        return
     if len(query) > MAX_QUERY:
         await show(update, actor.tr("errors.too_long", limit=MAX_QUERY))
         return
@@ -102,6 +111,8 @@ async def agreement_button(update: Update, context: Context, actor: Actor) -> No
     try:
         if match is None:
             raise Refusal(tr("errors.stale_button"))
+        if not await shown_here(update, context):
+            raise Refusal(tr("agreements.group_not_room"))
         action, first, second = match.groups()
         if action in {"pg", "only"}:
             text = recalled_query(context, first)
