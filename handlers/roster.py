@@ -124,6 +124,10 @@ async def room_for(
 ) -> DutyRoom:
     tr = actor.tr
     chat = update.effective_chat
+    # Rosters (names, phones) are shown in private chats and registered duty rooms only.
+    here = await duty_room_by_chat(session, chat.id) if chat and in_group(update) else None
+    if in_group(update) and here is None:
+        raise Refusal(tr("roster.errors.not_a_room"))
     if unit_text:
         units = await find_units(session, unit_text) or await find_units(
             session, normalize(unit_text))
@@ -133,11 +137,8 @@ async def room_for(
         if room is None:
             raise Refusal(tr("roster.errors.no_room_for", unit=escape(units[0].name)))
         return room
-    if chat is not None and in_group(update):
-        room = await duty_room_by_chat(session, chat.id)
-        if room is None:
-            raise Refusal(tr("roster.errors.not_a_room"))
-        return room
+    if here is not None:
+        return here
     unit_id = actor.user.unit_id if actor.user else None
     room = (await rooms_for_units(session, [unit_id])).get(unit_id) if unit_id else None
     if room is None:
