@@ -303,6 +303,10 @@ async def play(fuzz: Fuzz, action: tuple) -> list[ApiCall]:
 # Bugs the fuzzer found, kept as explicit cases.
 @example([("message", COORDINATOR, STRANGE_GROUP, "/requests")])
 @example([("message", ADMIN, STRANGE_GROUP, "/request XZ-2026-000001")])
+@example([("message", user, STRANGE_GROUP, text) for user in (ADMIN, OFFICER)
+          for text in ("/agreement 协查", "/agreement 危爆物品", "/roster 甘肃", "/oncall 四川",
+                       "/contact 四川", "/meetings", "/meeting 1", "/chair 西北", "/notices",
+                       "@liaison_desk_bot 四川 刑侦", "/requests 发", "/missed")])
 @example([("media", ADMIN, "private", "/activate", ("photo", b"\xff\xd8\xff"), "")])
 @example([("button", OFFICER, "mtg:ics"), ("button", ADMIN, "mtg:ics:")])
 @example([("message", user, "private", f"{command} {number}") for user in (ADMIN, OFFICER)
