@@ -156,8 +156,13 @@ class PrivatePostgres:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
 
 
+BACKENDS = os.environ.get("TEST_DATABASES", "sqlite,postgresql")
+
+
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
+    if "postgresql" not in BACKENDS:
+        pytest.skip("PostgreSQL is not among TEST_DATABASES")
     if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
         pytest.skip(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
     cluster = PrivatePostgres()
@@ -524,6 +529,8 @@ async def check_the_day(desk: BotHarness, numbers: dict[str, str], rooms: list[i
 
 async def test_a_faulty_day_on_sqlite(emulator: BotApiEmulator, test_databases: Any,
                                       tmp_path: Path) -> None:
+    if "sqlite" not in BACKENDS:
+        pytest.skip("SQLite is not among TEST_DATABASES")
     await run_day(await test_databases.sqlite_url(tmp_path), emulator, None)
 
 
