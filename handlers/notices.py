@@ -631,7 +631,7 @@ async def _list_page(svc: Services, actor: Actor, page: int
                         status=tr(f"notices.state.{notice.status.value}"),
                         at=rules.local_time(moment, zone), rooms=tally.rooms,
                         delivered=tally.delivered, acknowledged=tally.acknowledged,
-                        failed=tally.failed, text=escape(store._first_line(notice.text))))
+                        failed=tally.failed, text=escape(store.first_line(notice.text))))
     rows: list[list[tuple[str, str]]] = []
     view = [(n.number.rsplit("-", 1)[1].lstrip("0") or "0", f"{MANAGE}:v:{n.id}")
             for n in found]

@@ -318,7 +318,7 @@ async def send_notice(
     just loaded them); returns how many.
 
     Idempotent: deliveries and outbox rows are keyed by notice and room, so a second
-    call adds nothing. The coordinator's status message is enqueued last.
+    call adds nothing. The coordinator's status message is enqueued first.
     """
     if rooms is None:
         rooms = await audience_rooms(session, notice.audience)
@@ -332,6 +332,12 @@ async def send_notice(
         await session.execute(insert(NoticeDelivery), [
             {"notice_id": notice.id, "duty_room_id": room.id,
              "message_key": room_key(notice.id, room.id)} for room in fresh])
+    if notice.status_chat_id is not None:
+        # First, so the coordinator sees it before the broadcast's rows (FIFO outbox).
+        await enqueue(session, chat_id=notice.status_chat_id, kind="notice_status",
+                      dedup_key=status_key(notice), now=now,
+                      payload=_message(await status_text(session, notice, now=now,
+                                                         policy=policy)))
     rows: list[dict[str, Any]] = []
     for room in fresh:
         key = room_key(notice.id, room.id)
@@ -342,11 +348,6 @@ async def send_notice(
     await enqueue_many(session, rows, now=now)
     await audit(session, "notice.send", subject_type="notice", subject_id=notice.number,
                 rooms=len(fresh), late=late)
-    if notice.status_chat_id is not None:
-        await enqueue(session, chat_id=notice.status_chat_id, kind="notice_status",
-                      dedup_key=status_key(notice), now=now,
-                      payload=_message(await status_text(session, notice, now=now,
-                                                         policy=policy)))
     return len(fresh)
 
 
@@ -398,10 +399,19 @@ class RoomState:
         return self.delivery.acknowledged_at is not None
 
 
-async def room_states(session: AsyncSession, notice: Notice) -> list[RoomState]:
-    """Every room of the notice with its acknowledgement and its outbox row's state."""
+ACKED = NoticeDelivery.acknowledged_at.is_not(None)
+FAILED = (OutboxMessage.state == OutboxState.failed) & NoticeDelivery.acknowledged_at.is_(None)
+PENDING = NoticeDelivery.acknowledged_at.is_(None) & or_(
+    OutboxMessage.state.is_(None), OutboxMessage.state != OutboxState.failed)
+
+
+async def room_states(session: AsyncSession, notice: Notice, *, where: Any = None,
+                      limit: int | None = None, by_ack: bool = False) -> list[RoomState]:
+    """The rooms of the notice (all, or those `where` selects, at most `limit`) with
+    their acknowledgement and their outbox row's state; by unit, or by
+    acknowledgement time."""
     acker = aliased(User)
-    rows = await session.execute(
+    statement = (
         select(NoticeDelivery, DutyRoom, Unit, acker, OutboxMessage.state,
                OutboxMessage.sent_at, OutboxMessage.last_error)
         .join(DutyRoom, DutyRoom.id == NoticeDelivery.duty_room_id)
@@ -409,8 +419,13 @@ async def room_states(session: AsyncSession, notice: Notice) -> list[RoomState]:
         .outerjoin(acker, acker.id == NoticeDelivery.acknowledged_by_id)
         .outerjoin(OutboxMessage, OutboxMessage.dedup_key == NoticeDelivery.message_key)
         .where(NoticeDelivery.notice_id == notice.id)
-        .order_by(Unit.level, Unit.id, DutyRoom.id)
+        .order_by(*([NoticeDelivery.acknowledged_at] if by_ack else []), Unit.level, Unit.id,
+                  DutyRoom.id)
+        .limit(limit)
     )
+    if where is not None:
+        statement = statement.where(where)
+    rows = await session.execute(statement)
     return [RoomState(d, r, u, a, s, t, e) for d, r, u, a, s, t, e in rows]
 
 
@@ -420,39 +435,31 @@ class Tally:
     delivered: int = 0
     acknowledged: int = 0
     failed: int = 0
+    reminded: int = 0
 
     @property
     def pending(self) -> int:
         return max(self.rooms - self.acknowledged - self.failed, 0)
 
 
-def tally_of(states: list[RoomState]) -> Tally:
-    return Tally(
-        rooms=len(states),
-        delivered=sum(1 for s in states if s.outbox_state is OutboxState.sent),
-        acknowledged=sum(1 for s in states if s.acknowledged),
-        failed=sum(1 for s in states if s.failed),
-    )
-
-
 async def tallies(session: AsyncSession, notice_ids: list[int]) -> dict[int, Tally]:
     """Counts per notice in one grouped query (for lists)."""
     if not notice_ids:
         return {}
-    acked = NoticeDelivery.acknowledged_at.is_not(None)
     rows = await session.execute(
         select(
             NoticeDelivery.notice_id, func.count(),
             func.sum(case((OutboxMessage.state == OutboxState.sent, 1), else_=0)),
-            func.sum(case((acked, 1), else_=0)),
-            func.sum(case(((OutboxMessage.state == OutboxState.failed) & ~acked, 1), else_=0)),
+            func.sum(case((ACKED, 1), else_=0)),
+            func.sum(case((FAILED, 1), else_=0)),
+            func.sum(case((NoticeDelivery.reminded_at.is_not(None), 1), else_=0)),
         )
         .outerjoin(OutboxMessage, OutboxMessage.dedup_key == NoticeDelivery.message_key)
         .where(NoticeDelivery.notice_id.in_(notice_ids))
         .group_by(NoticeDelivery.notice_id)
     )
-    found = {nid: Tally(int(n), int(d or 0), int(a or 0), int(f or 0))
-             for nid, n, d, a, f in rows}
+    found = {nid: Tally(int(n), int(d or 0), int(a or 0), int(f or 0), int(r or 0))
+             for nid, n, d, a, f, r in rows}
     return {nid: found.get(nid, Tally()) for nid in notice_ids}
 
 
@@ -471,11 +478,12 @@ def reader_zone(policy: NoticePolicy, user: User | None) -> Any:
     return rules.zone(unit.timezone if unit else None, policy.timezone)
 
 
-def _names(tr: Translator, items: list[str]) -> str:
+def _names(tr: Translator, items: list[str], total: int | None = None) -> str:
     shown = items[:LIST_LIMIT]
     text = "、".join(shown)
-    if len(items) > len(shown):
-        text += tr("notices.status.more", count=len(items) - len(shown))
+    rest = (len(items) if total is None else total) - len(shown)
+    if rest > 0:
+        text += tr("notices.status.more", count=rest)
     return text
 
 
@@ -488,16 +496,16 @@ def went_late(notice: Notice) -> bool:
 async def status_text(session: AsyncSession, notice: Notice, *, now: datetime,
                       policy: NoticePolicy) -> str:
     """The coordinator's live view: delivered, acknowledged (by whom, when, which
-    revision), pending, failed, reminded."""
+    revision), pending, failed, reminded. Counts come from one grouped query and only
+    the rooms it names are loaded, so it stays cheap for a 1,000-room broadcast."""
     creator = await _creator(session, notice)
     tr = Translator((creator.language if creator else None) or policy.language)
     tz = reader_zone(policy, creator)
-    states = await room_states(session, notice)
-    tally = tally_of(states)
+    tally = (await tallies(session, [notice.id]))[notice.id]
     lines = [tr("notices.status.title", number=notice.number, revision=notice.revision),
              tr("notices.status.about", kind=kind_label(tr, notice.kind),
                 severity=severity_label(tr, notice.severity),
-                text=escape(_first_line(notice.text)))]
+                text=escape(first_line(notice.text)))]
     if notice.status is NoticeStatus.withdrawn:
         lines.append(tr("notices.status.withdrawn",
                         at=rules.local_time(notice.withdrawn_at or now, tz)))
@@ -507,32 +515,31 @@ async def status_text(session: AsyncSession, notice: Notice, *, now: datetime,
     lines.append(tr("notices.status.counts", rooms=tally.rooms, delivered=tally.delivered,
                     acknowledged=tally.acknowledged, pending=tally.pending,
                     failed=tally.failed))
-    acked = [s for s in states if s.acknowledged]
-    acked.sort(key=lambda s: s.delivery.acknowledged_at)  # type: ignore[arg-type,return-value]
+    acked = await room_states(session, notice, where=ACKED, limit=LIST_LIMIT, by_ack=True)
     if acked:
         lines.append(tr("notices.status.acked_header"))
-        for state in acked[:LIST_LIMIT]:
+        for state in acked:
             revision = state.delivery.acknowledged_revision or 1
             lines.append(tr("notices.status.acked_line", room=escape(state.unit.short_name),
                             who=_who(state.acknowledger),
                             at=rules.local_time(state.delivery.acknowledged_at, tz))
                          + (tr("notices.status.old_revision", revision=revision)
                             if revision < notice.revision else ""))
-        if len(acked) > LIST_LIMIT:
-            lines.append(tr("notices.status.more", count=len(acked) - LIST_LIMIT))
-    pending = [escape(s.unit.short_name) for s in states if not s.acknowledged and not s.failed]
-    if pending and notice.status is not NoticeStatus.withdrawn:
-        lines.append(tr("notices.status.pending", rooms=_names(tr, pending)))
-    failed = [escape(s.unit.short_name) for s in states if s.failed]
-    if failed:
-        lines.append(tr("notices.status.failed", rooms=_names(tr, failed)))
-    reminded = sum(1 for s in states if s.delivery.reminded_at is not None)
-    if reminded:
-        lines.append(tr("notices.status.reminded", count=reminded))
+        if tally.acknowledged > LIST_LIMIT:
+            lines.append(tr("notices.status.more", count=tally.acknowledged - LIST_LIMIT))
+    for part, condition, total in (("pending", PENDING, tally.pending),
+                                   ("failed", FAILED, tally.failed)):
+        if not total or (part == "pending" and notice.status is NoticeStatus.withdrawn):
+            continue
+        names = [escape(s.unit.short_name) for s in await room_states(
+            session, notice, where=condition, limit=LIST_LIMIT)]
+        lines.append(tr(f"notices.status.{part}", rooms=_names(tr, names, total)))
+    if tally.reminded:
+        lines.append(tr("notices.status.reminded", count=tally.reminded))
     return "\n".join(lines)
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     first = (text or "").strip().splitlines()[0] if text and text.strip() else ""
     return first if len(first) <= 40 else first[:40] + "…"
 
@@ -693,8 +700,8 @@ async def remind_pending(session: AsyncSession, notice: Notice, *, now: datetime
     coordinator which; returns the rooms' unit names."""
     if notice.status is not NoticeStatus.sent:
         return []
-    states = [s for s in await room_states(session, notice)
-              if not s.acknowledged and not s.failed and s.delivery.reminded_at is None]
+    states = await room_states(session, notice,
+                               where=PENDING & NoticeDelivery.reminded_at.is_(None))
     if not states:
         return []
     tr = Translator(policy.language)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -102,8 +103,8 @@ class StatusRefresher:
     notice's status message should say so.
 
     The hook itself only marks the notice; one background task refreshes marked notices
-    (storage.notices.refresh_status, itself coalesced in the outbox), then rests
-    NOTICE_STATUS_EDIT_SECONDS before looking again. So a 1,000-room broadcast costs a
+    (storage.notices.refresh_status, itself coalesced in the outbox), at most one round
+    every NOTICE_STATUS_EDIT_SECONDS. So a 1,000-room broadcast costs a
     refresh every few seconds, not one per room, and never slows the worker's recording.
     `settle()` waits until nothing is marked (tests and benchmarks).
     """
@@ -112,6 +113,7 @@ class StatusRefresher:
         self.svc = svc
         self.marked: set[int] = set()
         self.refreshes = 0
+        self._last_round = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
     async def __call__(self, row: OutboxMessage) -> None:
@@ -128,6 +130,10 @@ class StatusRefresher:
         policy = store.NoticePolicy.from_settings(self.svc.settings)
         await asyncio.sleep(0)  # let the rest of this batch of deliveries mark theirs
         while self.marked:
+            rest = self._last_round + policy.status_every_seconds - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)
+            self._last_round = time.monotonic()
             marked, self.marked = sorted(self.marked), set()
             changed = False
             for notice_id in marked:
@@ -142,8 +148,6 @@ class StatusRefresher:
                     log.exception("could not refresh the status of notice %s", notice_id)
             if changed:
                 self.svc.wake_delivery()
-            if self.marked:
-                await asyncio.sleep(policy.status_every_seconds)
 
     async def settle(self) -> None:
         while self._task is not None and not self._task.done():
