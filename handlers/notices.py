@@ -527,8 +527,11 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     except store.NoticeProblem as problem:
         await query.answer()
         notes = [tr(f"notices.problem.{problem.code}", **problem.values)]
-        return await _ask(update, context, actor, WHEN if problem.code == "time_past"
-                          else CONFIRM, notes)
+        if problem.code in ("no_rooms", "no_audience"):
+            draft.pop("audience_done", None)
+        step = {"time_past": WHEN, "no_rooms": AUDIENCE, "no_audience": AUDIENCE}.get(
+            problem.code, CONFIRM)
+        return await _ask(update, context, actor, step, notes)
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
     assert context.user_data is not None
@@ -693,7 +696,7 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
     svc, tr = services(context), actor.tr
     query = update.callback_query
     assert query is not None
-    match = re.fullmatch(rf"{MANAGE}:([vpxwy]):(\d{{1,12}})", query.data or "")
+    match = re.fullmatch(rf"{MANAGE}:([vpxwyn]):(\d{{1,12}})", query.data or "")
     if match is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return
@@ -712,7 +715,10 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
         await query.answer()
         await reply(update, tr("notices.withdraw.confirm"), keyboard([[
             (tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}"),
-            (tr("notices.button.cancel"), f"{NEW}:quit")]]))
+            (tr("notices.button.cancel"), f"{MANAGE}:n:{number}")]]))
+    elif action == "n":
+        await query.answer()
+        await _edit(update, tr("notices.withdraw.kept"))
     else:
         await _withdraw(update, context, actor, number)
 

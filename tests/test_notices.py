@@ -520,3 +520,36 @@ async def test_enqueue_many_inserts_once_per_key_and_supersedes_older_edits(
             OutboxMessage.dedup_key, OutboxMessage.last_error).where(
             OutboxMessage.reply_to_key == "k0"))).all())
     assert states == {"k0:e1": "superseded", "k0:e2": None}
+
+
+async def test_two_members_pressing_at_once_make_one_acknowledgement(bot: BotHarness) -> None:
+    import asyncio
+
+    await broadcast(bot)
+    [card] = bot.emulator.calls_for(SICHUAN_ROOM, ["sendMessage"])
+    before = len(bot.emulator.calls)
+    await asyncio.gather(bot.press(DUTY, card, "收到"), bot.press(202, card, "收到"))
+    alerts = Sent(bot.emulator.calls[before:]).alerts  # 202 reads Traditional characters
+    assert len(alerts) == 2
+    assert sum(a.startswith(("✅ 已确认收到 TB", "✅ 已確認收到 TB")) for a in alerts) == 1
+    assert sum(a.startswith("已由") for a in alerts) == 1
+    assert sum(1 for d in await deliveries(bot.db) if d.acknowledged_at) == 1
+
+
+async def test_withdrawing_a_scheduled_notice_means_it_never_goes(
+    bot: BotHarness, clock: FakeClock
+) -> None:
+    sent = await bot.send(ADMIN, "/notice 工作通知 一般 四川 明天下午开会")
+    sent = await bot.press(ADMIN, sent, "定时发送")
+    sent = await bot.send(ADMIN, "1h")
+    await bot.press(ADMIN, sent, "发送")
+    sent = await bot.send(ADMIN, "/notices TB-2026-000001")
+    assert "预定发送" in sent.text
+    prompt = await bot.press(ADMIN, sent, "撤回")
+    kept = await bot.press(ADMIN, prompt, "取消")
+    assert "未撤回" in kept.text
+    assert (await notices(bot.db))[0].status is NoticeStatus.scheduled
+    await bot.press(ADMIN, prompt, "确认撤回")
+    assert (await notices(bot.db))[0].status is NoticeStatus.withdrawn
+    clock.advance(hours=2)
+    assert in_chat(await bot.run_due(), SICHUAN_ROOM) == []
