@@ -424,8 +424,9 @@ async def audience_pressed(update: Update, context: Context, actor: Actor) -> in
     else:
         match = re.fullmatch(rf"{NEW}:a:([zu]):(\d+)", data)
         model = {"z": Zone, "u": Unit}.get(match.group(1)) if match else None
+        item = store.parse_id(match.group(2)) if match else None
         async with svc.db.session() as session:
-            found = await session.get(model, int(match.group(2))) if match and model else None
+            found = await session.get(model, item) if model and item else None
         if found is None or match is None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await _stop(AUDIENCE)
@@ -696,11 +697,12 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
     svc, tr = services(context), actor.tr
     query = update.callback_query
     assert query is not None
-    match = re.fullmatch(rf"{MANAGE}:([vpxwyn]):(\d{{1,12}})", query.data or "")
-    if match is None:
+    match = re.fullmatch(rf"{MANAGE}:([vpxwyn]):(\d+)", query.data or "")
+    number = store.parse_id(match.group(2)) if match and match.group(2) != "0" else 0
+    if match is None or number is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return
-    action, number = match.group(1), int(match.group(2))
+    action = match.group(1)
     if action == "p":
         await query.answer()
         text, markup = await _list_page(svc, actor, number)
@@ -783,10 +785,10 @@ async def correct_pressed(update: Update, context: Context, actor: Actor) -> int
     svc, tr = services(context), actor.tr
     query = update.callback_query
     assert query is not None and context.user_data is not None
-    match = re.fullmatch(rf"{MANAGE}:c:(\d{{1,12}})", query.data or "")
+    match = re.fullmatch(rf"{MANAGE}:c:(\d+)", query.data or "")
+    notice_id = store.parse_id(match.group(1)) if match else None
     async with svc.db.session() as session:
-        notice = await store.get_notice(session, notice_id=int(match.group(1))) \
-            if match else None
+        notice = await store.get_notice(session, notice_id=notice_id) if notice_id else None
     if notice is None or notice.status is NoticeStatus.withdrawn:
         await query.answer(tr("notices.problem.already_withdrawn") if notice
                            else tr("errors.stale_button"), show_alert=True)

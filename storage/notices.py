@@ -153,12 +153,25 @@ def ack_data(notice_id: int, room_id: int, revision: int) -> str:
     return f"{CALLBACK}:{notice_id}:{room_id}:{revision}"
 
 
+MAX_ID = 2**31 - 1  # ids and revisions are 32-bit integer columns on PostgreSQL
+
+
+def parse_id(text: str | None) -> int | None:
+    """A row id from button data; None for anything no row can have."""
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
 def parse_ack_data(data: str | None) -> tuple[int, int, int] | None:
     parts = (data or "").split(":")
-    if len(parts) != 4 or parts[0] != CALLBACK or not all(p.isdigit() and len(p) <= 12
-                                                          for p in parts[1:]):
+    if len(parts) != 4 or parts[0] != CALLBACK:
         return None
-    return int(parts[1]), int(parts[2]), int(parts[3])
+    ids = [parse_id(p) for p in parts[1:]]
+    if any(i is None for i in ids):
+        return None
+    return ids[0], ids[1], ids[2]  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- audience

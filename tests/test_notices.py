@@ -259,7 +259,8 @@ async def test_members_acknowledge_others_are_refused_and_the_second_is_told(
         yunnan = (await session.execute(select(DutyRoom).where(
             DutyRoom.chat_id == YUNNAN_ROOM))).scalar_one()
     for data in (f"ntk:{notice_id}:{yunnan.id}:1", f"ntk:{notice_id}:999:1",
-                 f"ntk:{notice_id + 5}:1:1", "ntk:x", f"ntk:{notice_id}:{yunnan.id}:9"):
+                 f"ntk:{notice_id + 5}:1:1", "ntk:x", f"ntk:{notice_id}:{yunnan.id}:9",
+                 f"ntk:{2**31}:{2**63}:1", "ntk:0:0:0", "ntk:１:１:１"):
         sent = await bot.press_data(DUTY, card, data)
         assert "未作任何更改" in sent.alerts[0]
     assert all(d.acknowledged_at is None for d in await deliveries(bot.db))
