@@ -159,6 +159,7 @@ async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
     audience = draft.setdefault("audience", {})
     async with svc.db.session() as session:
         zones = await all_zones(session)
+        units = await store.units_with_rooms(session)
     lines = [*(notes or []), tr("notices.new.ask_audience")]
     if audience.get("all") or audience.get("zones") or audience.get("units"):
         lines.append(tr("notices.new.audience_chosen",
@@ -169,8 +170,19 @@ async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
     buttons = [(("✅ " if z.id in chosen_zones else "") + (z.short_name or z.name),
                 f"{NEW}:a:z:{z.id}") for z in zones[:9]]
     rows += [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
+    chosen_units = set(audience.get("units") or [])
+    offered = units + [u for u in await _units(svc, chosen_units)
+                       if u.id not in {o.id for o in units}]
+    buttons = [(("✅ " if u.id in chosen_units else "") + u.short_name, f"{NEW}:a:u:{u.id}")
+               for u in offered]
+    rows += [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
     rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), _cancel_button(tr)])
     return "\n".join(lines), keyboard(rows)
+
+
+async def _units(svc: Services, ids: set[int]) -> list[Unit]:
+    async with svc.db.session() as session:
+        return [u for i in sorted(ids) if (u := await session.get(Unit, i)) is not None]
 
 
 async def _preview(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:

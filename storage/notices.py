@@ -190,6 +190,14 @@ async def audience_rooms(session: AsyncSession, audience: dict[str, Any]) -> lis
     return list((await session.execute(query)).scalars())
 
 
+async def units_with_rooms(session: AsyncSession, *, limit: int = 12) -> list[Unit]:
+    """Units that have an active duty room, senior first: the audience's unit buttons."""
+    rooms = select(DutyRoom.unit_id).where(DutyRoom.active.is_(True),
+                                           DutyRoom.chat_id.is_not(None))
+    return list((await session.execute(select(Unit).where(Unit.id.in_(rooms)).order_by(
+        Unit.level, Unit.id).limit(limit))).scalars())
+
+
 # --------------------------------------------------------------------------- rendering
 
 

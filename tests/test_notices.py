@@ -155,6 +155,30 @@ async def test_guided_flow_with_bad_input_at_every_step(bot: BotHarness) -> None
     assert in_chat(await bot.deliver(), SICHUAN_ROOM) == []
 
 
+async def test_audience_by_buttons_zones_and_units(bot: BotHarness) -> None:
+    sent = await bot.send(ADMIN, "/notice 工作通知 一般")
+    assert "接收范围" in sent.text
+    sent = await bot.press(ADMIN, sent, "泛西南")  # a zone: 云南, 四川, 重庆
+    sent = await bot.press(ADMIN, sent, "西北")  # a zone whose unit has no duty room
+    labels = [label for label, _ in sent.buttons()]
+    assert "✅ 泛西南" in labels and "✅ 西北" in labels
+    sent = await bot.press(ADMIN, sent, "✅ 泛西南")  # pressed again: dropped
+    sent = await bot.press(ADMIN, sent, "下一步")
+    sent = await bot.send(ADMIN, "请核对")
+    assert "西北警务协作区" in sent.text and "0 个值班室" in sent.text
+    sent = await bot.press(ADMIN, sent, "发送")
+    assert "没有已登记的值班室" in sent.text and "接收范围" in sent.text
+    assert await notices(bot.db) == []
+    sent = await bot.press(ADMIN, sent, "重庆")  # a unit's button
+    sent = await bot.press(ADMIN, sent, "✅ 西北")
+    sent = await bot.press(ADMIN, sent, "下一步")
+    assert "请核对通报" in sent.text and "1 个值班室" in sent.text
+    await bot.press(ADMIN, sent, "发送")
+    [notice] = await notices(bot.db)
+    assert notice.audience == {"zones": [], "units": [notice.audience["units"][0]]}
+    assert len(await deliveries(bot.db)) == 1
+
+
 async def test_cancel_at_a_step_and_officers_are_refused(bot: BotHarness) -> None:
     sent = await bot.send(OFFICER, "/notice")
     assert "无权" in sent.text
