@@ -75,6 +75,8 @@ SentHook = Callable[[OutboxMessage], Awaitable[None]]
 
 # A claim looks this far ahead: a chat whose window opens later is left for a later claim.
 CLAIM_HORIZON = 0.5
+# After a wake, the worker waits this long (seconds) before claiming.
+WAKE_GATHER = 0.05
 # Several chats flood-limited within this many seconds mean the bot as a whole is limited.
 GLOBAL_FLOOD_WINDOW = 1.0
 GLOBAL_FLOOD_CHATS = 3
@@ -455,6 +457,9 @@ class DeliveryWorker:
         failures = 0
         while not self._stopping:
             await _wait(self._wake, self.poll_interval)
+            if self._wake.is_set():
+                # Let the wakes of a burst (one per committed job) gather into one claim.
+                await asyncio.sleep(WAKE_GATHER)
             self._wake.clear()
             if self._stopping:
                 break
