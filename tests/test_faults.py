@@ -50,6 +50,7 @@ from sqlalchemy.orm import selectinload
 
 from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
+from bot.emulator.faults import FaultKind
 from bot.testing import BotHarness
 from storage import notices, outbox
 from storage.access import user_by_telegram_id
@@ -365,7 +366,10 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
     emulator.faults.stall_seconds = STALL
     day = Day(await start_bot(database_url, emulator, clock), clock, emulator)
     try:
-        emulator.faults.random(FAULT_RATE, ("429", "500", "502", "drop", "timeout"), seed=7)
+        kinds: tuple[FaultKind, ...] = ("429", "500", "502", "drop", "timeout")
+        for kind in kinds:  # each kind at least once, whatever the random draw
+            emulator.faults.fail_next(1, kind, methods=["sendMessage"])
+        emulator.faults.random(FAULT_RATE, kinds, seed=7)
         numbers: dict[str, str] = {}
         in_flight_at_crash = 0
 
@@ -458,6 +462,7 @@ async def check_the_day(desk: BotHarness, numbers: dict[str, str], rooms: list[i
     emulator = desk.emulator
     injected = emulator.faults.injected
     assert all(injected[kind] for kind in ("429", "500", "502", "drop", "timeout")), injected
+    assert sum(injected.values()) >= 15, injected  # about a tenth of some 300 calls
 
     async with desk.db.session() as session:
         requests = {r.number: r for r in (await session.execute(
