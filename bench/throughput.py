@@ -1,0 +1,198 @@
+"""The bot as a process: update throughput against a bare echo bot, memory, start-up time.
+
+    .venv/bin/python -m bench.throughput [--rows 100000] [--updates 300]
+
+A SQLite database is migrated and loaded with `rows` liaisons (bench.lookup's synthetic
+directory, search index built). The Bot API emulator runs in its own process. Then, in
+the same run, against the same emulator, each through PTB's real HTTP stack (getUpdates
+long polling):
+1. the bot (`python -m bot run`, an ADMIN_IDS administrator asking) is started with one
+   `/contact` update waiting: start-up time = process start → that update answered;
+2. `updates` `/contact <province>` updates are queued at once: updates/s = updates / (time
+   from queueing to the last answer); then resident memory (VmRSS of the bot process);
+3. a bare python-telegram-bot echo bot (`python -m bench.throughput --echo`) gets the same
+   number of plain text updates the same way.
+Targets: bot ≥ 0.8 × the echo bot's updates/s; RSS < 200 MB; start-up reported.
+
+`run(...)` returns the figures as a dict for a combined `python -m bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.lookup import PROVINCES, _load
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.search import refresh_search_index
+
+TOKEN = "7000000002:AAF-bench-throughput-token-0123456789"
+USER = 8000001
+TARGET_RATIO = 0.8
+TARGET_RSS_MB = 200.0
+
+
+def _emulator_process(conn: Any) -> None:
+    """Serves; on ("push", texts) queues one update per text from USER and answers with
+    (time queued, time of the last answer) once every one has a sendMessage answer."""
+
+    async def serve() -> None:
+        from bot.emulator import BotApiEmulator
+
+        emulator = BotApiEmulator()
+        await emulator.start()
+        emulator.add_user(USER, "基准")
+        conn.send((emulator.base_url, emulator.base_file_url))
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command[0] == "stop":
+                break
+            texts = command[1]
+            emulator.clear_calls()
+            queued = time.time()
+            for text in texts:
+                emulator.push_message(USER, USER, text)
+            answers: list[float] = []
+            deadline = time.monotonic() + 300
+            while len(answers) < len(texts) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                answers = [c.time for c in emulator.calls
+                           if c.method == "sendMessage" and c.ok and c.chat_id == USER]
+            conn.send((queued, max(answers) if answers else float("nan"), len(answers)))
+        await emulator.stop()
+
+    asyncio.run(serve())
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (VmRSS in /proc/<pid>/status), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def prepare(url: str, rows: int) -> float:
+    """Migrate and load the directory; returns the seconds it took."""
+    started = time.perf_counter()
+    await upgrade(url)
+    db = Database(url)
+    try:
+        await _load(db, rows, max(50, rows // 10))
+        async with db.session() as session:
+            await refresh_search_index(session)
+    finally:
+        await db.dispose()
+    return time.perf_counter() - started
+
+
+def _env(base_url: str, file_url: str, url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(BOT_TOKEN=TOKEN, DATABASE_URL=url, TELEGRAM_BASE_URL=base_url,
+               TELEGRAM_BASE_FILE_URL=file_url, ADMIN_IDS=str(USER), BOT_MODE="polling",
+               LOG_LEVEL="WARNING")
+    return env
+
+
+def _measure(conn: Any, argv: list[str], env: dict[str, str], texts: list[str],
+             first: str) -> dict[str, Any]:
+    """Start a bot process with `first` waiting, then feed `texts`; stop it."""
+    conn.send(("push", [first]))
+    started = time.time()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    try:
+        _, answered, count = conn.recv()
+        if count != 1:
+            raise RuntimeError(f"{argv} did not answer its first update")
+        conn.send(("push", texts))
+        queued, last, count = conn.recv()
+        if count != len(texts):
+            raise RuntimeError(f"{argv} answered {count} of {len(texts)} updates")
+        rss = rss_mb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return {"startup_s": round(answered - started, 2),
+            "updates_per_s": round(len(texts) / (last - queued), 1), "rss_mb": round(rss, 1)}
+
+
+def run(rows: int = 100_000, updates: int = 300) -> dict[str, Any]:
+    """The figures as a dict (also printed), for a combined `python -m bench`."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    emulator = context.Process(target=_emulator_process, args=(child,), daemon=True)
+    emulator.start()
+    try:
+        base_url, file_url = parent.recv()
+        with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bot.db'}"
+            load_s = asyncio.run(prepare(url, rows))
+            env = _env(base_url, file_url, url)
+            queries = [f"/contact {short}" for _, short, _, _ in PROVINCES]
+            bot = _measure(parent, [sys.executable, "-m", "bot", "run"], env,
+                           [queries[i % len(queries)] for i in range(updates)], queries[0])
+            echo = _measure(parent, [sys.executable, "-m", "bench.throughput", "--echo"], env,
+                            [f"echo {i}" for i in range(updates)], "echo")
+        parent.send(("stop",))
+    finally:
+        emulator.join(timeout=10)
+        if emulator.is_alive():
+            emulator.kill()
+    ratio = bot["updates_per_s"] / echo["updates_per_s"]
+    figures = {"rows": rows, "updates": updates, "load_s": round(load_s, 1), "bot": bot,
+               "echo": echo, "ratio": round(ratio, 3), "target_ratio": TARGET_RATIO,
+               "target_rss_mb": TARGET_RSS_MB}
+    print(f"bot /contact on {rows:,} liaisons: {bot['updates_per_s']} updates/s; bare echo "
+          f"bot: {echo['updates_per_s']} updates/s; ratio {ratio:.2f} (target ≥ "
+          f"{TARGET_RATIO}); bot RSS {bot['rss_mb']} MB (echo {echo['rss_mb']} MB); start-up "
+          f"{bot['startup_s']} s (echo {echo['startup_s']} s); directory loaded in "
+          f"{load_s:.0f} s", flush=True)
+    return figures
+
+
+def echo_bot() -> None:
+    """The reference: python-telegram-bot answering every text with itself, nothing else."""
+    from telegram import Update
+    from telegram.ext import Application, ContextTypes, MessageHandler, filters
+
+    async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(update.effective_message.text or "")
+
+    application = (Application.builder().token(os.environ["BOT_TOKEN"])
+                   .base_url(os.environ["TELEGRAM_BASE_URL"])
+                   .base_file_url(os.environ["TELEGRAM_BASE_FILE_URL"]).build())
+    application.add_handler(MessageHandler(filters.TEXT, echo))
+    application.run_polling(allowed_updates=Update.ALL_TYPES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.echo:
+        echo_bot()
+        return 0
+    figures = run(args.rows, args.updates)
+    ok = figures["ratio"] >= TARGET_RATIO and figures["bot"]["rss_mb"] < TARGET_RSS_MB
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
