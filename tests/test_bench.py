@@ -1,0 +1,62 @@
+"""Smoke tests of `python -m bench`: each piece runs at tiny sizes and returns sane figures.
+
+No timing assertions: speed targets live in bench/, measured on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import broadcast, lookup, throughput
+from bench.__main__ import BENCHMARKS, QUICK, table
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_broadcast_reaches_every_room_once(backend: str) -> None:
+    results = await broadcast.run_async(12, (backend,), (False, True))
+    clean, faulty = results["runs"]
+    for figures in (clean, faulty):
+        assert figures["delivered"] == figures["rooms"] == 12
+        assert figures["lost"] == 0 and figures["duplicates"] == 0
+        assert figures["ratio"] > 0 and figures["seconds"] > 0
+    assert clean["injected_faults"] == 0 and clean["worker_retries"] == 0
+    assert faulty["mode"] == "10% faults" and faulty["target"] == broadcast.TARGET_FAULTS
+
+
+def test_broadcast_figures_count_losses_and_duplicates() -> None:
+    first = broadcast.FIRST_CHAT
+    calls = [
+        (first, True, 10.0, None, 200),
+        (first - 1, False, 10.1, "500", 500),
+        (first - 1, True, 11.0, None, 200),
+        (first - 1, True, 12.0, None, 200),  # sent twice, no stall to explain it
+        (first - 2, True, 10.2, "timeout", 200),
+        (first - 2, True, 16.0, None, 200),  # after a stall the client gave up on
+    ]
+    figures = broadcast.figures(calls, rooms=4, committed=9.0, faults=True, retried=2,
+                                rate_limited=0, failed=0)
+    assert figures["delivered"] == 3 and figures["lost"] == 1
+    assert figures["duplicates"] == 1 and figures["ambiguous_duplicates"] == 1
+    assert figures["seconds"] == 2.0  # the last room's first copy, at 11.0
+    assert not figures["ok"]
+
+
+def test_throughput_bot_and_echo_bot_answer_every_update() -> None:
+    figures = throughput.run(rows=300, updates=5)
+    for side in ("bot", "echo"):
+        assert figures[side]["updates_per_s"] > 0
+        assert 10 < figures[side]["rss_mb"] < 2000
+        assert figures[side]["startup_s"] > 0
+    assert figures["ratio"] > 0
+
+
+def test_lookup_and_the_table() -> None:
+    results = lookup.run(300, ("sqlite",), repeat=1)
+    search = results["sqlite"]["search"]["all"]
+    assert search["n"] > 0 and 0 < search["p50_ms"] <= search["p99_ms"]
+    rows = BENCHMARKS["lookup"]({**QUICK, "rows": 300})
+    text = table([*rows, ("broadcast", "1.01", "≤ 1.1", True), ("start-up", "1 s", "", None)])
+    lines = text.splitlines()
+    assert lines[0].startswith("figure") and len(lines) == 2 + len(rows) + 2
+    assert "MISSED" in text or "OK" in text
+    assert lines[-1].rstrip().endswith("-")
