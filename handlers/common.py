@@ -108,9 +108,17 @@ async def handled(state: int) -> int:
     raise ApplicationHandlerStop(state)
 
 
+async def record_views(context: Context, rows: Sequence[dict[str, Any]]) -> None:
+    """Audit what is about to be shown (`storage.access.audit_row`s); returns once it is
+    committed, shared with other lookups (bot/viewlog.py)."""
+    view_log = services(context).view_log
+    assert view_log is not None
+    await view_log.record(rows)
+
+
 async def current_actor(update: Update, context: Context) -> Actor:
     svc = services(context)
-    async with svc.db.session() as session:
+    async with svc.db.reading() as session:
         return await resolve_actor(session, update.effective_user, svc.settings)
 
 

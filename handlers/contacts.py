@@ -8,7 +8,7 @@ is not a registered duty room, and every card shown is written to the audit log.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,10 +37,11 @@ from handlers.common import (
     guarded,
     keyboard,
     may_show_details,
+    record_views,
 )
 from handlers.common import reply as send_reply
 from storage import directory
-from storage.access import audit, user_by_telegram_id
+from storage.access import audit_row
 from storage.duty import OnDuty, on_duty
 from storage.models import Liaison, LiaisonRole, Role
 from storage.search import (
@@ -125,13 +126,14 @@ class ContactPage:
     text: str
     liaison_ids: list[int]
     markup: Any = None
+    audit: list[dict[str, Any]] = field(default_factory=list)  # to record before showing
 
 
 async def contact_page(
     session: AsyncSession, context: Context, actor: Actor, query: str, offset: int,
     *, limit: int = PAGE_SIZE,
 ) -> ContactPage:
-    """Cards for one page of results (or suggestions), audited."""
+    """Cards for one page of results (or suggestions), with their audit entries."""
     svc = services(context)
     tr = actor.tr
     results = await search_liaisons(session, query, offset=offset, limit=limit)
@@ -150,10 +152,9 @@ async def contact_page(
     header = tr("contacts.header", query=escape(query), first=offset + 1,
                 last=offset + len(liaisons), total=results.total)
     cards = [card(tr, lia, duties.get(lia.unit_id), default_tz) for lia in liaisons]
-    user = await user_by_telegram_id(session, actor.telegram_id)
-    for lia in liaisons:
-        await audit(session, "contact.view", actor=user, subject_type="liaison",
-                    subject_id=lia.id, query=query[:MAX_QUERY], unit=lia.unit.code)
+    views = [audit_row("contact.view", actor=actor.user, subject_type="liaison",
+                       subject_id=lia.id, query=query[:MAX_QUERY], unit=lia.unit.code)
+             for lia in liaisons]
     query_id = remember_query(context, query)
     paging = []
     if offset > 0:
@@ -161,7 +162,7 @@ async def contact_page(
     if results.has_more:
         paging.append((tr("common.next"), f"ct:pg:{query_id}:{offset + limit}"))
     return ContactPage("\n\n".join([header, *cards]), [lia.id for lia in liaisons],
-                       keyboard([paging]) if paging else None)
+                       keyboard([paging]) if paging else None, views)
 
 
 # --------------------------------------------------------------------------- /contact
@@ -179,7 +180,7 @@ async def answer_contacts(update: Update, context: Context, actor: Actor, query:
     try:
         if len(query) > MAX_QUERY:
             raise Refusal(tr("errors.too_long", limit=MAX_QUERY))
-        async with svc.db.session() as session:
+        async with svc.db.reading() as session:
             if not await may_show_details(session, update):
                 raise Refusal(tr("contacts.group_not_room"))
             if not query:
@@ -190,6 +191,7 @@ async def answer_contacts(update: Update, context: Context, actor: Actor, query:
     except Refusal as refusal:
         await show(update, refusal.text)
         return
+    await record_views(context, page.audit)
     await show(update, page.text, page.markup)
 
 
@@ -269,7 +271,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
     tr, svc = actor.tr, services(context)
     query = " ".join(context.args or []).strip()[:MAX_QUERY]
     try:
-        async with svc.db.session() as session:
+        async with svc.db.reading() as session:
             if not await may_show_details(session, update):
                 raise Refusal(tr("contacts.group_not_room"))
             if query:
@@ -287,12 +289,12 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
                     raise Refusal(tr("oncall.usage"))
             duties = await on_duty(session, svc.now(), unit_ids=unit_ids,
                                    default_timezone=svc.settings.bot_timezone)
-            user_row = await user_by_telegram_id(session, actor.telegram_id)
-            await audit(session, "oncall.view", actor=user_row, subject_type="units",
-                        subject_id=",".join(map(str, sorted(unit_ids)))[:60])
     except Refusal as refusal:
         await send_reply(update, refusal.text)
         return
+    await record_views(context, [audit_row(
+        "oncall.view", actor=actor.user, subject_type="units",
+        subject_id=",".join(map(str, sorted(unit_ids)))[:60])])
     if not duties:
         await send_reply(update, tr("oncall.no_rooms"))
         return
@@ -322,7 +324,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
     if len(text) > MAX_QUERY:
         await send_reply(update, tr("errors.too_long", limit=MAX_QUERY))
         return
-    async with svc.db.session() as session:
+    async with svc.db.reading() as session:
         if not await may_show_details(session, update):
             return
         contacts = await contact_page(session, context, actor, text, 0,
@@ -347,6 +349,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
             [(tr("lookup.other_unit"), "ct:menu")]]
     rows += [[(f"📄 {hit.agreement_short_title} {hit.number}", f"ag:c:{hit.clause_id}")]
              for hit in clauses.hits]
+    await record_views(context, contacts.audit)
     await send_reply(update, body, keyboard(rows))
 
 
@@ -382,17 +385,16 @@ async def inline(update: Update, context: Context) -> None:
         await inline_query.answer([], cache_time=0, is_personal=True)
         return
     tr, svc = actor.tr, services(context)
-    async with svc.db.session() as session:
+    async with svc.db.reading() as session:
         found = await search_liaisons(session, query, limit=INLINE_RESULTS // 2)
         liaisons = await directory.liaisons_by_ids(session, [h.liaison_id for h in found.hits])
         duties = await on_duty(session, svc.now(), unit_ids={lia.unit_id for lia in liaisons},
                                default_timezone=svc.settings.bot_timezone)
         clauses = await search_clauses(session, query, limit=INLINE_RESULTS // 2,
                                        include_superseded=False)
-        user = await user_by_telegram_id(session, actor.telegram_id)
-        for lia in liaisons:
-            await audit(session, "contact.view", actor=user, subject_type="liaison",
-                        subject_id=lia.id, query=query, via="inline")
+    await record_views(context, [
+        audit_row("contact.view", actor=actor.user, subject_type="liaison", subject_id=lia.id,
+                  query=query, via="inline") for lia in liaisons])
     results: list[InlineQueryResultArticle] = []
     for lia in liaisons:
         branch = lia.branch.name if lia.branch else ""

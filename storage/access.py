@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from storage.models import AuditEntry, DutyRoom, Invitation, Role, Unit, User
 
 INVITATION_ALPHABET_BYTES = 12
 
 
-async def audit(
-    session: AsyncSession,
+def audit_row(
     action: str,
     *,
     actor: User | None = None,
@@ -27,25 +27,33 @@ async def audit(
     subject_type: str | None = None,
     subject_id: object = None,
     **detail: Any,
-) -> None:
+) -> dict[str, Any]:
+    """An audit entry's columns (all but the time)."""
+    return {
+        "action": action,
+        "actor_user_id": actor.id if actor else None,
+        "actor_telegram_id": actor.telegram_id if actor else actor_telegram_id,
+        "chat_id": chat_id,
+        "subject_type": subject_type,
+        "subject_id": None if subject_id is None else str(subject_id),
+        "detail": detail,
+    }
+
+
+async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
     """Record who did or saw what; written in the same unit of work as the change."""
-    session.add(
-        AuditEntry(
-            action=action,
-            actor_user_id=actor.id if actor else None,
-            actor_telegram_id=actor.telegram_id if actor else actor_telegram_id,
-            chat_id=chat_id,
-            subject_type=subject_type,
-            subject_id=None if subject_id is None else str(subject_id),
-            detail=detail,
-        )
-    )
+    session.add(AuditEntry(**audit_row(action, **fields)))
+
+
+async def audit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Many `audit_row`s in one statement (executemany)."""
+    await session.execute(insert(AuditEntry.__table__), list(rows))
 
 
 async def user_by_telegram_id(session: AsyncSession, telegram_id: int) -> User | None:
     return (
         await session.execute(
-            select(User).options(selectinload(User.unit)).where(User.telegram_id == telegram_id)
+            select(User).options(joinedload(User.unit)).where(User.telegram_id == telegram_id)
         )
     ).scalar_one_or_none()
 

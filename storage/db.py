@@ -2,7 +2,8 @@
 
 SQLite write transactions start with BEGIN IMMEDIATE: a deferred BEGIN that later
 upgrades to a write lock fails with "database is locked" under concurrent writers
-instead of waiting for the busy timeout.
+instead of waiting for the busy timeout. Units of work that only read (`reading()`)
+begin deferred instead, so they never queue behind a writer (WAL lets them read).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY = "liaison_desk_read_only"
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -50,7 +52,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -64,6 +67,8 @@ class Database:
         self.url = database_url
         self.engine = create_engine(database_url)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -73,6 +78,13 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A read/write unit of work, committed on success, rolled back on error."""
         async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads (on SQLite it takes no write lock: it must not
+        write)."""
+        async with self.read_sessionmaker() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:

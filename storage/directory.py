@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Select, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from storage.models import (
     Agreement,
@@ -36,7 +36,7 @@ async def liaisons_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[Lia
         return []
     rows = await session.execute(
         select(Liaison)
-        .options(selectinload(Liaison.unit), selectinload(Liaison.branch))
+        .options(joinedload(Liaison.unit), joinedload(Liaison.branch))
         .where(Liaison.id.in_(list(ids)))
     )
     by_id = {liaison.id: liaison for liaison in rows.scalars()}
