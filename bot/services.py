@@ -67,6 +67,8 @@ class Actor:
     telegram_id: int
     user: User | None
     language: str
+    # The data epoch this was read under (storage/cache.py); -1: not from the database.
+    epoch: int = -1
 
     @property
     def registered(self) -> bool:
@@ -85,12 +87,13 @@ class Actor:
 
 
 async def resolve_actor(
-    session: AsyncSession, telegram_user: TelegramUser | None, settings: Settings
+    session: AsyncSession, telegram_user: TelegramUser | None, settings: Settings,
+    *, epoch: int = -1,
 ) -> Actor:
     if telegram_user is None:
-        return Actor(0, None, settings.default_language)
+        return Actor(0, None, settings.default_language, epoch)
     user = await user_by_telegram_id(session, telegram_user.id)
     language = (user.language if user else None) or language_from_telegram(
         telegram_user.language_code, settings.default_language
     )
-    return Actor(telegram_user.id, user, language)
+    return Actor(telegram_user.id, user, language, epoch)

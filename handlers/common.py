@@ -117,9 +117,18 @@ async def record_views(context: Context, rows: Sequence[dict[str, Any]]) -> None
 
 
 async def current_actor(update: Update, context: Context) -> Actor:
+    """Who is asking, as of the current data epoch (no query of its own when cached)."""
     svc = services(context)
-    async with svc.db.reading() as session:
-        return await resolve_actor(session, update.effective_user, svc.settings)
+    person = update.effective_user
+    key = (person.id, person.language_code) if person else None
+    cache = svc.db.cache("actors")
+    epoch = await svc.db.epoch.current()
+    actor = cache.get(epoch, key)
+    if actor is None:
+        async with svc.db.reading() as session:
+            actor = await resolve_actor(session, person, svc.settings, epoch=epoch)
+        cache.put(epoch, key, actor)
+    return actor
 
 
 def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere):

@@ -27,7 +27,7 @@ from telegram.ext import (
 from bot.commands import CommandInfo, Where
 from bot.domain.normalize import parse_query
 from bot.i18n import Translator
-from bot.services import Actor, services
+from bot.services import Actor, Services, services
 from bot.timefmt import local_time
 from handlers.common import (
     Context,
@@ -42,14 +42,15 @@ from handlers.common import (
 from handlers.common import reply as send_reply
 from storage import directory
 from storage.access import audit_row
-from storage.duty import OnDuty, on_duty
+from storage.duty import OnDuty, on_duty_cached
 from storage.models import Liaison, LiaisonRole, Role
 from storage.search import (
     ClauseHit,
+    LiaisonResults,
     MatchTier,
     load_vocabulary,
     search_clauses,
-    search_liaisons,
+    search_liaisons_cached,
 )
 
 COMMANDS = [
@@ -121,6 +122,18 @@ def card(tr: Translator, liaison: Liaison, duty: OnDuty | None, default_tz: str)
     return "\n".join(lines)
 
 
+async def cards_of(session: AsyncSession, svc: Services, actor: Actor,
+                   results: LiaisonResults) -> tuple[list[Liaison], dict[int, OnDuty]]:
+    """The liaisons behind search hits and who is on duty in their units (both held in
+    memory while the data epoch stands)."""
+    liaisons = await directory.liaisons_cached(
+        session, svc.db.cache("liaisons"), actor.epoch, [h.liaison_id for h in results.hits])
+    duties = await on_duty_cached(
+        session, svc.db.cache("on_duty"), actor.epoch, svc.now(),
+        unit_ids={lia.unit_id for lia in liaisons}, default_timezone=svc.settings.bot_timezone)
+    return liaisons, duties
+
+
 @dataclass
 class ContactPage:
     text: str
@@ -136,7 +149,8 @@ async def contact_page(
     """Cards for one page of results (or suggestions), with their audit entries."""
     svc = services(context)
     tr = actor.tr
-    results = await search_liaisons(session, query, offset=offset, limit=limit)
+    results = await search_liaisons_cached(session, svc.db.cache("liaison_search"),
+                                           actor.epoch, query, offset=offset, limit=limit)
     if not results.hits:
         names = "、".join(escape(s.label) for s in results.suggestions[:5])
         text = tr("contacts.none", query=escape(query))
@@ -145,9 +159,7 @@ async def contact_page(
         rows = [[(s.label, f"ct:s:{remember_query(context, s.label)}")]
                 for s in results.suggestions[:5]]
         return ContactPage(text, [], keyboard(rows) if rows else None)
-    liaisons = await directory.liaisons_by_ids(session, [h.liaison_id for h in results.hits])
-    duties = await on_duty(session, svc.now(), unit_ids={lia.unit_id for lia in liaisons},
-                           default_timezone=svc.settings.bot_timezone)
+    liaisons, duties = await cards_of(session, svc, actor, results)
     default_tz = svc.settings.bot_timezone
     header = tr("contacts.header", query=escape(query), first=offset + 1,
                 last=offset + len(liaisons), total=results.total)
@@ -287,8 +299,9 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
                 unit_ids = set(await directory.units_of_zones(session, zone_ids))
                 if not unit_ids:
                     raise Refusal(tr("oncall.usage"))
-            duties = await on_duty(session, svc.now(), unit_ids=unit_ids,
-                                   default_timezone=svc.settings.bot_timezone)
+            duties = await on_duty_cached(
+                session, svc.db.cache("on_duty"), actor.epoch, svc.now(), unit_ids=unit_ids,
+                default_timezone=svc.settings.bot_timezone)
     except Refusal as refusal:
         await send_reply(update, refusal.text)
         return
@@ -331,7 +344,8 @@ async def lookup(update: Update, context: Context, text: str) -> None:
                                       limit=PLAIN_TEXT_CONTACTS)
         clauses = await search_clauses(session, text, limit=PLAIN_TEXT_CLAUSES,
                                        include_superseded=False)
-        results = await search_liaisons(session, text, limit=1)
+        results = await search_liaisons_cached(session, svc.db.cache("liaison_search"),
+                                               actor.epoch, text, limit=1)
     query_id = remember_query(context, text)
     asked_for_people = bool(results.query.unit_ids or results.query.branch_ids) or any(
         tier in results.tier_counts and results.tier_counts[tier]
@@ -386,10 +400,9 @@ async def inline(update: Update, context: Context) -> None:
         return
     tr, svc = actor.tr, services(context)
     async with svc.db.reading() as session:
-        found = await search_liaisons(session, query, limit=INLINE_RESULTS // 2)
-        liaisons = await directory.liaisons_by_ids(session, [h.liaison_id for h in found.hits])
-        duties = await on_duty(session, svc.now(), unit_ids={lia.unit_id for lia in liaisons},
-                               default_timezone=svc.settings.bot_timezone)
+        found = await search_liaisons_cached(session, svc.db.cache("liaison_search"),
+                                             actor.epoch, query, limit=INLINE_RESULTS // 2)
+        liaisons, duties = await cards_of(session, svc, actor, found)
         clauses = await search_clauses(session, query, limit=INLINE_RESULTS // 2,
                                        include_superseded=False)
     await record_views(context, [

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.cache import EpochCache, EpochWatch, data_epoch
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "liaison_desk_read_only"
 
@@ -67,6 +69,8 @@ class Database:
         self.url = database_url
         self.engine = create_engine(database_url)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.caches: dict[str, EpochCache] = {}
+        self.epoch = EpochWatch(self._read_epoch)
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
@@ -79,6 +83,18 @@ class Database:
         """A read/write unit of work, committed on success, rolled back on error."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+
+    async def _read_epoch(self) -> int:
+        async with self.reading() as session:
+            return await data_epoch(session)
+
+    def cache(self, name: str) -> EpochCache:
+        """A named in-memory cache of what this database's directory says
+        (storage/cache.py)."""
+        cache = self.caches.get(name)
+        if cache is None:
+            cache = self.caches[name] = EpochCache()
+        return cache
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -8,6 +8,7 @@ from sqlalchemy import Select, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
+from storage.cache import EpochCache
 from storage.models import (
     Agreement,
     AgreementParty,
@@ -41,6 +42,16 @@ async def liaisons_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[Lia
     )
     by_id = {liaison.id: liaison for liaison in rows.scalars()}
     return [by_id[i] for i in ids if i in by_id]
+
+
+async def liaisons_cached(session: AsyncSession, cache: EpochCache, epoch: int,
+                          ids: Sequence[int]) -> list[Liaison]:
+    """`liaisons_by_ids`, reading only those not already held for this data epoch."""
+    found: dict[int, Liaison | None] = {i: cache.get(epoch, i) for i in ids}
+    for liaison in await liaisons_by_ids(session, [i for i, held in found.items() if not held]):
+        found[liaison.id] = liaison
+        cache.put(epoch, liaison.id, liaison)
+    return [held for i in ids if (held := found.get(i)) is not None]
 
 
 async def zones(session: AsyncSession) -> list[Zone]:

@@ -20,12 +20,14 @@ from bot.domain.rotation import (
     shift_at,
     who_is_on_duty,
 )
+from storage.cache import EpochCache
 from storage.models import DutyRoom, Roster, RosterMember, ShiftOverride
 from storage.schedules import overrides_between
 
 # Overrides are loaded for shifts starting this much either side of the instants asked
 # about: a weekly shift that is on now started less than 8 days ago.
 OVERRIDE_MARGIN = timedelta(days=8)
+UNSTAFFED_RECHECK = timedelta(minutes=1)
 
 
 # --------------------------------------------------------------------------- a roster in time
@@ -107,6 +109,23 @@ class OnDuty:
     until: datetime | None
     next_officer: str | None
     overridden: bool = False
+
+
+async def on_duty_cached(
+    session: AsyncSession, cache: EpochCache, epoch: int, now: datetime, *,
+    unit_ids: Iterable[int], default_timezone: str = "Asia/Shanghai",
+) -> dict[int, OnDuty]:
+    """`on_duty`, held until the first of its shifts ends (a room without an officer on
+    the roster: a minute at most), or the data changes."""
+    units = frozenset(unit_ids)
+    held = cache.get(epoch, (units, default_timezone))
+    if held is not None and held[0] <= now < held[1]:
+        return held[2]  # type: ignore[no-any-return]
+    duties = await on_duty(session, now, unit_ids=units, default_timezone=default_timezone)
+    ends = [duty.until if duty.until else now + UNSTAFFED_RECHECK for duty in duties.values()]
+    cache.put(epoch, (units, default_timezone),
+              (now, min(ends, default=now + UNSTAFFED_RECHECK), duties))
+    return duties
 
 
 async def on_duty(

@@ -795,6 +795,15 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class DataEpoch(Base):
+    """One counter that triggers move on every change lookups read (storage/cache.py)."""
+
+    __tablename__ = "data_epoch"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class ScheduleMark(Base):
     """A scheduled occurrence that did not go out: missed while the bot was down."""
 

@@ -77,6 +77,7 @@ from bot.domain.normalize import (
     term_pattern,
 )
 from bot.domain.normalize import suggest as suggest_from_vocabulary
+from storage.cache import EpochCache, bump_data_epoch
 from storage.models import (
     Agreement,
     AgreementStatus,
@@ -106,6 +107,7 @@ __all__ = [
     "refresh_search_index",
     "search_clauses",
     "search_liaisons",
+    "search_liaisons_cached",
     "suggest",
 ]
 
@@ -689,6 +691,17 @@ async def search_liaisons(
     )
 
 
+async def search_liaisons_cached(
+    session: AsyncSession, cache: EpochCache, epoch: int, query: str, *, offset: int = 0,
+    limit: int = 10,
+) -> LiaisonResults:
+    """`search_liaisons`, answered from memory while the data epoch stands
+    (storage/cache.py): officers ask for the same provinces all day."""
+    return await cache.get_or_load(
+        epoch, (query, offset, limit),
+        lambda: search_liaisons(session, query, offset=offset, limit=limit))
+
+
 # --------------------------------------------------------------------------- clauses
 
 
@@ -1041,6 +1054,7 @@ async def refresh_search_index(
             records = await _clause_records(session, where)
             rows = clause_rows(records, dialect)
             await _insert(session, "search_clauses", CLAUSE_ROW, rows)
+    await bump_data_epoch(session)  # cached search results are of the old index
     _invalidate_after_transaction(session)
 
 
