@@ -23,7 +23,7 @@ from bench import broadcast, lookup, reminders, throughput
 
 Row = tuple[str, str, str, bool | None]  # figure name, value, target, verdict (None: info)
 
-FULL = {"rows": 100_000, "updates": 300, "reminders": 2000, "reminder_rooms": 400,
+FULL = {"rows": 100_000, "updates": 1000, "reminders": 5000, "reminder_rooms": 1000,
         "rooms": 1000, "lookup_backends": ("sqlite", "postgresql")}
 QUICK = {"rows": 2000, "updates": 20, "reminders": 50, "reminder_rooms": 10,
          "rooms": 30, "lookup_backends": ("sqlite",)}

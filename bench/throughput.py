@@ -1,6 +1,6 @@
 """The bot as a process: update throughput against a bare echo bot, memory, start-up time.
 
-    .venv/bin/python -m bench.throughput [--rows 100000] [--updates 300]
+    .venv/bin/python -m bench.throughput [--rows 100000] [--updates 1000]
 
 A SQLite database is migrated and loaded with `rows` liaisons (bench.lookup's synthetic
 directory, search index built). The Bot API emulator runs in its own process. Then, in
@@ -141,7 +141,7 @@ def _measure(conn: Any, argv: list[str], env: dict[str, str], texts: list[str],
             "first_answer": first_answer}
 
 
-def run(rows: int = 100_000, updates: int = 300) -> dict[str, Any]:
+def run(rows: int = 100_000, updates: int = 1000) -> dict[str, Any]:
     """The figures as a dict (also printed), for a combined `python -m bench`."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
@@ -211,7 +211,7 @@ def echo_bot(page: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--page", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
+from bot.bot_api import AiohttpRequest
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import BotMode, Settings
 from bot.delivery import DeliveryWorker
@@ -60,10 +61,10 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         .base_file_url(settings.telegram_base_file_url or file_url_for(settings.telegram_base_url))
         .persistence(DatabasePersistence(svc.db))
         .concurrent_updates(OrderedUpdateProcessor(settings.update_concurrency))
-        # Few connections to the Bot API, reused: httpx's pool costs grow with its size,
-        # and waiting a moment for a free connection beats failing (PTB's default is 1 s).
-        .connection_pool_size(BOT_API_CONNECTIONS)
-        .pool_timeout(BOT_API_POOL_TIMEOUT)
+        # Few connections to the Bot API, reused; waiting a moment for a free connection
+        # beats failing (PTB's default is 1 s). Over aiohttp: bot/bot_api.py says why.
+        .request(AiohttpRequest(BOT_API_CONNECTIONS, pool_timeout=BOT_API_POOL_TIMEOUT))
+        .get_updates_request(AiohttpRequest(1))
         .build()
     )
     if svc.delivery is None:

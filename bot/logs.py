@@ -1,7 +1,8 @@
 """Logging set-up: text or JSON lines, and the bot token never written out.
 
-httpx logs request URLs, and Bot API URLs contain the token, so redaction sits on
-the handlers (covering every logger) rather than on a few call sites.
+Request lines (bot/bot_api.py, httpx) show URLs, and Bot API URLs contain the token,
+so redaction sits on the handlers (covering every logger) rather than on a few call
+sites.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_json_lines_are_redacted_too() -> None:
     assert TEST_TOKEN not in stream.getvalue() and REDACTED in stream.getvalue()
 
 
-async def test_httpx_request_logs_of_a_running_bot_are_redacted(bot: BotHarness) -> None:
+async def test_bot_api_request_logs_of_a_running_bot_are_redacted(bot: BotHarness) -> None:
     stream = io.StringIO()
     handler = setup_logging("DEBUG", secrets=[TEST_TOKEN], stream=stream)
     try:
@@ -50,7 +50,7 @@ async def test_httpx_request_logs_of_a_running_bot_are_redacted(bot: BotHarness)
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(logging.WARNING)
     output = stream.getvalue()
-    assert "sendMessage" in output  # httpx did log the request line
+    assert "HTTP Request: POST" in output and "sendMessage" in output  # bot/bot_api.py
     assert TEST_TOKEN not in output
     assert REDACTED in output
 

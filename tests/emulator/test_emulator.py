@@ -1,5 +1,6 @@
 """The Bot API emulator behaves like Telegram for PTB: checked against the Bot API 10.0 spec,
-driven through PTB's real HTTP stack (httpx) and, where it matters, a real Application."""
+driven through PTB's real HTTP stack (httpx, and the bot's aiohttp backend where a Bot is
+used) and, where it matters, a real Application."""
 
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from telegram.ext import (
     ContextTypes,
     InlineQueryHandler,
 )
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.bot_api import AiohttpRequest
 from bot.emulator import BotApiEmulator, load_spec
 
 pytestmark = pytest.mark.asyncio
@@ -56,9 +58,20 @@ async def emu() -> AsyncIterator[BotApiEmulator]:
         yield emulator
 
 
+def request_of(backend: str, **timeouts: float) -> BaseRequest:
+    """PTB's default networking (httpx) or the bot's own (aiohttp, bot/bot_api.py)."""
+    return HTTPXRequest(**timeouts) if backend == "httpx" else AiohttpRequest(**timeouts)
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-async def bot(emu: BotApiEmulator) -> AsyncIterator[Bot]:
-    async with Bot(TOKEN, base_url=emu.base_url, base_file_url=emu.base_file_url) as tg:
+async def bot(emu: BotApiEmulator, backend: str) -> AsyncIterator[Bot]:
+    async with Bot(TOKEN, base_url=emu.base_url, base_file_url=emu.base_file_url,
+                   request=request_of(backend)) as tg:
         yield tg
 
 
@@ -458,11 +471,12 @@ async def test_faults_surface_as_ptb_errors_and_deliver_nothing(
     assert emu.stats["rate_limited"] == 1
 
 
-async def test_a_stall_times_the_client_out_and_is_then_applied(emu: BotApiEmulator) -> None:
+async def test_a_stall_times_the_client_out_and_is_then_applied(emu: BotApiEmulator,
+                                                                backend: str) -> None:
     emu.faults.stall_seconds = 0.6
     emu.faults.fail_next(1, "timeout", methods=["sendMessage"])
     async with Bot(TOKEN, base_url=emu.base_url,
-                   request=HTTPXRequest(read_timeout=0.2)) as impatient:
+                   request=request_of(backend, read_timeout=0.2)) as impatient:
         with pytest.raises(TimedOut):
             await impatient.send_message(USER, "slow")
     [call] = await emu.wait_for_calls(1, method="sendMessage", timeout=2)
@@ -470,10 +484,11 @@ async def test_a_stall_times_the_client_out_and_is_then_applied(emu: BotApiEmula
     assert emu.sent_texts(USER) == ["slow"]  # what a retry would duplicate
 
 
-async def test_a_stall_shorter_than_the_timeout_is_only_slow(emu: BotApiEmulator) -> None:
+async def test_a_stall_shorter_than_the_timeout_is_only_slow(emu: BotApiEmulator,
+                                                             backend: str) -> None:
     emu.faults.stall_seconds = 0.2
     emu.faults.fail_next(1, "timeout", methods=["sendMessage"])
-    async with Bot(TOKEN, base_url=emu.base_url) as patient:
+    async with Bot(TOKEN, base_url=emu.base_url, request=request_of(backend)) as patient:
         started = asyncio.get_running_loop().time()
         await patient.send_message(USER, "slow")
         assert asyncio.get_running_loop().time() - started >= 0.2
