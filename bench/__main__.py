@@ -4,7 +4,7 @@ Benchmarks (NAME): throughput (bot vs echo bot, RSS, start-up: bench.throughput)
 lookup (bench.lookup), reminders (bench.reminders, scheduler + outbox path),
 broadcast (bench.broadcast, clean and with 10% faults). Each prints its own detail
 as it runs; the table at the end has one row per figure with its target and verdict.
-The full run takes about 4.5 minutes on the 2-core machine; `--quick` uses small sizes
+The full run takes about 6 minutes on the 2-core machine; `--quick` uses small sizes
 (a smoke test: its figures mean nothing). See docs/performance.md.
 """
 
