@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness
 from bot.testing_db import TestDatabases, postgres_available
+from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Unit, Zone, ZoneMembership
 
@@ -90,4 +93,35 @@ async def bot(
 ) -> AsyncIterator[BotHarness]:
     emulator.add_user(ADMIN_ID, "管理员", username="desk_admin")
     async with BotHarness(emulator, database_url, admin_ids=[ADMIN_ID]) as harness:
+        yield harness
+
+
+# --------------------------------------------------------------------------- the sample desk
+
+SAMPLE_ADMIN = 910000001  # 周立新, administrator, zh-Hans
+SAMPLE_OFFICER = 910000007  # 王雅琴, officer in 四川, zh-Hant
+SAMPLE_STRANGER = 910000099
+SAMPLE_SICHUAN_ROOM = -1001000000103
+SAMPLE_OTHER_GROUP = -1009999999999
+# Wednesday 25 November 2026, 11:00 in Beijing: week 4 of 四川's weekly roster (邓建平).
+SAMPLE_NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
+    """The bot on data/sample.yaml at SAMPLE_NOW (a FakeClock, as `desk.clock`), with its
+    administrator, a 四川 officer, a stranger, 四川's duty room and an unregistered group."""
+    db = Database(database_url)
+    report = await import_file(db, "data/sample.yaml")
+    await db.dispose()
+    assert not report.problems
+    emulator.add_user(SAMPLE_ADMIN, "周立新")
+    emulator.add_user(SAMPLE_OFFICER, "王雅琴", language_code="zh-hant")
+    emulator.add_user(SAMPLE_STRANGER, "王五")
+    emulator.add_group(SAMPLE_SICHUAN_ROOM, "四川省公安厅指挥中心值班室",
+                       members=[SAMPLE_ADMIN, SAMPLE_OFFICER])
+    emulator.add_group(SAMPLE_OTHER_GROUP, "闲聊群", members=[SAMPLE_ADMIN, SAMPLE_STRANGER])
+    clock = FakeClock(SAMPLE_NOW)
+    async with BotHarness(emulator, database_url, now=clock) as harness:
+        harness.clock = clock  # type: ignore[attr-defined]
         yield harness

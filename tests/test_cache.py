@@ -4,14 +4,11 @@ they read (whoever writes it), and a new epoch empties the caches."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import delete, update
 
-from bot.domain.clock import FakeClock
-from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness
 from storage.access import audit, duty_room_by_chat
 from storage.cache import EpochCache, EpochWatch, bump_data_epoch, data_epoch
@@ -23,7 +20,6 @@ from storage.schedules import roster_for_room, set_override
 ADMIN = 910000001
 OFFICER = 910000007  # 王雅琴, officer in 四川
 SICHUAN_ROOM = -1001000000103
-NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 邓建平 on duty in 四川 until 30 Nov 08:30
 
 
 def test_an_epoch_cache_serves_only_its_epoch() -> None:
@@ -103,21 +99,6 @@ async def test_every_watched_change_moves_the_epoch_and_others_do_not(db: Databa
     async with db.session() as session:
         await bump_data_epoch(session)
     assert await epoch() == before + 1
-
-
-@pytest.fixture
-async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
-    db = Database(database_url)
-    report = await import_file(db, "data/sample.yaml")
-    await db.dispose()
-    assert not report.problems
-    emulator.add_user(ADMIN, "周立新")
-    emulator.add_user(OFFICER, "王雅琴", language_code="zh-hant")
-    emulator.add_group(SICHUAN_ROOM, "四川省公安厅指挥中心值班室", members=[ADMIN, OFFICER])
-    clock = FakeClock(NOW)
-    async with BotHarness(emulator, database_url, now=clock) as harness:
-        harness.clock = clock  # type: ignore[attr-defined]
-        yield harness
 
 
 async def other_process(database_url: str, *statements: object) -> None:

@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.domain.clock import FakeClock
-from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness
-from storage.dataio import import_file
-from storage.db import Database
 from storage.models import AuditEntry
 
 ADMIN = 910000001  # 周立新, administrator, zh-Hans
@@ -21,25 +16,6 @@ OFFICER = 910000007  # 王雅琴, officer in 四川, zh-Hant
 STRANGER = 910000099
 SICHUAN_ROOM = -1001000000103
 OTHER_GROUP = -1009999999999
-# Wednesday 25 November 2026, 11:00 in Beijing: week 4 of 四川's weekly roster (邓建平).
-NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
-    db = Database(database_url)
-    report = await import_file(db, "data/sample.yaml")
-    await db.dispose()
-    assert not report.problems
-    emulator.add_user(ADMIN, "周立新")
-    emulator.add_user(OFFICER, "王雅琴", language_code="zh-hant")
-    emulator.add_user(STRANGER, "王五")
-    emulator.add_group(SICHUAN_ROOM, "四川省公安厅指挥中心值班室", members=[ADMIN, OFFICER])
-    emulator.add_group(OTHER_GROUP, "闲聊群", members=[ADMIN, STRANGER])
-    clock = FakeClock(NOW)
-    async with BotHarness(emulator, database_url, now=clock) as harness:
-        harness.clock = clock  # type: ignore[attr-defined]
-        yield harness
 
 
 async def audited_views(bot: BotHarness) -> int:
