@@ -661,7 +661,8 @@ class Meeting(Base):
 
     zone: Mapped[Zone | None] = relationship()
     participants: Mapped[list[MeetingParticipant]] = relationship(
-        back_populates="meeting", cascade="all, delete-orphan"
+        back_populates="meeting", cascade="all, delete-orphan",
+        order_by="MeetingParticipant.id",  # as added, whichever way they are loaded
     )
 
 
