@@ -42,11 +42,12 @@ def test_broadcast_figures_count_losses_and_duplicates() -> None:
 
 
 def test_throughput_bot_and_echo_bot_answer_every_update() -> None:
-    figures = throughput.run(rows=300, updates=5)
+    figures = throughput.run(rows=300, updates=5, rounds=2)
     for side in ("bot", "echo", "echo_page"):
         assert figures[side]["updates_per_s"] > 0
         assert 10 < figures[side]["rss_mb"] < 2000
         assert figures[side]["startup_s"] > 0
+        assert len(figures[side]["rounds"]) == 2
     assert figures["ratio"] > 0 and figures["page_ratio"] > 0
 
 
