@@ -210,9 +210,8 @@ def run(rows: int = 100_000, updates: int = 1000, rounds: int = ROUNDS) -> dict[
           f"{TARGET_RATIO}); bare bot sending the same /contact answer: "
           f"{page['updates_per_s']} updates/s (ratio {ceiling:.2f}, the ceiling); bot RSS "
           f"{bot['rss_mb']} MB (echo {echo['rss_mb']} MB); start-up {bot['startup_s']} s "
-          f"(echo {echo['startup_s']} s); directory loaded in {load_s:.0f} s (medians; the "
-          f"ratios are the median round's)",
-          flush=True)
+          f"(echo {echo['startup_s']} s); directory loaded in {load_s:.0f} s (median rounds; the "
+          f"ratios are medians of the per-round ratios)", flush=True)
     return figures
 
 

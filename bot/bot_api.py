@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class AiohttpRequest(BaseRequest):
-    __slots__ = ("_connections", "_media_write_timeout", "_session", "_timeouts")
+    __slots__ = ("_connections", "_session", "_timeouts")
 
     def __init__(
         self,
@@ -43,8 +43,8 @@ class AiohttpRequest(BaseRequest):
     ) -> None:
         self._connections = connections
         self._timeouts = {"read": read_timeout, "write": write_timeout,
-                          "connect": connect_timeout, "pool": pool_timeout}
-        self._media_write_timeout = media_write_timeout
+                          "media_write": media_write_timeout, "connect": connect_timeout,
+                          "pool": pool_timeout}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -86,14 +86,11 @@ class AiohttpRequest(BaseRequest):
                 data.add_field(name, value)
             for name, (filename, content, mimetype) in files.items():
                 data.add_field(name, content, filename=filename, content_type=mimetype)
-            write = (self._media_write_timeout if isinstance(write_timeout, DefaultValue)
-                     else write_timeout)
-        else:
+        elif request_data is not None and request_data.parameters:
             # A JSON body, as Telegram accepts: no form encoding of every value.
-            if request_data is not None and request_data.parameters:
-                data = json.dumps(request_data.parameters, ensure_ascii=False).encode()
-                headers["Content-Type"] = "application/json"
-            write = self._timeout("write", write_timeout)
+            data = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+            headers["Content-Type"] = "application/json"
+        write = self._timeout("media_write" if files else "write", write_timeout)
         read = self._timeout("read", read_timeout)
         connect = self._timeout("connect", connect_timeout)
         pool = self._timeout("pool", pool_timeout)

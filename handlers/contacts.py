@@ -122,16 +122,27 @@ def card(tr: Translator, liaison: Liaison, duty: OnDuty | None, default_tz: str)
     return "\n".join(lines)
 
 
+# Lookups read through the data-epoch caches (storage/cache.py), one per kind of answer.
+
+
+async def find_liaisons(session: AsyncSession, svc: Services, actor: Actor, query: str, *,
+                        offset: int = 0, limit: int = 10) -> LiaisonResults:
+    return await search_liaisons_cached(session, svc.db.cache("liaison_search"), actor.epoch,
+                                        query, offset=offset, limit=limit)
+
+
+async def duties_now(session: AsyncSession, svc: Services, actor: Actor,
+                     unit_ids: set[int]) -> dict[int, OnDuty]:
+    return await on_duty_cached(session, svc.db.cache("on_duty"), actor.epoch, svc.now(),
+                                unit_ids=unit_ids, default_timezone=svc.settings.bot_timezone)
+
+
 async def cards_of(session: AsyncSession, svc: Services, actor: Actor,
                    results: LiaisonResults) -> tuple[list[Liaison], dict[int, OnDuty]]:
-    """The liaisons behind search hits and who is on duty in their units (both held in
-    memory while the data epoch stands)."""
+    """The liaisons behind search hits and who is on duty in their units."""
     liaisons = await directory.liaisons_cached(
         session, svc.db.cache("liaisons"), actor.epoch, [h.liaison_id for h in results.hits])
-    duties = await on_duty_cached(
-        session, svc.db.cache("on_duty"), actor.epoch, svc.now(),
-        unit_ids={lia.unit_id for lia in liaisons}, default_timezone=svc.settings.bot_timezone)
-    return liaisons, duties
+    return liaisons, await duties_now(session, svc, actor, {lia.unit_id for lia in liaisons})
 
 
 @dataclass
@@ -149,8 +160,7 @@ async def contact_page(
     """Cards for one page of results (or suggestions), with their audit entries."""
     svc = services(context)
     tr = actor.tr
-    results = await search_liaisons_cached(session, svc.db.cache("liaison_search"),
-                                           actor.epoch, query, offset=offset, limit=limit)
+    results = await find_liaisons(session, svc, actor, query, offset=offset, limit=limit)
     if not results.hits:
         names = "、".join(escape(s.label) for s in results.suggestions[:5])
         text = tr("contacts.none", query=escape(query))
@@ -299,9 +309,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
                 unit_ids = set(await directory.units_of_zones(session, zone_ids))
                 if not unit_ids:
                     raise Refusal(tr("oncall.usage"))
-            duties = await on_duty_cached(
-                session, svc.db.cache("on_duty"), actor.epoch, svc.now(), unit_ids=unit_ids,
-                default_timezone=svc.settings.bot_timezone)
+            duties = await duties_now(session, svc, actor, unit_ids)
     except Refusal as refusal:
         await send_reply(update, refusal.text)
         return
@@ -344,8 +352,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
                                       limit=PLAIN_TEXT_CONTACTS)
         clauses = await search_clauses(session, text, limit=PLAIN_TEXT_CLAUSES,
                                        include_superseded=False)
-        results = await search_liaisons_cached(session, svc.db.cache("liaison_search"),
-                                               actor.epoch, text, limit=1)
+        results = await find_liaisons(session, svc, actor, text, limit=1)
     query_id = remember_query(context, text)
     asked_for_people = bool(results.query.unit_ids or results.query.branch_ids) or any(
         tier in results.tier_counts and results.tier_counts[tier]
@@ -400,8 +407,7 @@ async def inline(update: Update, context: Context) -> None:
         return
     tr, svc = actor.tr, services(context)
     async with svc.db.reading() as session:
-        found = await search_liaisons_cached(session, svc.db.cache("liaison_search"),
-                                             actor.epoch, query, limit=INLINE_RESULTS // 2)
+        found = await find_liaisons(session, svc, actor, query, limit=INLINE_RESULTS // 2)
         liaisons, duties = await cards_of(session, svc, actor, found)
         clauses = await search_clauses(session, query, limit=INLINE_RESULTS // 2,
                                        include_superseded=False)
