@@ -8,7 +8,10 @@ handover, an escalation step), each with a stable key. The scheduler:
   jobs are only wake-up timers and are rebuilt on start and after every change;
 - on firing, claims the occurrence by inserting a `ScheduleMark` with its unique key
   (a second firing, here or in another process, inserts nothing and sends nothing),
-  then lets the planner write its outbox rows in the same transaction;
+  then lets the planner write its outbox rows in the same transaction; jobs coming due
+  while that transaction runs share the next one (bot/batching.py), so a thousand
+  reminders due in the same minute are a handful of transactions, not a thousand
+  queued for SQLite's write lock (one that fails is retried one occurrence at a time);
 - at start, catches up: occurrences that fell due while the bot was down are fired
   (marked late) if within the grace period, otherwise recorded as missed, visible to
   coordinators.
@@ -31,9 +34,11 @@ from apscheduler.jobstores.base import JobLookupError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import JobQueue
 
+from bot.batching import Batcher
 from storage.db import Database
 from storage.models import ScheduleMark
 
@@ -48,6 +53,8 @@ REBUILD_EVERY = timedelta(hours=1)
 # A job whose transaction fails for want of the database is tried this often in all.
 FIRE_ATTEMPTS = 4
 FIRE_RETRY_DELAY = 0.5  # seconds, times the attempt number
+# Marks per INSERT when occurrences are claimed together.
+CLAIM_CHUNK = 200
 JOB_PREFIX = "due:"
 REBUILD_JOB = "scheduler:rebuild"
 
@@ -84,19 +91,31 @@ class Planner(Protocol):
         """Record what a coordinator should know about an occurrence that was not sent."""
 
 
+async def claim_occurrences(
+    session: AsyncSession, marks: Sequence[tuple[Occurrence, str]], now: datetime
+) -> set[str]:
+    """Insert each occurrence's mark (with its outcome); returns the keys claimed now,
+    leaving out those claimed before (fired or missed, here or in another process)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    claimed: set[str] = set()
+    for start in range(0, len(marks), CLAIM_CHUNK):
+        statement = (
+            insert(ScheduleMark)
+            .values([{"key": occurrence.key, "due_at": occurrence.due_at, "outcome": outcome,
+                      "recorded_at": now, "detail": occurrence.data}
+                     for occurrence, outcome in marks[start : start + CLAIM_CHUNK]])
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(ScheduleMark.key)
+        )
+        claimed.update((await session.execute(statement)).scalars())
+    return claimed
+
+
 async def claim_occurrence(
     session: AsyncSession, occurrence: Occurrence, outcome: str, now: datetime
 ) -> bool:
     """Insert the occurrence's mark; False when it was already claimed (fired or missed)."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(ScheduleMark)
-        .values(key=occurrence.key, due_at=occurrence.due_at, outcome=outcome, recorded_at=now,
-                detail=occurrence.data)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(ScheduleMark.id)
-    )
-    return (await session.execute(statement)).first() is not None
+    return bool(await claim_occurrences(session, [(occurrence, outcome)], now))
 
 
 def classify(due_at: datetime, now: datetime, grace: timedelta) -> str:
@@ -127,6 +146,8 @@ class Scheduler:
         self.job_queue: JobQueue | None = None
         self._lock = asyncio.Lock()
         self.fired: dict[str, int] = {}
+        self._due_now: Batcher[tuple[str, Occurrence], str | None] = Batcher(
+            self._fire_batch, name="scheduler:due")
 
     # ------------------------------------------------------------------ running
 
@@ -139,12 +160,14 @@ class Scheduler:
                 async with self.db.session() as session:
                     due = await planner.occurrences(session, now - self.lookback, now)
                     unclaimed = await self._unclaimed(session, due)
-                for occurrence in sorted(unclaimed, key=lambda o: o.due_at):
-                    outcome = await self._fire_one(planner, occurrence, now)
-                    if outcome:
-                        counts[outcome] += 1
-        if counts[Outcome.sent] or counts[Outcome.late]:
-            self.wake_delivery()
+                ordered = [(planner.name, o) for o in sorted(unclaimed, key=lambda o: o.due_at)]
+                for start in range(0, len(ordered), CLAIM_CHUNK):
+                    for outcome in await self._fire_batch(ordered[start : start + CLAIM_CHUNK],
+                                                          now):
+                        if isinstance(outcome, BaseException):
+                            log.error("occurrence could not fire", exc_info=outcome)
+                        elif outcome:
+                            counts[outcome] += 1
         for outcome, count in counts.items():
             self.fired[outcome] = self.fired.get(outcome, 0) + count
         return counts
@@ -164,24 +187,83 @@ class Scheduler:
             )
         return [o for o in occurrences if o.key not in claimed]
 
-    async def _fire_one(
-        self, planner: Planner, occurrence: Occurrence, now: datetime
-    ) -> str | None:
-        verdict = classify(occurrence.due_at, now, self.grace)
-        if verdict == "future":
-            return None
-        # Due more than a minute ago: the job did not run on time (the bot was down).
-        late = verdict == Outcome.sent and now - occurrence.due_at > timedelta(minutes=1)
-        outcome = Outcome.late if late else verdict
+    async def _fire_together(
+        self, batch: Sequence[tuple[str, Occurrence]], now: datetime
+    ) -> list[str | None]:
+        """Claim and fire `batch` in one transaction; the outcome of each (None: not due,
+        or claimed before). Any error rolls all of it back."""
+        marks: list[tuple[Occurrence, str]] = []
+        outcomes: list[str | None] = []
+        for _, occurrence in batch:
+            verdict = classify(occurrence.due_at, now, self.grace)
+            if verdict == "future":
+                outcomes.append(None)
+                continue
+            # Due more than a minute ago: the job did not run on time (the bot was down).
+            late = verdict == Outcome.sent and now - occurrence.due_at > timedelta(minutes=1)
+            outcomes.append(Outcome.late if late else verdict)
+            marks.append((occurrence, outcomes[-1]))
+        if not marks:
+            return outcomes
         async with self.db.session() as session:
-            if not await claim_occurrence(session, occurrence, outcome, now):
-                return None
-            if outcome == Outcome.missed:
-                await planner.missed(session, occurrence, now)
-            else:
-                await planner.fire(session, occurrence, now, late)
-        log.info("occurrence %s: %s", occurrence.key, outcome)
-        return outcome
+            claimed = await claim_occurrences(session, marks, now)
+            for index, ((name, occurrence), outcome) in enumerate(zip(batch, outcomes,
+                                                                      strict=True)):
+                if outcome is None or occurrence.key not in claimed:
+                    outcomes[index] = None
+                    continue
+                claimed.discard(occurrence.key)  # the same occurrence twice: fired once
+                planner = self.planners[name]
+                if outcome == Outcome.missed:
+                    await planner.missed(session, occurrence, now)
+                else:
+                    await planner.fire(session, occurrence, now, outcome == Outcome.late)
+        for (_, occurrence), outcome in zip(batch, outcomes, strict=True):
+            if outcome is not None:
+                log.info("occurrence %s: %s", occurrence.key, outcome)
+        return outcomes
+
+    async def _fire_batch(
+        self, batch: list[tuple[str, Occurrence]], now: datetime | None = None
+    ) -> list[str | BaseException | None]:
+        """Fire together; if that fails, one by one, so one occurrence's error (or a
+        database hiccup) costs nobody else their reminder."""
+        outcomes: list[str | BaseException | None] = []
+        if len(batch) > 1:
+            try:
+                outcomes = list(await self._fire_together(batch, now or self.now()))
+            except Exception as error:
+                log.warning("%d occurrences could not fire together (%s); one by one",
+                            len(batch), error)
+        if not outcomes:
+            for name, occurrence in batch:
+                try:
+                    outcomes.append(await self._fire_alone(name, occurrence, now))
+                except Exception as error:
+                    outcomes.append(error)
+        if Outcome.sent in outcomes or Outcome.late in outcomes:
+            self.wake_delivery()
+        return outcomes
+
+    async def _fire_alone(
+        self, planner_name: str, occurrence: Occurrence, now: datetime | None
+    ) -> str | None:
+        """A database that cannot be reached for a moment (SQLite's write lock held past
+        the busy timeout, no pooled connection free in time, a dropped PostgreSQL
+        connection) is tried again: the claim and the outbox rows share one transaction,
+        so a failed attempt leaves nothing, and giving up would leave the occurrence to the
+        hourly sweep, by then past the grace period and missed."""
+        for attempt in range(1, FIRE_ATTEMPTS + 1):
+            try:
+                return (await self._fire_together([(planner_name, occurrence)],
+                                                  now or self.now()))[0]
+            except (OperationalError, SQLAlchemyTimeoutError) as error:
+                if attempt == FIRE_ATTEMPTS:
+                    raise
+                log.warning("occurrence %s: attempt %d failed (%s), trying again",
+                            occurrence.key, attempt, getattr(error, "orig", None) or error)
+                await asyncio.sleep(FIRE_RETRY_DELAY * attempt)
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ APScheduler
 
@@ -248,24 +330,6 @@ class Scheduler:
         await self.fire(name, occurrence)
 
     async def fire(self, planner_name: str, occurrence: Occurrence) -> str | None:
-        """Fire one occurrence now (its job came due); once, whoever else tries.
-
-        A database that cannot be reached for a moment (SQLite's write lock held past the
-        busy timeout in a burst of due jobs, a dropped PostgreSQL connection) is tried
-        again: the claim and the outbox rows share one transaction, so a failed attempt
-        leaves nothing, and giving up would leave the occurrence to the hourly sweep,
-        by then past the grace period and missed."""
-        for attempt in range(1, FIRE_ATTEMPTS + 1):
-            try:
-                outcome = await self._fire_one(self.planners[planner_name], occurrence,
-                                               self.now())
-                break
-            except OperationalError as error:
-                if attempt == FIRE_ATTEMPTS:
-                    raise
-                log.warning("occurrence %s: attempt %d failed (%s), trying again",
-                            occurrence.key, attempt, error.orig)
-                await asyncio.sleep(FIRE_RETRY_DELAY * attempt)
-        if outcome in (Outcome.sent, Outcome.late):
-            self.wake_delivery()
-        return outcome
+        """Fire one occurrence now (its job came due); once, whoever else tries. Jobs
+        coming due together share a transaction (bot/batching.py)."""
+        return await self._due_now.submit((planner_name, occurrence))

@@ -4,16 +4,24 @@ SQLite write transactions start with BEGIN IMMEDIATE: a deferred BEGIN that late
 upgrades to a write lock fails with "database is locked" under concurrent writers
 instead of waiting for the busy timeout. Units of work that only read (`reading()`)
 begin deferred instead, so they never queue behind a writer (WAL lets them read).
+
+Writers of one process also queue for SQLite's lock in the process, first come first
+served: SQLite's own busy handler makes a waiter sleep and poll (up to 100 ms a time),
+so under a burst the lock sits free while waiters sleep, and who gets it is luck. Other
+processes still meet the busy timeout, and so does a writer here after as long a wait.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -73,6 +81,7 @@ class Database:
         self.epoch = EpochWatch(self._read_epoch)
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self._writers = asyncio.Lock() if is_sqlite(self.engine) else None
 
     @property
     def dialect(self) -> str:
@@ -81,8 +90,24 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A read/write unit of work, committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self._write_turn(), self.sessionmaker() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        if self._writers is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
+                await self._writers.acquire()
+        except TimeoutError:
+            raise OperationalError("BEGIN IMMEDIATE", None,
+                                   sqlite3.OperationalError("database is locked")) from None
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     async def _read_epoch(self) -> int:
         async with self.reading() as session:

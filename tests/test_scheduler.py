@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import ApplicationBuilder
@@ -157,3 +157,59 @@ async def test_a_job_that_cannot_get_the_database_is_tried_again_and_sends_once(
     clock.now = T0 + timedelta(minutes=10, seconds=30)
     assert (await scheduler.run_due())[Outcome.sent] == 1
     assert await texts(db) == ["tick:0100", "tick:0110"]
+
+
+class BrokenFor(EveryTenMinutes):
+    """Raises (a bug in a planner) for one occurrence."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.broken_key = key
+
+    async def fire(
+        self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
+    ) -> None:
+        await super().fire(session, occurrence, now, late)
+        if occurrence.key == self.broken_key:
+            raise ValueError("this occurrence cannot be rendered")
+
+
+async def test_jobs_due_together_share_transactions_and_one_error_costs_nobody_else(
+    db: Database,
+) -> None:
+    clock = Clock(T0 + timedelta(seconds=1))
+    planner = BrokenFor("job:3")
+    scheduler = Scheduler(db, [planner], now=clock)
+    due = [Occurrence(f"job:{n}", T0) for n in range(5)]
+    results = await asyncio.gather(*(scheduler.fire("test", o) for o in [*due, due[1]]),
+                                   return_exceptions=True)
+    assert isinstance(results[3], ValueError)  # its own caller learns of it (the job's log)
+    assert [results[n] for n in (0, 1, 2, 4)] == [Outcome.sent] * 4
+    assert results[5] is None  # the same occurrence twice in one batch: fired once
+    assert sorted(await texts(db)) == ["job:0", "job:1", "job:2", "job:4"]
+    # All six came due before the first transaction began: one batch (which failed as a
+    # whole, and was then fired one by one).
+    assert scheduler._due_now.batches == 1
+    # The broken one was left unclaimed: it can still fire.
+    planner.broken_key = ""
+    assert await scheduler.fire("test", due[3]) == Outcome.sent
+    assert sorted(await texts(db)) == ["job:0", "job:1", "job:2", "job:3", "job:4"]
+
+
+async def test_catching_up_fires_many_in_few_transactions(db: Database) -> None:
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    clock = Clock(T0 + timedelta(hours=20))
+    scheduler = Scheduler(db, [EveryTenMinutes()], now=clock, grace=timedelta(hours=21))
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        counts = await scheduler.run_due()
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert counts[Outcome.late] == 120  # every ten minutes for 20 hours
+    assert len(await texts(db)) == 120
+    claims = [s for s in statements if s.startswith("INSERT INTO schedule_marks")]
+    assert len(claims) == 1

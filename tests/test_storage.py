@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from storage import db as storage_db
 from storage.db import Database
 from storage.models import Unit, User
 
@@ -71,3 +72,39 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(db: Database) -> None:
         assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
         assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+async def test_sqlite_writers_of_a_process_take_turns_in_arrival_order(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First come, first served, instead of SQLite's busy handler polling; a writer that
+    waits longer than the busy timeout fails as SQLite would ("database is locked")."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL has no single writer lock")
+    order: list[int] = []
+
+    async def write(n: int) -> None:
+        async with db.session() as session:
+            order.append(n)
+            session.add(User(telegram_id=1000 + n))
+            await session.flush()
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(write(n) for n in range(12)))
+    assert order == list(range(12))
+
+    monkeypatch.setattr(storage_db, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    holding = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.session():
+            holding.set()
+            await asyncio.sleep(0.5)
+
+    holder = asyncio.create_task(hold())
+    await holding.wait()
+    with pytest.raises(OperationalError, match="database is locked"):
+        await write(99)
+    await holder
+    await write(99)  # and the next writer goes on
+    assert order[-1] == 99
