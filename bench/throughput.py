@@ -114,6 +114,12 @@ async def prepare(url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (/proc/<pid>/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _env(base_url: str, file_url: str, url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(BOT_TOKEN=TOKEN, DATABASE_URL=url, TELEGRAM_BASE_URL=base_url,
@@ -132,8 +138,10 @@ def _measure(conn: Any, argv: list[str], env: dict[str, str], texts: list[str],
         _, answered, count, first_answer = conn.recv()
         if count != 1:
             raise RuntimeError(f"{argv} did not answer its first update")
+        cpu_before = cpu_seconds(process.pid)
         conn.send(("push", texts))
         queued, last, count, _ = conn.recv()
+        cpu = cpu_seconds(process.pid) - cpu_before
         if count != len(texts):
             raise RuntimeError(f"{argv} answered {count} of {len(texts)} updates")
         rss = rss_mb(process.pid)
@@ -145,6 +153,8 @@ def _measure(conn: Any, argv: list[str], env: dict[str, str], texts: list[str],
             process.kill()
     return {"startup_s": round(answered - started, 2),
             "updates_per_s": round(len(texts) / (last - queued), 1), "rss_mb": round(rss, 1),
+            "cpu_ms_per_update": round(1000 * cpu / len(texts), 2),
+            "cpu_share": round(cpu / (last - queued), 2),
             "first_answer": first_answer}
 
 
@@ -205,6 +215,10 @@ def run(rows: int = 100_000, updates: int = 1000, rounds: int = ROUNDS) -> dict[
     print(f"updates/s in {rounds} rounds: bot {bot['rounds']}, echo {echo['rounds']}, bare bot "
           f"sending the bot's answer {page['rounds']}; bot/echo per round "
           f"{figures['round_ratios']}", flush=True)
+    print("CPU per update (ms) and share of a core while answering, median rounds: "
+          + "; ".join(f"{name} {side['cpu_ms_per_update']} ms, {side['cpu_share']:.0%}"
+                      for name, side in (("bot", bot), ("echo", echo),
+                                         ("bare bot sending the answer", page))), flush=True)
     print(f"bot /contact on {rows:,} liaisons: {bot['updates_per_s']} updates/s; bare echo "
           f"bot: {echo['updates_per_s']} updates/s; ratio {ratio:.2f} (target ≥ "
           f"{TARGET_RATIO}); bare bot sending the same /contact answer: "

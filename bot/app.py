@@ -9,7 +9,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
-from bot.bot_api import AiohttpRequest
+from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import BotMode, Settings
 from bot.delivery import DeliveryWorker
@@ -50,6 +50,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     if not token:
         raise ValueError("BOT_TOKEN is required to build the application")
     svc = svc or Services(settings=settings, db=Database(settings.database_url))
+    quiet_typed_method_advice()  # handlers reply through do_api_request (handlers/common.py)
     builder = ApplicationBuilder()
     if settings.bot_mode is BotMode.webhook:
         # Behind one URL, the next update of a conversation may reach another process.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any
 
 import aiohttp
@@ -24,8 +25,15 @@ from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from telegram.warnings import PTBUserWarning
 
 log = logging.getLogger(__name__)
+
+
+def quiet_typed_method_advice() -> None:
+    """`do_api_request` suggests the typed method when one exists; the outbox (any
+    method) and handlers' replies (no Message object wanted) use it on purpose."""
+    warnings.filterwarnings("ignore", message=r"Please use 'Bot\.", category=PTBUserWarning)
 
 
 class AiohttpRequest(BaseRequest):

@@ -62,8 +62,8 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
-from telegram.warnings import PTBUserWarning
 
+from bot.bot_api import quiet_typed_method_advice
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxState, utcnow
@@ -87,12 +87,7 @@ WINDOW_MARGIN = 0.002
 
 
 
-def _quiet_typed_method_advice() -> None:
-    """do_api_request suggests the typed method when one exists; the outbox is generic."""
-    warnings.filterwarnings("ignore", message=r"Please use 'Bot\.", category=PTBUserWarning)
-
-
-_quiet_typed_method_advice()
+quiet_typed_method_advice()
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -303,7 +298,7 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.counters = DeliveryCounters()
         self.on_sent: list[SentHook] = []
-        _quiet_typed_method_advice()  # again here: test runners reset warning filters
+        quiet_typed_method_advice()  # again here: test runners reset warning filters
 
         self._global = SlidingWindow(global_rate, 1.0, paced=True,
                                      arrival_allowance=arrival_allowance)

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Dialect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import DataEpoch
@@ -25,9 +25,16 @@ T = TypeVar("T")
 DEFAULT_ENTRIES = 4096
 
 
+EPOCH_QUERY = select(DataEpoch.value).where(DataEpoch.id == 1)
+
+
 async def data_epoch(session: AsyncSession) -> int:
-    return (await session.execute(select(DataEpoch.value).where(DataEpoch.id == 1))
-            ).scalar_one()
+    return (await session.execute(EPOCH_QUERY)).scalar_one()
+
+
+def data_epoch_sql(dialect: Dialect) -> str:
+    """The same query as plain SQL, for a driver connection (storage/db.py)."""
+    return str(EPOCH_QUERY.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 async def bump_data_epoch(session: AsyncSession) -> None:

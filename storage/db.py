@@ -14,6 +14,7 @@ processes still meet the busy timeout, and so does a writer here after as long a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,13 +24,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
-from storage.cache import EpochCache, EpochWatch, data_epoch
+from storage.cache import EpochCache, EpochWatch, data_epoch, data_epoch_sql
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "liaison_desk_read_only"
@@ -82,6 +84,10 @@ class Database:
         self.read_sessionmaker = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._writers = asyncio.Lock() if is_sqlite(self.engine) else None
+        on_file = make_url(database_url).database not in (None, "", ":memory:")
+        self._epoch_sql = (data_epoch_sql(self.engine.dialect)
+                           if is_sqlite(self.engine) and on_file else None)
+        self._epoch_connection: AsyncConnection | None = None
 
     @property
     def dialect(self) -> str:
@@ -110,8 +116,28 @@ class Database:
             self._writers.release()
 
     async def _read_epoch(self) -> int:
-        async with self.reading() as session:
-            return await data_epoch(session)
+        """Read for every update. On an SQLite file, on a connection kept for it and with
+        the driver's own call: one trip to aiosqlite's thread, where a pooled session
+        takes about eighteen (checkout, BEGIN, cursor, execute, fetch, close, rollback,
+        reset), a fifth of the CPU a lookup used."""
+        if self._epoch_sql is None:
+            async with self.reading() as session:
+                return await data_epoch(session)
+        try:
+            if self._epoch_connection is None:
+                self._epoch_connection = await self.engine.connect()
+            raw = await self._epoch_connection.get_raw_connection()
+            rows = await raw.driver_connection.execute_fetchall(self._epoch_sql)
+        except Exception:
+            await self._close_epoch_connection()  # a fresh one next time
+            raise
+        return int(rows[0][0])
+
+    async def _close_epoch_connection(self) -> None:
+        connection, self._epoch_connection = self._epoch_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     def cache(self, name: str) -> EpochCache:
         """A named in-memory cache of what this database's directory says
@@ -129,4 +155,5 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        await self._close_epoch_connection()
         await self.engine.dispose()
