@@ -213,3 +213,13 @@ async def test_catching_up_fires_many_in_few_transactions(db: Database) -> None:
     assert len(await texts(db)) == 120
     claims = [s for s in statements if s.startswith("INSERT INTO schedule_marks")]
     assert len(claims) == 1
+
+
+async def test_the_same_occurrence_twice_in_one_batch_fires_once(db: Database) -> None:
+    clock = Clock(T0 + timedelta(seconds=1))
+    scheduler = Scheduler(db, [EveryTenMinutes()], now=clock)
+    first, second = Occurrence("job:a", T0), Occurrence("job:b", T0)
+    results = await asyncio.gather(*(scheduler.fire("test", o) for o in (first, second, first)))
+    assert results == [Outcome.sent, Outcome.sent, None]
+    assert scheduler._due_now.batches == 1  # one multi-row claim, duplicates and all
+    assert sorted(await texts(db)) == ["job:a", "job:b"]
