@@ -253,17 +253,18 @@ class Scheduler:
         connection) is tried again: the claim and the outbox rows share one transaction,
         so a failed attempt leaves nothing, and giving up would leave the occurrence to the
         hourly sweep, by then past the grace period and missed."""
-        for attempt in range(1, FIRE_ATTEMPTS + 1):
+        async def attempt() -> str | None:
+            return (await self._fire_together([(planner_name, occurrence)],
+                                              now or self.now()))[0]
+
+        for number in range(1, FIRE_ATTEMPTS):
             try:
-                return (await self._fire_together([(planner_name, occurrence)],
-                                                  now or self.now()))[0]
+                return await attempt()
             except (OperationalError, SQLAlchemyTimeoutError) as error:
-                if attempt == FIRE_ATTEMPTS:
-                    raise
                 log.warning("occurrence %s: attempt %d failed (%s), trying again",
-                            occurrence.key, attempt, getattr(error, "orig", None) or error)
-                await asyncio.sleep(FIRE_RETRY_DELAY * attempt)
-        raise AssertionError("unreachable")
+                            occurrence.key, number, getattr(error, "orig", None) or error)
+                await asyncio.sleep(FIRE_RETRY_DELAY * number)
+        return await attempt()  # the last: its error is the caller's
 
     # ------------------------------------------------------------------ APScheduler
 

@@ -60,6 +60,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
+@pytest.fixture
+async def sqlite_db(test_databases: TestDatabases, tmp_path: Path) -> AsyncIterator[Database]:
+    """For what only SQLite has (its pragmas, its single writer, the kept epoch connection)."""
+    database = Database(await test_databases.sqlite_url(tmp_path))
+    yield database
+    await database.dispose()
+
+
 # --------------------------------------------------------------------------- the bot
 
 

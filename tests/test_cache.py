@@ -104,18 +104,16 @@ async def test_every_watched_change_moves_the_epoch_and_others_do_not(db: Databa
 
 
 async def test_the_epoch_connection_kept_on_sqlite_is_replaced_when_it_breaks(
-    db: Database,
+    sqlite_db: Database,
 ) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("PostgreSQL reads the epoch in an ordinary session")
-    first = await db.epoch.current()
-    assert db._epoch_connection is not None
-    await db._epoch_connection.close()  # as if the connection had failed under it
+    first = await sqlite_db.epoch.current()
+    assert sqlite_db._epoch_connection is not None
+    await sqlite_db._epoch_connection.close()  # as if the connection had failed under it
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver says, callers learn it
-        await db.epoch.current()
-    async with db.session() as session:
+        await sqlite_db.epoch.current()
+    async with sqlite_db.session() as session:
         await bump_data_epoch(session)
-    assert await db.epoch.current() == first + 1  # a fresh connection, current data
+    assert await sqlite_db.epoch.current() == first + 1  # a fresh connection, current data
 
 
 async def other_process(database_url: str, *statements: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -124,20 +124,34 @@ async def test_rebuild_places_one_job_per_future_occurrence(db: Database) -> Non
         await application.job_queue.stop()
 
 
-class LockedOnce(EveryTenMinutes):
-    """Fails its first write as SQLite does when the write lock stays taken too long."""
+class Raising(EveryTenMinutes):
+    """Writes its message, then raises the error `error_for` gives the occurrence, if any
+    (a failure after the work, so the test sees that the work is rolled back)."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, error_for: Callable[[Occurrence], Exception | None]) -> None:
         super().__init__()
-        self.failures = failures
+        self.error_for = error_for
 
     async def fire(
         self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
     ) -> None:
         await super().fire(session, occurrence, now, late)
-        if self.failures:
-            self.failures -= 1
-            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        error = self.error_for(occurrence)
+        if error is not None:
+            raise error
+
+
+def locked(failures: int) -> Raising:
+    """Fails its first `failures` writes as SQLite does when the write lock stays taken."""
+    left = [failures]
+
+    def error_for(_occurrence: Occurrence) -> Exception | None:
+        if not left[0]:
+            return None
+        left[0] -= 1
+        return OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+
+    return Raising(error_for)
 
 
 async def test_a_job_that_cannot_get_the_database_is_tried_again_and_sends_once(
@@ -145,12 +159,12 @@ async def test_a_job_that_cannot_get_the_database_is_tried_again_and_sends_once(
 ) -> None:
     monkeypatch.setattr(scheduler_module, "FIRE_RETRY_DELAY", 0.01)
     clock = Clock(T0 + timedelta(seconds=1))
-    scheduler = Scheduler(db, [LockedOnce(failures=2)], now=clock)
+    scheduler = Scheduler(db, [locked(failures=2)], now=clock)
     assert await scheduler.fire("test", Occurrence("tick:0100", T0)) == Outcome.sent
     assert await texts(db) == ["tick:0100"]  # the failed attempts left nothing behind
     # Past the attempts the error is not swallowed (the job's error handler logs it) …
     clock.now = T0 + timedelta(minutes=10, seconds=1)
-    stubborn = Scheduler(db, [LockedOnce(failures=scheduler_module.FIRE_ATTEMPTS)], now=clock)
+    stubborn = Scheduler(db, [locked(failures=scheduler_module.FIRE_ATTEMPTS)], now=clock)
     with pytest.raises(OperationalError):
         await stubborn.fire("test", Occurrence("tick:0110", T0 + timedelta(minutes=10)))
     # … and the occurrence stays unclaimed, so the next sweep still fires it.
@@ -159,26 +173,12 @@ async def test_a_job_that_cannot_get_the_database_is_tried_again_and_sends_once(
     assert await texts(db) == ["tick:0100", "tick:0110"]
 
 
-class BrokenFor(EveryTenMinutes):
-    """Raises (a bug in a planner) for one occurrence."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.broken_key = key
-
-    async def fire(
-        self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
-    ) -> None:
-        await super().fire(session, occurrence, now, late)
-        if occurrence.key == self.broken_key:
-            raise ValueError("this occurrence cannot be rendered")
-
-
 async def test_jobs_due_together_share_transactions_and_one_error_costs_nobody_else(
     db: Database,
 ) -> None:
     clock = Clock(T0 + timedelta(seconds=1))
-    planner = BrokenFor("job:3")
+    broken = {"job:3"}
+    planner = Raising(lambda o: ValueError("cannot be rendered") if o.key in broken else None)
     scheduler = Scheduler(db, [planner], now=clock)
     due = [Occurrence(f"job:{n}", T0) for n in range(5)]
     results = await asyncio.gather(*(scheduler.fire("test", o) for o in [*due, due[1]]),
@@ -191,7 +191,7 @@ async def test_jobs_due_together_share_transactions_and_one_error_costs_nobody_e
     # whole, and was then fired one by one).
     assert scheduler._due_now.batches == 1
     # The broken one was left unclaimed: it can still fire.
-    planner.broken_key = ""
+    broken.clear()
     assert await scheduler.fire("test", due[3]) == Outcome.sent
     assert sorted(await texts(db)) == ["job:0", "job:1", "job:2", "job:3", "job:4"]
 

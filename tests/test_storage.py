@@ -65,26 +65,22 @@ async def test_concurrent_writers_lose_no_update(db: Database) -> None:
     assert user.preferences["count"] == 20
 
 
-async def test_sqlite_runs_in_wal_mode_with_foreign_keys(db: Database) -> None:
-    if db.dialect != "sqlite":
-        pytest.skip("SQLite pragmas")
-    async with db.engine.connect() as connection:
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_db: Database) -> None:
+    async with sqlite_db.engine.connect() as connection:
         assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
         assert (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar() >= 5000
 
 
 async def test_sqlite_writers_of_a_process_take_turns_in_arrival_order(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """First come, first served, instead of SQLite's busy handler polling; a writer that
     waits longer than the busy timeout fails as SQLite would ("database is locked")."""
-    if db.dialect != "sqlite":
-        pytest.skip("PostgreSQL has no single writer lock")
     order: list[int] = []
 
     async def write(n: int) -> None:
-        async with db.session() as session:
+        async with sqlite_db.session() as session:
             order.append(n)
             session.add(User(telegram_id=1000 + n))
             await session.flush()
@@ -97,7 +93,7 @@ async def test_sqlite_writers_of_a_process_take_turns_in_arrival_order(
     holding = asyncio.Event()
 
     async def hold() -> None:
-        async with db.session():
+        async with sqlite_db.session():
             holding.set()
             await asyncio.sleep(0.5)
 
