@@ -133,3 +133,45 @@ async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[Bot
     async with BotHarness(emulator, database_url, now=clock) as harness:
         harness.clock = clock  # type: ignore[attr-defined]
         yield harness
+
+
+# --------------------------------------------------------------------------- the Traditional desk
+
+HANT_DATA = "tests/data/jingjinji_hant.yaml"
+HANT_ADMIN = 920000001  # 趙國強, administrator in 北京, zh-Hant
+HANT_COORDINATOR = 920000002  # 錢麗華, coordinator in 天津, zh-Hant
+HANT_OFFICER = 920000003  # 孫建軍, officer in 河北 (no duty room), zh-Hans
+HANT_DUTY_OFFICER = 920000004  # 李曉東, duty officer in 北京's first room, zh-Hant
+HANT_ENGLISH = 920000005  # 周文博, officer in 雄安 (no room, no duty phone), en
+HANT_SIMPLIFIED_DUTY = 920000006  # 吳海燕, duty officer in 北京's first room, zh-Hans
+HANT_BEIJING_ROOM = -1002000000201
+HANT_BEIJING_TRAFFIC_ROOM = -1002000000202
+HANT_TIANJIN_ROOM = -1002000000203
+# Wednesday 2 December 2026, 11:00 in Beijing.
+HANT_NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def hant_desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
+    """The bot on tests/data/jingjinji_hant.yaml (Traditional only, a zone the sample lacks,
+    a unit with two duty rooms, units with none) at HANT_NOW (`hant_desk.clock`)."""
+    db = Database(database_url)
+    report = await import_file(db, HANT_DATA)
+    await db.dispose()
+    assert not report.problems, report.problems
+    for user_id, name, language in [
+        (HANT_ADMIN, "趙國強", "zh-hant"), (HANT_COORDINATOR, "錢麗華", "zh-hant"),
+        (HANT_OFFICER, "孙建军", "zh-hans"), (HANT_DUTY_OFFICER, "李曉東", "zh-hant"),
+        (HANT_ENGLISH, "Zhou Wenbo", "en"), (HANT_SIMPLIFIED_DUTY, "吴海燕", "zh-hans"),
+    ]:
+        emulator.add_user(user_id, name, language_code=language)
+    emulator.add_group(HANT_BEIJING_ROOM, "北京市公安局指揮中心值班室",
+                       members=[HANT_ADMIN, HANT_DUTY_OFFICER, HANT_SIMPLIFIED_DUTY])
+    emulator.add_group(HANT_BEIJING_TRAFFIC_ROOM, "北京市公安局交管指揮中心值班室",
+                       members=[HANT_ADMIN])
+    emulator.add_group(HANT_TIANJIN_ROOM, "天津市公安局指揮中心值班室",
+                       members=[HANT_ADMIN, HANT_COORDINATOR])
+    clock = FakeClock(HANT_NOW)
+    async with BotHarness(emulator, database_url, now=clock) as harness:
+        harness.clock = clock  # type: ignore[attr-defined]
+        yield harness
