@@ -15,6 +15,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
+from bot.domain.normalize import name_key
 from storage.access import audit
 from storage.models import (
     AssistanceRequest,
@@ -42,6 +43,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
+from storage.search import load_vocabulary
 
 OPEN_REQUEST_STATES = (RequestStatus.open, RequestStatus.accepted)
 
@@ -106,23 +108,16 @@ async def users_by_ids(session: AsyncSession, user_ids: Iterable[int]) -> dict[i
 
 
 async def find_zones(session: AsyncSession, text: str) -> list[Zone]:
+    """Zones whose code or one of whose names (full, short, English, alias; in either
+    script) is `text`; failing that, zones whose full name contains it."""
     folded = text.strip()
-    rows = await session.execute(
-        select(Zone).where(
-            or_(
-                Zone.code == folded,
-                Zone.name == folded,
-                Zone.short_name == folded,
-                func.lower(Zone.english) == folded.lower(),
-            )
-        ).order_by(Zone.id)
-    )
-    found = list(rows.scalars())
-    if found:
-        return found
-    # Aliases are a JSON list: few zones, so match them in Python.
-    every = (await session.execute(select(Zone).order_by(Zone.id))).scalars()
-    return [z for z in every if folded in (z.aliases or []) or (folded and folded in z.name)]
+    key = name_key(folded)
+    if not key:
+        return []
+    ids = (await load_vocabulary(session)).named("zone", folded)
+    every = list((await session.execute(select(Zone).order_by(Zone.id))).scalars())
+    found = [z for z in every if z.code == folded or z.id in ids]
+    return found or [z for z in every if len(key) > 1 and key in name_key(z.name)]
 
 
 async def zones_of_unit(session: AsyncSession, unit_id: int) -> list[Zone]:

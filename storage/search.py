@@ -170,6 +170,9 @@ class LiaisonResults:
     tier_counts: dict[MatchTier, int] = field(default_factory=dict)  # each capped at cap + 1
     suggestions: list[Suggestion] = field(default_factory=list)  # when nothing matched
     capped: bool = False  # more than RESULT_CAP hits; total == RESULT_CAP
+    # A unit and a branch asked for: the units' liaisons of other branches, counted
+    # (up to RESULT_CAP + 1) but not listed, so that a count never mixes the two.
+    other_branches: int = 0
 
     @property
     def has_more(self) -> bool:
@@ -595,6 +598,7 @@ def _plan(parsed: ParsedQuery, vocabulary: Vocabulary) -> list[tuple[MatchTier, 
             return []
     branches: frozenset[int] | None = parsed.branch_ids or None
     if units is not None and branches is not None:
+        # The UNIT tier is counted only (`LiaisonResults.other_branches`).
         return [
             (MatchTier.EXACT, _Filter(units=units, branches=branches, patterns=patterns)),
             (MatchTier.UNIT, _Filter(units=units, not_branches=branches, patterns=patterns)),
@@ -614,22 +618,31 @@ def _plan(parsed: ParsedQuery, vocabulary: Vocabulary) -> list[tuple[MatchTier, 
     return [(MatchTier.FUZZY, _Filter(patterns=patterns))]
 
 
+def _listed(plan: list[tuple[MatchTier, _Filter]]) -> list[tuple[MatchTier, _Filter]]:
+    """The tiers whose hits are listed: with a unit and a branch asked for, only the
+    exact ones (the rest of the units' liaisons are counted apart)."""
+    return [(tier, spec) for tier, spec in plan
+            if not (tier is MatchTier.UNIT and plan[0][0] is MatchTier.EXACT)]
+
+
 def _liaison_statement(
     dialect: _Dialect, plan: list[tuple[MatchTier, _Filter]], rows: int
 ) -> tuple[str, dict[str, Any]]:
     """One statement: rows (0, tier, count) and (1, tier, rowkey, unit, branch)
-    for the first `rows` rows of every tier."""
+    for the first `rows` rows of every listed tier (`_listed`)."""
     params: dict[str, Any] = {}
     ctes: list[str] = []
     parts: list[str] = []
-    for index, (_, spec) in enumerate(plan):
-        tier = dialect.liaison_tier(spec, f"t{index}_", params, rows)
+    listed = _listed(plan)
+    for index, (tier_kind, spec) in enumerate(plan):
+        listed_rows = rows if (tier_kind, spec) in listed else 0
+        tier = dialect.liaison_tier(spec, f"t{index}_", params, listed_rows)
         ctes.extend(tier.ctes)
         parts.append(
             f"SELECT 0 AS part, {index} AS tier, ({tier.count}) AS a, "
             "CAST(NULL AS INTEGER) AS b, CAST(NULL AS INTEGER) AS c"
         )
-        if rows > 0:
+        if listed_rows > 0:
             parts.append(
                 f"SELECT * FROM (SELECT 1 AS part, {index} AS tier, page.* "
                 f"FROM ({tier.page}) AS page) AS p{index}"
@@ -662,11 +675,15 @@ async def search_liaisons(
                 counts[plan[index][0]] = int(a)
             else:
                 fetched.setdefault(index, []).append((int(a), int(b), c))
-    found = sum(counts.values())
+    listed = _listed(plan)
+    other_branches = 0 if len(listed) == len(plan) else counts[MatchTier.UNIT]
+    found = sum(counts.values()) - other_branches
     total = min(found, RESULT_CAP)
     hits: list[LiaisonHit] = []
     before = 0
-    for index, (tier, _) in enumerate(plan):
+    for index, (tier, spec) in enumerate(plan):
+        if (tier, spec) not in listed:
+            continue
         rows = sorted(fetched.get(index, []))
         start = max(0, offset - before)
         stop = max(0, min(offset + limit, total) - before)
@@ -684,10 +701,13 @@ async def search_liaisons(
                 )
             )
     suggestions: list[Suggestion] = []
-    if found == 0 and query.strip():
-        suggestions = suggest_from_vocabulary(query, vocabulary)
+    if found == 0 and not other_branches and query.strip():
+        recognised = {(kind, ident) for kind, ident, _ in parsed.recognised}
+        suggestions = [s for s in suggest_from_vocabulary(query, vocabulary)
+                       if (s.kind, s.id) not in recognised]
     return LiaisonResults(
-        hits, total, offset, limit, parsed, counts, suggestions, capped=found > RESULT_CAP
+        hits, total, offset, limit, parsed, counts, suggestions, capped=found > RESULT_CAP,
+        other_branches=min(other_branches, RESULT_CAP),
     )
 
 
