@@ -220,7 +220,7 @@ async def contact_page(
     tr = actor.tr
     results = await find_liaisons(session, svc, actor, query, offset=offset, limit=limit)
     parsed = results.query
-    vocabulary = await load_vocabulary(session)
+    vocabulary = await load_vocabulary(session, epoch=actor.epoch)
     if not results.hits and (parsed.unit_ids or parsed.zone_ids) and not parsed.terms:
         return await _units_without_hits(session, context, actor, vocabulary, query, results)
     if not results.hits:
@@ -431,7 +431,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
             if rooms:
                 unit_ids = {room.unit_id for room in rooms}
             elif query:
-                parsed = parse_query(query, await load_vocabulary(session))
+                parsed = parse_query(query, await load_vocabulary(session, epoch=actor.epoch))
                 unit_ids = set(parsed.unit_ids) | set(
                     await directory.units_of_zones(session, parsed.zone_ids))
                 if not unit_ids:
@@ -461,7 +461,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
 def clause_line(tr: Translator, hit: ClauseHit) -> str:
     superseded = tr("agreements.superseded_mark") if hit.agreement_status.value == "superseded" \
         else ""
-    mechanisms = "、".join(hit.mechanisms)
+    mechanisms = tr.join(tr.name(m) for m in hit.mechanisms)
     return tr("agreements.hit", title=escape(hit.agreement_short_title),
               number=escape(hit.number), superseded=superseded,
               mechanisms=escape(mechanisms or "—"), snippet=escape(hit.snippet))
@@ -550,9 +550,9 @@ async def inline(update: Update, context: Context) -> None:
                   query=query, via="inline") for lia in liaisons])
     results: list[InlineQueryResultArticle] = []
     for lia in liaisons:
-        branch = lia.branch.name if lia.branch else ""
+        branch = tr.name(lia.branch.name) if lia.branch else ""
         results.append(InlineQueryResultArticle(
-            id=f"l{lia.id}", title=f"{lia.name} · {lia.unit.short_name} {branch}".strip(),
+            id=f"l{lia.id}", title=f"{lia.name} · {tr.name(lia.unit.short_name)} {branch}".strip(),
             description=" / ".join(str(p) for p in lia.phones or []) or _role(tr, lia),
             input_message_content=InputTextMessageContent(
                 card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone),

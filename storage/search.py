@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import enum
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +76,7 @@ from bot.domain.normalize import (
     term_pattern,
 )
 from bot.domain.normalize import suggest as suggest_from_vocabulary
-from storage.cache import EpochCache, bump_data_epoch
+from storage.cache import EpochCache, bump_data_epoch, data_epoch
 from storage.models import (
     Agreement,
     AgreementStatus,
@@ -123,7 +122,6 @@ STATUS_SCORE = {0: 1.0, 1: 0.8, 2: 0.5, 3: 0.4}
 # Rank bound of agreements still applying (in force, draft) for include_superseded=False.
 CURRENT_STATUS_LIMIT = 2
 FTS_TABLES = {"search_liaisons": "search_liaisons_fts", "search_clauses": "search_clauses_fts"}
-VOCABULARY_TTL_S = 300.0
 MAX_LIMIT = 200
 # Hits are counted (and paged) up to this many: "200+". Counting every match of a
 # frequent term is what makes search slow; nobody pages past this.
@@ -209,7 +207,7 @@ class ClauseResults:
 
 # --------------------------------------------------------------------------- vocabulary
 
-_vocabularies: dict[str, tuple[float, Vocabulary]] = {}
+_vocabularies: dict[str, tuple[int, Vocabulary]] = {}
 
 
 def _cache_key(session: AsyncSession) -> str:
@@ -231,11 +229,15 @@ def _strings(values: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in values if v)
 
 
-async def load_vocabulary(session: AsyncSession, *, fresh: bool = False) -> Vocabulary:
-    """The units, branches and zones the query parser knows (cached per database)."""
+async def load_vocabulary(session: AsyncSession, *, epoch: int | None = None) -> Vocabulary:
+    """The units, branches and zones the query parser knows, cached per database and
+    data epoch (any change to them, by any process, moves the epoch: storage/cache.py).
+    Pass the `epoch` when the caller has read it already (negative: not read)."""
     key = _cache_key(session)
+    if epoch is None or epoch < 0:
+        epoch = await data_epoch(session)
     cached = _vocabularies.get(key)
-    if cached is not None and not fresh and time.monotonic() - cached[0] < VOCABULARY_TTL_S:
+    if cached is not None and cached[0] == epoch:
         return cached[1]
     items: list[VocabItem] = []
     units = await session.execute(
@@ -273,7 +275,7 @@ async def load_vocabulary(session: AsyncSession, *, fresh: bool = False) -> Voca
             )
         )
     vocabulary = Vocabulary(items)
-    _vocabularies[key] = (time.monotonic(), vocabulary)
+    _vocabularies[key] = (epoch, vocabulary)
     return vocabulary
 
 
@@ -651,7 +653,8 @@ def _liaison_statement(
 
 
 async def search_liaisons(
-    session: AsyncSession, query: str, *, offset: int = 0, limit: int = 10
+    session: AsyncSession, query: str, *, offset: int = 0, limit: int = 10,
+    epoch: int | None = None,
 ) -> LiaisonResults:
     """Liaisons for a free-form query (unit, branch, zone, name, phone in any order).
 
@@ -661,7 +664,7 @@ async def search_liaisons(
     holds the nearest units, branches and zones.
     """
     offset, limit = _clamp(offset, limit)
-    vocabulary = await load_vocabulary(session)
+    vocabulary = await load_vocabulary(session, epoch=epoch)
     parsed = parse_query(query, vocabulary)
     plan = _plan(parsed, vocabulary)
     counts: dict[MatchTier, int] = {tier: 0 for tier, _ in plan}
@@ -719,7 +722,7 @@ async def search_liaisons_cached(
     (storage/cache.py): officers ask for the same provinces all day."""
     return await cache.get_or_load(
         epoch, (query, offset, limit),
-        lambda: search_liaisons(session, query, offset=offset, limit=limit))
+        lambda: search_liaisons(session, query, offset=offset, limit=limit, epoch=epoch))
 
 
 # --------------------------------------------------------------------------- clauses
