@@ -184,13 +184,13 @@ def may_edit(actor: Actor, room: DutyRoom) -> bool:
             and actor.user.unit_id == room.unit_id)
 
 
+def is_actor(member: RosterMember, actor: Actor) -> bool:
+    return (actor.user is not None and member.user_id == actor.user.id) or \
+        member.telegram_user_id == actor.telegram_id
+
+
 def member_of(view: plan.RosterView, actor: Actor) -> RosterMember | None:
-    for member in view.members:
-        if actor.user is not None and member.user_id == actor.user.id:
-            return member
-        if member.telegram_user_id == actor.telegram_id:
-            return member
-    return None
+    return next((member for member in view.members if is_actor(member, actor)), None)
 
 
 def member_named(view: plan.RosterView, name: str) -> RosterMember | None:
@@ -397,9 +397,6 @@ async def known_officers(
                 tr("roster.errors.did_you_mean", names=escape("、".join(close))) if close
                 else tr("roster.errors.no_close_names")))
         raise Refusal("\n".join(lines))
-    if len({o.member_id for o in officers if o.member_id}) < len(
-            [o for o in officers if o.member_id]):
-        raise Refusal(tr("roster.errors.duplicate", name=escape(officers[-1].name)))
     return officers
 
 
@@ -548,7 +545,7 @@ async def preview_text(
         return "\n".join([*lines, "", tr("roster.preview.hint")])
     spec = RosterSpec.build(pattern, anchor, zone_name, starts, len(officers))
     lines.append(pattern_text(tr, spec))
-    if zone_name != (roster.timezone if roster else zone_name) or "timezone" in change:
+    if "timezone" in change:
         lines.append(tr("roster.view.zone", zone=escape(zone_name)))
     position = {o["member_id"]: i for i, o in enumerate(officers) if o.get("member_id")}
     overrides = await overrides_between(
@@ -742,13 +739,31 @@ def swap_text(tr: Translator, view: plan.RosterView, swap: ShiftSwap, now: datet
               mine=mine, theirs=theirs)
 
 
+async def swap_room(
+    session: AsyncSession, update: Update, actor: Actor, svc: Services
+) -> DutyRoom:
+    """In a duty room, that room; in private, the room of the actor's unit whose roster
+    they are on (a unit may have several rooms)."""
+    if in_group(update) or actor.user is None or actor.user.unit_id is None:
+        return await room_for(session, update, actor, svc, None)
+    mine = []
+    for room in await rooms_of_unit(session, actor.user.unit_id):
+        roster = await roster_for_room(session, room.id)
+        if roster is not None and any(is_actor(m, actor) for m in roster.members):
+            mine.append(room)
+    if len(mine) > 1:
+        raise Refusal(actor.tr("roster.errors.swap_which_room",
+                               rooms=escape("、".join(r.title for r in mine))))
+    return mine[0] if mine else await room_for(session, update, actor, svc, None)
+
+
 @guarded(Role.officer)
 async def swap_command(update: Update, context: Context, actor: Actor) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
     args = context.args or []
     try:
         async with svc.db.session() as session:
-            room = await room_for(session, update, actor, svc, None)
+            room = await swap_room(session, update, actor, svc)
             roster = await roster_for_room(session, room.id)
             view = await plan.load_view(session, roster, now, now + timedelta(days=400)) \
                 if roster else None

@@ -303,3 +303,17 @@ async def test_a_unit_with_two_rooms_edits_the_room_named_or_the_room_it_is_in(
     await desk.press(HANT_ADMIN, here, "確認")
     assert await names_of(desk, HANT_BEIJING_TRAFFIC_ROOM) == ["張德勝", "孔令輝"]
     assert await names_of(desk, HANT_BEIJING_ROOM) == ["李曉東", "吳海燕", "施振華"]
+
+
+async def test_a_swap_in_private_goes_to_the_room_whose_roster_the_officer_is_on(
+    hant_desk: BotHarness,
+) -> None:
+    desk = hant_desk
+    preview = await desk.send(HANT_ADMIN, "/roster edit officers 張德勝, 孔令輝, 趙國強",
+                              chat_id=HANT_BEIJING_TRAFFIC_ROOM)
+    await desk.press(HANT_ADMIN, preview, "確認")
+    # Day/night from 2 November 08:00: 3 December's day shift is 趙國強's.
+    asked = await desk.send(HANT_ADMIN, "/swap 12-3 08:00 張德勝")
+    assert "已發起換班申請" in asked.text and "張德勝未使用本機器人" in asked.text
+    sent = await desk.deliver()
+    assert [c.chat_id for c in sent.messages if c.chat_id < 0] == [HANT_BEIJING_TRAFFIC_ROOM]
