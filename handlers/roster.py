@@ -61,6 +61,7 @@ from storage.schedules import (
     get_roster_change,
     get_swap,
     member_telegram_ids,
+    member_users,
     overrides_between,
     people_of_unit,
     propose_roster_change,
@@ -805,8 +806,9 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
                 {"text": room_tr("roster.buttons.confirm"), "callback_data": f"{CB}:{swap.id}:ok"},
                 {"text": room_tr("roster.buttons.reject"), "callback_data": f"{CB}:{swap.id}:no"},
             ]]}
-            telegram = (await member_telegram_ids(session, [counterpart])).get(counterpart.id)
-            # An officer without the bot cannot answer: a coordinator confirms for them.
+            # An officer without an active account cannot answer: a coordinator confirms.
+            account = (await member_users(session, [counterpart])).get(counterpart.id)
+            telegram = account.telegram_id if account is not None and account.active else None
             asked = "roster.swap_asked" if telegram else "roster.swap_asked_coordinator"
             request = room_tr(asked, swap=swap_text(room_tr, view, swap, now),
                               name=escape(counterpart.name))

@@ -575,10 +575,11 @@ async def member_telegram_ids(
     return found
 
 
-async def member_preferences(
+async def member_users(
     session: AsyncSession, members: Iterable[RosterMember]
-) -> dict[int, dict[str, Any]]:
-    """member id → the linked user's preferences (officers without an account: none)."""
+) -> dict[int, User]:
+    """member id → the officer's user account (linked, else found by Telegram id);
+    officers without an account are absent."""
     members = list(members)
     by_telegram: dict[int, User] = {}
     telegram_ids = {m.telegram_user_id for m in members if m.telegram_user_id and not m.user_id}
@@ -586,13 +587,24 @@ async def member_preferences(
         rows = await session.execute(select(User).where(User.telegram_id.in_(telegram_ids)))
         by_telegram = {u.telegram_id: u for u in rows.scalars()}
     users = await users_by_ids(session, (m.user_id for m in members if m.user_id))
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, User] = {}
     for member in members:
         user = users.get(member.user_id) if member.user_id else None
         user = user or (by_telegram.get(member.telegram_user_id)
                         if member.telegram_user_id else None)
-        found[member.id] = dict(user.preferences or {}) if user else {}
+        if user is not None:
+            found[member.id] = user
     return found
+
+
+async def member_preferences(
+    session: AsyncSession, members: Iterable[RosterMember]
+) -> dict[int, dict[str, Any]]:
+    """member id → the linked user's preferences (officers without an account: none)."""
+    members = list(members)
+    users = await member_users(session, members)
+    return {m.id: dict(users[m.id].preferences or {}) if m.id in users else {}
+            for m in members}
 
 
 async def save_roster(

@@ -28,6 +28,7 @@ from tests.conftest import (
     HANT_DUTY_OFFICER,
     HANT_SIMPLIFIED_DUTY,
     SAMPLE_ADMIN,
+    SAMPLE_STRANGER,
 )
 
 # data/sample.yaml: 甘肃's daily roster from 2 November 08:30 — 张伟, 马建军, 何文静, 冯海涛,
@@ -262,6 +263,10 @@ async def test_a_swap_with_an_officer_without_the_bot_is_confirmed_by_a_coordina
     desk: BotHarness,
 ) -> None:
     gansu(desk)
+    # A Telegram id without an account on the desk is no way to answer either.
+    preview = await desk.send(MA, f"/roster edit officers 张伟, 马建军, 何文静 {SAMPLE_STRANGER}, "
+                              "冯海涛, 杨帆, 马占林", chat_id=GANSU_ROOM)
+    await desk.press(MA, preview, "确认")
     asked = await desk.send(ZHANG, "/swap 12-2 何文静", chat_id=GANSU_ROOM)
     assert "何文静未使用本机器人，须由协调员确认" in asked.text
     sent = await desk.deliver()
