@@ -171,6 +171,13 @@ class SwapStatus(enum.StrEnum):
     cancelled = "cancelled"
 
 
+class RosterChangeStatus(enum.StrEnum):
+    pending = "pending"  # previewed, waiting for 确认 or 取消
+    confirmed = "confirmed"
+    cancelled = "cancelled"
+    superseded = "superseded"  # a newer preview for the same room replaced it
+
+
 class NoticeKind(enum.StrEnum):
     situation = "situation"  # 形势通报
     warning = "warning"  # 预警
@@ -453,6 +460,28 @@ class ShiftSwap(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+
+class RosterChange(Base):
+    """A previewed change to a room's officers or shift pattern (/roster edit), written to
+    the roster only when someone presses 确认; its id is in the preview's buttons, so a
+    button of a cancelled, confirmed or superseded preview is recognised as dead."""
+
+    __tablename__ = "roster_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    duty_room_id: Mapped[int] = mapped_column(
+        ForeignKey("duty_rooms.id", ondelete="CASCADE"), index=True)
+    status: Mapped[RosterChangeStatus] = mapped_column(
+        str_enum(RosterChangeStatus), default=RosterChangeStatus.pending)
+    # What to apply: pattern, shift_starts, anchor_date, timezone, officers (as parsed).
+    change: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The roster as it was previewed (storage.schedules.roster_fingerprint).
+    basis: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     decided_at: Mapped[datetime | None]
 
 

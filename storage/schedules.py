@@ -7,6 +7,8 @@ transaction as the change that causes them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -15,13 +17,14 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from bot.domain.normalize import name_key
+from bot.domain.normalize import name_key, normalize
 from storage.access import audit
 from storage.models import (
     AssistanceRequest,
     ChairRotation,
     ChairRotationEntry,
     DutyRoom,
+    Liaison,
     Meeting,
     MeetingKind,
     MeetingParticipant,
@@ -31,6 +34,8 @@ from storage.models import (
     NoticeStatus,
     RequestStatus,
     Roster,
+    RosterChange,
+    RosterChangeStatus,
     RosterMember,
     Rsvp,
     ScheduleMark,
@@ -397,6 +402,140 @@ async def active_rosters(session: AsyncSession) -> list[Roster]:
     return list(rows.scalars())
 
 
+async def rooms_of_unit(session: AsyncSession, unit_id: int) -> list[DutyRoom]:
+    """Every active, registered duty room of a unit (a unit may have several)."""
+    rows = await session.execute(
+        select(DutyRoom).options(selectinload(DutyRoom.unit))
+        .where(DutyRoom.unit_id == unit_id, DutyRoom.active.is_(True),
+               DutyRoom.chat_id.is_not(None))
+        .order_by(DutyRoom.id)
+    )
+    return list(rows.scalars())
+
+
+async def rooms_named(session: AsyncSession, text: str) -> list[DutyRoom]:
+    """Active, registered duty rooms whose title is `text` (either script), or failing
+    that, whose title contains it."""
+    wanted = normalize(text)
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(DutyRoom).options(selectinload(DutyRoom.unit))
+        .where(DutyRoom.active.is_(True), DutyRoom.chat_id.is_not(None))
+        .order_by(DutyRoom.id)
+    )
+    rooms = list(rows.scalars())
+    exact = [r for r in rooms if normalize(r.title) == wanted]
+    return exact or [r for r in rooms if wanted in normalize(r.title)]
+
+
+async def people_of_unit(
+    session: AsyncSession, unit_id: int
+) -> tuple[list[User], list[Liaison]]:
+    """The unit's active users and liaisons: who may be put on its rosters."""
+    users = await session.execute(
+        select(User).where(User.unit_id == unit_id, User.active.is_(True)).order_by(User.id))
+    liaisons = await session.execute(
+        select(Liaison).where(Liaison.unit_id == unit_id, Liaison.active.is_(True))
+        .order_by(Liaison.id))
+    return list(users.scalars()), list(liaisons.scalars())
+
+
+async def roster_fingerprint(session: AsyncSession, room_id: int, since: datetime) -> str:
+    """A digest of a room's roster as it bears on shifts from `since` on: its settings,
+    officers (with phones and accounts) and overrides. A preview made on one digest is
+    applied only while the roster still has it."""
+    roster = await roster_for_room(session, room_id)
+    if roster is None:
+        return "none"
+    overrides = (await session.execute(
+        select(ShiftOverride).where(ShiftOverride.roster_id == roster.id,
+                                    ShiftOverride.shift_start >= since)
+        .order_by(ShiftOverride.shift_start)
+    )).scalars()
+    state = {
+        "roster": [roster.id, roster.pattern.value, roster.anchor_date.isoformat(),
+                   roster.timezone, list(roster.shift_starts or [])],
+        "members": [[m.id, m.position, m.name, m.phone, m.user_id, m.telegram_user_id]
+                    for m in sorted(roster.members, key=lambda m: m.position)],
+        "overrides": [[o.shift_start.isoformat(), o.member_id] for o in overrides],
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+async def propose_roster_change(
+    session: AsyncSession,
+    room: DutyRoom,
+    change: dict[str, Any],
+    *,
+    basis: str,
+    actor: User | None,
+    now: datetime,
+    chat_id: int | None = None,
+) -> RosterChange:
+    """Record a previewed change; an older preview for the same room still pending is
+    superseded (its buttons are dead from now on)."""
+    older = await session.execute(
+        select(RosterChange).where(RosterChange.duty_room_id == room.id,
+                                   RosterChange.status == RosterChangeStatus.pending)
+        .with_for_update())
+    for previous in older.scalars():
+        previous.status, previous.decided_at = RosterChangeStatus.superseded, now
+        previous.decided_by_id = actor.id if actor else None
+        await audit(session, "roster.change.superseded", actor=actor, chat_id=chat_id,
+                    subject_type="roster_change", subject_id=previous.id, room_id=room.id)
+    proposed = RosterChange(duty_room_id=room.id, status=RosterChangeStatus.pending,
+                            change=change, basis=basis,
+                            created_by_id=actor.id if actor else None, created_at=now)
+    session.add(proposed)
+    await session.flush()
+    await audit(session, "roster.change.preview", actor=actor, chat_id=chat_id,
+                subject_type="roster_change", subject_id=proposed.id, room_id=room.id,
+                change=change)
+    return proposed
+
+
+async def get_roster_change(session: AsyncSession, change_id: int) -> RosterChange | None:
+    return (
+        await session.execute(
+            select(RosterChange).where(RosterChange.id == change_id).with_for_update())
+    ).scalar_one_or_none()
+
+
+async def decide_roster_change(
+    session: AsyncSession,
+    change: RosterChange,
+    status: RosterChangeStatus,
+    *,
+    actor: User | None,
+    now: datetime,
+    chat_id: int | None = None,
+) -> None:
+    """Mark a pending change confirmed (the caller applies it) or cancelled."""
+    change.status, change.decided_at = status, now
+    change.decided_by_id = actor.id if actor else None
+    await audit(session, f"roster.change.{status.value}", actor=actor, chat_id=chat_id,
+                subject_type="roster_change", subject_id=change.id,
+                room_id=change.duty_room_id)
+
+
+async def swaps_touching(
+    session: AsyncSession, roster_id: int, starts: Iterable[datetime]
+) -> list[ShiftSwap]:
+    """Proposed or confirmed swaps of a roster that involve a shift starting at one of
+    `starts` (either side of the swap)."""
+    wanted = list(set(starts))
+    rows = await session.execute(
+        select(ShiftSwap).where(
+            ShiftSwap.roster_id == roster_id,
+            ShiftSwap.status.in_((SwapStatus.proposed, SwapStatus.confirmed)),
+            or_(ShiftSwap.requester_shift_start.in_(wanted),
+                ShiftSwap.counterpart_shift_start.in_(wanted)),
+        ).order_by(ShiftSwap.id)
+    )
+    return list(rows.scalars())
+
+
 async def overrides_between(
     session: AsyncSession, roster_ids: Iterable[int], start: datetime, end: datetime
 ) -> list[ShiftOverride]:
@@ -430,10 +569,11 @@ async def member_telegram_ids(
     return found
 
 
-async def member_preferences(
+async def member_users(
     session: AsyncSession, members: Iterable[RosterMember]
-) -> dict[int, dict[str, Any]]:
-    """member id → the linked user's preferences (officers without an account: none)."""
+) -> dict[int, User]:
+    """member id → the officer's user account (linked, else found by Telegram id);
+    officers without an account are absent."""
     members = list(members)
     by_telegram: dict[int, User] = {}
     telegram_ids = {m.telegram_user_id for m in members if m.telegram_user_id and not m.user_id}
@@ -441,13 +581,24 @@ async def member_preferences(
         rows = await session.execute(select(User).where(User.telegram_id.in_(telegram_ids)))
         by_telegram = {u.telegram_id: u for u in rows.scalars()}
     users = await users_by_ids(session, (m.user_id for m in members if m.user_id))
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, User] = {}
     for member in members:
         user = users.get(member.user_id) if member.user_id else None
         user = user or (by_telegram.get(member.telegram_user_id)
                         if member.telegram_user_id else None)
-        found[member.id] = dict(user.preferences or {}) if user else {}
+        if user is not None:
+            found[member.id] = user
     return found
+
+
+async def member_preferences(
+    session: AsyncSession, members: Iterable[RosterMember]
+) -> dict[int, dict[str, Any]]:
+    """member id → the linked user's preferences (officers without an account: none)."""
+    members = list(members)
+    users = await member_users(session, members)
+    return {m.id: dict(users[m.id].preferences or {}) if m.id in users else {}
+            for m in members}
 
 
 async def save_roster(
@@ -500,15 +651,19 @@ async def set_roster_members(
     actor: User | None,
     chat_id: int | None = None,
 ) -> None:
-    """Replace the order of officers: dicts of name, user_id, telegram_user_id, phone.
+    """Replace the order of officers: dicts of name, user_id, telegram_user_id, phone and
+    optionally member_id.
 
-    Existing members are matched by name, so their overrides and swaps survive a
-    reordering; members no longer listed are removed (with their overrides).
+    Existing members are matched by member_id, else by name in either script, so their
+    overrides, swaps, phones and accounts survive a reordering or a name retyped in the
+    other script; members no longer listed are removed (with their overrides).
     """
-    current = {m.name: m for m in roster.members}
+    current = {m.id: m for m in roster.members}
+    by_name = {normalize(m.name): m.id for m in roster.members}
     keep: list[RosterMember] = []
     for index, officer in enumerate(officers):
-        member = current.pop(officer["name"], None)
+        member = current.pop(officer.get("member_id") or by_name.get(
+            normalize(officer["name"]), -1), None)
         if member is None:  # a unique placeholder position until the renumbering below
             member = RosterMember(roster_id=roster.id, position=-100_000 - index,
                                   name=officer["name"])
@@ -540,8 +695,8 @@ async def set_roster_members(
     await session.flush()
     await session.refresh(roster, ["members"])
     await audit(session, "roster.members", actor=actor, chat_id=chat_id, subject_type="roster",
-                subject_id=roster.id, officers=[o["name"] for o in officers],
-                removed=sorted(current))
+                subject_id=roster.id, officers=[m.name for m in keep],
+                removed=sorted(m.name for m in current.values()))
 
 
 async def set_override(

@@ -19,6 +19,7 @@ from storage.models import (
     AssistanceRequest,
     AuditEntry,
     DutyRoom,
+    Liaison,
     Meeting,
     MeetingKind,
     MeetingParticipant,
@@ -85,6 +86,10 @@ async def seed(db: Database) -> dict[str, int]:
                              unit_id=qinghai.id),
         }
         session.add_all(users.values())
+        # People of the units who are not on a roster yet (an edit may only add those).
+        session.add_all([Liaison(unit_id=gansu.id, name="杨帆"),
+                         Liaison(unit_id=xinjiang.id, name="古丽"),
+                         Liaison(unit_id=qinghai.id, name="赵强")])
         await session.flush()
         session.add(Roster(
             duty_room_id=room.id, pattern=ShiftPattern.daily, anchor_date=date(2026, 11, 2),
@@ -319,7 +324,7 @@ async def test_swap_confirmed_by_the_other_officer(
     assert "换班已确认" in confirmed.text
     await desk.deliver()
     again = await desk.press(MA, room_request, "同意")
-    assert again.alerts and "已处理" in again.alerts[0]
+    assert again.alerts and "已确认，无需再操作" in again.alerts[0]
 
     # 马建军 is no longer reminded of 21 November; 张伟 is.
     clock.set(at_beijing(20) + timedelta(seconds=1))
@@ -418,12 +423,16 @@ async def test_roster_edit_validates_and_reshapes(
             select(Roster).where(Roster.duty_room_id == ids["room"]))).scalar_one()
         assert roster.pattern is ShiftPattern.daily and roster.timezone == "Asia/Shanghai"
 
-    done = await desk.send(MA, "/roster edit pattern day_night 08:00 20:00", chat_id=GANSU_ROOM)
-    assert "08:00–20:00" in done.text
+    preview = await desk.send(MA, "/roster edit pattern day_night 08:00 20:00",
+                              chat_id=GANSU_ROOM)
+    assert "08:00–20:00" in preview.text and "修改预览" in preview.text
+    done = await desk.press(MA, preview, "确认")
+    assert "值班表已更新" in done.text and "08:00–20:00" in done.text
     done = await desk.send(MA, "/roster edit officers 马建军 @nobody", chat_id=GANSU_ROOM)
     assert "没有找到已登记用户" in done.text
-    done = await desk.send(MA, "/roster edit officers 马建军, 张伟, 何文静, 杨帆 +86 100 0000 0205",
-                           chat_id=GANSU_ROOM)
+    preview = await desk.send(MA, "/roster edit officers 马建军, 张伟, 何文静, "
+                              "杨帆 +86 100 0000 0205", chat_id=GANSU_ROOM)
+    done = await desk.press(MA, preview, "确认")
     assert "值班表已更新" in done.text and "杨帆" in done.text
     # The edit did not produce a burst of late handovers for shifts already past.
     clock.advance(minutes=1)
@@ -441,8 +450,9 @@ async def test_a_coordinator_may_edit_any_rooms_roster_a_duty_officer_only_their
 ) -> None:
     refused = await desk.send(OUTSIDER, "/roster edit officers 李娜", chat_id=XINJIANG_ROOM)
     assert "只有本单位的值班员" in refused.text
-    done = await desk.send(COORD_ID, "/roster edit officers 买买提江, 陈晓梅, 古丽",
-                           chat_id=XINJIANG_ROOM)
+    preview = await desk.send(COORD_ID, "/roster edit officers 买买提江, 陈晓梅, 古丽",
+                              chat_id=XINJIANG_ROOM)
+    done = await desk.press(COORD_ID, preview, "确认")
     assert "值班表已更新" in done.text and "古丽" in done.text
     async with desk.db.session() as session:
         roster = (await session.execute(
@@ -486,8 +496,12 @@ async def test_first_edit_creates_a_roster_from_today(
     async with desk.db.session() as session:
         session.add(DutyRoom(unit_id=ids["qh"], chat_id=qinghai_room, title="青海值班室"))
     assert "还没有值班表" in (await desk.send(OUTSIDER, "/roster", chat_id=qinghai_room)).text
-    done = await desk.send(OUTSIDER, f"/roster edit officers 李娜 {OUTSIDER}, 赵强",
-                           chat_id=qinghai_room)
+    preview = await desk.send(OUTSIDER, f"/roster edit officers 李娜 {OUTSIDER}, 赵强",
+                              chat_id=qinghai_room)
+    async with desk.db.session() as session:  # nothing is written before 确认
+        assert (await session.execute(select(Roster).join(DutyRoom).where(
+            DutyRoom.chat_id == qinghai_room))).scalar_one_or_none() is None
+    done = await desk.press(OUTSIDER, preview, "确认")
     assert "值班表已更新" in done.text and "李娜" in done.text and "赵强" in done.text
     async with desk.db.session() as session:
         roster = (await session.execute(select(Roster).join(DutyRoom).where(

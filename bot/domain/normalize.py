@@ -33,6 +33,7 @@ __all__ = [
     "VocabItem",
     "Vocabulary",
     "char_tokens",
+    "closest_names",
     "fold_branch_suffix",
     "fold_unit_suffix",
     "fold_zone_suffix",
@@ -698,3 +699,16 @@ def suggest(
         Suggestion(kind, ident, vocabulary.items[(kind, ident)].label, round(score, 3))
         for (kind, ident), score in ranked[:limit]
     ]
+
+
+def closest_names(name: str, names: Iterable[str], *, limit: int = 3,
+                  threshold: float = 0.34) -> list[str]:
+    """The names most like `name` (edit distance over normalised names, so either script),
+    best first: what a person who mistyped a name could have meant."""
+    wanted = normalize(name)
+    scored: dict[str, float] = {}
+    for candidate in dict.fromkeys(names):
+        score = _similarity(wanted, normalize(candidate))
+        if score >= threshold:
+            scored[candidate] = score
+    return sorted(scored, key=lambda c: -scored[c])[:limit]
