@@ -44,7 +44,8 @@ from handlers.common import reply as send_reply
 from storage import directory
 from storage.access import audit_row
 from storage.duty import OnDuty, UnitDuty, on_duty_cached
-from storage.models import Liaison, LiaisonRole, Role
+from storage.models import DutyRoom, Liaison, LiaisonRole, Role
+from storage.schedules import rooms_named
 from storage.search import (
     ClauseHit,
     LiaisonResults,
@@ -418,6 +419,33 @@ def _only_rooms(duties: dict[int, UnitDuty], room_ids: set[int]) -> list[UnitDut
             for d in duties.values() if any(r.room_id in room_ids for r in d.rooms)]
 
 
+async def oncall_targets(session: AsyncSession, actor: Actor,
+                         query: str) -> tuple[set[int], list[DutyRoom]]:
+    """The units asked for, and the rooms when a room was named: a room's full name,
+    else units or zones, else a part of a room's name (交管指挥中心); no query: the
+    units of the reader's zones."""
+    tr = actor.tr
+    if not query:
+        user = actor.user
+        zone_ids = await directory.zone_ids_of_unit(session, user.unit_id) \
+            if user and user.unit_id else []
+        unit_ids = set(await directory.units_of_zones(session, zone_ids))
+        if not unit_ids:
+            raise Refusal(tr("oncall.usage"))
+        return unit_ids, []
+    rooms = await rooms_named(session, query, partial=False, registered=False)
+    if not rooms:
+        parsed = parse_query(query, await load_vocabulary(session, epoch=actor.epoch))
+        unit_ids = set(parsed.unit_ids) | set(
+            await directory.units_of_zones(session, parsed.zone_ids))
+        if unit_ids:
+            return unit_ids, []
+        rooms = await rooms_named(session, query, registered=False)
+    if not rooms:
+        raise Refusal(tr("oncall.unknown_unit", query=escape(query)))
+    return {room.unit_id for room in rooms}, rooms
+
+
 @guarded(Role.officer)
 async def oncall(update: Update, context: Context, actor: Actor) -> None:
     """`/oncall` (your zones), `/oncall UNIT|ZONE`, or `/oncall ROOM` by the room's name."""
@@ -427,22 +455,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
         async with svc.db.reading() as session:
             if not await may_show_details(session, update):
                 raise Refusal(tr("contacts.group_not_room"))
-            rooms = await directory.find_rooms(session, query) if query else []
-            if rooms:
-                unit_ids = {room.unit_id for room in rooms}
-            elif query:
-                parsed = parse_query(query, await load_vocabulary(session, epoch=actor.epoch))
-                unit_ids = set(parsed.unit_ids) | set(
-                    await directory.units_of_zones(session, parsed.zone_ids))
-                if not unit_ids:
-                    raise Refusal(tr("oncall.unknown_unit", query=escape(query)))
-            else:
-                user = actor.user
-                zone_ids = await directory.zone_ids_of_unit(session, user.unit_id) \
-                    if user and user.unit_id else []
-                unit_ids = set(await directory.units_of_zones(session, zone_ids))
-                if not unit_ids:
-                    raise Refusal(tr("oncall.usage"))
+            unit_ids, rooms = await oncall_targets(session, actor, query)
             duties = await duties_now(session, svc, actor, unit_ids)
     except Refusal as refusal:
         await send_reply(update, refusal.text)

@@ -51,6 +51,7 @@ from storage.models import (
     ShiftPattern,
     ShiftSwap,
     SwapStatus,
+    Unit,
     User,
 )
 from storage.schedules import (
@@ -65,7 +66,6 @@ from storage.schedules import (
     overrides_between,
     people_of_unit,
     propose_roster_change,
-    rooms_for_units,
     rooms_named,
     rooms_of_unit,
     roster_fingerprint,
@@ -161,21 +161,45 @@ async def room_for(
     if in_group(update) and here is None:
         raise Refusal(tr("roster.errors.not_a_room"))
     if unit_text:
-        units = await find_units(session, unit_text) or await find_units(
-            session, normalize(unit_text))
+        named = await rooms_named(session, unit_text, partial=False)
+        if len(named) == 1:
+            return named[0]
+        units = await find_units(session, unit_text)
         if len(units) != 1:
             raise Refusal(tr("roster.errors.unknown_unit", unit=escape(unit_text)))
-        room = (await rooms_for_units(session, [units[0].id])).get(units[0].id)
-        if room is None:
-            raise Refusal(tr("roster.errors.no_room_for", unit=escape(units[0].name)))
-        return room
+        return _one_room(tr, units[0], await rooms_of_unit(session, units[0].id))
     if here is not None:
         return here
     unit_id = actor.user.unit_id if actor.user else None
-    room = (await rooms_for_units(session, [unit_id])).get(unit_id) if unit_id else None
-    if room is None:
+    unit = await session.get(Unit, unit_id) if unit_id else None
+    if unit is None:
         raise Refusal(tr("roster.errors.no_room"))
-    return room
+    rooms = await rooms_of_unit(session, unit.id)
+    mine = await rooms_on_roster(session, rooms, actor) if len(rooms) > 1 else []
+    return mine[0] if len(mine) == 1 else _one_room(tr, unit, rooms)
+
+
+async def rooms_on_roster(
+    session: AsyncSession, rooms: list[DutyRoom], actor: Actor
+) -> list[DutyRoom]:
+    """Those of the rooms whose roster has the actor on it."""
+    mine = []
+    for room in rooms:
+        roster = await roster_for_room(session, room.id)
+        if roster is not None and any(is_actor(m, actor) for m in roster.members):
+            mine.append(room)
+    return mine
+
+
+def _one_room(tr: Translator, unit: Unit, rooms: list[DutyRoom]) -> DutyRoom:
+    """The unit's room; a unit with several names them all rather than drop one."""
+    if not rooms:
+        raise Refusal(tr("roster.errors.no_room_for", unit=escape(tr.name(unit.name))))
+    if len(rooms) > 1:
+        raise Refusal(tr("roster.errors.several_rooms", unit=escape(tr.name(unit.name)),
+                         rooms=tr.join(f"<code>{escape(tr.name(r.title))}</code>"
+                                       for r in rooms)))
+    return rooms[0]
 
 
 def may_edit(actor: Actor, room: DutyRoom) -> bool:
@@ -747,14 +771,11 @@ async def swap_room(
     they are on (a unit may have several rooms)."""
     if in_group(update) or actor.user is None or actor.user.unit_id is None:
         return await room_for(session, update, actor, svc, None)
-    mine = []
-    for room in await rooms_of_unit(session, actor.user.unit_id):
-        roster = await roster_for_room(session, room.id)
-        if roster is not None and any(is_actor(m, actor) for m in roster.members):
-            mine.append(room)
+    mine = await rooms_on_roster(session, await rooms_of_unit(session, actor.user.unit_id), actor)
     if len(mine) > 1:
         raise Refusal(actor.tr("roster.errors.swap_which_room",
-                               rooms=escape("、".join(r.title for r in mine))))
+                               rooms=escape(actor.tr.join(actor.tr.name(r.title)
+                                                          for r in mine))))
     return mine[0] if mine else await room_for(session, update, actor, svc, None)
 
 

@@ -8,7 +8,6 @@ from sqlalchemy import Select, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from bot.domain.normalize import name_key
 from storage.cache import EpochCache
 from storage.models import (
     Agreement,
@@ -17,7 +16,6 @@ from storage.models import (
     Branch,
     Clause,
     ClauseMechanism,
-    DutyRoom,
     Liaison,
     Mechanism,
     Unit,
@@ -94,22 +92,6 @@ async def branches_of_unit(session: AsyncSession, unit_id: int) -> list[Branch]:
         .order_by(Branch.id)
     )
     return list(rows.scalars())
-
-
-async def find_rooms(session: AsyncSession, text: str) -> list[DutyRoom]:
-    """Active duty rooms whose own name is `text` (either script, any punctuation; the
-    trailing 值班室 optional), for commands that take a room as well as a unit."""
-    key = _room_key(text)
-    if len(key) < 2:
-        return []
-    rows = await session.execute(
-        select(DutyRoom).where(DutyRoom.active.is_(True)).order_by(DutyRoom.id))
-    return [room for room in rows.scalars() if _room_key(room.title) == key]
-
-
-def _room_key(text: str) -> str:
-    key = name_key(text).replace(" ", "")
-    return key.removesuffix("值班室")
 
 
 async def get_unit(session: AsyncSession, unit_id: int) -> Unit | None:

@@ -413,20 +413,28 @@ async def rooms_of_unit(session: AsyncSession, unit_id: int) -> list[DutyRoom]:
     return list(rows.scalars())
 
 
-async def rooms_named(session: AsyncSession, text: str) -> list[DutyRoom]:
-    """Active, registered duty rooms whose title is `text` (either script), or failing
-    that, whose title contains it."""
-    wanted = normalize(text)
-    if not wanted:
+async def rooms_named(
+    session: AsyncSession, text: str, *, partial: bool = True, registered: bool = True
+) -> list[DutyRoom]:
+    """Active duty rooms (`registered`: with their group) whose title is `text` (either
+    script, any punctuation, the trailing 值班室 optional), or failing that and when
+    `partial`, whose title contains it."""
+    wanted = _room_key(text)
+    if len(wanted) < 2:
         return []
-    rows = await session.execute(
-        select(DutyRoom).options(selectinload(DutyRoom.unit))
-        .where(DutyRoom.active.is_(True), DutyRoom.chat_id.is_not(None))
-        .order_by(DutyRoom.id)
-    )
-    rooms = list(rows.scalars())
-    exact = [r for r in rooms if normalize(r.title) == wanted]
-    return exact or [r for r in rooms if wanted in normalize(r.title)]
+    query = select(DutyRoom).options(selectinload(DutyRoom.unit)) \
+        .where(DutyRoom.active.is_(True)).order_by(DutyRoom.id)
+    if registered:
+        query = query.where(DutyRoom.chat_id.is_not(None))
+    rooms = list((await session.execute(query)).scalars())
+    exact = [r for r in rooms if _room_key(r.title) == wanted]
+    if exact or not partial:
+        return exact
+    return [r for r in rooms if wanted in _room_key(r.title)]
+
+
+def _room_key(text: str) -> str:
+    return name_key(text).replace(" ", "").removesuffix("值班室")
 
 
 async def people_of_unit(

@@ -155,3 +155,16 @@ async def test_english_uses_english_punctuation_and_chair_years(hant_desk: BotHa
 async def test_admin_sees_the_zone_in_traditional(hant_desk: BotHarness) -> None:
     sent = await hant_desk.send(HANT_ADMIN, "/chair 京津冀警务协作区")
     assert "京津冀警務協作區" in sent.text
+
+
+async def test_roster_takes_a_room_by_its_name_and_never_drops_one(hant_desk: BotHarness) -> None:
+    traffic = await hant_desk.send(HANT_OFFICER, "/roster 北京市公安局交管指挥中心值班室")
+    assert "張德勝" in traffic.text and "李曉東" not in traffic.text
+    both = await hant_desk.send(HANT_OFFICER, "/roster 北京")
+    assert "北京市公安局指挥中心值班室" in both.text and "有多个值班室" in both.text
+    assert "北京市公安局交管指挥中心值班室" in both.text
+    mine = await hant_desk.send(HANT_DUTY_OFFICER, "/roster")  # on the first room's roster
+    assert "李曉東" in mine.text and "張德勝" not in mine.text
+    admin = await hant_desk.send(HANT_ADMIN, "/roster")  # in 北京, on neither roster
+    assert "有多個值班室" in admin.text
+    assert "尚未登记值班室" in (await hant_desk.send(HANT_OFFICER, "/roster 河北")).text
