@@ -149,7 +149,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
                 created=report.total("created"), updated=report.total("updated"),
                 unchanged=report.total("unchanged")))
     else:
-        print(report.summary(language))
+        print(report.summary())  # the counts, in the stable English form scripts read
     return 0
 
 
