@@ -133,15 +133,16 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
     rows = await session.execute(
         select(Liaison.unit_id, Liaison.branch_id, Liaison.name, Liaison.title, Liaison.role,
                Liaison.phones, Liaison.telegram_user_id, Liaison.telegram_username,
-               Liaison.notes, Liaison.active, Liaison.id)
+               Liaison.notes, Liaison.active, Liaison.id, Liaison.key)
     )
     unit_rank = {unit_id: rank for rank, unit_id in enumerate(sorted(units_by_id))}
     liaisons = sorted(rows, key=lambda row: (
         unit_rank.get(row[0], 0), row[1] or 0, row[4] is not LiaisonRole.primary, row[10]))
     for (unit_id, branch_id, name, title, role, phones, telegram_id, username, notes, active,
-         _id) in liaisons:
+         _id, key) in liaisons:
         document["liaisons"].append(_clean({
-            "unit": unit(unit_id), "branch": branch(branch_id), "name": name, "title": title,
+            "key": key, "unit": unit(unit_id), "branch": branch(branch_id), "name": name,
+            "title": title,
             "role": LiaisonRole(role).value, "phones": list(phones or []),
             "telegram_id": telegram_id, "username": username, "notes": notes,
             "active": None if active else False,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain.normalize import normalize
 from storage.dataio.problems import Problems
 from storage.dataio.schema import BAD, DEFAULT_TIMEZONE, SECTIONS, fold, usable
 
@@ -127,6 +128,17 @@ class Existing:
     mechanisms: dict[str, Tiers] = field(default_factory=dict)
     agreements: dict[str, Tiers] = field(default_factory=dict)
     duty_rooms: dict[str, RoomInfo] = field(default_factory=dict)
+    liaisons: list[LiaisonInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LiaisonInfo:
+    """A liaison in the database, as far as spotting a second spelling of it needs."""
+
+    unit: str
+    name: str
+    key: str | None
+    telegram_id: int | None
 
 
 @dataclass
@@ -304,6 +316,12 @@ class Resolver:
         self.unique("liaisons", lambda r: (r["unit"], r["branch"], r["name"])
                     if usable(r, "unit", "branch", "name") else None,
                     "liaison_identity")
+        self.unique("liaisons", lambda r: r["key"] if usable(r, "key") and r["key"] else None,
+                    "liaison_key")
+        self.unique("liaisons", lambda r: (r["unit"], r["branch"], r["telegram_id"])
+                    if usable(r, "unit", "branch", "telegram_id") and r["telegram_id"]
+                    else None, "liaison_telegram_id")
+        self._script_twins()
         rooms = self._duty_rooms()
         self._rosters(rooms)
         for record in s["chair_rotations"]:
@@ -314,6 +332,54 @@ class Resolver:
         self._agreements()
         self._meetings()
         return Plan({name: s[name] for name in SECTIONS})
+
+    def _script_twins(self) -> None:
+        """Names that differ only by script (河北省公安厅 / 河北省公安廳) are likely one
+        entity written twice: units, branches and zones by name, liaisons by name within
+        a unit, in the file and against the database."""
+        for section, catalog in (("zones", self.zones), ("units", self.units),
+                                 ("branches", self.branches)):
+            paths = _first_paths(self.s[section], "code")
+            seen: dict[str, tuple[str, str]] = {}  # script-free name → (code, name)
+            for code, tiers in catalog.entries.items():
+                if code not in paths and not code.startswith("#") and len(tiers) > 1 \
+                        and tiers[1]:
+                    seen.setdefault(normalize(tiers[1][0]), (code, tiers[1][0]))
+            for record in self.s[section]:
+                if not usable(record, "code", "name") or record.get("_dup"):
+                    continue
+                twin = seen.setdefault(normalize(record["name"]), (record["code"], record["name"]))
+                if twin[0] == record["code"] or fold(twin[1]) == fold(record["name"]):
+                    continue
+                where = f"{record['_path']}.name"
+                if twin[0] in paths:
+                    self.bad(record, where, "script_twin", value=record["name"], other=twin[1],
+                             what_kind=catalog.label, other_path=paths[twin[0]])
+                else:
+                    self.bad(record, where, "script_twin_in_database", value=record["name"],
+                             other=twin[1], what_kind=catalog.label, code=twin[0])
+        in_file: dict[tuple[str, str], dict[str, Any]] = {}
+        stored: dict[tuple[str, str], list[LiaisonInfo]] = {}
+        for info in self.existing.liaisons:
+            stored.setdefault((info.unit, normalize(info.name)), []).append(info)
+        for record in self.s["liaisons"]:
+            if not usable(record, "unit", "name", "key", "telegram_id"):
+                continue
+            name, same = record["name"], (record["unit"], normalize(record["name"]))
+            first = in_file.setdefault(same, record)
+            if first is not record and fold(first["name"]) != fold(name):
+                self.bad(record, f"{record['_path']}.name", "liaison_script_twin", value=name,
+                         other=first["name"], other_path=first["_path"])
+                continue
+            for info in stored.get(same, []):
+                itself = (record["key"] and record["key"] == info.key) or (
+                    record["telegram_id"] and record["telegram_id"] == info.telegram_id)
+                if not itself and fold(info.name) != fold(name) and not any(
+                        r["unit"] == record["unit"] and usable(r, "name")
+                        and fold(r["name"]) == fold(info.name) for r in self.s["liaisons"]):
+                    self.bad(record, f"{record['_path']}.name",
+                             "liaison_script_twin_in_database", value=name, other=info.name)
+                    break
 
     def _units(self) -> None:
         parents = dict(self.existing.unit_parents)

@@ -512,6 +512,7 @@ USER = Spec((
 ))
 
 LIAISON = Spec((
+    Field("key", code),
     Field("unit", reference, required=True),
     Field("branch", reference),
     Field("name", text(_length(Liaison.name)), required=True),
