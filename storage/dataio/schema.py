@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from bot.calendar import parse_meeting_kind, parse_offset, parse_offsets
 from storage.dataio.problems import Problems
 from storage.models import (
     Agreement,
@@ -30,7 +31,6 @@ from storage.models import (
     LiaisonRole,
     Mechanism,
     Meeting,
-    MeetingKind,
     MeetingStatus,
     Role,
     RosterMember,
@@ -58,6 +58,7 @@ SECTIONS: tuple[str, ...] = (
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_REMINDER_OFFSETS = [7 * 24 * 60, 24 * 60, 60]
+DEFAULT_TERM_MONTHS = 12
 DEFAULT_SHIFT_STARTS = {
     ShiftPattern.daily: ["08:30"],
     ShiftPattern.day_night: ["08:00", "20:00"],
@@ -338,6 +339,46 @@ def list_of(
     return convert
 
 
+def meeting_kind(value: Any, path: str, problems: Problems) -> Any:
+    """A kind as chat commands take it: `joint`, 联席会议, 聯席會議, 联席 …"""
+    kind = parse_meeting_kind(value) if isinstance(value, str) else None
+    if kind is None:
+        problems.add(path, "not_meeting_kind", value=_describe(value))
+        return BAD
+    return kind
+
+
+MAX_REMINDER_OFFSET = 366 * 24 * 60
+_minutes = integer(minimum=1, maximum=MAX_REMINDER_OFFSET, what="reminder_offset")
+
+
+def _reminder_offset(value: Any, path: str, problems: Problems) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        minutes = parse_offset(value)
+        if minutes is None:
+            problems.add(path, "not_offset", value=value)
+            return BAD
+        value = minutes
+    return _minutes(value, path, problems)
+
+
+def reminder_offsets(value: Any, path: str, problems: Problems) -> Any:
+    """Minutes before a meeting: a list of minutes or chat-command offsets (`[7d, 1h]`,
+    `[10080, 60]`), or one string as `/meeting edit` takes it (`7d 1d 1h`)."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        parsed = parse_offsets(value, maximum=MAX_REMINDER_OFFSET)
+        if parsed is None:
+            problems.add(path, "not_offset", value=value)
+            return BAD
+        return parsed
+    return _reminder_offsets(value, path, problems)
+
+
+_reminder_offsets = list_of(_reminder_offset)
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -551,7 +592,8 @@ ROSTER = Spec((
 
 CHAIR_ROTATION = Spec((
     Field("zone", reference, required=True),
-    Field("term_months", integer(minimum=1, maximum=120, what="term_months"), default=12),
+    Field("term_months", integer(minimum=1, maximum=120, what="term_months"),
+          default=DEFAULT_TERM_MONTHS),
     Field("anchor_date", a_date, required=True),
     Field("order", list_of(reference, min_items=1), required=True),
 ))
@@ -579,7 +621,7 @@ AGREEMENT = Spec((
 
 MEETING = Spec((
     Field("code", code),
-    Field("kind", choice(MeetingKind), required=True),
+    Field("kind", meeting_kind, required=True),
     Field("title", text(_length(Meeting.title)), required=True),
     Field("zone", reference),
     Field("starts_at", a_datetime, required=True),
@@ -590,8 +632,7 @@ MEETING = Spec((
     Field("agenda", text()),
     Field("status", choice(MeetingStatus), default=MeetingStatus.scheduled),
     Field("participants", list_of(reference), default=list),
-    Field("reminder_offsets",
-          list_of(integer(minimum=1, maximum=366 * 24 * 60, what="reminder_offset"))),
+    Field("reminder_offsets", reminder_offsets),
 ), _check_meeting)
 
 SPECS: dict[str, Spec] = {
