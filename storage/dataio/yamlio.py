@@ -111,9 +111,11 @@ _SYNTAX: tuple[tuple[str, str, bool], ...] = (
     ("while scanning a quoted scalar", "yaml_unclosed_quote", True),
     ("while scanning a simple key", "yaml_missing_colon", True),
     ("found duplicate key", "yaml_duplicate_key", False),
-    ("mapping values are not allowed here", "yaml_colon_in_value", False),
+    ("mapping values are not allowed", "yaml_colon_in_value", False),
     ("cannot start any token", "yaml_bad_character", False),
-    ("expected <block end>", "yaml_indentation", False),
+    ("expected <block end>", "yaml_indentation", False),  # PyYAML's words
+    ("did not find expected '-' indicator", "yaml_indentation", False),  # libyaml's
+    ("did not find expected key", "yaml_indentation", False),
 )
 
 
@@ -127,8 +129,6 @@ def syntax_error(exc: yaml.MarkedYAMLError) -> YamlError:
     values: dict[str, Any] = {"detail": original}
     if key == "yaml_duplicate_key":
         values["key"] = problem.removeprefix("found duplicate key ")
-    elif key == "yaml_bad_character":
-        values["character"] = problem.split("'")[1] if problem.count("'") >= 2 else "?"
     if mark is None:
         return YamlError(key, values, None, None)
     return YamlError(key, values, mark.line + 1, mark.column + 1)
