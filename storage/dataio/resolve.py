@@ -322,6 +322,7 @@ class Resolver:
                     if usable(r, "unit", "branch", "telegram_id") and r["telegram_id"]
                     else None, "liaison_telegram_id")
         self._script_twins()
+        self._liaison_script_twins()
         rooms = self._duty_rooms()
         self._rosters(rooms)
         for record in s["chair_rotations"]:
@@ -335,48 +336,53 @@ class Resolver:
 
     def _script_twins(self) -> None:
         """Names that differ only by script (河北省公安厅 / 河北省公安廳) are likely one
-        entity written twice: units, branches and zones by name, liaisons by name within
-        a unit, in the file and against the database."""
+        entity written twice: zones, units and branches by name, in the file and against
+        the database (an entity under its own code may change script: that is a rename)."""
         for section, catalog in (("zones", self.zones), ("units", self.units),
                                  ("branches", self.branches)):
             paths = _first_paths(self.s[section], "code")
             seen: dict[str, tuple[str, str]] = {}  # script-free name → (code, name)
             for code, tiers in catalog.entries.items():
-                if code not in paths and not code.startswith("#") and len(tiers) > 1 \
-                        and tiers[1]:
+                stored = code not in paths and not code.startswith("#")
+                if stored and len(tiers) > 1 and tiers[1]:
                     seen.setdefault(normalize(tiers[1][0]), (code, tiers[1][0]))
             for record in self.s[section]:
                 if not usable(record, "code", "name") or record.get("_dup"):
                     continue
-                twin = seen.setdefault(normalize(record["name"]), (record["code"], record["name"]))
-                if twin[0] == record["code"] or fold(twin[1]) == fold(record["name"]):
+                name = record["name"]
+                code, other = seen.setdefault(normalize(name), (record["code"], name))
+                if code == record["code"] or fold(other) == fold(name):
                     continue
-                where = f"{record['_path']}.name"
-                if twin[0] in paths:
-                    self.bad(record, where, "script_twin", value=record["name"], other=twin[1],
-                             what_kind=catalog.label, other_path=paths[twin[0]])
+                if code in paths:
+                    self.bad(record, f"{record['_path']}.name", "script_twin", value=name,
+                             other=other, what_kind=catalog.label, other_path=paths[code])
                 else:
-                    self.bad(record, where, "script_twin_in_database", value=record["name"],
-                             other=twin[1], what_kind=catalog.label, code=twin[0])
-        in_file: dict[tuple[str, str], dict[str, Any]] = {}
+                    self.bad(record, f"{record['_path']}.name", "script_twin_in_database",
+                             value=name, other=other, what_kind=catalog.label, code=code)
+
+    def _liaison_script_twins(self) -> None:
+        """Two liaisons of one unit whose names differ only by script are likely one
+        person, unless the record names the stored one by its key or telegram_id (a
+        corrected name) or the file also lists the stored spelling (two people)."""
+        records = [r for r in self.s["liaisons"] if usable(r, "unit", "name", "key",
+                                                          "telegram_id")]
+        spelled = {(r["unit"], fold(r["name"])) for r in records}
         stored: dict[tuple[str, str], list[LiaisonInfo]] = {}
         for info in self.existing.liaisons:
             stored.setdefault((info.unit, normalize(info.name)), []).append(info)
-        for record in self.s["liaisons"]:
-            if not usable(record, "unit", "name", "key", "telegram_id"):
-                continue
+        first: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in records:
             name, same = record["name"], (record["unit"], normalize(record["name"]))
-            first = in_file.setdefault(same, record)
-            if first is not record and fold(first["name"]) != fold(name):
+            earlier = first.setdefault(same, record)
+            if earlier is not record and fold(earlier["name"]) != fold(name):
                 self.bad(record, f"{record['_path']}.name", "liaison_script_twin", value=name,
-                         other=first["name"], other_path=first["_path"])
+                         other=earlier["name"], other_path=earlier["_path"])
                 continue
             for info in stored.get(same, []):
                 itself = (record["key"] and record["key"] == info.key) or (
                     record["telegram_id"] and record["telegram_id"] == info.telegram_id)
-                if not itself and fold(info.name) != fold(name) and not any(
-                        r["unit"] == record["unit"] and usable(r, "name")
-                        and fold(r["name"]) == fold(info.name) for r in self.s["liaisons"]):
+                if not itself and fold(info.name) != fold(name) \
+                        and (info.unit, fold(info.name)) not in spelled:
                     self.bad(record, f"{record['_path']}.name",
                              "liaison_script_twin_in_database", value=name, other=info.name)
                     break
