@@ -242,11 +242,16 @@ def test_names_that_differ_only_by_script_are_likely_duplicates() -> None:
     ]
 
 
-def test_a_record_that_is_not_a_mapping_is_one_problem() -> None:
-    document = {"units": [{"code": "a", "name": "甲", "short_name": "甲"}],
-                "liaisons": ["张伟", {"unit": "甲", "name": "張偉"}]}
-    assert [str(p) for p in validate(document)] == [
-        "liaisons[0]: must be a mapping of fields, not 张伟"]
+async def test_a_stored_second_spelling_beside_a_record_that_is_not_a_mapping(
+    db: Database,
+) -> None:
+    assert (await import_text(db, "units:\n  - {code: a, name: 甲, short_name: 甲}\n"
+                                  "liaisons:\n  - {unit: 甲, name: 张伟}\n")).ok
+    async with db.session() as session:
+        problems = await validate_in(
+            session, {"liaisons": ["张伟", {"unit": "甲", "name": "張偉"}]})
+    assert [(p.path, p.key) for p in problems] == [
+        ("liaisons[0]", "not_record"), ("liaisons[1].name", "liaison_script_twin_in_database")]
 
 
 async def test_a_second_spelling_of_a_row_in_the_database_is_refused(db: Database) -> None:
