@@ -37,7 +37,9 @@ from bot.calendar import (
     fmt_span,
     fmt_when,
     meeting_uid,
+    parse_meeting_kind,
     parse_offset,
+    parse_offsets,
     zone,
 )
 from bot.commands import CommandInfo, Where
@@ -92,7 +94,7 @@ AGENDA_LIMIT = 1500
 LIST_LIMIT = 15
 ICS_BUTTONS = 6
 HORIZON = timedelta(days=120)
-MIN_OFFSET, MAX_OFFSET_MINUTES = 1, int(plan.MAX_OFFSET.total_seconds() // 60)
+MAX_OFFSET_MINUTES = int(plan.MAX_OFFSET.total_seconds() // 60)
 URL = re.compile(r"https?://\S+", re.IGNORECASE)
 SPLIT = re.compile(r"[、,，;；\s]+")
 SKIP = {"-", "—", "无", "無", "跳过", "跳過", "skip", "none"}
@@ -115,15 +117,6 @@ EDIT_FIELDS = {
     "agenda": "agenda", "议程": "agenda", "議程": "agenda",
     "units": "units", "单位": "units", "單位": "units", "参会单位": "units", "參會單位": "units",
     "reminders": "reminders", "提醒": "reminders",
-}
-KIND_WORDS = {
-    "joint": MeetingKind.joint, "联席会议": MeetingKind.joint, "聯席會議": MeetingKind.joint,
-    "联席": MeetingKind.joint, "聯席": MeetingKind.joint,
-    "area": MeetingKind.area, "片会": MeetingKind.area, "片會": MeetingKind.area,
-    "regular": MeetingKind.regular, "例会": MeetingKind.regular, "例會": MeetingKind.regular,
-    "drill": MeetingKind.drill, "演练": MeetingKind.drill, "演練": MeetingKind.drill,
-    "training": MeetingKind.training, "培训": MeetingKind.training,
-    "培訓": MeetingKind.training,
 }
 
 
@@ -210,18 +203,6 @@ def parse_end(text: str, start: datetime, now: datetime, zone_name: str) -> date
         return parse_deadline(text, max(start, now), zone_name)
     except DeadlineError:
         return None
-
-
-def parse_offsets(text: str) -> list[int] | None:
-    values = []
-    for part in SPLIT.split(text.strip()):
-        if not part:
-            continue
-        minutes = parse_offset(part)
-        if minutes is None or not MIN_OFFSET <= minutes <= MAX_OFFSET_MINUTES:
-            return None
-        values.append(minutes)
-    return sorted(set(values), reverse=True) or None
 
 
 def split_place(text: str) -> tuple[str | None, str | None]:
@@ -541,7 +522,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
             if field == "title":
                 changes["title"] = check_text(tr, value, TITLE_LIMIT)
             elif field == "kind":
-                kind = KIND_WORDS.get(value.lower()) or KIND_WORDS.get(normalize(value))
+                kind = parse_meeting_kind(value)
                 if kind is None:
                     raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
                 changes["kind"] = kind
@@ -573,7 +554,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
                 unit_ids = [u.id for u in await resolve_units(session, tr, value,
                                                               meeting.zone_id)]
             elif field == "reminders":
-                offsets = parse_offsets(value)
+                offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)
                 if offsets is None:
                     raise Refusal(tr("meetings.errors.bad_offsets"))
                 changes["reminder_offsets"] = offsets

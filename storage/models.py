@@ -289,6 +289,9 @@ class Liaison(Base):
         ForeignKey("branches.id", ondelete="SET NULL"), index=True
     )
     name: Mapped[str] = mapped_column(String(60))
+    # The data file's stable identity for the person, when it gives one: a corrected
+    # name or a move to another branch updates this row instead of adding a second.
+    key: Mapped[str | None] = mapped_column(String(40), index=True, unique=True)
     title: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[LiaisonRole] = mapped_column(str_enum(LiaisonRole), default=LiaisonRole.primary)
     phones: Mapped[list[Any]] = mapped_column(default=list)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from storage.dataio.resolve import (
     Existing,
+    LiaisonInfo,
     Plan,
     RoomInfo,
     agreement_tiers,
@@ -82,6 +83,7 @@ class State:
     rotations: dict[int, ChairRotation] = field(default_factory=dict)
     agreements: dict[str, Agreement] = field(default_factory=dict)
     meetings: list[Meeting] = field(default_factory=list)
+    liaisons: list[tuple[int, str, str | None, int | None]] = field(default_factory=list)
 
 
 def room_key(room: DutyRoom) -> str:
@@ -111,6 +113,8 @@ async def load_state(session: AsyncSession) -> State:
         ).order_by(Agreement.id))}
     state.meetings = await all_of(
         select(Meeting).options(selectinload(Meeting.participants)).order_by(Meeting.id))
+    state.liaisons = [tuple(row) for row in await session.execute(
+        select(Liaison.unit_id, Liaison.name, Liaison.key, Liaison.telegram_user_id))]
     return state
 
 
@@ -133,6 +137,8 @@ def existing_from(state: State) -> Existing:
     for key, r in state.rooms.items():
         existing.duty_rooms[key] = RoomInfo(key, code_of[r.unit_id], r.title, r.chat_id,
                                             r.timezone)
+    existing.liaisons = [LiaisonInfo(code_of[unit_id], name, key, telegram_id)
+                         for unit_id, name, key, telegram_id in state.liaisons]
     return existing
 
 
@@ -276,19 +282,26 @@ class Applier:
             await self.session.execute(update(User), updates)
 
     async def liaisons(self) -> None:
+        """Each record updates the row its `key` names, else the row with its unit, branch
+        and name, else the one row of its unit and branch with its telegram_id (so a
+        corrected name is an update), else it is a new row."""
         records = self.plan["liaisons"]
         if not records:
             return
-        columns = (Liaison.title, Liaison.role, Liaison.phones, Liaison.telegram_user_id,
+        columns = (Liaison.unit_id, Liaison.branch_id, Liaison.name, Liaison.key, Liaison.title,
+                   Liaison.role, Liaison.phones, Liaison.telegram_user_id,
                    Liaison.telegram_username, Liaison.notes, Liaison.active)
         names = [c.key for c in columns]
-        existing = {
-            (row[1], row[2], row[3]): (row[0], tuple(row[4:]))
-            for row in await self.session.execute(
-                select(Liaison.id, Liaison.unit_id, Liaison.branch_id, Liaison.name, *columns)
-            )
-        }
-        self.liaisons_before = len(existing)
+        rows = [(row[0], tuple(row[1:])) for row in await self.session.execute(
+            select(Liaison.id, *columns))]
+        by_key = {values[3]: (ident, values) for ident, values in rows if values[3]}
+        by_name = {values[:3]: (ident, values) for ident, values in rows}
+        by_account: dict[tuple[Any, ...], list[tuple[int, tuple[Any, ...]]]] = {}
+        for ident, values in rows:
+            if values[7]:
+                by_account.setdefault((values[0], values[1], values[7]), []).append(
+                    (ident, values))
+        self.liaisons_before = len(rows)
         branch_ids = {code: b.id for code, b in self.state.branches.items()}
         unit_ids = {code: u.id for code, u in self.state.units.items()}
         inserts, updates = [], []
@@ -296,12 +309,15 @@ class Applier:
         for r in records:
             unit_id = unit_ids[r["unit"]]
             branch_id = branch_ids[r["branch"]] if r["branch"] else None
-            wanted = (r["title"], r["role"], r["phones"], r["telegram_id"], r["username"],
-                      r["notes"], r["active"])
-            found = existing.get((unit_id, branch_id, r["name"]))
+            wanted = (unit_id, branch_id, r["name"], r["key"], r["title"], r["role"],
+                      r["phones"], r["telegram_id"], r["username"], r["notes"], r["active"])
+            found = (by_key.get(r["key"]) if r["key"] else None) \
+                or by_name.get((unit_id, branch_id, r["name"]))
+            if found is None and r["telegram_id"]:
+                same_account = by_account.get((unit_id, branch_id, r["telegram_id"]), [])
+                found = same_account[0] if len(same_account) == 1 else None
             if found is None:
-                inserts.append({"unit_id": unit_id, "branch_id": branch_id, "name": r["name"],
-                                **dict(zip(names, wanted, strict=True))})
+                inserts.append(dict(zip(names, wanted, strict=True)))
                 counts.created += 1
             elif found[1] != wanted:
                 updates.append({"id": found[0], **dict(zip(names, wanted, strict=True))})
@@ -309,7 +325,7 @@ class Applier:
             else:
                 counts.unchanged += 1
         if inserts:
-            self.new_liaisons_after_id = max((v[0] for v in existing.values()), default=0)
+            self.new_liaisons_after_id = max((ident for ident, _ in rows), default=0)
             await self.session.execute(insert(Liaison), inserts)
         if updates:
             self.updated_liaison_ids = [row["id"] for row in updates]
