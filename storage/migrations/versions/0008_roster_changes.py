@@ -1,7 +1,7 @@
 """roster changes: a previewed edit of a roster's officers or pattern, applied on 确认
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-05 08:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import storage.models
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
