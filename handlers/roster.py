@@ -434,7 +434,8 @@ async def remind_command(
             assert user is not None
             current = plan.shift_offsets(user.preferences or {})
             if not args:
-                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current)))
+                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current))
+                              if current else tr("roster.remind.current_off"))
             if normalize(" ".join(args)) in OFF_WORDS:
                 offsets: list[int] = []
             else:
@@ -464,12 +465,11 @@ async def remind_command(
         await reply(update, refusal.text)
         return
     await svc.rescheduled(plan.NAME)
-    await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets)))
+    await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets))
+                if offsets else tr("roster.remind.saved_off"))
 
 
 def _offsets(tr: Translator, offsets: list[int]) -> str:
-    if not offsets:
-        return tr("roster.remind.none")
     return "、".join(fmt_minutes(tr, o) for o in offsets)
 
 

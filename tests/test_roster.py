@@ -47,6 +47,9 @@ COORD_ID = 910000031
 ZHANG = 910000032  # 张伟, duty officer of 甘肃, on the roster
 MA = 910000033  # 马建军, duty officer of 甘肃, on the roster
 OUTSIDER = 910000034  # 青海 duty officer
+# Of the hant_desk fixture (tests/conftest.py): duty officers in zh-Hant and zh-Hans, an
+# officer in English.
+HANT_DUTY_OFFICER, HANT_SIMPLIFIED_DUTY, HANT_ENGLISH = 920000004, 920000006, 920000005
 GANSU_ROOM = -1001000000301
 XINJIANG_ROOM = -1001000000304
 # 2026-11-20 is a Friday; the 甘肃 roster starts 2026-11-02 08:30 (Beijing):
@@ -261,6 +264,24 @@ async def test_incoming_officer_is_reminded_privately_at_their_offsets(
     assert not texts_to((await desk.run_due()).messages, ZHANG)
     clock.set(at_beijing(23, 6, 30) + timedelta(seconds=1))
     assert len(texts_to((await desk.run_due()).messages, ZHANG)) == 1
+
+
+@pytest.mark.parametrize(("user_id", "off", "current"), [
+    (HANT_DUTY_OFFICER, "今後接班前不再提醒您", "您已關閉值班提醒"),
+    (HANT_SIMPLIFIED_DUTY, "今后接班前不再提醒您", "您已关闭值班提醒"),
+    (HANT_ENGLISH, "you will no longer be reminded before your shifts",
+     "You have no shift reminders"),
+])
+async def test_turning_reminders_off_reads_naturally_in_each_language(
+    hant_desk: BotHarness, user_id: int, off: str, current: str
+) -> None:
+    saved = (await hant_desk.send(user_id, "/roster remind off")).text
+    assert off in saved and "不提醒" not in saved and "no reminders" not in saved
+    assert current in (await hant_desk.send(user_id, "/roster remind")).text
+    async with hant_desk.db.session() as session:
+        user = (await session.execute(
+            select(User).where(User.telegram_id == user_id))).scalar_one()
+    assert user.preferences["shift_reminders"] == []
 
 
 # --------------------------------------------------------------------------- overrides, swaps
