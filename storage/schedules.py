@@ -33,6 +33,7 @@ from storage.models import (
     RosterMember,
     Rsvp,
     ScheduleMark,
+    SchedulerHeartbeat,
     ShiftOverride,
     ShiftPattern,
     ShiftSwap,
@@ -746,6 +747,24 @@ async def save_chair_rotation(
     loaded = await chair_rotation_for_zone(session, zone.id)
     assert loaded is not None
     return loaded
+
+
+# --------------------------------------------------------------------------- heartbeat
+
+
+async def beat(
+    session: AsyncSession, now: datetime, process: str | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """Record that the scheduler is alive at `now`; returns when it first ran on this
+    database and when it last beat before this, (None, None) the first time ever."""
+    row = await session.get(SchedulerHeartbeat, 1, with_for_update=True)
+    if row is None:
+        session.add(SchedulerHeartbeat(id=1, first_alive_at=now, alive_at=now, process=process))
+        await session.flush()
+        return None, None
+    first, last = row.first_alive_at, row.alive_at
+    row.alive_at, row.process = now, process
+    return first, last
 
 
 # --------------------------------------------------------------------------- missed occurrences

@@ -318,8 +318,10 @@ async def test_restart_before_due_sends_once_and_after_grace_records_missed(
 ) -> None:
     prepare(emulator)
     async with BotHarness(emulator, database_url, now=clock) as first:
-        await add_meeting(first, units)
-    # Down across the 1-day reminder; back 5 minutes later (grace 15 minutes): sent, late.
+        meeting_id = await add_meeting(first, units)
+    # Down from T0 across the 7-day reminder (missed: the outage is counted from the last
+    # heartbeat, not two days back) and the 1-day reminder; back 5 minutes after that one
+    # (grace 15 minutes): sent, late.
     clock.set(START - timedelta(days=1) + timedelta(minutes=5))
     async with BotHarness(emulator, database_url, now=clock) as second:
         sent = await second.deliver()
@@ -336,11 +338,12 @@ async def test_restart_before_due_sends_once_and_after_grace_records_missed(
         assert any("因系统停机未发出" in t for t in alert)
         listing = await fourth.send(COORD_ID, "/missed")
         assert "会议提醒" in listing.text and "第十五届联席会议" in listing.text
-        assert "1 条定时消息" in (await fourth.send(COORD_ID, "/meetings")).text
+        assert "2 条定时消息" in (await fourth.send(COORD_ID, "/meetings")).text
     async with first.db.session() as session:
         marks = dict((await session.execute(
             select(ScheduleMark.key, ScheduleMark.outcome))).all())
-    assert sorted(marks.values()) == ["late", "missed"]
+    assert sorted(marks.values()) == ["late", "missed", "missed"]
+    assert marks[f"meeting:{meeting_id}:7d:{START:%Y%m%dT%H%MZ}"] == "missed"
 
 
 async def test_grace_period_comes_from_the_settings(
@@ -412,3 +415,14 @@ async def test_restart_before_the_due_time_places_the_job_again_and_sends_once(
     clock.advance(minutes=3)
     async with BotHarness(emulator, database_url, now=clock) as third:
         assert not [c for c in (await third.deliver()).messages if c.chat_id == GANSU_ROOM]
+
+
+async def test_a_first_start_reports_no_false_misses(hant_desk: BotHarness) -> None:
+    # The bot never ran on this database before: the handovers and shift reminders its
+    # rosters planned for the last days were not missed, nobody was there to send them.
+    admin = 920000001  # HANT_ADMIN (tests/conftest.py)
+    assert "沒有因停機而未發出" in (await hant_desk.send(admin, "/missed")).text
+    assert "因停機未發出" not in (await hant_desk.send(admin, "/meetings")).text
+    async with hant_desk.db.session() as session:
+        outcomes = set((await session.execute(select(ScheduleMark.outcome))).scalars())
+    assert "missed" not in outcomes
