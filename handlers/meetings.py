@@ -858,7 +858,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
             timezone=zone_name, unit_ids=data["unit_ids"], actor=user,
             zone_id=data.get("zone_id"), place=data.get("place"),
             video_link=data.get("video_link"), agenda=data.get("agenda"),
-            offsets=plan_offsets(),
+            offsets=plan_offsets(), now=now,
         )
         await plan.skip_past_reminders(session, meeting, now)
         _, unreachable = await plan.notify_rooms(

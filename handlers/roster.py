@@ -351,7 +351,7 @@ async def edit_command(
             today = now.astimezone(zone(roster.timezone if roster else room_zone)).date()
             if roster is None:  # the first edit creates it, starting today
                 roster, _ = await save_roster(session, room, actor=user, anchor_date=today,
-                                              timezone=room_zone)
+                                              timezone=room_zone, now=now)
             if verb == "officers":
                 officers = await parse_officers(session, tr, " ".join(rest))
                 await set_roster_members(session, roster, [o.as_dict() for o in officers],

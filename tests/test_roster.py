@@ -14,6 +14,7 @@ from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
 from bot.testing import BotHarness
+from storage.dataio import import_file
 from storage.db import Database
 from storage.models import (
     AssistanceRequest,
@@ -497,6 +498,29 @@ async def test_restart_sends_a_late_brief_within_grace_and_records_missed_beyond
         outcome = (await session.execute(select(ScheduleMark.outcome).where(
             ScheduleMark.key.like(f"handover:room{ids['room']}:20261122%")))).scalar_one()
     assert outcome == "missed"
+
+
+async def test_a_roster_imported_while_down_is_not_missed_before_it_existed(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    # The bot ran five days ago, on a database without rosters; while it was down the
+    # Traditional directory (a daily roster in 北京) was imported, a day before it is back.
+    back = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    clock = FakeClock(back - timedelta(days=5))
+    async with BotHarness(emulator, database_url, now=clock):
+        pass
+    db = Database(database_url)
+    report = await import_file(db, "tests/data/jingjinji_hant.yaml", now=back - timedelta(days=1))
+    await db.dispose()
+    assert not report.problems
+    clock.set(back)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        await bot.deliver()
+    async with bot.db.session() as session:
+        missed = (await session.execute(select(ScheduleMark).where(
+            ScheduleMark.outcome == "missed"))).scalars().all()
+    # Its handovers and reminders of the last day are missed; none from before the import.
+    assert missed and min(m.due_at for m in missed) >= back - timedelta(days=1)
 
 
 async def test_first_edit_creates_a_roster_from_today(
