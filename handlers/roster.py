@@ -26,6 +26,7 @@ from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offse
 from bot.commands import CommandInfo, Where
 from bot.domain.normalize import normalize
 from bot.domain.rotation import RosterSpec, Shift, swap_overrides
+from bot.domain.timeparse import next_date
 from bot.i18n import Translator
 from bot.plans import roster as plan
 from bot.services import Actor, Services, services
@@ -78,8 +79,10 @@ OFF_WORDS = {"off", "none", "关闭", "关", "不提醒"}
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_day(text: str, today: date) -> date | None:
-    """A calendar day: 2026-11-25, 2026/11/25, 11-25, 11月25日, 今天/明天/后天 (past allowed)."""
+def parse_day(text: str, today: date, *, upcoming: bool = False) -> date | None:
+    """A calendar day: 2026-11-25, 2026/11/25, 11-25, 11月25日, 今天/明天/后天 (past allowed).
+    Without a year, this year's; with `upcoming` (a shift to override or swap) the next
+    such date, never one in the past (01-04 typed in December is next January)."""
     clean = normalize(text).replace(" ", "")
     words = {"今天": 0, "today": 0, "明天": 1, "tomorrow": 1, "后天": 2, "昨天": -1}
     if clean in words:
@@ -88,6 +91,8 @@ def parse_day(text: str, today: date) -> date | None:
     if not match:
         return None
     try:
+        if upcoming and not match[1]:
+            return next_date(today, int(match[3]), int(match[2]))
         return date(int(match[1] or today.year), int(match[2]), int(match[3]))
     except ValueError:
         return None
@@ -104,7 +109,7 @@ def take_moment(args: list[str], today: date) -> tuple[date | None, time | None,
     """A day and an optional clock time from the front of the arguments."""
     if not args:
         return None, None, args
-    day = parse_day(args[0], today)
+    day = parse_day(args[0], today, upcoming=True)
     if day is None:
         return None, None, args
     rest = args[1:]

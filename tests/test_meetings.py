@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.meetings import send_tally
-from bot.testing import BotHarness
+from bot.testing import BotHarness, Sent
 from storage.db import Database
 from storage.models import (
     AuditEntry,
@@ -426,3 +426,65 @@ async def test_a_first_start_reports_no_false_misses(hant_desk: BotHarness) -> N
     async with hant_desk.db.session() as session:
         outcomes = set((await session.execute(select(ScheduleMark.outcome))).scalars())
     assert "missed" not in outcomes
+
+
+def ics_buttons(sent: Sent) -> list[str]:
+    return [data for _, data in sent.buttons() if data.startswith("mtg:ics:")]
+
+
+async def test_a_start_day_without_a_time_asks_for_the_time(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    await desk.send(COORD_ID, "/meeting new")
+    zones = await desk.press(COORD_ID, await desk.send(COORD_ID, "第十五届联席会议"), "联席会议")
+    await desk.press(COORD_ID, zones, "西北")
+    asked = await desk.send(COORD_ID, "12月3日")
+    assert "「12月3日」几点开始" in asked.text and "结束时间" not in asked.text
+    assert "结束时间" in (await desk.send(COORD_ID, "9:00")).text
+    await desk.send(COORD_ID, "17:30")
+    await desk.send(COORD_ID, "跳过")
+    await desk.send(COORD_ID, "甘肃、青海")
+    preview = await desk.send(COORD_ID, "跳过")
+    assert "12月3日（周四） 09:00–17:30" in preview.text
+    assert "已放弃" in (await desk.press(COORD_ID, preview, "放弃")).text
+    # /meeting edit: a day alone is refused, asking for the time; nothing changes.
+    meeting_id = await add_meeting(desk, units)
+    refused = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 时间 12月5日")
+    assert refused.texts == ["「12月5日」没有写几点，请连同开始时间一起输入，例如 "
+                             "<code>12月5日 09:00</code>。"]
+    async with desk.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+    assert meeting is not None and meeting.starts_at == START and meeting.revision == 1
+
+
+async def test_a_date_without_a_year_is_the_next_one(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    # 20 November 2026: "11月19日" was yesterday, so it means next year's.
+    meeting_id = await add_meeting(desk, units)
+    done = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 时间 11月19日 09:00")
+    assert "已修改" in done.text
+    async with desk.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+    assert meeting is not None and meeting.starts_at == datetime(2027, 11, 19, 1, 0, tzinfo=UTC)
+
+
+async def test_calendar_buttons_one_per_listed_meeting_none_when_cancelled(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    ids = [await add_meeting(desk, units, title=f"周例会{n}",
+                             starts_at=START + timedelta(days=n),
+                             ends_at=START + timedelta(days=n, hours=1)) for n in range(17)]
+    listing = await desk.send(COORD_ID, "/meetings")
+    assert ics_buttons(listing) == [f"mtg:ics:{i}" for i in ids[:15]]  # the 15 listed
+    assert all(f"#{i}" in listing.text for i in ids[:15]) and f"#{ids[15]}" not in listing.text
+    shown = await desk.send(COORD_ID, f"/meeting {ids[0]}")
+    assert ics_buttons(shown) == [f"mtg:ics:{ids[0]}"]
+    await desk.send(COORD_ID, f"/meeting cancel {ids[0]}")
+    cancelled = await desk.send(COORD_ID, f"/meeting {ids[0]}")
+    assert len(cancelled.texts) == 1 and "已取消" in cancelled.text  # and nothing else
+    assert ics_buttons(cancelled) == []
+    # The 📅 under the earlier card now says the meeting is cancelled, and sends no file.
+    pressed = await desk.press(COORD_ID, shown, f"mtg:ics:{ids[0]}")
+    assert pressed.alerts and "已取消" in pressed.alerts[0]
+    assert not [c for c in pressed.calls if c.method == "sendDocument"]

@@ -14,6 +14,7 @@ from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
 from bot.testing import BotHarness
+from handlers.roster import parse_day
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import (
@@ -286,6 +287,28 @@ async def test_turning_reminders_off_reads_naturally_in_each_language(
 
 
 # --------------------------------------------------------------------------- overrides, swaps
+
+
+def test_a_shift_day_without_a_year_is_the_next_one() -> None:
+    december = date(2026, 12, 20)
+    assert parse_day("01-04", december, upcoming=True) == date(2027, 1, 4)
+    assert parse_day("1月4日", december, upcoming=True) == date(2027, 1, 4)
+    assert parse_day("12-20", december, upcoming=True) == december
+    assert parse_day("2026-01-04", december, upcoming=True) == date(2026, 1, 4)
+    assert parse_day("02-30", december, upcoming=True) is None
+    # A roster's or a rotation's first day may be in the past: this year's.
+    assert parse_day("11-02", december) == date(2026, 11, 2)
+
+
+async def test_an_override_typed_in_december_for_january_is_next_january(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))
+    done = await desk.send(MA, "/roster edit override 01-03 张伟", chat_id=GANSU_ROOM)
+    assert "值班表已更新" in done.text
+    async with desk.db.session() as session:
+        override = (await session.execute(select(ShiftOverride))).scalar_one()
+    assert override.shift_start == at_beijing(3).replace(year=2027, month=1)
 
 
 async def test_override_changes_the_brief_and_the_reminders(
