@@ -143,6 +143,29 @@ async def test_a_week_long_outage_lists_a_week_of_misses(db: Database) -> None:
     assert second.window_start(clock.now) == clock.now - second.lookback
 
 
+async def test_the_running_scheduler_beats_every_minute(db: Database) -> None:
+    application = ApplicationBuilder().token("1:x").updater(None).build()
+    clock = Clock(T0)
+    scheduler = Scheduler(db, [EveryTenMinutes()], now=clock)
+    scheduler.attach(application.job_queue)
+    await application.job_queue.start()
+    try:
+        await scheduler.start()
+        job = application.job_queue.scheduler.get_job(scheduler_module.HEARTBEAT_JOB)
+        assert job is not None
+        assert job.trigger.interval == scheduler_module.HEARTBEAT_EVERY
+        clock.now = T0 + timedelta(minutes=1)
+        await job.args[1].run(application)  # as APScheduler runs it
+        async with db.session() as session:
+            heartbeat = await session.get(SchedulerHeartbeat, 1)
+        assert heartbeat is not None
+        assert (heartbeat.first_alive_at, heartbeat.alive_at) == (T0, clock.now)
+        scheduler.detach()  # another process leads now: it beats, not this one
+        assert application.job_queue.scheduler.get_job(scheduler_module.HEARTBEAT_JOB) is None
+    finally:
+        await application.job_queue.stop()
+
+
 async def test_concurrent_firing_sends_once(db: Database) -> None:
     clock = Clock(T0 + timedelta(seconds=1))
     schedulers = [Scheduler(db, [EveryTenMinutes()], now=clock) for _ in range(4)]
