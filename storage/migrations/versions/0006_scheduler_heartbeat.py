@@ -46,6 +46,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in CREATED:
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("created_at")
+        # Not a batch (SQLite would copy the table and lose 0005's data-epoch triggers);
+        # both databases drop a column in place (SQLite since 3.35).
+        op.execute(f"ALTER TABLE {table} DROP COLUMN created_at")
     op.drop_table("scheduler_heartbeat")
