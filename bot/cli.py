@@ -90,7 +90,7 @@ async def prepare_database(settings: Settings) -> None:
         async with db.session() as session:
             empty = (await session.execute(select(func.count(Unit.id)))).scalar_one() == 0
         if empty:
-            report = await import_file(db, SAMPLE_FILE)
+            report = await import_file(db, SAMPLE_FILE, now=datetime.now(UTC))
             if report.problems:
                 raise SystemExit("the sample data does not validate:\n" + "\n".join(
                     str(p) for p in report.problems))
@@ -134,7 +134,8 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
             await upgrade(settings.database_url)
         db = Database(settings.database_url)
         try:
-            report = await import_file(db, args.file, dry_run=args.check)
+            report = await import_file(db, args.file, dry_run=args.check,
+                                      now=datetime.now(UTC))
         finally:
             await db.dispose()
     source = str(args.file)

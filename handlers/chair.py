@@ -149,7 +149,7 @@ async def set_command(
             user = await session.get(User, actor.user.id) if actor.user else None
             rotation = await save_chair_rotation(
                 session, zones[0], unit_ids=[u.id for u in units], term_months=int(months_text),
-                anchor_date=anchor, actor=user)
+                anchor_date=anchor, actor=user, now=now)
             text = tr("chair.set.done") + "\n\n" + rotation_text(
                 tr, rotation, now, svc.settings.bot_timezone)
             await plan.ChairPlanner(svc).skip_due(session, zones[0].id, now)

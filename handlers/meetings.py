@@ -22,6 +22,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -91,8 +92,7 @@ CB = plan.CALLBACK
 TITLE_LIMIT = 120
 PLACE_LIMIT = 200
 AGENDA_LIMIT = 1500
-LIST_LIMIT = 15
-ICS_BUTTONS = 6
+LIST_LIMIT = 15  # meetings listed by /meetings, each with its 📅 button
 HORIZON = timedelta(days=120)
 MAX_OFFSET_MINUTES = int(plan.MAX_OFFSET.total_seconds() // 60)
 URL = re.compile(r"https?://\S+", re.IGNORECASE)
@@ -175,16 +175,26 @@ def may_see(scope: Scope, meeting: Meeting) -> bool:
                                          for p in meeting.participants)
 
 
+def parse_start(text: str, now: datetime, zone_name: str) -> datetime:
+    """A meeting's start typed in the reader's zone: a day without a time is refused
+    ("no_time"), never taken as 18:00."""
+    return parse_deadline(text, now, zone_name, default_time=None)
+
+
+def time_problem(tr: Translator, problem: DeadlineError, text: str) -> str:
+    code = problem.code if problem.code in TIME_PROBLEMS else "unrecognised"
+    return tr(f"meetings.errors.time_{code}", text=escape(text.strip()))
+
+
 def parse_time(tr: Translator, text: str, now: datetime, zone_name: str) -> datetime:
-    """A typed date and time in the reader's zone; a polite Refusal when not understood."""
+    """A meeting's start (see parse_start); a polite Refusal when not understood."""
     try:
-        return parse_deadline(text, now, zone_name)
+        return parse_start(text, now, zone_name)
     except DeadlineError as problem:
-        code = problem.code if problem.code in TIME_PROBLEMS else "unrecognised"
-        raise Refusal(tr(f"meetings.errors.time_{code}", text=escape(text.strip()))) from None
+        raise Refusal(time_problem(tr, problem, text)) from None
 
 
-TIME_PROBLEMS = {"empty", "unrecognised", "in_the_past", "too_far"}
+TIME_PROBLEMS = {"empty", "unrecognised", "in_the_past", "too_far", "no_time"}
 
 
 def parse_end(text: str, start: datetime, now: datetime, zone_name: str) -> datetime | None:
@@ -340,7 +350,7 @@ async def meetings_command(update: Update, context: Context, actor: Actor) -> No
         await send_calendar(update, context, tr, meetings, scope.zone_name, "meetings.ics", now)
         return
     buttons = [[(f"📅 #{m.id}", f"{CB}:ics:{m.id}") for m in meetings[i:i + 3]]
-               for i in range(0, min(len(meetings), ICS_BUTTONS), 3)]
+               for i in range(0, len(meetings), 3)]
     if meetings:
         buttons.append([(tr("meetings.buttons.ics_all"), f"{CB}:icsall")])
     await reply(update, list_text(tr, meetings, scope, now, missed),
@@ -365,6 +375,10 @@ async def ics_pressed(update: Update, context: Context, actor: Actor) -> None:
             meeting = await get_meeting(session, int(found[1])) if found else None
             meetings = [meeting] if meeting is not None and may_see(scope, meeting) else []
             filename = f"meeting-{meeting.id}.ics" if meetings and meeting else "meeting.ics"
+            if meetings and meeting and meeting.status is MeetingStatus.cancelled:
+                # A button from before the cancellation: no calendar entry for it.
+                await query.answer(tr("meetings.errors.cancelled"), show_alert=True)
+                return
     if not meetings:
         await query.answer(tr("meetings.errors.not_found"), show_alert=True)
         return
@@ -412,15 +426,17 @@ async def meeting_command(update: Update, context: Context, actor: Actor) -> int
         return await start_new(update, context, actor)
     if verb in {"edit", "修改", "变更", "變更"}:
         await edit_meeting(update, context, actor, args[1:])
-        return None
+        raise ApplicationHandlerStop
     if verb in {"cancel", "取消"}:
         await cancel_command(update, context, actor, args[1:])
-        return None
+        raise ApplicationHandlerStop
     if (meeting_id := parse_meeting_id(verb)) is not None:
         await show_meeting(update, context, actor, meeting_id)
-        return None
+        raise ApplicationHandlerStop
     await reply(update, tr("meetings.manage.usage"))
-    return None
+    # Answered (the flow's state unchanged): /meeting is registered in group -1 only, so
+    # going on would reach the unknown-command reply of the later groups.
+    raise ApplicationHandlerStop
 
 
 async def show_meeting(update: Update, context: Context, actor: Actor, meeting_id: int) -> None:
@@ -444,8 +460,9 @@ async def show_meeting(update: Update, context: Context, actor: Actor, meeting_i
         line = plan.rsvp_line(tr, meeting, scope.rsvp_unit)
         if line:
             parts.append(line)
-    rows = [[(tr("meetings.buttons.ics"), f"{CB}:ics:{meeting.id}")]]
-    await reply(update, "\n".join(parts), keyboard(rows))
+    cancelled = meeting.status is MeetingStatus.cancelled
+    rows = [] if cancelled else [[(tr("meetings.buttons.ics"), f"{CB}:ics:{meeting.id}")]]
+    await reply(update, "\n".join(parts), keyboard(rows) if rows else None)
 
 
 def _require_coordinator(actor: Actor) -> None:
@@ -717,10 +734,20 @@ async def got_start(update: Update, context: Context, actor: Actor) -> int:
     tr, svc = actor.tr, services(context)
     now, data, text = svc.now(), draft_of(context, DRAFT), _text(update)
     zone_name = data.get("zone_name") or default_zone(svc)
-    try:
-        start = parse_time(tr, text, now, zone_name)
-    except Refusal as refusal:
-        return await _step_reply(update, refusal.text, state=START)
+    day, start = data.pop("start_day", None), None
+    if day:  # a day came without a time; this should be its time
+        with contextlib.suppress(DeadlineError):
+            start = parse_start(f"{day} {text}", now, zone_name)
+    if start is None:
+        try:
+            start = parse_start(text, now, zone_name)
+        except DeadlineError as problem:
+            if problem.code != "no_time":
+                return await _step_reply(update, time_problem(tr, problem, text), state=START)
+            data["start_day"] = text
+            return await _step_reply(update, tr("meetings.new.ask_start_time",
+                                                day=escape(text.strip()),
+                                                zone=escape(zone_name)), state=START)
     data["starts_at"] = start.isoformat()
     return await _step_reply(update, tr("meetings.new.ask_end",
                                         start=fmt_when(tr, start, zone_name, now=now)), state=END)
@@ -839,7 +866,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
             timezone=zone_name, unit_ids=data["unit_ids"], actor=user,
             zone_id=data.get("zone_id"), place=data.get("place"),
             video_link=data.get("video_link"), agenda=data.get("agenda"),
-            offsets=plan_offsets(),
+            offsets=plan_offsets(), now=now,
         )
         await plan.skip_past_reminders(session, meeting, now)
         _, unreachable = await plan.notify_rooms(

@@ -27,6 +27,7 @@ from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offse
 from bot.commands import CommandInfo, Where
 from bot.domain.normalize import closest_names, normalize
 from bot.domain.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
+from bot.domain.timeparse import next_date
 from bot.i18n import Translator
 from bot.plans import roster as plan
 from bot.services import Actor, Services, services
@@ -110,8 +111,10 @@ OFF_WORDS = {"off", "none", "关闭", "关", "不提醒"}
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_day(text: str, today: date) -> date | None:
-    """A calendar day: 2026-11-25, 2026/11/25, 11-25, 11月25日, 今天/明天/后天 (past allowed)."""
+def parse_day(text: str, today: date, *, upcoming: bool = False) -> date | None:
+    """A calendar day: 2026-11-25, 2026/11/25, 11-25, 11月25日, 今天/明天/后天 (past allowed).
+    Without a year, this year's; with `upcoming` (a shift to override or swap) the next
+    such date, never one in the past (01-04 typed in December is next January)."""
     clean = normalize(text).replace(" ", "")
     words = {"今天": 0, "today": 0, "明天": 1, "tomorrow": 1, "后天": 2, "昨天": -1}
     if clean in words:
@@ -120,6 +123,8 @@ def parse_day(text: str, today: date) -> date | None:
     if not match:
         return None
     try:
+        if upcoming and not match[1]:
+            return next_date(today, int(match[3]), int(match[2]))
         return date(int(match[1] or today.year), int(match[2]), int(match[3]))
     except ValueError:
         return None
@@ -136,7 +141,7 @@ def take_moment(args: list[str], today: date) -> tuple[date | None, time | None,
     """A day and an optional clock time from the front of the arguments."""
     if not args:
         return None, None, args
-    day = parse_day(args[0], today)
+    day = parse_day(args[0], today, upcoming=True)
     if day is None:
         return None, None, args
     rest = args[1:]
@@ -590,9 +595,11 @@ async def preview_text(
 
 
 async def apply_change(
-    session: AsyncSession, room: DutyRoom, change: dict[str, Any], user: User | None
+    session: AsyncSession, room: DutyRoom, change: dict[str, Any], user: User | None,
+    now: datetime,
 ) -> Roster:
-    """Write a confirmed change: settings first (creating the roster), then officers."""
+    """Write a confirmed change: settings first (creating the roster, existing from
+    `now`), then officers."""
     roster = await roster_for_room(session, room.id)
     if roster is None or {"pattern", "anchor_date", "timezone"} & set(change):
         roster, _ = await save_roster(
@@ -601,7 +608,7 @@ async def apply_change(
             shift_starts=change.get("shift_starts"),
             anchor_date=date.fromisoformat(change["anchor_date"])
             if "anchor_date" in change else None,
-            timezone=change.get("timezone"))
+            timezone=change.get("timezone"), now=now)
     if "officers" in change:
         await set_roster_members(session, roster, change["officers"], actor=user,
                                  chat_id=room.chat_id)
@@ -646,7 +653,7 @@ async def edit_pressed(update: Update, context: Context, actor: Actor) -> None:
                 if await roster_fingerprint(session, room.id, change.created_at) != \
                         change.basis:
                     raise Refusal(tr("roster.preview.dead_changed"))
-                roster = await apply_change(session, room, change.change, user)
+                roster = await apply_change(session, room, change.change, user, now)
                 await decide_roster_change(session, change, RosterChangeStatus.confirmed,
                                            actor=user, now=now, chat_id=chat_id)
                 await plan.skip_due(session, roster.id, now)
@@ -708,7 +715,8 @@ async def remind_command(
             assert user is not None
             current = plan.shift_offsets(user.preferences or {})
             if not args:
-                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current)))
+                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current))
+                              if current else tr("roster.remind.current_off"))
             if normalize(" ".join(args)) in OFF_WORDS:
                 offsets: list[int] = []
             else:
@@ -738,12 +746,11 @@ async def remind_command(
         await reply(update, refusal.text)
         return
     await svc.rescheduled(plan.NAME)
-    await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets)))
+    await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets))
+                if offsets else tr("roster.remind.saved_off"))
 
 
 def _offsets(tr: Translator, offsets: list[int]) -> str:
-    if not offsets:
-        return tr("roster.remind.none")
     return "、".join(fmt_minutes(tr, o) for o in offsets)
 
 

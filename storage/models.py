@@ -410,6 +410,9 @@ class Roster(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # Local start times "HH:MM": one for daily/weekly, two for day_night.
     shift_starts: Mapped[list[Any]] = mapped_column(default=list)
+    # When it came to exist, by the clock of whoever made it (unknown for older rows):
+    # nothing due before that is reported missed. Likewise on meetings and chair rotations.
+    created_at: Mapped[datetime | None]
 
     duty_room: Mapped[DutyRoom] = relationship(back_populates="roster")
     members: Mapped[list[RosterMember]] = relationship(
@@ -498,6 +501,7 @@ class ChairRotation(Base):
     term_months: Mapped[int] = mapped_column(Integer, default=12)
     # Local date on which the unit at position 0 took the chair.
     anchor_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime | None]
 
     zone: Mapped[Zone] = relationship()
     entries: Mapped[list[ChairRotationEntry]] = relationship(
@@ -690,6 +694,7 @@ class Meeting(Base):
     reminder_offsets: Mapped[list[Any]] = mapped_column(default=lambda: [7 * 24 * 60, 24 * 60, 60])
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime | None]
 
     zone: Mapped[Zone | None] = relationship()
     participants: Mapped[list[MeetingParticipant]] = relationship(
@@ -848,6 +853,18 @@ class ScheduleMark(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SchedulerHeartbeat(Base):
+    """When the scheduler first ran on this database and when it was last alive (one row):
+    a start looks for missed occurrences from the last beat, never before the first run."""
+
+    __tablename__ = "scheduler_heartbeat"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    first_alive_at: Mapped[datetime]
+    alive_at: Mapped[datetime]
+    process: Mapped[str | None] = mapped_column(String(200))
 
 
 class ConversationState(Base):

@@ -39,6 +39,7 @@ from storage.models import (
     RosterMember,
     Rsvp,
     ScheduleMark,
+    SchedulerHeartbeat,
     ShiftOverride,
     ShiftPattern,
     ShiftSwap,
@@ -196,11 +197,12 @@ async def upcoming_meetings(
 
 async def meetings_starting_between(
     session: AsyncSession, start: datetime, end: datetime
-) -> list[tuple[int, datetime, list[int], str]]:
-    """(id, starts_at, reminder offsets in minutes, title) of scheduled meetings; light rows
-    for the planner."""
+) -> list[tuple[int, datetime, list[int], str, datetime | None]]:
+    """(id, starts_at, reminder offsets in minutes, title, created_at) of scheduled
+    meetings; light rows for the planner."""
     rows = await session.execute(
-        select(Meeting.id, Meeting.starts_at, Meeting.reminder_offsets, Meeting.title)
+        select(Meeting.id, Meeting.starts_at, Meeting.reminder_offsets, Meeting.title,
+               Meeting.created_at)
         .where(
             Meeting.status == MeetingStatus.scheduled,
             Meeting.starts_at >= start,
@@ -208,7 +210,7 @@ async def meetings_starting_between(
         )
         .order_by(Meeting.starts_at, Meeting.id)
     )
-    return [(i, s, list(o or []), t) for i, s, o, t in rows]
+    return [(i, s, list(o or []), t, c) for i, s, o, t, c in rows]
 
 
 async def create_meeting(
@@ -227,9 +229,11 @@ async def create_meeting(
     agenda: str | None = None,
     offsets: Sequence[int],
     code: str | None = None,
+    now: datetime | None = None,
 ) -> Meeting:
     meeting = Meeting(
         code=code,
+        created_at=now,
         kind=kind,
         title=title,
         starts_at=starts_at,
@@ -618,8 +622,10 @@ async def save_roster(
     anchor_date: date | None = None,
     timezone: str | None = None,
     shift_starts: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> tuple[Roster, dict[str, tuple[Any, Any]]]:
-    """Create the room's roster or change its settings; returns it and what changed."""
+    """Create the room's roster (existing from `now`) or change its settings; returns it
+    and what changed."""
     roster = await roster_for_room(session, room.id)
     changed: dict[str, tuple[Any, Any]] = {}
     if roster is None:
@@ -631,6 +637,7 @@ async def save_roster(
             or "Asia/Shanghai",
             shift_starts=list(shift_starts or []),
             members=[],
+            created_at=now,
         )
         session.add(roster)
         await session.flush()
@@ -885,11 +892,12 @@ async def save_chair_rotation(
     term_months: int,
     anchor_date: date,
     actor: User | None,
+    now: datetime | None = None,
 ) -> ChairRotation:
     rotation = await chair_rotation_for_zone(session, zone.id)
     if rotation is None:
         rotation = ChairRotation(zone_id=zone.id, term_months=term_months,
-                                 anchor_date=anchor_date, entries=[])
+                                 anchor_date=anchor_date, entries=[], created_at=now)
         session.add(rotation)
     rotation.term_months, rotation.anchor_date = term_months, anchor_date
     for entry in list(rotation.entries):
@@ -904,6 +912,24 @@ async def save_chair_rotation(
     loaded = await chair_rotation_for_zone(session, zone.id)
     assert loaded is not None
     return loaded
+
+
+# --------------------------------------------------------------------------- heartbeat
+
+
+async def beat(
+    session: AsyncSession, now: datetime, process: str | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """Record that the scheduler is alive at `now`; returns when it first ran on this
+    database and when it last beat before this, (None, None) the first time ever."""
+    row = await session.get(SchedulerHeartbeat, 1, with_for_update=True)
+    if row is None:
+        session.add(SchedulerHeartbeat(id=1, first_alive_at=now, alive_at=now, process=process))
+        await session.flush()
+        return None, None
+    first, last = row.first_alive_at, row.alive_at
+    row.alive_at, row.process = now, process
+    return first, last
 
 
 # --------------------------------------------------------------------------- missed occurrences

@@ -14,6 +14,8 @@ from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
 from bot.testing import BotHarness
+from handlers.roster import parse_day
+from storage.dataio import import_file
 from storage.db import Database
 from storage.models import (
     AssistanceRequest,
@@ -48,6 +50,9 @@ COORD_ID = 910000031
 ZHANG = 910000032  # 张伟, duty officer of 甘肃, on the roster
 MA = 910000033  # 马建军, duty officer of 甘肃, on the roster
 OUTSIDER = 910000034  # 青海 duty officer
+# Of the hant_desk fixture (tests/conftest.py): duty officers in zh-Hant and zh-Hans, an
+# officer in English.
+HANT_DUTY_OFFICER, HANT_SIMPLIFIED_DUTY, HANT_ENGLISH = 920000004, 920000006, 920000005
 GANSU_ROOM = -1001000000301
 XINJIANG_ROOM = -1001000000304
 # 2026-11-20 is a Friday; the 甘肃 roster starts 2026-11-02 08:30 (Beijing):
@@ -268,7 +273,47 @@ async def test_incoming_officer_is_reminded_privately_at_their_offsets(
     assert len(texts_to((await desk.run_due()).messages, ZHANG)) == 1
 
 
+@pytest.mark.parametrize(("user_id", "off", "current"), [
+    (HANT_DUTY_OFFICER, "今後接班前不再提醒您", "您已關閉值班提醒"),
+    (HANT_SIMPLIFIED_DUTY, "今后接班前不再提醒您", "您已关闭值班提醒"),
+    (HANT_ENGLISH, "you will no longer be reminded before your shifts",
+     "You have no shift reminders"),
+])
+async def test_turning_reminders_off_reads_naturally_in_each_language(
+    hant_desk: BotHarness, user_id: int, off: str, current: str
+) -> None:
+    saved = (await hant_desk.send(user_id, "/roster remind off")).text
+    assert off in saved and "不提醒" not in saved and "no reminders" not in saved
+    assert current in (await hant_desk.send(user_id, "/roster remind")).text
+    async with hant_desk.db.session() as session:
+        user = (await session.execute(
+            select(User).where(User.telegram_id == user_id))).scalar_one()
+    assert user.preferences["shift_reminders"] == []
+
+
 # --------------------------------------------------------------------------- overrides, swaps
+
+
+def test_a_shift_day_without_a_year_is_the_next_one() -> None:
+    december = date(2026, 12, 20)
+    assert parse_day("01-04", december, upcoming=True) == date(2027, 1, 4)
+    assert parse_day("1月4日", december, upcoming=True) == date(2027, 1, 4)
+    assert parse_day("12-20", december, upcoming=True) == december
+    assert parse_day("2026-01-04", december, upcoming=True) == date(2026, 1, 4)
+    assert parse_day("02-30", december, upcoming=True) is None
+    # A roster's or a rotation's first day may be in the past: this year's.
+    assert parse_day("11-02", december) == date(2026, 11, 2)
+
+
+async def test_an_override_typed_in_december_for_january_is_next_january(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))
+    done = await desk.send(MA, "/roster edit override 01-03 张伟", chat_id=GANSU_ROOM)
+    assert "值班表已更新" in done.text
+    async with desk.db.session() as session:
+        override = (await session.execute(select(ShiftOverride))).scalar_one()
+    assert override.shift_start == at_beijing(3).replace(year=2027, month=1)
 
 
 async def test_override_changes_the_brief_and_the_reminders(
@@ -486,6 +531,29 @@ async def test_restart_sends_a_late_brief_within_grace_and_records_missed_beyond
         outcome = (await session.execute(select(ScheduleMark.outcome).where(
             ScheduleMark.key.like(f"handover:room{ids['room']}:20261122%")))).scalar_one()
     assert outcome == "missed"
+
+
+async def test_a_roster_imported_while_down_is_not_missed_before_it_existed(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    # The bot ran five days ago, on a database without rosters; while it was down the
+    # Traditional directory (a daily roster in 北京) was imported, a day before it is back.
+    back = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    clock = FakeClock(back - timedelta(days=5))
+    async with BotHarness(emulator, database_url, now=clock):
+        pass
+    db = Database(database_url)
+    report = await import_file(db, "tests/data/jingjinji_hant.yaml", now=back - timedelta(days=1))
+    await db.dispose()
+    assert not report.problems
+    clock.set(back)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        await bot.deliver()
+    async with bot.db.session() as session:
+        missed = (await session.execute(select(ScheduleMark).where(
+            ScheduleMark.outcome == "missed"))).scalars().all()
+    # Its handovers and reminders of the last day are missed; none from before the import.
+    assert missed and min(m.due_at for m in missed) >= back - timedelta(days=1)
 
 
 async def test_first_edit_creates_a_roster_from_today(

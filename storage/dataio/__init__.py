@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,11 @@ async def import_document(
     *,
     source: str | None = None,
     actor_telegram_id: int | None = None,
+    now: datetime | None = None,
 ) -> ImportReport:
-    """Validate, then upsert everything in the caller's unit of work.
+    """Validate, then upsert everything in the caller's unit of work (`now` is recorded
+    as the creation time of new rosters, chair rotations and meetings: the scheduler
+    reports nothing due before it as missed).
 
     With problems nothing is added to the session. The caller commits (or rolls back).
     """
@@ -213,7 +217,7 @@ async def import_document(
         if isinstance(document, Mapping) and positions:
             report.problems = with_lines(report.problems, document, positions)
         return report
-    applier = await apply_plan(session, state, plan)
+    applier = await apply_plan(session, state, plan, now)
     report.counts = {name: applier.counts[name] for name in COUNTED}
     if report.changed:
         scope = await applier.search_scope()
@@ -270,6 +274,7 @@ async def import_file(
     *,
     actor_telegram_id: int | None = None,
     dry_run: bool = False,
+    now: datetime | None = None,
 ) -> ImportReport:
     """Read, validate and import a YAML file in one transaction (all or nothing).
 
@@ -285,7 +290,7 @@ async def import_file(
     try:
         async with db.session() as session:
             report = await import_document(
-                session, document, source=source, actor_telegram_id=actor_telegram_id)
+                session, document, source=source, actor_telegram_id=actor_telegram_id, now=now)
             if report.problems or dry_run:
                 raise _Rollback(report)
     except _Rollback as rollback:

@@ -10,6 +10,7 @@ members, rotation order, meeting participants).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -153,8 +154,11 @@ def assign(obj: Any, values: dict[str, Any]) -> bool:
 
 
 class Applier:
-    def __init__(self, session: AsyncSession, state: State, plan: Plan) -> None:
+    def __init__(
+        self, session: AsyncSession, state: State, plan: Plan, now: datetime | None = None
+    ) -> None:
         self.session = session
+        self.now = now  # new rosters, rotations and meetings exist from then (None: unknown)
         self.state = state
         self.plan = plan.sections
         self.counts = {name: SectionCounts() for name in COUNTED}
@@ -373,7 +377,7 @@ class Applier:
             ]
             roster = existing.get(room.id)
             if roster is None:
-                roster = Roster(duty_room_id=room.id, **values,
+                roster = Roster(duty_room_id=room.id, **values, created_at=self.now,
                                 members=[RosterMember(**m) for m in members])
                 self.session.add(roster)
                 self.counts["rosters"].add(True, True)
@@ -399,7 +403,7 @@ class Applier:
             rotation = self.state.rotations.get(zone_id)
             if rotation is None:
                 rotation = self.state.rotations[zone_id] = ChairRotation(
-                    zone_id=zone_id, **values,
+                    zone_id=zone_id, **values, created_at=self.now,
                     entries=[ChairRotationEntry(position=i, unit_id=u)
                              for i, u in enumerate(order)],
                 )
@@ -525,7 +529,7 @@ class Applier:
                 meeting = by_title.get((fold(r["title"]), r["starts_at"]))
             if meeting is None:
                 meeting = Meeting(
-                    code=r["code"], **values,
+                    code=r["code"], **values, created_at=self.now,
                     participants=[MeetingParticipant(unit_id=u) for u in participants],
                 )
                 self.session.add(meeting)
@@ -546,7 +550,9 @@ class Applier:
             self.counts["meetings"].add(False, changed)
 
 
-async def apply_plan(session: AsyncSession, state: State, plan: Plan) -> Applier:
-    applier = Applier(session, state, plan)
+async def apply_plan(
+    session: AsyncSession, state: State, plan: Plan, now: datetime | None = None
+) -> Applier:
+    applier = Applier(session, state, plan, now)
     await applier.run()
     return applier
