@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -160,13 +161,20 @@ def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere)
     return decorate
 
 
+def unregistered_key(actor: Actor) -> str:
+    """Why an unregistered person is refused: a deactivated account is told so."""
+    if actor.user is not None and not actor.user.active:
+        return "errors.deactivated"
+    return "errors.unregistered"
+
+
 def _refusal(actor: Actor, min_role: Role | None, where: Where, update: Update) -> str | None:
     if where is Where.private and in_group(update):
         return "errors.private_only"
     if where is Where.group and not in_group(update):
         return "errors.group_only"
     if min_role is not None and not actor.registered:
-        return "errors.unregistered"
+        return unregistered_key(actor)
     if not role_permits(actor.role, min_role):
         return "errors.not_allowed"
     return None
@@ -191,3 +199,63 @@ COMMANDS_KEY = "commands"
 def all_commands(context: Context) -> list[CommandInfo]:
     """Every feature's commands, collected when the application was assembled."""
     return context.bot_data[COMMANDS_KEY]
+
+
+# --------------------------------------------------------------------------- confirmations
+
+CONFIRMATIONS = "confirmations"
+CONFIRMATIONS_KEPT = 32
+OPEN, CANCELLED, USED, SUPERSEDED = "open", "cancelled", "used", "superseded"
+
+
+def offer_confirmation(context: Context, kind: str, subject: object = "") -> str:
+    """A new confirmation of `kind` about `subject`; its token goes into the buttons.
+
+    The book lives in the user's persisted data, so a button is checked against what
+    happened since it was shown (cancelled, used, or replaced by a newer offer of the
+    same kind and subject) whenever it is pressed, even after a restart."""
+    assert context.user_data is not None
+    book: dict[str, dict[str, str]] = context.user_data.setdefault(CONFIRMATIONS, {})
+    for entry in book.values():
+        if entry["kind"] == kind and entry["subject"] == str(subject) and entry["state"] == OPEN:
+            entry["state"] = SUPERSEDED
+    token = secrets.token_hex(4)
+    book[token] = {"kind": kind, "subject": str(subject), "state": OPEN}
+    for old in list(book)[:-CONFIRMATIONS_KEPT]:
+        del book[old]
+    return token
+
+
+def confirmation_state(context: Context, token: str, kind: str) -> str | None:
+    """OPEN, CANCELLED, USED or SUPERSEDED; None for a token this user was never offered."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    return entry["state"] if entry and entry["kind"] == kind else None
+
+
+def close_confirmation(context: Context, token: str, state: str) -> None:
+    """Mark an open confirmation CANCELLED or USED: its buttons are dead from now on."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    if entry is not None and entry["state"] == OPEN:
+        entry["state"] = state
+
+
+def dead_confirmation_text(tr: Callable[..., str], state: str | None, what: str) -> str:
+    """What a button of a confirmation that is no longer open says; `what` names the action."""
+    key = {CANCELLED: "cancelled", USED: "used", SUPERSEDED: "superseded"}.get(state or "",
+                                                                             "unknown")
+    return tr(f"confirm.{key}", what=tr(what))
+
+
+async def confirmation_open(update: Update, context: Context, tr: Callable[..., str],
+                            token: str, kind: str, what: str) -> bool:
+    """True when the pressed confirmation is still open; else say why it is dead (its
+    button changes nothing) and return False."""
+    state = confirmation_state(context, token, kind)
+    if state == OPEN:
+        return True
+    if update.callback_query is not None:
+        await update.callback_query.answer(dead_confirmation_text(tr, state, what),
+                                           show_alert=True)
+    else:
+        await reply(update, dead_confirmation_text(tr, state, what))
+    return False
