@@ -208,19 +208,21 @@ CONFIRMATIONS_KEPT = 32
 OPEN, CANCELLED, USED, SUPERSEDED = "open", "cancelled", "used", "superseded"
 
 
-def offer_confirmation(context: Context, kind: str, subject: object = "") -> str:
+def offer_confirmation(context: Context, kind: str, subject: object = "", *,
+                       ref: str | None = None) -> str:
     """A new confirmation of `kind` about `subject`; its token goes into the buttons.
 
     The book lives in the user's persisted data, so a button is checked against what
     happened since it was shown (cancelled, used, or replaced by a newer offer of the
-    same kind and subject) whenever it is pressed, even after a restart."""
+    same kind and subject) whenever it is pressed, even after a restart. `ref` names the
+    prompt message a typed answer replies to, when the answer is typed, not pressed."""
     assert context.user_data is not None
     book: dict[str, dict[str, str]] = context.user_data.setdefault(CONFIRMATIONS, {})
     for entry in book.values():
         if entry["kind"] == kind and entry["subject"] == str(subject) and entry["state"] == OPEN:
             entry["state"] = SUPERSEDED
     token = secrets.token_hex(4)
-    book[token] = {"kind": kind, "subject": str(subject), "state": OPEN}
+    book[token] = {"kind": kind, "subject": str(subject), "state": OPEN, "ref": ref or ""}
     for old in list(book)[:-CONFIRMATIONS_KEPT]:
         del book[old]
     return token
@@ -232,8 +234,17 @@ def confirmation_state(context: Context, token: str, kind: str) -> str | None:
     return entry["state"] if entry and entry["kind"] == kind else None
 
 
+def confirmation_at(context: Context, ref: str) -> tuple[str, str, str] | None:
+    """(token, kind, state) of the confirmation whose prompt is the message `ref`."""
+    for token, entry in (context.user_data or {}).get(CONFIRMATIONS, {}).items():
+        if ref and entry.get("ref") == ref:
+            return token, entry["kind"], entry["state"]
+    return None
+
+
 def close_confirmation(context: Context, token: str, state: str) -> None:
-    """Mark an open confirmation CANCELLED or USED: its buttons are dead from now on."""
+    """Mark an open confirmation CANCELLED, USED or SUPERSEDED: its buttons are dead
+    from now on."""
     entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
     if entry is not None and entry["state"] == OPEN:
         entry["state"] = state
@@ -259,3 +270,15 @@ async def confirmation_open(update: Update, context: Context, tr: Callable[..., 
     else:
         await reply(update, dead_confirmation_text(tr, state, what))
     return False
+
+
+async def dead_button(update: Update, context: Context, tr: Callable[..., str],
+                      token: str) -> bool:
+    """A button of a confirmation of any kind that is over: say why and return True."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    query = update.callback_query
+    if entry is None or entry["state"] == OPEN or query is None:
+        return False
+    await query.answer(dead_confirmation_text(tr, entry["state"], f"confirm.what.{entry['kind']}"),
+                       show_alert=True)
+    return True

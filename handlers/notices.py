@@ -39,14 +39,13 @@ from bot.plans import notices as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
 from handlers.common import (
     CANCELLED,
-    OPEN,
     USED,
     Context,
     close_confirmation,
     confirmation_open,
     confirmation_state,
     current_actor,
-    dead_confirmation_text,
+    dead_button,
     escape,
     guarded,
     keyboard,
@@ -629,13 +628,8 @@ async def stale_flow_button(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None
     tr = (await current_actor(update, context)).tr
-    match = re.fullmatch(rf"{NEW}:(?:send|when|quit):({TOKEN})", query.data or "")
-    state = confirmation_state(context, match.group(1), SEND) if match else None
-    if state not in (None, OPEN):
-        await query.answer(dead_confirmation_text(tr, state, "confirm.what.notice_send"),
-                           show_alert=True)
-        return
-    await query.answer(tr("notices.new.expired"), show_alert=True)
+    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
+        await query.answer(tr("notices.new.expired"), show_alert=True)
 
 
 # =========================================================================== 收到
