@@ -22,6 +22,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -48,9 +49,14 @@ from bot.i18n import Translator
 from bot.plans import meetings as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
 from handlers.common import (
+    CANCELLED,
+    USED,
     Context,
     Refusal,
+    close_confirmation,
+    confirmation_open,
     current_actor,
+    dead_button,
     draft_of,
     escape,
     guarded,
@@ -58,6 +64,7 @@ from handlers.common import (
     in_group,
     keyboard,
     message_text,
+    offer_confirmation,
     reply,
 )
 from storage import outbox
@@ -102,6 +109,7 @@ ALL = {"全部", "all", "全体", "全體"}
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 DELEGATE = 20
 DRAFT = "meeting_draft"
+CREATE = "meeting_create"  # the confirmation kind of a draft's preview (handlers/common.py)
 PENDING_DELEGATE = "meeting_delegate"
 
 EDIT_FIELDS = {
@@ -431,15 +439,15 @@ async def meeting_command(update: Update, context: Context, actor: Actor) -> int
         return await start_new(update, context, actor)
     if verb in {"edit", "修改", "变更", "變更"}:
         await edit_meeting(update, context, actor, args[1:])
-        return None
-    if verb in {"cancel", "取消"}:
+    elif verb in {"cancel", "取消"}:
         await cancel_command(update, context, actor, args[1:])
-        return None
-    if (meeting_id := parse_meeting_id(verb)) is not None:
+    elif (meeting_id := parse_meeting_id(verb)) is not None:
         await show_meeting(update, context, actor, meeting_id)
-        return None
-    await reply(update, tr("meetings.manage.usage"))
-    return None
+    else:
+        await reply(update, tr("meetings.manage.usage"))
+    # Answered: no later handler (the unknown-command fallback) sees it, and a draft in
+    # progress stays where it was.
+    raise ApplicationHandlerStop
 
 
 async def show_meeting(update: Update, context: Context, actor: Actor, meeting_id: int) -> None:
@@ -662,12 +670,13 @@ async def start_new(update: Update, context: Context, actor: Actor) -> int | Non
     tr = actor.tr
     if not is_coordinator(actor):
         await reply(update, tr("errors.not_allowed"))
-        return None
+        raise ApplicationHandlerStop
     if in_group(update):
         await reply(update, tr("errors.private_only"))
-        return None
+        raise ApplicationHandlerStop
     assert context.user_data is not None
-    context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor)}
+    context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor),
+                                "token": offer_confirmation(context, CREATE)}
     await reply(update, tr("meetings.new.ask_title"))
     return TITLE
 
@@ -796,8 +805,9 @@ async def got_agenda(update: Update, context: Context, actor: Actor) -> int:
                                      state=AGENDA)
         data["agenda"] = text
     preview = await preview_text(svc, tr, data)
-    rows = [[(tr("meetings.buttons.confirm"), f"{CB}:new:ok"),
-             (tr("meetings.buttons.discard"), f"{CB}:new:no")]]
+    token = draft_of(context, DRAFT).get("token")
+    rows = [[(tr("meetings.buttons.confirm"), f"{CB}:new:ok:{token}"),
+             (tr("meetings.buttons.discard"), f"{CB}:new:no:{token}")]]
     return await _step_reply(update, preview, keyboard(rows), state=CONFIRM)
 
 
@@ -835,7 +845,12 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
     tr, svc, now = actor.tr, services(context), services(context).now()
     assert context.user_data is not None
     data = context.user_data.get(DRAFT) or {}
-    if (query.data or "").endswith(":no"):
+    verb, _, token = (query.data or "").removeprefix(f"{CB}:new:").partition(":")
+    if not await confirmation_open(update, context, tr, token, CREATE,
+                                   "confirm.what.meeting_create"):
+        raise ApplicationHandlerStop  # the draft in progress, if any, stays as it is
+    if verb == "no":
+        close_confirmation(context, token, CANCELLED)
         context.user_data.pop(DRAFT, None)
         await query.answer()
         await query.edit_message_text(tr("meetings.new.discarded"))
@@ -872,6 +887,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
         await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
                               default_language=svc.settings.default_language)
         meeting_id, title = meeting.id, meeting.title
+    close_confirmation(context, token, USED)
     context.user_data.pop(DRAFT, None)
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
@@ -887,10 +903,21 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
 async def cancel_flow(update: Update, context: Context) -> int:
     actor = await current_actor(update, context)
     if context.user_data is not None:
+        close_confirmation(context, (context.user_data.get(DRAFT) or {}).get("token") or "",
+                           CANCELLED)
         context.user_data.pop(DRAFT, None)
         context.user_data.pop(PENDING_DELEGATE, None)
     await reply(update, actor.tr("meetings.new.discarded"))
-    return ConversationHandler.END
+    return await handled(ConversationHandler.END)
+
+
+async def stale_draft_button(update: Update, context: Context) -> None:
+    """A draft's button when no draft waits for it: a confirmation that is over says why."""
+    query = update.callback_query
+    assert query is not None
+    tr = (await current_actor(update, context)).tr
+    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
+        await query.answer(tr("errors.stale_button"), show_alert=True)
 
 
 # --------------------------------------------------------------------------- RSVP
@@ -1096,7 +1123,8 @@ def register(application: Application) -> None:
                 PLACE: [MessageHandler(text, got_place)],
                 UNITS: [MessageHandler(text, got_units)],
                 AGENDA: [MessageHandler(text, got_agenda)],
-                CONFIRM: [CallbackQueryHandler(got_confirm, pattern=rf"^{CB}:new:(ok|no)$")],
+                CONFIRM: [CallbackQueryHandler(got_confirm,
+                                               pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
             },
             fallbacks=[CommandHandler("cancel", cancel_flow)],
             allow_reentry=True,
@@ -1119,3 +1147,4 @@ def register(application: Application) -> None:
     application.add_handler(CallbackQueryHandler(rsvp_pressed, pattern=rf"^{CB}:r:\d+:[ad]:"))
     application.add_handler(CallbackQueryHandler(ics_pressed, pattern=rf"^{CB}:ics"))
     application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:[0-9]{{1,9}}$"))
+    application.add_handler(CallbackQueryHandler(stale_draft_button, pattern=rf"^{CB}:new:"))

@@ -412,3 +412,50 @@ async def test_restart_before_the_due_time_places_the_job_again_and_sends_once(
     clock.advance(minutes=3)
     async with BotHarness(emulator, database_url, now=clock) as third:
         assert not [c for c in (await third.deliver()).messages if c.chat_id == GANSU_ROOM]
+
+
+async def preview_of_a_new_meeting(desk: BotHarness, title: str) -> object:
+    await desk.send(COORD_ID, "/meeting new")
+    zones = await desk.press(COORD_ID, await desk.send(COORD_ID, title), "联席会议")
+    await desk.press(COORD_ID, zones, "西北")
+    await desk.send(COORD_ID, "2026-12-03 09:00")
+    await desk.send(COORD_ID, "17:30")
+    await desk.send(COORD_ID, "青海省西宁市")
+    await desk.send(COORD_ID, "甘肃、青海")
+    preview = await desk.send(COORD_ID, "无")
+    assert title in preview.text and preview.buttons()
+    return preview
+
+
+DISCARDED = "已放弃，未作任何修改。"
+
+
+async def test_a_discarded_or_cancelled_preview_creates_nothing(desk: BotHarness) -> None:
+    preview = await preview_of_a_new_meeting(desk, "第一次草稿")
+    await desk.press(COORD_ID, preview, "放弃")
+    late = await desk.press(COORD_ID, preview, "确认")
+    assert late.alerts == ["您已取消创建会议，这个按钮不再起作用，什么也没有改变。"]
+    preview = await preview_of_a_new_meeting(desk, "第二次草稿")
+    assert (await desk.send(COORD_ID, "/cancel")).text == DISCARDED
+    late = await desk.press(COORD_ID, preview, "确认")
+    assert late.alerts == ["您已取消创建会议，这个按钮不再起作用，什么也没有改变。"]
+    async with desk.db.session() as session:
+        assert (await session.execute(select(Meeting))).scalars().all() == []
+    # A preview used once does not create a second meeting.
+    preview = await preview_of_a_new_meeting(desk, "第三次草稿")
+    assert "已创建会议" in (await desk.press(COORD_ID, preview, "确认")).text
+    again = await desk.press(COORD_ID, preview, "确认")
+    assert again.alerts == ["这个按钮已经用过（创建会议），不会再执行一次。"]
+    async with desk.db.session() as session:
+        assert len((await session.execute(select(Meeting))).scalars().all()) == 1
+
+
+async def test_meeting_commands_get_one_answer_and_no_unknown_command(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    for text in (f"/meeting {meeting_id}", "/meeting 999", "/meeting",
+                 f"/meeting cancel {meeting_id}"):
+        sent = await desk.send(COORD_ID, text)
+        assert len(sent.texts) == 1, (text, sent.texts)
+        assert "没有这个命令" not in sent.text
