@@ -139,10 +139,12 @@ def activation_handler(active: bool):  # type: ignore[no-untyped-def]
                 user = await target_user(session, tr, context.args[0])
                 if user.telegram_id == actor.telegram_id:
                     raise Refusal(tr("admin.not_yourself"))
+                name = escape(user.full_name or str(user.telegram_id))
+                if user.active == active:
+                    raise Refusal(tr(f"{key}.already", user=name))
                 admin = await user_by_telegram_id(session, actor.telegram_id)
                 assert admin is not None
                 await set_user_active(session, user, active, actor=admin)
-                name = escape(user.full_name or str(user.telegram_id))
         except Refusal as refusal:
             await reply(update, refusal.text)
             return
