@@ -942,7 +942,8 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
     await svc.rescheduled("requests")
     request = outcome.request
     assert request is not None
-    done = tr(f"requests.act.done.{press.action.value}", number=request.number,
+    done = tr(f"requests.act.done.{_done_key(press.action, outcome.liaisons_told)}",
+              number=request.number, count=outcome.liaisons_told,
               unit=request.to_unit.name if outcome.new_request is None
               else outcome.new_request.to_unit.name,
               new=outcome.new_request.number if outcome.new_request else "")
@@ -955,6 +956,14 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
     else:
         await reply(update, escape(done))
     return await handled(END)
+
+
+def _done_key(action: Action, liaisons_told: int | None) -> str:
+    """A withdrawal says who on the other side was told: the duty room, its liaisons,
+    or (a unit with neither) nobody."""
+    if action is not Action.cancel or liaisons_told is None:
+        return action.value
+    return "cancel_liaisons" if liaisons_told else "cancel_nobody"
 
 
 def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:

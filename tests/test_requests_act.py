@@ -362,3 +362,36 @@ async def test_a_cancelled_transfer_choice_moves_nothing(bot: BotHarness) -> Non
     assert late.alerts == [CANCELLED_TEXT.format(what="转办协作请求")]
     request = await the_request(bot.db)
     assert request.status is RequestStatus.open and request.transferred_to_id is None
+
+
+# --------------------------------------------------------------------------- units without a room
+
+
+async def test_withdrawing_a_request_to_a_unit_without_a_room_says_who_was_told(
+    hant_desk: BotHarness,
+) -> None:
+    from tests.conftest import HANT_DUTY_OFFICER
+
+    sent = await hant_desk.send(HANT_DUTY_OFFICER, "/request 河北 情報資訊互享 特急 協查涉槍線索")
+    created = await hant_desk.press(HANT_DUTY_OFFICER, sent, "提交")
+    number = next(word for word in created.text.replace("<code>", " ").replace(
+        "</code>", " ").split() if word.startswith("XZ-"))
+    shown = await hant_desk.send(HANT_DUTY_OFFICER, f"/request {number}")
+    prompt = prompt_of(await hant_desk.press(HANT_DUTY_OFFICER, shown, "撤回"))
+    done = await answer(hant_desk, HANT_DUTY_OFFICER, HANT_DUTY_OFFICER, prompt, "線索已核實")
+    assert done.text == (f"已撤回 {number}；河北省公安廳沒有登記值班室，也沒有可通知的聯絡員，"
+                         "對方未收到通知。")
+    assert "值班室" in done.text and "已通知對方值班室" not in done.text
+
+
+async def test_withdrawing_a_request_a_liaison_holds_updates_their_copy(bot: BotHarness) -> None:
+    liaison = await new_request(bot, "重庆")
+    assert liaison.chat_id == CQ_LIAISON
+    shown = await bot.send(REQUESTER, "/request XZ-2026-000001")
+    prompt = prompt_of(await bot.press(REQUESTER, shown, "撤回"))
+    done = await answer(bot, REQUESTER, REQUESTER, prompt, "线索已核实")
+    assert done.text == ("已撤回 XZ-2026-000001；重庆市公安局没有登记值班室，"
+                         "已通知收到此请求的 1 名联络员。")
+    [edit] = [c for c in (await bot.deliver()).calls if c.method == "editMessageText"]
+    assert edit.chat_id == CQ_LIAISON and "已撤回" in edit.params["text"]
+    assert "reply_markup" not in edit.params
