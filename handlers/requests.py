@@ -300,6 +300,12 @@ async def request_command(update: Update, context: Context, actor: Actor) -> int
     number = rules.parse_number(text) if text else None
     if number is None and context.args:
         number = rules.parse_number(context.args[0])
+    if number is None and len(context.args or []) == 1 and (
+            sequence := rules.parse_sequence(text)) is not None:
+        # The short number a /requests button shows: the latest request with it.
+        async with svc.db.session() as session:
+            number = await store.number_of_sequence(session, sequence) or \
+                rules.format_number(svc.now().astimezone(_zone(svc, actor)).year, sequence)
     if number is not None:
         await _show(update, context, actor, number=number)
         return await handled(END)
@@ -333,18 +339,27 @@ async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
                 exact := await store.resolve_units(session, words[index], exact_only=True)) == 1:
             notes += _toggle_target(tr, actor, draft, exact[0], add_only=True)
             index += 1
+        target_notes = list(notes)
         first_flag = index
         while index < len(words) and index < first_flag + 2:
             word = words[index]
+            before_urgency = draft.get("urgency") is None and index + 1 < len(words) and \
+                rules.parse_urgency(words[index + 1]) is not None
             if draft.get("urgency") is None and (urgency := rules.parse_urgency(word)):
                 draft["urgency"] = urgency.value
             elif draft.get("mechanism") is None and (
                     mechanism := await store.find_mechanism(session, word)):
                 draft["mechanism"] = mechanism.id
+            elif draft.get("mechanism") is None and (offered := await store.mechanism_meant(
+                    session, word, before_urgency=before_urgency)) is not None:
+                # Refused with the list (the flow then asks with buttons), not taken
+                # as the start of the subject.
+                notes.append(tr("requests.new.unknown_mechanism_word", query=escape(word[:40]),
+                                names="、".join(escape(m.name) for m in offered)))
             else:
                 break
             index += 1
-    if draft["targets"] and not notes:
+    if draft["targets"] and not target_notes:
         draft["targets_done"] = True
     subject = rules.clean_line(" ".join(words[index:]))
     if subject:
@@ -641,6 +656,15 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await handled(CONFIRM)
     return await _submit(update, context, actor, draft)
+
+
+@guarded(Role.officer, Where.private)
+async def review_typed(update: Update, context: Context, actor: Actor) -> int:
+    """Text at the summary: not a lookup; say what this step expects and show it again."""
+    if _live(context, services(context)) is None:
+        return await _expired(update, actor.tr)
+    return await _ask(update, context, actor, CONFIRM,
+                      [actor.tr("requests.new.review_expects_button")])
 
 
 async def _submit(update: Update, context: Context, actor: Actor, draft: dict[str, Any]) -> int:
@@ -1234,6 +1258,7 @@ def register(application: Application) -> None:
                            CallbackQueryHandler(deadline_given, pattern=rf"^{NEW}:nodl$"),
                            MessageHandler(other, _not_text(DEADLINE))],
                 CONFIRM: [MessageHandler(files, _attachment_handler(CONFIRM)),
+                          MessageHandler(text, review_typed),
                           CallbackQueryHandler(confirm_pressed,
                                                pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],
             },

@@ -139,6 +139,16 @@ async def find_mechanism(session: AsyncSession, text: str) -> Mechanism | None:
     return None
 
 
+async def mechanism_meant(session: AsyncSession, word: str, *, before_urgency: bool
+                          ) -> list[Mechanism] | None:
+    """When `word`, in the one-shot form's mechanism place, names no mechanism but was
+    meant as one (rules.meant_as_mechanism): every mechanism, to list. Else None."""
+    found = await mechanisms(session)
+    names = [name for mechanism in found for name in _names(mechanism)]
+    return found if rules.meant_as_mechanism(word, names, before_urgency=before_urgency) \
+        else None
+
+
 async def resolve_units(
     session: AsyncSession, query: str, *, limit: int = 8, exact_only: bool = False
 ) -> list[Unit]:
@@ -230,6 +240,16 @@ async def next_number(session: AsyncSession, year: int) -> str:
     ).returning(RequestCounter.last)
     sequence = (await session.execute(statement)).scalar_one()
     return rules.format_number(year, sequence)
+
+
+async def number_of_sequence(session: AsyncSession, sequence: int) -> str | None:
+    """The newest request numbered `sequence` in its year (what a /requests button shows)."""
+    suffix = rules.format_number(0, sequence).rsplit("-", 1)[1]
+    return (await session.execute(
+        select(AssistanceRequest.number)
+        .where(AssistanceRequest.number.like(f"{rules.NUMBER_PREFIX}-%-{suffix}"))
+        .order_by(AssistanceRequest.created_at.desc(), AssistanceRequest.id.desc()).limit(1)
+    )).scalar_one_or_none()
 
 
 # --------------------------------------------------------------------------- rendering helpers
