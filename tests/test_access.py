@@ -174,7 +174,9 @@ async def test_deactivated_user_loses_access_at_once(bot: BotHarness) -> None:
     await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
     assert "您是" in (await bot.send(OFFICER_ID, "/help")).text
 
-    done = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    asked = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    assert asked.text.startswith("确认停用 李明（<b>四川省公安厅</b>的民警）的账号吗？")
+    done = await bot.press(ADMIN_ID, asked, "确认停用")
     assert "已停用" in done.text
 
     told = "您的账号已被停用，暂时不能使用本助手。如有疑问，请联系本单位管理员。"
@@ -234,3 +236,25 @@ async def test_an_invitation_asks_an_active_user_before_moving_them(bot: BotHarn
     assert again.alerts == ["这个按钮已经用过（按邀请变更单位和角色），不会再执行一次。"]
     user = await user_row(bot, OFFICER_ID)
     assert user is not None and user.role is Role.duty_officer
+
+
+async def test_a_cancelled_deactivation_is_dead(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
+    asked = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    kept = await bot.press(ADMIN_ID, asked, "取消")
+    assert kept.text == "未停用，账号保持不变。"
+    late = await bot.press(ADMIN_ID, asked, "确认停用")
+    assert late.alerts == ["您已取消停用账号，这个按钮不再起作用，什么也没有改变。"]
+    user = await user_row(bot, OFFICER_ID)
+    assert user is not None and user.active
+    # Asked twice and answered on the newer: the older is dead, the account changed once.
+    older = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    newer = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    assert "已停用" in (await bot.press(ADMIN_ID, newer, "确认停用")).text
+    late = await bot.press(ADMIN_ID, older, "确认停用")
+    assert late.alerts == ["这个确认已被更新的一条取代（停用账号），请使用最新的那条消息。"]
+    async with bot.db.session() as session:
+        changes = (await session.execute(select(AuditEntry.action).where(
+            AuditEntry.action == "user.deactivate"))).scalars().all()
+    assert changes == ["user.deactivate"]
