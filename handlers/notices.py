@@ -586,6 +586,15 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     return await _stop(END)
 
 
+@guarded(Role.coordinator, Where.private)
+async def preview_typed(update: Update, context: Context, actor: Actor) -> int:
+    """Text at the preview: not a lookup; say what this step expects and show it again."""
+    if _live(context, services(context).now()) is None:
+        return await _expired(update, actor.tr)
+    return await _ask(update, context, actor, CONFIRM,
+                      [actor.tr("notices.new.review_expects_button")])
+
+
 async def quit_flow(update: Update, context: Context) -> int:
     """The cancel button or /cancel: leave the flow, nothing stored. A cancel button
     cancels only its own draft or correction prompt: one already over changes nothing."""
@@ -921,7 +930,8 @@ def register(application: Application) -> None:
                 WHEN: [MessageHandler(text, when_given),
                        CallbackQueryHandler(when_given, pattern=rf"^{NEW}:now$"),
                        MessageHandler(other, _not_text(WHEN))],
-                CONFIRM: [CallbackQueryHandler(confirm_pressed,
+                CONFIRM: [MessageHandler(text, preview_typed),
+                          CallbackQueryHandler(confirm_pressed,
                                                pattern=rf"^{NEW}:(send|when)(:{TOKEN})?$")],
                 CORRECT: [MessageHandler(text, correction_typed),
                           MessageHandler(other, _not_text(CORRECT))],

@@ -641,3 +641,12 @@ async def test_a_cancelled_scheduled_send_stays_unsent(bot: BotHarness, clock: F
     assert await notices(bot.db) == []
     clock.advance(hours=2)
     assert in_chat(await bot.run_due(), SICHUAN_ROOM) == []
+
+
+async def test_text_at_the_preview_is_not_a_lookup(bot: BotHarness) -> None:
+    sent = await bot.send(ADMIN, "/notice 预警 紧急 四川 今晚有大风")
+    assert "请核对通报" in sent.text
+    sent = await bot.send(ADMIN, "四川 刑侦")
+    assert sent.text.startswith("这一步是发送前的核对，不接收文字。")
+    assert "请核对通报" in sent.text and "联络员" not in sent.text
+    assert "TB-2026-000001" in (await bot.press(ADMIN, sent, "发送")).text
