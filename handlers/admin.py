@@ -22,11 +22,11 @@ from bot.i18n import Translator
 from bot.services import Actor, services
 from handlers.common import (
     CANCELLED,
-    CONFIRMATIONS,
     USED,
     Context,
     Refusal,
     close_confirmation,
+    confirmation,
     confirmation_open,
     edit_query_message,
     escape,
@@ -210,7 +210,7 @@ async def deactivate_pressed(update: Update, context: Context, actor: Actor) -> 
         await query.answer()
         await edit_query_message(update, tr("admin.deactivate.kept"))
         return
-    target = context.user_data[CONFIRMATIONS][token]["subject"]
+    target = confirmation(context, token)["subject"]
     close_confirmation(context, token, USED)
     await query.answer()
     try:

@@ -209,23 +209,30 @@ OPEN, CANCELLED, USED, SUPERSEDED = "open", "cancelled", "used", "superseded"
 
 
 def offer_confirmation(context: Context, kind: str, subject: object = "", *,
-                       ref: str | None = None) -> str:
+                       ref: str | None = None, extra: dict[str, Any] | None = None) -> str:
     """A new confirmation of `kind` about `subject`; its token goes into the buttons.
 
     The book lives in the user's persisted data, so a button is checked against what
     happened since it was shown (cancelled, used, or replaced by a newer offer of the
     same kind and subject) whenever it is pressed, even after a restart. `ref` names the
-    prompt message a typed answer replies to, when the answer is typed, not pressed."""
+    prompt message a typed answer replies to, when the answer is typed, not pressed;
+    `extra` is what the confirmed action needs (JSON), read back with `confirmation`."""
     assert context.user_data is not None
     book: dict[str, dict[str, str]] = context.user_data.setdefault(CONFIRMATIONS, {})
     for entry in book.values():
         if entry["kind"] == kind and entry["subject"] == str(subject) and entry["state"] == OPEN:
             entry["state"] = SUPERSEDED
     token = secrets.token_hex(4)
-    book[token] = {"kind": kind, "subject": str(subject), "state": OPEN, "ref": ref or ""}
+    book[token] = {"kind": kind, "subject": str(subject), "state": OPEN, "ref": ref or "",
+                   "extra": extra or {}}
     for old in list(book)[:-CONFIRMATIONS_KEPT]:
         del book[old]
     return token
+
+
+def confirmation(context: Context, token: str) -> dict[str, Any]:
+    """The entry of an offered confirmation: its subject and extra."""
+    return (context.user_data or {}).get(CONFIRMATIONS, {}).get(token) or {}
 
 
 def confirmation_state(context: Context, token: str, kind: str) -> str | None:

@@ -54,6 +54,7 @@ from handlers.common import (
     Context,
     Refusal,
     close_confirmation,
+    confirmation,
     confirmation_open,
     current_actor,
     dead_button,
@@ -109,7 +110,8 @@ ALL = {"全部", "all", "全体", "全體"}
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 DELEGATE = 20
 DRAFT = "meeting_draft"
-CREATE = "meeting_create"  # the confirmation kind of a draft's preview (handlers/common.py)
+# Confirmation kinds (handlers/common.py): a draft's preview, /meeting cancel's question.
+CREATE, CANCEL = "meeting_create", "meeting_cancel"
 PENDING_DELEGATE = "meeting_delegate"
 
 EDIT_FIELDS = {
@@ -616,6 +618,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
 async def cancel_command(
     update: Update, context: Context, actor: Actor, args: list[str]
 ) -> None:
+    """/meeting cancel ID [REASON]: asks first, naming the meeting and its time."""
     svc, tr, now = services(context), actor.tr, services(context).now()
     try:
         _require_coordinator(actor)
@@ -627,40 +630,87 @@ async def cancel_command(
             meeting = await get_meeting(session, meeting_id)
             if meeting is None:
                 raise Refusal(tr("meetings.errors.not_found"))
-            user = await acting_user(session, actor)
-            if not await cancel_meeting(session, meeting, actor=user, reason=reason):
+            if meeting.status is MeetingStatus.cancelled:
                 raise Refusal(tr("meetings.errors.cancelled"))
-            room_tr = Translator(svc.settings.default_language)
-            rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
-            unreachable = []
-            for participant in meeting.participants:
-                room = rooms.get(participant.unit_id)
-                if room is None or room.chat_id is None:
-                    unreachable.append(participant.unit.short_name or participant.unit.name)
-                    continue
-                zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
-                text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
-                               when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
-                                             zone_name, now=now))
-                if reason:
-                    text += "\n" + room_tr("meetings.notify.reason", reason=escape(reason))
-                await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_cancel",
-                                     text=text, payload=plan.HTML,
-                                     dedup_key=f"meeting:{meeting.id}:cancel:room{room.id}",
-                                     now=now)
-            await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
-                                  default_language=svc.settings.default_language,
-                                  edit_key=f"meeting:{meeting.id}:tally:cancel")
-            text = tr("meetings.cancel.done", id=meeting.id, title=escape(meeting.title))
-            if unreachable:
-                text += "\n" + tr("meetings.created.unreachable",
-                                  units=escape("、".join(unreachable)))
+            question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
+                          when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
+                                        plan.meeting_zone(meeting, actor_zone(svc, actor)),
+                                        now=now))
     except Refusal as refusal:
         await reply(update, refusal.text)
         return
+    token = offer_confirmation(context, CANCEL, meeting_id, extra={"reason": reason})
+    await reply(update, question, keyboard([[
+        (tr("meetings.buttons.cancel_yes"), f"{CB}:mc:y:{token}"),
+        (tr("meetings.buttons.cancel_no"), f"{CB}:mc:n:{token}")]]))
+
+
+@guarded(Role.officer)
+async def cancel_pressed(update: Update, context: Context, actor: Actor) -> None:
+    """The answer to /meeting cancel's question, checked against the meeting as it is now."""
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    answer, _, token = (query.data or "").removeprefix(f"{CB}:mc:").partition(":")
+    if not await confirmation_open(update, context, tr, token, CANCEL,
+                                   "confirm.what.meeting_cancel"):
+        return
+    await query.answer()
+    if answer != "y":
+        close_confirmation(context, token, CANCELLED)
+        await query.edit_message_text(tr("meetings.cancel.kept"))
+        return
+    entry = confirmation(context, token)
+    close_confirmation(context, token, USED)
+    try:
+        text = await _cancel_meeting(svc, actor, int(entry["subject"]),
+                                     entry["extra"].get("reason"))
+    except Refusal as refusal:
+        await query.edit_message_text(refusal.text, parse_mode=ParseMode.HTML)
+        return
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
-    await reply(update, text)
+    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+
+
+async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
+                          reason: str | None) -> str:
+    """Cancel, tell every participant's duty room, update the tally; what to answer."""
+    tr, now = actor.tr, svc.now()
+    _require_coordinator(actor)
+    async with svc.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+        if meeting is None:
+            raise Refusal(tr("meetings.errors.not_found"))
+        user = await acting_user(session, actor)
+        if not await cancel_meeting(session, meeting, actor=user, reason=reason):
+            raise Refusal(tr("meetings.errors.cancelled"))
+        room_tr = Translator(svc.settings.default_language)
+        rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+        unreachable = []
+        for participant in meeting.participants:
+            room = rooms.get(participant.unit_id)
+            if room is None or room.chat_id is None:
+                unreachable.append(participant.unit.short_name or participant.unit.name)
+                continue
+            zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+            text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
+                           when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
+                                         zone_name, now=now))
+            if reason:
+                text += "\n" + room_tr("meetings.notify.reason", reason=escape(reason))
+            await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_cancel",
+                                 text=text, payload=plan.HTML,
+                                 dedup_key=f"meeting:{meeting.id}:cancel:room{room.id}",
+                                 now=now)
+        await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                              default_language=svc.settings.default_language,
+                              edit_key=f"meeting:{meeting.id}:tally:cancel")
+        text = tr("meetings.cancel.done", id=meeting.id, title=escape(meeting.title))
+        if unreachable:
+            text += "\n" + tr("meetings.created.unreachable",
+                              units=escape("、".join(unreachable)))
+    return text
 
 
 # --------------------------------------------------------------------------- /meeting new
@@ -1148,3 +1198,4 @@ def register(application: Application) -> None:
     application.add_handler(CallbackQueryHandler(ics_pressed, pattern=rf"^{CB}:ics"))
     application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:[0-9]{{1,9}}$"))
     application.add_handler(CallbackQueryHandler(stale_draft_button, pattern=rf"^{CB}:new:"))
+    application.add_handler(CallbackQueryHandler(cancel_pressed, pattern=rf"^{CB}:mc:[yn]:"))

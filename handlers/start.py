@@ -17,11 +17,11 @@ from bot.i18n import LANGUAGES, Translator
 from bot.services import Actor, services
 from handlers.common import (
     CANCELLED,
-    CONFIRMATIONS,
     USED,
     Context,
     all_commands,
     close_confirmation,
+    confirmation,
     confirmation_open,
     current_actor,
     edit_query_message,
@@ -124,7 +124,7 @@ async def move_pressed(update: Update, context: Context, actor: Actor) -> None:
             actor.tr, actor)) if actor.user is not None else actor.tr("start.unregistered"))
         return
     assert context.user_data is not None
-    code = context.user_data[CONFIRMATIONS][token]["subject"]
+    code = confirmation(context, token)["subject"]
     close_confirmation(context, token, USED)
     await query.answer()
     await edit_query_message(update, await _link(update, context, actor, code))

@@ -221,7 +221,7 @@ async def test_an_invitation_asks_an_active_user_before_moving_them(bot: BotHarn
     kept = await bot.press(OFFICER_ID, asked, "取消")
     assert kept.text == "未作变更，您仍是<b>四川省公安厅</b>的民警；邀请码未被使用。"
     late = await bot.press(OFFICER_ID, asked, "确认变更")
-    assert late.alerts == ["您已取消按邀请变更单位和角色，这个按钮不再起作用，什么也没有改变。"]
+    assert late.alerts == ["您已取消「按邀请变更单位和角色」，这个按钮不再起作用，什么也没有改变。"]
     async with bot.db.session() as session:
         user = await user_by_telegram_id(session, OFFICER_ID)
         assert user is not None and user.unit is not None
@@ -245,7 +245,7 @@ async def test_a_cancelled_deactivation_is_dead(bot: BotHarness) -> None:
     kept = await bot.press(ADMIN_ID, asked, "取消")
     assert kept.text == "未停用，账号保持不变。"
     late = await bot.press(ADMIN_ID, asked, "确认停用")
-    assert late.alerts == ["您已取消停用账号，这个按钮不再起作用，什么也没有改变。"]
+    assert late.alerts == ["您已取消「停用账号」，这个按钮不再起作用，什么也没有改变。"]
     user = await user_row(bot, OFFICER_ID)
     assert user is not None and user.active
     # Asked twice and answered on the newer: the older is dead, the account changed once.

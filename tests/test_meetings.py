@@ -272,7 +272,9 @@ async def test_change_and_cancellation_are_announced_and_reminders_follow(
     clock.set(moved - timedelta(days=1) + timedelta(seconds=1))
     assert {c.chat_id for c in (await desk.run_due()).messages} >= {GANSU_ROOM, QINGHAI_ROOM}
 
-    cancelled = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    asked = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    assert asked.text.startswith(f"确认取消会议 #{meeting_id}「第十五届联席会议」（12月5日")
+    cancelled = await desk.press(COORD_ID, asked, "确认取消会议")
     assert "已取消" in cancelled.text
     notices = await desk.deliver()
     texts = [c.params["text"] for c in notices.messages if c.chat_id == GANSU_ROOM]
@@ -434,11 +436,11 @@ async def test_a_discarded_or_cancelled_preview_creates_nothing(desk: BotHarness
     preview = await preview_of_a_new_meeting(desk, "第一次草稿")
     await desk.press(COORD_ID, preview, "放弃")
     late = await desk.press(COORD_ID, preview, "确认")
-    assert late.alerts == ["您已取消创建会议，这个按钮不再起作用，什么也没有改变。"]
+    assert late.alerts == ["您已取消「创建会议」，这个按钮不再起作用，什么也没有改变。"]
     preview = await preview_of_a_new_meeting(desk, "第二次草稿")
     assert (await desk.send(COORD_ID, "/cancel")).text == DISCARDED
     late = await desk.press(COORD_ID, preview, "确认")
-    assert late.alerts == ["您已取消创建会议，这个按钮不再起作用，什么也没有改变。"]
+    assert late.alerts == ["您已取消「创建会议」，这个按钮不再起作用，什么也没有改变。"]
     async with desk.db.session() as session:
         assert (await session.execute(select(Meeting))).scalars().all() == []
     # A preview used once does not create a second meeting.
@@ -459,3 +461,23 @@ async def test_meeting_commands_get_one_answer_and_no_unknown_command(
         sent = await desk.send(COORD_ID, text)
         assert len(sent.texts) == 1, (text, sent.texts)
         assert "没有这个命令" not in sent.text
+
+
+async def test_a_kept_meeting_cancellation_is_dead(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    asked = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    kept = await desk.press(COORD_ID, asked, "不取消")
+    assert kept.text == "未取消，会议保持不变。"
+    late = await desk.press(COORD_ID, asked, "确认取消会议")
+    assert late.alerts == ["您已取消「取消会议」，这个按钮不再起作用，什么也没有改变。"]
+    async with desk.db.session() as session:
+        assert (await get_meeting(session, meeting_id)).status is MeetingStatus.scheduled
+    assert [c for c in (await desk.deliver()).messages if c.chat_id == GANSU_ROOM] == []
+    # Asked twice, confirmed on one: the other finds the meeting cancelled already.
+    first = await desk.send(COORD_ID, f"/meeting cancel {meeting_id}")
+    second = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 另行通知")
+    assert "已取消" in (await desk.press(COORD_ID, second, "确认取消会议")).text
+    late = await desk.press(COORD_ID, first, "确认取消会议")
+    assert late.alerts == ["这个确认已被更新的一条取代（取消会议），请使用最新的那条消息。"]

@@ -315,7 +315,7 @@ async def test_without_a_duty_room_the_liaison_is_told_and_coordinators_see_it_u
 
 # --------------------------------------------------------------------------- dead prompts
 
-CANCELLED_TEXT = "您已取消{what}，这个按钮不再起作用，什么也没有改变。"
+CANCELLED_TEXT = "您已取消「{what}」，这个按钮不再起作用，什么也没有改变。"
 
 
 async def test_a_cancelled_withdrawal_prompt_takes_no_reason(bot: BotHarness) -> None:

@@ -283,9 +283,9 @@ async def test_a_cancelled_summary_cannot_submit_the_next_draft(bot: BotHarness)
     await bot.press(REQUESTER, first, "取消")
     await bot.send(REQUESTER, "/request 重庆 治安管控互动 特急 第二份草稿")
     late = await bot.press(REQUESTER, first, "提交")
-    assert late.alerts == ["您已取消提交协作请求，这个按钮不再起作用，什么也没有改变。"]
+    assert late.alerts == ["您已取消「提交协作请求」，这个按钮不再起作用，什么也没有改变。"]
     late = await bot.press(REQUESTER, first, "取消")
-    assert late.alerts == ["您已取消提交协作请求，这个按钮不再起作用，什么也没有改变。"]
+    assert late.alerts == ["您已取消「提交协作请求」，这个按钮不再起作用，什么也没有改变。"]
     assert await count(bot.db, AssistanceRequest) == 0
     # The second draft is untouched: /cancel ends it, and then nothing is left to submit.
     assert "已取消" in (await bot.send(REQUESTER, "/cancel")).text
