@@ -836,10 +836,10 @@ async def _answers_dead_prompt(update: Update, context: Context, tr: Translator)
     return True
 
 
-@guarded(Role.officer)
-async def dead_prompt_answered(update: Update, context: Context, actor: Actor) -> None:
-    """Outside the flow: an answer to a prompt already over is not a lookup either."""
-    if await _answers_dead_prompt(update, context, actor.tr):
+async def dead_prompt_answered(update: Update, context: Context) -> None:
+    """Outside the flow: an answer to a prompt already over is not a lookup either. Any
+    other reply goes on to the later groups untouched (no refusal for strangers here)."""
+    if await _answers_dead_prompt(update, context, await _tr(update, context)):
         raise ApplicationHandlerStop
 
 

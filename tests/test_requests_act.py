@@ -395,3 +395,10 @@ async def test_withdrawing_a_request_a_liaison_holds_updates_their_copy(bot: Bot
     [edit] = [c for c in (await bot.deliver()).calls if c.method == "editMessageText"]
     assert edit.chat_id == CQ_LIAISON and "已撤回" in edit.params["text"]
     assert "reply_markup" not in edit.params
+
+
+async def test_other_replies_in_the_room_are_left_alone(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    # A member who is not registered replies to the card: the bot says nothing.
+    sent = await answer(bot, 999999, SICHUAN_ROOM, card, "收到")
+    assert sent.messages == []
