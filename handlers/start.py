@@ -221,10 +221,13 @@ async def unknown_command(update: Update, context: Context) -> None:
 
 
 async def nothing_to_cancel(update: Update, context: Context) -> None:
-    """/cancel when no flow waits: every flow's own /cancel stops the update before this."""
+    """/cancel when no flow waits: every flow's own /cancel stops the update before this.
+    In a group only registered people are answered (others' commands are not ours)."""
     actor = await current_actor(update, context)
-    await reply(update, actor.tr("errors.nothing_to_cancel" if actor.registered
-                                 else unregistered_key(actor)))
+    if actor.registered:
+        await reply(update, actor.tr("errors.nothing_to_cancel"))
+    elif not in_group(update):
+        await reply(update, actor.tr(unregistered_key(actor)))
 
 
 async def not_text(update: Update, context: Context) -> None:

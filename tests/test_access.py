@@ -207,6 +207,11 @@ async def test_coordinator_cannot_invite_administrators(bot: BotHarness) -> None
 
 async def test_cancel_outside_a_flow_says_there_is_nothing_to_cancel(bot: BotHarness) -> None:
     assert (await bot.send(ADMIN_ID, "/cancel")).text == "当前没有进行中的操作，无需取消。"
+    bot.emulator.add_user(STRANGER_ID, "王五")
+    bot.emulator.add_group(ROOM_ID, "闲聊群", members=[ADMIN_ID, STRANGER_ID])
+    assert "无需取消" in (await bot.send(ADMIN_ID, "/cancel", chat_id=ROOM_ID)).text
+    assert (await bot.send(STRANGER_ID, "/cancel", chat_id=ROOM_ID)).messages == []
+    assert "尚未登记" in (await bot.send(STRANGER_ID, "/cancel")).text
 
 
 async def test_an_invitation_asks_an_active_user_before_moving_them(bot: BotHarness) -> None:
