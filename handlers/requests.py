@@ -953,7 +953,10 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
             await reply(update, text)
         return await handled(UNIT if press.action is Action.transfer else NOTE)
     assert context.user_data is not None
-    _close_pending(context, USED)
+    pending = context.user_data.get(PENDING) or {}
+    answered = (pending.get("id"), pending.get("action")) == (press.request_id,
+                                                               press.action.value)
+    _close_pending(context, USED if answered else SUPERSEDED)
     context.user_data.pop(PENDING, None)
     if outcome.verdict is not store.Verdict.done:
         text = _refusal_text(tr, outcome, tz)
