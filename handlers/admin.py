@@ -202,8 +202,7 @@ async def deactivate_pressed(update: Update, context: Context, actor: Actor) -> 
     query = update.callback_query
     assert query is not None and context.user_data is not None
     answer, _, token = (query.data or "").removeprefix(DEACTIVATE_CALLBACK).partition(":")
-    if not await confirmation_open(update, context, tr, token, DEACTIVATE,
-                                   "confirm.what.user_deactivate"):
+    if not await confirmation_open(update, context, tr, token, DEACTIVATE):
         return
     if answer != "y":
         close_confirmation(context, token, CANCELLED)

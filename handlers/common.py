@@ -257,25 +257,25 @@ def close_confirmation(context: Context, token: str, state: str) -> None:
         entry["state"] = state
 
 
-def dead_confirmation_text(tr: Callable[..., str], state: str | None, what: str) -> str:
-    """What a button of a confirmation that is no longer open says; `what` names the action."""
+def dead_confirmation_text(tr: Callable[..., str], state: str | None, kind: str) -> str:
+    """What a confirmation of `kind` that is no longer open says when pressed."""
     key = {CANCELLED: "cancelled", USED: "used", SUPERSEDED: "superseded"}.get(state or "",
                                                                              "unknown")
-    return tr(f"confirm.{key}", what=tr(what))
+    return tr(f"confirm.{key}", what=tr(f"confirm.what.{kind}"))
 
 
 async def confirmation_open(update: Update, context: Context, tr: Callable[..., str],
-                            token: str, kind: str, what: str) -> bool:
+                            token: str, kind: str) -> bool:
     """True when the pressed confirmation is still open; else say why it is dead (its
-    button changes nothing) and return False."""
+    button changes nothing; confirm.what.<kind> names the action) and return False."""
     state = confirmation_state(context, token, kind)
     if state == OPEN:
         return True
+    text = dead_confirmation_text(tr, state, kind)
     if update.callback_query is not None:
-        await update.callback_query.answer(dead_confirmation_text(tr, state, what),
-                                           show_alert=True)
+        await update.callback_query.answer(text, show_alert=True)
     else:
-        await reply(update, dead_confirmation_text(tr, state, what))
+        await reply(update, text)
     return False
 
 
@@ -286,6 +286,6 @@ async def dead_button(update: Update, context: Context, tr: Callable[..., str],
     query = update.callback_query
     if entry is None or entry["state"] == OPEN or query is None:
         return False
-    await query.answer(dead_confirmation_text(tr, entry["state"], f"confirm.what.{entry['kind']}"),
+    await query.answer(dead_confirmation_text(tr, entry["state"], entry["kind"]),
                        show_alert=True)
     return True

@@ -652,8 +652,7 @@ async def cancel_pressed(update: Update, context: Context, actor: Actor) -> None
     query = update.callback_query
     assert query is not None
     answer, _, token = (query.data or "").removeprefix(f"{CB}:mc:").partition(":")
-    if not await confirmation_open(update, context, tr, token, CANCEL,
-                                   "confirm.what.meeting_cancel"):
+    if not await confirmation_open(update, context, tr, token, CANCEL):
         return
     await query.answer()
     if answer != "y":
@@ -896,8 +895,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
     assert context.user_data is not None
     data = context.user_data.get(DRAFT) or {}
     verb, _, token = (query.data or "").removeprefix(f"{CB}:new:").partition(":")
-    if not await confirmation_open(update, context, tr, token, CREATE,
-                                   "confirm.what.meeting_create"):
+    if not await confirmation_open(update, context, tr, token, CREATE):
         raise ApplicationHandlerStop  # the draft in progress, if any, stays as it is
     if verb == "no":
         close_confirmation(context, token, CANCELLED)

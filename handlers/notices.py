@@ -542,8 +542,7 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     if draft is None:
         return await _expired(update, tr)
     verb, _, token = (query.data or "").removeprefix(f"{NEW}:").partition(":")
-    if not await confirmation_open(update, context, tr, token, SEND,
-                                   "confirm.what.notice_send"):
+    if not await confirmation_open(update, context, tr, token, SEND):
         return await _stop(CONFIRM)
     if verb == "when":
         await query.answer()
@@ -604,8 +603,7 @@ async def quit_flow(update: Update, context: Context) -> int:
     token = (query.data or "").removeprefix(f"{NEW}:quit").lstrip(":") if query else ""
     if token:
         kind = SEND if confirmation_state(context, token, SEND) else CORRECTION
-        if not await confirmation_open(update, context, tr, token, kind,
-                                       f"confirm.what.{kind}"):
+        if not await confirmation_open(update, context, tr, token, kind):
             raise ApplicationHandlerStop  # whatever is in progress goes on as it was
     for key in (DRAFT, CORRECTING):
         held = context.user_data.get(key) or {}
@@ -766,7 +764,7 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
         return
     action, token = match.group(1) or match.group(3), match.group(5)
     if token is not None and not await confirmation_open(
-            update, context, tr, token, WITHDRAW, "confirm.what.notice_withdraw"):
+            update, context, tr, token, WITHDRAW):
         return
     if action == "p":
         await query.answer()

@@ -644,8 +644,7 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     if draft is None:
         return await _expired(update, tr)
     data, _, token = (query.data or "").rpartition(":")
-    if not await confirmation_open(update, context, tr, token, SUBMIT,
-                                   "confirm.what.request_submit"):
+    if not await confirmation_open(update, context, tr, token, SUBMIT):
         return await handled(CONFIRM)
     if data in (f"{NEW}:edit:details", f"{NEW}:edit:deadline"):
         draft["editing"] = True
@@ -717,8 +716,7 @@ async def quit_flow(update: Update, context: Context) -> int:
     assert context.user_data is not None
     query = update.callback_query
     token = (query.data or "").removeprefix(f"{NEW}:quit").lstrip(":") if query else ""
-    if token and not await confirmation_open(update, context, actor_tr, token, SUBMIT,
-                                             "confirm.what.request_submit"):
+    if token and not await confirmation_open(update, context, actor_tr, token, SUBMIT):
         raise ApplicationHandlerStop  # whatever is in progress goes on as it was
     close_confirmation(context, (context.user_data.get(DRAFT) or {}).get("token") or "",
                        CANCELLED)
@@ -832,7 +830,7 @@ async def _answers_dead_prompt(update: Update, context: Context, tr: Translator)
     found = confirmation_at(context, f"{replied.chat_id}:{replied.message_id}")
     if found is None or found[2] == OPEN:
         return False
-    await reply(update, dead_confirmation_text(tr, found[2], f"confirm.what.{found[1]}"))
+    await reply(update, dead_confirmation_text(tr, found[2], found[1]))
     return True
 
 
@@ -904,8 +902,7 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await handled(UNIT)
         if not await confirmation_open(update, context, tr, match.group(2),
-                                       _act_kind(Action.transfer),
-                                       "confirm.what.request_transfer"):
+                                       _act_kind(Action.transfer)):
             return await handled(UNIT)
         return await _apply(update, context, actor, press, unit_id=int(match.group(1)))
     text = rules.clean_line(message_text(update))
@@ -1006,8 +1003,7 @@ async def drop_action(update: Update, context: Context) -> int:
     query = update.callback_query
     token = (query.data or "").removeprefix(f"{ACT}:quit").lstrip(":") if query else ""
     if token and not await confirmation_open(update, context, tr, token,
-                                             _act_kind(Action.transfer),
-                                             "confirm.what.request_transfer"):
+                                             _act_kind(Action.transfer)):
         raise ApplicationHandlerStop  # whatever is in progress goes on as it was
     _close_pending(context, CANCELLED)
     context.user_data.pop(PENDING, None)

@@ -114,8 +114,7 @@ async def move_pressed(update: Update, context: Context, actor: Actor) -> None:
     query = update.callback_query
     assert query is not None
     answer, _, token = (query.data or "").removeprefix(MOVE_CALLBACK).partition(":")
-    if not await confirmation_open(update, context, actor.tr, token, MOVE,
-                                   "confirm.what.invitation"):
+    if not await confirmation_open(update, context, actor.tr, token, MOVE):
         return
     if answer != "y":
         close_confirmation(context, token, CANCELLED)
