@@ -14,11 +14,13 @@ from telegram import (
     BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    Message,
     Update,
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
+from telegram.ext.filters import MessageFilter
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
 from bot.services import Actor, resolve_actor, services
@@ -241,12 +243,45 @@ def confirmation_state(context: Context, token: str, kind: str) -> str | None:
     return entry["state"] if entry and entry["kind"] == kind else None
 
 
-def confirmation_at(context: Context, ref: str) -> tuple[str, str, str] | None:
-    """(token, kind, state) of the confirmation whose prompt is the message `ref`."""
-    for token, entry in (context.user_data or {}).get(CONFIRMATIONS, {}).items():
-        if ref and entry.get("ref") == ref:
-            return token, entry["kind"], entry["state"]
+def prompt_ref(chat_id: int, message_id: int) -> str:
+    """How a confirmation names its prompt message (a typed answer replies to it)."""
+    return f"{chat_id}:{message_id}"
+
+
+def _dead_prompt(user_data: Any, message: Message | None) -> dict[str, Any] | None:
+    """The confirmation whose prompt `message` replies to, when it is no longer open."""
+    replied = message.reply_to_message if message else None
+    if replied is None or not user_data:
+        return None
+    ref = prompt_ref(replied.chat_id, replied.message_id)
+    for entry in user_data.get(CONFIRMATIONS, {}).values():
+        if entry.get("ref") == ref:
+            return entry if entry["state"] != OPEN else None
     return None
+
+
+class RepliesToDeadPrompt(MessageFilter):
+    """Text replying to a prompt of the sender's that was cancelled, answered or replaced.
+
+    A filter, not a check in the callback: only these replies are taken, every other
+    message goes on to the conversations after it in the same group."""
+
+    def __init__(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        super().__init__(name="RepliesToDeadPrompt")
+        self.user_data = application.user_data
+
+    def filter(self, message: Message) -> bool:
+        user = message.from_user
+        return user is not None and _dead_prompt(self.user_data.get(user.id), message) is not None
+
+
+async def dead_prompt_answered(update: Update, context: Context) -> None:
+    """An answer typed to a prompt already over: not taken, not a lookup; say why."""
+    entry = _dead_prompt(context.user_data, update.effective_message)
+    if entry is not None:
+        tr = (await current_actor(update, context)).tr
+        await reply(update, dead_confirmation_text(tr, entry["state"], entry["kind"]))
+    raise ApplicationHandlerStop
 
 
 def close_confirmation(context: Context, token: str, state: str) -> None:

@@ -41,16 +41,13 @@ from bot.i18n import Translator
 from bot.services import Actor, Services, services
 from handlers.common import (
     CANCELLED,
-    OPEN,
     SUPERSEDED,
     USED,
     Context,
     close_confirmation,
-    confirmation_at,
     confirmation_open,
     current_actor,
     dead_button,
-    dead_confirmation_text,
     draft_of,
     escape,
     guarded,
@@ -60,6 +57,7 @@ from handlers.common import (
     may_show_details,
     message_text,
     offer_confirmation,
+    prompt_ref,
     reply,
 )
 from storage import requests as store
@@ -803,7 +801,7 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
     )
     _close_pending(context, SUPERSEDED)
     token = offer_confirmation(context, _act_kind(press.action), press.request_id,
-                               ref=f"{prompt.chat_id}:{prompt.message_id}")
+                               ref=prompt_ref(prompt.chat_id, prompt.message_id))
     context.user_data[PENDING] = {"action": press.action.value, "id": press.request_id,
                                   "version": press.version, "prompt": prompt.message_id,
                                   "at": svc.now().isoformat(), "token": token}
@@ -819,26 +817,6 @@ def _close_pending(context: Context, state: str) -> None:
     """The waiting prompt is over (answered, cancelled, replaced): its answers are dead."""
     pending = (context.user_data or {}).get(PENDING) or {}
     close_confirmation(context, pending.get("token") or "", state)
-
-
-async def _answers_dead_prompt(update: Update, context: Context, tr: Translator) -> bool:
-    """A reply to a prompt that was cancelled, answered or replaced: say so, act on nothing."""
-    message = update.effective_message
-    replied = message.reply_to_message if message else None
-    if replied is None:
-        return False
-    found = confirmation_at(context, f"{replied.chat_id}:{replied.message_id}")
-    if found is None or found[2] == OPEN:
-        return False
-    await reply(update, dead_confirmation_text(tr, found[2], found[1]))
-    return True
-
-
-async def dead_prompt_answered(update: Update, context: Context) -> None:
-    """Outside the flow: an answer to a prompt already over is not a lookup either. Any
-    other reply goes on to the later groups untouched (no refusal for strangers here)."""
-    if await _answers_dead_prompt(update, context, await _tr(update, context)):
-        raise ApplicationHandlerStop
 
 
 def _name(update: Update) -> str:
@@ -875,8 +853,6 @@ async def note_typed(update: Update, context: Context, actor: Actor) -> int:
     press = _pending(context, services(context).now())
     if press is None:
         return END  # abandoned long ago: the message is for someone else
-    if await _answers_dead_prompt(update, context, actor.tr):
-        return await handled(NOTE)
     if not _answers_prompt(update, context):
         return NOTE
     return await _apply(update, context, actor, press, note=message_text(update))
@@ -892,8 +868,6 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
             await query.answer(tr("requests.new.expired"), show_alert=True)
             return await handled(END)
         return END
-    if query is None and await _answers_dead_prompt(update, context, tr):
-        return await handled(UNIT)
     if query is None and not _answers_prompt(update, context):
         return UNIT
     if query is not None:
@@ -1283,7 +1257,6 @@ def register(application: Application) -> None:
     # Group -1: a typed answer inside these flows must not also reach plain-text features.
     application.add_handler(new_flow, group=-1)
     application.add_handler(act_flow, group=-1)
-    application.add_handler(MessageHandler(filters.REPLY & text, dead_prompt_answered), group=-1)
     application.add_handler(CommandHandler("requests", list_command))
     application.add_handler(CommandHandler("export", export_command, filters=EXPORT_FILTER))
     application.add_handler(CommandHandler("stats", stats_command))

@@ -19,11 +19,13 @@ from handlers.common import (
     CANCELLED,
     USED,
     Context,
+    RepliesToDeadPrompt,
     all_commands,
     close_confirmation,
     confirmation,
     confirmation_open,
     current_actor,
+    dead_prompt_answered,
     edit_query_message,
     escape,
     guarded,
@@ -240,6 +242,10 @@ def register(application: Application) -> None:
     application.add_handler(
         CallbackQueryHandler(empty_button, pattern=lambda data: not data), group=GUARD_GROUP
     )
+    # Before the guided flows of group -1, and taking only what it answers.
+    application.add_handler(MessageHandler(
+        filters.TEXT & ~filters.COMMAND & RepliesToDeadPrompt(application), dead_prompt_answered),
+        group=-1)
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("lang", lang_command))

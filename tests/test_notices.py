@@ -651,3 +651,12 @@ async def test_text_at_the_preview_is_not_a_lookup(bot: BotHarness) -> None:
     assert sent.text.startswith("这一步是发送前的核对，不接收文字。")
     assert "请核对通报" in sent.text and "联络员" not in sent.text
     assert "TB-2026-000001" in (await bot.press(ADMIN, sent, "发送")).text
+
+
+async def test_a_quoted_reply_to_a_prompt_is_still_the_answer(bot: BotHarness) -> None:
+    sent = await bot.send(ADMIN, "/notice 预警 紧急 四川")
+    [prompt] = sent.messages
+    assert "通报正文" in prompt.params["text"]
+    sent = await bot.feed(bot.emulator.make_message_update(
+        ADMIN, ADMIN, "今晚有大风，请加强备勤", reply_to=prompt.message_ref))
+    assert "请核对通报" in sent.text and "今晚有大风" in sent.text
