@@ -66,6 +66,7 @@ from handlers.common import (
     keyboard,
     message_text,
     offer_confirmation,
+    prompt_ref,
     reply,
 )
 from storage import outbox
@@ -110,8 +111,9 @@ ALL = {"全部", "all", "全体", "全體"}
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 DELEGATE = 20
 DRAFT = "meeting_draft"
-# Confirmation kinds (handlers/common.py): a draft's preview, /meeting cancel's question.
-CREATE, CANCEL = "meeting_create", "meeting_cancel"
+# Confirmation kinds (handlers/common.py): a draft's preview, /meeting cancel's question,
+# the delegate's name prompt.
+CREATE, CANCEL, DELEGATE_KIND = "meeting_create", "meeting_cancel", "meeting_delegate"
 PENDING_DELEGATE = "meeting_delegate"
 
 EDIT_FIELDS = {
@@ -951,10 +953,10 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
 async def cancel_flow(update: Update, context: Context) -> int:
     actor = await current_actor(update, context)
     if context.user_data is not None:
-        close_confirmation(context, (context.user_data.get(DRAFT) or {}).get("token") or "",
-                           CANCELLED)
-        context.user_data.pop(DRAFT, None)
-        context.user_data.pop(PENDING_DELEGATE, None)
+        for key in (DRAFT, PENDING_DELEGATE):
+            close_confirmation(context, (context.user_data.get(key) or {}).get("token") or "",
+                               CANCELLED)
+            context.user_data.pop(key, None)
     await reply(update, actor.tr("meetings.new.discarded"))
     return await handled(ConversationHandler.END)
 
@@ -1095,8 +1097,13 @@ async def delegate_pressed(update: Update, context: Context, actor: Actor) -> in
     # A mention plus a selective ForceReply: the officer's app opens a reply to this prompt,
     # which reaches the bot even when group privacy mode hides ordinary messages.
     name = f'<a href="tg://user?id={user.id}">{escape(user.full_name)}</a>' if user else ""
-    await reply(update, tr("meetings.rsvp.ask_delegate", name=name),
-                ForceReply(selective=True))  # type: ignore[arg-type]
+    prompt = await reply(update, tr("meetings.rsvp.ask_delegate", name=name),
+                         ForceReply(selective=True))  # type: ignore[arg-type]
+    chat = update.effective_chat
+    if prompt is not None and chat is not None:
+        # A reply to this prompt once it is answered, cancelled or replaced says so.
+        context.user_data[PENDING_DELEGATE]["token"] = offer_confirmation(
+            context, DELEGATE_KIND, ref=prompt_ref(chat.id, prompt))
     return DELEGATE
 
 
@@ -1112,6 +1119,7 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
         return await _step_reply(update, tr("meetings.rsvp.bad_delegate"), state=DELEGATE)
     press = Press(pending["meeting_id"], Rsvp.delegate, pending["context"])
     alert, text = await record_rsvp(update, context, actor, press, name)
+    close_confirmation(context, pending.get("token") or "", USED)
     context.user_data.pop(PENDING_DELEGATE, None)
     await reply(update, alert or "")
     if text is not None and pending.get("message"):

@@ -481,3 +481,35 @@ async def test_a_kept_meeting_cancellation_is_dead(
     assert "已取消" in (await desk.press(COORD_ID, second, "确认取消会议")).text
     late = await desk.press(COORD_ID, first, "确认取消会议")
     assert late.alerts == ["这个确认已被更新的一条取代（取消会议），请使用最新的那条消息。"]
+
+
+async def test_a_cancelled_or_replaced_delegate_prompt_takes_no_name(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    clock.set(START - timedelta(hours=1) + timedelta(seconds=1))
+    reminder = next(c for c in (await desk.run_due()).messages if c.chat_id == GANSU_ROOM)
+
+    def ask_of(sent: object) -> object:
+        return next(c for c in sent.messages if c.params.get("reply_markup"))
+
+    async def name(prompt: object, text: str) -> object:
+        return await desk.feed(desk.emulator.make_message_update(
+            GANSU_DUTY, GANSU_ROOM, text, reply_to=prompt.message_ref))
+
+    async def answers() -> list:
+        async with desk.db.session() as session:
+            meeting = await get_meeting(session, meeting_id)
+            return [p.rsvp for p in meeting.participants if p.delegate]
+
+    cancelled = ask_of(await desk.press(GANSU_DUTY, reminder, "派员"))
+    await desk.send(GANSU_DUTY, "/cancel", chat_id=GANSU_ROOM)
+    late = await name(cancelled, "王强")
+    assert late.text == "您已取消「派员答复」，这个按钮不再起作用，什么也没有改变。"
+    older = ask_of(await desk.press(GANSU_DUTY, reminder, "派员"))
+    newer = ask_of(await desk.press(GANSU_DUTY, reminder, "派员"))
+    late = await name(older, "王强")
+    assert late.text == "这个确认已被更新的一条取代（派员答复），请使用最新的那条消息。"
+    assert await answers() == []
+    await name(newer, "李四")
+    assert len(await answers()) == 1
