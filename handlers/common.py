@@ -229,7 +229,10 @@ def offer_confirmation(context: Context, kind: str, subject: object = "", *,
     token = secrets.token_hex(4)
     book[token] = {"kind": kind, "subject": str(subject), "state": OPEN, "ref": ref or "",
                    "extra": extra or {}}
-    for old in list(book)[:-CONFIRMATIONS_KEPT]:
+    # Forget the oldest that are over first: an open one may still be pressed.
+    over = [t for t, entry in book.items() if entry["state"] != OPEN]
+    oldest_first = over + [t for t in book if t not in over]
+    for old in oldest_first[:max(len(book) - CONFIRMATIONS_KEPT, 0)]:
         del book[old]
     return token
 

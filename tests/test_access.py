@@ -263,3 +263,19 @@ async def test_a_cancelled_deactivation_is_dead(bot: BotHarness) -> None:
         changes = (await session.execute(select(AuditEntry.action).where(
             AuditEntry.action == "user.deactivate"))).scalars().all()
     assert changes == ["user.deactivate"]
+
+
+def test_the_confirmation_book_forgets_what_is_over_first() -> None:
+    from types import SimpleNamespace
+
+    from handlers import common
+
+    context = SimpleNamespace(user_data={})
+    kept = common.offer_confirmation(context, "notice_send")  # type: ignore[arg-type]
+    for number in range(common.CONFIRMATIONS_KEPT * 2):
+        token = common.offer_confirmation(context, "notice_withdraw", number)  # type: ignore[arg-type]
+        common.close_confirmation(context, token, common.CANCELLED)  # type: ignore[arg-type]
+    book = context.user_data[common.CONFIRMATIONS]
+    assert len(book) == common.CONFIRMATIONS_KEPT
+    assert common.confirmation_state(context, kept, "notice_send") == common.OPEN  # type: ignore[arg-type]
+    assert common.confirmation_state(context, token, "notice_withdraw") == common.CANCELLED  # type: ignore[arg-type]
