@@ -8,17 +8,33 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 from telegram import Update
-from telegram.ext import Application, CommandHandler
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.commands import CommandInfo, Where
 from bot.domain.roles import may_invite, parse_role
 from bot.i18n import Translator
 from bot.services import Actor, services
-from handlers.common import Context, Refusal, escape, guarded, reply
+from handlers.common import (
+    CANCELLED,
+    USED,
+    Context,
+    Refusal,
+    close_confirmation,
+    confirmation,
+    confirmation_open,
+    edit_query_message,
+    escape,
+    guarded,
+    keyboard,
+    offer_confirmation,
+    reply,
+)
 from storage.access import (
     RoomConflict,
     create_invitation,
@@ -28,6 +44,9 @@ from storage.access import (
     user_by_telegram_id,
 )
 from storage.models import Role, Unit, User
+
+# /deactivate asks first (handlers/common.py confirmations); its buttons carry the token.
+DEACTIVATE, DEACTIVATE_CALLBACK = "user_deactivate", "adm:d:"
 
 COMMANDS = [
     CommandInfo("invite", Role.coordinator, Where.private, "admin.invite"),
@@ -119,11 +138,35 @@ async def target_user(session: AsyncSession, tr: Translator, arg: str) -> User:
         user = await user_by_telegram_id(session, int(arg))
     else:
         user = (
-            await session.execute(select(User).where(User.username == arg.lstrip("@")))
+            await session.execute(select(User).options(joinedload(User.unit))
+                                  .where(User.username == arg.lstrip("@")))
         ).scalar_one_or_none()
     if user is None:
         raise Refusal(tr("admin.unknown_user", user=escape(arg)))
     return user
+
+
+async def _set_active(svc: Any, actor: Actor, target: str, active: bool, *,
+                      change: bool = True) -> tuple[str, str]:
+    """Check (and with `change`, make) the change; returns (the user's name, a description
+    of the user for the question). Raises Refusal when there is nothing to do."""
+    tr = actor.tr
+    key = "admin.activate" if active else "admin.deactivate"
+    async with svc.db.session() as session:
+        user = await target_user(session, tr, target)
+        if user.telegram_id == actor.telegram_id:
+            raise Refusal(tr("admin.not_yourself"))
+        name = escape(user.full_name or str(user.telegram_id))
+        if user.active == active:
+            raise Refusal(tr(f"{key}.already", user=name))
+        described = tr("admin.deactivate.who", user=name,
+                       role=tr(f"roles.{user.role.value}") if user.role else "—",
+                       unit=escape(user.unit.name) if user.unit else tr("start.no_unit"))
+        if change:
+            admin = await user_by_telegram_id(session, actor.telegram_id)
+            assert admin is not None
+            await set_user_active(session, user, active, actor=admin)
+    return name, described
 
 
 def activation_handler(active: bool):  # type: ignore[no-untyped-def]
@@ -131,24 +174,50 @@ def activation_handler(active: bool):  # type: ignore[no-untyped-def]
 
     @guarded(Role.admin, Where.private)
     async def handler(update: Update, context: Context, actor: Actor) -> None:
+        """/activate acts at once; /deactivate asks first, saying whom it would lock out."""
         tr, svc = actor.tr, services(context)
         try:
             if len(context.args or []) != 1:
                 raise Refusal(tr(f"{key}.usage"))
-            async with svc.db.session() as session:
-                user = await target_user(session, tr, context.args[0])
-                if user.telegram_id == actor.telegram_id:
-                    raise Refusal(tr("admin.not_yourself"))
-                admin = await user_by_telegram_id(session, actor.telegram_id)
-                assert admin is not None
-                await set_user_active(session, user, active, actor=admin)
-                name = escape(user.full_name or str(user.telegram_id))
+            name, described = await _set_active(svc, actor, context.args[0], active,
+                                                change=active)
         except Refusal as refusal:
             await reply(update, refusal.text)
             return
-        await reply(update, tr(f"{key}.done", user=name))
+        if active:
+            await reply(update, tr(f"{key}.done", user=name))
+            return
+        token = offer_confirmation(context, DEACTIVATE, context.args[0].strip())
+        await reply(update, tr("admin.deactivate.confirm", who=described), keyboard([[
+            (tr("admin.deactivate.button_yes"), f"{DEACTIVATE_CALLBACK}y:{token}"),
+            (tr("admin.deactivate.button_no"), f"{DEACTIVATE_CALLBACK}n:{token}")]]))
 
     return handler
+
+
+@guarded(Role.admin, Where.private)
+async def deactivate_pressed(update: Update, context: Context, actor: Actor) -> None:
+    """The answer to /deactivate's question; checked against the user's state now."""
+    tr, svc = actor.tr, services(context)
+    query = update.callback_query
+    assert query is not None and context.user_data is not None
+    answer, _, token = (query.data or "").removeprefix(DEACTIVATE_CALLBACK).partition(":")
+    if not await confirmation_open(update, context, tr, token, DEACTIVATE):
+        return
+    if answer != "y":
+        close_confirmation(context, token, CANCELLED)
+        await query.answer()
+        await edit_query_message(update, tr("admin.deactivate.kept"))
+        return
+    target = confirmation(context, token)["subject"]
+    close_confirmation(context, token, USED)
+    await query.answer()
+    try:
+        name, _ = await _set_active(svc, actor, target, False)
+    except Refusal as refusal:
+        await edit_query_message(update, refusal.text)
+        return
+    await edit_query_message(update, tr("admin.deactivate.done", user=name))
 
 
 def register(application: Application) -> None:
@@ -156,3 +225,5 @@ def register(application: Application) -> None:
     application.add_handler(CommandHandler("register_room", register_room))
     application.add_handler(CommandHandler("deactivate", activation_handler(False)))
     application.add_handler(CommandHandler("activate", activation_handler(True)))
+    application.add_handler(CallbackQueryHandler(deactivate_pressed,
+                                                 pattern=f"^{DEACTIVATE_CALLBACK}[yn]:"))

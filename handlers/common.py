@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -13,11 +14,13 @@ from telegram import (
     BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    Message,
     Update,
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
-from telegram.ext import ApplicationHandlerStop, ContextTypes
+from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
+from telegram.ext.filters import MessageFilter
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
 from bot.services import Actor, resolve_actor, services
@@ -61,15 +64,16 @@ def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
 
 async def reply(
     update: Update, text: str, markup: InlineKeyboardMarkup | None = None
-) -> None:
+) -> int | None:
     """Answer in the update's chat (quoting the question in a group).
 
     Through `do_api_request`, PTB's HTTP stack all the same, but the Message Telegram
     sends back is not rebuilt into objects: no handler uses it, and for a page of
-    contact cards with its entities that was a tenth of a lookup's time."""
+    contact cards with its entities that was a tenth of a lookup's time. Returns the id
+    of the message sent."""
     message = update.effective_message
     if message is None:
-        return
+        return None
     params: dict[str, Any] = {"chat_id": message.chat_id, "text": text[:TELEGRAM_TEXT_LIMIT],
                               "parse_mode": ParseMode.HTML,
                               "link_preview_options": {"is_disabled": True}}
@@ -80,7 +84,8 @@ async def reply(
     if in_group(update):
         params["reply_parameters"] = {"message_id": message.message_id,
                                       "allow_sending_without_reply": True}
-    await message.get_bot().do_api_request("sendMessage", api_kwargs=params)
+    sent = await message.get_bot().do_api_request("sendMessage", api_kwargs=params)
+    return sent.get("message_id") if isinstance(sent, dict) else None
 
 
 async def edit_query_message(update: Update, text: str,
@@ -160,13 +165,20 @@ def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere)
     return decorate
 
 
+def unregistered_key(actor: Actor) -> str:
+    """Why an unregistered person is refused: a deactivated account is told so."""
+    if actor.user is not None and not actor.user.active:
+        return "errors.deactivated"
+    return "errors.unregistered"
+
+
 def _refusal(actor: Actor, min_role: Role | None, where: Where, update: Update) -> str | None:
     if where is Where.private and in_group(update):
         return "errors.private_only"
     if where is Where.group and not in_group(update):
         return "errors.group_only"
     if min_role is not None and not actor.registered:
-        return "errors.unregistered"
+        return unregistered_key(actor)
     if not role_permits(actor.role, min_role):
         return "errors.not_allowed"
     return None
@@ -191,3 +203,129 @@ COMMANDS_KEY = "commands"
 def all_commands(context: Context) -> list[CommandInfo]:
     """Every feature's commands, collected when the application was assembled."""
     return context.bot_data[COMMANDS_KEY]
+
+
+# --------------------------------------------------------------------------- confirmations
+
+CONFIRMATIONS = "confirmations"
+CONFIRMATIONS_KEPT = 32
+OPEN, CANCELLED, USED, SUPERSEDED = "open", "cancelled", "used", "superseded"
+
+
+def offer_confirmation(context: Context, kind: str, subject: object = "", *,
+                       ref: str | None = None, extra: dict[str, Any] | None = None) -> str:
+    """A new confirmation of `kind` about `subject`; its token goes into the buttons.
+
+    The book lives in the user's persisted data, so a button is checked against what
+    happened since it was shown (cancelled, used, or replaced by a newer offer of the
+    same kind and subject) whenever it is pressed, even after a restart. `ref` names the
+    prompt message a typed answer replies to, when the answer is typed, not pressed;
+    `extra` is what the confirmed action needs (JSON), read back with `confirmation`."""
+    assert context.user_data is not None
+    book: dict[str, dict[str, str]] = context.user_data.setdefault(CONFIRMATIONS, {})
+    for entry in book.values():
+        if entry["kind"] == kind and entry["subject"] == str(subject) and entry["state"] == OPEN:
+            entry["state"] = SUPERSEDED
+    token = secrets.token_hex(4)
+    book[token] = {"kind": kind, "subject": str(subject), "state": OPEN, "ref": ref or "",
+                   "extra": extra or {}}
+    # Forget the oldest that are over first: an open one may still be pressed.
+    over = [t for t, entry in book.items() if entry["state"] != OPEN]
+    oldest_first = over + [t for t in book if t not in over]
+    for old in oldest_first[:max(len(book) - CONFIRMATIONS_KEPT, 0)]:
+        del book[old]
+    return token
+
+
+def confirmation(context: Context, token: str) -> dict[str, Any]:
+    """The entry of an offered confirmation: its subject and extra."""
+    return (context.user_data or {}).get(CONFIRMATIONS, {}).get(token) or {}
+
+
+def confirmation_state(context: Context, token: str, kind: str) -> str | None:
+    """OPEN, CANCELLED, USED or SUPERSEDED; None for a token this user was never offered."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    return entry["state"] if entry and entry["kind"] == kind else None
+
+
+def prompt_ref(chat_id: int, message_id: int) -> str:
+    """How a confirmation names its prompt message (a typed answer replies to it)."""
+    return f"{chat_id}:{message_id}"
+
+
+def _dead_prompt(user_data: Any, message: Message | None) -> dict[str, Any] | None:
+    """The confirmation whose prompt `message` replies to, when it is no longer open."""
+    replied = message.reply_to_message if message else None
+    if replied is None or not user_data:
+        return None
+    ref = prompt_ref(replied.chat_id, replied.message_id)
+    for entry in user_data.get(CONFIRMATIONS, {}).values():
+        if entry.get("ref") == ref:
+            return entry if entry["state"] != OPEN else None
+    return None
+
+
+class RepliesToDeadPrompt(MessageFilter):
+    """Text replying to a prompt of the sender's that was cancelled, answered or replaced.
+
+    A filter, not a check in the callback: only these replies are taken, every other
+    message goes on to the conversations after it in the same group."""
+
+    def __init__(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        super().__init__(name="RepliesToDeadPrompt")
+        self.user_data = application.user_data
+
+    def filter(self, message: Message) -> bool:
+        user = message.from_user
+        return user is not None and _dead_prompt(self.user_data.get(user.id), message) is not None
+
+
+async def dead_prompt_answered(update: Update, context: Context) -> None:
+    """An answer typed to a prompt already over: not taken, not a lookup; say why."""
+    entry = _dead_prompt(context.user_data, update.effective_message)
+    if entry is not None:
+        tr = (await current_actor(update, context)).tr
+        await reply(update, dead_confirmation_text(tr, entry["state"], entry["kind"]))
+    raise ApplicationHandlerStop
+
+
+def close_confirmation(context: Context, token: str, state: str) -> None:
+    """Mark an open confirmation CANCELLED, USED or SUPERSEDED: its buttons are dead
+    from now on."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    if entry is not None and entry["state"] == OPEN:
+        entry["state"] = state
+
+
+def dead_confirmation_text(tr: Callable[..., str], state: str | None, kind: str) -> str:
+    """What a confirmation of `kind` that is no longer open says when pressed."""
+    key = {CANCELLED: "cancelled", USED: "used", SUPERSEDED: "superseded"}.get(state or "",
+                                                                             "unknown")
+    return tr(f"confirm.{key}", what=tr(f"confirm.what.{kind}"))
+
+
+async def confirmation_open(update: Update, context: Context, tr: Callable[..., str],
+                            token: str, kind: str) -> bool:
+    """True when the pressed confirmation is still open; else say why it is dead (its
+    button changes nothing; confirm.what.<kind> names the action) and return False."""
+    state = confirmation_state(context, token, kind)
+    if state == OPEN:
+        return True
+    text = dead_confirmation_text(tr, state, kind)
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    else:
+        await reply(update, text)
+    return False
+
+
+async def dead_button(update: Update, context: Context, tr: Callable[..., str],
+                      token: str) -> bool:
+    """A button of a confirmation of any kind that is over: say why and return True."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    query = update.callback_query
+    if entry is None or entry["state"] == OPEN or query is None:
+        return False
+    await query.answer(dead_confirmation_text(tr, entry["state"], entry["kind"]),
+                       show_alert=True)
+    return True

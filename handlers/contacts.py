@@ -39,6 +39,7 @@ from handlers.common import (
     keyboard,
     may_show_details,
     record_views,
+    unregistered_key,
 )
 from handlers.common import reply as send_reply
 from storage import directory
@@ -485,7 +486,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
     actor = await current_actor(update, context)
     tr, svc = actor.tr, services(context)
     if not actor.registered:
-        await send_reply(update, tr("errors.unregistered"))
+        await send_reply(update, tr(unregistered_key(actor)))
         return
     text = text.strip()
     if len(text) > MAX_QUERY:

@@ -51,9 +51,15 @@ from bot.i18n import Translator
 from bot.plans import meetings as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
 from handlers.common import (
+    CANCELLED,
+    USED,
     Context,
     Refusal,
+    close_confirmation,
+    confirmation,
+    confirmation_open,
     current_actor,
+    dead_button,
     draft_of,
     escape,
     guarded,
@@ -61,6 +67,8 @@ from handlers.common import (
     in_group,
     keyboard,
     message_text,
+    offer_confirmation,
+    prompt_ref,
     reply,
 )
 from storage import outbox
@@ -104,6 +112,9 @@ ALL = {"全部", "all", "全体", "全體"}
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 DELEGATE = 20
 DRAFT = "meeting_draft"
+# Confirmation kinds (handlers/common.py): a draft's preview, /meeting cancel's question,
+# the delegate's name prompt.
+CREATE, CANCEL, DELEGATE_KIND = "meeting_create", "meeting_cancel", "meeting_delegate"
 PENDING_DELEGATE = "meeting_delegate"
 
 EDIT_FIELDS = {
@@ -426,16 +437,14 @@ async def meeting_command(update: Update, context: Context, actor: Actor) -> int
         return await start_new(update, context, actor)
     if verb in {"edit", "修改", "变更", "變更"}:
         await edit_meeting(update, context, actor, args[1:])
-        raise ApplicationHandlerStop
-    if verb in {"cancel", "取消"}:
+    elif verb in {"cancel", "取消"}:
         await cancel_command(update, context, actor, args[1:])
-        raise ApplicationHandlerStop
-    if (meeting_id := parse_meeting_id(verb)) is not None:
+    elif (meeting_id := parse_meeting_id(verb)) is not None:
         await show_meeting(update, context, actor, meeting_id)
-        raise ApplicationHandlerStop
-    await reply(update, tr("meetings.manage.usage"))
-    # Answered (the flow's state unchanged): /meeting is registered in group -1 only, so
-    # going on would reach the unknown-command reply of the later groups.
+    else:
+        await reply(update, tr("meetings.manage.usage"))
+    # Answered: no later handler (the unknown-command fallback) sees it, and a draft in
+    # progress stays where it was.
     raise ApplicationHandlerStop
 
 
@@ -606,6 +615,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
 async def cancel_command(
     update: Update, context: Context, actor: Actor, args: list[str]
 ) -> None:
+    """/meeting cancel ID [REASON]: asks first, naming the meeting and its time."""
     svc, tr, now = services(context), actor.tr, services(context).now()
     try:
         _require_coordinator(actor)
@@ -617,40 +627,86 @@ async def cancel_command(
             meeting = await get_meeting(session, meeting_id)
             if meeting is None:
                 raise Refusal(tr("meetings.errors.not_found"))
-            user = await acting_user(session, actor)
-            if not await cancel_meeting(session, meeting, actor=user, reason=reason):
+            if meeting.status is MeetingStatus.cancelled:
                 raise Refusal(tr("meetings.errors.cancelled"))
-            room_tr = Translator(svc.settings.default_language)
-            rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
-            unreachable = []
-            for participant in meeting.participants:
-                room = rooms.get(participant.unit_id)
-                if room is None or room.chat_id is None:
-                    unreachable.append(participant.unit.short_name or participant.unit.name)
-                    continue
-                zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
-                text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
-                               when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
-                                             zone_name, now=now))
-                if reason:
-                    text += "\n" + room_tr("meetings.notify.reason", reason=escape(reason))
-                await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_cancel",
-                                     text=text, payload=plan.HTML,
-                                     dedup_key=f"meeting:{meeting.id}:cancel:room{room.id}",
-                                     now=now)
-            await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
-                                  default_language=svc.settings.default_language,
-                                  edit_key=f"meeting:{meeting.id}:tally:cancel")
-            text = tr("meetings.cancel.done", id=meeting.id, title=escape(meeting.title))
-            if unreachable:
-                text += "\n" + tr("meetings.created.unreachable",
-                                  units=escape("、".join(unreachable)))
+            question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
+                          when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
+                                        plan.meeting_zone(meeting, actor_zone(svc, actor)),
+                                        now=now))
     except Refusal as refusal:
         await reply(update, refusal.text)
         return
+    token = offer_confirmation(context, CANCEL, meeting_id, extra={"reason": reason})
+    await reply(update, question, keyboard([[
+        (tr("meetings.buttons.cancel_yes"), f"{CB}:mc:y:{token}"),
+        (tr("meetings.buttons.cancel_no"), f"{CB}:mc:n:{token}")]]))
+
+
+@guarded(Role.officer)
+async def cancel_pressed(update: Update, context: Context, actor: Actor) -> None:
+    """The answer to /meeting cancel's question, checked against the meeting as it is now."""
+    svc, tr = services(context), actor.tr
+    query = update.callback_query
+    assert query is not None
+    answer, _, token = (query.data or "").removeprefix(f"{CB}:mc:").partition(":")
+    if not await confirmation_open(update, context, tr, token, CANCEL):
+        return
+    await query.answer()
+    if answer != "y":
+        close_confirmation(context, token, CANCELLED)
+        await query.edit_message_text(tr("meetings.cancel.kept"))
+        return
+    entry = confirmation(context, token)
+    close_confirmation(context, token, USED)
+    try:
+        text = await _cancel_meeting(svc, actor, int(entry["subject"]),
+                                     entry["extra"].get("reason"))
+    except Refusal as refusal:
+        await query.edit_message_text(refusal.text, parse_mode=ParseMode.HTML)
+        return
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
-    await reply(update, text)
+    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+
+
+async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
+                          reason: str | None) -> str:
+    """Cancel, tell every participant's duty room, update the tally; what to answer."""
+    tr, now = actor.tr, svc.now()
+    _require_coordinator(actor)
+    async with svc.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+        if meeting is None:
+            raise Refusal(tr("meetings.errors.not_found"))
+        user = await acting_user(session, actor)
+        if not await cancel_meeting(session, meeting, actor=user, reason=reason):
+            raise Refusal(tr("meetings.errors.cancelled"))
+        room_tr = Translator(svc.settings.default_language)
+        rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+        unreachable = []
+        for participant in meeting.participants:
+            room = rooms.get(participant.unit_id)
+            if room is None or room.chat_id is None:
+                unreachable.append(participant.unit.short_name or participant.unit.name)
+                continue
+            zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+            text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
+                           when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
+                                         zone_name, now=now))
+            if reason:
+                text += "\n" + room_tr("meetings.notify.reason", reason=escape(reason))
+            await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_cancel",
+                                 text=text, payload=plan.HTML,
+                                 dedup_key=f"meeting:{meeting.id}:cancel:room{room.id}",
+                                 now=now)
+        await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                              default_language=svc.settings.default_language,
+                              edit_key=f"meeting:{meeting.id}:tally:cancel")
+        text = tr("meetings.cancel.done", id=meeting.id, title=escape(meeting.title))
+        if unreachable:
+            text += "\n" + tr("meetings.created.unreachable",
+                              units=escape("、".join(unreachable)))
+    return text
 
 
 # --------------------------------------------------------------------------- /meeting new
@@ -660,12 +716,13 @@ async def start_new(update: Update, context: Context, actor: Actor) -> int | Non
     tr = actor.tr
     if not is_coordinator(actor):
         await reply(update, tr("errors.not_allowed"))
-        return None
+        raise ApplicationHandlerStop
     if in_group(update):
         await reply(update, tr("errors.private_only"))
-        return None
+        raise ApplicationHandlerStop
     assert context.user_data is not None
-    context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor)}
+    context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor),
+                                "token": offer_confirmation(context, CREATE)}
     await reply(update, tr("meetings.new.ask_title"))
     return TITLE
 
@@ -804,8 +861,9 @@ async def got_agenda(update: Update, context: Context, actor: Actor) -> int:
                                      state=AGENDA)
         data["agenda"] = text
     preview = await preview_text(svc, tr, data)
-    rows = [[(tr("meetings.buttons.confirm"), f"{CB}:new:ok"),
-             (tr("meetings.buttons.discard"), f"{CB}:new:no")]]
+    token = draft_of(context, DRAFT).get("token")
+    rows = [[(tr("meetings.buttons.confirm"), f"{CB}:new:ok:{token}"),
+             (tr("meetings.buttons.discard"), f"{CB}:new:no:{token}")]]
     return await _step_reply(update, preview, keyboard(rows), state=CONFIRM)
 
 
@@ -843,7 +901,11 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
     tr, svc, now = actor.tr, services(context), services(context).now()
     assert context.user_data is not None
     data = context.user_data.get(DRAFT) or {}
-    if (query.data or "").endswith(":no"):
+    verb, _, token = (query.data or "").removeprefix(f"{CB}:new:").partition(":")
+    if not await confirmation_open(update, context, tr, token, CREATE):
+        raise ApplicationHandlerStop  # the draft in progress, if any, stays as it is
+    if verb == "no":
+        close_confirmation(context, token, CANCELLED)
         context.user_data.pop(DRAFT, None)
         await query.answer()
         await query.edit_message_text(tr("meetings.new.discarded"))
@@ -880,6 +942,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
         await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
                               default_language=svc.settings.default_language)
         meeting_id, title = meeting.id, meeting.title
+    close_confirmation(context, token, USED)
     context.user_data.pop(DRAFT, None)
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
@@ -895,10 +958,21 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
 async def cancel_flow(update: Update, context: Context) -> int:
     actor = await current_actor(update, context)
     if context.user_data is not None:
-        context.user_data.pop(DRAFT, None)
-        context.user_data.pop(PENDING_DELEGATE, None)
+        for key in (DRAFT, PENDING_DELEGATE):
+            close_confirmation(context, (context.user_data.get(key) or {}).get("token") or "",
+                               CANCELLED)
+            context.user_data.pop(key, None)
     await reply(update, actor.tr("meetings.new.discarded"))
-    return ConversationHandler.END
+    return await handled(ConversationHandler.END)
+
+
+async def stale_draft_button(update: Update, context: Context) -> None:
+    """A draft's button when no draft waits for it: a confirmation that is over says why."""
+    query = update.callback_query
+    assert query is not None
+    tr = (await current_actor(update, context)).tr
+    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
+        await query.answer(tr("errors.stale_button"), show_alert=True)
 
 
 # --------------------------------------------------------------------------- RSVP
@@ -1028,8 +1102,13 @@ async def delegate_pressed(update: Update, context: Context, actor: Actor) -> in
     # A mention plus a selective ForceReply: the officer's app opens a reply to this prompt,
     # which reaches the bot even when group privacy mode hides ordinary messages.
     name = f'<a href="tg://user?id={user.id}">{escape(user.full_name)}</a>' if user else ""
-    await reply(update, tr("meetings.rsvp.ask_delegate", name=name),
-                ForceReply(selective=True))  # type: ignore[arg-type]
+    prompt = await reply(update, tr("meetings.rsvp.ask_delegate", name=name),
+                         ForceReply(selective=True))  # type: ignore[arg-type]
+    chat = update.effective_chat
+    if prompt is not None and chat is not None:
+        # A reply to this prompt once it is answered, cancelled or replaced says so.
+        context.user_data[PENDING_DELEGATE]["token"] = offer_confirmation(
+            context, DELEGATE_KIND, ref=prompt_ref(chat.id, prompt))
     return DELEGATE
 
 
@@ -1045,6 +1124,7 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
         return await _step_reply(update, tr("meetings.rsvp.bad_delegate"), state=DELEGATE)
     press = Press(pending["meeting_id"], Rsvp.delegate, pending["context"])
     alert, text = await record_rsvp(update, context, actor, press, name)
+    close_confirmation(context, pending.get("token") or "", USED)
     context.user_data.pop(PENDING_DELEGATE, None)
     await reply(update, alert or "")
     if text is not None and pending.get("message"):
@@ -1104,7 +1184,8 @@ def register(application: Application) -> None:
                 PLACE: [MessageHandler(text, got_place)],
                 UNITS: [MessageHandler(text, got_units)],
                 AGENDA: [MessageHandler(text, got_agenda)],
-                CONFIRM: [CallbackQueryHandler(got_confirm, pattern=rf"^{CB}:new:(ok|no)$")],
+                CONFIRM: [CallbackQueryHandler(got_confirm,
+                                               pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
             },
             fallbacks=[CommandHandler("cancel", cancel_flow)],
             allow_reentry=True,
@@ -1127,3 +1208,5 @@ def register(application: Application) -> None:
     application.add_handler(CallbackQueryHandler(rsvp_pressed, pattern=rf"^{CB}:r:\d+:[ad]:"))
     application.add_handler(CallbackQueryHandler(ics_pressed, pattern=rf"^{CB}:ics"))
     application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:[0-9]{{1,9}}$"))
+    application.add_handler(CallbackQueryHandler(stale_draft_button, pattern=rf"^{CB}:new:"))
+    application.add_handler(CallbackQueryHandler(cancel_pressed, pattern=rf"^{CB}:mc:[yn]:"))

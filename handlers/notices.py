@@ -37,7 +37,21 @@ from bot.domain.timeparse import DeadlineError, parse_deadline
 from bot.i18n import Translator
 from bot.plans import notices as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
-from handlers.common import Context, current_actor, escape, guarded, keyboard, reply
+from handlers.common import (
+    CANCELLED,
+    USED,
+    Context,
+    close_confirmation,
+    confirmation_open,
+    confirmation_state,
+    current_actor,
+    dead_button,
+    escape,
+    guarded,
+    keyboard,
+    offer_confirmation,
+    reply,
+)
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
 from storage.models import NoticeKind, NoticeStatus, Role, Severity, Unit, Zone
@@ -53,6 +67,9 @@ DRAFT, CORRECTING = "notice_draft", "notice_correct"
 KIND, SEVERITY, AUDIENCE, TEXT, WHEN, CONFIRM, CORRECT = range(7)
 END = ConversationHandler.END
 NEW, MANAGE = "ntn", "ntm"
+# Confirmation kinds (handlers/common.py) and the token their buttons carry.
+WITHDRAW, SEND, CORRECTION = "notice_withdraw", "notice_send", "notice_correct"
+TOKEN = "[0-9a-f]{8}"
 DRAFT_TTL = timedelta(hours=6)
 VIEW_TEXT = 1500  # of the notice's text under its status in a view (a message has 4096)
 SPLIT = re.compile(r"[\s、，,;；/+]+")
@@ -100,8 +117,9 @@ async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None =
                                       disable_web_page_preview=True)
 
 
-def _cancel_button(tr: Translator) -> tuple[str, str]:
-    return tr("notices.button.cancel"), f"{NEW}:quit"
+def _cancel_button(tr: Translator, token: str | None) -> tuple[str, str]:
+    """✖️ 取消 of one draft or correction prompt: it cancels that one only."""
+    return tr("notices.button.cancel"), f"{NEW}:quit:{token}" if token else f"{NEW}:quit"
 
 
 def _word(text: str) -> str:
@@ -176,7 +194,8 @@ async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
     buttons = [(("✅ " if u.id in chosen_units else "") + u.short_name, f"{NEW}:a:u:{u.id}")
                for u in offered]
     rows += [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
-    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), _cancel_button(tr)])
+    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"),
+                 _cancel_button(tr, draft.get("token"))])
     return "\n".join(lines), keyboard(rows)
 
 
@@ -211,7 +230,8 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
     svc, tr, draft = services(context), actor.tr, _draft(context)
     prefix = "\n".join(notes or [])
     prefix = prefix + "\n\n" if prefix else ""
-    cancel = [_cancel_button(tr)]
+    token = draft.get("token")
+    cancel = [_cancel_button(tr, token)]
     if step == KIND:
         buttons = [(store.kind_label(tr, k), f"{NEW}:k:{k.value}") for k in store.KIND_ORDER]
         await reply(update, prefix + tr("notices.new.ask_kind"),
@@ -232,8 +252,8 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
     else:
         step = CONFIRM
         await reply(update, prefix + await _preview(svc, actor, draft), keyboard([
-            [(tr("notices.button.send"), f"{NEW}:send"),
-             (tr("notices.button.schedule"), f"{NEW}:when")],
+            [(tr("notices.button.send"), f"{NEW}:send:{token}"),
+             (tr("notices.button.schedule"), f"{NEW}:when:{token}")],
             cancel,
         ]))
     return await _stop(step)
@@ -270,7 +290,8 @@ async def notice_command(update: Update, context: Context, actor: Actor) -> int:
     svc = services(context)
     assert context.user_data is not None
     now = svc.now()
-    context.user_data[DRAFT] = {"audience": {}, "started": now.isoformat()}
+    context.user_data[DRAFT] = {"audience": {}, "started": now.isoformat(),
+                                "token": offer_confirmation(context, SEND)}
     words = list(context.args or [])
     if not words:
         return await _ask(update, context, actor, KIND)
@@ -404,7 +425,8 @@ async def audience_typed(update: Update, context: Context, actor: Actor) -> int:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
     if candidates:
         rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
-        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), _cancel_button(tr)])
+        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"),
+                 _cancel_button(tr, draft.get("token"))])
         await reply(update, "\n".join(notes), keyboard(rows))
         return await _stop(AUDIENCE)
     text, markup = await _audience_prompt(svc, actor, draft, notes)
@@ -519,10 +541,13 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     draft = _live(context, svc.now())
     if draft is None:
         return await _expired(update, tr)
-    if query.data == f"{NEW}:when":
+    verb, _, token = (query.data or "").removeprefix(f"{NEW}:").partition(":")
+    if not await confirmation_open(update, context, tr, token, SEND):
+        return await _stop(CONFIRM)
+    if verb == "when":
         await query.answer()
         return await _ask(update, context, actor, WHEN)
-    if query.data != f"{NEW}:send" or _next_step(draft) != CONFIRM:
+    if verb != "send" or token != draft.get("token") or _next_step(draft) != CONFIRM:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await _stop(CONFIRM)
     when = draft.get("scheduled_for")
@@ -545,6 +570,7 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         step = {"time_past": WHEN, "no_rooms": AUDIENCE, "no_audience": AUDIENCE}.get(
             problem.code, CONFIRM)
         return await _ask(update, context, actor, step, notes)
+    close_confirmation(context, token, USED)
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
     assert context.user_data is not None
@@ -559,12 +585,31 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     return await _stop(END)
 
 
+@guarded(Role.coordinator, Where.private)
+async def preview_typed(update: Update, context: Context, actor: Actor) -> int:
+    """Text at the preview: not a lookup; say what this step expects and show it again."""
+    if _live(context, services(context).now()) is None:
+        return await _expired(update, actor.tr)
+    return await _ask(update, context, actor, CONFIRM,
+                      [actor.tr("notices.new.review_expects_button")])
+
+
 async def quit_flow(update: Update, context: Context) -> int:
-    """The cancel button or /cancel: leave the flow, nothing stored."""
+    """The cancel button or /cancel: leave the flow, nothing stored. A cancel button
+    cancels only its own draft or correction prompt: one already over changes nothing."""
     tr = (await current_actor(update, context)).tr
     assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
-    context.user_data.pop(CORRECTING, None)
+    query = update.callback_query
+    token = (query.data or "").removeprefix(f"{NEW}:quit").lstrip(":") if query else ""
+    if token:
+        kind = SEND if confirmation_state(context, token, SEND) else CORRECTION
+        if not await confirmation_open(update, context, tr, token, kind):
+            raise ApplicationHandlerStop  # whatever is in progress goes on as it was
+    for key in (DRAFT, CORRECTING):
+        held = context.user_data.get(key) or {}
+        if not token or held.get("token") in (token, None):
+            context.user_data.pop(key, None)
+            close_confirmation(context, held.get("token") or "", CANCELLED)
     if update.callback_query is not None:
         await update.callback_query.answer()
         await _edit(update, tr("notices.new.cancelled"))
@@ -590,7 +635,8 @@ async def stale_flow_button(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None
     tr = (await current_actor(update, context)).tr
-    await query.answer(tr("notices.new.expired"), show_alert=True)
+    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
+        await query.answer(tr("notices.new.expired"), show_alert=True)
 
 
 # =========================================================================== 收到
@@ -709,12 +755,17 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
     svc, tr = services(context), actor.tr
     query = update.callback_query
     assert query is not None
-    match = re.fullmatch(rf"{MANAGE}:([vpxwyn]):(\d+)", query.data or "")
-    number = store.parse_id(match.group(2)) if match and match.group(2) != "0" else 0
+    match = re.fullmatch(rf"{MANAGE}:([vpxw]):(\d+)|{MANAGE}:([yn]):(\d+):({TOKEN})",
+                         query.data or "")
+    raw = (match.group(2) or match.group(4)) if match else None
+    number = store.parse_id(raw) if raw and raw != "0" else 0
     if match is None or number is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return
-    action = match.group(1)
+    action, token = match.group(1) or match.group(3), match.group(5)
+    if token is not None and not await confirmation_open(
+            update, context, tr, token, WITHDRAW):
+        return
     if action == "p":
         await query.answer()
         text, markup = await _list_page(svc, actor, number)
@@ -727,17 +778,20 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
         await _export(update, context, actor, None, notice_id=number)
     elif action == "w":
         await query.answer()
+        token = offer_confirmation(context, WITHDRAW, number)
         await reply(update, tr("notices.withdraw.confirm"), keyboard([[
-            (tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}"),
-            (tr("notices.button.cancel"), f"{MANAGE}:n:{number}")]]))
+            (tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}:{token}"),
+            (tr("notices.button.cancel"), f"{MANAGE}:n:{number}:{token}")]]))
     elif action == "n":
+        close_confirmation(context, token, CANCELLED)
         await query.answer()
         await _edit(update, tr("notices.withdraw.kept"))
     else:
-        await _withdraw(update, context, actor, number)
+        await _withdraw(update, context, actor, number, token)
 
 
-async def _withdraw(update: Update, context: Context, actor: Actor, notice_id: int) -> None:
+async def _withdraw(update: Update, context: Context, actor: Actor, notice_id: int,
+                    token: str) -> None:
     svc, tr = services(context), actor.tr
     query = update.callback_query
     assert query is not None
@@ -754,6 +808,7 @@ async def _withdraw(update: Update, context: Context, actor: Actor, notice_id: i
         await query.answer(tr(f"notices.problem.{problem.code}", **problem.values),
                            show_alert=True)
         return
+    close_confirmation(context, token, USED)
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
     await query.answer()
@@ -806,9 +861,11 @@ async def correct_pressed(update: Update, context: Context, actor: Actor) -> int
                            else tr("errors.stale_button"), show_alert=True)
         return await _stop(END)
     await query.answer()
-    context.user_data[CORRECTING] = {"id": notice.id, "at": svc.now().isoformat()}
+    token = offer_confirmation(context, CORRECTION)
+    context.user_data[CORRECTING] = {"id": notice.id, "at": svc.now().isoformat(),
+                                     "token": token}
     await reply(update, tr("notices.correct.ask", number=notice.number, limit=store.TEXT_MAX),
-                keyboard([[_cancel_button(tr)]]))
+                keyboard([[_cancel_button(tr, token)]]))
     return await _stop(CORRECT)
 
 
@@ -833,6 +890,7 @@ async def correction_typed(update: Update, context: Context, actor: Actor) -> in
         await reply(update, tr(f"notices.problem.{problem.code}", **problem.values))
         return await _stop(CORRECT)
     context.user_data.pop(CORRECTING, None)
+    close_confirmation(context, pending.get("token") or "", USED)
     svc.wake_delivery()
     await reply(update, tr("notices.correct.done", number=number, revision=revision,
                            rooms=edited))
@@ -870,12 +928,14 @@ def register(application: Application) -> None:
                 WHEN: [MessageHandler(text, when_given),
                        CallbackQueryHandler(when_given, pattern=rf"^{NEW}:now$"),
                        MessageHandler(other, _not_text(WHEN))],
-                CONFIRM: [CallbackQueryHandler(confirm_pressed, pattern=rf"^{NEW}:(send|when)$")],
+                CONFIRM: [MessageHandler(text, preview_typed),
+                          CallbackQueryHandler(confirm_pressed,
+                                               pattern=rf"^{NEW}:(send|when)(:{TOKEN})?$")],
                 CORRECT: [MessageHandler(text, correction_typed),
                           MessageHandler(other, _not_text(CORRECT))],
             },
             fallbacks=[CommandHandler("cancel", quit_flow),
-                       CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit$")],
+                       CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$")],
             allow_reentry=True,
             name="notices_flow",
             persistent=True,
@@ -885,5 +945,5 @@ def register(application: Application) -> None:
     application.add_handler(CommandHandler("notices", notices_command))
     application.add_handler(CallbackQueryHandler(ack_pressed, pattern=rf"^{store.CALLBACK}:"))
     application.add_handler(CallbackQueryHandler(manage_pressed, pattern=rf"^{MANAGE}:"))
-    application.add_handler(CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit$"))
+    application.add_handler(CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$"))
     application.add_handler(CallbackQueryHandler(stale_flow_button, pattern=rf"^{NEW}:"))

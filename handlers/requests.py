@@ -23,6 +23,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -39,8 +40,14 @@ from bot.domain.timeparse import DeadlineError, parse_deadline
 from bot.i18n import Translator
 from bot.services import Actor, Services, services
 from handlers.common import (
+    CANCELLED,
+    SUPERSEDED,
+    USED,
     Context,
+    close_confirmation,
+    confirmation_open,
     current_actor,
+    dead_button,
     draft_of,
     escape,
     guarded,
@@ -49,6 +56,8 @@ from handlers.common import (
     keyboard,
     may_show_details,
     message_text,
+    offer_confirmation,
+    prompt_ref,
     reply,
 )
 from storage import requests as store
@@ -63,6 +72,9 @@ COMMANDS = [
 ]
 
 DRAFT, PENDING, LISTING = "rq_draft", "rq_pending", "rq_list"
+# Confirmation kind of a draft's summary (handlers/common.py) and the token buttons carry.
+SUBMIT = "request_submit"
+TOKEN = "[0-9a-f]{8}"
 TARGET, MECHANISM, URGENCY, SUBJECT, DETAILS, ATTACH, DEADLINE, CONFIRM = range(8)
 NOTE, UNIT = 20, 21
 END = ConversationHandler.END
@@ -111,7 +123,8 @@ async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None =
 
 def _fresh_draft(context: Context, now: datetime) -> dict[str, Any]:
     assert context.user_data is not None
-    context.user_data[DRAFT] = {"targets": [], "attachments": [], "started": now.isoformat()}
+    context.user_data[DRAFT] = {"targets": [], "attachments": [], "started": now.isoformat(),
+                                "token": offer_confirmation(context, SUBMIT)}
     return context.user_data[DRAFT]
 
 
@@ -148,8 +161,10 @@ def _next_step(draft: dict[str, Any]) -> int:
     return CONFIRM
 
 
-def _quit_button(tr: Translator) -> tuple[str, str]:
-    return tr("requests.button.quit"), f"{NEW}:quit"
+def _quit_button(tr: Translator, draft: dict[str, Any]) -> tuple[str, str]:
+    """✖️ 取消 of one draft: it cancels that draft only."""
+    token = draft.get("token")
+    return tr("requests.button.quit"), f"{NEW}:quit:{token}" if token else f"{NEW}:quit"
 
 
 async def _unit_names(svc: Services, ids: list[int]) -> dict[int, Unit]:
@@ -176,16 +191,17 @@ async def _target_prompt(
     buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
                for unit in options]
     rows = [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
-    rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr)])
+    rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr, draft)])
     return "\n".join(lines), keyboard(rows)
 
 
-async def _mechanism_rows(svc: Services, tr: Translator) -> list[list[tuple[str, str]]]:
+async def _mechanism_rows(svc: Services, tr: Translator, draft: dict[str, Any]
+                          ) -> list[list[tuple[str, str]]]:
     async with svc.db.session() as session:
         found = await store.mechanisms(session)
     buttons = [(m.name, f"{NEW}:m:{m.id}") for m in found]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
-    return [*rows, [_quit_button(tr)]]
+    return [*rows, [_quit_button(tr, draft)]]
 
 
 async def _summary(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
@@ -220,13 +236,13 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
     svc, tr, draft = services(context), actor.tr, draft_of(context, DRAFT)
     prefix = "\n".join(notes or [])
     prefix = prefix + "\n\n" if prefix else ""
-    quit_row = [_quit_button(tr)]
+    quit_row = [_quit_button(tr, draft)]
     if step == TARGET:
         text, markup = await _target_prompt(svc, actor, draft, notes)
         await reply(update, text, markup)
     elif step == MECHANISM:
         await reply(update, prefix + tr("requests.new.ask_mechanism"),
-                    keyboard(await _mechanism_rows(svc, tr)))
+                    keyboard(await _mechanism_rows(svc, tr, draft)))
     elif step == URGENCY:
         buttons = [(rules.urgency_label(tr, u), f"{NEW}:u:{u.value}") for u in rules.URGENCY_ORDER]
         await reply(update, prefix + tr("requests.new.ask_urgency"), keyboard([buttons, quit_row]))
@@ -235,22 +251,23 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
                     keyboard([quit_row]))
     elif step == DETAILS:
         await reply(update, prefix + tr("requests.new.ask_details", limit=rules.DETAILS_MAX),
-                    keyboard([[(tr("requests.button.skip"), f"{NEW}:skip"), _quit_button(tr)]]))
+                    keyboard([[(tr("requests.button.skip"), f"{NEW}:skip"), quit_row[0]]]))
     elif step == ATTACH:
         await reply(update, prefix + tr("requests.new.ask_attachments",
                                         limit=rules.ATTACHMENTS_MAX),
-                    keyboard([[(tr("requests.button.done"), f"{NEW}:done"), _quit_button(tr)]]))
+                    keyboard([[(tr("requests.button.done"), f"{NEW}:done"), quit_row[0]]]))
     elif step == DEADLINE:
         await reply(update, prefix + tr("requests.new.ask_deadline", zone=_zone_name(svc, actor)),
                     keyboard([[(tr("requests.button.no_deadline"), f"{NEW}:nodl"),
-                               _quit_button(tr)]]))
+                               _quit_button(tr, draft)]]))
     else:
         step = CONFIRM
         draft.pop("editing", None)
+        token = draft.get("token")
         await reply(update, prefix + await _summary(svc, actor, draft), keyboard([
-            [(tr("requests.button.submit"), f"{NEW}:submit"), _quit_button(tr)],
-            [(tr("requests.button.edit_details"), f"{NEW}:edit:details"),
-             (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline")],
+            [(tr("requests.button.submit"), f"{NEW}:submit:{token}"), quit_row[0]],
+            [(tr("requests.button.edit_details"), f"{NEW}:edit:details:{token}"),
+             (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline:{token}")],
         ]))
     return await handled(step)
 
@@ -281,6 +298,12 @@ async def request_command(update: Update, context: Context, actor: Actor) -> int
     number = rules.parse_number(text) if text else None
     if number is None and context.args:
         number = rules.parse_number(context.args[0])
+    if number is None and len(context.args or []) == 1 and (
+            sequence := rules.parse_sequence(text)) is not None:
+        # The short number a /requests button shows: the latest request with it.
+        async with svc.db.session() as session:
+            number = await store.number_of_sequence(session, sequence) or \
+                rules.format_number(svc.now().astimezone(_zone(svc, actor)).year, sequence)
     if number is not None:
         await _show(update, context, actor, number=number)
         return await handled(END)
@@ -314,18 +337,27 @@ async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
                 exact := await store.resolve_units(session, words[index], exact_only=True)) == 1:
             notes += _toggle_target(tr, actor, draft, exact[0], add_only=True)
             index += 1
+        target_notes = list(notes)
         first_flag = index
         while index < len(words) and index < first_flag + 2:
             word = words[index]
+            before_urgency = draft.get("urgency") is None and index + 1 < len(words) and \
+                rules.parse_urgency(words[index + 1]) is not None
             if draft.get("urgency") is None and (urgency := rules.parse_urgency(word)):
                 draft["urgency"] = urgency.value
             elif draft.get("mechanism") is None and (
                     mechanism := await store.find_mechanism(session, word)):
                 draft["mechanism"] = mechanism.id
+            elif draft.get("mechanism") is None and (offered := await store.mechanism_meant(
+                    session, word, before_urgency=before_urgency)) is not None:
+                # Refused with the list (the flow then asks with buttons), not taken
+                # as the start of the subject.
+                notes.append(tr("requests.new.unknown_mechanism_word", query=escape(word[:40]),
+                                names="、".join(escape(m.name) for m in offered)))
             else:
                 break
             index += 1
-    if draft["targets"] and not notes:
+    if draft["targets"] and not target_notes:
         draft["targets_done"] = True
     subject = rules.clean_line(" ".join(words[index:]))
     if subject:
@@ -394,7 +426,7 @@ async def target_typed(update: Update, context: Context, actor: Actor) -> int:
     if draft.get("candidates"):
         units = await _unit_names(svc, draft.pop("candidates"))
         rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr)])
+        rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr, draft)])
         await reply(update, "\n".join(notes), keyboard(rows))
         return await handled(TARGET)
     text, markup = await _target_prompt(svc, actor, draft, notes)
@@ -609,16 +641,27 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     draft = _live(context, svc)
     if draft is None:
         return await _expired(update, tr)
-    data = query.data or ""
+    data, _, token = (query.data or "").rpartition(":")
+    if not await confirmation_open(update, context, tr, token, SUBMIT):
+        return await handled(CONFIRM)
     if data in (f"{NEW}:edit:details", f"{NEW}:edit:deadline"):
         draft["editing"] = True
         await query.answer()
         return await _ask(update, context, actor, DETAILS if data.endswith("details")
                           else DEADLINE)
-    if data != f"{NEW}:submit":
+    if data != f"{NEW}:submit" or token != draft.get("token"):
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await handled(CONFIRM)
     return await _submit(update, context, actor, draft)
+
+
+@guarded(Role.officer, Where.private)
+async def review_typed(update: Update, context: Context, actor: Actor) -> int:
+    """Text at the summary: not a lookup; say what this step expects and show it again."""
+    if _live(context, services(context)) is None:
+        return await _expired(update, actor.tr)
+    return await _ask(update, context, actor, CONFIRM,
+                      [actor.tr("requests.new.review_expects_button")])
 
 
 async def _submit(update: Update, context: Context, actor: Actor, draft: dict[str, Any]) -> int:
@@ -643,6 +686,7 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
         await query.answer()
         return await _ask(update, context, actor, CONFIRM, [
             tr(f"requests.new.problem.{problem.code}", **problem.values)])
+    close_confirmation(context, draft.get("token") or "", USED)
     svc.wake_delivery()
     await svc.rescheduled("requests")
     assert context.user_data is not None
@@ -664,9 +708,16 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
 
 
 async def quit_flow(update: Update, context: Context) -> int:
-    """`取消` button or /cancel: leave the flow, nothing stored."""
+    """`取消` button or /cancel: leave the flow, nothing stored. The button of a draft
+    already over changes nothing."""
     actor_tr = await _tr(update, context)
     assert context.user_data is not None
+    query = update.callback_query
+    token = (query.data or "").removeprefix(f"{NEW}:quit").lstrip(":") if query else ""
+    if token and not await confirmation_open(update, context, actor_tr, token, SUBMIT):
+        raise ApplicationHandlerStop  # whatever is in progress goes on as it was
+    close_confirmation(context, (context.user_data.get(DRAFT) or {}).get("token") or "",
+                       CANCELLED)
     context.user_data.pop(DRAFT, None)
     if update.callback_query is not None:
         await update.callback_query.answer()
@@ -681,9 +732,13 @@ async def _tr(update: Update, context: Context) -> Translator:
 
 
 async def stale_flow_button(update: Update, context: Context) -> None:
+    """A button of a flow that is not waiting for it: a confirmation that is over says
+    why, anything else that the flow has expired."""
     query = update.callback_query
     assert query is not None
-    await query.answer((await _tr(update, context))("requests.new.expired"), show_alert=True)
+    tr = await _tr(update, context)
+    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
+        await query.answer(tr("requests.new.expired"), show_alert=True)
 
 
 # =========================================================================== buttons
@@ -744,10 +799,24 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
         reply_markup=ForceReply(selective=True),
         do_quote=False,
     )
+    _close_pending(context, SUPERSEDED)
+    token = offer_confirmation(context, _act_kind(press.action), press.request_id,
+                               ref=prompt_ref(prompt.chat_id, prompt.message_id))
     context.user_data[PENDING] = {"action": press.action.value, "id": press.request_id,
                                   "version": press.version, "prompt": prompt.message_id,
-                                  "at": svc.now().isoformat()}
+                                  "at": svc.now().isoformat(), "token": token}
     return await handled(UNIT if press.action is Action.transfer else NOTE)
+
+
+def _act_kind(action: Action) -> str:
+    """The confirmation kind of a reason, result or unit prompt (confirm.what.<kind>)."""
+    return f"request_{action.value}"
+
+
+def _close_pending(context: Context, state: str) -> None:
+    """The waiting prompt is over (answered, cancelled, replaced): its answers are dead."""
+    pending = (context.user_data or {}).get(PENDING) or {}
+    close_confirmation(context, pending.get("token") or "", state)
 
 
 def _name(update: Update) -> str:
@@ -769,13 +838,14 @@ def _pending(context: Context, now: datetime) -> Press | None:
 
 
 def _answers_prompt(update: Update, context: Context) -> bool:
-    """In a group, only a reply to our prompt is the answer (others talk there too)."""
-    if not in_group(update):
-        return True
+    """In a group, only a reply to our prompt is the answer (others talk there too); in
+    a private chat any message is, except a reply to another message."""
     message = update.effective_message
     replied = message.reply_to_message if message else None
     data = (context.user_data or {}).get(PENDING) or {}
-    return replied is not None and replied.message_id == data.get("prompt")
+    if replied is None:
+        return not in_group(update)
+    return replied.message_id == data.get("prompt")
 
 
 @guarded(Role.officer)
@@ -801,9 +871,12 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
     if query is None and not _answers_prompt(update, context):
         return UNIT
     if query is not None:
-        match = re.fullmatch(rf"{ACT}:u:{DB_ID}", query.data or "")
+        match = re.fullmatch(rf"{ACT}:u:{DB_ID}:({TOKEN})", query.data or "")
         if match is None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
+            return await handled(UNIT)
+        if not await confirmation_open(update, context, tr, match.group(2),
+                                       _act_kind(Action.transfer)):
             return await handled(UNIT)
         return await _apply(update, context, actor, press, unit_id=int(match.group(1)))
     text = rules.clean_line(message_text(update))
@@ -813,9 +886,10 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
         await reply(update, tr("requests.new.unknown_unit", query=escape(text[:40])))
         return await handled(UNIT)
     if len(units) > 1:
-        rows = [[(u.name, f"{ACT}:u:{u.id}")] for u in units]
+        token = (context.user_data or {}).get(PENDING, {}).get("token", "")
+        rows = [[(u.name, f"{ACT}:u:{u.id}:{token}")] for u in units]
         await reply(update, tr("requests.act.transfer_choose", query=escape(text[:40])),
-                    keyboard([*rows, [(tr("requests.button.quit"), f"{ACT}:quit")]]))
+                    keyboard([*rows, [(tr("requests.button.quit"), f"{ACT}:quit:{token}")]]))
         return await handled(UNIT)
     return await _apply(update, context, actor, press, unit_id=units[0].id)
 
@@ -850,6 +924,10 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
             await reply(update, text)
         return await handled(UNIT if press.action is Action.transfer else NOTE)
     assert context.user_data is not None
+    pending = context.user_data.get(PENDING) or {}
+    answered = (pending.get("id"), pending.get("action")) == (press.request_id,
+                                                               press.action.value)
+    _close_pending(context, USED if answered else SUPERSEDED)
     context.user_data.pop(PENDING, None)
     if outcome.verdict is not store.Verdict.done:
         text = _refusal_text(tr, outcome, tz)
@@ -862,7 +940,8 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
     await svc.rescheduled("requests")
     request = outcome.request
     assert request is not None
-    done = tr(f"requests.act.done.{press.action.value}", number=request.number,
+    done = tr(f"requests.act.done.{_done_key(press.action, outcome.liaisons_told)}",
+              number=request.number, count=outcome.liaisons_told,
               unit=request.to_unit.name if outcome.new_request is None
               else outcome.new_request.to_unit.name,
               new=outcome.new_request.number if outcome.new_request else "")
@@ -877,14 +956,30 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
     return await handled(END)
 
 
+def _done_key(action: Action, liaisons_told: int | None) -> str:
+    """A withdrawal says who on the other side was told: the duty room, its liaisons,
+    or (a unit with neither) nobody."""
+    if action is not Action.cancel or liaisons_told is None:
+        return action.value
+    return "cancel_liaisons" if liaisons_told else "cancel_nobody"
+
+
 def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
     markup = payload.get("reply_markup")
     return InlineKeyboardMarkup.de_json(markup, None) if markup else None
 
 
 async def drop_action(update: Update, context: Context) -> int:
+    """/cancel or the ✖️ under a unit choice: the waiting prompt is over. A ✖️ of a
+    choice already over changes nothing."""
     tr = await _tr(update, context)
     assert context.user_data is not None
+    query = update.callback_query
+    token = (query.data or "").removeprefix(f"{ACT}:quit").lstrip(":") if query else ""
+    if token and not await confirmation_open(update, context, tr, token,
+                                             _act_kind(Action.transfer)):
+        raise ApplicationHandlerStop  # whatever is in progress goes on as it was
+    _close_pending(context, CANCELLED)
     context.user_data.pop(PENDING, None)
     if update.callback_query is not None:
         await update.callback_query.answer()
@@ -1109,7 +1204,7 @@ def register(application: Application) -> None:
     text = filters.TEXT & ~filters.COMMAND
     other = ~filters.TEXT & ~filters.COMMAND
     files = filters.PHOTO | filters.Document.ALL
-    quit_button = CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit$")
+    quit_button = CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$")
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
@@ -1136,8 +1231,9 @@ def register(application: Application) -> None:
                            CallbackQueryHandler(deadline_given, pattern=rf"^{NEW}:nodl$"),
                            MessageHandler(other, _not_text(DEADLINE))],
                 CONFIRM: [MessageHandler(files, _attachment_handler(CONFIRM)),
+                          MessageHandler(text, review_typed),
                           CallbackQueryHandler(confirm_pressed,
-                                               pattern=rf"^{NEW}:(submit|edit:\w+)$")],
+                                               pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],
             },
             fallbacks=[CommandHandler("cancel", quit_flow), quit_button],
             allow_reentry=True,
@@ -1153,7 +1249,7 @@ def register(application: Application) -> None:
                        CallbackQueryHandler(unit_typed, pattern=rf"^{ACT}:u:")],
             },
             fallbacks=[CommandHandler("cancel", drop_action),
-                       CallbackQueryHandler(drop_action, pattern=rf"^{ACT}:quit$")],
+                       CallbackQueryHandler(drop_action, pattern=rf"^{ACT}:quit(:{TOKEN})?$")],
             allow_reentry=True,
             name="requests_act",
             persistent=True,

@@ -16,18 +16,34 @@ from bot.commands import CommandInfo, Where, visible_commands
 from bot.i18n import LANGUAGES, Translator
 from bot.services import Actor, services
 from handlers.common import (
+    CANCELLED,
+    USED,
     Context,
+    RepliesToDeadPrompt,
     all_commands,
+    close_confirmation,
+    confirmation,
+    confirmation_open,
     current_actor,
+    dead_prompt_answered,
     edit_query_message,
     escape,
     guarded,
     in_group,
     keyboard,
+    offer_confirmation,
     refresh_chat_menu,
     reply,
+    unregistered_key,
 )
-from storage.access import redeem_invitation, set_user_language, user_by_telegram_id
+from storage.access import (
+    invitation_by_code,
+    invitation_problem,
+    redeem_invitation,
+    role_after,
+    set_user_language,
+    user_by_telegram_id,
+)
 
 COMMANDS = [
     CommandInfo("start", None, Where.anywhere, "start.command"),
@@ -35,6 +51,8 @@ COMMANDS = [
     CommandInfo("lang", None, Where.private, "lang.command"),
 ]
 LANGUAGE_CALLBACK = "lang:"
+# The confirmation asked of an active user before an invitation moves them (common.py).
+MOVE, MOVE_CALLBACK = "invitation", "inv:"
 # Runs before every feature (conversations sit in group -1).
 GUARD_GROUP = -2
 
@@ -58,11 +76,63 @@ async def start(update: Update, context: Context) -> None:
     tr = actor.tr
     if actor.registered:
         await reply(update, tr("start.welcome_back", **role_and_unit(tr, actor)))
+    elif actor.user is not None and not actor.user.active:
+        await reply(update, tr(unregistered_key(actor)))
     else:
         await reply(update, tr("start.unregistered"))
 
 
 async def _redeem(update: Update, context: Context, actor: Actor, code: str) -> None:
+    """Someone registered and active is asked first, told where they are now; anyone
+    else is linked at once."""
+    if actor.registered and await _asked_to_move(update, context, actor, code[:64]):
+        return
+    await reply(update, await _link(update, context, actor, code))
+
+
+async def _asked_to_move(update: Update, context: Context, actor: Actor, code: str) -> bool:
+    svc, tr, user = services(context), actor.tr, actor.user
+    assert user is not None
+    async with svc.db.session() as session:
+        invitation = await invitation_by_code(session, code)
+    if invitation is None or invitation_problem(invitation, svc.now()) is not None:
+        return False  # refused (and recorded) by the redemption itself
+    new_role = role_after(user, invitation)
+    here = role_and_unit(tr, actor)
+    if (user.unit_id, user.role) == (invitation.unit_id, new_role):
+        await reply(update, tr("start.invitation_same", **here))
+        return True
+    token = offer_confirmation(context, MOVE, code)
+    await reply(update, tr("start.invitation_move", **here, new_role=tr(f"roles.{new_role.value}"),
+                           new_unit=escape(invitation.unit.name)),
+                keyboard([[(tr("start.button.move"), f"{MOVE_CALLBACK}y:{token}"),
+                           (tr("start.button.keep"), f"{MOVE_CALLBACK}n:{token}")]]))
+    return True
+
+
+@guarded(None, Where.private)
+async def move_pressed(update: Update, context: Context, actor: Actor) -> None:
+    """✅ or ✖️ under the question before an invitation moves someone."""
+    query = update.callback_query
+    assert query is not None
+    answer, _, token = (query.data or "").removeprefix(MOVE_CALLBACK).partition(":")
+    if not await confirmation_open(update, context, actor.tr, token, MOVE):
+        return
+    if answer != "y":
+        close_confirmation(context, token, CANCELLED)
+        await query.answer()
+        await edit_query_message(update, actor.tr("start.invitation_kept", **role_and_unit(
+            actor.tr, actor)) if actor.user is not None else actor.tr("start.unregistered"))
+        return
+    assert context.user_data is not None
+    code = confirmation(context, token)["subject"]
+    close_confirmation(context, token, USED)
+    await query.answer()
+    await edit_query_message(update, await _link(update, context, actor, code))
+
+
+async def _link(update: Update, context: Context, actor: Actor, code: str) -> str:
+    """Redeem the invitation; what to tell the person."""
     svc = services(context)
     tg_user = update.effective_user
     assert tg_user is not None
@@ -77,14 +147,12 @@ async def _redeem(update: Update, context: Context, actor: Actor, code: str) -> 
             now=svc.now(),
         )
     if result.problem is not None:
-        await reply(update, actor.tr(f"start.invitation_{result.problem.value}"))
-        return
+        return actor.tr(f"start.invitation_{result.problem.value}")
     async with svc.db.session() as session:
         user = await user_by_telegram_id(session, tg_user.id)
     linked = Actor(tg_user.id, user, actor.language)
-    tr = linked.tr
-    await reply(update, tr("start.linked", **role_and_unit(tr, linked)))
     await refresh_chat_menu(context, tg_user.id, linked, all_commands(context))
+    return linked.tr("start.linked", **role_and_unit(linked.tr, linked))
 
 
 async def help_command(update: Update, context: Context) -> None:
@@ -149,24 +217,41 @@ async def empty_button(update: Update, context: Context) -> None:
 
 async def unknown_command(update: Update, context: Context) -> None:
     actor = await current_actor(update, context)
-    key = "errors.unknown_command" if actor.registered else "errors.unregistered"
+    key = "errors.unknown_command" if actor.registered else unregistered_key(actor)
     await reply(update, actor.tr(key))
+
+
+async def nothing_to_cancel(update: Update, context: Context) -> None:
+    """/cancel when no flow waits: every flow's own /cancel stops the update before this.
+    In a group only registered people are answered (others' commands are not ours)."""
+    actor = await current_actor(update, context)
+    if actor.registered:
+        await reply(update, actor.tr("errors.nothing_to_cancel"))
+    elif not in_group(update):
+        await reply(update, actor.tr(unregistered_key(actor)))
 
 
 async def not_text(update: Update, context: Context) -> None:
     """A photo, file or sticker outside any conversation: say what the bot can read."""
     actor = await current_actor(update, context)
-    await reply(update, actor.tr("errors.text_only" if actor.registered else "errors.unregistered"))
+    await reply(update, actor.tr("errors.text_only" if actor.registered
+                                 else unregistered_key(actor)))
 
 
 def register(application: Application) -> None:
     application.add_handler(
         CallbackQueryHandler(empty_button, pattern=lambda data: not data), group=GUARD_GROUP
     )
+    # Before the guided flows of group -1, and taking only what it answers.
+    application.add_handler(MessageHandler(
+        filters.TEXT & ~filters.COMMAND & RepliesToDeadPrompt(application), dead_prompt_answered),
+        group=-1)
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CommandHandler("help", help_command))
     application.add_handler(CommandHandler("lang", lang_command))
     application.add_handler(CallbackQueryHandler(lang_chosen, pattern=f"^{LANGUAGE_CALLBACK}"))
+    application.add_handler(CallbackQueryHandler(move_pressed, pattern=f"^{MOVE_CALLBACK}[yn]:"))
+    application.add_handler(CommandHandler("cancel", nothing_to_cancel))
 
 
 def register_fallbacks(application: Application) -> None:

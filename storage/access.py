@@ -161,6 +161,20 @@ async def create_invitation(
     return invitation
 
 
+async def invitation_by_code(session: AsyncSession, code: str, *,
+                             for_update: bool = False) -> Invitation | None:
+    query = select(Invitation).options(selectinload(Invitation.unit)).where(
+        Invitation.code == code)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def role_after(user: User | None, invitation: Invitation) -> Role:
+    """The role an invitation gives: it never lowers an administrator."""
+    return user.role if user is not None and user.role is Role.admin else invitation.role
+
+
 async def redeem_invitation(
     session: AsyncSession,
     code: str,
@@ -172,14 +186,7 @@ async def redeem_invitation(
     now: datetime,
 ) -> Redemption:
     """Link a Telegram account to the invitation's unit and role, once."""
-    invitation = (
-        await session.execute(
-            select(Invitation)
-            .options(selectinload(Invitation.unit))
-            .where(Invitation.code == code)
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
+    invitation = await invitation_by_code(session, code, for_update=True)
     problem = invitation_problem(invitation, now)
     if problem is not None:
         await audit(session, "invitation.refused", actor_telegram_id=telegram_id,
@@ -191,15 +198,17 @@ async def redeem_invitation(
     if user is None:
         user = User(telegram_id=telegram_id, language=language)
         session.add(user)
+    previous = {"previous_unit_id": user.unit_id,
+                "previous_role": user.role.value if user.role else None} if user.id else {}
     user.full_name, user.username = full_name, username
     user.unit_id, user.active = invitation.unit_id, True
-    if user.role is not Role.admin:  # an invitation never lowers an administrator
-        user.role = invitation.role
+    user.role = role_after(user, invitation)
     await session.flush()
     user.unit = invitation.unit
     invitation.used_at, invitation.used_by_id = now, user.id
     await audit(session, "invitation.redeem", actor=user, subject_type="invitation",
-                subject_id=invitation.id, unit=invitation.unit.code, role=user.role.value)
+                subject_id=invitation.id, unit=invitation.unit.code, role=user.role.value,
+                **previous)
     return Redemption(user, invitation, None)
 
 

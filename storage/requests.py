@@ -139,6 +139,16 @@ async def find_mechanism(session: AsyncSession, text: str) -> Mechanism | None:
     return None
 
 
+async def mechanism_meant(session: AsyncSession, word: str, *, before_urgency: bool
+                          ) -> list[Mechanism] | None:
+    """When `word`, in the one-shot form's mechanism place, names no mechanism but was
+    meant as one (rules.meant_as_mechanism): every mechanism, to list. Else None."""
+    found = await mechanisms(session)
+    names = [name for mechanism in found for name in _names(mechanism)]
+    return found if rules.meant_as_mechanism(word, names, before_urgency=before_urgency) \
+        else None
+
+
 async def resolve_units(
     session: AsyncSession, query: str, *, limit: int = 8, exact_only: bool = False
 ) -> list[Unit]:
@@ -230,6 +240,16 @@ async def next_number(session: AsyncSession, year: int) -> str:
     ).returning(RequestCounter.last)
     sequence = (await session.execute(statement)).scalar_one()
     return rules.format_number(year, sequence)
+
+
+async def number_of_sequence(session: AsyncSession, sequence: int) -> str | None:
+    """The newest request numbered `sequence` in its year (what a /requests button shows)."""
+    suffix = rules.format_number(0, sequence).rsplit("-", 1)[1]
+    return (await session.execute(
+        select(AssistanceRequest.number)
+        .where(AssistanceRequest.number.like(f"{rules.NUMBER_PREFIX}-%-{suffix}"))
+        .order_by(AssistanceRequest.created_at.desc(), AssistanceRequest.id.desc()).limit(1)
+    )).scalar_one_or_none()
 
 
 # --------------------------------------------------------------------------- rendering helpers
@@ -428,12 +448,7 @@ async def route(
     await session.flush()
     liaisons = await linked_liaisons(session, request.to_unit.id)
     for liaison in liaisons:
-        reader = (await session.execute(
-            select(User).options(selectinload(User.unit))
-            .where(User.telegram_id == liaison.telegram_user_id))).scalar_one_or_none()
-        tr = user_translator(policy, reader)
-        tz = user_zone(policy, reader) if reader else rules.zone(request.to_unit.timezone,
-                                                                  policy.timezone)
+        tr, tz = await _liaison_reading(session, liaison, request, policy)
         text = tr("requests.notice.no_room_liaison", unit=_h(request.to_unit.name)) + "\n\n" + \
             rules.card(tr, request, tz)
         key = _key(request, "liaison", liaison.id)
@@ -481,6 +496,8 @@ class Outcome:
     first: RequestEvent | None = None  # what made the button stale
     new_request: AssistanceRequest | None = None  # the transferred copy
     problem: str | None = None
+    # After a change: how many liaisons' copies were updated; None when a duty room's was.
+    liaisons_told: int | None = None
 
 
 async def check_press(
@@ -554,8 +571,8 @@ async def act_on_request(
                 subject_type="request", subject_id=request.number, status=after.value,
                 version=request.version, transferred_to=new_request.number if new_request
                 else None)
-    await notify_change(session, request, actor=actor, now=now, policy=policy)
-    return Outcome(Verdict.done, request, new_request=new_request)
+    told = await notify_change(session, request, actor=actor, now=now, policy=policy)
+    return Outcome(Verdict.done, request, new_request=new_request, liaisons_told=told)
 
 
 async def _transfer(
@@ -591,14 +608,47 @@ async def _transfer(
     return copy
 
 
+async def _liaison_reading(session: AsyncSession, liaison: Liaison, request: AssistanceRequest,
+                           policy: Policy) -> tuple[Translator, Any]:
+    """The language and time zone a liaison told privately reads a request in."""
+    reader = (await session.execute(
+        select(User).options(selectinload(User.unit))
+        .where(User.telegram_id == liaison.telegram_user_id))).scalar_one_or_none()
+    tz = user_zone(policy, reader) if reader else rules.zone(request.to_unit.timezone,
+                                                              policy.timezone)
+    return user_translator(policy, reader), tz
+
+
+async def _update_liaison_cards(session: AsyncSession, request: AssistanceRequest, *,
+                                now: datetime, policy: Policy) -> int:
+    """A request no duty room holds: bring the copies its liaisons were sent up to
+    date (state, and no buttons once final); returns how many were."""
+    updated = 0
+    for liaison in await linked_liaisons(session, request.to_unit_id):
+        key = _key(request, "liaison", liaison.id)
+        if await get_message(session, key) is None:
+            continue
+        tr, tz = await _liaison_reading(session, liaison, request, policy)
+        await enqueue_edit(session, reply_to_key=key, now=now,
+                           dedup_key=_key(request, "state", f"v{request.version}", "liaison",
+                                          liaison.id),
+                           payload=card_payload(tr, request, tz))
+        updated += 1
+    return updated
+
+
 async def notify_change(
     session: AsyncSession, request: AssistanceRequest, *, actor: User | None, now: datetime,
     policy: Policy,
-) -> None:
-    """Edit the duty room's card to the current state; tell the requester (unless they
-    are the one acting: they get the answer directly)."""
+) -> int | None:
+    """Edit the duty room's card (or, without a room, the liaisons' copies) to the current
+    state; tell the requester (unless they are the one acting: they get the answer
+    directly). Returns how many liaisons' copies were updated, None when a room's was."""
     version = request.version
-    if request.route_key is not None:
+    told: int | None = None
+    if request.route_key is None:
+        told = await _update_liaison_cards(session, request, now=now, policy=policy)
+    else:
         room = await active_duty_room(session, request.to_unit_id)
         tz = room_zone(policy, room, request.to_unit)
         await enqueue_edit(
@@ -624,6 +674,7 @@ async def notify_change(
         await enqueue(session, chat_id=requester.telegram_id, kind="request_state",
                       dedup_key=_key(request, "state", f"v{version}", "requester"),
                       payload=message(text), now=now)
+    return told
 
 
 # --------------------------------------------------------------------------- escalations

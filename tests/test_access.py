@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.testing import BotHarness
+from storage.access import user_by_telegram_id
 from storage.models import AuditEntry, DutyRoom, Invitation, Role, User
 
 ADMIN_ID = 910000001
@@ -173,13 +174,26 @@ async def test_deactivated_user_loses_access_at_once(bot: BotHarness) -> None:
     await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
     assert "您是" in (await bot.send(OFFICER_ID, "/help")).text
 
-    done = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    asked = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    assert asked.text.startswith("确认停用 李明（<b>四川省公安厅</b>的民警）的账号吗？")
+    done = await bot.press(ADMIN_ID, asked, "确认停用")
     assert "已停用" in done.text
 
-    assert "尚未登记" in (await bot.send(OFFICER_ID, "/invite 四川")).text
+    told = "您的账号已被停用，暂时不能使用本助手。如有疑问，请联系本单位管理员。"
+    for text in ("/invite 四川", "/start", "/nosuchcommand", "四川 刑侦"):
+        assert (await bot.send(OFFICER_ID, text)).text == told, text
     assert "您是" not in (await bot.send(OFFICER_ID, "/help")).text
+    again = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    assert again.text == "李明 的账号本来就已停用，未作修改。"
     assert "已恢复" in (await bot.send(ADMIN_ID, f"/activate {OFFICER_ID}")).text
     assert "您是" in (await bot.send(OFFICER_ID, "/help")).text
+    again = await bot.send(ADMIN_ID, f"/activate {OFFICER_ID}")
+    assert again.text == "李明 的账号本来就是启用状态，未作修改。"
+    async with bot.db.session() as session:
+        changes = (await session.execute(select(AuditEntry.action).where(
+            AuditEntry.action.in_(["user.activate", "user.deactivate"])).order_by(
+                AuditEntry.id))).scalars().all()
+    assert changes == ["user.deactivate", "user.activate"]
 
 
 async def test_coordinator_cannot_invite_administrators(bot: BotHarness) -> None:
@@ -189,3 +203,79 @@ async def test_coordinator_cannot_invite_administrators(bot: BotHarness) -> None
     assert "无权" in refused.text
     allowed = await bot.send(OFFICER_ID, "/invite 云南 值班员")
     assert "?start=" in allowed.text
+
+
+async def test_cancel_outside_a_flow_says_there_is_nothing_to_cancel(bot: BotHarness) -> None:
+    assert (await bot.send(ADMIN_ID, "/cancel")).text == "当前没有进行中的操作，无需取消。"
+    bot.emulator.add_user(STRANGER_ID, "王五")
+    bot.emulator.add_group(ROOM_ID, "闲聊群", members=[ADMIN_ID, STRANGER_ID])
+    assert "无需取消" in (await bot.send(ADMIN_ID, "/cancel", chat_id=ROOM_ID)).text
+    assert (await bot.send(STRANGER_ID, "/cancel", chat_id=ROOM_ID)).messages == []
+    assert "尚未登记" in (await bot.send(STRANGER_ID, "/cancel")).text
+
+
+async def test_an_invitation_asks_an_active_user_before_moving_them(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, '四川', '民警')}")
+    same = await bot.send(OFFICER_ID, f"/start {await invite(bot, '四川', '民警')}")
+    assert same.text == "您已经是<b>四川省公安厅</b>的民警，无需使用此邀请；邀请码未被使用。"
+    code = await invite(bot, "云南", "值班员")
+    asked = await bot.send(OFFICER_ID, f"/start {code}")
+    assert "您目前是<b>四川省公安厅</b>的民警（李明）" in asked.text
+    assert "改为<b>云南省公安厅</b>的值班员" in asked.text
+    kept = await bot.press(OFFICER_ID, asked, "取消")
+    assert kept.text == "未作变更，您仍是<b>四川省公安厅</b>的民警；邀请码未被使用。"
+    late = await bot.press(OFFICER_ID, asked, "确认变更")
+    assert late.alerts == ["您已取消「按邀请变更单位和角色」，这个按钮不再起作用，什么也没有改变。"]
+    async with bot.db.session() as session:
+        user = await user_by_telegram_id(session, OFFICER_ID)
+        assert user is not None and user.unit is not None
+        assert (user.role, user.unit.name) == (Role.officer, "四川省公安厅")
+        assert (await session.execute(select(Invitation).where(
+            Invitation.code == code))).scalar_one().used_at is None
+    # Asked again, and confirmed: moved, once.
+    asked = await bot.send(OFFICER_ID, f"/start {code}")
+    moved = await bot.press(OFFICER_ID, asked, "确认变更")
+    assert "登记成功" in moved.text and "云南省公安厅" in moved.text and "值班员" in moved.text
+    again = await bot.press(OFFICER_ID, asked, "确认变更")
+    assert again.alerts == ["这个按钮已经用过（按邀请变更单位和角色），不会再执行一次。"]
+    user = await user_row(bot, OFFICER_ID)
+    assert user is not None and user.role is Role.duty_officer
+
+
+async def test_a_cancelled_deactivation_is_dead(bot: BotHarness) -> None:
+    bot.emulator.add_user(OFFICER_ID, "李明")
+    await bot.send(OFFICER_ID, f"/start {await invite(bot, role='民警')}")
+    asked = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    kept = await bot.press(ADMIN_ID, asked, "取消")
+    assert kept.text == "未停用，账号保持不变。"
+    late = await bot.press(ADMIN_ID, asked, "确认停用")
+    assert late.alerts == ["您已取消「停用账号」，这个按钮不再起作用，什么也没有改变。"]
+    user = await user_row(bot, OFFICER_ID)
+    assert user is not None and user.active
+    # Asked twice and answered on the newer: the older is dead, the account changed once.
+    older = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    newer = await bot.send(ADMIN_ID, f"/deactivate {OFFICER_ID}")
+    assert "已停用" in (await bot.press(ADMIN_ID, newer, "确认停用")).text
+    late = await bot.press(ADMIN_ID, older, "确认停用")
+    assert late.alerts == ["这个确认已被更新的一条取代（停用账号），请使用最新的那条消息。"]
+    async with bot.db.session() as session:
+        changes = (await session.execute(select(AuditEntry.action).where(
+            AuditEntry.action == "user.deactivate"))).scalars().all()
+    assert changes == ["user.deactivate"]
+
+
+def test_the_confirmation_book_forgets_what_is_over_first() -> None:
+    from types import SimpleNamespace
+
+    from handlers import common
+
+    context = SimpleNamespace(user_data={})
+    kept = common.offer_confirmation(context, "notice_send")  # type: ignore[arg-type]
+    for number in range(common.CONFIRMATIONS_KEPT * 2):
+        token = common.offer_confirmation(context, "notice_withdraw", number)  # type: ignore[arg-type]
+        common.close_confirmation(context, token, common.CANCELLED)  # type: ignore[arg-type]
+    book = context.user_data[common.CONFIRMATIONS]
+    assert len(book) == common.CONFIRMATIONS_KEPT
+    assert common.confirmation_state(context, kept, "notice_send") == common.OPEN  # type: ignore[arg-type]
+    assert common.confirmation_state(context, token, "notice_withdraw") == common.CANCELLED  # type: ignore[arg-type]

@@ -212,7 +212,7 @@ class Day:
         """The one-shot form and its 提交 button; returns the new request's number."""
         async def submit() -> None:
             sent = await self.desk.send(user, f"/request {target} 治安管控互动 {urgency} {subject}")
-            submit_data = [d for _, d in sent.buttons() if d.endswith(":submit")]
+            submit_data = [d for _, d in sent.buttons() if ":submit" in d]
             if submit_data:
                 [call] = [c for c in sent.messages if c.params.get("reply_markup")][-1:]
                 await self.desk.press_data(user, call, submit_data[0])

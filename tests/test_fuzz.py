@@ -195,11 +195,13 @@ async def harvest(harness: BotHarness) -> list[Button]:
 
 
 async def press_ending(harness: BotHarness, user: int, sent: Sent, suffix: str) -> Sent:
-    """Press the button whose data ends with `suffix` on the last message that has it."""
+    """Press the button whose data ends with `suffix` (before a confirmation's token) on
+    the last message that has it."""
     for call in reversed(sent.messages):
         for row in (call.params.get("reply_markup") or {}).get("inline_keyboard", []):
             for button in row:
-                if button.get("callback_data", "").endswith(suffix):
+                data = re.sub(r":[0-9a-f]{8}$", "", button.get("callback_data", ""))
+                if data.endswith(suffix):
                     return await harness.press_data(user, call, button["callback_data"])
     raise AssertionError(f"no button ending in {suffix!r}: {sent.text}")
 

@@ -272,7 +272,9 @@ async def test_change_and_cancellation_are_announced_and_reminders_follow(
     clock.set(moved - timedelta(days=1) + timedelta(seconds=1))
     assert {c.chat_id for c in (await desk.run_due()).messages} >= {GANSU_ROOM, QINGHAI_ROOM}
 
-    cancelled = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    asked = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    assert asked.text.startswith(f"确认取消会议 #{meeting_id}「第十五届联席会议」（12月5日")
+    cancelled = await desk.press(COORD_ID, asked, "确认取消会议")
     assert "已取消" in cancelled.text
     notices = await desk.deliver()
     texts = [c.params["text"] for c in notices.messages if c.chat_id == GANSU_ROOM]
@@ -480,7 +482,8 @@ async def test_calendar_buttons_one_per_listed_meeting_none_when_cancelled(
     assert all(f"#{i}" in listing.text for i in ids[:15]) and f"#{ids[15]}" not in listing.text
     shown = await desk.send(COORD_ID, f"/meeting {ids[0]}")
     assert ics_buttons(shown) == [f"mtg:ics:{ids[0]}"]
-    await desk.send(COORD_ID, f"/meeting cancel {ids[0]}")
+    asked = await desk.send(COORD_ID, f"/meeting cancel {ids[0]}")
+    await desk.press(COORD_ID, asked, "确认取消会议")
     cancelled = await desk.send(COORD_ID, f"/meeting {ids[0]}")
     assert len(cancelled.texts) == 1 and "已取消" in cancelled.text  # and nothing else
     assert ics_buttons(cancelled) == []
@@ -488,3 +491,102 @@ async def test_calendar_buttons_one_per_listed_meeting_none_when_cancelled(
     pressed = await desk.press(COORD_ID, shown, f"mtg:ics:{ids[0]}")
     assert pressed.alerts and "已取消" in pressed.alerts[0]
     assert not [c for c in pressed.calls if c.method == "sendDocument"]
+
+
+async def preview_of_a_new_meeting(desk: BotHarness, title: str) -> object:
+    await desk.send(COORD_ID, "/meeting new")
+    zones = await desk.press(COORD_ID, await desk.send(COORD_ID, title), "联席会议")
+    await desk.press(COORD_ID, zones, "西北")
+    await desk.send(COORD_ID, "2026-12-03 09:00")
+    await desk.send(COORD_ID, "17:30")
+    await desk.send(COORD_ID, "青海省西宁市")
+    await desk.send(COORD_ID, "甘肃、青海")
+    preview = await desk.send(COORD_ID, "无")
+    assert title in preview.text and preview.buttons()
+    return preview
+
+
+DISCARDED = "已放弃，未作任何修改。"
+
+
+async def test_a_discarded_or_cancelled_preview_creates_nothing(desk: BotHarness) -> None:
+    preview = await preview_of_a_new_meeting(desk, "第一次草稿")
+    await desk.press(COORD_ID, preview, "放弃")
+    late = await desk.press(COORD_ID, preview, "确认")
+    assert late.alerts == ["您已取消「创建会议」，这个按钮不再起作用，什么也没有改变。"]
+    preview = await preview_of_a_new_meeting(desk, "第二次草稿")
+    assert (await desk.send(COORD_ID, "/cancel")).text == DISCARDED
+    late = await desk.press(COORD_ID, preview, "确认")
+    assert late.alerts == ["您已取消「创建会议」，这个按钮不再起作用，什么也没有改变。"]
+    async with desk.db.session() as session:
+        assert (await session.execute(select(Meeting))).scalars().all() == []
+    # A preview used once does not create a second meeting.
+    preview = await preview_of_a_new_meeting(desk, "第三次草稿")
+    assert "已创建会议" in (await desk.press(COORD_ID, preview, "确认")).text
+    again = await desk.press(COORD_ID, preview, "确认")
+    assert again.alerts == ["这个按钮已经用过（创建会议），不会再执行一次。"]
+    async with desk.db.session() as session:
+        assert len((await session.execute(select(Meeting))).scalars().all()) == 1
+
+
+async def test_meeting_commands_get_one_answer_and_no_unknown_command(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    for text in (f"/meeting {meeting_id}", "/meeting 999", "/meeting",
+                 f"/meeting cancel {meeting_id}"):
+        sent = await desk.send(COORD_ID, text)
+        assert len(sent.texts) == 1, (text, sent.texts)
+        assert "没有这个命令" not in sent.text
+
+
+async def test_a_kept_meeting_cancellation_is_dead(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    asked = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 天气原因")
+    kept = await desk.press(COORD_ID, asked, "不取消")
+    assert kept.text == "未取消，会议保持不变。"
+    late = await desk.press(COORD_ID, asked, "确认取消会议")
+    assert late.alerts == ["您已取消「取消会议」，这个按钮不再起作用，什么也没有改变。"]
+    async with desk.db.session() as session:
+        assert (await get_meeting(session, meeting_id)).status is MeetingStatus.scheduled
+    assert [c for c in (await desk.deliver()).messages if c.chat_id == GANSU_ROOM] == []
+    # Asked twice, confirmed on one: the other finds the meeting cancelled already.
+    first = await desk.send(COORD_ID, f"/meeting cancel {meeting_id}")
+    second = await desk.send(COORD_ID, f"/meeting cancel {meeting_id} 另行通知")
+    assert "已取消" in (await desk.press(COORD_ID, second, "确认取消会议")).text
+    late = await desk.press(COORD_ID, first, "确认取消会议")
+    assert late.alerts == ["这个确认已被更新的一条取代（取消会议），请使用最新的那条消息。"]
+
+
+async def test_a_cancelled_or_replaced_delegate_prompt_takes_no_name(
+    desk: BotHarness, units: dict[str, int], clock: FakeClock
+) -> None:
+    meeting_id = await add_meeting(desk, units)
+    clock.set(START - timedelta(hours=1) + timedelta(seconds=1))
+    reminder = next(c for c in (await desk.run_due()).messages if c.chat_id == GANSU_ROOM)
+
+    def ask_of(sent: object) -> object:
+        return next(c for c in sent.messages if c.params.get("reply_markup"))
+
+    async def name(prompt: object, text: str) -> object:
+        return await desk.feed(desk.emulator.make_message_update(
+            GANSU_DUTY, GANSU_ROOM, text, reply_to=prompt.message_ref))
+
+    async def answers() -> list:
+        async with desk.db.session() as session:
+            meeting = await get_meeting(session, meeting_id)
+            return [p.rsvp for p in meeting.participants if p.delegate]
+
+    cancelled = ask_of(await desk.press(GANSU_DUTY, reminder, "派员"))
+    await desk.send(GANSU_DUTY, "/cancel", chat_id=GANSU_ROOM)
+    late = await name(cancelled, "王强")
+    assert late.text == "您已取消「派员答复」，这个按钮不再起作用，什么也没有改变。"
+    older = ask_of(await desk.press(GANSU_DUTY, reminder, "派员"))
+    newer = ask_of(await desk.press(GANSU_DUTY, reminder, "派员"))
+    late = await name(older, "王强")
+    assert late.text == "这个确认已被更新的一条取代（派员答复），请使用最新的那条消息。"
+    assert await answers() == []
+    await name(newer, "李四")
+    assert len(await answers()) == 1

@@ -574,7 +574,89 @@ async def test_withdrawing_a_scheduled_notice_means_it_never_goes(
     kept = await bot.press(ADMIN, prompt, "取消")
     assert "未撤回" in kept.text
     assert (await notices(bot.db))[0].status is NoticeStatus.scheduled
-    await bot.press(ADMIN, prompt, "确认撤回")
+    await bot.press(ADMIN, await bot.press(ADMIN, sent, "撤回"), "确认撤回")
     assert (await notices(bot.db))[0].status is NoticeStatus.withdrawn
     clock.advance(hours=2)
     assert in_chat(await bot.run_due(), SICHUAN_ROOM) == []
+
+
+# --------------------------------------------------------------------------- dead confirmations
+
+
+async def test_a_cancelled_withdrawal_confirmation_is_dead(bot: BotHarness) -> None:
+    await broadcast(bot)
+    view = await bot.send(ADMIN, "/notices TB-2026-000001")
+    prompt = await bot.press(ADMIN, view, "撤回")
+    await bot.press(ADMIN, prompt, "取消")
+    late = await bot.press(ADMIN, prompt, "确认撤回")
+    assert late.alerts == ["您已取消「撤回通报」，这个按钮不再起作用，什么也没有改变。"]
+    assert (await notices(bot.db))[0].status is NoticeStatus.sent
+    delivered = await bot.deliver()
+    assert in_chat(delivered, SICHUAN_ROOM) == in_chat(delivered, YUNNAN_ROOM) == []
+    # A new confirmation works, once; its button pressed again acts no more.
+    prompt = await bot.press(ADMIN, view, "撤回")
+    assert "已撤回" in (await bot.press(ADMIN, prompt, "确认撤回")).text
+    again = await bot.press(ADMIN, prompt, "确认撤回")
+    assert again.alerts == ["这个按钮已经用过（撤回通报），不会再执行一次。"]
+
+
+async def test_a_superseded_correction_prompt_cannot_cancel_the_current_one(
+    bot: BotHarness
+) -> None:
+    await broadcast(bot)
+    view = await bot.send(ADMIN, "/notices TB-2026-000001")
+    first = await bot.press(ADMIN, view, "更正")
+    await bot.press(ADMIN, view, "更正")
+    late = await bot.press(ADMIN, first, "取消")
+    assert late.alerts == ["这个确认已被更新的一条取代（更正通报），请使用最新的那条消息。"]
+    sent = await bot.send(ADMIN, "今晚至明晨有暴雨，请加强备勤并上报险情")
+    assert "第2版" in sent.text
+    assert (await notices(bot.db))[0].revision == 2
+
+
+async def test_a_cancelled_draft_cannot_send_the_next_one(bot: BotHarness) -> None:
+    first = await bot.send(ADMIN, "/notice 预警 紧急 四川 第一份草稿")
+    await bot.press(ADMIN, first, "取消")
+    await bot.send(ADMIN, "/notice 预警 紧急 云南 第二份草稿")
+    late = await bot.press(ADMIN, first, "发送")
+    assert late.alerts == ["您已取消「发送通报」，这个按钮不再起作用，什么也没有改变。"]
+    assert await notices(bot.db) == []
+    # The second draft is still there, and its own cancel button is the one that works.
+    late = await bot.press(ADMIN, first, "取消")
+    assert late.alerts == ["您已取消「发送通报」，这个按钮不再起作用，什么也没有改变。"]
+    sent = await bot.send(ADMIN, "/cancel")
+    assert "已取消" in sent.text
+
+
+async def test_a_cancelled_scheduled_send_stays_unsent(bot: BotHarness, clock: FakeClock) -> None:
+    sent = await bot.send(ADMIN, "/notice 工作通知 一般 四川 明天下午开会")
+    sent = await bot.press(ADMIN, sent, "定时发送")
+    preview = await bot.send(ADMIN, "1h")
+    assert "请核对通报" in preview.text
+    await bot.press(ADMIN, preview, "取消")
+    await bot.send(ADMIN, "/notice 工作通知 一般 云南 请报送值班表")
+    late = await bot.press(ADMIN, preview, "发送")
+    assert "您已取消「发送通报」" in late.alerts[0]
+    late = await bot.press(ADMIN, preview, "定时发送")
+    assert "您已取消「发送通报」" in late.alerts[0]
+    assert await notices(bot.db) == []
+    clock.advance(hours=2)
+    assert in_chat(await bot.run_due(), SICHUAN_ROOM) == []
+
+
+async def test_text_at_the_preview_is_not_a_lookup(bot: BotHarness) -> None:
+    sent = await bot.send(ADMIN, "/notice 预警 紧急 四川 今晚有大风")
+    assert "请核对通报" in sent.text
+    sent = await bot.send(ADMIN, "四川 刑侦")
+    assert sent.text.startswith("这一步是发送前的核对，不接收文字。")
+    assert "请核对通报" in sent.text and "联络员" not in sent.text
+    assert "TB-2026-000001" in (await bot.press(ADMIN, sent, "发送")).text
+
+
+async def test_a_quoted_reply_to_a_prompt_is_still_the_answer(bot: BotHarness) -> None:
+    sent = await bot.send(ADMIN, "/notice 预警 紧急 四川")
+    [prompt] = sent.messages
+    assert "通报正文" in prompt.params["text"]
+    sent = await bot.feed(bot.emulator.make_message_update(
+        ADMIN, ADMIN, "今晚有大风，请加强备勤", reply_to=prompt.message_ref))
+    assert "请核对通报" in sent.text and "今晚有大风" in sent.text

@@ -311,3 +311,94 @@ async def test_without_a_duty_room_the_liaison_is_told_and_coordinators_see_it_u
     request = await the_request(bot.db)
     assert [e.action for e in request.events] == ["created", "undelivered", "accept"]
     assert request.events[-1].actor.full_name == "刘洋"
+
+
+# --------------------------------------------------------------------------- dead prompts
+
+CANCELLED_TEXT = "您已取消「{what}」，这个按钮不再起作用，什么也没有改变。"
+
+
+async def test_a_cancelled_withdrawal_prompt_takes_no_reason(bot: BotHarness) -> None:
+    await new_request(bot)
+    sent = await bot.send(REQUESTER, "/request XZ-2026-000001")
+    prompt = prompt_of(await bot.press(REQUESTER, sent, "撤回"))
+    assert "已取消" in (await bot.send(REQUESTER, "/cancel")).text
+    late = await answer(bot, REQUESTER, REQUESTER, prompt, "四川 刑侦")
+    assert late.text == CANCELLED_TEXT.format(what="撤回协作请求")
+    assert (await the_request(bot.db)).status is RequestStatus.open
+
+
+async def test_a_cancelled_decline_prompt_takes_no_reason(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    prompt = prompt_of(await bot.press(DUTY, card, "拒绝"))
+    await bot.send(DUTY, "/cancel", chat_id=SICHUAN_ROOM)
+    late = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "非本单位管辖")
+    assert late.text == CANCELLED_TEXT.format(what="拒绝协作请求")
+    assert (await the_request(bot.db)).status is RequestStatus.open
+
+
+async def test_a_replaced_complete_prompt_takes_no_result(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    first = prompt_of(await bot.press(DUTY, card, "完成"))
+    second = prompt_of(await bot.press(DUTY, card, "完成"))
+    late = await answer(bot, DUTY, SICHUAN_ROOM, first, "已处理完毕")
+    assert late.text == "这个确认已被更新的一条取代（完成协作请求），请使用最新的那条消息。"
+    assert (await the_request(bot.db)).status is RequestStatus.open
+    sent = await answer(bot, DUTY, SICHUAN_ROOM, second, "已处理完毕")
+    assert "已完成 XZ-2026-000001" in sent.text
+    again = await answer(bot, DUTY, SICHUAN_ROOM, second, "再说一次")
+    assert again.text == "这个按钮已经用过（完成协作请求），不会再执行一次。"
+
+
+async def test_a_cancelled_transfer_choice_moves_nothing(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    prompt = prompt_of(await bot.press(DUTY, card, "转办"))
+    choice = await answer(bot, DUTY, SICHUAN_ROOM, prompt, "公安")
+    assert "重庆市公安局" in [label for label, _ in choice.buttons()]
+    await bot.press(DUTY, choice, "取消")
+    # A new transfer prompt is waiting: the old choice must not answer it.
+    prompt_of(await bot.press(DUTY, card, "转办"))
+    late = await bot.press(DUTY, choice, "重庆市公安局")
+    assert late.alerts == [CANCELLED_TEXT.format(what="转办协作请求")]
+    request = await the_request(bot.db)
+    assert request.status is RequestStatus.open and request.transferred_to_id is None
+
+
+# --------------------------------------------------------------------------- units without a room
+
+
+async def test_withdrawing_a_request_to_a_unit_without_a_room_says_who_was_told(
+    hant_desk: BotHarness,
+) -> None:
+    from tests.conftest import HANT_DUTY_OFFICER
+
+    sent = await hant_desk.send(HANT_DUTY_OFFICER, "/request 河北 情報資訊互享 特急 協查涉槍線索")
+    created = await hant_desk.press(HANT_DUTY_OFFICER, sent, "提交")
+    number = next(word for word in created.text.replace("<code>", " ").replace(
+        "</code>", " ").split() if word.startswith("XZ-"))
+    shown = await hant_desk.send(HANT_DUTY_OFFICER, f"/request {number}")
+    prompt = prompt_of(await hant_desk.press(HANT_DUTY_OFFICER, shown, "撤回"))
+    done = await answer(hant_desk, HANT_DUTY_OFFICER, HANT_DUTY_OFFICER, prompt, "線索已核實")
+    assert done.text == (f"已撤回 {number}；河北省公安廳沒有登記值班室，也沒有可通知的聯絡員，"
+                         "對方未收到通知。")
+    assert "值班室" in done.text and "已通知對方值班室" not in done.text
+
+
+async def test_withdrawing_a_request_a_liaison_holds_updates_their_copy(bot: BotHarness) -> None:
+    liaison = await new_request(bot, "重庆")
+    assert liaison.chat_id == CQ_LIAISON
+    shown = await bot.send(REQUESTER, "/request XZ-2026-000001")
+    prompt = prompt_of(await bot.press(REQUESTER, shown, "撤回"))
+    done = await answer(bot, REQUESTER, REQUESTER, prompt, "线索已核实")
+    assert done.text == ("已撤回 XZ-2026-000001；重庆市公安局没有登记值班室，"
+                         "已通知收到此请求的 1 名联络员。")
+    [edit] = [c for c in (await bot.deliver()).calls if c.method == "editMessageText"]
+    assert edit.chat_id == CQ_LIAISON and "已撤回" in edit.params["text"]
+    assert "reply_markup" not in edit.params
+
+
+async def test_other_replies_in_the_room_are_left_alone(bot: BotHarness) -> None:
+    card = await new_request(bot)
+    # A member who is not registered replies to the card: the bot says nothing.
+    sent = await answer(bot, 999999, SICHUAN_ROOM, card, "收到")
+    assert sent.messages == []

@@ -298,3 +298,18 @@ def test_times_in_the_readers_zone() -> None:
     assert "12-01 07:00" in urumqi
     assert rules.zone("Not/AZone", "Asia/Shanghai") == SHANGHAI
     assert rules.zone(None, "Asia/Urumqi") == ZoneInfo("Asia/Urumqi")
+
+
+def test_a_word_in_the_mechanism_place_meant_as_one() -> None:
+    names = [rules.fold(n) for n in ("治安管控互动", "情报信息互享", "intelligence sharing")]
+    assert rules.meant_as_mechanism("治安管控", names, before_urgency=False)
+    assert rules.meant_as_mechanism("Intelligence", names, before_urgency=False)
+    assert rules.meant_as_mechanism("联勤", names, before_urgency=True)
+    assert not rules.meant_as_mechanism("协查涉枪线索", names, before_urgency=False)
+    assert not rules.meant_as_mechanism("情报", names, before_urgency=False)  # too short to tell
+    assert not rules.meant_as_mechanism("特急", names, before_urgency=True)
+
+
+def test_the_short_number_of_a_request() -> None:
+    assert [rules.parse_sequence(t) for t in ("000001", "1", "１２", " 42 ")] == [1, 1, 12, 42]
+    assert [rules.parse_sequence(t) for t in ("0", "1234567", "XZ-2026-1", "一")] == [None] * 4

@@ -275,3 +275,59 @@ async def test_group_and_unregistered_users_cannot_start(bot: BotHarness) -> Non
     sent = await bot.send(901, "/request")  # the administrator has no unit
     assert "未绑定单位" in sent.text
     assert await count(bot.db, AssistanceRequest) == 0
+
+
+async def test_a_cancelled_summary_cannot_submit_the_next_draft(bot: BotHarness) -> None:
+    first = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 第一份草稿")
+    assert "请核对" in first.text or "提交" in first.text
+    await bot.press(REQUESTER, first, "取消")
+    await bot.send(REQUESTER, "/request 重庆 治安管控互动 特急 第二份草稿")
+    late = await bot.press(REQUESTER, first, "提交")
+    assert late.alerts == ["您已取消「提交协作请求」，这个按钮不再起作用，什么也没有改变。"]
+    late = await bot.press(REQUESTER, first, "取消")
+    assert late.alerts == ["您已取消「提交协作请求」，这个按钮不再起作用，什么也没有改变。"]
+    assert await count(bot.db, AssistanceRequest) == 0
+    # The second draft is untouched: /cancel ends it, and then nothing is left to submit.
+    assert "已取消" in (await bot.send(REQUESTER, "/cancel")).text
+    assert await count(bot.db, AssistanceRequest) == 0
+
+
+async def test_text_at_the_review_step_is_not_a_lookup(bot: BotHarness) -> None:
+    sent = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查涉枪线索")
+    assert "请核对协作请求" in sent.text
+    sent = await bot.send(REQUESTER, "四川 刑侦")
+    assert sent.text.startswith("这一步是提交前的核对，不接收文字。")
+    assert "请核对协作请求" in sent.text and "联络员" not in sent.text
+    # The summary shown again is the same draft: it submits, once.
+    await bot.press(REQUESTER, sent, "提交")
+    assert len(await stored(bot.db)) == 1
+
+
+async def test_an_unknown_mechanism_word_is_refused_with_the_list(bot: BotHarness) -> None:
+    sent = await bot.send(REQUESTER, "/request 四川 治安管控 特急 协查涉枪线索")
+    assert ("没有找到协作机制「治安管控」，它不会被当作主题。可选的协作机制：情报信息互享、"
+            "重大行动互援、执法办案互助、治安管控互动、警务保障互补。") in sent.text
+    assert "协作机制" in sent.text and "请核对" not in sent.text
+    sent = await bot.press(REQUESTER, sent, "治安管控互动")
+    assert "请核对协作请求" in sent.text
+    await bot.press(REQUESTER, sent, "提交")
+    [request] = await stored(bot.db)
+    assert request.subject == "协查涉枪线索"
+    # A word before the urgency that names no mechanism at all is refused the same way.
+    sent = await bot.send(REQUESTER, "/request 四川 联勤 加急 核查车辆")
+    assert "没有找到协作机制「联勤」" in sent.text
+    # Without a mechanism word the subject is the subject.
+    sent = await bot.send(REQUESTER, "/request 四川 特急 协查涉枪线索")
+    assert "没有找到协作机制" not in sent.text
+
+
+async def test_the_short_number_of_requests_is_the_request(bot: BotHarness) -> None:
+    sent = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查涉枪线索")
+    await bot.press(REQUESTER, sent, "提交")
+    listing = await bot.send(REQUESTER, "/requests")
+    assert "000001" in [label for label, _ in listing.buttons()]
+    by_button = await bot.press(REQUESTER, listing, "000001")
+    for typed in ("/request 000001", "/request 1", "/request ０００００１"):
+        shown = await bot.send(REQUESTER, typed)
+        assert shown.text == by_button.text, typed
+    assert "没有找到协作请求 XZ-2026-000002" in (await bot.send(REQUESTER, "/request 2")).text

@@ -63,6 +63,27 @@ def fold(text: str) -> str:
     return normalize(text)
 
 
+def meant_as_mechanism(word: str, names: Iterable[str], *, before_urgency: bool) -> bool:
+    """An unknown word where the one-shot `/request` takes its mechanism: one standing
+    right before the urgency, or naming part of a mechanism (治安管控 for 治安管控互动,
+    three characters at least), was meant as a mechanism; anything else starts the subject.
+    `names` are folded."""
+    wanted = fold(word)
+    if not wanted or parse_urgency(word) is not None:
+        return False
+    return before_urgency or (len(wanted) >= 3 and any(
+        wanted in name or (len(name) >= 3 and name in wanted) for name in names))
+
+
+def parse_sequence(text: str) -> int | None:
+    """`000001` or `1` (as the buttons of /requests show a number): the sequence part of
+    a request number, 1 to 999999; else None."""
+    folded = unicodedata.normalize("NFKC", text).strip()
+    if not re.fullmatch(r"\d{1,6}", folded) or int(folded) == 0:
+        return None
+    return int(folded)
+
+
 def parse_urgency(text: str) -> Urgency | None:
     """特急/加急/平急 (the same in both scripts), flash/urgent/routine, with or without 🔴."""
     word = fold(text)
