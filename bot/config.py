@@ -15,6 +15,23 @@ DATA_DIR = PROJECT_ROOT / "data"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 
 
+def async_database_url(value: str) -> str:
+    """Accept the plain URLs operators paste and pick the async driver for them.
+
+    Shared by DATABASE_URL and the tests' TEST_POSTGRES_URL, so both take the same forms.
+    """
+    for plain, asynchronous in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if value.startswith(plain):
+            return asynchronous + value[len(plain):]
+    if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        raise ValueError("must be a sqlite:/// or postgresql:// URL")
+    return value
+
+
 class BotMode(StrEnum):
     polling = "polling"
     webhook = "webhook"
@@ -108,17 +125,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        """Accept the plain URLs operators paste and pick the async driver for them."""
-        for plain, asynchronous in (
-            ("postgresql://", "postgresql+asyncpg://"),
-            ("postgres://", "postgresql+asyncpg://"),
-            ("sqlite://", "sqlite+aiosqlite://"),
-        ):
-            if value.startswith(plain):
-                return asynchronous + value[len(plain):]
-        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
-        return value
+        return async_database_url(value)
 
     @property
     def timezone(self) -> ZoneInfo:
