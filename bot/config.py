@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
+INVITATION_MAX_HOURS = 24 * 90  # an invitation link is valid at most 90 days
 
 
 def async_database_url(value: str) -> str:
@@ -71,7 +72,7 @@ class Settings(BaseSettings):
     # Updates handled at once (each person's and each chat's still one at a time).
     update_concurrency: int = Field(default=32, ge=1, le=1024)
 
-    invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 90)
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=INVITATION_MAX_HOURS)
     ack_deadline_flash_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
     ack_deadline_urgent_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     ack_deadline_routine_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
