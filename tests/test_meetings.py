@@ -412,3 +412,16 @@ async def test_restart_before_the_due_time_places_the_job_again_and_sends_once(
     clock.advance(minutes=3)
     async with BotHarness(emulator, database_url, now=clock) as third:
         assert not [c for c in (await third.deliver()).messages if c.chat_id == GANSU_ROOM]
+
+
+async def test_each_meeting_verb_gets_one_answer(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    """/meeting ID, edit, cancel and its usage are answered once, not also as an unknown
+    command by the fallback of a later handler group."""
+    meeting_id = await add_meeting(desk, units)
+    for text in (f"/meeting {meeting_id}", f"/meeting edit {meeting_id} 地点 西宁",
+                 f"/meeting edit {meeting_id} 结束 900d", "/meeting cancel 999", "/meeting x"):
+        sent = await desk.send(COORD_ID, text)
+        assert len(sent.messages) == 1, (text, sent.texts)
+        assert "没有这个命令" not in sent.text

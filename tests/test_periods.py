@@ -9,6 +9,7 @@ that ends before it starts, instead of taking such a word for a unit's name.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,8 @@ TEMPLATES = [
     "/request {}", "/request 四川 治安管控互动 特急 {}",
     "/meeting {}", "/meeting edit {} 时间 2026-12-03 09:00", "/meeting edit 1 时间 {}",
     "/meeting edit 1 时间 {} 09:00", "/meeting edit 1 时间 2026-12-03 {}",
-    "/meeting edit 1 提醒 {}", "/meeting edit 1 时长 {}", "/meeting cancel {}",
+    "/meeting edit 1 提醒 {}", "/meeting edit 1 结束 {}", "/meeting edit 1 结束 {}d",
+    "/meeting cancel {}",
     "/meetings {}",
     "/roster {}", "/roster edit override {} 何勇 培训", "/roster edit pattern day_night {} 20:00",
     "/roster edit pattern weekly {}", "/roster edit officers 李静, 王雅琴 {}",
@@ -110,6 +112,14 @@ async def test_periods_out_of_range_or_not_existing_are_refused_politely(desk: B
     assert "的結束日期早於開始日期" in reversed_.text
 
 
+async def test_a_meeting_edited_to_end_after_years_is_refused(desk: BotHarness) -> None:
+    before = (await desk.send(ADMIN, "/meeting 1")).text
+    for value in ("900d", "9999999999d"):
+        refused = await desk.send(ADMIN, f"/meeting edit 1 结束 {value}")
+        assert refused.text == t("zh-Hans", "meetings.errors.too_long_meeting")
+    assert (await desk.send(ADMIN, "/meeting 1")).text == before
+
+
 def generic_or_crash(sent_texts: list[str], caplog: pytest.LogCaptureFixture) -> list[str]:
     crashed = [r.getMessage() for r in caplog.records if "error while handling" in r.getMessage()]
     return crashed + [text for text in sent_texts if text in GENERIC_ERRORS]
@@ -132,4 +142,56 @@ async def test_extreme_arguments_are_answered_politely(
             if problems or not sent.messages:
                 failures.append((user, text[:80], problems or "no answer"))
             caplog.clear()
+    assert not failures, failures
+
+
+async def type_extremes(desk: BotHarness, user: int, caplog: pytest.LogCaptureFixture,
+                        step: str, reach: Callable[[], Awaitable[object]]
+                        ) -> list[tuple[str, str, object]]:
+    """Reach a guided flow's prompt and type one extreme value there, for each value;
+    returns the failures."""
+    failures: list[tuple[str, str, object]] = []
+    for value in EXTREMES:
+        await reach()
+        caplog.clear()
+        sent = await desk.send(user, value)
+        problems = generic_or_crash(sent.texts + sent.alerts, caplog)
+        if problems or not sent.messages:
+            failures.append((step, value[:40], problems or "no answer"))
+        await desk.send(user, "/cancel")
+    return failures
+
+
+async def test_extreme_times_typed_in_guided_flows(
+    desk: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reply deadline of a request, the time of a scheduled notice, a new meeting's
+    start and end: typed as extreme values, each is answered politely."""
+    caplog.set_level(logging.ERROR)
+
+    async def request_deadline() -> None:
+        draft = await desk.send(DUTY, "/request 甘肃 治安管控互动 特急 协查涉枪线索")
+        await desk.press(DUTY, draft, "答复期限")
+
+    async def notice_time() -> None:
+        preview = await desk.send(COORDINATOR, "/notice 预警 紧急 全部 今晚有强降雨")
+        await desk.press(COORDINATOR, preview, "定时发送")
+
+    async def meeting_start() -> None:
+        await desk.send(COORDINATOR, "/meeting new")
+        kinds = await desk.send(COORDINATOR, "联席会议")
+        zones = await desk.press(COORDINATOR, kinds, kinds.buttons()[0][1])
+        asked = await desk.press(COORDINATOR, zones, zones.buttons()[0][1])
+        assert "4/7" in asked.text
+
+    async def meeting_end() -> None:
+        await meeting_start()
+        assert "5/7" in (await desk.send(COORDINATOR, "2026-12-03 09:00")).text
+
+    failures = [
+        *await type_extremes(desk, DUTY, caplog, "request deadline", request_deadline),
+        *await type_extremes(desk, COORDINATOR, caplog, "notice time", notice_time),
+        *await type_extremes(desk, COORDINATOR, caplog, "meeting start", meeting_start),
+        *await type_extremes(desk, COORDINATOR, caplog, "meeting end", meeting_end),
+    ]
     assert not failures, failures
