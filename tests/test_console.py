@@ -4,7 +4,10 @@ user in any duty room, and no line typed at it ends the session."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +19,7 @@ from bot.testing_db import TestDatabases
 from storage.dataio import import_file
 from storage.db import Database
 
+ROOT = Path(__file__).resolve().parent.parent
 PROMPT = re.compile(r"\[[^\]\n]+ @ [^\]\n]+\] > ")
 
 
@@ -180,3 +184,16 @@ async def test_every_readme_flow_in_the_console_alone(
     assert "换班已确认（马建军）" in said[19]
     assert "换班已确认（马建军）" in said[21] and "[1 " not in said[21]  # no button left
     assert "Traceback" not in "".join(answers)
+
+
+def test_bytes_that_are_not_utf8_are_still_a_line(tmp_path: Path) -> None:
+    """`python -m bot console` as a person starts it, fed a line that is not UTF-8."""
+    env = {k: v for k, v in os.environ.items() if k not in {"BOT_TOKEN", "DATABASE_URL"}}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console"], capture_output=True, timeout=120, cwd=ROOT,
+        input=b"\xff\xfe \xe5\x9b\x9b\xe5\xb7\x9d\n:quit\n",
+        env={**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}"})
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert "四川" in out and out.count("bot:") == 1  # the line was sent and answered
+    assert "Traceback" not in result.stderr.decode()
