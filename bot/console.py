@@ -12,7 +12,8 @@ import asyncio
 import io
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -367,9 +368,12 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
             state.seen = len(emulator.calls)
             console.say("Liaison Desk offline console — the real bot against a local Telegram.")
             console.say(HELP)
+            lines = _lines(stdin)
             try:
                 while True:
-                    line = await asyncio.to_thread(_read_line, stdin, console.prompt(), stdout)
+                    stdout.write(console.prompt())
+                    stdout.flush()
+                    line = await anext(lines, None)
                     if line is None or not await console.handle(line):
                         break
             finally:
@@ -379,9 +383,22 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
     return 0
 
 
-def _read_line(stdin: TextIO, prompt: str, stdout: TextIO) -> str | None:
-    stdout.write(prompt)
-    stdout.flush()
-    line = stdin.readline()
-    return line if line else None
+async def _lines(stdin: TextIO) -> AsyncIterator[str]:
+    """The typed lines, read by a daemon thread: Ctrl-C then ends the console at once
+    (a read in the default executor would be waited for at exit, until Enter)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue()
 
+    def read() -> None:
+        while True:
+            line = stdin.readline()
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            except RuntimeError:  # the console has closed
+                return
+            if not line:
+                return
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    while line := await queue.get():
+        yield line

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -197,3 +198,27 @@ def test_bytes_that_are_not_utf8_are_still_a_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert "四川" in out and out.count("bot:") == 1  # the line was sent and answered
     assert "Traceback" not in result.stderr.decode()
+
+
+def test_ctrl_c_leaves_at_once(tmp_path: Path) -> None:
+    """Ctrl-C while the console waits for a line ends it (exit 130), without waiting for
+    Enter and without a traceback."""
+    env = {k: v for k, v in os.environ.items() if k not in {"BOT_TOKEN", "DATABASE_URL"}}
+    console = subprocess.Popen(
+        [sys.executable, "-m", "bot", "console"], cwd=ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}"})
+    try:
+        assert console.stdout is not None
+        banner = b""
+        while b"] > " not in banner:  # the first prompt: it waits for a line
+            chunk = console.stdout.read1(4096)
+            assert chunk, console.stderr.read().decode()[-2000:] if console.stderr else ""
+            banner += chunk
+        console.send_signal(signal.SIGINT)
+        code = console.wait(timeout=20)
+    finally:
+        if console.poll() is None:
+            console.kill()
+    assert code == 130
+    assert console.stderr is not None and b"Traceback" not in console.stderr.read()
