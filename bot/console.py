@@ -27,6 +27,7 @@ from bot.emulator import ApiCall, BotApiEmulator
 from bot.emulator.server import utf16_len
 from bot.runner import make_services
 from bot.testing import TEST_TOKEN
+from bot.updates import OrderedUpdateProcessor
 from handlers.common import TELEGRAM_TEXT_LIMIT
 from storage import outbox
 from storage.db import Database
@@ -126,13 +127,14 @@ def number(word: str, first: int, last: int, what: str) -> int:
 
 class Console:
     def __init__(self, emulator: BotApiEmulator, state: ConsoleState, out: TextIO,
-                 undelivered: Callable[[], Awaitable[int]] | None = None) -> None:
-        """`undelivered`: how many outbox rows are due and not sent yet; the console waits
-        for them too, so that a notice is in the duty rooms when the answer is shown."""
+                 busy: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """`busy`: whether the bot still has work (an update not handled yet, an outbox row
+        due): the answer is shown once it has none, so that a slow moment does not cut
+        it, and a notice is in the duty rooms when its sender is told it went out."""
         self.emulator = emulator
         self.state = state
         self.out = out
-        self.undelivered = undelivered
+        self.busy = busy
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -175,7 +177,7 @@ class Console:
             if len(self.emulator.calls) != count:
                 count, changed = len(self.emulator.calls), loop.time()
             elif loop.time() - changed >= QUIET_SECONDS:
-                if self.undelivered is None or not await self.undelivered():
+                if self.busy is None or not await self.busy():
                     return
                 changed = loop.time()
 
@@ -355,11 +357,17 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
         application = build_application(local, svc)
         state = ConsoleState(people, rooms, people[0], people[0].telegram_id)
 
-        async def undelivered() -> int:
-            async with svc.db.session() as session:
-                return await outbox.due_count(session, svc.now())
+        processor = application.update_processor
+        assert isinstance(processor, OrderedUpdateProcessor)
 
-        console = Console(emulator, state, stdout, undelivered)
+        async def busy() -> bool:
+            if emulator.pending_updates or application.update_queue.qsize() or \
+                    processor.waiting:
+                return True
+            async with svc.db.session() as session:
+                return await outbox.due_count(session, svc.now()) > 0
+
+        console = Console(emulator, state, stdout, busy)
         async with application:
             await startup(application)
             await application.start()
