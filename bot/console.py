@@ -42,7 +42,7 @@ HELP = """console commands:
   :chats            list the chats                 :chat N     switch to chat N (0 = private)
   :show [N]         the last N (10) messages of this chat, as they are now, with their buttons
   :press N          press button N of the messages shown last
-  :help             this list                      :quit       leave (also Ctrl-D)
+  :help             this list                      :quit       leave (or Ctrl-D, Ctrl-C)
 anything else is sent as a message, e.g.  /help   四川 刑侦   /contact 云南 禁毒
 (a message that starts with ":" is sent by doubling it: "::)" sends ":)")
 in a duty room, :user N keeps you in the room as someone else (to press 收到, 接收, 确认)"""
@@ -118,8 +118,6 @@ def shown_messages(call: ApiCall) -> list[dict[str, Any]]:
 def number(word: str, first: int, last: int, what: str) -> int:
     """A 1-based choice typed at the console, or Problem naming the allowed range."""
     if not (word.isascii() and word.isdigit() and len(word) <= 6 and first <= int(word) <= last):
-        if last < first:
-            raise Problem(f"there are no {what} to choose from")
         raise Problem(f"{word[:40]!r} is not one of the {what}: type a number from {first} "
                       f"to {last}")
     return int(word)
@@ -320,8 +318,9 @@ class Console:
     async def press(self, args: list[str]) -> None:
         if len(args) != 1:
             raise Problem("usage: :press N, N a button of the messages shown (:show)")
-        button = self.state.buttons[number(args[0], 1, len(self.state.buttons),
-                                            "buttons shown (:show shows them again)") - 1]
+        if not self.state.buttons:
+            raise Problem("no button to press: :show shows this chat's messages with theirs")
+        button = self.state.buttons[number(args[0], 1, len(self.state.buttons), "buttons") - 1]
         if button.data is None:
             raise Problem(f"[{button.label}] opens a link, not a button of the bot: "
                           "the console cannot follow it")
