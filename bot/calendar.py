@@ -8,6 +8,7 @@ matching VTIMEZONE, so a meeting in Asia/Urumqi shows at the right hour anywhere
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -15,6 +16,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
+
+from bot.domain.normalize import normalize
+from storage.models import MeetingKind
 
 PRODID = "-//Liaison Desk//警务协作值班助手//ZH"
 UID_DOMAIN = "liaison-desk"
@@ -159,6 +163,39 @@ def fmt_minutes(tr: Any, minutes: int) -> str:
     if mins or not parts:
         parts.append(tr("meetings.fmt.minutes", n=mins))
     return tr("meetings.fmt.join").join(parts)
+
+
+# A meeting kind as people type it (chat commands and data files): code, 简体 or 繁體.
+MEETING_KIND_WORDS = {
+    "joint": MeetingKind.joint, "联席会议": MeetingKind.joint, "聯席會議": MeetingKind.joint,
+    "联席": MeetingKind.joint, "聯席": MeetingKind.joint,
+    "area": MeetingKind.area, "片会": MeetingKind.area, "片會": MeetingKind.area,
+    "regular": MeetingKind.regular, "例会": MeetingKind.regular, "例會": MeetingKind.regular,
+    "drill": MeetingKind.drill, "演练": MeetingKind.drill, "演練": MeetingKind.drill,
+    "training": MeetingKind.training, "培训": MeetingKind.training,
+    "培訓": MeetingKind.training,
+}
+OFFSET_SEPARATORS = re.compile(r"[、,，;；\s]+")
+
+
+def parse_meeting_kind(text: str) -> MeetingKind | None:
+    """'joint', '联席会议', '聯席會議', '联席' → MeetingKind.joint (None if not a kind)."""
+    word = text.strip()
+    return MEETING_KIND_WORDS.get(word.lower()) or MEETING_KIND_WORDS.get(normalize(word))
+
+
+def parse_offsets(text: str, *, maximum: int) -> list[int] | None:
+    """'7d 1d 1h' (also 、 , ; separated) → [10080, 1440, 60], largest first, each between
+    one minute and `maximum` minutes; None if any part is not an offset."""
+    values = []
+    for part in OFFSET_SEPARATORS.split(text.strip()):
+        if not part:
+            continue
+        minutes = parse_offset(part)
+        if minutes is None or not 1 <= minutes <= maximum:
+            return None
+        values.append(minutes)
+    return sorted(set(values), reverse=True) or None
 
 
 def parse_offset(text: str) -> int | None:

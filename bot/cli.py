@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("console", help="chat with the bot offline, against the Bot API emulator")
     imp = verbs.add_parser("import", help="validate and import a YAML data file")
     imp.add_argument("file", type=Path)
+    imp.add_argument("--check", action="store_true",
+                     help="only validate (against the database when it is up to date); "
+                     "save nothing")
     exp = verbs.add_parser("export", help="export the directory, agreements and schedules as YAML")
     exp.add_argument("file", type=Path)
     db = verbs.add_parser("db", help="database maintenance")
@@ -87,7 +90,7 @@ async def prepare_database(settings: Settings) -> None:
         async with db.session() as session:
             empty = (await session.execute(select(func.count(Unit.id)))).scalar_one() == 0
         if empty:
-            report = await import_file(db, SAMPLE_FILE)
+            report = await import_file(db, SAMPLE_FILE, now=datetime.now(UTC))
             if report.problems:
                 raise SystemExit("the sample data does not validate:\n" + "\n".join(
                     str(p) for p in report.problems))
@@ -116,23 +119,38 @@ async def _console(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.dataio import import_file
+    """Import a data file, or with --check only validate it; problems are told in the
+    desk's language, each with the file, line, record and field. Exit 1 on problems."""
+    from bot.i18n import t
+    from storage.dataio import check_file, import_file
     from storage.db import Database
-    from storage.migrate import upgrade
+    from storage.migrate import is_up_to_date, upgrade
 
-    await upgrade(settings.database_url)
-    db = Database(settings.database_url)
-    try:
-        report = await import_file(db, args.file)
-    finally:
-        await db.dispose()
+    language = settings.default_language
+    if args.check and not await is_up_to_date(settings.database_url):
+        report = await check_file(args.file)  # a database we may not write: the file alone
+    else:
+        if not args.check:
+            await upgrade(settings.database_url)
+        db = Database(settings.database_url)
+        try:
+            report = await import_file(db, args.file, dry_run=args.check,
+                                      now=datetime.now(UTC))
+        finally:
+            await db.dispose()
+    source = str(args.file)
     if report.problems:
-        print(f"{args.file}: {len(report.problems)} problem(s); nothing was changed:",
+        print(t(language, "import.report.refused", file=source, count=len(report.problems)),
               file=sys.stderr)
         for problem in report.problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {problem.render(language, source)}", file=sys.stderr)
         return 1
-    print(report.summary())
+    if args.check:
+        print(t(language, "import.report.check_ok", file=source,
+                created=report.total("created"), updated=report.total("updated"),
+                unchanged=report.total("unchanged")))
+    else:
+        print(report.summary())  # the counts, in the stable English form scripts read
     return 0
 
 

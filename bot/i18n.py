@@ -8,11 +8,14 @@ language, so a half-translated feature shows Chinese rather than crashing a hand
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bot.domain.normalize import in_script
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 DEFAULT_LANGUAGE = "zh-Hans"
@@ -68,3 +71,12 @@ class Translator:
 
     def __call__(self, key: str, /, **values: Any) -> str:
         return t(self.language, key, **values)
+
+    def name(self, text: str | None) -> str:
+        """A directory name (unit, branch, zone) in the reader's script, whatever script
+        the data was written in (English readers get it as written)."""
+        return in_script(text or "", self.language)
+
+    def join(self, items: Iterable[str]) -> str:
+        """A list in the reader's punctuation: 甲、乙 or A, B."""
+        return self("common.list_separator").join(items)

@@ -76,6 +76,7 @@ class Leader:
         self.job_queue = job_queue
         self.retry_seconds = retry_seconds
         self.name = process_name()
+        scheduler.process = self.name  # recorded with its heartbeat
         self.is_leader = False
         self._engine: AsyncEngine | None = None
         self._connection: AsyncConnection | None = None

@@ -14,7 +14,10 @@ handover, an escalation step), each with a stable key. The scheduler:
   queued for SQLite's write lock (one that fails is retried one occurrence at a time);
 - at start, catches up: occurrences that fell due while the bot was down are fired
   (marked late) if within the grace period, otherwise recorded as missed, visible to
-  coordinators.
+  coordinators. "While down" is known from the database: the running scheduler beats
+  (`SchedulerHeartbeat`) every minute, so the catch-up looks back to the last beat (an
+  outage of a week lists a week), never before the first run on this database (a first
+  start reports nothing missed) nor before the occurrence's data existed (`since`).
 
 `run_due(now)` does the firing for every due, unclaimed occurrence; the APScheduler jobs
 and the tests (with a controllable clock) both call it, so what runs is the same.
@@ -41,12 +44,15 @@ from telegram.ext import JobQueue
 from bot.batching import Batcher
 from storage.db import Database
 from storage.models import ScheduleMark
+from storage.schedules import beat
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(minutes=15)
-# How far back a start-up looks for occurrences it may have missed.
+# How far back a sweep looks for occurrences it may have missed (a start after a longer
+# outage looks back to the last heartbeat).
 DEFAULT_LOOKBACK = timedelta(days=2)
+HEARTBEAT_EVERY = timedelta(minutes=1)
 # How far ahead jobs are placed; a periodic rebuild extends it.
 DEFAULT_HORIZON = timedelta(days=8)
 REBUILD_EVERY = timedelta(hours=1)
@@ -57,6 +63,7 @@ FIRE_RETRY_DELAY = 0.5  # seconds, times the attempt number
 CLAIM_CHUNK = 200
 JOB_PREFIX = "due:"
 REBUILD_JOB = "scheduler:rebuild"
+HEARTBEAT_JOB = "scheduler:heartbeat"
 
 
 class Outcome:
@@ -67,11 +74,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Occurrence:
-    """Something due at an instant; `key` is unique across all planners and all time."""
+    """Something due at an instant; `key` is unique across all planners and all time.
+    `since`: when the data it comes from was created, if known (nothing due before that
+    is fired or reported missed)."""
 
     key: str
     due_at: datetime
     data: dict[str, Any] = field(default_factory=dict)
+    since: datetime | None = field(default=None, compare=False)
 
 
 class Planner(Protocol):
@@ -144,6 +154,11 @@ class Scheduler:
         self.lookback = lookback
         self.horizon = horizon
         self.job_queue: JobQueue | None = None
+        self.process: str | None = None
+        # From the heartbeat at start: the first run on this database, and the last beat
+        # before this start (until the catch-up from it has run).
+        self._first_alive: datetime | None = None
+        self._down_since: datetime | None = None
         self._lock = asyncio.Lock()
         self.fired: dict[str, int] = {}
         self._due_now: Batcher[tuple[str, Occurrence], str | None] = Batcher(
@@ -156,9 +171,13 @@ class Scheduler:
         now = now or self.now()
         counts = {Outcome.sent: 0, Outcome.late: 0, Outcome.missed: 0}
         async with self._lock:
+            if self._first_alive is None:
+                await self._come_alive(now)
+            since = self.window_start(now)
             for planner in self.planners.values():
                 async with self.db.session() as session:
-                    due = await planner.occurrences(session, now - self.lookback, now)
+                    due = [o for o in await planner.occurrences(session, since, now)
+                           if o.since is None or o.due_at >= o.since]
                     unclaimed = await self._unclaimed(session, due)
                 ordered = [(planner.name, o) for o in sorted(unclaimed, key=lambda o: o.due_at)]
                 for start in range(0, len(ordered), CLAIM_CHUNK):
@@ -168,9 +187,29 @@ class Scheduler:
                             log.error("occurrence could not fire", exc_info=outcome)
                         elif outcome:
                             counts[outcome] += 1
+            self._down_since = None  # caught up: later sweeps look back the usual way
         for outcome, count in counts.items():
             self.fired[outcome] = self.fired.get(outcome, 0) + count
         return counts
+
+    def window_start(self, now: datetime) -> datetime:
+        """Where a sweep at `now` starts looking: the usual look-back, or the last beat
+        before this start if that is earlier; never before the first run on this database
+        (less the grace period: what a first start could still send late, it sends)."""
+        start = now - self.lookback
+        if self._down_since is not None:
+            start = min(start, self._down_since)
+        first_alive = self._first_alive or now
+        return max(start, first_alive - self.grace)
+
+    async def _come_alive(self, now: datetime) -> None:
+        async with self.db.session() as session:
+            first, last = await beat(session, now, self.process)
+        self._first_alive, self._down_since = first or now, last
+
+    async def _beat(self, _context: Any = None) -> None:
+        async with self.db.session() as session:
+            await beat(session, self.now(), self.process)
 
     async def _unclaimed(
         self, session: AsyncSession, occurrences: Sequence[Occurrence]
@@ -277,18 +316,23 @@ class Scheduler:
         if job_queue is None:
             return
         for job in job_queue.scheduler.get_jobs():
-            if job.id.startswith(JOB_PREFIX) or job.id == REBUILD_JOB:
+            if job.id.startswith(JOB_PREFIX) or job.id in (REBUILD_JOB, HEARTBEAT_JOB):
                 with contextlib.suppress(JobLookupError):
                     job_queue.scheduler.remove_job(job.id)
 
     async def start(self) -> None:
-        """Catch up on what fell due while down, then place the jobs."""
+        """Beat, catch up on what fell due since the last beat, then place the jobs."""
+        await self._come_alive(self.now())
         await self.run_due()
         await self.rebuild()
         if self.job_queue is not None:
             self.job_queue.run_repeating(
                 self._periodic_rebuild, interval=REBUILD_EVERY, first=REBUILD_EVERY,
                 name=REBUILD_JOB, job_kwargs={"id": REBUILD_JOB, "replace_existing": True},
+            )
+            self.job_queue.run_repeating(
+                self._beat, interval=HEARTBEAT_EVERY, first=HEARTBEAT_EVERY,
+                name=HEARTBEAT_JOB, job_kwargs={"id": HEARTBEAT_JOB, "replace_existing": True},
             )
 
     async def _periodic_rebuild(self, _context: Any) -> None:

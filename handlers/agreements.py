@@ -27,16 +27,16 @@ def status_label(tr: Translator, agreement: Agreement) -> str:
 
 
 def agreement_line(tr: Translator, agreement: Agreement) -> str:
-    parties = "、".join(p.unit.short_name for p in agreement.parties) or "—"
+    parties = tr.join(tr.name(p.unit.short_name) for p in agreement.parties) or "—"
     signed = agreement.signed_on.isoformat() if agreement.signed_on else "—"
     return tr("agreements.item", title=escape(agreement.title),
-              zone=escape(agreement.zone.short_name if agreement.zone else "—"),
+              zone=escape(tr.name(agreement.zone.short_name) if agreement.zone else "—"),
               parties=escape(parties), signed=signed, status=status_label(tr, agreement))
 
 
 def clause_text(tr: Translator, clause: Clause) -> str:
     agreement = clause.agreement
-    mechanisms = "、".join(m.name for m in clause.mechanisms) or "—"
+    mechanisms = tr.join(tr.name(m.name) for m in clause.mechanisms) or "—"
     superseded = tr("agreements.superseded_mark") \
         if agreement.status is AgreementStatus.superseded else ""
     heading = f"<b>{escape(clause.heading)}</b>\n" if clause.heading else ""
@@ -77,7 +77,7 @@ async def overview(context: Context, actor: Actor) -> tuple[str, object]:
     text = "\n\n".join([tr("agreements.list_header"),
                         *(agreement_line(tr, a) for a in agreements),
                         tr("agreements.choose_mechanism")])
-    rows = [[(m.name, f"ag:m:{m.id}") for m in mechanisms[i:i + 2]]
+    rows = [[(tr.name(m.name), f"ag:m:{m.id}") for m in mechanisms[i:i + 2]]
             for i in range(0, len(mechanisms), 2)]
     return text, keyboard(rows)
 
@@ -141,8 +141,9 @@ async def agreement_button(update: Update, context: Context, actor: Actor) -> No
                 raise Refusal(tr("errors.stale_button"))
             body = "\n\n".join(
                 [tr("agreements.mechanism_header",
-                    mechanism=escape(next(m.name for m in clauses[0].mechanisms
-                                          if m.id == int(first))), total=len(clauses))]
+                    mechanism=escape(tr.name(next(m.name for m in clauses[0].mechanisms
+                                                  if m.id == int(first)))),
+                    total=len(clauses))]
                 + [tr("agreements.mechanism_item", title=escape(c.agreement.short_title),
                       number=escape(c.number),
                       superseded=tr("agreements.superseded_mark")

@@ -50,15 +50,18 @@ def rotation_text(
     days = max(0, (handover.astimezone(zone(timezone)).date()
                    - now.astimezone(zone(timezone)).date()).days)
     chain = " → ".join(
-        (f"<b>{escape(plan.unit_name(e.unit))}</b>" if i == current.position
-         else escape(plan.unit_name(e.unit)))
+        (f"<b>{escape(tr.name(plan.unit_name(e.unit)))}</b>" if i == current.position
+         else escape(tr.name(plan.unit_name(e.unit))))
         for i, e in enumerate(order))
     lines = [
-        tr("chair.view.head", zone=escape(rotation.zone.name)),
-        tr("chair.view.current", unit=escape(plan.unit_name(plan.unit_at(rotation, current))),
-           since=fmt_when(tr, current.start, timezone, now=now)),
-        tr("chair.view.next", next_unit=escape(plan.unit_name(plan.unit_at(rotation, following))),
-           when=fmt_when(tr, handover, timezone, now=now), days=days),
+        # Terms run across years: the dates always carry theirs.
+        tr("chair.view.head", zone=escape(tr.name(rotation.zone.name))),
+        tr("chair.view.current",
+           unit=escape(tr.name(plan.unit_name(plan.unit_at(rotation, current)))),
+           since=fmt_when(tr, current.start, timezone)),
+        tr("chair.view.next",
+           next_unit=escape(tr.name(plan.unit_name(plan.unit_at(rotation, following)))),
+           when=fmt_when(tr, handover, timezone), days=days),
         tr("chair.view.term", months=rotation.term_months),
         tr("chair.view.order", order=chain),
     ]
@@ -70,13 +73,13 @@ async def rotations_for(
 ) -> list[ChairRotation]:
     tr = actor.tr
     if text:
-        zones = await find_zones(session, text) or await find_zones(session, normalize(text))
+        zones = await find_zones(session, text)
         if not zones:
             raise Refusal(tr("chair.errors.unknown_zone", zone=escape(text)))
         found = [await chair_rotation_for_zone(session, z.id) for z in zones]
         rotations = [r for r in found if r is not None and r.entries]
         if not rotations:
-            raise Refusal(tr("chair.errors.no_rotation", zone=escape(zones[0].name)))
+            raise Refusal(tr("chair.errors.no_rotation", zone=escape(tr.name(zones[0].name))))
         return rotations
     every = await chair_rotations(session)
     unit_id = actor.user.unit_id if actor.user else None
@@ -126,8 +129,7 @@ async def set_command(
             raise Refusal(tr("chair.errors.bad_day", text=escape(day_text)))
         names = [n for n in SPLIT.split(" ".join(args[3:])) if n]
         async with svc.db.session() as session:
-            zones = await find_zones(session, zone_text) or await find_zones(
-                session, normalize(zone_text))
+            zones = await find_zones(session, zone_text)
             if len(zones) != 1:
                 raise Refusal(tr("chair.errors.unknown_zone", zone=escape(zone_text)))
             members = set(await zone_member_ids(session, zones[0].id))
@@ -148,7 +150,7 @@ async def set_command(
             user = await session.get(User, actor.user.id) if actor.user else None
             rotation = await save_chair_rotation(
                 session, zones[0], unit_ids=[u.id for u in units], term_months=int(months_text),
-                anchor_date=anchor, actor=user)
+                anchor_date=anchor, actor=user, now=now)
             text = tr("chair.set.done") + "\n\n" + rotation_text(
                 tr, rotation, now, svc.settings.bot_timezone)
             await plan.ChairPlanner(svc).skip_due(session, zones[0].id, now)

@@ -38,7 +38,9 @@ from bot.calendar import (
     fmt_span,
     fmt_when,
     meeting_uid,
+    parse_meeting_kind,
     parse_offset,
+    parse_offsets,
     zone,
 )
 from bot.commands import CommandInfo, Where
@@ -90,10 +92,9 @@ CB = plan.CALLBACK
 TITLE_LIMIT = 120
 PLACE_LIMIT = 200
 AGENDA_LIMIT = 1500
-LIST_LIMIT = 15
-ICS_BUTTONS = 6
+LIST_LIMIT = 15  # meetings listed by /meetings, each with its 📅 button
 HORIZON = timedelta(days=120)
-MIN_OFFSET, MAX_OFFSET_MINUTES = 1, int(plan.MAX_OFFSET.total_seconds() // 60)
+MAX_OFFSET_MINUTES = int(plan.MAX_OFFSET.total_seconds() // 60)
 URL = re.compile(r"https?://\S+", re.IGNORECASE)
 SPLIT = re.compile(r"[、,，;；\s]+")
 SKIP = {"-", "—", "无", "無", "跳过", "跳過", "skip", "none"}
@@ -116,15 +117,6 @@ EDIT_FIELDS = {
     "agenda": "agenda", "议程": "agenda", "議程": "agenda",
     "units": "units", "单位": "units", "單位": "units", "参会单位": "units", "參會單位": "units",
     "reminders": "reminders", "提醒": "reminders",
-}
-KIND_WORDS = {
-    "joint": MeetingKind.joint, "联席会议": MeetingKind.joint, "聯席會議": MeetingKind.joint,
-    "联席": MeetingKind.joint, "聯席": MeetingKind.joint,
-    "area": MeetingKind.area, "片会": MeetingKind.area, "片會": MeetingKind.area,
-    "regular": MeetingKind.regular, "例会": MeetingKind.regular, "例會": MeetingKind.regular,
-    "drill": MeetingKind.drill, "演练": MeetingKind.drill, "演練": MeetingKind.drill,
-    "training": MeetingKind.training, "培训": MeetingKind.training,
-    "培訓": MeetingKind.training,
 }
 
 
@@ -183,16 +175,26 @@ def may_see(scope: Scope, meeting: Meeting) -> bool:
                                          for p in meeting.participants)
 
 
+def parse_start(text: str, now: datetime, zone_name: str) -> datetime:
+    """A meeting's start typed in the reader's zone: a day without a time is refused
+    ("no_time"), never taken as 18:00."""
+    return parse_deadline(text, now, zone_name, default_time=None)
+
+
+def time_problem(tr: Translator, problem: DeadlineError, text: str) -> str:
+    code = problem.code if problem.code in TIME_PROBLEMS else "unrecognised"
+    return tr(f"meetings.errors.time_{code}", text=escape(text.strip()))
+
+
 def parse_time(tr: Translator, text: str, now: datetime, zone_name: str) -> datetime:
-    """A typed date and time in the reader's zone; a polite Refusal when not understood."""
+    """A meeting's start (see parse_start); a polite Refusal when not understood."""
     try:
-        return parse_deadline(text, now, zone_name)
+        return parse_start(text, now, zone_name)
     except DeadlineError as problem:
-        code = problem.code if problem.code in TIME_PROBLEMS else "unrecognised"
-        raise Refusal(tr(f"meetings.errors.time_{code}", text=escape(text.strip()))) from None
+        raise Refusal(time_problem(tr, problem, text)) from None
 
 
-TIME_PROBLEMS = {"empty", "unrecognised", "in_the_past", "too_far"}
+TIME_PROBLEMS = {"empty", "unrecognised", "in_the_past", "too_far", "no_time"}
 LONGEST_MEETING = timedelta(days=14)
 LONGEST_MINUTES = LONGEST_MEETING // timedelta(minutes=1)
 
@@ -224,18 +226,6 @@ def end_problem(start: datetime, end: datetime) -> str | None:
     if end - start > LONGEST_MEETING:
         return "meetings.errors.too_long_meeting"
     return None
-
-
-def parse_offsets(text: str) -> list[int] | None:
-    values = []
-    for part in SPLIT.split(text.strip()):
-        if not part:
-            continue
-        minutes = parse_offset(part)
-        if minutes is None or not MIN_OFFSET <= minutes <= MAX_OFFSET_MINUTES:
-            return None
-        values.append(minutes)
-    return sorted(set(values), reverse=True) or None
 
 
 def split_place(text: str) -> tuple[str | None, str | None]:
@@ -373,7 +363,7 @@ async def meetings_command(update: Update, context: Context, actor: Actor) -> No
         await send_calendar(update, context, tr, meetings, scope.zone_name, "meetings.ics", now)
         return
     buttons = [[(f"📅 #{m.id}", f"{CB}:ics:{m.id}") for m in meetings[i:i + 3]]
-               for i in range(0, min(len(meetings), ICS_BUTTONS), 3)]
+               for i in range(0, len(meetings), 3)]
     if meetings:
         buttons.append([(tr("meetings.buttons.ics_all"), f"{CB}:icsall")])
     await reply(update, list_text(tr, meetings, scope, now, missed),
@@ -398,6 +388,10 @@ async def ics_pressed(update: Update, context: Context, actor: Actor) -> None:
             meeting = await get_meeting(session, int(found[1])) if found else None
             meetings = [meeting] if meeting is not None and may_see(scope, meeting) else []
             filename = f"meeting-{meeting.id}.ics" if meetings and meeting else "meeting.ics"
+            if meetings and meeting and meeting.status is MeetingStatus.cancelled:
+                # A button from before the cancellation: no calendar entry for it.
+                await query.answer(tr("meetings.errors.cancelled"), show_alert=True)
+                return
     if not meetings:
         await query.answer(tr("meetings.errors.not_found"), show_alert=True)
         return
@@ -445,13 +439,16 @@ async def meeting_command(update: Update, context: Context, actor: Actor) -> int
         return await start_new(update, context, actor)
     if verb in {"edit", "修改", "变更", "變更"}:
         await edit_meeting(update, context, actor, args[1:])
-    elif verb in {"cancel", "取消"}:
+        raise ApplicationHandlerStop
+    if verb in {"cancel", "取消"}:
         await cancel_command(update, context, actor, args[1:])
-    elif (meeting_id := parse_meeting_id(verb)) is not None:
+        raise ApplicationHandlerStop
+    if (meeting_id := parse_meeting_id(verb)) is not None:
         await show_meeting(update, context, actor, meeting_id)
-    else:
-        await reply(update, tr("meetings.manage.usage"))
-    # Answered: stop the update in group -1, or the fallback also calls it unknown.
+        raise ApplicationHandlerStop
+    await reply(update, tr("meetings.manage.usage"))
+    # Answered (the flow's state unchanged): /meeting is registered in group -1 only, so
+    # going on would reach the unknown-command reply of the later groups.
     raise ApplicationHandlerStop
 
 
@@ -476,8 +473,9 @@ async def show_meeting(update: Update, context: Context, actor: Actor, meeting_i
         line = plan.rsvp_line(tr, meeting, scope.rsvp_unit)
         if line:
             parts.append(line)
-    rows = [[(tr("meetings.buttons.ics"), f"{CB}:ics:{meeting.id}")]]
-    await reply(update, "\n".join(parts), keyboard(rows))
+    cancelled = meeting.status is MeetingStatus.cancelled
+    rows = [] if cancelled else [[(tr("meetings.buttons.ics"), f"{CB}:ics:{meeting.id}")]]
+    await reply(update, "\n".join(parts), keyboard(rows) if rows else None)
 
 
 def _require_coordinator(actor: Actor) -> None:
@@ -554,7 +552,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
             if field == "title":
                 changes["title"] = check_text(tr, value, TITLE_LIMIT)
             elif field == "kind":
-                kind = KIND_WORDS.get(value.lower()) or KIND_WORDS.get(normalize(value))
+                kind = parse_meeting_kind(value)
                 if kind is None:
                     raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
                 changes["kind"] = kind
@@ -586,7 +584,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
                 unit_ids = [u.id for u in await resolve_units(session, tr, value,
                                                               meeting.zone_id)]
             elif field == "reminders":
-                offsets = parse_offsets(value)
+                offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)
                 if offsets is None:
                     raise Refusal(tr("meetings.errors.bad_offsets"))
                 changes["reminder_offsets"] = offsets
@@ -749,10 +747,20 @@ async def got_start(update: Update, context: Context, actor: Actor) -> int:
     tr, svc = actor.tr, services(context)
     now, data, text = svc.now(), draft_of(context, DRAFT), _text(update)
     zone_name = data.get("zone_name") or default_zone(svc)
-    try:
-        start = parse_time(tr, text, now, zone_name)
-    except Refusal as refusal:
-        return await _step_reply(update, refusal.text, state=START)
+    day, start = data.pop("start_day", None), None
+    if day:  # a day came without a time; this should be its time
+        with contextlib.suppress(DeadlineError):
+            start = parse_start(f"{day} {text}", now, zone_name)
+    if start is None:
+        try:
+            start = parse_start(text, now, zone_name)
+        except DeadlineError as problem:
+            if problem.code != "no_time":
+                return await _step_reply(update, time_problem(tr, problem, text), state=START)
+            data["start_day"] = text
+            return await _step_reply(update, tr("meetings.new.ask_start_time",
+                                                day=escape(text.strip()),
+                                                zone=escape(zone_name)), state=START)
     data["starts_at"] = start.isoformat()
     return await _step_reply(update, tr("meetings.new.ask_end",
                                         start=fmt_when(tr, start, zone_name, now=now)), state=END)
@@ -869,7 +877,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
             timezone=zone_name, unit_ids=data["unit_ids"], actor=user,
             zone_id=data.get("zone_id"), place=data.get("place"),
             video_link=data.get("video_link"), agenda=data.get("agenda"),
-            offsets=plan_offsets(),
+            offsets=plan_offsets(), now=now,
         )
         await plan.skip_past_reminders(session, meeting, now)
         _, unreachable = await plan.notify_rooms(

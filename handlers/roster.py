@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 from telegram import Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
@@ -25,26 +26,56 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offset, valid_zone, zone
 from bot.commands import CommandInfo, Where
 from bot.domain.clock import in_calendar
-from bot.domain.normalize import normalize
-from bot.domain.rotation import RosterSpec, Shift, swap_overrides
+from bot.domain.normalize import closest_names, normalize
+from bot.domain.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
+from bot.domain.timeparse import next_date
 from bot.i18n import Translator
 from bot.plans import roster as plan
 from bot.services import Actor, Services, services
-from handlers.common import Context, Refusal, escape, guarded, in_group, reply
+from handlers.common import (
+    Context,
+    Refusal,
+    edit_query_message,
+    escape,
+    guarded,
+    in_group,
+    keyboard,
+    reply,
+)
 from storage import outbox
 from storage.access import audit, duty_room_by_chat, find_units, user_by_telegram_id
-from storage.models import DutyRoom, Role, RosterMember, ShiftPattern, ShiftSwap, SwapStatus, User
+from storage.models import (
+    DutyRoom,
+    Role,
+    Roster,
+    RosterChangeStatus,
+    RosterMember,
+    ShiftPattern,
+    ShiftSwap,
+    SwapStatus,
+    Unit,
+    User,
+)
 from storage.schedules import (
     create_swap,
+    decide_roster_change,
     decide_swap,
     get_roster,
+    get_roster_change,
     get_swap,
     member_telegram_ids,
-    rooms_for_units,
+    member_users,
+    overrides_between,
+    people_of_unit,
+    propose_roster_change,
+    rooms_named,
+    rooms_of_unit,
+    roster_fingerprint,
     roster_for_room,
     save_roster,
     set_override,
     set_roster_members,
+    swaps_touching,
 )
 
 COMMANDS = [
@@ -53,7 +84,9 @@ COMMANDS = [
 ]
 
 CB = "swap"
+EDIT_CB = "rosteredit"
 DAYS_SHOWN = 7
+PREVIEW_SHIFTS = 8
 NAME_LIMIT = 60
 PHONE_LIMIT = 40  # the column's width
 SPLIT_OFFICERS = re.compile(r"[、,，;；\n]+")
@@ -80,8 +113,10 @@ OFF_WORDS = {"off", "none", "关闭", "关", "不提醒"}
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_day(text: str, today: date) -> date | None:
-    """A calendar day: 2026-11-25, 2026/11/25, 11-25, 11月25日, 今天/明天/后天 (past allowed)."""
+def parse_day(text: str, today: date, *, upcoming: bool = False) -> date | None:
+    """A calendar day: 2026-11-25, 2026/11/25, 11-25, 11月25日, 今天/明天/后天 (past allowed).
+    Without a year, this year's; with `upcoming` (a shift to override or swap) the next
+    such date, never one in the past (01-04 typed in December is next January)."""
     clean = normalize(text).replace(" ", "")
     words = {"今天": 0, "today": 0, "明天": 1, "tomorrow": 1, "后天": 2, "昨天": -1}
     if clean in words:
@@ -90,7 +125,10 @@ def parse_day(text: str, today: date) -> date | None:
     if not match:
         return None
     try:
-        day = date(int(match[1] or today.year), int(match[2]), int(match[3]))
+        if upcoming and not match[1]:
+            day = next_date(today, int(match[3]), int(match[2]))
+        else:
+            day = date(int(match[1] or today.year), int(match[2]), int(match[3]))
     except ValueError:
         return None
     return day if in_calendar(day) else None
@@ -107,7 +145,7 @@ def take_moment(args: list[str], today: date) -> tuple[date | None, time | None,
     """A day and an optional clock time from the front of the arguments."""
     if not args:
         return None, None, args
-    day = parse_day(args[0], today)
+    day = parse_day(args[0], today, upcoming=True)
     if day is None:
         return None, None, args
     rest = args[1:]
@@ -132,21 +170,45 @@ async def room_for(
     if in_group(update) and here is None:
         raise Refusal(tr("roster.errors.not_a_room"))
     if unit_text:
-        units = await find_units(session, unit_text) or await find_units(
-            session, normalize(unit_text))
+        named = await rooms_named(session, unit_text, partial=False)
+        if len(named) == 1:
+            return named[0]
+        units = await find_units(session, unit_text)
         if len(units) != 1:
             raise Refusal(tr("roster.errors.unknown_unit", unit=escape(unit_text)))
-        room = (await rooms_for_units(session, [units[0].id])).get(units[0].id)
-        if room is None:
-            raise Refusal(tr("roster.errors.no_room_for", unit=escape(units[0].name)))
-        return room
+        return _one_room(tr, units[0], await rooms_of_unit(session, units[0].id))
     if here is not None:
         return here
     unit_id = actor.user.unit_id if actor.user else None
-    room = (await rooms_for_units(session, [unit_id])).get(unit_id) if unit_id else None
-    if room is None:
+    unit = await session.get(Unit, unit_id) if unit_id else None
+    if unit is None:
         raise Refusal(tr("roster.errors.no_room"))
-    return room
+    rooms = await rooms_of_unit(session, unit.id)
+    mine = await rooms_on_roster(session, rooms, actor) if len(rooms) > 1 else []
+    return mine[0] if len(mine) == 1 else _one_room(tr, unit, rooms)
+
+
+async def rooms_on_roster(
+    session: AsyncSession, rooms: list[DutyRoom], actor: Actor
+) -> list[DutyRoom]:
+    """Those of the rooms whose roster has the actor on it."""
+    mine = []
+    for room in rooms:
+        roster = await roster_for_room(session, room.id)
+        if roster is not None and any(is_actor(m, actor) for m in roster.members):
+            mine.append(room)
+    return mine
+
+
+def _one_room(tr: Translator, unit: Unit, rooms: list[DutyRoom]) -> DutyRoom:
+    """The unit's room; a unit with several names them all rather than drop one."""
+    if not rooms:
+        raise Refusal(tr("roster.errors.no_room_for", unit=escape(tr.name(unit.name))))
+    if len(rooms) > 1:
+        raise Refusal(tr("roster.errors.several_rooms", unit=escape(tr.name(unit.name)),
+                         rooms=tr.join(f"<code>{escape(tr.name(r.title))}</code>"
+                                       for r in rooms)))
+    return rooms[0]
 
 
 def may_edit(actor: Actor, room: DutyRoom) -> bool:
@@ -156,13 +218,13 @@ def may_edit(actor: Actor, room: DutyRoom) -> bool:
             and actor.user.unit_id == room.unit_id)
 
 
+def is_actor(member: RosterMember, actor: Actor) -> bool:
+    return (actor.user is not None and member.user_id == actor.user.id) or \
+        member.telegram_user_id == actor.telegram_id
+
+
 def member_of(view: plan.RosterView, actor: Actor) -> RosterMember | None:
-    for member in view.members:
-        if actor.user is not None and member.user_id == actor.user.id:
-            return member
-        if member.telegram_user_id == actor.telegram_id:
-            return member
-    return None
+    return next((member for member in view.members if is_actor(member, actor)), None)
 
 
 def member_named(view: plan.RosterView, name: str) -> RosterMember | None:
@@ -192,9 +254,22 @@ def shift_on(
 # --------------------------------------------------------------------------- rendering
 
 
-def pattern_text(tr: Translator, view: plan.RosterView) -> str:
-    starts = "、".join(t.strftime("%H:%M") for t in view.spec.shift_starts)
-    return tr(f"roster.patterns.{view.roster.pattern.value}", starts=starts)
+def pattern_text(tr: Translator, spec: RosterSpec) -> str:
+    starts = "、".join(t.strftime("%H:%M") for t in spec.shift_starts)
+    return tr(f"roster.patterns.{spec.pattern}", starts=starts)
+
+
+def shift_line(
+    tr: Translator, shift: Shift, name: str, zone_name: str, spec: RosterSpec, today: date,
+    marks: list[str],
+) -> str:
+    """One shift of a roster listing: day, local start (and end for day/night), officer."""
+    local = shift.start.astimezone(zone(zone_name))
+    span = local.strftime("%H:%M")
+    if spec.pattern == ShiftPattern.day_night.value:
+        span += "–" + fmt_clock(shift.end, zone_name)
+    return tr("roster.view.line", day=fmt_date(tr, local.date(), today=today), span=span,
+              officer=escape(name), marks=" ".join(marks)).rstrip()
 
 
 def roster_text(
@@ -203,7 +278,8 @@ def roster_text(
 ) -> str:
     room = view.roster.duty_room
     zone_name = zone_of(view)
-    lines = [tr("roster.view.head", room=escape(room.title), pattern=pattern_text(tr, view))]
+    lines = [tr("roster.view.head", room=escape(room.title),
+                pattern=pattern_text(tr, view.spec))]
     if zone_name != default_zone:
         lines.append(tr("roster.view.zone", zone=escape(zone_name)))
     mine = member_of(view, actor) if actor else None
@@ -222,17 +298,12 @@ def roster_text(
     today = now.astimezone(zone(zone_name)).date()
     for shift in shifts:
         member = view.member(shift)
-        local = shift.start.astimezone(zone(zone_name))
         marks = []
         if shift.overridden:
             marks.append(tr("roster.view.override"))
         if mine is not None and member.id == mine.id:
             marks.append(tr("roster.view.you"))
-        span = local.strftime("%H:%M")
-        if view.roster.pattern is ShiftPattern.day_night:
-            span += "–" + fmt_clock(shift.end, zone_name)
-        lines.append(tr("roster.view.line", day=fmt_date(tr, local.date(), today=today),
-                        span=span, officer=escape(member.name), marks=" ".join(marks)).rstrip())
+        lines.append(shift_line(tr, shift, member.name, zone_name, view.spec, today, marks))
     return "\n".join(lines)
 
 
@@ -275,10 +346,12 @@ class Officer:
     user_id: int | None = None
     telegram_user_id: int | None = None
     phone: str | None = None
+    member_id: int | None = None  # the roster member this entry is (kept as it is)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "user_id": self.user_id,
-                "telegram_user_id": self.telegram_user_id, "phone": self.phone}
+                "telegram_user_id": self.telegram_user_id, "phone": self.phone,
+                "member_id": self.member_id}
 
 
 async def parse_officers(session: AsyncSession, tr: Translator, text: str) -> list[Officer]:
@@ -318,6 +391,50 @@ async def parse_officers(session: AsyncSession, tr: Translator, text: str) -> li
     return officers
 
 
+async def known_officers(
+    session: AsyncSession, tr: Translator, officers: list[Officer], room: DutyRoom,
+    roster: Roster | None,
+) -> list[Officer]:
+    """Each entry as a known person of the room's unit — a member of the roster (kept, with
+    its swaps, overrides and phone), a user or a liaison of the unit — matched in either
+    script; refuses the unknown ones with the names they could mean."""
+    users, liaisons = await people_of_unit(session, room.unit_id)
+    members = {normalize(m.name): m for m in (roster.members if roster else [])}
+    by_user = {normalize(u.full_name): u for u in users}
+    by_id = {u.id: u for u in users}
+    by_liaison = {normalize(p.name): p for p in liaisons}
+    unknown = []
+    for officer in officers:
+        key = normalize(officer.name)
+        if key in members:
+            officer.name, officer.member_id = members[key].name, members[key].id
+        elif officer.user_id is not None and officer.user_id in by_id:
+            continue  # linked by @username or Telegram id to a user of the unit
+        elif officer.user_id is None and key in by_user:
+            user = by_user[key]
+            officer.name, officer.user_id = user.full_name, user.id
+            officer.telegram_user_id = user.telegram_id
+        elif officer.user_id is None and key in by_liaison:
+            liaison = by_liaison[key]
+            officer.name = liaison.name
+            officer.telegram_user_id = officer.telegram_user_id or liaison.telegram_user_id
+            officer.phone = officer.phone or next(iter(liaison.phones or []), None)
+        else:
+            unknown.append(officer.name)
+    if unknown:
+        names = [m.name for m in members.values()] + [u.full_name for u in users] + [
+            p.name for p in liaisons]
+        lines = []
+        for name in unknown:
+            close = closest_names(name, names)
+            lines.append(tr("roster.errors.unknown_person", name=escape(name),
+                            unit=escape(room.unit.short_name)) + " " + (
+                tr("roster.errors.did_you_mean", names=escape("、".join(close))) if close
+                else tr("roster.errors.no_close_names")))
+        raise Refusal("\n".join(lines))
+    return officers
+
+
 def parse_pattern(tr: Translator, args: list[str]) -> tuple[ShiftPattern, list[str]]:
     if not args:
         raise Refusal(tr("roster.errors.bad_pattern"))
@@ -329,68 +446,233 @@ def parse_pattern(tr: Translator, args: list[str]) -> tuple[ShiftPattern, list[s
         raise Refusal(tr("roster.errors.bad_clock"))
     starts = [c.strftime("%H:%M") for c in clocks if c is not None]
     try:
-        RosterSpec.build(pattern.value, date(2026, 1, 1), "UTC", starts or None, 1)
+        spec = RosterSpec.build(pattern.value, date(2026, 1, 1), "UTC", starts or None, 1)
     except ValueError:
         raise Refusal(tr("roster.errors.bad_starts")) from None
-    return pattern, starts
+    return pattern, [t.strftime("%H:%M") for t in spec.shift_starts]
+
+
+async def edit_room(
+    session: AsyncSession, update: Update, actor: Actor, svc: Services, args: list[str]
+) -> tuple[DutyRoom, list[str]]:
+    """The room an edit is about, and the arguments left: in a duty room, that room; in
+    private, a room named first, else the actor's unit's room — asking which when the
+    unit has several."""
+    tr = actor.tr
+    if in_group(update):
+        return await room_for(session, update, actor, svc, None), args
+    if args and normalize(args[0]) not in EDIT_VERBS:
+        rooms = await rooms_named(session, args[0])
+        if len(rooms) == 1:
+            return rooms[0], args[1:]
+        if rooms:
+            raise Refusal(tr("roster.errors.which_room", rooms=escape(
+                "、".join(r.title for r in rooms))))
+        raise Refusal(tr("roster.edit.usage"))
+    rooms = await rooms_of_unit(session, actor.user.unit_id) \
+        if actor.user and actor.user.unit_id else []
+    if not rooms:
+        raise Refusal(tr("roster.errors.no_room"))
+    if len(rooms) > 1:
+        raise Refusal(tr("roster.errors.which_room", rooms=escape(
+            "、".join(r.title for r in rooms))))
+    return rooms[0], args
 
 
 async def edit_command(
     update: Update, context: Context, actor: Actor, args: list[str]
 ) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
-    verb = EDIT_VERBS.get(normalize(args[0])) if args else None
-    if verb is None:
+    if not args:
         await reply(update, tr("roster.edit.usage"))
         return
-    rest = args[1:]
+    markup = None
     try:
         async with svc.db.session() as session:
-            room = await room_for(session, update, actor, svc, None)
+            room, args = await edit_room(session, update, actor, svc, args)
+            verb = EDIT_VERBS.get(normalize(args[0])) if args else None
+            if verb is None:
+                raise Refusal(tr("roster.edit.usage"))
+            rest = args[1:]
             if not may_edit(actor, room):
                 raise Refusal(tr("roster.errors.not_allowed"))
             user = await session.get(User, actor.user.id) if actor.user else None
             roster = await roster_for_room(session, room.id)
             room_zone = room.timezone or room.unit.timezone or svc.settings.bot_timezone
             today = now.astimezone(zone(roster.timezone if roster else room_zone)).date()
-            if roster is None:  # the first edit creates it, starting today
-                roster, _ = await save_roster(session, room, actor=user, anchor_date=today,
-                                              timezone=room_zone)
-            if verb == "officers":
-                officers = await parse_officers(session, tr, " ".join(rest))
-                await set_roster_members(session, roster, [o.as_dict() for o in officers],
-                                         actor=user, chat_id=room.chat_id)
-            elif verb == "pattern":
-                pattern, starts = parse_pattern(tr, rest)
-                roster, _ = await save_roster(session, room, actor=user, pattern=pattern,
-                                              shift_starts=starts or list(
-                                                  t.strftime("%H:%M") for t in
-                                                  RosterSpec.build(pattern.value, today, "UTC",
-                                                                   None, 1).shift_starts))
-            elif verb == "start":
-                day = parse_day(" ".join(rest), today) if rest else None
-                if day is None:
-                    raise Refusal(tr("roster.errors.bad_day", text=escape(" ".join(rest))))
-                roster, _ = await save_roster(session, room, actor=user, anchor_date=day)
-            elif verb == "tz":
-                name = rest[0] if rest else ""
-                if not valid_zone(name):
-                    raise Refusal(tr("roster.errors.bad_zone", zone=escape(name)))
-                roster, _ = await save_roster(session, room, actor=user, timezone=name)
-            elif verb == "override":
+            if verb == "override":
+                if roster is None:
+                    raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
                 await override(session, tr, roster, rest, today, now, user, room)
-            roster = await get_roster(session, roster.id)
-            assert roster is not None
-            await plan.skip_due(session, roster.id, now)
-            view = await plan.load_view(session, roster, now, now + timedelta(days=15))
-            text = tr("roster.edit.done") + "\n\n" + (
-                roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
-                else tr("roster.errors.empty", room=escape(room.title)))
+                await plan.skip_due(session, roster.id, now)
+                roster = await get_roster(session, roster.id)
+                assert roster is not None
+                view = await plan.load_view(session, roster, now, now + timedelta(days=15))
+                text = tr("roster.edit.done") + "\n\n" + (
+                    roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
+                    else tr("roster.errors.empty", room=escape(room.title)))
+            else:
+                change = await edit_change(session, tr, verb, rest, room, roster, today)
+                if roster is None:  # the first edit creates the roster, starting today
+                    change.setdefault("anchor_date", today.isoformat())
+                    change.setdefault("timezone", room_zone)
+                text = await preview_text(session, tr, room, roster, change, now)
+                proposed = await propose_roster_change(
+                    session, room, change, basis=await roster_fingerprint(session, room.id, now),
+                    actor=user, now=now, chat_id=update.effective_chat.id
+                    if update.effective_chat else None)
+                markup = keyboard([[
+                    (tr("roster.buttons.apply"), f"{EDIT_CB}:{proposed.id}:ok"),
+                    (tr("roster.buttons.discard"), f"{EDIT_CB}:{proposed.id}:no"),
+                ]])
     except Refusal as refusal:
         await reply(update, refusal.text)
         return
-    await svc.rescheduled(plan.NAME)
-    await reply(update, text)
+    if markup is None:
+        await svc.rescheduled(plan.NAME)
+    await reply(update, text, markup)
+
+
+async def edit_change(
+    session: AsyncSession, tr: Translator, verb: str, rest: list[str], room: DutyRoom,
+    roster: Roster | None, today: date,
+) -> dict[str, Any]:
+    """What an edit of the officers or the roster's shape asks for (nothing written)."""
+    if verb == "officers":
+        officers = await parse_officers(session, tr, " ".join(rest))
+        officers = await known_officers(session, tr, officers, room, roster)
+        return {"officers": [o.as_dict() for o in officers]}
+    if verb == "pattern":
+        pattern, starts = parse_pattern(tr, rest)
+        return {"pattern": pattern.value, "shift_starts": starts}
+    if verb == "start":
+        day = parse_day(" ".join(rest), today) if rest else None
+        if day is None:
+            raise Refusal(tr("roster.errors.bad_day", text=escape(" ".join(rest))))
+        return {"anchor_date": day.isoformat()}
+    name = rest[0] if rest else ""
+    if not valid_zone(name):
+        raise Refusal(tr("roster.errors.bad_zone", zone=escape(name)))
+    return {"timezone": name}
+
+
+async def preview_text(
+    session: AsyncSession, tr: Translator, room: DutyRoom, roster: Roster | None,
+    change: dict[str, Any], now: datetime,
+) -> str:
+    """The next shifts as they will be once the change is confirmed."""
+    current = sorted(roster.members, key=lambda m: m.position) if roster else []
+    officers = change.get("officers") or [
+        {"name": m.name, "member_id": m.id} for m in current]
+    pattern = change.get("pattern") or (roster.pattern.value if roster else "daily")
+    starts = change.get("shift_starts") or (
+        list(roster.shift_starts or []) if roster and "pattern" not in change else None)
+    anchor_text = change.get("anchor_date") or (roster.anchor_date.isoformat() if roster
+                                                else now.date().isoformat())
+    anchor = date.fromisoformat(anchor_text)
+    zone_name = change.get("timezone") or (roster.timezone if roster else "Asia/Shanghai")
+    lines = [tr("roster.preview.head", room=escape(room.title))]
+    if "officers" in change:
+        lines.append(tr("roster.preview.officers", names=escape(
+            "、".join(o["name"] for o in officers))))
+    if not officers:
+        lines.append(tr("roster.preview.no_officers"))
+        return "\n".join([*lines, "", tr("roster.preview.hint")])
+    spec = RosterSpec.build(pattern, anchor, zone_name, starts, len(officers))
+    lines.append(pattern_text(tr, spec))
+    if "timezone" in change:
+        lines.append(tr("roster.view.zone", zone=escape(zone_name)))
+    position = {o["member_id"]: i for i, o in enumerate(officers) if o.get("member_id")}
+    overrides = await overrides_between(
+        session, [roster.id], now - timedelta(days=8), now + timedelta(days=60)) \
+        if roster else []
+    by_start = {o.shift_start: position[o.member_id] for o in overrides
+                if o.member_id in position}
+    today = now.astimezone(zone(zone_name)).date()
+    lines += ["", tr("roster.preview.next")]
+    for shift in upcoming_shifts(spec, by_start, now, PREVIEW_SHIFTS):
+        marks = [tr("roster.view.override")] if shift.overridden else []
+        if shift.start <= now:
+            marks.append(tr("roster.preview.on_duty"))
+        lines.append(shift_line(tr, shift, officers[shift.member_position]["name"], zone_name,
+                                spec, today, marks))
+    return "\n".join([*lines, "", tr("roster.preview.hint")])
+
+
+async def apply_change(
+    session: AsyncSession, room: DutyRoom, change: dict[str, Any], user: User | None,
+    now: datetime,
+) -> Roster:
+    """Write a confirmed change: settings first (creating the roster, existing from
+    `now`), then officers."""
+    roster = await roster_for_room(session, room.id)
+    if roster is None or {"pattern", "anchor_date", "timezone"} & set(change):
+        roster, _ = await save_roster(
+            session, room, actor=user,
+            pattern=ShiftPattern(change["pattern"]) if "pattern" in change else None,
+            shift_starts=change.get("shift_starts"),
+            anchor_date=date.fromisoformat(change["anchor_date"])
+            if "anchor_date" in change else None,
+            timezone=change.get("timezone"), now=now)
+    if "officers" in change:
+        await set_roster_members(session, roster, change["officers"], actor=user,
+                                 chat_id=room.chat_id)
+    loaded = await get_roster(session, roster.id)
+    assert loaded is not None
+    return loaded
+
+
+@guarded(Role.officer)
+async def edit_pressed(update: Update, context: Context, actor: Actor) -> None:
+    """确认 applies a previewed change, 取消 drops it — each only while the preview is the
+    room's pending one and the roster is still as it was previewed; otherwise the button
+    is dead and says why, changing nothing."""
+    query = update.callback_query
+    assert query is not None
+    svc, tr, now = services(context), actor.tr, services(context).now()
+    match = re.fullmatch(rf"{EDIT_CB}:(\d{{1,9}}):(ok|no)", query.data or "")
+    if match is None:
+        await query.answer(tr("errors.stale_button"), show_alert=True)
+        return
+    change_id, confirm = int(match[1]), match[2] == "ok"
+    try:
+        async with svc.db.session() as session:
+            change = await get_roster_change(session, change_id)
+            room = (await session.execute(
+                select(DutyRoom).options(selectinload(DutyRoom.unit))
+                .where(DutyRoom.id == change.duty_room_id))).scalar_one_or_none() \
+                if change else None
+            if change is None or room is None:
+                raise Refusal(tr("errors.stale_button"))
+            if not may_edit(actor, room):
+                raise Refusal(tr("roster.errors.not_allowed"))
+            if change.status is not RosterChangeStatus.pending:
+                raise Refusal(tr(f"roster.preview.dead_{change.status.value}"))
+            user = await session.get(User, actor.user.id) if actor.user else None
+            chat_id = query.message.chat.id if query.message else None
+            if not confirm:
+                await decide_roster_change(session, change, RosterChangeStatus.cancelled,
+                                           actor=user, now=now, chat_id=chat_id)
+                result = tr("roster.preview.cancelled")
+            else:
+                if await roster_fingerprint(session, room.id, change.created_at) != \
+                        change.basis:
+                    raise Refusal(tr("roster.preview.dead_changed"))
+                roster = await apply_change(session, room, change.change, user, now)
+                await decide_roster_change(session, change, RosterChangeStatus.confirmed,
+                                           actor=user, now=now, chat_id=chat_id)
+                await plan.skip_due(session, roster.id, now)
+                view = await plan.load_view(session, roster, now, now + timedelta(days=15))
+                result = tr("roster.edit.done") + "\n\n" + (
+                    roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
+                    else tr("roster.errors.empty", room=escape(room.title)))
+    except Refusal as refusal:
+        await query.answer(refusal.text, show_alert=True)
+        return
+    if confirm:
+        await svc.rescheduled(plan.NAME)
+    await query.answer()
+    await edit_query_message(update, result)
 
 
 async def override(
@@ -438,7 +720,8 @@ async def remind_command(
             assert user is not None
             current = plan.shift_offsets(user.preferences or {})
             if not args:
-                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current)))
+                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current))
+                              if current else tr("roster.remind.current_off"))
             if normalize(" ".join(args)) in OFF_WORDS:
                 offsets: list[int] = []
             else:
@@ -468,12 +751,11 @@ async def remind_command(
         await reply(update, refusal.text)
         return
     await svc.rescheduled(plan.NAME)
-    await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets)))
+    await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets))
+                if offsets else tr("roster.remind.saved_off"))
 
 
 def _offsets(tr: Translator, offsets: list[int]) -> str:
-    if not offsets:
-        return tr("roster.remind.none")
     return "、".join(fmt_minutes(tr, o) for o in offsets)
 
 
@@ -494,13 +776,28 @@ def swap_text(tr: Translator, view: plan.RosterView, swap: ShiftSwap, now: datet
               mine=mine, theirs=theirs)
 
 
+async def swap_room(
+    session: AsyncSession, update: Update, actor: Actor, svc: Services
+) -> DutyRoom:
+    """In a duty room, that room; in private, the room of the actor's unit whose roster
+    they are on (a unit may have several rooms)."""
+    if in_group(update) or actor.user is None or actor.user.unit_id is None:
+        return await room_for(session, update, actor, svc, None)
+    mine = await rooms_on_roster(session, await rooms_of_unit(session, actor.user.unit_id), actor)
+    if len(mine) > 1:
+        raise Refusal(actor.tr("roster.errors.swap_which_room",
+                               rooms=escape(actor.tr.join(actor.tr.name(r.title)
+                                                          for r in mine))))
+    return mine[0] if mine else await room_for(session, update, actor, svc, None)
+
+
 @guarded(Role.officer)
 async def swap_command(update: Update, context: Context, actor: Actor) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
     args = context.args or []
     try:
         async with svc.db.session() as session:
-            room = await room_for(session, update, actor, svc, None)
+            room = await swap_room(session, update, actor, svc)
             roster = await roster_for_room(session, room.id)
             view = await plan.load_view(session, roster, now, now + timedelta(days=400)) \
                 if roster else None
@@ -531,6 +828,7 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
                                  day=fmt_date(tr, their_day)))
             if min(mine.start, theirs.start) <= now:
                 raise Refusal(tr("roster.errors.started"))
+            await refuse_clashing_swap(session, tr, view, me, counterpart, mine, theirs, now)
             user = await session.get(User, actor.user.id) if actor.user else None
             swap = await create_swap(session, view.roster, requester=me,
                                      requester_shift_start=mine.start, counterpart=counterpart,
@@ -541,25 +839,47 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
                 {"text": room_tr("roster.buttons.confirm"), "callback_data": f"{CB}:{swap.id}:ok"},
                 {"text": room_tr("roster.buttons.reject"), "callback_data": f"{CB}:{swap.id}:no"},
             ]]}
-            await outbox.enqueue(session, chat_id=room.chat_id, kind="swap_request",
-                                 text=room_tr("roster.swap_asked", swap=swap_text(
-                                     room_tr, view, swap, now)),
-                                 payload={**plan.HTML, "reply_markup": buttons},
-                                 dedup_key=f"swap:{swap.id}:ask:room", now=now)
-            telegram = (await member_telegram_ids(session, [counterpart])).get(counterpart.id)
-            if telegram and telegram != actor.telegram_id:
-                await outbox.enqueue(session, chat_id=telegram, kind="swap_request",
-                                     text=room_tr("roster.swap_asked", swap=swap_text(
-                                         room_tr, view, swap, now)),
-                                     payload={**plan.HTML, "reply_markup": buttons},
-                                     dedup_key=f"swap:{swap.id}:ask:member", now=now)
-            text = tr("roster.swap_sent", swap=swap_text(tr, view, swap, now),
-                      name=escape(counterpart.name))
+            # An officer without an active account cannot answer: a coordinator confirms.
+            account = (await member_users(session, [counterpart])).get(counterpart.id)
+            telegram = account.telegram_id if account is not None and account.active else None
+            asked = "roster.swap_asked" if telegram else "roster.swap_asked_coordinator"
+            request = room_tr(asked, swap=swap_text(room_tr, view, swap, now),
+                              name=escape(counterpart.name))
+            recipients = {"room": room.chat_id}
+            if telegram:
+                recipients["member"] = telegram
+            else:
+                users, _ = await people_of_unit(session, room.unit_id)
+                recipients |= {f"coordinator{u.telegram_id}": u.telegram_id for u in users
+                               if u.role.at_least(Role.coordinator)}
+            for label, chat_id in recipients.items():
+                if chat_id != actor.telegram_id:
+                    await outbox.enqueue(session, chat_id=chat_id, kind="swap_request",
+                                         text=request,
+                                         payload={**plan.HTML, "reply_markup": buttons},
+                                         dedup_key=f"swap:{swap.id}:ask:{label}", now=now)
+            sent = "roster.swap_sent" if telegram else "roster.swap_sent_coordinator"
+            text = tr(sent, swap=swap_text(tr, view, swap, now), name=escape(counterpart.name))
     except Refusal as refusal:
         await reply(update, refusal.text)
         return
     svc.wake_delivery()
     await reply(update, text)
+
+
+async def refuse_clashing_swap(
+    session: AsyncSession, tr: Translator, view: plan.RosterView, me: RosterMember,
+    counterpart: RosterMember, mine: Shift, theirs: Shift, now: datetime,
+) -> None:
+    """A shift is in at most one live swap: refuse a swap that repeats or overlaps one
+    still proposed or already confirmed."""
+    starts = {mine.start, theirs.start}
+    for other in await swaps_touching(session, view.roster.id, starts):
+        same = {other.requester_shift_start, other.counterpart_shift_start} == starts and {
+            other.requester_member_id, other.counterpart_member_id} == {me.id, counterpart.id}
+        key = "duplicate_swap" if same else "overlapping_swap"
+        raise Refusal(tr(f"roster.errors.{key}", swap=swap_text(tr, view, other, now),
+                         status=tr(f"roster.swap_status.{other.status.value}")))
 
 
 @guarded(Role.officer)
@@ -578,7 +898,7 @@ async def swap_pressed(update: Update, context: Context, actor: Actor) -> None:
             if swap is None:
                 raise Refusal(tr("errors.stale_button"))
             if swap.status is not SwapStatus.proposed:
-                raise Refusal(tr("roster.errors.decided"))
+                raise Refusal(tr(f"roster.errors.swap_{swap.status.value}"))
             roster = await get_roster(session, swap.roster_id)
             assert roster is not None
             view = await plan.load_view(session, roster, now, now + timedelta(days=400))
@@ -661,3 +981,5 @@ def register(application: Application) -> None:
     application.add_handler(CommandHandler("roster", roster_command))
     application.add_handler(CommandHandler("swap", swap_command))
     application.add_handler(CallbackQueryHandler(swap_pressed, pattern=rf"^{CB}:\d+:(ok|no)$"))
+    application.add_handler(CallbackQueryHandler(edit_pressed,
+                                                 pattern=rf"^{EDIT_CB}:\d+:(ok|no)$"))

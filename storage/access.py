@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from storage.models import AuditEntry, DutyRoom, Invitation, Role, Unit, User
+from storage.search import load_vocabulary
 
 INVITATION_ALPHABET_BYTES = 12
 
@@ -85,18 +86,16 @@ async def ensure_administrators(
 
 
 async def find_units(session: AsyncSession, name: str) -> list[Unit]:
-    """Units whose code, full name, short name, abbreviation or English name equals `name`."""
+    """Units whose code, or one of whose names (full, short, abbreviation, English,
+    alias; in either script, any punctuation), is `name`: the one resolution every
+    command that takes a unit shares with the query parser."""
     folded = name.strip()
+    if not folded:
+        return []
+    ids = (await load_vocabulary(session)).named("unit", folded)
     rows = await session.execute(
-        select(Unit).where(
-            or_(
-                Unit.code == folded,
-                Unit.name == folded,
-                Unit.short_name == folded,
-                Unit.abbreviation == folded,
-                func.lower(Unit.english) == folded.lower(),
-            )
-        ).order_by(Unit.level, Unit.id)
+        select(Unit).where(or_(Unit.code == folded, Unit.id.in_(ids)))
+        .order_by(Unit.level, Unit.id)
     )
     return list(rows.scalars())
 

@@ -21,7 +21,7 @@ from bot.domain.rotation import (
     who_is_on_duty,
 )
 from storage.cache import EpochCache
-from storage.models import DutyRoom, Roster, RosterMember, ShiftOverride
+from storage.models import DutyRoom, Roster, RosterMember, ShiftOverride, Unit
 from storage.schedules import overrides_between
 
 # Overrides are loaded for shifts starting this much either side of the instants asked
@@ -99,6 +99,8 @@ async def load_view(
 
 @dataclass(frozen=True)
 class OnDuty:
+    """One duty room now: its phone and who holds the shift."""
+
     room_id: int
     unit_id: int
     room_title: str
@@ -111,10 +113,23 @@ class OnDuty:
     overridden: bool = False
 
 
+@dataclass(frozen=True)
+class UnitDuty:
+    """A unit's duty rooms now, every one of them (none for a unit without a room);
+    its duty phone from the data, and its parent's, so an officer can always call."""
+
+    unit_id: int
+    unit_name: str
+    duty_phone: str | None
+    parent_name: str | None
+    parent_phone: str | None
+    rooms: tuple[OnDuty, ...]
+
+
 async def on_duty_cached(
     session: AsyncSession, cache: EpochCache, epoch: int, now: datetime, *,
     unit_ids: Iterable[int], default_timezone: str = "Asia/Shanghai",
-) -> dict[int, OnDuty]:
+) -> dict[int, UnitDuty]:
     """`on_duty`, held until the first of its shifts ends (a room without an officer on
     the roster: a minute at most), or the data changes."""
     units = frozenset(unit_ids)
@@ -122,50 +137,58 @@ async def on_duty_cached(
     if held is not None and held[0] <= now < held[1]:
         return held[2]  # type: ignore[no-any-return]
     duties = await on_duty(session, now, unit_ids=units, default_timezone=default_timezone)
-    ends = [duty.until if duty.until else now + UNSTAFFED_RECHECK for duty in duties.values()]
+    ends = [room.until if room.until else now + UNSTAFFED_RECHECK
+            for duty in duties.values() for room in duty.rooms]
     cache.put(epoch, (units, default_timezone),
               (now, min(ends, default=now + UNSTAFFED_RECHECK), duties))
     return duties
 
 
 async def on_duty(
-    session: AsyncSession, now: datetime, *, unit_ids: Iterable[int] | None = None,
+    session: AsyncSession, now: datetime, *, unit_ids: Iterable[int],
     default_timezone: str = "Asia/Shanghai",
-) -> dict[int, OnDuty]:
-    """unit id → its duty room's current officer (units without a room are absent)."""
-    query = (
+) -> dict[int, UnitDuty]:
+    """unit id → every active duty room of the unit with its current officer, for each
+    unit asked (units with a room first, in room order; then the others by id)."""
+    wanted = sorted(set(unit_ids))
+    units = {unit.id: unit for unit in (await session.execute(
+        select(Unit).options(selectinload(Unit.parent)).where(Unit.id.in_(wanted))
+    )).scalars()}
+    rooms = list((await session.execute(
         select(DutyRoom)
-        .options(selectinload(DutyRoom.roster).selectinload(Roster.members),
-                 selectinload(DutyRoom.unit))
-        .where(DutyRoom.active.is_(True))
+        .options(selectinload(DutyRoom.roster).selectinload(Roster.members))
+        .where(DutyRoom.active.is_(True), DutyRoom.unit_id.in_(list(units)))
         .order_by(DutyRoom.id)
-    )
-    if unit_ids is not None:
-        query = query.where(DutyRoom.unit_id.in_(list(set(unit_ids))))
-    rooms = list((await session.execute(query)).scalars())
+    )).scalars())
     by_roster: dict[int, list[ShiftOverride]] = {}
     for override in await overrides_between(
         session, [r.roster.id for r in rooms if r.roster is not None and r.roster.members],
         now - OVERRIDE_MARGIN, now + OVERRIDE_MARGIN,
     ):
         by_roster.setdefault(override.roster_id, []).append(override)
-    found: dict[int, OnDuty] = {}
+    found: dict[int, list[OnDuty]] = {}
     for room in rooms:
-        if room.unit_id in found:
-            continue
+        unit = units[room.unit_id]
         roster = room.roster
         timezone = (roster.timezone if roster else None) or room.timezone or \
-            room.unit.timezone or default_timezone
+            unit.timezone or default_timezone
         base = {"room_id": room.id, "unit_id": room.unit_id, "room_title": room.title,
-                "room_phone": room.phone or room.unit.duty_phone, "timezone": timezone}
+                "room_phone": room.phone or unit.duty_phone, "timezone": timezone}
         view = view_of(roster, by_roster.get(roster.id, [])) if roster is not None else None
         if view is None:
-            found[room.unit_id] = OnDuty(**base, officer=None, officer_phone=None, until=None,
-                                         next_officer=None)
+            found.setdefault(unit.id, []).append(OnDuty(
+                **base, officer=None, officer_phone=None, until=None, next_officer=None))
             continue
         current, following = who_is_on_duty(view.spec, view.overrides, now)
         officer = view.member(current)
-        found[room.unit_id] = OnDuty(**base, officer=officer.name, officer_phone=officer.phone,
-                                     until=current.end, next_officer=view.member(following).name,
-                                     overridden=current.overridden)
-    return found
+        found.setdefault(unit.id, []).append(OnDuty(
+            **base, officer=officer.name, officer_phone=officer.phone, until=current.end,
+            next_officer=view.member(following).name, overridden=current.overridden))
+    order = list(found) + [i for i in wanted if i in units and i not in found]
+    return {
+        i: UnitDuty(unit_id=i, unit_name=units[i].name, duty_phone=units[i].duty_phone,
+                    parent_name=units[i].parent.name if units[i].parent else None,
+                    parent_phone=units[i].parent.duty_phone if units[i].parent else None,
+                    rooms=tuple(found.get(i, ())))
+        for i in order
+    }

@@ -171,6 +171,13 @@ class SwapStatus(enum.StrEnum):
     cancelled = "cancelled"
 
 
+class RosterChangeStatus(enum.StrEnum):
+    pending = "pending"  # previewed, waiting for 确认 or 取消
+    confirmed = "confirmed"
+    cancelled = "cancelled"
+    superseded = "superseded"  # a newer preview for the same room replaced it
+
+
 class NoticeKind(enum.StrEnum):
     situation = "situation"  # 形势通报
     warning = "warning"  # 预警
@@ -282,6 +289,9 @@ class Liaison(Base):
         ForeignKey("branches.id", ondelete="SET NULL"), index=True
     )
     name: Mapped[str] = mapped_column(String(60))
+    # The data file's stable identity for the person, when it gives one: a corrected
+    # name or a move to another branch updates this row instead of adding a second.
+    key: Mapped[str | None] = mapped_column(String(40), index=True, unique=True)
     title: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[LiaisonRole] = mapped_column(str_enum(LiaisonRole), default=LiaisonRole.primary)
     phones: Mapped[list[Any]] = mapped_column(default=list)
@@ -400,6 +410,9 @@ class Roster(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # Local start times "HH:MM": one for daily/weekly, two for day_night.
     shift_starts: Mapped[list[Any]] = mapped_column(default=list)
+    # When it came to exist, by the clock of whoever made it (unknown for older rows):
+    # nothing due before that is reported missed. Likewise on meetings and chair rotations.
+    created_at: Mapped[datetime | None]
 
     duty_room: Mapped[DutyRoom] = relationship(back_populates="roster")
     members: Mapped[list[RosterMember]] = relationship(
@@ -456,6 +469,28 @@ class ShiftSwap(Base):
     decided_at: Mapped[datetime | None]
 
 
+class RosterChange(Base):
+    """A previewed change to a room's officers or shift pattern (/roster edit), written to
+    the roster only when someone presses 确认; its id is in the preview's buttons, so a
+    button of a cancelled, confirmed or superseded preview is recognised as dead."""
+
+    __tablename__ = "roster_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    duty_room_id: Mapped[int] = mapped_column(
+        ForeignKey("duty_rooms.id", ondelete="CASCADE"), index=True)
+    status: Mapped[RosterChangeStatus] = mapped_column(
+        str_enum(RosterChangeStatus), default=RosterChangeStatus.pending)
+    # What to apply: pattern, shift_starts, anchor_date, timezone, officers (as parsed).
+    change: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The roster as it was previewed (storage.schedules.roster_fingerprint).
+    basis: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+
+
 class ChairRotation(Base):
     """The order in which member units chair a zone's joint meeting (轮值)."""
 
@@ -466,6 +501,7 @@ class ChairRotation(Base):
     term_months: Mapped[int] = mapped_column(Integer, default=12)
     # Local date on which the unit at position 0 took the chair.
     anchor_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime | None]
 
     zone: Mapped[Zone] = relationship()
     entries: Mapped[list[ChairRotationEntry]] = relationship(
@@ -658,6 +694,7 @@ class Meeting(Base):
     reminder_offsets: Mapped[list[Any]] = mapped_column(default=lambda: [7 * 24 * 60, 24 * 60, 60])
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime | None]
 
     zone: Mapped[Zone | None] = relationship()
     participants: Mapped[list[MeetingParticipant]] = relationship(
@@ -816,6 +853,18 @@ class ScheduleMark(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SchedulerHeartbeat(Base):
+    """When the scheduler first ran on this database and when it was last alive (one row):
+    a start looks for missed occurrences from the last beat, never before the first run."""
+
+    __tablename__ = "scheduler_heartbeat"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    first_alive_at: Mapped[datetime]
+    alive_at: Mapped[datetime]
+    process: Mapped[str | None] = mapped_column(String(200))
 
 
 class ConversationState(Base):

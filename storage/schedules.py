@@ -7,6 +7,8 @@ transaction as the change that causes them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -15,12 +17,14 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
+from bot.domain.normalize import name_key, normalize
 from storage.access import audit
 from storage.models import (
     AssistanceRequest,
     ChairRotation,
     ChairRotationEntry,
     DutyRoom,
+    Liaison,
     Meeting,
     MeetingKind,
     MeetingParticipant,
@@ -30,9 +34,12 @@ from storage.models import (
     NoticeStatus,
     RequestStatus,
     Roster,
+    RosterChange,
+    RosterChangeStatus,
     RosterMember,
     Rsvp,
     ScheduleMark,
+    SchedulerHeartbeat,
     ShiftOverride,
     ShiftPattern,
     ShiftSwap,
@@ -42,6 +49,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
+from storage.search import load_vocabulary
 
 OPEN_REQUEST_STATES = (RequestStatus.open, RequestStatus.accepted)
 
@@ -106,23 +114,16 @@ async def users_by_ids(session: AsyncSession, user_ids: Iterable[int]) -> dict[i
 
 
 async def find_zones(session: AsyncSession, text: str) -> list[Zone]:
+    """Zones whose code or one of whose names (full, short, English, alias; in either
+    script) is `text`; failing that, zones whose full name contains it."""
     folded = text.strip()
-    rows = await session.execute(
-        select(Zone).where(
-            or_(
-                Zone.code == folded,
-                Zone.name == folded,
-                Zone.short_name == folded,
-                func.lower(Zone.english) == folded.lower(),
-            )
-        ).order_by(Zone.id)
-    )
-    found = list(rows.scalars())
-    if found:
-        return found
-    # Aliases are a JSON list: few zones, so match them in Python.
-    every = (await session.execute(select(Zone).order_by(Zone.id))).scalars()
-    return [z for z in every if folded in (z.aliases or []) or (folded and folded in z.name)]
+    key = name_key(folded)
+    if not key:
+        return []
+    ids = (await load_vocabulary(session)).named("zone", folded)
+    every = list((await session.execute(select(Zone).order_by(Zone.id))).scalars())
+    found = [z for z in every if z.code == folded or z.id in ids]
+    return found or [z for z in every if len(key) > 1 and key in name_key(z.name)]
 
 
 async def zones_of_unit(session: AsyncSession, unit_id: int) -> list[Zone]:
@@ -196,11 +197,12 @@ async def upcoming_meetings(
 
 async def meetings_starting_between(
     session: AsyncSession, start: datetime, end: datetime
-) -> list[tuple[int, datetime, list[int], str]]:
-    """(id, starts_at, reminder offsets in minutes, title) of scheduled meetings; light rows
-    for the planner."""
+) -> list[tuple[int, datetime, list[int], str, datetime | None]]:
+    """(id, starts_at, reminder offsets in minutes, title, created_at) of scheduled
+    meetings; light rows for the planner."""
     rows = await session.execute(
-        select(Meeting.id, Meeting.starts_at, Meeting.reminder_offsets, Meeting.title)
+        select(Meeting.id, Meeting.starts_at, Meeting.reminder_offsets, Meeting.title,
+               Meeting.created_at)
         .where(
             Meeting.status == MeetingStatus.scheduled,
             Meeting.starts_at >= start,
@@ -208,7 +210,7 @@ async def meetings_starting_between(
         )
         .order_by(Meeting.starts_at, Meeting.id)
     )
-    return [(i, s, list(o or []), t) for i, s, o, t in rows]
+    return [(i, s, list(o or []), t, c) for i, s, o, t, c in rows]
 
 
 async def create_meeting(
@@ -227,9 +229,11 @@ async def create_meeting(
     agenda: str | None = None,
     offsets: Sequence[int],
     code: str | None = None,
+    now: datetime | None = None,
 ) -> Meeting:
     meeting = Meeting(
         code=code,
+        created_at=now,
         kind=kind,
         title=title,
         starts_at=starts_at,
@@ -402,6 +406,148 @@ async def active_rosters(session: AsyncSession) -> list[Roster]:
     return list(rows.scalars())
 
 
+async def rooms_of_unit(session: AsyncSession, unit_id: int) -> list[DutyRoom]:
+    """Every active, registered duty room of a unit (a unit may have several)."""
+    rows = await session.execute(
+        select(DutyRoom).options(selectinload(DutyRoom.unit))
+        .where(DutyRoom.unit_id == unit_id, DutyRoom.active.is_(True),
+               DutyRoom.chat_id.is_not(None))
+        .order_by(DutyRoom.id)
+    )
+    return list(rows.scalars())
+
+
+async def rooms_named(
+    session: AsyncSession, text: str, *, partial: bool = True, registered: bool = True
+) -> list[DutyRoom]:
+    """Active duty rooms (`registered`: with their group) whose title is `text` (either
+    script, any punctuation, the trailing 值班室 optional), or failing that and when
+    `partial`, whose title contains it."""
+    wanted = _room_key(text)
+    if len(wanted) < 2:
+        return []
+    query = select(DutyRoom).options(selectinload(DutyRoom.unit)) \
+        .where(DutyRoom.active.is_(True)).order_by(DutyRoom.id)
+    if registered:
+        query = query.where(DutyRoom.chat_id.is_not(None))
+    rooms = list((await session.execute(query)).scalars())
+    exact = [r for r in rooms if _room_key(r.title) == wanted]
+    if exact or not partial:
+        return exact
+    return [r for r in rooms if wanted in _room_key(r.title)]
+
+
+def _room_key(text: str) -> str:
+    return name_key(text).replace(" ", "").removesuffix("值班室")
+
+
+async def people_of_unit(
+    session: AsyncSession, unit_id: int
+) -> tuple[list[User], list[Liaison]]:
+    """The unit's active users and liaisons: who may be put on its rosters."""
+    users = await session.execute(
+        select(User).where(User.unit_id == unit_id, User.active.is_(True)).order_by(User.id))
+    liaisons = await session.execute(
+        select(Liaison).where(Liaison.unit_id == unit_id, Liaison.active.is_(True))
+        .order_by(Liaison.id))
+    return list(users.scalars()), list(liaisons.scalars())
+
+
+async def roster_fingerprint(session: AsyncSession, room_id: int, since: datetime) -> str:
+    """A digest of a room's roster as it bears on shifts from `since` on: its settings,
+    officers (with phones and accounts) and overrides. A preview made on one digest is
+    applied only while the roster still has it."""
+    roster = await roster_for_room(session, room_id)
+    if roster is None:
+        return "none"
+    overrides = (await session.execute(
+        select(ShiftOverride).where(ShiftOverride.roster_id == roster.id,
+                                    ShiftOverride.shift_start >= since)
+        .order_by(ShiftOverride.shift_start)
+    )).scalars()
+    state = {
+        "roster": [roster.id, roster.pattern.value, roster.anchor_date.isoformat(),
+                   roster.timezone, list(roster.shift_starts or [])],
+        "members": [[m.id, m.position, m.name, m.phone, m.user_id, m.telegram_user_id]
+                    for m in sorted(roster.members, key=lambda m: m.position)],
+        "overrides": [[o.shift_start.isoformat(), o.member_id] for o in overrides],
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+async def propose_roster_change(
+    session: AsyncSession,
+    room: DutyRoom,
+    change: dict[str, Any],
+    *,
+    basis: str,
+    actor: User | None,
+    now: datetime,
+    chat_id: int | None = None,
+) -> RosterChange:
+    """Record a previewed change; an older preview for the same room still pending is
+    superseded (its buttons are dead from now on)."""
+    older = await session.execute(
+        select(RosterChange).where(RosterChange.duty_room_id == room.id,
+                                   RosterChange.status == RosterChangeStatus.pending)
+        .with_for_update())
+    for previous in older.scalars():
+        previous.status, previous.decided_at = RosterChangeStatus.superseded, now
+        previous.decided_by_id = actor.id if actor else None
+        await audit(session, "roster.change.superseded", actor=actor, chat_id=chat_id,
+                    subject_type="roster_change", subject_id=previous.id, room_id=room.id)
+    proposed = RosterChange(duty_room_id=room.id, status=RosterChangeStatus.pending,
+                            change=change, basis=basis,
+                            created_by_id=actor.id if actor else None, created_at=now)
+    session.add(proposed)
+    await session.flush()
+    await audit(session, "roster.change.preview", actor=actor, chat_id=chat_id,
+                subject_type="roster_change", subject_id=proposed.id, room_id=room.id,
+                change=change)
+    return proposed
+
+
+async def get_roster_change(session: AsyncSession, change_id: int) -> RosterChange | None:
+    return (
+        await session.execute(
+            select(RosterChange).where(RosterChange.id == change_id).with_for_update())
+    ).scalar_one_or_none()
+
+
+async def decide_roster_change(
+    session: AsyncSession,
+    change: RosterChange,
+    status: RosterChangeStatus,
+    *,
+    actor: User | None,
+    now: datetime,
+    chat_id: int | None = None,
+) -> None:
+    """Mark a pending change confirmed (the caller applies it) or cancelled."""
+    change.status, change.decided_at = status, now
+    change.decided_by_id = actor.id if actor else None
+    await audit(session, f"roster.change.{status.value}", actor=actor, chat_id=chat_id,
+                subject_type="roster_change", subject_id=change.id,
+                room_id=change.duty_room_id)
+
+
+async def swaps_touching(
+    session: AsyncSession, roster_id: int, starts: Iterable[datetime]
+) -> list[ShiftSwap]:
+    """Proposed or confirmed swaps of a roster that involve a shift starting at one of
+    `starts` (either side of the swap)."""
+    wanted = list(set(starts))
+    rows = await session.execute(
+        select(ShiftSwap).where(
+            ShiftSwap.roster_id == roster_id,
+            ShiftSwap.status.in_((SwapStatus.proposed, SwapStatus.confirmed)),
+            or_(ShiftSwap.requester_shift_start.in_(wanted),
+                ShiftSwap.counterpart_shift_start.in_(wanted)),
+        ).order_by(ShiftSwap.id)
+    )
+    return list(rows.scalars())
+
+
 async def overrides_between(
     session: AsyncSession, roster_ids: Iterable[int], start: datetime, end: datetime
 ) -> list[ShiftOverride]:
@@ -435,10 +581,11 @@ async def member_telegram_ids(
     return found
 
 
-async def member_preferences(
+async def member_users(
     session: AsyncSession, members: Iterable[RosterMember]
-) -> dict[int, dict[str, Any]]:
-    """member id → the linked user's preferences (officers without an account: none)."""
+) -> dict[int, User]:
+    """member id → the officer's user account (linked, else found by Telegram id);
+    officers without an account are absent."""
     members = list(members)
     by_telegram: dict[int, User] = {}
     telegram_ids = {m.telegram_user_id for m in members if m.telegram_user_id and not m.user_id}
@@ -446,13 +593,24 @@ async def member_preferences(
         rows = await session.execute(select(User).where(User.telegram_id.in_(telegram_ids)))
         by_telegram = {u.telegram_id: u for u in rows.scalars()}
     users = await users_by_ids(session, (m.user_id for m in members if m.user_id))
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, User] = {}
     for member in members:
         user = users.get(member.user_id) if member.user_id else None
         user = user or (by_telegram.get(member.telegram_user_id)
                         if member.telegram_user_id else None)
-        found[member.id] = dict(user.preferences or {}) if user else {}
+        if user is not None:
+            found[member.id] = user
     return found
+
+
+async def member_preferences(
+    session: AsyncSession, members: Iterable[RosterMember]
+) -> dict[int, dict[str, Any]]:
+    """member id → the linked user's preferences (officers without an account: none)."""
+    members = list(members)
+    users = await member_users(session, members)
+    return {m.id: dict(users[m.id].preferences or {}) if m.id in users else {}
+            for m in members}
 
 
 async def save_roster(
@@ -464,8 +622,10 @@ async def save_roster(
     anchor_date: date | None = None,
     timezone: str | None = None,
     shift_starts: Sequence[str] | None = None,
+    now: datetime | None = None,
 ) -> tuple[Roster, dict[str, tuple[Any, Any]]]:
-    """Create the room's roster or change its settings; returns it and what changed."""
+    """Create the room's roster (existing from `now`) or change its settings; returns it
+    and what changed."""
     roster = await roster_for_room(session, room.id)
     changed: dict[str, tuple[Any, Any]] = {}
     if roster is None:
@@ -477,6 +637,7 @@ async def save_roster(
             or "Asia/Shanghai",
             shift_starts=list(shift_starts or []),
             members=[],
+            created_at=now,
         )
         session.add(roster)
         await session.flush()
@@ -505,15 +666,19 @@ async def set_roster_members(
     actor: User | None,
     chat_id: int | None = None,
 ) -> None:
-    """Replace the order of officers: dicts of name, user_id, telegram_user_id, phone.
+    """Replace the order of officers: dicts of name, user_id, telegram_user_id, phone and
+    optionally member_id.
 
-    Existing members are matched by name, so their overrides and swaps survive a
-    reordering; members no longer listed are removed (with their overrides).
+    Existing members are matched by member_id, else by name in either script, so their
+    overrides, swaps, phones and accounts survive a reordering or a name retyped in the
+    other script; members no longer listed are removed (with their overrides).
     """
-    current = {m.name: m for m in roster.members}
+    current = {m.id: m for m in roster.members}
+    by_name = {normalize(m.name): m.id for m in roster.members}
     keep: list[RosterMember] = []
     for index, officer in enumerate(officers):
-        member = current.pop(officer["name"], None)
+        member = current.pop(officer.get("member_id") or by_name.get(
+            normalize(officer["name"]), -1), None)
         if member is None:  # a unique placeholder position until the renumbering below
             member = RosterMember(roster_id=roster.id, position=-100_000 - index,
                                   name=officer["name"])
@@ -545,8 +710,8 @@ async def set_roster_members(
     await session.flush()
     await session.refresh(roster, ["members"])
     await audit(session, "roster.members", actor=actor, chat_id=chat_id, subject_type="roster",
-                subject_id=roster.id, officers=[o["name"] for o in officers],
-                removed=sorted(current))
+                subject_id=roster.id, officers=[m.name for m in keep],
+                removed=sorted(m.name for m in current.values()))
 
 
 async def set_override(
@@ -727,11 +892,12 @@ async def save_chair_rotation(
     term_months: int,
     anchor_date: date,
     actor: User | None,
+    now: datetime | None = None,
 ) -> ChairRotation:
     rotation = await chair_rotation_for_zone(session, zone.id)
     if rotation is None:
         rotation = ChairRotation(zone_id=zone.id, term_months=term_months,
-                                 anchor_date=anchor_date, entries=[])
+                                 anchor_date=anchor_date, entries=[], created_at=now)
         session.add(rotation)
     rotation.term_months, rotation.anchor_date = term_months, anchor_date
     for entry in list(rotation.entries):
@@ -746,6 +912,24 @@ async def save_chair_rotation(
     loaded = await chair_rotation_for_zone(session, zone.id)
     assert loaded is not None
     return loaded
+
+
+# --------------------------------------------------------------------------- heartbeat
+
+
+async def beat(
+    session: AsyncSession, now: datetime, process: str | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """Record that the scheduler is alive at `now`; returns when it first ran on this
+    database and when it last beat before this, (None, None) the first time ever."""
+    row = await session.get(SchedulerHeartbeat, 1, with_for_update=True)
+    if row is None:
+        session.add(SchedulerHeartbeat(id=1, first_alive_at=now, alive_at=now, process=process))
+        await session.flush()
+        return None, None
+    first, last = row.first_alive_at, row.alive_at
+    row.alive_at, row.process = now, process
+    return first, last
 
 
 # --------------------------------------------------------------------------- missed occurrences

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import enum
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +76,7 @@ from bot.domain.normalize import (
     term_pattern,
 )
 from bot.domain.normalize import suggest as suggest_from_vocabulary
-from storage.cache import EpochCache, bump_data_epoch
+from storage.cache import EpochCache, bump_data_epoch, data_epoch
 from storage.models import (
     Agreement,
     AgreementStatus,
@@ -123,7 +122,6 @@ STATUS_SCORE = {0: 1.0, 1: 0.8, 2: 0.5, 3: 0.4}
 # Rank bound of agreements still applying (in force, draft) for include_superseded=False.
 CURRENT_STATUS_LIMIT = 2
 FTS_TABLES = {"search_liaisons": "search_liaisons_fts", "search_clauses": "search_clauses_fts"}
-VOCABULARY_TTL_S = 300.0
 MAX_LIMIT = 200
 # Hits are counted (and paged) up to this many: "200+". Counting every match of a
 # frequent term is what makes search slow; nobody pages past this.
@@ -170,6 +168,9 @@ class LiaisonResults:
     tier_counts: dict[MatchTier, int] = field(default_factory=dict)  # each capped at cap + 1
     suggestions: list[Suggestion] = field(default_factory=list)  # when nothing matched
     capped: bool = False  # more than RESULT_CAP hits; total == RESULT_CAP
+    # A unit and a branch asked for: the units' liaisons of other branches, counted
+    # (up to RESULT_CAP + 1) but not listed, so that a count never mixes the two.
+    other_branches: int = 0
 
     @property
     def has_more(self) -> bool:
@@ -206,7 +207,7 @@ class ClauseResults:
 
 # --------------------------------------------------------------------------- vocabulary
 
-_vocabularies: dict[str, tuple[float, Vocabulary]] = {}
+_vocabularies: dict[str, tuple[int, Vocabulary]] = {}
 
 
 def _cache_key(session: AsyncSession) -> str:
@@ -228,11 +229,15 @@ def _strings(values: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in values if v)
 
 
-async def load_vocabulary(session: AsyncSession, *, fresh: bool = False) -> Vocabulary:
-    """The units, branches and zones the query parser knows (cached per database)."""
+async def load_vocabulary(session: AsyncSession, *, epoch: int | None = None) -> Vocabulary:
+    """The units, branches and zones the query parser knows, cached per database and
+    data epoch (any change to them, by any process, moves the epoch: storage/cache.py).
+    Pass the `epoch` when the caller has read it already (negative: not read)."""
     key = _cache_key(session)
+    if epoch is None or epoch < 0:
+        epoch = await data_epoch(session)
     cached = _vocabularies.get(key)
-    if cached is not None and not fresh and time.monotonic() - cached[0] < VOCABULARY_TTL_S:
+    if cached is not None and cached[0] == epoch:
         return cached[1]
     items: list[VocabItem] = []
     units = await session.execute(
@@ -270,7 +275,7 @@ async def load_vocabulary(session: AsyncSession, *, fresh: bool = False) -> Voca
             )
         )
     vocabulary = Vocabulary(items)
-    _vocabularies[key] = (time.monotonic(), vocabulary)
+    _vocabularies[key] = (epoch, vocabulary)
     return vocabulary
 
 
@@ -595,6 +600,7 @@ def _plan(parsed: ParsedQuery, vocabulary: Vocabulary) -> list[tuple[MatchTier, 
             return []
     branches: frozenset[int] | None = parsed.branch_ids or None
     if units is not None and branches is not None:
+        # The UNIT tier is counted only (`LiaisonResults.other_branches`).
         return [
             (MatchTier.EXACT, _Filter(units=units, branches=branches, patterns=patterns)),
             (MatchTier.UNIT, _Filter(units=units, not_branches=branches, patterns=patterns)),
@@ -614,22 +620,31 @@ def _plan(parsed: ParsedQuery, vocabulary: Vocabulary) -> list[tuple[MatchTier, 
     return [(MatchTier.FUZZY, _Filter(patterns=patterns))]
 
 
+def _listed(plan: list[tuple[MatchTier, _Filter]]) -> list[tuple[MatchTier, _Filter]]:
+    """The tiers whose hits are listed: with a unit and a branch asked for, only the
+    exact ones (the rest of the units' liaisons are counted apart)."""
+    return [(tier, spec) for tier, spec in plan
+            if not (tier is MatchTier.UNIT and plan[0][0] is MatchTier.EXACT)]
+
+
 def _liaison_statement(
     dialect: _Dialect, plan: list[tuple[MatchTier, _Filter]], rows: int
 ) -> tuple[str, dict[str, Any]]:
     """One statement: rows (0, tier, count) and (1, tier, rowkey, unit, branch)
-    for the first `rows` rows of every tier."""
+    for the first `rows` rows of every listed tier (`_listed`)."""
     params: dict[str, Any] = {}
     ctes: list[str] = []
     parts: list[str] = []
-    for index, (_, spec) in enumerate(plan):
-        tier = dialect.liaison_tier(spec, f"t{index}_", params, rows)
+    listed = _listed(plan)
+    for index, (tier_kind, spec) in enumerate(plan):
+        listed_rows = rows if (tier_kind, spec) in listed else 0
+        tier = dialect.liaison_tier(spec, f"t{index}_", params, listed_rows)
         ctes.extend(tier.ctes)
         parts.append(
             f"SELECT 0 AS part, {index} AS tier, ({tier.count}) AS a, "
             "CAST(NULL AS INTEGER) AS b, CAST(NULL AS INTEGER) AS c"
         )
-        if rows > 0:
+        if listed_rows > 0:
             parts.append(
                 f"SELECT * FROM (SELECT 1 AS part, {index} AS tier, page.* "
                 f"FROM ({tier.page}) AS page) AS p{index}"
@@ -638,7 +653,8 @@ def _liaison_statement(
 
 
 async def search_liaisons(
-    session: AsyncSession, query: str, *, offset: int = 0, limit: int = 10
+    session: AsyncSession, query: str, *, offset: int = 0, limit: int = 10,
+    epoch: int | None = None,
 ) -> LiaisonResults:
     """Liaisons for a free-form query (unit, branch, zone, name, phone in any order).
 
@@ -648,7 +664,7 @@ async def search_liaisons(
     holds the nearest units, branches and zones.
     """
     offset, limit = _clamp(offset, limit)
-    vocabulary = await load_vocabulary(session)
+    vocabulary = await load_vocabulary(session, epoch=epoch)
     parsed = parse_query(query, vocabulary)
     plan = _plan(parsed, vocabulary)
     counts: dict[MatchTier, int] = {tier: 0 for tier, _ in plan}
@@ -662,11 +678,15 @@ async def search_liaisons(
                 counts[plan[index][0]] = int(a)
             else:
                 fetched.setdefault(index, []).append((int(a), int(b), c))
-    found = sum(counts.values())
+    listed = _listed(plan)
+    other_branches = 0 if len(listed) == len(plan) else counts[MatchTier.UNIT]
+    found = sum(counts.values()) - other_branches
     total = min(found, RESULT_CAP)
     hits: list[LiaisonHit] = []
     before = 0
-    for index, (tier, _) in enumerate(plan):
+    for index, (tier, spec) in enumerate(plan):
+        if (tier, spec) not in listed:
+            continue
         rows = sorted(fetched.get(index, []))
         start = max(0, offset - before)
         stop = max(0, min(offset + limit, total) - before)
@@ -684,10 +704,13 @@ async def search_liaisons(
                 )
             )
     suggestions: list[Suggestion] = []
-    if found == 0 and query.strip():
-        suggestions = suggest_from_vocabulary(query, vocabulary)
+    if found == 0 and not other_branches and query.strip():
+        recognised = {(kind, ident) for kind, ident, _ in parsed.recognised}
+        suggestions = [s for s in suggest_from_vocabulary(query, vocabulary)
+                       if (s.kind, s.id) not in recognised]
     return LiaisonResults(
-        hits, total, offset, limit, parsed, counts, suggestions, capped=found > RESULT_CAP
+        hits, total, offset, limit, parsed, counts, suggestions, capped=found > RESULT_CAP,
+        other_branches=min(other_branches, RESULT_CAP),
     )
 
 
@@ -699,7 +722,7 @@ async def search_liaisons_cached(
     (storage/cache.py): officers ask for the same provinces all day."""
     return await cache.get_or_load(
         epoch, (query, offset, limit),
-        lambda: search_liaisons(session, query, offset=offset, limit=limit))
+        lambda: search_liaisons(session, query, offset=offset, limit=limit, epoch=epoch))
 
 
 # --------------------------------------------------------------------------- clauses

@@ -120,7 +120,7 @@ async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[Bot
     """The bot on data/sample.yaml at SAMPLE_NOW (a FakeClock, as `desk.clock`), with its
     administrator, a 四川 officer, a stranger, 四川's duty room and an unregistered group."""
     db = Database(database_url)
-    report = await import_file(db, "data/sample.yaml")
+    report = await import_file(db, "data/sample.yaml", now=SAMPLE_NOW)
     await db.dispose()
     assert not report.problems
     emulator.add_user(SAMPLE_ADMIN, "周立新")
@@ -156,7 +156,7 @@ async def hant_desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterato
     """The bot on tests/data/jingjinji_hant.yaml (Traditional only, a zone the sample lacks,
     a unit with two duty rooms, units with none) at HANT_NOW (`hant_desk.clock`)."""
     db = Database(database_url)
-    report = await import_file(db, HANT_DATA)
+    report = await import_file(db, HANT_DATA, now=HANT_NOW)
     await db.dispose()
     assert not report.problems, report.problems
     for user_id, name, language in [

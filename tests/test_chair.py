@@ -173,6 +173,8 @@ async def test_handover_missed_while_down_is_recorded(
     emulator: BotApiEmulator, database_url: str, ids: dict[str, int], clock: FakeClock
 ) -> None:
     prepare(emulator)
+    async with BotHarness(emulator, database_url, now=clock):
+        pass  # ran, then down from T0 until after the handover
     clock.set(HANDOVER + timedelta(hours=3))
     async with BotHarness(emulator, database_url, now=clock) as bot:
         assert not (await bot.deliver()).messages

@@ -107,11 +107,11 @@ async def test_import_export_verbs(database_url: str, db: Database, tmp_path: Pa
         "  - {unit: 四川, name: '', role: chief}\n",
         encoding="utf-8",
     )
-    refused = run("import", str(bad), env=env, cwd=tmp_path)
+    refused = run("import", str(bad), env={**env, "DEFAULT_LANGUAGE": "en"}, cwd=tmp_path)
     assert refused.returncode == 1
     assert "nothing was changed" in refused.stderr
-    assert "liaisons[0].unit: no unit named 四川省公安厅X" in refused.stderr
-    assert refused.stderr.count("liaisons[1]") >= 2  # every problem, each with its path
+    assert f"{bad}, line 4: liaison #1, field unit: no unit named 四川省公安厅X" in refused.stderr
+    assert refused.stderr.count("line 5: liaison #2") >= 2  # every problem, each with its place
     async with db.session() as session:
         assert (await session.execute(select(func.count(Unit.id)))).scalar_one() == 0
 

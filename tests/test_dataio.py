@@ -429,7 +429,7 @@ def test_missing_and_wrongly_typed_fields() -> None:
         "units[0].code: not a code (Bad Code)",
         "units[0].short_name: required",
         "meetings[0].kind: must be one of joint, area, regular, drill, training (got party)",
-        "meetings[1].reminder_offsets[1]: must be a whole number",
+        "meetings[1].reminder_offsets[1]: soon is not a reminder time",
         "users: must be a list of records",
         "rosters[0].anchor_date: not a date (2026/11/02)",
         "rosters[0].members: needs at least 1 item(s)",

@@ -20,6 +20,7 @@ from bot.domain.rotation import (
     shift_by_index,
     shifts_between,
     swap_overrides,
+    upcoming_shifts,
     who_is_on_duty,
 )
 from storage.models import ShiftPattern
@@ -406,3 +407,26 @@ def test_swapping_twice_restores_the_rotation(
     for shift in (first, second):
         again: Shift = apply_overrides(shift, restored)
         assert again == shift and not again.overridden
+
+
+# --------------------------------------------------------------------------- previews
+
+
+def test_upcoming_shifts_start_with_the_one_on_duty_and_apply_overrides() -> None:
+    spec = daily(members=3)  # from 1 November 08:30 in Shanghai
+    now = local(SH, 2026, 11, 3, 11, 0)  # shift 2 (position 2) is on duty
+    swapped = {local(SH, 2026, 11, 5, 8, 30): 0}
+    shifts = upcoming_shifts(spec, swapped, now, 4)
+    assert [s.index for s in shifts] == [2, 3, 4, 5]
+    assert [s.member_position for s in shifts] == [2, 0, 0, 2]
+    assert [s.overridden for s in shifts] == [False, False, True, False]
+    assert shifts[0].contains(now)
+
+
+def test_upcoming_shifts_of_a_roster_not_started_begin_at_its_first_shift() -> None:
+    spec = RosterSpec.build("day_night", date(2026, 12, 1), SH, None, 2)
+    shifts = upcoming_shifts(spec, {}, local(SH, 2026, 11, 20, 9, 0), 3)
+    assert [s.start for s in shifts] == [local(SH, 2026, 12, 1, 8, 0),
+                                         local(SH, 2026, 12, 1, 20, 0),
+                                         local(SH, 2026, 12, 2, 8, 0)]
+    assert upcoming_shifts(spec, {}, local(SH, 2026, 12, 1, 9, 0), 0) == []

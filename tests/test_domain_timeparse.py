@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.domain.timeparse import CODES, DeadlineError, normalise, parse_deadline
+from bot.domain.timeparse import CODES, DeadlineError, next_date, normalise, parse_deadline
 
 SH = "Asia/Shanghai"
 # Sunday 22 November 2026, 15:00 in Beijing.
@@ -136,8 +136,12 @@ ACCEPTED = [
     ("2026年12月1日 9点30分", beijing(2026, 12, 1, 9, 30)),
     ("2026年12月1日9點30分", beijing(2026, 12, 1, 9, 30)),
     ("二〇二六年十二月一日", beijing(2026, 12, 1, 18, 0)),
-    ("1月5日", beijing(2027, 1, 5, 18, 0)),  # the nearest 5 January is next year's
-    ("5号", beijing(2026, 12, 5, 18, 0)),  # the nearest 5th is next month's
+    ("1月5日", beijing(2027, 1, 5, 18, 0)),  # the next 5 January is next year's
+    ("5号", beijing(2026, 12, 5, 18, 0)),  # the next 5th is next month's
+    ("11月20日", beijing(2027, 11, 20, 18, 0)),  # two days ago: next year's, not the past
+    ("20号", beijing(2026, 12, 20, 18, 0)),
+    ("11-22 16:00", beijing(2026, 11, 22, 16, 0)),  # today, while its time is ahead
+    ("11月22日 9点", beijing(2027, 11, 22, 9, 0)),  # today's has passed: next year's
     ("30号", beijing(2026, 11, 30, 18, 0)),
     ("2027-11-22", beijing(2027, 11, 22, 18, 0)),  # a year and three hours away
 ]
@@ -191,6 +195,56 @@ def test_the_year_end() -> None:
     assert parse_deadline("2月29日", leap, SH) == beijing(2028, 2, 29, 18, 0)
 
 
+def test_a_date_without_a_year_is_never_in_the_past() -> None:
+    december = datetime(2026, 12, 20, 10, 0, tzinfo=ZoneInfo(SH))
+    assert parse_deadline("01-04", december, SH) == beijing(2027, 1, 4, 18, 0)
+    assert parse_deadline("1/4 9:00", december, SH) == beijing(2027, 1, 4, 9, 0)
+    assert parse_deadline("12月19日", december, SH) == beijing(2027, 12, 19, 18, 0)
+    assert parse_deadline("19号", december, SH) == beijing(2027, 1, 19, 18, 0)
+    eve = datetime(2026, 12, 31, 20, 0, tzinfo=ZoneInfo(SH))
+    assert parse_deadline("31号", eve, SH) == beijing(2027, 1, 31, 18, 0)
+    april = datetime(2027, 4, 2, 10, 0, tzinfo=ZoneInfo(SH))
+    assert parse_deadline("31号", april, SH) == beijing(2027, 5, 31, 18, 0)  # no 31 April
+
+
+def test_next_date() -> None:
+    today = date(2026, 12, 20)
+    assert next_date(today, 4, 1) == date(2027, 1, 4)
+    assert next_date(today, 20, 12) == today
+    assert next_date(today, 19) == date(2027, 1, 19)
+    assert next_date(date(2026, 3, 1), 29, 2) == date(2028, 2, 29)
+    assert next_date(date(2027, 4, 1), 31) == date(2027, 5, 31)
+    for impossible in ((30, 2), (32, None), (31, 4)):
+        with pytest.raises(ValueError):
+            next_date(today, *impossible)
+
+
+@pytest.mark.parametrize("text", ["12月1日", "2026-12-01", "明天", "周五", "next monday", "5号"])
+def test_a_day_without_a_time_can_be_refused(text: str) -> None:
+    with pytest.raises(DeadlineError) as error:
+        parse_deadline(text, NOW, SH, default_time=None)
+    assert error.value.code == "no_time"
+    assert parse_deadline(text, NOW, SH, default_time=time(9, 0)).astimezone(
+        ZoneInfo(SH)).time() == time(9, 0)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("12月1日 9:00", beijing(2026, 12, 1, 9, 0)), ("明天下午", beijing(2026, 11, 23, 18, 0)),
+    ("2h", NOW + timedelta(hours=2)), ("今晚", beijing(2026, 11, 22, 22, 0))])
+def test_a_time_of_day_satisfies_a_caller_that_needs_one(text: str, expected: datetime) -> None:
+    assert parse_deadline(text, NOW, SH, default_time=None) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31),
+                    timezones=st.just(UTC)), st.integers(1, 12), st.integers(1, 28))
+def test_a_month_and_day_is_their_next_occurrence(now: datetime, month: int, day: int) -> None:
+    result = parse_deadline(f"{month}月{day}日", now, SH)
+    assert now < result <= now + timedelta(days=366)
+    local = result.astimezone(ZoneInfo(SH))
+    assert (local.month, local.day, local.hour) == (month, day, 18)
+
+
 @pytest.mark.parametrize(
     ("text", "code"),
     [("", "empty"), ("   ", "empty"), ("\u3000", "empty"), ("前", "unrecognised"),
@@ -204,7 +258,7 @@ def test_the_year_end() -> None:
      ("midnight 3pm", "unrecognised"), ("1e400h", "unrecognised"), ("3.5.5h", "unrecognised"),
      ("明天" * 50, "unrecognised"),
      ("2026-11-01", "in_the_past"), ("今天 9点", "in_the_past"), ("今早", "in_the_past"),
-     ("11月20日", "in_the_past"), ("20号", "in_the_past"), ("this friday", "in_the_past"),
+     ("this friday", "in_the_past"),
      ("0h", "in_the_past"), ("0001-01-01", "in_the_past"),
      ("2028-01-01", "too_far"), ("400天", "too_far"), ("53周", "too_far"),
      ("99999999999999天", "too_far"), ("9999-12-31", "too_far"), ("2月29日", "too_far")],

@@ -141,9 +141,9 @@ async def test_agreement_overview_marks_superseded_and_lists_by_mechanism(
     assert "相关条款" in listing.text
 
 
-async def test_traditional_reader_gets_traditional_labels(desk: BotHarness) -> None:
+async def test_traditional_reader_gets_traditional_labels_and_names(desk: BotHarness) -> None:
     sent = await desk.send(OFFICER, "/contact 四川 刑偵")
-    assert "主聯絡員" in sent.text and "四川省公安厅 · 刑侦" in sent.text
+    assert "主聯絡員" in sent.text and "四川省公安廳 · 刑偵" in sent.text
 
 
 async def test_inline_mode_for_registered_users_only(desk: BotHarness) -> None:

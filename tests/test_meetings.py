@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.meetings import send_tally
-from bot.testing import BotHarness
+from bot.testing import BotHarness, Sent
 from storage.db import Database
 from storage.models import (
     AuditEntry,
@@ -318,8 +318,10 @@ async def test_restart_before_due_sends_once_and_after_grace_records_missed(
 ) -> None:
     prepare(emulator)
     async with BotHarness(emulator, database_url, now=clock) as first:
-        await add_meeting(first, units)
-    # Down across the 1-day reminder; back 5 minutes later (grace 15 minutes): sent, late.
+        meeting_id = await add_meeting(first, units)
+    # Down from T0 across the 7-day reminder (missed: the outage is counted from the last
+    # heartbeat, not two days back) and the 1-day reminder; back 5 minutes after that one
+    # (grace 15 minutes): sent, late.
     clock.set(START - timedelta(days=1) + timedelta(minutes=5))
     async with BotHarness(emulator, database_url, now=clock) as second:
         sent = await second.deliver()
@@ -336,11 +338,12 @@ async def test_restart_before_due_sends_once_and_after_grace_records_missed(
         assert any("因系统停机未发出" in t for t in alert)
         listing = await fourth.send(COORD_ID, "/missed")
         assert "会议提醒" in listing.text and "第十五届联席会议" in listing.text
-        assert "1 条定时消息" in (await fourth.send(COORD_ID, "/meetings")).text
+        assert "2 条定时消息" in (await fourth.send(COORD_ID, "/meetings")).text
     async with first.db.session() as session:
         marks = dict((await session.execute(
             select(ScheduleMark.key, ScheduleMark.outcome))).all())
-    assert sorted(marks.values()) == ["late", "missed"]
+    assert sorted(marks.values()) == ["late", "missed", "missed"]
+    assert marks[f"meeting:{meeting_id}:7d:{START:%Y%m%dT%H%MZ}"] == "missed"
 
 
 async def test_grace_period_comes_from_the_settings(
@@ -412,6 +415,79 @@ async def test_restart_before_the_due_time_places_the_job_again_and_sends_once(
     clock.advance(minutes=3)
     async with BotHarness(emulator, database_url, now=clock) as third:
         assert not [c for c in (await third.deliver()).messages if c.chat_id == GANSU_ROOM]
+
+
+async def test_a_first_start_reports_no_false_misses(hant_desk: BotHarness) -> None:
+    # The bot never ran on this database before: the handovers and shift reminders its
+    # rosters planned for the last days were not missed, nobody was there to send them.
+    admin = 920000001  # HANT_ADMIN (tests/conftest.py)
+    assert "沒有因停機而未發出" in (await hant_desk.send(admin, "/missed")).text
+    assert "因停機未發出" not in (await hant_desk.send(admin, "/meetings")).text
+    async with hant_desk.db.session() as session:
+        outcomes = set((await session.execute(select(ScheduleMark.outcome))).scalars())
+    assert "missed" not in outcomes
+
+
+def ics_buttons(sent: Sent) -> list[str]:
+    return [data for _, data in sent.buttons() if data.startswith("mtg:ics:")]
+
+
+async def test_a_start_day_without_a_time_asks_for_the_time(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    await desk.send(COORD_ID, "/meeting new")
+    zones = await desk.press(COORD_ID, await desk.send(COORD_ID, "第十五届联席会议"), "联席会议")
+    await desk.press(COORD_ID, zones, "西北")
+    asked = await desk.send(COORD_ID, "12月3日")
+    assert "「12月3日」几点开始" in asked.text and "结束时间" not in asked.text
+    assert "结束时间" in (await desk.send(COORD_ID, "9:00")).text
+    await desk.send(COORD_ID, "17:30")
+    await desk.send(COORD_ID, "跳过")
+    await desk.send(COORD_ID, "甘肃、青海")
+    preview = await desk.send(COORD_ID, "跳过")
+    assert "12月3日（周四） 09:00–17:30" in preview.text
+    assert "已放弃" in (await desk.press(COORD_ID, preview, "放弃")).text
+    # /meeting edit: a day alone is refused, asking for the time; nothing changes.
+    meeting_id = await add_meeting(desk, units)
+    refused = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 时间 12月5日")
+    assert refused.texts == ["「12月5日」没有写几点，请连同开始时间一起输入，例如 "
+                             "<code>12月5日 09:00</code>。"]
+    async with desk.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+    assert meeting is not None and meeting.starts_at == START and meeting.revision == 1
+
+
+async def test_a_date_without_a_year_is_the_next_one(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    # 20 November 2026: "11月19日" was yesterday, so it means next year's.
+    meeting_id = await add_meeting(desk, units)
+    done = await desk.send(COORD_ID, f"/meeting edit {meeting_id} 时间 11月19日 09:00")
+    assert "已修改" in done.text
+    async with desk.db.session() as session:
+        meeting = await get_meeting(session, meeting_id)
+    assert meeting is not None and meeting.starts_at == datetime(2027, 11, 19, 1, 0, tzinfo=UTC)
+
+
+async def test_calendar_buttons_one_per_listed_meeting_none_when_cancelled(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    ids = [await add_meeting(desk, units, title=f"周例会{n}",
+                             starts_at=START + timedelta(days=n),
+                             ends_at=START + timedelta(days=n, hours=1)) for n in range(17)]
+    listing = await desk.send(COORD_ID, "/meetings")
+    assert ics_buttons(listing) == [f"mtg:ics:{i}" for i in ids[:15]]  # the 15 listed
+    assert all(f"#{i}" in listing.text for i in ids[:15]) and f"#{ids[15]}" not in listing.text
+    shown = await desk.send(COORD_ID, f"/meeting {ids[0]}")
+    assert ics_buttons(shown) == [f"mtg:ics:{ids[0]}"]
+    await desk.send(COORD_ID, f"/meeting cancel {ids[0]}")
+    cancelled = await desk.send(COORD_ID, f"/meeting {ids[0]}")
+    assert len(cancelled.texts) == 1 and "已取消" in cancelled.text  # and nothing else
+    assert ics_buttons(cancelled) == []
+    # The 📅 under the earlier card now says the meeting is cancelled, and sends no file.
+    pressed = await desk.press(COORD_ID, shown, f"mtg:ics:{ids[0]}")
+    assert pressed.alerts and "已取消" in pressed.alerts[0]
+    assert not [c for c in pressed.calls if c.method == "sendDocument"]
 
 
 async def test_each_meeting_verb_gets_one_answer(

@@ -11,6 +11,7 @@ from bot.domain.normalize import (
     VocabItem,
     Vocabulary,
     char_tokens,
+    closest_names,
     fold_unit_suffix,
     fold_zone_suffix,
     normalize,
@@ -197,3 +198,12 @@ def test_map_agrees_with_normalize(text: str) -> None:
     assert len(positions) == len(normalised)
     assert positions == sorted(positions)
     assert all(0 <= p < len(text) for p in positions)
+
+
+def test_closest_names_in_either_script_best_first() -> None:
+    names = ["李曉東", "吳海燕", "施振華", "李娜", "王建国"]
+    assert closest_names("李晓冬", names) == ["李曉東"]
+    assert closest_names("吴海", names) == ["吳海燕"]
+    assert closest_names("李晓", names)[:2] == ["李曉東", "李娜"]
+    assert closest_names("赵六", names) == []
+    assert len(closest_names("李", ["李一", "李二", "李三", "李四"], limit=3)) == 3

@@ -14,11 +14,14 @@ from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
 from bot.testing import BotHarness
+from handlers.roster import parse_day
+from storage.dataio import import_file
 from storage.db import Database
 from storage.models import (
     AssistanceRequest,
     AuditEntry,
     DutyRoom,
+    Liaison,
     Meeting,
     MeetingKind,
     MeetingParticipant,
@@ -47,6 +50,9 @@ COORD_ID = 910000031
 ZHANG = 910000032  # 张伟, duty officer of 甘肃, on the roster
 MA = 910000033  # 马建军, duty officer of 甘肃, on the roster
 OUTSIDER = 910000034  # 青海 duty officer
+# Of the hant_desk fixture (tests/conftest.py): duty officers in zh-Hant and zh-Hans, an
+# officer in English.
+HANT_DUTY_OFFICER, HANT_SIMPLIFIED_DUTY, HANT_ENGLISH = 920000004, 920000006, 920000005
 GANSU_ROOM = -1001000000301
 XINJIANG_ROOM = -1001000000304
 # 2026-11-20 is a Friday; the 甘肃 roster starts 2026-11-02 08:30 (Beijing):
@@ -85,6 +91,10 @@ async def seed(db: Database) -> dict[str, int]:
                              unit_id=qinghai.id),
         }
         session.add_all(users.values())
+        # People of the units who are not on a roster yet (an edit may only add those).
+        session.add_all([Liaison(unit_id=gansu.id, name="杨帆"),
+                         Liaison(unit_id=xinjiang.id, name="古丽"),
+                         Liaison(unit_id=qinghai.id, name="赵强")])
         await session.flush()
         session.add(Roster(
             duty_room_id=room.id, pattern=ShiftPattern.daily, anchor_date=date(2026, 11, 2),
@@ -263,7 +273,47 @@ async def test_incoming_officer_is_reminded_privately_at_their_offsets(
     assert len(texts_to((await desk.run_due()).messages, ZHANG)) == 1
 
 
+@pytest.mark.parametrize(("user_id", "off", "current"), [
+    (HANT_DUTY_OFFICER, "今後接班前不再提醒您", "您已關閉值班提醒"),
+    (HANT_SIMPLIFIED_DUTY, "今后接班前不再提醒您", "您已关闭值班提醒"),
+    (HANT_ENGLISH, "you will no longer be reminded before your shifts",
+     "You have no shift reminders"),
+])
+async def test_turning_reminders_off_reads_naturally_in_each_language(
+    hant_desk: BotHarness, user_id: int, off: str, current: str
+) -> None:
+    saved = (await hant_desk.send(user_id, "/roster remind off")).text
+    assert off in saved and "不提醒" not in saved and "no reminders" not in saved
+    assert current in (await hant_desk.send(user_id, "/roster remind")).text
+    async with hant_desk.db.session() as session:
+        user = (await session.execute(
+            select(User).where(User.telegram_id == user_id))).scalar_one()
+    assert user.preferences["shift_reminders"] == []
+
+
 # --------------------------------------------------------------------------- overrides, swaps
+
+
+def test_a_shift_day_without_a_year_is_the_next_one() -> None:
+    december = date(2026, 12, 20)
+    assert parse_day("01-04", december, upcoming=True) == date(2027, 1, 4)
+    assert parse_day("1月4日", december, upcoming=True) == date(2027, 1, 4)
+    assert parse_day("12-20", december, upcoming=True) == december
+    assert parse_day("2026-01-04", december, upcoming=True) == date(2026, 1, 4)
+    assert parse_day("02-30", december, upcoming=True) is None
+    # A roster's or a rotation's first day may be in the past: this year's.
+    assert parse_day("11-02", december) == date(2026, 11, 2)
+
+
+async def test_an_override_typed_in_december_for_january_is_next_january(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    clock.set(datetime(2026, 12, 28, 2, 0, tzinfo=UTC))
+    done = await desk.send(MA, "/roster edit override 01-03 张伟", chat_id=GANSU_ROOM)
+    assert "值班表已更新" in done.text
+    async with desk.db.session() as session:
+        override = (await session.execute(select(ShiftOverride))).scalar_one()
+    assert override.shift_start == at_beijing(3).replace(year=2027, month=1)
 
 
 async def test_override_changes_the_brief_and_the_reminders(
@@ -319,7 +369,7 @@ async def test_swap_confirmed_by_the_other_officer(
     assert "换班已确认" in confirmed.text
     await desk.deliver()
     again = await desk.press(MA, room_request, "同意")
-    assert again.alerts and "已处理" in again.alerts[0]
+    assert again.alerts and "已确认，无需再操作" in again.alerts[0]
 
     # 马建军 is no longer reminded of 21 November; 张伟 is.
     clock.set(at_beijing(20) + timedelta(seconds=1))
@@ -418,12 +468,16 @@ async def test_roster_edit_validates_and_reshapes(
             select(Roster).where(Roster.duty_room_id == ids["room"]))).scalar_one()
         assert roster.pattern is ShiftPattern.daily and roster.timezone == "Asia/Shanghai"
 
-    done = await desk.send(MA, "/roster edit pattern day_night 08:00 20:00", chat_id=GANSU_ROOM)
-    assert "08:00–20:00" in done.text
+    preview = await desk.send(MA, "/roster edit pattern day_night 08:00 20:00",
+                              chat_id=GANSU_ROOM)
+    assert "08:00–20:00" in preview.text and "修改预览" in preview.text
+    done = await desk.press(MA, preview, "确认")
+    assert "值班表已更新" in done.text and "08:00–20:00" in done.text
     done = await desk.send(MA, "/roster edit officers 马建军 @nobody", chat_id=GANSU_ROOM)
     assert "没有找到已登记用户" in done.text
-    done = await desk.send(MA, "/roster edit officers 马建军, 张伟, 何文静, 杨帆 +86 100 0000 0205",
-                           chat_id=GANSU_ROOM)
+    preview = await desk.send(MA, "/roster edit officers 马建军, 张伟, 何文静, "
+                              "杨帆 +86 100 0000 0205", chat_id=GANSU_ROOM)
+    done = await desk.press(MA, preview, "确认")
     assert "值班表已更新" in done.text and "杨帆" in done.text
     # The edit did not produce a burst of late handovers for shifts already past.
     clock.advance(minutes=1)
@@ -441,8 +495,9 @@ async def test_a_coordinator_may_edit_any_rooms_roster_a_duty_officer_only_their
 ) -> None:
     refused = await desk.send(OUTSIDER, "/roster edit officers 李娜", chat_id=XINJIANG_ROOM)
     assert "只有本单位的值班员" in refused.text
-    done = await desk.send(COORD_ID, "/roster edit officers 买买提江, 陈晓梅, 古丽",
-                           chat_id=XINJIANG_ROOM)
+    preview = await desk.send(COORD_ID, "/roster edit officers 买买提江, 陈晓梅, 古丽",
+                              chat_id=XINJIANG_ROOM)
+    done = await desk.press(COORD_ID, preview, "确认")
     assert "值班表已更新" in done.text and "古丽" in done.text
     async with desk.db.session() as session:
         roster = (await session.execute(
@@ -478,6 +533,29 @@ async def test_restart_sends_a_late_brief_within_grace_and_records_missed_beyond
     assert outcome == "missed"
 
 
+async def test_a_roster_imported_while_down_is_not_missed_before_it_existed(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    # The bot ran five days ago, on a database without rosters; while it was down the
+    # Traditional directory (a daily roster in 北京) was imported, a day before it is back.
+    back = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    clock = FakeClock(back - timedelta(days=5))
+    async with BotHarness(emulator, database_url, now=clock):
+        pass
+    db = Database(database_url)
+    report = await import_file(db, "tests/data/jingjinji_hant.yaml", now=back - timedelta(days=1))
+    await db.dispose()
+    assert not report.problems
+    clock.set(back)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        await bot.deliver()
+    async with bot.db.session() as session:
+        missed = (await session.execute(select(ScheduleMark).where(
+            ScheduleMark.outcome == "missed"))).scalars().all()
+    # Its handovers and reminders of the last day are missed; none from before the import.
+    assert missed and min(m.due_at for m in missed) >= back - timedelta(days=1)
+
+
 async def test_first_edit_creates_a_roster_from_today(
     desk: BotHarness, ids: dict[str, int], clock: FakeClock
 ) -> None:
@@ -486,8 +564,12 @@ async def test_first_edit_creates_a_roster_from_today(
     async with desk.db.session() as session:
         session.add(DutyRoom(unit_id=ids["qh"], chat_id=qinghai_room, title="青海值班室"))
     assert "还没有值班表" in (await desk.send(OUTSIDER, "/roster", chat_id=qinghai_room)).text
-    done = await desk.send(OUTSIDER, f"/roster edit officers 李娜 {OUTSIDER}, 赵强",
-                           chat_id=qinghai_room)
+    preview = await desk.send(OUTSIDER, f"/roster edit officers 李娜 {OUTSIDER}, 赵强",
+                              chat_id=qinghai_room)
+    async with desk.db.session() as session:  # nothing is written before 确认
+        assert (await session.execute(select(Roster).join(DutyRoom).where(
+            DutyRoom.chat_id == qinghai_room))).scalar_one_or_none() is None
+    done = await desk.press(OUTSIDER, preview, "确认")
     assert "值班表已更新" in done.text and "李娜" in done.text and "赵强" in done.text
     async with desk.db.session() as session:
         roster = (await session.execute(select(Roster).join(DutyRoom).where(

@@ -18,7 +18,8 @@ from bot import scheduler as scheduler_module
 from bot.scheduler import Occurrence, Outcome, Scheduler
 from storage import outbox
 from storage.db import Database
-from storage.models import OutboxMessage, ScheduleMark
+from storage.models import OutboxMessage, ScheduleMark, SchedulerHeartbeat
+from storage.schedules import beat
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
 
@@ -32,12 +33,14 @@ class Clock:
 
 
 class EveryTenMinutes:
-    """A planner due every ten minutes from T0, sending one message to chat 1."""
+    """A planner due every ten minutes from T0, sending one message to chat 1 (keys by
+    the time of day, or by `stamp`)."""
 
     name = "test"
 
-    def __init__(self) -> None:
+    def __init__(self, stamp: str = "%H%M") -> None:
         self.missed_keys: list[str] = []
+        self.stamp = stamp
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
@@ -45,7 +48,7 @@ class EveryTenMinutes:
         found, due = [], T0
         while due < end:
             if due >= start:
-                found.append(Occurrence(f"tick:{due:%H%M}", due))
+                found.append(Occurrence(f"tick:{due:{self.stamp}}", due))
             due += timedelta(minutes=10)
         return found
 
@@ -58,6 +61,12 @@ class EveryTenMinutes:
 
     async def missed(self, session: AsyncSession, occurrence: Occurrence, now: datetime) -> None:
         self.missed_keys.append(occurrence.key)
+
+
+async def alive_at(db: Database, instant: datetime) -> None:
+    """The heartbeat a running scheduler writes (the first one also marks its first run)."""
+    async with db.session() as session:
+        await beat(session, instant)
 
 
 async def texts(db: Database) -> list[str]:
@@ -82,6 +91,8 @@ async def test_restart_sends_late_within_grace_and_records_the_rest_as_missed(
 ) -> None:
     planner = EveryTenMinutes()
     # Down from T0 - 1 min until T0 + 35 min; grace 15 minutes.
+    await alive_at(db, T0 - timedelta(hours=1))
+    await alive_at(db, T0 - timedelta(minutes=1))
     clock = Clock(T0 + timedelta(minutes=35))
     scheduler = Scheduler(db, [planner], now=clock, grace=timedelta(minutes=15))
     counts = await scheduler.run_due()
@@ -96,6 +107,63 @@ async def test_restart_sends_late_within_grace_and_records_the_rest_as_missed(
     # A second restart changes nothing.
     assert await Scheduler(db, [planner], now=clock).run_due() == {
         Outcome.sent: 0, Outcome.late: 0, Outcome.missed: 0}
+
+
+async def test_a_first_start_reports_nothing_missed(db: Database) -> None:
+    # The data says ticks were due for two days, but no scheduler ever ran here: nothing
+    # was missed; what is still within the grace period goes out late.
+    planner = EveryTenMinutes()
+    clock = Clock(T0 + timedelta(days=2, minutes=2))
+    scheduler = Scheduler(db, [planner], now=clock, grace=timedelta(minutes=15))
+    assert await scheduler.run_due() == {Outcome.sent: 0, Outcome.late: 2, Outcome.missed: 0}
+    assert planner.missed_keys == []
+    assert await texts(db) == ["tick:0050 (late)", "tick:0100 (late)"]
+    async with db.session() as session:
+        heartbeat = await session.get(SchedulerHeartbeat, 1)
+    assert heartbeat is not None and heartbeat.first_alive_at == clock.now
+    # Later sweeps do not reach back before the first run either.
+    assert scheduler.window_start(clock.now + timedelta(hours=1)) == \
+        clock.now - timedelta(minutes=15)
+
+
+async def test_a_week_long_outage_lists_a_week_of_misses(db: Database) -> None:
+    planner = EveryTenMinutes(stamp="%d%H%M")
+    clock = Clock(T0 + timedelta(seconds=5))
+    first = Scheduler(db, [planner], now=clock, grace=timedelta(minutes=15))
+    assert (await first.run_due())[Outcome.sent] == 1  # tick:0100, on time
+    await alive_at(db, T0 + timedelta(minutes=1))  # its last heartbeat; then down a week
+    clock.now = T0 + timedelta(days=7, minutes=2)
+    second = Scheduler(db, [planner], now=clock, grace=timedelta(minutes=15))
+    await second.start()
+    # Every tick from T0 + 10 min to a week later: the last two within the grace period.
+    assert second.fired == {Outcome.sent: 0, Outcome.late: 2, Outcome.missed: 7 * 144 - 2}
+    assert planner.missed_keys[0] == "tick:010110" and len(set(planner.missed_keys)) == 1006
+    # Caught up: the hourly sweep looks back the usual two days, not to the outage.
+    clock.now += timedelta(hours=1)
+    assert second.window_start(clock.now) == clock.now - second.lookback
+
+
+async def test_the_running_scheduler_beats_every_minute(db: Database) -> None:
+    application = ApplicationBuilder().token("1:x").updater(None).build()
+    clock = Clock(T0)
+    scheduler = Scheduler(db, [EveryTenMinutes()], now=clock)
+    scheduler.attach(application.job_queue)
+    await application.job_queue.start()
+    try:
+        await scheduler.start()
+        job = application.job_queue.scheduler.get_job(scheduler_module.HEARTBEAT_JOB)
+        assert job is not None
+        assert job.trigger.interval == scheduler_module.HEARTBEAT_EVERY
+        clock.now = T0 + timedelta(minutes=1)
+        await job.args[1].run(application)  # as APScheduler runs it
+        async with db.session() as session:
+            heartbeat = await session.get(SchedulerHeartbeat, 1)
+        assert heartbeat is not None
+        assert (heartbeat.first_alive_at, heartbeat.alive_at) == (T0, clock.now)
+        scheduler.detach()  # another process leads now: it beats, not this one
+        assert application.job_queue.scheduler.get_job(scheduler_module.HEARTBEAT_JOB) is None
+    finally:
+        await application.job_queue.stop()
 
 
 async def test_concurrent_firing_sends_once(db: Database) -> None:

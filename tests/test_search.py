@@ -296,15 +296,14 @@ SICHUAN_CID = ["zhangwei", "lina", "wangfang", "zhaoqiang"]
 async def test_unit_and_branch_queries(db: Database, query: str) -> None:
     s = await seed(db)
     results = await find(db, query, limit=10)
-    # Exact unit + branch first (primary before backup), then the unit's others.
-    assert names(s, results)[:2] == ["zhangwei", "lina"]
-    assert sorted(names(s, results)) == sorted(SICHUAN_CID)
-    assert [h.tier for h in results.hits[:2]] == [MatchTier.EXACT, MatchTier.EXACT]
-    assert {h.tier for h in results.hits[2:]} == {MatchTier.UNIT}
-    assert results.total == 4
+    # Only the unit's liaisons of that branch are listed and counted (primary before
+    # backup); the unit's other branches are counted apart, never mixed in.
+    assert names(s, results) == ["zhangwei", "lina"]
+    assert [h.tier for h in results.hits] == [MatchTier.EXACT, MatchTier.EXACT]
+    assert results.total == 2 and results.other_branches == len(SICHUAN_CID) - 2
     assert results.tier_counts[MatchTier.EXACT] == 2
     assert results.hits[0].primary and not results.hits[1].primary
-    assert results.hits[0].score > results.hits[1].score > results.hits[2].score
+    assert results.hits[0].score > results.hits[1].score
     assert results.hits[0].unit_id == s.units["四川"]
     assert results.hits[0].branch_id == s.branches["刑侦"]
 
@@ -319,7 +318,7 @@ async def test_more_query_forms(db: Database) -> None:
     results = await find(db, "云南 禁毒 谁值班")
     assert names(s, results)[:2] == ["chenjing", "yanglei"]  # primary before backup
     assert results.tier_counts[MatchTier.EXACT] == 2
-    assert results.total == 2 + len(TRAFFIC_NAMES)
+    assert results.total == 2 and results.other_branches == len(TRAFFIC_NAMES)
 
     results = await find(db, "云南禁毒联系人")
     assert names(s, results)[:2] == ["chenjing", "yanglei"]
@@ -350,7 +349,8 @@ async def test_more_query_forms(db: Database) -> None:
     assert names(s, await find(db, "张伟 四川")) == ["zhangwei"]
     results = await find(db, "泛西南 禁毒", limit=50)
     assert names(s, results)[:2] == ["chenjing", "yanglei"]
-    assert results.total == 2 + 4 + len(TRAFFIC_NAMES) + 1  # 禁毒; 四川, 云南交管, 青海
+    assert results.total == 2  # only 禁毒; 四川, 云南交管, 青海 are counted apart
+    assert results.other_branches == 4 + len(TRAFFIC_NAMES) + 1
 
     # One-character Chinese term, e.g. a surname.
     assert sorted(names(s, await find(db, "张"))) == ["zhangwei", "zhangweimin"]
@@ -360,16 +360,15 @@ async def test_more_query_forms(db: Database) -> None:
 
 
 async def test_paging(db: Database) -> None:
-    s = await seed(db)
+    await seed(db)
     everything = await find(db, "云南 交管", limit=50)
-    total = len(TRAFFIC_NAMES) + 2  # then 云南's two 禁毒 liaisons
-    assert everything.total == total
+    total = len(TRAFFIC_NAMES)  # 云南's two 禁毒 liaisons are counted apart
+    assert everything.total == total and everything.other_branches == 2
     assert everything.tier_counts == {MatchTier.EXACT: len(TRAFFIC_NAMES), MatchTier.UNIT: 2}
     ordered = [h.liaison_id for h in everything.hits]
     assert len(set(ordered)) == total
-    exact = everything.hits[: len(TRAFFIC_NAMES)]
-    assert {h.tier for h in exact} == {MatchTier.EXACT}
-    primaries = [h.primary for h in exact]  # primary before backup
+    assert {h.tier for h in everything.hits} == {MatchTier.EXACT}
+    primaries = [h.primary for h in everything.hits]  # primary before backup
     assert primaries == sorted(primaries, reverse=True)
 
     pages = []
@@ -379,17 +378,15 @@ async def test_paging(db: Database) -> None:
         pages.extend(h.liaison_id for h in page.hits)
     assert pages == ordered
     last = await find(db, "云南 交管", offset=10, limit=5)
-    assert len(last.hits) == 4 and not last.has_more
+    assert len(last.hits) == total - 10 and not last.has_more
 
-    # Paging across tiers: exact 禁毒 hits, then the rest of 云南.
-    across = await find(db, "云南 禁毒", offset=1, limit=3)
-    assert across.total == 2 + len(TRAFFIC_NAMES)
-    assert [h.tier for h in across.hits] == [MatchTier.EXACT, MatchTier.UNIT, MatchTier.UNIT]
-    assert across.hits[0].liaison_id == s.liaisons["yanglei"]
-    full = await find(db, "云南 禁毒", limit=50)
+    # The unit alone lists every branch: 禁毒 and 交管 together.
+    across = await find(db, "云南", offset=1, limit=3)
+    assert across.total == 2 + len(TRAFFIC_NAMES) and across.other_branches == 0
+    full = await find(db, "云南", limit=50)
     assert [h.liaison_id for h in across.hits] == [h.liaison_id for h in full.hits[1:4]]
     beyond = await find(db, "云南 禁毒", offset=100, limit=5)
-    assert beyond.hits == [] and beyond.total == 2 + len(TRAFFIC_NAMES)
+    assert beyond.hits == [] and beyond.total == 2
 
 
 async def test_no_result_and_suggestions(db: Database) -> None:
@@ -581,7 +578,7 @@ async def test_counts_are_capped(db: Database, monkeypatch: pytest.MonkeyPatch) 
     )
     # Under the cap: exact.
     small = await find(db, "四川 刑侦")
-    assert not small.capped and small.total == 4
+    assert not small.capped and small.total == 2 and small.other_branches == 2
 
     by_id = {v: k for k, v in s.clauses.items()}
     monkeypatch.setattr(storage.search, "RESULT_CAP", 2)

@@ -33,10 +33,13 @@ __all__ = [
     "VocabItem",
     "Vocabulary",
     "char_tokens",
+    "closest_names",
     "fold_branch_suffix",
     "fold_unit_suffix",
     "fold_zone_suffix",
+    "in_script",
     "index_tokens",
+    "name_key",
     "normalize",
     "normalize_many",
     "normalize_phone",
@@ -64,6 +67,26 @@ _NOT_DIGIT = re.compile(r"[^0-9]+")
 @lru_cache(maxsize=1)
 def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=2)
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+# The script a reader of each language expects names in (no entry: as written).
+_SCRIPT_OF_LANGUAGE = {"zh-Hans": "t2s", "zh-Hant": "s2t"}
+
+
+@lru_cache(maxsize=8192)
+def in_script(text: str, language: str) -> str:
+    """A directory name (unit, branch, zone) in the script of `language`, whatever script
+    the data was written in: character by character (`s2t`, `t2s`), as proper names
+    want, without the phrase rewriting of regional variants."""
+    config = _SCRIPT_OF_LANGUAGE.get(language)
+    if not config or not text:
+        return text
+    return _converter(config).convert(text)
 
 
 def _prefold(text: str) -> str:
@@ -340,6 +363,12 @@ def query_terms(text: str) -> list[str]:
     return [t for t in _NOT_WORD.sub(" ", joined).split() if t]
 
 
+def name_key(text: str | None) -> str:
+    """A name as the query parser sees it: normalised, punctuation as single spaces
+    (`Xi'an` → `xi an`, `anti-drug` → `anti drug`)."""
+    return _NOT_WORD.sub(" ", _DIGIT_GROUPS.sub("", normalize(text))).strip()
+
+
 # --------------------------------------------------------------------------- vocabulary
 
 NOISE_WORDS = (
@@ -449,7 +478,7 @@ class Vocabulary:
                 self.zone_members[item.id] = item.members
             item_keys: set[str] = set()
             for raw in (item.label, *item.names):
-                item_keys |= self._variants(item.kind, normalize(raw))
+                item_keys |= self._variants(item.kind, name_key(raw))
             self.item_keys[(item.kind, item.id)] = frozenset(item_keys)
             for key in item_keys:
                 if len(key) == 1 and item.kind == "unit":
@@ -457,7 +486,7 @@ class Vocabulary:
                 elif len(key) > 1:
                     self.keys.setdefault(key, set()).add((item.kind, item.id))
             for raw in item.abbreviations:
-                key = normalize(raw)
+                key = name_key(raw)
                 if len(key) == 1 and item.kind == "unit":
                     self.abbreviations.setdefault(key, set()).add(item.id)
                 elif key:
@@ -479,6 +508,8 @@ class Vocabulary:
         if not key:
             return set()
         variants = {key}
+        if " " in key and key.isascii():  # Xiong'an, Xiong-an, Xiong an, Xiongan alike
+            variants.add(key.replace(" ", ""))
         if kind == "unit":
             variants.add(fold_unit_suffix(key))
         elif kind == "branch":
@@ -489,6 +520,19 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def named(self, kind: str, text: str) -> list[int]:
+        """Ids of the units, branches or zones one of whose names (full, short, English,
+        alias, abbreviation, in either script, any punctuation) is exactly `text`."""
+        key = name_key(text)
+        if not key:
+            return []
+        found = {ident for k, ident in self.keys.get(key, set()) if k == kind}
+        found |= {ident for k, ident in self.keys.get(key.replace(" ", ""), set())
+                  if k == kind and key.isascii()}
+        if kind == "unit" and len(key) == 1:
+            found |= self.abbreviations.get(key, set())
+        return sorted(found)
 
     def units_of_zones(self, zone_ids: Iterable[int]) -> frozenset[int]:
         out: set[int] = set()
@@ -655,3 +699,16 @@ def suggest(
         Suggestion(kind, ident, vocabulary.items[(kind, ident)].label, round(score, 3))
         for (kind, ident), score in ranked[:limit]
     ]
+
+
+def closest_names(name: str, names: Iterable[str], *, limit: int = 3,
+                  threshold: float = 0.34) -> list[str]:
+    """The names most like `name` (edit distance over normalised names, so either script),
+    best first: what a person who mistyped a name could have meant."""
+    wanted = normalize(name)
+    scored: dict[str, float] = {}
+    for candidate in dict.fromkeys(names):
+        score = _similarity(wanted, normalize(candidate))
+        if score >= threshold:
+            scored[candidate] = score
+    return sorted(scored, key=lambda c: -scored[c])[:limit]

@@ -34,6 +34,7 @@ __all__ = [
     "shift_by_index",
     "shifts_between",
     "swap_overrides",
+    "upcoming_shifts",
     "who_is_on_duty",
 ]
 
@@ -191,6 +192,20 @@ def who_is_on_duty(
     current = shift_at(spec, instant)
     following = shift_by_index(spec, current.index + 1)
     return apply_overrides(current, overrides), apply_overrides(following, overrides)
+
+
+def upcoming_shifts(
+    spec: RosterSpec, overrides: Mapping[datetime, int], instant: datetime, count: int
+) -> list[Shift]:
+    """`count` shifts from the one on duty at `instant` (from shift 0 if the roster has
+    not started yet), overrides applied: what a roster will look like after an edit."""
+    shift = shift_at(spec, instant)
+    if shift.index < 0:
+        shift = shift_by_index(spec, 0)
+    found = []
+    for index in range(shift.index, shift.index + max(count, 0)):
+        found.append(apply_overrides(shift_by_index(spec, index), overrides))
+    return found
 
 
 def swap_overrides(

@@ -14,17 +14,20 @@ numerals and spacing):
 - dates: `2026-12-01 09:00`, `2026/12/01 9:00`, `2026.12.01`, `2026-12-01T09:00`,
   `12-01 09:00`, `12/1`, `12月1日 9时`, `2026年12月1日`, `5号`. Slashes are month/day,
   the Chinese order; dots make a date only with a year (`18.30` is half past six). A
-  date without a year is the nearest such date (so `1月5日` in December is next
-  January, but `11月20日` two days later is in the past); a day of the month alone
-  likewise is the nearest such day.
+  date without a year is the next such date, never one in the past (so `1月5日` in
+  December is next January, `11月20日` two days later is next year's; today's date
+  counts while its time is ahead); a day of the month alone likewise is the next such
+  day (`31号` skips the months without one).
 
-Without a time, a day or date means 18:00, the end of the working day; a part of the
-day alone means its end (上午 12:00, 中午 12:00, 下午 18:00, 晚上 22:00, 凌晨 06:00).
+Without a time, a day or date means 18:00, the end of the working day, unless the
+caller asks for a time (`default_time=None`: "no_time"); a part of the day alone means
+its end (上午 12:00, 中午 12:00, 下午 18:00, 晚上 22:00, 凌晨 06:00).
 `24:00` and `midnight` are the end of the day. Trailing `前`/`之前`/`以前`, leading
 `截止`/`by` are ignored. Local times resolve like the rosters' (fold=0, gaps forward).
 
 Anything else raises `DeadlineError` with a code the handler turns into a message:
-"empty", "unrecognised", "in_the_past" (not after now), "too_far" (more than 366 days).
+"empty", "unrecognised", "in_the_past" (not after now), "too_far" (more than 366 days),
+"no_time" (a day or date without a time of day, when the caller wants one).
 """
 
 from __future__ import annotations
@@ -45,11 +48,12 @@ __all__ = [
     "END_OF_WORKING_DAY",
     "LONGEST",
     "DeadlineError",
+    "next_date",
     "normalise",
     "parse_deadline",
 ]
 
-CODES = ("empty", "unrecognised", "in_the_past", "too_far")
+CODES = ("empty", "unrecognised", "in_the_past", "too_far", "no_time")
 END_OF_WORKING_DAY = time(18, 0)
 LONGEST = timedelta(days=366)
 MAX_INPUT = 80  # characters; nobody types a longer deadline, and it bounds the work
@@ -186,8 +190,12 @@ def normalise(text: str) -> str:
 # ----------------------------------------------------------------------------- parsing
 
 
-def parse_deadline(text: str, now: datetime, tz: str | ZoneInfo) -> datetime:
-    """The instant (UTC) a typed deadline means, seen from `now` in the zone `tz`.
+def parse_deadline(
+    text: str, now: datetime, tz: str | ZoneInfo,
+    default_time: time | None = END_OF_WORKING_DAY,
+) -> datetime:
+    """The instant (UTC) a typed deadline means, seen from `now` in the zone `tz`; a day
+    or date without a time means `default_time` (None: refused with "no_time").
 
     Raises DeadlineError for anything the user typed; ValueError only for a caller's
     mistake (a naive `now`, an unknown zone).
@@ -203,7 +211,7 @@ def parse_deadline(text: str, now: datetime, tz: str | ZoneInfo) -> datetime:
     if not clean:
         raise DeadlineError("empty")
     try:
-        result = _parse(clean, now, zone)
+        result = _parse(clean, now, zone, default_time)
     except DeadlineError:
         raise
     except (ValueError, OverflowError, KeyError):
@@ -224,15 +232,17 @@ def _zone(tz: str | ZoneInfo) -> ZoneInfo:
         raise ValueError(f"unknown time zone {tz!r}") from None
 
 
-def _parse(clean: str, now: datetime, zone: ZoneInfo) -> datetime:
+def _parse(clean: str, now: datetime, zone: ZoneInfo, default: time | None) -> datetime:
     today = now.astimezone(zone).date()
     if relative := RELATIVE.fullmatch(clean):
         return now + _span(relative["spans"])
     if day_match := DAY_PHRASE.fullmatch(clean):
-        return _day_phrase(day_match, now, today, zone)
+        return _day_phrase(day_match, now, today, zone, default)
     for pattern in DATES:
         if dated := pattern.fullmatch(clean):
-            return _at(_date(dated, today), dated, zone)
+            if dated.groupdict().get("year"):
+                return _at(_dated(dated, today), dated, zone, default)
+            return _upcoming(dated, now, today, zone, default)
     bare = TIME_PHRASE.fullmatch(clean)
     if bare is None:
         raise DeadlineError("unrecognised")
@@ -257,60 +267,78 @@ def _span(spans: str) -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def _day_phrase(match: re.Match[str], now: datetime, today: date, zone: ZoneInfo) -> datetime:
+def _day_phrase(
+    match: re.Match[str], now: datetime, today: date, zone: ZoneInfo, default: time | None
+) -> datetime:
     if match["word"]:
         implied = DAY_WORD_PERIODS.get(match["word"])
         if implied and match["period"] and PERIODS[match["period"]] != implied:
             raise DeadlineError("unrecognised")  # 今晚下午3点
         day = today + timedelta(days=DAY_WORDS[match["word"]])
-        return _at(day, match, zone, implied)
+        return _at(day, match, zone, default, implied)
     weekday = WEEKDAYS[match["cn_day"] or match["en_day"]]
     which = (match["which"] or match["which_en"] or "").rstrip("个")
     if which in ("下", "next"):
         monday = today - timedelta(days=today.weekday())
-        return _at(monday + timedelta(days=7 + weekday), match, zone)
+        return _at(monday + timedelta(days=7 + weekday), match, zone, default)
     if which in ("这", "本", "this"):
-        return _at(today + timedelta(days=weekday - today.weekday()), match, zone)
+        return _at(today + timedelta(days=weekday - today.weekday()), match, zone, default)
     day = today + timedelta(days=(weekday - today.weekday()) % 7)
-    result = _at(day, match, zone)
-    return result if result > now else _at(day + timedelta(days=7), match, zone)
+    result = _at(day, match, zone, default)
+    return result if result > now else _at(day + timedelta(days=7), match, zone, default)
 
 
-def _date(match: re.Match[str], today: date) -> date:
-    groups = match.groupdict()
-    day_of_month = int(match["day"])
-    if groups.get("year"):
-        year = int(match["year"])
-        if year > today.year + 2:
-            raise DeadlineError("too_far")
-        if year < today.year - 1:
-            raise DeadlineError("in_the_past")
-        return date(year, int(match["month"]), day_of_month)
-    if groups.get("month"):
-        month = int(match["month"])
-        return _nearest(today, [(y, month, day_of_month)
-                                for y in range(today.year - 1, today.year + 5)])
-    months = [today.year * 12 + today.month - 1 + k for k in (-1, 0, 1, 2)]
-    return _nearest(today, [(m // 12, m % 12 + 1, day_of_month) for m in months])
+def _dated(match: re.Match[str], today: date) -> date:
+    """A date with its year (this year, next, the one after, or last year)."""
+    year = int(match["year"])
+    if year > today.year + 2:
+        raise DeadlineError("too_far")
+    if year < today.year - 1:
+        raise DeadlineError("in_the_past")
+    return date(year, int(match["month"]), int(match["day"]))
 
 
-def _nearest(today: date, candidates: list[tuple[int, int, int]]) -> date:
-    """The valid date closest to today (a tie goes to the future one)."""
-    days = []
-    for year, month, day in candidates:
+def next_date(today: date, day: int, month: int | None = None) -> date:
+    """The first date on or after `today` with this day of the month (and month): what a
+    date typed without a year, or a day without a month, means. ValueError when there is
+    none (`2-30`, `32号`)."""
+    if month is None:
+        candidates = [divmod(today.year * 12 + today.month - 1 + k, 12) for k in range(13)]
+        months = [(year, index + 1) for year, index in candidates]
+    else:
+        months = [(year, month) for year in range(today.year, today.year + 9)]
+    for year, number in months:
         try:
-            days.append(date(year, month, day))
+            found = date(year, number, day)
         except ValueError:
             continue
-    if not days:
-        raise DeadlineError("unrecognised")
-    return min(days, key=lambda d: (abs((d - today).days), d < today))
+        if found >= today:
+            return found
+    raise ValueError(f"no date with day {day} and month {month}")
 
 
-def _at(day: date, match: re.Match[str], zone: ZoneInfo, implied: str | None = None) -> datetime:
-    """The time of `match` on `day`; without one, the end of the working day."""
+def _upcoming(
+    match: re.Match[str], now: datetime, today: date, zone: ZoneInfo, default: time | None
+) -> datetime:
+    """A date without a year at its next occurrence: today's only while its time is ahead."""
+    day_of_month = int(match["day"])
+    month = int(match["month"]) if match.groupdict().get("month") else None
+    result = _at(next_date(today, day_of_month, month), match, zone, default)
+    if result <= now:
+        after = now.astimezone(zone).date() + timedelta(days=1)
+        result = _at(next_date(after, day_of_month, month), match, zone, default)
+    return result
+
+
+def _at(
+    day: date, match: re.Match[str], zone: ZoneInfo, default: time | None,
+    implied: str | None = None,
+) -> datetime:
+    """The time of `match` on `day`; without one, `default` (None: refused, "no_time")."""
     if match["hour"] is None and match["period"] is None and implied is None:
-        return local_instant(day, END_OF_WORKING_DAY, zone)
+        if default is None:
+            raise DeadlineError("no_time")
+        return local_instant(day, default, zone)
     hour, minute, second, extra = _time_of_day(match, implied)
     return local_instant(day + timedelta(days=extra), time(hour, minute, second), zone)
 

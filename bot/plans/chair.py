@@ -95,14 +95,15 @@ class ChairPlanner:
                         "handover": handover.isoformat(), "index": incoming.index}
                 if start <= handover < end:
                     found.append(Occurrence(key(rotation.zone_id, handover, "handover"),
-                                            handover, {**data, "what": "chair_handover"}))
+                                            handover, {**data, "what": "chair_handover"},
+                                            rotation.created_at))
                 for planned in reminders_before(handover, REMINDER_OFFSETS):
                     if start <= planned.due_at < end:
                         found.append(Occurrence(
                             key(rotation.zone_id, handover, offset_label(planned.offset_minutes)),
                             planned.due_at,
                             {**data, "what": "chair_reminder",
-                             "offset": planned.offset_minutes}))
+                             "offset": planned.offset_minutes}, rotation.created_at))
         return found
 
     async def fire(

@@ -49,7 +49,8 @@ def tally_key(meeting_id: int) -> str:
 
 
 def reminder_occurrences(
-    meeting_id: int, starts_at: datetime, offsets: Sequence[int], title: str
+    meeting_id: int, starts_at: datetime, offsets: Sequence[int], title: str,
+    since: datetime | None = None,
 ) -> list[Occurrence]:
     return [
         Occurrence(
@@ -58,6 +59,7 @@ def reminder_occurrences(
             {"what": "meeting_reminder", "meeting_id": meeting_id,
              "offset": planned.offset_minutes, "title": title,
              "starts_at": starts_at.isoformat()},
+            since,
         )
         for planned in reminders_before(starts_at, offsets)
     ]
@@ -306,10 +308,11 @@ class MeetingPlanner:
         self, session: AsyncSession, start: datetime, end: datetime
     ) -> Sequence[Occurrence]:
         found = []
-        for meeting_id, starts_at, offsets, title in await meetings_starting_between(
+        for meeting_id, starts_at, offsets, title, created in await meetings_starting_between(
             session, start, end + MAX_OFFSET
         ):
-            for occurrence in reminder_occurrences(meeting_id, starts_at, offsets, title):
+            for occurrence in reminder_occurrences(meeting_id, starts_at, offsets, title,
+                                                   created):
                 if start <= occurrence.due_at < end:
                     found.append(occurrence)
         return found

@@ -112,6 +112,7 @@ async def roster_occurrences(
                 {"what": "handover", "roster_id": roster.id, "room_id": view.room_id,
                  "room": room.title, "shift_start": shift.start.isoformat(),
                  "member_id": member.id},
+                roster.created_at,
             ))
         for shift in view.shifts(start, end + MAX_SHIFT_OFFSET):
             member = view.member(shift)
@@ -128,6 +129,7 @@ async def roster_occurrences(
                          "room_id": view.room_id, "room": room.title,
                          "shift_start": shift.start.isoformat(), "member_id": member.id,
                          "offset": planned.offset_minutes},
+                        roster.created_at,
                     ))
     return found
 

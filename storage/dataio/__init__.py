@@ -26,15 +26,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.i18n import t
 from storage.dataio.apply import COUNTED, SectionCounts, apply_plan, existing_from, load_state
 from storage.dataio.export import export_document
-from storage.dataio.problems import Problem, Problems
+from storage.dataio.problems import Positions, Problem, Problems, with_lines
 from storage.dataio.resolve import Existing, Plan, resolve
 from storage.dataio.schema import DEFAULT_TIMEZONE, SECTIONS, check_shape
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
@@ -50,6 +52,7 @@ __all__ = [
     "Problem",
     "SectionCounts",
     "after_import",
+    "check_file",
     "dump_document",
     "export_document",
     "export_file",
@@ -85,22 +88,23 @@ class ImportReport:
     def changed(self) -> bool:
         return any(c.created or c.updated or c.removed for c in self.counts.values())
 
-    def summary(self) -> str:
-        name = self.source or "the document"
+    def summary(self, language: str = "en") -> str:
+        """What happened, for people: the problems (with their lines), or the counts."""
+        name = self.source or t(language, "import.report.the_document")
         if self.problems:
-            lines = [f"{name}: {len(self.problems)} problem(s); nothing was changed:"]
-            lines += [f"  {problem}" for problem in self.problems]
+            lines = [t(language, "import.report.refused", file=name, count=len(self.problems))]
+            lines += [f"  {problem.render(language)}" for problem in self.problems]
             return "\n".join(lines)
-        verb = "Checked (dry run, nothing saved)" if self.dry_run else "Imported"
-        lines = [
-            f"{verb} {name} in {self.seconds:.2f} s: {self.total('created')} created, "
-            f"{self.total('updated')} updated, {self.total('unchanged')} unchanged."
-        ]
+        lines = [t(language, "import.report.checked" if self.dry_run else "import.report.done",
+                   file=name, seconds=f"{self.seconds:.2f}", created=self.total("created"),
+                   updated=self.total("updated"), unchanged=self.total("unchanged"))]
         for section, c in self.counts.items():
             if c.total or c.removed:
-                removed = f", {c.removed} removed" if c.removed else ""
-                lines.append(f"  {section:<16} {c.created:>6} created {c.updated:>6} updated "
-                             f"{c.unchanged:>6} unchanged{removed}")
+                removed = (t(language, "import.report.removed", count=c.removed)
+                           if c.removed else "")
+                lines.append(t(language, "import.report.section", section=f"{section:<16}",
+                               created=f"{c.created:>6}", updated=f"{c.updated:>6}",
+                               unchanged=f"{c.unchanged:>6}", removed=removed))
         return "\n".join(lines)
 
 
@@ -133,12 +137,14 @@ def after_import(hook: ImportHook) -> ImportHook:
 # --------------------------------------------------------------------------- validation
 
 
-def parse_document(text: str) -> tuple[Any, list[Problem]]:
-    """YAML text to a document; a syntax error is a problem with its line and column."""
+def parse_document(text: str, positions: Positions | None = None) -> tuple[Any, list[Problem]]:
+    """YAML text to a document; a syntax error is a problem with its line and column.
+    With `positions`, the lines of the document's parts are recorded there (for
+    `with_lines`)."""
     try:
-        return load_yaml(text), []
+        return load_yaml(text, positions), []
     except YamlError as exc:
-        return None, [Problem("", exc.message, exc.line, exc.column)]
+        return None, [Problem("", exc.key, exc.values, exc.line, exc.column)]
 
 
 _PATH_RE = re.compile(r"^([A-Za-z_]+)(?:\[(\d+)\])?")
@@ -190,22 +196,28 @@ async def import_document(
     *,
     source: str | None = None,
     actor_telegram_id: int | None = None,
+    now: datetime | None = None,
 ) -> ImportReport:
-    """Validate, then upsert everything in the caller's unit of work.
+    """Validate, then upsert everything in the caller's unit of work (`now` is recorded
+    as the creation time of new rosters, chair rotations and meetings: the scheduler
+    reports nothing due before it as missed).
 
     With problems nothing is added to the session. The caller commits (or rolls back).
     """
     started = time.perf_counter()
     report = ImportReport(source=source)
+    positions: Positions = {}
     if isinstance(document, str):
-        document, report.problems = parse_document(document)
+        document, report.problems = parse_document(document, positions)
         if report.problems:
             return report
     state = await load_state(session)
     plan, report.problems = _plan(document, existing_from(state))
     if plan is None:
+        if isinstance(document, Mapping) and positions:
+            report.problems = with_lines(report.problems, document, positions)
         return report
-    applier = await apply_plan(session, state, plan)
+    applier = await apply_plan(session, state, plan, now)
     report.counts = {name: applier.counts[name] for name in COUNTED}
     if report.changed:
         scope = await applier.search_scope()
@@ -228,6 +240,29 @@ async def import_document(
     return report
 
 
+async def _read(path: str | Path) -> tuple[Any, Positions, list[Problem]]:
+    """A file's document and the lines of its parts, or why it cannot be read."""
+    positions: Positions = {}
+    try:
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return None, positions, [Problem("", "cannot_read", {"reason": reason})]
+    document, problems = parse_document(text, positions)
+    return document, positions, problems
+
+
+async def check_file(path: str | Path) -> ImportReport:
+    """Validate a file against itself alone (no database: references must resolve
+    within the file), with the line of every problem."""
+    started = time.perf_counter()
+    document, positions, problems = await _read(path)
+    if not problems:
+        problems = with_lines(validate(document), document, positions)
+    return ImportReport(source=str(path), problems=problems, dry_run=True,
+                        seconds=time.perf_counter() - started)
+
+
 class _Rollback(Exception):
     def __init__(self, report: ImportReport) -> None:
         self.report = report
@@ -239,6 +274,7 @@ async def import_file(
     *,
     actor_telegram_id: int | None = None,
     dry_run: bool = False,
+    now: datetime | None = None,
 ) -> ImportReport:
     """Read, validate and import a YAML file in one transaction (all or nothing).
 
@@ -248,26 +284,23 @@ async def import_file(
     """
     started = time.perf_counter()
     source = str(path)
-    try:
-        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return ImportReport(source=source, problems=[Problem("", f"cannot read the file: {exc}")])
-    document, problems = parse_document(text)
+    document, positions, problems = await _read(path)
     if problems:
         return ImportReport(source=source, problems=problems)
     try:
         async with db.session() as session:
             report = await import_document(
-                session, document, source=source, actor_telegram_id=actor_telegram_id)
+                session, document, source=source, actor_telegram_id=actor_telegram_id, now=now)
             if report.problems or dry_run:
                 raise _Rollback(report)
     except _Rollback as rollback:
         report = rollback.report
         report.dry_run = dry_run
+        report.problems = with_lines(report.problems, document, positions)
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
         return ImportReport(source=source, problems=[
-            Problem("", f"the database refused the import, nothing was changed: {reason}")])
+            Problem("", "database_refused", {"reason": str(reason)})])
     report.seconds = time.perf_counter() - started
     return report
 

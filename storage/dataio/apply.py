@@ -10,6 +10,7 @@ members, rotation order, meeting participants).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from storage.dataio.resolve import (
     Existing,
+    LiaisonInfo,
     Plan,
     RoomInfo,
     agreement_tiers,
@@ -82,6 +84,7 @@ class State:
     rotations: dict[int, ChairRotation] = field(default_factory=dict)
     agreements: dict[str, Agreement] = field(default_factory=dict)
     meetings: list[Meeting] = field(default_factory=list)
+    liaisons: list[tuple[int, str, str | None, int | None]] = field(default_factory=list)
 
 
 def room_key(room: DutyRoom) -> str:
@@ -111,6 +114,8 @@ async def load_state(session: AsyncSession) -> State:
         ).order_by(Agreement.id))}
     state.meetings = await all_of(
         select(Meeting).options(selectinload(Meeting.participants)).order_by(Meeting.id))
+    state.liaisons = [tuple(row) for row in await session.execute(
+        select(Liaison.unit_id, Liaison.name, Liaison.key, Liaison.telegram_user_id))]
     return state
 
 
@@ -133,6 +138,8 @@ def existing_from(state: State) -> Existing:
     for key, r in state.rooms.items():
         existing.duty_rooms[key] = RoomInfo(key, code_of[r.unit_id], r.title, r.chat_id,
                                             r.timezone)
+    existing.liaisons = [LiaisonInfo(code_of[unit_id], name, key, telegram_id)
+                         for unit_id, name, key, telegram_id in state.liaisons]
     return existing
 
 
@@ -147,8 +154,11 @@ def assign(obj: Any, values: dict[str, Any]) -> bool:
 
 
 class Applier:
-    def __init__(self, session: AsyncSession, state: State, plan: Plan) -> None:
+    def __init__(
+        self, session: AsyncSession, state: State, plan: Plan, now: datetime | None = None
+    ) -> None:
         self.session = session
+        self.now = now  # new rosters, rotations and meetings exist from then (None: unknown)
         self.state = state
         self.plan = plan.sections
         self.counts = {name: SectionCounts() for name in COUNTED}
@@ -276,19 +286,26 @@ class Applier:
             await self.session.execute(update(User), updates)
 
     async def liaisons(self) -> None:
+        """Each record updates the row its `key` names, else the row with its unit, branch
+        and name, else the one row of its unit and branch with its telegram_id (so a
+        corrected name is an update), else it is a new row."""
         records = self.plan["liaisons"]
         if not records:
             return
-        columns = (Liaison.title, Liaison.role, Liaison.phones, Liaison.telegram_user_id,
+        columns = (Liaison.unit_id, Liaison.branch_id, Liaison.name, Liaison.key, Liaison.title,
+                   Liaison.role, Liaison.phones, Liaison.telegram_user_id,
                    Liaison.telegram_username, Liaison.notes, Liaison.active)
         names = [c.key for c in columns]
-        existing = {
-            (row[1], row[2], row[3]): (row[0], tuple(row[4:]))
-            for row in await self.session.execute(
-                select(Liaison.id, Liaison.unit_id, Liaison.branch_id, Liaison.name, *columns)
-            )
-        }
-        self.liaisons_before = len(existing)
+        rows = [(row[0], tuple(row[1:])) for row in await self.session.execute(
+            select(Liaison.id, *columns))]
+        by_key = {values[3]: (ident, values) for ident, values in rows if values[3]}
+        by_name = {values[:3]: (ident, values) for ident, values in rows}
+        by_account: dict[tuple[Any, ...], list[tuple[int, tuple[Any, ...]]]] = {}
+        for ident, values in rows:
+            if values[7]:
+                by_account.setdefault((values[0], values[1], values[7]), []).append(
+                    (ident, values))
+        self.liaisons_before = len(rows)
         branch_ids = {code: b.id for code, b in self.state.branches.items()}
         unit_ids = {code: u.id for code, u in self.state.units.items()}
         inserts, updates = [], []
@@ -296,12 +313,15 @@ class Applier:
         for r in records:
             unit_id = unit_ids[r["unit"]]
             branch_id = branch_ids[r["branch"]] if r["branch"] else None
-            wanted = (r["title"], r["role"], r["phones"], r["telegram_id"], r["username"],
-                      r["notes"], r["active"])
-            found = existing.get((unit_id, branch_id, r["name"]))
+            wanted = (unit_id, branch_id, r["name"], r["key"], r["title"], r["role"],
+                      r["phones"], r["telegram_id"], r["username"], r["notes"], r["active"])
+            found = (by_key.get(r["key"]) if r["key"] else None) \
+                or by_name.get((unit_id, branch_id, r["name"]))
+            if found is None and r["telegram_id"]:
+                same_account = by_account.get((unit_id, branch_id, r["telegram_id"]), [])
+                found = same_account[0] if len(same_account) == 1 else None
             if found is None:
-                inserts.append({"unit_id": unit_id, "branch_id": branch_id, "name": r["name"],
-                                **dict(zip(names, wanted, strict=True))})
+                inserts.append(dict(zip(names, wanted, strict=True)))
                 counts.created += 1
             elif found[1] != wanted:
                 updates.append({"id": found[0], **dict(zip(names, wanted, strict=True))})
@@ -309,7 +329,7 @@ class Applier:
             else:
                 counts.unchanged += 1
         if inserts:
-            self.new_liaisons_after_id = max((v[0] for v in existing.values()), default=0)
+            self.new_liaisons_after_id = max((ident for ident, _ in rows), default=0)
             await self.session.execute(insert(Liaison), inserts)
         if updates:
             self.updated_liaison_ids = [row["id"] for row in updates]
@@ -357,7 +377,7 @@ class Applier:
             ]
             roster = existing.get(room.id)
             if roster is None:
-                roster = Roster(duty_room_id=room.id, **values,
+                roster = Roster(duty_room_id=room.id, **values, created_at=self.now,
                                 members=[RosterMember(**m) for m in members])
                 self.session.add(roster)
                 self.counts["rosters"].add(True, True)
@@ -383,7 +403,7 @@ class Applier:
             rotation = self.state.rotations.get(zone_id)
             if rotation is None:
                 rotation = self.state.rotations[zone_id] = ChairRotation(
-                    zone_id=zone_id, **values,
+                    zone_id=zone_id, **values, created_at=self.now,
                     entries=[ChairRotationEntry(position=i, unit_id=u)
                              for i, u in enumerate(order)],
                 )
@@ -509,7 +529,7 @@ class Applier:
                 meeting = by_title.get((fold(r["title"]), r["starts_at"]))
             if meeting is None:
                 meeting = Meeting(
-                    code=r["code"], **values,
+                    code=r["code"], **values, created_at=self.now,
                     participants=[MeetingParticipant(unit_id=u) for u in participants],
                 )
                 self.session.add(meeting)
@@ -530,7 +550,9 @@ class Applier:
             self.counts["meetings"].add(False, changed)
 
 
-async def apply_plan(session: AsyncSession, state: State, plan: Plan) -> Applier:
-    applier = Applier(session, state, plan)
+async def apply_plan(
+    session: AsyncSession, state: State, plan: Plan, now: datetime | None = None
+) -> Applier:
+    applier = Applier(session, state, plan, now)
     await applier.run()
     return applier

@@ -2,8 +2,10 @@
 
 Rows come out in a stable order (by id, meetings by start), references as the
 shortest name that resolves back to the same entity, dates as ISO strings and
-meeting times in the meeting's own time zone. Empty and default values are left
-out, so an export reads like a hand-written file.
+meeting times in the meeting's own time zone, reminder times as chat commands
+write them (`[2d, 1h]`). Empty and default values are left out, and so is a
+roster's time zone when it is the one its room (or unit) gives it, so an export
+reads like a hand-written file and adds nothing the author did not write.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.schedule import offset_label
 from storage.dataio.apply import existing_from, load_state
 from storage.dataio.resolve import Catalog, Existing
 from storage.dataio.schema import (
     DEFAULT_REMINDER_OFFSETS,
+    DEFAULT_SHIFT_STARTS,
+    DEFAULT_TERM_MONTHS,
     DEFAULT_TIMEZONE,
     SECTIONS,
     fold,
@@ -28,6 +33,8 @@ from storage.models import (
     LiaisonRole,
     MeetingStatus,
     MembershipKind,
+    Role,
+    UnitLevel,
     User,
 )
 
@@ -107,7 +114,8 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
         document["units"].append(_clean({
             "code": u.code, "name": u.name, "short_name": u.short_name,
             "abbreviation": u.abbreviation, "english": u.english,
-            "aliases": list(u.aliases or []), "level": u.level.value,
+            "aliases": list(u.aliases or []),
+            "level": None if u.level is UnitLevel.province else u.level.value,
             "parent": unit(u.parent_id), "timezone": u.timezone, "duty_phone": u.duty_phone,
         }))
 
@@ -126,23 +134,26 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
     for user in (await session.execute(select(User).order_by(User.id))).scalars():
         document["users"].append(_clean({
             "telegram_id": user.telegram_id, "name": user.full_name, "username": user.username,
-            "role": user.role.value, "unit": unit(user.unit_id), "language": user.language,
+            "role": None if user.role is Role.officer else user.role.value,
+            "unit": unit(user.unit_id), "language": user.language,
             "active": None if user.active else False,
         }))
 
     rows = await session.execute(
         select(Liaison.unit_id, Liaison.branch_id, Liaison.name, Liaison.title, Liaison.role,
                Liaison.phones, Liaison.telegram_user_id, Liaison.telegram_username,
-               Liaison.notes, Liaison.active, Liaison.id)
+               Liaison.notes, Liaison.active, Liaison.id, Liaison.key)
     )
     unit_rank = {unit_id: rank for rank, unit_id in enumerate(sorted(units_by_id))}
     liaisons = sorted(rows, key=lambda row: (
         unit_rank.get(row[0], 0), row[1] or 0, row[4] is not LiaisonRole.primary, row[10]))
     for (unit_id, branch_id, name, title, role, phones, telegram_id, username, notes, active,
-         _id) in liaisons:
+         _id, key) in liaisons:
         document["liaisons"].append(_clean({
-            "unit": unit(unit_id), "branch": branch(branch_id), "name": name, "title": title,
-            "role": LiaisonRole(role).value, "phones": list(phones or []),
+            "key": key, "unit": unit(unit_id), "branch": branch(branch_id), "name": name,
+            "title": title,
+            "role": None if role is LiaisonRole.primary else LiaisonRole(role).value,
+            "phones": list(phones or []),
             "telegram_id": telegram_id, "username": username, "notes": notes,
             "active": None if active else False,
         }))
@@ -171,10 +182,13 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
         roster = room.roster
         if roster is None:
             continue
+        starts = list(roster.shift_starts or [])
+        followed = room.timezone or units_by_id[room.unit_id].timezone or DEFAULT_TIMEZONE
         document["rosters"].append(_clean({
             "duty_room": room_ref(room), "pattern": roster.pattern.value,
             "anchor_date": roster.anchor_date.isoformat(),
-            "shift_starts": list(roster.shift_starts or []), "timezone": roster.timezone,
+            "shift_starts": None if starts == DEFAULT_SHIFT_STARTS[roster.pattern] else starts,
+            "timezone": None if roster.timezone == followed else roster.timezone,
             "members": [
                 _clean({"name": m.name, "phone": m.phone, "telegram_id": m.telegram_user_id})
                 for m in sorted(roster.members, key=lambda m: m.position)
@@ -182,11 +196,13 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
         }))
 
     for rotation in sorted(state.rotations.values(), key=lambda r: r.zone_id):
-        document["chair_rotations"].append({
-            "zone": zone(rotation.zone_id), "term_months": rotation.term_months,
+        document["chair_rotations"].append(_clean({
+            "zone": zone(rotation.zone_id),
+            "term_months": None if rotation.term_months == DEFAULT_TERM_MONTHS
+            else rotation.term_months,
             "anchor_date": rotation.anchor_date.isoformat(),
             "order": [unit(e.unit_id) for e in sorted(rotation.entries, key=lambda e: e.position)],
-        })
+        }))
 
     for a in state.agreements.values():
         supersedes = agreements_by_id.get(a.supersedes_id) if a.supersedes_id else None
@@ -220,8 +236,8 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
             "participants": [unit(p.unit_id)
                              for p in sorted(meeting.participants, key=lambda p: p.id)],
         })
-        if offsets != DEFAULT_REMINDER_OFFSETS:
-            record["reminder_offsets"] = offsets
+        if offsets != DEFAULT_REMINDER_OFFSETS:  # as chat commands write them: [2d, 1h]
+            record["reminder_offsets"] = [offset_label(minutes) for minutes in offsets]
         document["meetings"].append(record)
 
     return document

@@ -13,10 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain.normalize import normalize
 from storage.dataio.problems import Problems
 from storage.dataio.schema import BAD, DEFAULT_TIMEZONE, SECTIONS, fold, usable
 
 Tiers = tuple[tuple[str, ...], ...]
+Why = tuple[str, dict[str, Any]]  # a problem key and its values
 
 
 def _tiers(*levels: Iterable[str | None]) -> Tiers:
@@ -55,7 +57,7 @@ class Catalog:
         self.label = label
         self.entries: dict[str, Tiers] = {}
         self._maps: list[dict[str, set[str]]] | None = None
-        self._cache: dict[str, tuple[str | None, str | None]] = {}
+        self._cache: dict[str, tuple[str | None, Why | None]] = {}
 
     def put(self, code: str, tiers: Tiers) -> None:
         self.entries[code] = tiers
@@ -76,22 +78,23 @@ class Catalog:
             self._maps = maps
         return self._maps
 
-    def resolve(self, value: Any) -> tuple[str | None, str | None]:
-        """(code, None) or (None, why not)."""
+    def resolve(self, value: Any) -> tuple[str | None, Why | None]:
+        """(code, None) or (None, why not: a problem key and its values)."""
         text = str(value)
         hit = self._cache.get(text)
         if hit is not None:
             return hit
         key = fold(text)
-        result: tuple[str | None, str | None] = (None, f"no {self.label} named {text}")
+        result: tuple[str | None, Why | None] = (
+            None, ("no_such", {"value": text, "what_kind": self.label}))
         for names in self._build():
             codes = names.get(key)
             if codes:
                 if len(codes) == 1:
                     result = (next(iter(codes)), None)
                 else:
-                    result = (None, f"{text} is ambiguous: it names the {self.label}s "
-                                    f"{', '.join(sorted(codes))}; use the code")
+                    result = (None, ("ambiguous", {"value": text, "what_kind": self.label,
+                                                   "codes": ", ".join(sorted(codes))}))
                 break
         self._cache[text] = result
         return result
@@ -125,6 +128,17 @@ class Existing:
     mechanisms: dict[str, Tiers] = field(default_factory=dict)
     agreements: dict[str, Tiers] = field(default_factory=dict)
     duty_rooms: dict[str, RoomInfo] = field(default_factory=dict)
+    liaisons: list[LiaisonInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LiaisonInfo:
+    """A liaison in the database, as far as spotting a second spelling of it needs."""
+
+    unit: str
+    name: str
+    key: str | None
+    telegram_id: int | None
 
 
 @dataclass
@@ -163,8 +177,8 @@ class Resolver:
 
     # ------------------------------------------------------------------ helpers
 
-    def bad(self, record: dict[str, Any], path: str, message: str) -> None:
-        self.problems.add(path, message)
+    def bad(self, record: dict[str, Any], path: str, key: str, **values: Any) -> None:
+        self.problems.add(path, key, **values)
         record["_bad"] = True
 
     def one(self, record: dict[str, Any], name: str, catalog: Catalog) -> None:
@@ -173,7 +187,7 @@ class Resolver:
             return
         code, error = catalog.resolve(value)
         if error:
-            self.bad(record, f"{record['_path']}.{name}", error)
+            self.bad(record, f"{record['_path']}.{name}", error[0], **error[1])
             record[name] = BAD
         else:
             record[name] = code
@@ -192,9 +206,9 @@ class Resolver:
             path = f"{record['_path']}.{name}[{index}]"
             code, error = catalog.resolve(value)
             if error:
-                self.bad(record, path, error)
+                self.bad(record, path, error[0], **error[1])
             elif code in seen:
-                self.bad(record, path, f"{value} is listed twice (also {seen[code]})")
+                self.bad(record, path, "listed_twice", value=value, other_path=seen[code])
             else:
                 seen[code] = path
                 codes.append(code)
@@ -208,7 +222,8 @@ class Resolver:
             if identity is None:
                 continue
             if identity in first:
-                self.bad(record, record["_path"], f"duplicate {what} (also {first[identity]})")
+                self.bad(record, record["_path"], "duplicate", what_kind=what,
+                         other_path=first[identity])
             else:
                 first[identity] = record["_path"]
 
@@ -231,8 +246,8 @@ class Resolver:
             code = record["code"]
             if code in seen:
                 record["_dup"] = True
-                self.bad(record, f"{record['_path']}.code",
-                         f"duplicate code {code} (also {seen[code]})")
+                self.bad(record, f"{record['_path']}.code", "duplicate_code", code=code,
+                         other_path=seen[code])
                 stand_ins.append(record)
                 continue
             seen[code] = record["_path"]
@@ -255,13 +270,15 @@ class Resolver:
             if not usable(record, "code", column) or record.get("_dup"):
                 continue
             others = [c for c in owners.get(record[column], []) if c != record["code"]]
-            if others:
-                where = ", ".join(
-                    f"{label} {c} ({paths[c]})" if c in paths else f"{label} {c} in the database"
-                    for c in others
-                )
-                self.bad(record, f"{record['_path']}.{column}",
-                         f"{record[column]} is already the {column} of {where}")
+            if not others:
+                continue
+            other = others[0]
+            if other in paths:
+                self.bad(record, f"{record['_path']}.{column}", "name_taken", value=record[column],
+                         field=column, what_kind=label, code=other, other_path=paths[other])
+            else:
+                self.bad(record, f"{record['_path']}.{column}", "name_taken_in_database",
+                         value=record[column], field=column, what_kind=label, code=other)
 
     # ------------------------------------------------------------------ the checks
 
@@ -292,23 +309,83 @@ class Resolver:
         for record in s["users"]:
             self.one(record, "unit", self.units)
         self.unique("users", lambda r: r["telegram_id"] if usable(r, "telegram_id") else None,
-                    "telegram_id")
+                    "user_telegram_id")
         for record in s["liaisons"]:
             self.one(record, "unit", self.units)
             self.one(record, "branch", self.branches)
         self.unique("liaisons", lambda r: (r["unit"], r["branch"], r["name"])
                     if usable(r, "unit", "branch", "name") else None,
-                    "liaison (unit, branch, name)")
+                    "liaison_identity")
+        self.unique("liaisons", lambda r: r["key"] if usable(r, "key") and r["key"] else None,
+                    "liaison_key")
+        self.unique("liaisons", lambda r: (r["unit"], r["branch"], r["telegram_id"])
+                    if usable(r, "unit", "branch", "telegram_id") and r["telegram_id"]
+                    else None, "liaison_telegram_id")
+        self._script_twins()
+        self._liaison_script_twins()
         rooms = self._duty_rooms()
         self._rosters(rooms)
         for record in s["chair_rotations"]:
             self.one(record, "zone", self.zones)
             self.many(record, "order", self.units)
         self.unique("chair_rotations", lambda r: r["zone"] if usable(r, "zone") else None,
-                    "chair rotation for this zone")
+                    "zone_rotation")
         self._agreements()
         self._meetings()
         return Plan({name: s[name] for name in SECTIONS})
+
+    def _script_twins(self) -> None:
+        """Names that differ only by script (河北省公安厅 / 河北省公安廳) are likely one
+        entity written twice: zones, units and branches by name, in the file and against
+        the database (an entity under its own code may change script: that is a rename)."""
+        for section, catalog in (("zones", self.zones), ("units", self.units),
+                                 ("branches", self.branches)):
+            paths = _first_paths(self.s[section], "code")
+            seen: dict[str, tuple[str, str]] = {}  # script-free name → (code, name)
+            for code, tiers in catalog.entries.items():
+                stored = code not in paths and not code.startswith("#")
+                if stored and len(tiers) > 1 and tiers[1]:
+                    seen.setdefault(normalize(tiers[1][0]), (code, tiers[1][0]))
+            for record in self.s[section]:
+                if not usable(record, "code", "name") or record.get("_dup"):
+                    continue
+                name = record["name"]
+                code, other = seen.setdefault(normalize(name), (record["code"], name))
+                if code == record["code"] or fold(other) == fold(name):
+                    continue
+                if code in paths:
+                    self.bad(record, f"{record['_path']}.name", "script_twin", value=name,
+                             other=other, what_kind=catalog.label, other_path=paths[code])
+                else:
+                    self.bad(record, f"{record['_path']}.name", "script_twin_in_database",
+                             value=name, other=other, what_kind=catalog.label, code=code)
+
+    def _liaison_script_twins(self) -> None:
+        """Two liaisons of one unit whose names differ only by script are likely one
+        person, unless the record names the stored one by its key or telegram_id (a
+        corrected name) or the file also lists the stored spelling (two people)."""
+        records = [r for r in self.s["liaisons"] if usable(r, "unit", "name", "key",
+                                                          "telegram_id")]
+        spelled = {(r["unit"], fold(r["name"])) for r in records}
+        stored: dict[tuple[str, str], list[LiaisonInfo]] = {}
+        for info in self.existing.liaisons:
+            stored.setdefault((info.unit, normalize(info.name)), []).append(info)
+        first: dict[tuple[str, str], dict[str, Any]] = {}
+        for record in records:
+            name, same = record["name"], (record["unit"], normalize(record["name"]))
+            earlier = first.setdefault(same, record)
+            if earlier is not record and fold(earlier["name"]) != fold(name):
+                self.bad(record, f"{record['_path']}.name", "liaison_script_twin", value=name,
+                         other=earlier["name"], other_path=earlier["_path"])
+                continue
+            for info in stored.get(same, []):
+                itself = (record["key"] and record["key"] == info.key) or (
+                    record["telegram_id"] and record["telegram_id"] == info.telegram_id)
+                if not itself and fold(info.name) != fold(name) \
+                        and (info.unit, fold(info.name)) not in spelled:
+                    self.bad(record, f"{record['_path']}.name",
+                             "liaison_script_twin_in_database", value=name, other=info.name)
+                    break
 
     def _units(self) -> None:
         parents = dict(self.existing.unit_parents)
@@ -316,7 +393,7 @@ class Resolver:
             self.one(record, "parent", self.units)
             if usable(record, "code", "parent"):
                 if record["parent"] == record["code"]:
-                    self.bad(record, f"{record['_path']}.parent", "a unit cannot be its own parent")
+                    self.bad(record, f"{record['_path']}.parent", "own_parent")
                     continue
                 parents[record["code"]] = record["parent"]
         for record in self.s["units"]:
@@ -327,8 +404,8 @@ class Resolver:
                 chain.append(current)
                 current = parents.get(current)
             if current is not None and current == record["code"]:
-                self.bad(record, f"{record['_path']}.parent",
-                         "units form a loop: " + " → ".join([*chain, current]))
+                self.bad(record, f"{record['_path']}.parent", "parent_loop",
+                         chain=" → ".join([*chain, current]))
 
     def _duty_rooms(self) -> dict[str, RoomInfo]:
         """Match the file's rooms to the database's (by chat id, else unit and title)."""
@@ -344,8 +421,8 @@ class Resolver:
             if key is None:
                 key = by_title.get((record["unit"], fold(record["title"])))
             record["_key"] = key or f"new:{index}"
-        self.unique("duty_rooms", lambda r: r.get("_key"), "duty room (same chat or unit/title)")
-        self.unique("duty_rooms", lambda r: ok(r, "chat_id"), "chat_id")
+        self.unique("duty_rooms", lambda r: r.get("_key"), "room_identity")
+        self.unique("duty_rooms", lambda r: ok(r, "chat_id"), "room_chat_id")
         placed: set[str] = set()
         for record in self.s["duty_rooms"]:
             key = record.get("_key")
@@ -380,8 +457,10 @@ class Resolver:
                     unit, _error = self.units.resolve(value)
                     keys = by_unit.get(unit, []) if unit else []
             if len(keys) != 1:
-                self.bad(record, path, f"no duty room {value}" if not keys else
-                         f"{value} names {len(keys)} duty rooms; give the room's chat_id")
+                if keys:
+                    self.bad(record, path, "many_rooms", value=value, count=len(keys))
+                else:
+                    self.bad(record, path, "no_room", value=value)
                 record["duty_room"] = BAD
                 continue
             room = rooms[keys[0]]
@@ -390,7 +469,7 @@ class Resolver:
                 record["timezone"] = (room.timezone or self._unit_timezone(room.unit)
                                       or DEFAULT_TIMEZONE)
         self.unique("rosters", lambda r: r["duty_room"] if usable(r, "duty_room") else None,
-                    "roster for this duty room")
+                    "room_roster")
 
     def _unit_timezone(self, code: str) -> str | None:
         for record in self.s["units"]:
@@ -403,8 +482,7 @@ class Resolver:
             self.one(record, "zone", self.zones)
             self.one(record, "supersedes", self.agreements)
             if usable(record, "code", "supersedes") and record["supersedes"] == record["code"]:
-                self.bad(record, f"{record['_path']}.supersedes",
-                         "an agreement cannot supersede itself")
+                self.bad(record, f"{record['_path']}.supersedes", "own_supersedes")
             self.many(record, "parties", self.units)
             clauses = record.get("clauses")
             if not clauses or clauses is BAD:
@@ -418,8 +496,8 @@ class Resolver:
                 if number is None or number is BAD:
                     continue
                 if number in numbers:
-                    self.bad(record, f"{clause['_path']}.number",
-                             f"duplicate clause number {number} (also {numbers[number]})")
+                    self.bad(record, f"{clause['_path']}.number", "duplicate_clause",
+                             number=number, other_path=numbers[number])
                 else:
                     numbers[number] = clause["_path"]
 
@@ -428,12 +506,12 @@ class Resolver:
             self.one(record, "zone", self.zones)
             self.many(record, "participants", self.units)
         self.unique("meetings", lambda r: r["code"] if usable(r, "code") and r["code"] else None,
-                    "meeting code")
+                    "meeting_code")
         self.unique(
             "meetings",
             lambda r: (fold(r["title"]), r["starts_at"])
             if usable(r, "title", "starts_at") and r.get("code") is None else None,
-            "meeting without a code (same title and start)",
+            "meeting_identity",
         )
 
 

@@ -7,6 +7,7 @@ kept as the text the file gave; `resolve.py` turns them into identities.
 
 from __future__ import annotations
 
+import calendar
 import enum
 import re
 import unicodedata
@@ -16,6 +17,9 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
+
+from bot.calendar import parse_meeting_kind, parse_offset, parse_offsets
 from storage.dataio.problems import Problems
 from storage.models import (
     Agreement,
@@ -27,7 +31,6 @@ from storage.models import (
     LiaisonRole,
     Mechanism,
     Meeting,
-    MeetingKind,
     MeetingStatus,
     Role,
     RosterMember,
@@ -55,6 +58,7 @@ SECTIONS: tuple[str, ...] = (
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_REMINDER_OFFSETS = [7 * 24 * 60, 24 * 60, 60]
+DEFAULT_TERM_MONTHS = 12
 DEFAULT_SHIFT_STARTS = {
     ShiftPattern.daily: ["08:30"],
     ShiftPattern.day_night: ["08:00", "20:00"],
@@ -102,23 +106,77 @@ Converter = Callable[[Any, str, Problems], Any]
 def text(max_length: int | None = None) -> Converter:
     def convert(value: Any, path: str, problems: Problems) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int):
-            problems.add(path, f"must be text, not {_describe(value)}")
+            problems.add(path, "not_text", value=_describe(value))
             return BAD
         result = str(value).strip()
         if max_length is not None and len(result) > max_length:
-            problems.add(path, f"too long ({len(result)} characters, at most {max_length})")
+            problems.add(path, "too_long", length=len(result), limit=max_length)
             return BAD
         return result or None
 
     return convert
 
 
+PHONE_REGION = "CN"  # numbers without a country code are Chinese
+PHONE_MAX = 40
+_PHONE_EXTENSION_RE = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*(\d{1,6})$", re.IGNORECASE)
+_PHONE_CHARS_RE = re.compile(r"^\+?[0-9 ()\-./]+$")
+_PHONE_DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―－", "-"))
+_PHONE_REASONS = {
+    phonenumbers.ValidationResult.TOO_SHORT: "phone_too_short",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "phone_too_short",
+    phonenumbers.ValidationResult.TOO_LONG: "phone_too_long",
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "phone_bad_country",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "phone_bad_length",
+}
+
+
+def phone(value: Any, path: str, problems: Problems) -> Any:
+    """A phone number libphonenumber finds possible (China unless it has a '+' code).
+
+    Possible, not valid: the length fits the country's plan, whatever the prefix, so
+    the fictional ranges of samples (+86 100 …) pass and `16O2` or `待补` do not. The
+    number keeps the author's grouping (full-width digits and dashes made plain, spaces
+    single), and an extension (转 / ext. / x / #) is written ` ext. N`, so the digits
+    the search indexes are the author's.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        problems.add(path, "not_text", value=_describe(value))
+        return BAD
+    raw = str(value).strip()  # an int has no '+' to lose: the loader keeps +… as text
+    number = " ".join(unicodedata.normalize("NFKC", raw).translate(_PHONE_DASHES).split())
+    if not number:
+        return None
+    extension = _PHONE_EXTENSION_RE.search(number)
+    if extension:
+        number = number[:extension.start()].strip()
+    if not _PHONE_CHARS_RE.match(number):
+        letters = sorted({c for c in number if c.isascii() and c.isalpha()})
+        if letters:
+            problems.add(path, "phone_letters", value=raw, letters=", ".join(letters))
+        else:
+            problems.add(path, "phone_not_number", value=raw)
+        return BAD
+    try:
+        parsed = phonenumbers.parse(number, PHONE_REGION)
+    except phonenumbers.NumberParseException as exc:
+        bad_country = exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
+        problems.add(path, "phone_bad_country" if bad_country else "phone_not_number", value=raw)
+        return BAD
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason in _PHONE_REASONS:
+        problems.add(path, _PHONE_REASONS[reason], value=raw)
+        return BAD
+    result = f"{number} ext. {extension.group(1)}" if extension else number
+    if len(result) > PHONE_MAX:
+        problems.add(path, "too_long", length=len(result), limit=PHONE_MAX)
+        return BAD
+    return result
+
+
 def code(value: Any, path: str, problems: Problems) -> Any:
     if not isinstance(value, str) or not CODE_RE.match(value) or len(value) > 40:
-        problems.add(
-            path,
-            f"not a code ({_describe(value)}): use 1-40 lower-case letters, digits, '-', '_', '.'",
-        )
+        problems.add(path, "not_code", value=_describe(value))
         return BAD
     return value
 
@@ -129,7 +187,7 @@ def choice(enum_cls: type[enum.Enum]) -> Converter:
     def convert(value: Any, path: str, problems: Problems) -> Any:
         if isinstance(value, str) and value.strip() in values:
             return enum_cls(value.strip())
-        problems.add(path, f"must be one of {', '.join(values)} (got {_describe(value)})")
+        problems.add(path, "one_of", choices=", ".join(values), value=_describe(value))
         return BAD
 
     return convert
@@ -138,34 +196,47 @@ def choice(enum_cls: type[enum.Enum]) -> Converter:
 def language(value: Any, path: str, problems: Problems) -> Any:
     if isinstance(value, str) and value.strip() in LANGUAGES:
         return value.strip()
-    problems.add(path, f"must be one of {', '.join(LANGUAGES)} (got {_describe(value)})")
+    problems.add(path, "one_of", choices=", ".join(LANGUAGES), value=_describe(value))
     return BAD
 
 
-def integer(*, minimum: int | None = None, maximum: int | None = None, what: str = "") -> Converter:
+def integer(*, minimum: int | None = None, maximum: int | None = None, what: str) -> Converter:
+    """A whole number in range; `what` names the message (`range_<what>`) for one out of it."""
     def convert(value: Any, path: str, problems: Problems) -> Any:
         if isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value.strip()):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.add(path, f"must be a whole number, not {_describe(value)}")
+            problems.add(path, "not_whole_number", value=_describe(value))
             return BAD
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            problems.add(path, f"not {what or 'in range'} ({value})")
+            problems.add(path, f"range_{what}", value=value)
             return BAD
         return value
 
     return convert
 
 
-telegram_user_id = integer(minimum=1, maximum=MAX_TELEGRAM_ID, what="a Telegram user id")
-chat_id = integer(minimum=-MAX_TELEGRAM_ID, maximum=-1, what="a Telegram group id (negative)")
+telegram_user_id = integer(minimum=1, maximum=MAX_TELEGRAM_ID, what="telegram_user")
+chat_id = integer(minimum=-MAX_TELEGRAM_ID, maximum=-1, what="telegram_group")
 
 
 def boolean(value: Any, path: str, problems: Problems) -> Any:
     if isinstance(value, bool):
         return value
-    problems.add(path, f"must be true or false, not {_describe(value)}")
+    problems.add(path, "not_boolean", value=_describe(value))
     return BAD
+
+
+def _missing_day(day: str, path: str, problems: Problems) -> bool:
+    """Report a well-formed date whose day is not in the calendar (2025-02-30)."""
+    year, month, number = (int(part) for part in day.split("-"))
+    if not 1 <= month <= 12 or number < 1:
+        return False
+    days = calendar.monthrange(year, month)[1] if year >= 1 else 31
+    if number <= days:
+        return False
+    problems.add(path, "no_such_day", value=day, year=year, month=month, days=days)
+    return True
 
 
 def a_date(value: Any, path: str, problems: Problems) -> Any:
@@ -175,8 +246,9 @@ def a_date(value: Any, path: str, problems: Problems) -> Any:
         try:
             return date.fromisoformat(value.strip())
         except ValueError:
-            pass
-    problems.add(path, f"not a date ({_describe(value)}); write YYYY-MM-DD")
+            if _missing_day(value.strip(), path, problems):
+                return BAD
+    problems.add(path, "not_date", value=_describe(value))
     return BAD
 
 
@@ -194,8 +266,9 @@ def a_datetime(value: Any, path: str, problems: Problems) -> Any:
         try:
             return datetime.fromisoformat(candidate)
         except ValueError:
-            pass
-    problems.add(path, f"not a date-time ({_describe(value)}); write YYYY-MM-DD HH:MM")
+            if _missing_day(day, path, problems):
+                return BAD
+    problems.add(path, "not_datetime", value=_describe(value))
     return BAD
 
 
@@ -208,21 +281,21 @@ def timezone_name(value: Any, path: str, problems: Problems) -> Any:
             pass
         else:
             return name
-    problems.add(path, f"unknown time zone ({_describe(value)}); use an IANA name like Asia/Urumqi")
+    problems.add(path, "unknown_timezone", value=_describe(value))
     return BAD
 
 
 def hhmm(value: Any, path: str, problems: Problems) -> Any:
     if isinstance(value, str) and HHMM_RE.match(value.strip()):
         return value.strip()
-    problems.add(path, f"not a time of day ({_describe(value)}); write HH:MM, e.g. 08:30")
+    problems.add(path, "not_time_of_day", value=_describe(value))
     return BAD
 
 
 def reference(value: Any, path: str, problems: Problems) -> Any:
     """A name, short name or code of another entity (resolved later)."""
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        problems.add(path, f"must be a name or code, not {_describe(value)}")
+        problems.add(path, "not_reference", value=_describe(value))
         return BAD
     return str(value).strip()
 
@@ -243,17 +316,17 @@ def list_of(
         if scalar_ok and isinstance(value, str | int) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list):
-            problems.add(path, f"must be a list, not {_describe(value)}")
+            problems.add(path, "not_list", value=_describe(value))
             return BAD
         if len(value) < min_items:
-            problems.add(path, f"needs at least {min_items} item(s)")
+            problems.add(path, "too_few_items", count=min_items)
             return BAD
         result = []
         ok = True
         for index, element in enumerate(value):
             element_path = f"{path}[{index}]"
             if element is None:
-                problems.add(element_path, "empty item")
+                problems.add(element_path, "empty_item")
                 ok = False
                 continue
             converted = item(element, element_path, problems)
@@ -264,6 +337,46 @@ def list_of(
         return result if ok else BAD
 
     return convert
+
+
+def meeting_kind(value: Any, path: str, problems: Problems) -> Any:
+    """A kind as chat commands take it: `joint`, 联席会议, 聯席會議, 联席 …"""
+    kind = parse_meeting_kind(value) if isinstance(value, str) else None
+    if kind is None:
+        problems.add(path, "not_meeting_kind", value=_describe(value))
+        return BAD
+    return kind
+
+
+MAX_REMINDER_OFFSET = 366 * 24 * 60
+_minutes = integer(minimum=1, maximum=MAX_REMINDER_OFFSET, what="reminder_offset")
+
+
+def _reminder_offset(value: Any, path: str, problems: Problems) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        minutes = parse_offset(value)
+        if minutes is None:
+            problems.add(path, "not_offset", value=value)
+            return BAD
+        value = minutes
+    return _minutes(value, path, problems)
+
+
+def reminder_offsets(value: Any, path: str, problems: Problems) -> Any:
+    """Minutes before a meeting: a list of minutes or chat-command offsets (`[7d, 1h]`,
+    `[10080, 60]`), or one string as `/meeting edit` takes it (`7d 1d 1h`)."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        parsed = parse_offsets(value, maximum=MAX_REMINDER_OFFSET)
+        if parsed is None:
+            problems.add(path, "not_offset", value=value)
+            return BAD
+        return parsed
+    return _reminder_offsets(value, path, problems)
+
+
+_reminder_offsets = list_of(_reminder_offset)
 
 
 # --------------------------------------------------------------------------- records
@@ -295,10 +408,10 @@ class Spec:
 def records(spec: Spec, *, min_items: int = 0) -> Converter:
     def convert(value: Any, path: str, problems: Problems) -> Any:
         if not isinstance(value, list):
-            problems.add(path, f"must be a list, not {_describe(value)}")
+            problems.add(path, "not_list", value=_describe(value))
             return BAD
         if len(value) < min_items:
-            problems.add(path, f"needs at least {min_items} item(s)")
+            problems.add(path, "too_few_items", count=min_items)
             return BAD
         # Bad nested records stay in the list (flagged `_bad`), so their references are
         # still checked; `check_record` marks the outer record bad.
@@ -312,13 +425,13 @@ def check_record(spec: Spec, value: Any, path: str, problems: Problems) -> dict[
     """A clean record; `_bad` is set when any field failed (and was reported)."""
     record: dict[str, Any] = {"_path": path}
     if not isinstance(value, Mapping):
-        problems.add(path, f"must be a mapping of fields, not {_describe(value)}")
+        problems.add(path, "not_record", value=_describe(value))
         record["_bad"] = True
         return record
     bad = False
     for key in value:
         if key not in spec.names:
-            problems.add(f"{path}.{key}", "unknown field")
+            problems.add(f"{path}.{key}", "unknown_field")
             bad = True
     for f in spec.fields:
         raw = value.get(f.name)
@@ -361,7 +474,7 @@ def usable(record: dict[str, Any], *names: str) -> bool:
 # --------------------------------------------------------------------------- sections
 
 _names = list_of(text(60), scalar_ok=True)
-_phones = list_of(text(40), scalar_ok=True)
+_phones = list_of(phone, scalar_ok=True)
 
 
 def _check_shift_starts(record: dict[str, Any], path: str, problems: Problems) -> None:
@@ -372,12 +485,10 @@ def _check_shift_starts(record: dict[str, Any], path: str, problems: Problems) -
         return
     wanted = 2 if pattern is ShiftPattern.day_night else 1
     if len(starts) != wanted:
-        problems.add(
-            f"{path}.shift_starts",
-            f"a {pattern.value} roster has {wanted} shift start(s), not {len(starts)}",
-        )
+        problems.add(f"{path}.shift_starts", "shift_count", pattern=pattern.value,
+                     wanted=wanted, count=len(starts))
     elif wanted == 2 and starts[0] >= starts[1]:
-        problems.add(f"{path}.shift_starts", "the day shift must start before the night shift")
+        problems.add(f"{path}.shift_starts", "shift_order")
 
 
 def _check_meeting(record: dict[str, Any], path: str, problems: Problems) -> None:
@@ -388,7 +499,7 @@ def _check_meeting(record: dict[str, Any], path: str, problems: Problems) -> Non
             value = value.replace(tzinfo=tz)
         record[name] = value
     if record["ends_at"] <= record["starts_at"]:
-        problems.add(f"{path}.ends_at", "must be after starts_at")
+        problems.add(f"{path}.ends_at", "ends_before_start")
     if record["reminder_offsets"] is None:
         record["reminder_offsets"] = list(DEFAULT_REMINDER_OFFSETS)
 
@@ -414,7 +525,7 @@ UNIT = Spec((
     Field("level", choice(UnitLevel), default=UnitLevel.province),
     Field("parent", reference),
     Field("timezone", timezone_name),
-    Field("duty_phone", text(_length(Unit.duty_phone))),
+    Field("duty_phone", phone),
 ))
 
 BRANCH = Spec((
@@ -442,6 +553,7 @@ USER = Spec((
 ))
 
 LIAISON = Spec((
+    Field("key", code),
     Field("unit", reference, required=True),
     Field("branch", reference),
     Field("name", text(_length(Liaison.name)), required=True),
@@ -458,14 +570,14 @@ DUTY_ROOM = Spec((
     Field("unit", reference, required=True),
     Field("title", text(_length(DutyRoom.title)), required=True),
     Field("chat_id", chat_id),
-    Field("phone", text(_length(DutyRoom.phone))),
+    Field("phone", phone),
     Field("timezone", timezone_name),
     Field("active", boolean, default=True),
 ))
 
 ROSTER_MEMBER = Spec((
     Field("name", text(_length(RosterMember.name)), required=True),
-    Field("phone", text(_length(RosterMember.phone))),
+    Field("phone", phone),
     Field("telegram_id", telegram_user_id),
 ))
 
@@ -480,7 +592,8 @@ ROSTER = Spec((
 
 CHAIR_ROTATION = Spec((
     Field("zone", reference, required=True),
-    Field("term_months", integer(minimum=1, maximum=120, what="between 1 and 120"), default=12),
+    Field("term_months", integer(minimum=1, maximum=120, what="term_months"),
+          default=DEFAULT_TERM_MONTHS),
     Field("anchor_date", a_date, required=True),
     Field("order", list_of(reference, min_items=1), required=True),
 ))
@@ -508,7 +621,7 @@ AGREEMENT = Spec((
 
 MEETING = Spec((
     Field("code", code),
-    Field("kind", choice(MeetingKind), required=True),
+    Field("kind", meeting_kind, required=True),
     Field("title", text(_length(Meeting.title)), required=True),
     Field("zone", reference),
     Field("starts_at", a_datetime, required=True),
@@ -519,8 +632,7 @@ MEETING = Spec((
     Field("agenda", text()),
     Field("status", choice(MeetingStatus), default=MeetingStatus.scheduled),
     Field("participants", list_of(reference), default=list),
-    Field("reminder_offsets",
-          list_of(integer(minimum=1, maximum=366 * 24 * 60, what="between 1 minute and a year"))),
+    Field("reminder_offsets", reminder_offsets),
 ), _check_meeting)
 
 SPECS: dict[str, Spec] = {
@@ -543,17 +655,17 @@ def check_shape(document: Any, problems: Problems) -> dict[str, list[dict[str, A
     if document is None:
         return sections
     if not isinstance(document, Mapping):
-        problems.add("", f"the file must be a mapping of sections ({', '.join(SECTIONS)})")
+        problems.add("", "not_sections", sections=", ".join(SECTIONS))
         return sections
     for key in document:
         if key not in SPECS:
-            problems.add(str(key), f"unknown section; the sections are {', '.join(SECTIONS)}")
+            problems.add(str(key), "unknown_section", sections=", ".join(SECTIONS))
     for name, spec in SPECS.items():
         value = document.get(name)
         if value is None:
             continue
         if not isinstance(value, list):
-            problems.add(name, f"must be a list of records, not {_describe(value)}")
+            problems.add(name, "not_records", value=_describe(value))
             continue
         sections[name] = [
             check_record(spec, item, f"{name}[{index}]", problems)

@@ -2,14 +2,18 @@
 
 The loader resolves only what the format needs: null, true/false, decimal
 integers and floats. Dates, times and phone numbers stay strings (YAML 1.1 would
-turn ``2026-12-03`` into a date, ``20:00`` into the integer 1200 and ``010`` into
-an octal number), and a key given twice in one mapping is an error, not a silent
-overwrite.
+turn ``2026-12-03`` into a date, ``20:00`` into the integer 1200, ``010`` into
+an octal number and ``+8610000000148`` into a number without its '+'), and a key
+given twice in one mapping is an error, not a silent overwrite. It can record the
+line of every mapping, key and list item (`Positions`), so problems found later name
+their line; syntax errors are reworded for people and point at the line to fix (the
+opening bracket or quote that was never closed, not the end of the file).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -19,11 +23,13 @@ _BaseDumper: type = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class YamlError(Exception):
-    """A syntax error with its 1-based line and column."""
+    """A syntax error: a message key of `import.problems`, its values, 1-based line and column."""
 
-    def __init__(self, message: str, line: int | None, column: int | None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, key: str, values: dict[str, Any], line: int | None,
+                 column: int | None) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
         self.line = line
         self.column = column
 
@@ -41,7 +47,8 @@ def _implicit(tag: str, pattern: str, first: str) -> None:
 
 _implicit("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF")
 _implicit("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL)$", "~nN")
-_implicit("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9_]*)$", "-+0123456789")
+# No '+' on integers: `+8610000000148` is a phone number and keeps its '+' as text.
+_implicit("tag:yaml.org,2002:int", r"^-?(?:0|[1-9][0-9_]*)$", "-0123456789")
 _implicit("tag:yaml.org,2002:float", r"^[-+]?(?:0|[1-9][0-9_]*)\.[0-9_]+(?:[eE][-+]?[0-9]+)?$",
           "-+0123456789")
 
@@ -61,6 +68,8 @@ class StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             return _STR
         return _SEQ if kind is yaml.SequenceNode else _MAP
 
+    positions: dict[int, Any] | None = None
+
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         mapping = super().construct_mapping(node, deep=deep)
         if isinstance(node, yaml.MappingNode) and len(mapping) != len(node.value):
@@ -75,21 +84,69 @@ class StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 seen.add(key)
         return mapping
 
+    def construct_located_map(self, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+        data: dict[Any, Any] = {}
+        yield data
+        data.update(self.construct_mapping(node))
+        if self.positions is not None:
+            self.positions[id(data)] = (node.start_mark.line + 1, {
+                key_node.value: key_node.start_mark.line + 1 for key_node, _ in node.value})
 
-def load_yaml(text: str) -> Any:
-    """Parse YAML text; raises YamlError with the position of the first error."""
+    def construct_located_seq(self, node: yaml.SequenceNode) -> Iterator[list[Any]]:
+        data: list[Any] = []
+        yield data
+        data.extend(self.construct_sequence(node))
+        if self.positions is not None:
+            self.positions[id(data)] = [item.start_mark.line + 1 for item in node.value]
+
+
+StrictLoader.add_constructor(_MAP, StrictLoader.construct_located_map)
+StrictLoader.add_constructor(_SEQ, StrictLoader.construct_located_seq)
+
+# PyYAML's wording → (message key, whether the line to fix is the context's: where the
+# unclosed bracket or quote opened, rather than where the parser gave up).
+_SYNTAX: tuple[tuple[str, str, bool], ...] = (
+    ("while parsing a flow sequence", "yaml_unclosed_list", True),
+    ("while parsing a flow mapping", "yaml_unclosed_braces", True),
+    ("while scanning a quoted scalar", "yaml_unclosed_quote", True),
+    ("while scanning a simple key", "yaml_missing_colon", True),
+    ("found duplicate key", "yaml_duplicate_key", False),
+    ("mapping values are not allowed", "yaml_colon_in_value", False),
+    ("cannot start any token", "yaml_bad_character", False),
+    ("expected <block end>", "yaml_indentation", False),  # PyYAML's words
+    ("did not find expected '-' indicator", "yaml_indentation", False),  # libyaml's
+    ("did not find expected key", "yaml_indentation", False),
+)
+
+
+def syntax_error(exc: yaml.MarkedYAMLError) -> YamlError:
+    """A PyYAML error in words a coordinator understands, at the line to fix."""
+    context, problem = exc.context or "", exc.problem or ""
+    original = " ".join(part for part in (context, problem) if part) or str(exc)
+    key, at_context = next(((known, at) for phrase, known, at in _SYNTAX
+                            if phrase in context or phrase in problem), ("yaml_other", False))
+    mark = (exc.context_mark if at_context else None) or exc.problem_mark or exc.context_mark
+    values: dict[str, Any] = {"detail": original}
+    if key == "yaml_duplicate_key":
+        values["key"] = problem.removeprefix("found duplicate key ")
+    if mark is None:
+        return YamlError(key, values, None, None)
+    return YamlError(key, values, mark.line + 1, mark.column + 1)
+
+
+def load_yaml(text: str, positions: dict[int, Any] | None = None) -> Any:
+    """Parse YAML text; raises YamlError with the place to fix. With `positions`, the
+    lines of every mapping, key and list item are recorded there (by `id()`)."""
+    loader = StrictLoader(text)
+    loader.positions = positions
     try:
-        return yaml.load(text, Loader=StrictLoader)
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(
-            part for part in (exc.context, exc.problem) if part
-        ) or str(exc)
-        if mark is None:
-            raise YamlError(message, None, None) from exc
-        raise YamlError(message, mark.line + 1, mark.column + 1) from exc
+        raise syntax_error(exc) from exc
     except yaml.YAMLError as exc:
-        raise YamlError(str(exc), None, None) from exc
+        raise YamlError("yaml_other", {"detail": str(exc)}, None, None) from exc
+    finally:
+        loader.dispose()
 
 
 class ReadableDumper(_BaseDumper):  # type: ignore[misc, valid-type]
