@@ -208,7 +208,7 @@ def parse_offset(text: str) -> int | None:
     total = 0
     while remaining:
         digits = ""
-        while remaining and remaining[0].isdigit():
+        while remaining and remaining[0].isdecimal():
             digits, remaining = digits + remaining[0], remaining[1:]
         if not digits:
             return None

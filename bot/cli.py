@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import DATA_DIR, ConfigError, Settings, load_settings
+from bot.config import DATA_DIR, INVITATION_MAX_HOURS, ConfigError, Settings, load_settings
 from bot.logs import setup_logging
 
 EXIT_CONFIG = 2
@@ -187,7 +187,11 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
         print(f"unknown role {args.role!r}: use officer, duty_officer, coordinator or admin",
               file=sys.stderr)
         return 1
-    hours = args.hours or settings.invitation_ttl_hours
+    hours = settings.invitation_ttl_hours if args.hours is None else args.hours
+    if not 1 <= hours <= INVITATION_MAX_HOURS:
+        print(f"--hours must be from 1 to {INVITATION_MAX_HOURS} (90 days), not {hours}"[:200],
+              file=sys.stderr)
+        return 1
     db = Database(settings.database_url)
     try:
         async with db.session() as session:

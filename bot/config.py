@@ -13,6 +13,24 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
+INVITATION_MAX_HOURS = 24 * 90  # an invitation link is valid at most 90 days
+
+
+def async_database_url(value: str) -> str:
+    """Accept the plain URLs operators paste and pick the async driver for them.
+
+    Shared by DATABASE_URL and the tests' TEST_POSTGRES_URL, so both take the same forms.
+    """
+    for plain, asynchronous in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if value.startswith(plain):
+            return asynchronous + value[len(plain):]
+    if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        raise ValueError("must be a sqlite:/// or postgresql:// URL")
+    return value
 
 
 class BotMode(StrEnum):
@@ -54,7 +72,7 @@ class Settings(BaseSettings):
     # Updates handled at once (each person's and each chat's still one at a time).
     update_concurrency: int = Field(default=32, ge=1, le=1024)
 
-    invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 90)
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=INVITATION_MAX_HOURS)
     ack_deadline_flash_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60)
     ack_deadline_urgent_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
     ack_deadline_routine_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
@@ -108,17 +126,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        """Accept the plain URLs operators paste and pick the async driver for them."""
-        for plain, asynchronous in (
-            ("postgresql://", "postgresql+asyncpg://"),
-            ("postgres://", "postgresql+asyncpg://"),
-            ("sqlite://", "sqlite+aiosqlite://"),
-        ):
-            if value.startswith(plain):
-                return asynchronous + value[len(plain):]
-        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
-        return value
+        return async_database_url(value)
 
     @property
     def timezone(self) -> ZoneInfo:

@@ -15,19 +15,21 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bot.config import async_database_url
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.models import Base
 
-DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def postgres_admin_url() -> str:
-    return os.environ.get("TEST_POSTGRES_URL", DEFAULT_ADMIN_URL)
+def postgres_admin_url(admin_url: str | None = None) -> str:
+    """The given URL, else TEST_POSTGRES_URL, in any form DATABASE_URL accepts."""
+    return async_database_url(admin_url or os.environ.get("TEST_POSTGRES_URL", DEFAULT_ADMIN_URL))
 
 
 async def postgres_available(admin_url: str | None = None) -> bool:
-    engine = create_engine(admin_url or postgres_admin_url())
+    engine = create_engine(postgres_admin_url(admin_url))
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -40,7 +42,7 @@ async def postgres_available(admin_url: str | None = None) -> bool:
 
 async def create_postgres_database(name: str, admin_url: str | None = None) -> str:
     """(Re)create a UTF-8 database and return its URL."""
-    admin = create_engine(admin_url or postgres_admin_url())
+    admin = create_engine(postgres_admin_url(admin_url))
     try:
         async with admin.connect() as connection:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -53,13 +55,13 @@ async def create_postgres_database(name: str, admin_url: str | None = None) -> s
             )
     finally:
         await admin.dispose()
-    return make_url(admin_url or postgres_admin_url()).set(database=name).render_as_string(
+    return make_url(postgres_admin_url(admin_url)).set(database=name).render_as_string(
         hide_password=False
     )
 
 
 async def drop_postgres_database(name: str, admin_url: str | None = None) -> None:
-    admin = create_engine(admin_url or postgres_admin_url())
+    admin = create_engine(postgres_admin_url(admin_url))
     try:
         async with admin.connect() as connection:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -121,7 +121,8 @@ async def set_command(
         if len(args) < 4:
             raise Refusal(tr("chair.set.usage"))
         zone_text, months_text, day_text = args[0], args[1], args[2]
-        if not months_text.isdigit() or not 1 <= int(months_text) <= 120:
+        if not months_text.isdecimal() or len(months_text) > 3 or \
+                not 1 <= int(months_text) <= 120:
             raise Refusal(tr("chair.errors.bad_term"))
         anchor = parse_day(day_text, now.astimezone(zone(svc.settings.bot_timezone)).date())
         if anchor is None:

@@ -206,13 +206,17 @@ def parse_time(tr: Translator, text: str, now: datetime, zone_name: str) -> date
 
 
 TIME_PROBLEMS = {"empty", "unrecognised", "in_the_past", "too_far", "no_time"}
+LONGEST_MEETING = timedelta(days=14)
+LONGEST_MINUTES = LONGEST_MEETING // timedelta(minutes=1)
 
 
 def parse_end(text: str, start: datetime, now: datetime, zone_name: str) -> datetime | None:
     """'11:30' (same day as the start), '2h'/'90m' (a duration), or a full date and time."""
     minutes = parse_offset(text)
     if minutes:
-        return start + timedelta(minutes=minutes)
+        # Past the longest meeting, just past it: got_end says "too long" (10**9 days
+        # would not even be a date).
+        return start + timedelta(minutes=min(minutes, LONGEST_MINUTES + 1))
     match = re.fullmatch(r"\s*(\d{1,2})[:：](\d{2})\s*", text)
     if match:
         hour, minute = int(match[1]), int(match[2])
@@ -224,6 +228,15 @@ def parse_end(text: str, start: datetime, now: datetime, zone_name: str) -> date
         return parse_deadline(text, max(start, now), zone_name)
     except DeadlineError:
         return None
+
+
+def end_problem(start: datetime, end: datetime) -> str | None:
+    """Why a meeting cannot end then (a message key), or None."""
+    if end <= start:
+        return "meetings.errors.end_before_start"
+    if end - start > LONGEST_MEETING:
+        return "meetings.errors.too_long_meeting"
+    return None
 
 
 def split_place(text: str) -> tuple[str | None, str | None]:
@@ -560,8 +573,8 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
                 end = parse_end(value, meeting.starts_at, now, zone_name)
                 if end is None:
                     raise Refusal(tr("meetings.errors.time_unrecognised", text=escape(value)))
-                if end <= meeting.starts_at:
-                    raise Refusal(tr("meetings.errors.end_before_start"))
+                if (problem := end_problem(meeting.starts_at, end)) is not None:
+                    raise Refusal(tr(problem))
                 changes["ends_at"] = end
             elif field == "place":
                 changes["place"] = None if value.lower() in SKIP else check_text(
@@ -820,10 +833,8 @@ async def got_end(update: Update, context: Context, actor: Actor) -> int:
     if end is None:
         return await _step_reply(update, tr("meetings.errors.time_unrecognised", text=escape(text)),
                                  state=END)
-    if end <= start:
-        return await _step_reply(update, tr("meetings.errors.end_before_start"), state=END)
-    if end - start > timedelta(days=14):
-        return await _step_reply(update, tr("meetings.errors.too_long_meeting"), state=END)
+    if (problem := end_problem(start, end)) is not None:
+        return await _step_reply(update, tr(problem), state=END)
     data["ends_at"] = end.isoformat()
     return await _step_reply(update, tr("meetings.new.ask_place"), state=PLACE)
 

@@ -1049,10 +1049,18 @@ async def view_pressed(update: Update, context: Context, actor: Actor) -> None:
     await _show(update, context, actor, request_id=int(match.group(1)))
 
 
-async def _resolve_filters(svc: Services, actor: Actor, words: list[str], *,
-                           default_open: bool) -> tuple[Filters, list[int] | None, list[str]]:
+async def _resolve_filters(
+    update: Update, svc: Services, actor: Actor, words: list[str], *, default_open: bool
+) -> tuple[Filters, list[int] | None, list[str]] | None:
+    """The filters the words name; None, once the user is told why, for a period that
+    names none (a month or day that does not exist, out of range)."""
     tr = actor.tr
-    filters_ = rules.parse_filters(words, svc.now(), _zone(svc, actor), default_open=default_open)
+    try:
+        filters_ = rules.parse_filters(words, svc.now(), _zone(svc, actor),
+                                       default_open=default_open)
+    except rules.PeriodProblem as problem:
+        await reply(update, problem.message(tr))
+        return None
     notes: list[str] = []
     unit_ids: list[int] | None = None
     if filters_.unit_query:
@@ -1102,8 +1110,11 @@ async def list_command(update: Update, context: Context, actor: Actor) -> None:
     svc = services(context)
     if not await _shown_here(svc, update, actor.tr):
         return
-    filters_, unit_ids, notes = await _resolve_filters(svc, actor, list(context.args or []),
-                                                       default_open=True)
+    resolved = await _resolve_filters(update, svc, actor, list(context.args or []),
+                                      default_open=True)
+    if resolved is None:
+        return
+    filters_, unit_ids, notes = resolved
     listing = {"filters": filters_.to_json(), "unit_ids": unit_ids, "notes": notes}
     assert context.user_data is not None
     context.user_data[LISTING] = listing
@@ -1140,7 +1151,10 @@ async def export_command(update: Update, context: Context, actor: Actor) -> None
     if not args or rules.fold(args[0]) not in EXPORT_WORDS:
         await reply(update, tr("requests.export.usage"))
         return
-    filters_, unit_ids, notes = await _resolve_filters(svc, actor, args[1:], default_open=False)
+    resolved = await _resolve_filters(update, svc, actor, args[1:], default_open=False)
+    if resolved is None:
+        return
+    filters_, unit_ids, notes = resolved
     now = svc.now()
     filters_.period = _period_or_default(filters_, now)
     async with svc.db.session() as session:
@@ -1172,8 +1186,11 @@ async def export_command(update: Update, context: Context, actor: Actor) -> None
 @guarded(Role.coordinator, Where.private)
 async def stats_command(update: Update, context: Context, actor: Actor) -> None:
     svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
-    filters_, unit_ids, _notes = await _resolve_filters(svc, actor, list(context.args or []),
-                                                        default_open=False)
+    resolved = await _resolve_filters(update, svc, actor, list(context.args or []),
+                                      default_open=False)
+    if resolved is None:
+        return
+    filters_, unit_ids, _notes = resolved
     if filters_.unit_query and unit_ids is None:
         await reply(update, tr("requests.stats.bad_period", text=escape(filters_.unit_query)))
         return

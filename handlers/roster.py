@@ -25,6 +25,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offset, valid_zone, zone
 from bot.commands import CommandInfo, Where
+from bot.domain.clock import in_calendar
 from bot.domain.normalize import closest_names, normalize
 from bot.domain.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
 from bot.domain.timeparse import next_date
@@ -87,6 +88,7 @@ EDIT_CB = "rosteredit"
 DAYS_SHOWN = 7
 PREVIEW_SHIFTS = 8
 NAME_LIMIT = 60
+PHONE_LIMIT = 40  # the column's width
 SPLIT_OFFICERS = re.compile(r"[、,，;；\n]+")
 PATTERN_WORDS = {
     "daily": ShiftPattern.daily, "24h": ShiftPattern.daily, "24小时": ShiftPattern.daily,
@@ -124,10 +126,12 @@ def parse_day(text: str, today: date, *, upcoming: bool = False) -> date | None:
         return None
     try:
         if upcoming and not match[1]:
-            return next_date(today, int(match[3]), int(match[2]))
-        return date(int(match[1] or today.year), int(match[2]), int(match[3]))
+            day = next_date(today, int(match[3]), int(match[2]))
+        else:
+            day = date(int(match[1] or today.year), int(match[2]), int(match[3]))
     except ValueError:
         return None
+    return day if in_calendar(day) else None
 
 
 def parse_clock(text: str) -> time | None:
@@ -367,7 +371,7 @@ async def parse_officers(session: AsyncSession, tr: Translator, text: str) -> li
                 officer.user_id, officer.telegram_user_id = user.id, user.telegram_id
             elif officer.phone and re.fullmatch(r"[\d\-]+", token):
                 officer.phone += " " + token  # "+86 100 0000 0205"
-            elif token.isdigit() and len(token) >= 5:
+            elif token.isascii() and token.isdigit() and 5 <= len(token) <= 15:  # a user id
                 officer.telegram_user_id = int(token)
                 user = await user_by_telegram_id(session, int(token))
                 officer.user_id = user.id if user else None
@@ -376,8 +380,9 @@ async def parse_officers(session: AsyncSession, tr: Translator, text: str) -> li
             else:
                 names.append(token)
         officer.name = " ".join(names)
-        if not officer.name or len(officer.name) > NAME_LIMIT:
-            raise Refusal(tr("roster.errors.bad_officer", entry=escape(entry.strip())))
+        if not officer.name or len(officer.name) > NAME_LIMIT or \
+                len(officer.phone or "") > PHONE_LIMIT:
+            raise Refusal(tr("roster.errors.bad_officer", entry=escape(entry.strip()[:200])))
         if any(normalize(o.name) == normalize(officer.name) for o in officers):
             raise Refusal(tr("roster.errors.duplicate", name=escape(officer.name)))
         officers.append(officer)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.db import Database
-from storage.models import Unit
+from storage.models import Invitation, Unit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,6 +81,21 @@ async def test_invite_from_the_shell(database_url: str, db: Database, tmp_path: 
     assert "/start " in result.stdout
     refused = run("invite", "火星", env={"DATABASE_URL": database_url}, cwd=tmp_path)
     assert refused.returncode == 1 and "exactly one unit" in refused.stderr
+
+
+async def test_invite_hours_out_of_range_are_refused(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    async with db.session() as session:
+        session.add(Unit(code="yn", name="云南省公安厅", short_name="云南"))
+    for hours in ("0", "-1", "2161", str(10**30)):
+        result = run("invite", "云南", "--hours", hours,
+                     env={"DATABASE_URL": database_url}, cwd=tmp_path)
+        assert result.returncode == 1, (hours, result.stdout, result.stderr)
+        assert "--hours must be from 1 to 2160 (90 days)" in result.stderr
+        assert "Traceback" not in result.stderr and "/start" not in result.stdout
+    async with db.session() as session:
+        assert not (await session.execute(select(func.count(Invitation.id)))).scalar_one()
 
 
 async def test_import_export_verbs(database_url: str, db: Database, tmp_path: Path) -> None:

@@ -590,3 +590,16 @@ async def test_a_cancelled_or_replaced_delegate_prompt_takes_no_name(
     assert await answers() == []
     await name(newer, "李四")
     assert len(await answers()) == 1
+
+
+async def test_each_meeting_verb_gets_one_answer(
+    desk: BotHarness, units: dict[str, int]
+) -> None:
+    """/meeting ID, edit, cancel and its usage are answered once, not also as an unknown
+    command by the fallback of a later handler group."""
+    meeting_id = await add_meeting(desk, units)
+    for text in (f"/meeting {meeting_id}", f"/meeting edit {meeting_id} 地点 西宁",
+                 f"/meeting edit {meeting_id} 结束 900d", "/meeting cancel 999", "/meeting x"):
+        sent = await desk.send(COORD_ID, text)
+        assert len(sent.messages) == 1, (text, sent.texts)
+        assert "没有这个命令" not in sent.text

@@ -163,9 +163,10 @@ def test_last_month_in_january_is_last_december() -> None:
         local(2026, 12, 1), local(2027, 1, 1))
 
 
-@pytest.mark.parametrize("text", ["2026-13", "2026-02-30", "2026-11-30..2026-11-01", "0d",
-                                  "四川", "1999", "下周"])
-def test_bad_periods(text: str) -> None:
+@pytest.mark.parametrize("text", ["四川", "下周", "2026-13-四川", "11-25"])
+def test_words_that_are_no_period(text: str) -> None:
+    """Left for the unit's name; period-shaped words that name none (2026-13, 1999, 0d):
+    tests/test_periods.py."""
     assert rules.parse_period(text, NOW, SHANGHAI) is None
 
 

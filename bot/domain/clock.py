@@ -12,6 +12,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
+# The days a command may name: wide enough for any record of the desk, narrow enough
+# that a day before or after it is never out of Python's or the database's range.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
+
+
+def in_calendar(day: date) -> bool:
+    return FIRST_DAY <= day <= LAST_DAY
+
 
 @runtime_checkable
 class Clock(Protocol):
