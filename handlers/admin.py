@@ -62,7 +62,7 @@ async def one_unit(session: AsyncSession, tr: Translator, query: str) -> Unit:
         return units[0]
     if not units:
         raise Refusal(tr("admin.unknown_unit", query=escape(query)))
-    names = "、".join(f"{escape(u.name)} (<code>{escape(u.code)}</code>)" for u in units)
+    names = tr.join(f"{escape(u.name)} (<code>{escape(u.code)}</code>)" for u in units)
     raise Refusal(tr("admin.ambiguous_unit", query=escape(query), units=names))
 
 

@@ -274,9 +274,9 @@ async def resolve_units(
         else:
             unknown.append(word)
     if unknown:
-        raise Refusal(tr("meetings.errors.unknown_units", units=escape("、".join(unknown))))
+        raise Refusal(tr("meetings.errors.unknown_units", units=escape(tr.join(unknown))))
     if ambiguous:
-        raise Refusal(tr("meetings.errors.ambiguous_units", units=escape("、".join(ambiguous))))
+        raise Refusal(tr("meetings.errors.ambiguous_units", units=escape(tr.join(ambiguous))))
     return found
 
 
@@ -293,7 +293,7 @@ def calendar_event(tr: Translator, meeting: Meeting, zone_name: str) -> Calendar
     lines = []
     if meeting.agenda:
         lines.append(tr("meetings.ics.agenda", agenda=meeting.agenda))
-    lines.append(tr("meetings.ics.units", units=plan.unit_names(meeting)))
+    lines.append(tr("meetings.ics.units", units=plan.unit_names(tr, meeting)))
     if meeting.video_link:
         lines.append(meeting.video_link)
     return CalendarEvent(
@@ -474,7 +474,7 @@ async def show_meeting(update: Update, context: Context, actor: Actor, meeting_i
     if meeting.status is MeetingStatus.cancelled:
         parts.insert(0, tr("meetings.tally.cancelled"))
     parts.append(tr("meetings.show.reminders",
-                    offsets="、".join(fmt_minutes(tr, o) for o in meeting.reminder_offsets or [])))
+                    offsets=tr.join(fmt_minutes(tr, o) for o in meeting.reminder_offsets or [])))
     if is_coordinator(actor):
         parts.append("")
         parts.append(plan.tally_text(tr, meeting, rooms, scope.zone_name, now=now))
@@ -512,7 +512,7 @@ async def announce_change(
 ) -> list[str]:
     """Change notice to every participant's room (and a farewell to removed units)."""
     tr = Translator(svc.settings.default_language)
-    names = "、".join(tr(f"meetings.fields.{name}") for name in changed if name != "zone_id")
+    names = tr.join(tr(f"meetings.fields.{name}") for name in changed if name != "zone_id")
     key = f"meeting:{meeting.id}:rev{meeting.revision}"
     rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
     unreachable = []
@@ -613,10 +613,10 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
                                   default_language=svc.settings.default_language,
                                   edit_key=f"meeting:{meeting.id}:tally:rev{meeting.revision}")
             text = tr("meetings.edit.done", id=meeting.id,
-                      fields="、".join(tr(f"meetings.fields.{n}") for n in changed))
+                      fields=tr.join(tr(f"meetings.fields.{n}") for n in changed))
             if unreachable:
                 text += "\n" + tr("meetings.created.unreachable",
-                                  units=escape("、".join(unreachable)))
+                                  units=escape(tr.join(unreachable)))
     except Refusal as refusal:
         await reply(update, refusal.text)
         return
@@ -718,7 +718,7 @@ async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
         text = tr("meetings.cancel.done", id=meeting.id, title=escape(meeting.title))
         if unreachable:
             text += "\n" + tr("meetings.created.unreachable",
-                              units=escape("、".join(unreachable)))
+                              units=escape(tr.join(unreachable)))
     return text
 
 
@@ -889,15 +889,15 @@ async def preview_text(svc: Services, tr: Translator, data: dict[str, Any]) -> s
         video_link=data.get("video_link"), agenda=data.get("agenda"), participants=[],
     )
     zone_name = data.get("zone_name") or default_zone(svc)
-    names = "、".join(escape(units[u].short_name or units[u].name) for u in data["unit_ids"])
+    names = tr.join(escape(tr.name(units[u].short_name or units[u].name)) for u in data["unit_ids"])
     lines = [tr("meetings.new.preview"),
              plan.card(tr, meeting, zone_name, now=svc.now()).replace("#0 ", ""),
              tr("meetings.card.units", units=names),
-             tr("meetings.show.reminders", offsets="、".join(
+             tr("meetings.show.reminders", offsets=tr.join(
                  fmt_minutes(tr, o) for o in plan_offsets()))]
     missing = [units[u].short_name or units[u].name for u in data["unit_ids"] if u not in rooms]
     if missing:
-        lines.append(tr("meetings.created.unreachable", units=escape("、".join(missing))))
+        lines.append(tr("meetings.created.unreachable", units=escape(tr.join(missing))))
     return "\n".join(lines)
 
 
@@ -959,9 +959,9 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
     svc.wake_delivery()
     await query.answer()
     text = tr("meetings.created.done", id=meeting_id, title=escape(title),
-              offsets="、".join(fmt_minutes(tr, o) for o in plan_offsets()))
+              offsets=tr.join(fmt_minutes(tr, o) for o in plan_offsets()))
     if unreachable:
-        text += "\n" + tr("meetings.created.unreachable", units=escape("、".join(unreachable)))
+        text += "\n" + tr("meetings.created.unreachable", units=escape(tr.join(unreachable)))
     await query.edit_message_text(text, parse_mode=ParseMode.HTML)
     return ConversationHandler.END
 

@@ -168,7 +168,7 @@ async def _audience_label(svc: Services, tr: Translator, audience: dict[str, Any
         zones = [await session.get(Zone, z) for z in audience.get("zones") or []]
         units = [await session.get(Unit, u) for u in audience.get("units") or []]
     names = [z.name for z in zones if z] + [u.name for u in units if u]
-    return "、".join(escape(n) for n in names) or tr("notices.new.none")
+    return tr.join(escape(n) for n in names) or tr("notices.new.none")
 
 
 async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
@@ -420,7 +420,7 @@ async def audience_typed(update: Update, context: Context, actor: Actor) -> int:
             elif units:
                 candidates += units
                 notes.append(tr("notices.new.ambiguous_unit", text=escape(word[:40]),
-                                units="、".join(escape(u.name) for u in units)))
+                                units=tr.join(escape(tr.name(u.name)) for u in units)))
             else:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
     if candidates:

@@ -185,7 +185,7 @@ async def _target_prompt(
     lines = [*(notes or []), tr("requests.new.ask_target")]
     if chosen:
         lines.append(tr("requests.new.targets_chosen",
-                        units="、".join(escape(u.name) for u in chosen.values())))
+                        units=tr.join(escape(tr.name(u.name)) for u in chosen.values())))
         lines.append(tr("requests.new.ask_more_targets"))
     options = list(offered) + [u for u in chosen.values() if u.id not in {o.id for o in offered}]
     buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
@@ -218,7 +218,7 @@ async def _summary(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
         details = details[:300] + "…"
     return tr(
         "requests.new.summary",
-        units="、".join(escape(u.name) for u in units.values()),
+        units=tr.join(escape(tr.name(u.name)) for u in units.values()),
         mechanism=escape(mechanism.name) if mechanism else tr("requests.new.none"),
         urgency=rules.urgency_label(tr, urgency),
         subject=escape(draft["subject"]),
@@ -353,7 +353,7 @@ async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
                 # Refused with the list (the flow then asks with buttons), not taken
                 # as the start of the subject.
                 notes.append(tr("requests.new.unknown_mechanism_word", query=escape(word[:40]),
-                                names="、".join(escape(m.name) for m in offered)))
+                                names=tr.join(escape(m.name) for m in offered)))
             else:
                 break
             index += 1
@@ -378,7 +378,7 @@ async def _add_target(session: Any, tr: Translator, actor: Actor, draft: dict[st
     if len(units) > 1:
         draft["candidates"] = [u.id for u in units]
         return [tr("requests.new.ambiguous_unit", query=escape(query)) + " " +
-                "、".join(escape(u.name) for u in units)]
+                tr.join(escape(tr.name(u.name)) for u in units)]
     return _toggle_target(tr, actor, draft, units[0], add_only=True)
 
 
@@ -449,7 +449,7 @@ async def target_pressed(update: Update, context: Context, actor: Actor) -> int:
             return await handled(TARGET)
         draft["targets_done"] = True
         units = await _unit_names(svc, draft["targets"])
-        await _closing(update, tr, "、".join(escape(u.name) for u in units.values()))
+        await _closing(update, tr, tr.join(escape(tr.name(u.name)) for u in units.values()))
         return await _advance(update, context, actor)
     match = re.fullmatch(rf"{NEW}:t:{DB_ID}", data)
     unit = (await _unit_names(svc, [int(match.group(1))])).get(int(match.group(1))) \

@@ -255,7 +255,7 @@ def shift_on(
 
 
 def pattern_text(tr: Translator, spec: RosterSpec) -> str:
-    starts = "、".join(t.strftime("%H:%M") for t in spec.shift_starts)
+    starts = tr.join(t.strftime("%H:%M") for t in spec.shift_starts)
     return tr(f"roster.patterns.{spec.pattern}", starts=starts)
 
 
@@ -429,7 +429,7 @@ async def known_officers(
             close = closest_names(name, names)
             lines.append(tr("roster.errors.unknown_person", name=escape(name),
                             unit=escape(room.unit.short_name)) + " " + (
-                tr("roster.errors.did_you_mean", names=escape("、".join(close))) if close
+                tr("roster.errors.did_you_mean", names=escape(tr.join(close))) if close
                 else tr("roster.errors.no_close_names")))
         raise Refusal("\n".join(lines))
     return officers
@@ -467,7 +467,7 @@ async def edit_room(
             return rooms[0], args[1:]
         if rooms:
             raise Refusal(tr("roster.errors.which_room", rooms=escape(
-                "、".join(r.title for r in rooms))))
+                tr.join(tr.name(r.title) for r in rooms))))
         raise Refusal(tr("roster.edit.usage"))
     rooms = await rooms_of_unit(session, actor.user.unit_id) \
         if actor.user and actor.user.unit_id else []
@@ -475,7 +475,7 @@ async def edit_room(
         raise Refusal(tr("roster.errors.no_room"))
     if len(rooms) > 1:
         raise Refusal(tr("roster.errors.which_room", rooms=escape(
-            "、".join(r.title for r in rooms))))
+            tr.join(tr.name(r.title) for r in rooms))))
     return rooms[0], args
 
 
@@ -574,7 +574,7 @@ async def preview_text(
     lines = [tr("roster.preview.head", room=escape(room.title))]
     if "officers" in change:
         lines.append(tr("roster.preview.officers", names=escape(
-            "、".join(o["name"] for o in officers))))
+            tr.join(o["name"] for o in officers))))
     if not officers:
         lines.append(tr("roster.preview.no_officers"))
         return "\n".join([*lines, "", tr("roster.preview.hint")])
@@ -696,7 +696,7 @@ async def override(
     member = member_named(view, rest[0])
     if member is None:
         raise Refusal(tr("roster.errors.unknown_officer", name=escape(rest[0]),
-                         names=escape("、".join(m.name for m in view.members))))
+                         names=escape(tr.join(m.name for m in view.members))))
     reason = " ".join(rest[1:]).strip() or None
     if reason and len(reason) > 200:
         raise Refusal(tr("errors.too_long", limit=200))
@@ -756,7 +756,7 @@ async def remind_command(
 
 
 def _offsets(tr: Translator, offsets: list[int]) -> str:
-    return "、".join(fmt_minutes(tr, o) for o in offsets)
+    return tr.join(fmt_minutes(tr, o) for o in offsets)
 
 
 # --------------------------------------------------------------------------- /swap
@@ -813,7 +813,7 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
             counterpart = member_named(view, rest[0])
             if counterpart is None:
                 raise Refusal(tr("roster.errors.unknown_officer", name=escape(rest[0]),
-                                 names=escape("、".join(m.name for m in view.members))))
+                                 names=escape(tr.join(m.name for m in view.members))))
             if counterpart.id == me.id:
                 raise Refusal(tr("roster.errors.same_officer"))
             mine = shift_on(view, day, at, me)

@@ -501,7 +501,7 @@ def reader_zone(policy: NoticePolicy, user: User | None) -> Any:
 
 def _names(tr: Translator, items: list[str], total: int | None = None) -> str:
     shown = items[:LIST_LIMIT]
-    text = "、".join(shown)
+    text = tr.join(shown)
     rest = (len(items) if total is None else total) - len(shown)
     if rest > 0:
         text += tr("notices.status.more", count=rest)

@@ -96,8 +96,8 @@ def kind_label(tr: Translator, meeting: Meeting) -> str:
     return tr(f"meetings.kinds.{meeting.kind.value}")
 
 
-def unit_names(meeting: Meeting) -> str:
-    return "、".join(p.unit.short_name or p.unit.name for p in meeting.participants)
+def unit_names(tr: Translator, meeting: Meeting) -> str:
+    return tr.join(tr.name(p.unit.short_name or p.unit.name) for p in meeting.participants)
 
 
 def card(
@@ -114,7 +114,7 @@ def card(
     if meeting.video_link:
         lines.append(tr("meetings.card.link", link=escape(meeting.video_link)))
     if meeting.participants:
-        lines.append(tr("meetings.card.units", units=escape(unit_names(meeting))))
+        lines.append(tr("meetings.card.units", units=escape(unit_names(tr, meeting))))
     if agenda and meeting.agenda:
         lines.append(tr("meetings.card.agenda", agenda=escape(meeting.agenda)))
     return "\n".join(lines)
@@ -190,9 +190,9 @@ def tally_text(
         if groups[answer]:
             lines.append(tr("meetings.tally.group", mark=RSVP_MARKS[answer],
                             label=tr(f"meetings.rsvp.{answer.value}"),
-                            units="、".join(groups[answer])))
+                            units=tr.join(groups[answer])))
     if unreachable:
-        lines.append(tr("meetings.tally.unreachable", units="、".join(unreachable)))
+        lines.append(tr("meetings.tally.unreachable", units=tr.join(unreachable)))
     return "\n".join(lines)
 
 
@@ -282,7 +282,7 @@ async def warn_unreachable(
     await outbox.enqueue(
         session, chat_id=creator.telegram_id, kind="meeting_unreachable",
         text=tr("meetings.notify.unreachable", id=meeting.id, title=escape(meeting.title),
-                what=tr(f"meetings.what.{what}"), units=escape("、".join(names))),
+                what=tr(f"meetings.what.{what}"), units=escape(tr.join(names))),
         payload=HTML, dedup_key=f"{key}:unreachable", now=now,
     )
 
