@@ -73,7 +73,17 @@ from handlers.common import (
 )
 from storage import outbox
 from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
-from storage.models import Meeting, MeetingKind, MeetingStatus, Role, Rsvp, Unit, User
+from storage.models import (
+    DutyRoom,
+    Meeting,
+    MeetingKind,
+    MeetingParticipant,
+    MeetingStatus,
+    Role,
+    Rsvp,
+    Unit,
+    User,
+)
 from storage.schedules import (
     all_zones,
     cancel_meeting,
@@ -506,6 +516,23 @@ def _meeting_id(tr: Translator, text: str | None) -> int:
     return meeting_id
 
 
+async def participant_rooms(
+    session: AsyncSession, svc: Services, meeting: Meeting
+) -> tuple[list[tuple[MeetingParticipant, DutyRoom, str]], list[str]]:
+    """(participant, its duty room, the zone its times are shown in) for every
+    participant with a room, and the names of those without one."""
+    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
+    reachable, unreachable = [], []
+    for participant in meeting.participants:
+        room = rooms.get(participant.unit_id)
+        if room is None or room.chat_id is None:
+            unreachable.append(participant.unit.short_name or participant.unit.name)
+            continue
+        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+        reachable.append((participant, room, zone_name))
+    return reachable, unreachable
+
+
 async def announce_change(
     session: AsyncSession, svc: Services, meeting: Meeting, changed: dict[str, Any],
     removed_units: list[int], now: datetime,
@@ -514,14 +541,8 @@ async def announce_change(
     tr = Translator(svc.settings.default_language)
     names = tr.join(tr(f"meetings.fields.{name}") for name in changed if name != "zone_id")
     key = f"meeting:{meeting.id}:rev{meeting.revision}"
-    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
-    unreachable = []
-    for participant in meeting.participants:
-        room = rooms.get(participant.unit_id)
-        if room is None or room.chat_id is None:
-            unreachable.append(participant.unit.short_name or participant.unit.name)
-            continue
-        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+    reachable, unreachable = await participant_rooms(session, svc, meeting)
+    for participant, room, zone_name in reachable:
         text = plan.room_message(tr, meeting, participant.unit_id, zone_name, "c", now=now)
         text += "\n" + tr("meetings.notify.what_changed", fields=names)
         await outbox.enqueue(session, chat_id=room.chat_id, kind="meeting_change", text=text,
@@ -695,14 +716,8 @@ async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
         if not await cancel_meeting(session, meeting, actor=user, reason=reason):
             raise Refusal(tr("meetings.errors.cancelled"))
         room_tr = Translator(svc.settings.default_language)
-        rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
-        unreachable = []
-        for participant in meeting.participants:
-            room = rooms.get(participant.unit_id)
-            if room is None or room.chat_id is None:
-                unreachable.append(participant.unit.short_name or participant.unit.name)
-                continue
-            zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
+        reachable, unreachable = await participant_rooms(session, svc, meeting)
+        for _, room, zone_name in reachable:
             text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
                            when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
                                          zone_name, now=now))
