@@ -158,7 +158,9 @@ def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere)
                 await update.callback_query.answer(actor.tr(refusal), show_alert=True)
             else:
                 await reply(update, actor.tr(refusal))
-            return None
+            # Answered: no handler of a later group (the unknown-command reply) answers
+            # again; a conversation keeps its state.
+            raise ApplicationHandlerStop
 
         return wrapper
 

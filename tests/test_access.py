@@ -279,3 +279,10 @@ def test_the_confirmation_book_forgets_what_is_over_first() -> None:
     assert len(book) == common.CONFIRMATIONS_KEPT
     assert common.confirmation_state(context, kept, "notice_send") == common.OPEN  # type: ignore[arg-type]
     assert common.confirmation_state(context, token, "notice_withdraw") == common.CANCELLED  # type: ignore[arg-type]
+
+
+async def test_a_refusal_is_the_only_answer(desk: BotHarness) -> None:
+    # /meeting is handled ahead of the other groups: its refusal must end the update.
+    for text in ("/meeting 1", "/meeting new", "/roster", "/notice"):
+        sent = await desk.send(910000099, text)
+        assert len(sent.messages) == 1, (text, sent.texts)
