@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 import warnings
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
@@ -54,6 +56,7 @@ from handlers.common import (
 )
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
+from storage.db import AlreadySubmitted, submit_once
 from storage.models import NoticeKind, NoticeStatus, Role, Severity, Unit, Zone
 from storage.requests import resolve_units
 from storage.schedules import all_zones, find_zones
@@ -291,7 +294,8 @@ async def notice_command(update: Update, context: Context, actor: Actor) -> int:
     assert context.user_data is not None
     now = svc.now()
     context.user_data[DRAFT] = {"audience": {}, "started": now.isoformat(),
-                                "token": offer_confirmation(context, SEND)}
+                                "token": offer_confirmation(context, SEND),
+                                "id": uuid.uuid4().hex}
     words = list(context.args or [])
     if not words:
         return await _ask(update, context, actor, KIND)
@@ -554,14 +558,23 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     notice_draft = store.NoticeDraft(
         kind=NoticeKind(draft["kind"]), severity=Severity(draft["severity"]),
         text=draft["text"], audience=dict(draft["audience"]), attachment=draft.get("attachment"),
-        scheduled_for=datetime.fromisoformat(when) if when else None)
+        scheduled_for=datetime.fromisoformat(when) if when else None,
+        submission_key=draft.get("id"))
+
+    async def create(session: AsyncSession) -> tuple[str, int]:
+        user = await user_by_telegram_id(session, actor.telegram_id)
+        assert user is not None
+        notice = await store.create_notice(session, notice_draft, actor=user, now=svc.now(),
+                                           policy=_policy(svc))
+        return notice.number, len(await store.room_states(session, notice))
+
     try:
-        async with svc.db.session() as session:
-            user = await user_by_telegram_id(session, actor.telegram_id)
-            assert user is not None
-            notice = await store.create_notice(session, notice_draft, actor=user, now=svc.now(),
-                                               policy=_policy(svc))
-            number, rooms = notice.number, len(await store.room_states(session, notice))
+        number, rooms = await submit_once(svc.db, create)
+    except AlreadySubmitted as done:
+        _end_draft(context, token)
+        await query.answer()
+        await reply(update, tr("notices.new.already_sent", number=done.numbers[0]))
+        return await _stop(END)
     except store.NoticeProblem as problem:
         await query.answer()
         notes = [tr(f"notices.problem.{problem.code}", **problem.values)]
@@ -570,11 +583,9 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         step = {"time_past": WHEN, "no_rooms": AUDIENCE, "no_audience": AUDIENCE}.get(
             problem.code, CONFIRM)
         return await _ask(update, context, actor, step, notes)
-    close_confirmation(context, token, USED)
+    _end_draft(context, token)
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
     await _closing(update, tr("notices.button.send"))
     if when:
         zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
@@ -583,6 +594,13 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     else:
         await reply(update, tr("notices.new.sent", number=number, rooms=rooms))
     return await _stop(END)
+
+
+def _end_draft(context: Context, token: str) -> None:
+    """The draft is stored: its buttons are dead and it is gone."""
+    close_confirmation(context, token, USED)
+    assert context.user_data is not None
+    context.user_data.pop(DRAFT, None)
 
 
 @guarded(Role.coordinator, Where.private)

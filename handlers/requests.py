@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import uuid
 import warnings
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 from telegram import ForceReply, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
@@ -62,6 +64,7 @@ from handlers.common import (
 )
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
+from storage.db import AlreadySubmitted, submit_once
 from storage.models import Mechanism, Role, Unit, Urgency
 
 COMMANDS = [
@@ -124,7 +127,8 @@ async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None =
 def _fresh_draft(context: Context, now: datetime) -> dict[str, Any]:
     assert context.user_data is not None
     context.user_data[DRAFT] = {"targets": [], "attachments": [], "started": now.isoformat(),
-                                "token": offer_confirmation(context, SUBMIT)}
+                                "token": offer_confirmation(context, SUBMIT),
+                                "id": uuid.uuid4().hex}
     return context.user_data[DRAFT]
 
 
@@ -674,23 +678,31 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
         urgency=Urgency(draft["urgency"]), subject=draft["subject"],
         details=draft.get("details") or "", attachments=list(draft.get("attachments") or []),
         reply_due_at=datetime.fromisoformat(due) if due else None,
+        submission_key=draft.get("id"),
     )
+
+    async def create(session: AsyncSession) -> tuple[store.Created, dict[int, str | None]]:
+        user = await user_by_telegram_id(session, actor.telegram_id)
+        assert user is not None
+        created = await store.create_requests(session, request_draft, actor=user,
+                                              now=svc.now(), policy=_policy(svc))
+        return created, {r.to_unit_id: r.to_unit.duty_phone for r, _ in created.undelivered}
+
     try:
-        async with svc.db.session() as session:
-            user = await user_by_telegram_id(session, actor.telegram_id)
-            assert user is not None
-            created = await store.create_requests(session, request_draft, actor=user,
-                                                  now=svc.now(), policy=_policy(svc))
-            phones = {r.to_unit_id: r.to_unit.duty_phone for r, _ in created.undelivered}
+        created, phones = await submit_once(svc.db, create)
     except store.DraftProblem as problem:
         await query.answer()
         return await _ask(update, context, actor, CONFIRM, [
             tr(f"requests.new.problem.{problem.code}", **problem.values)])
-    close_confirmation(context, draft.get("token") or "", USED)
+    except AlreadySubmitted as done:
+        _end_draft(context, draft)
+        await query.answer()
+        await reply(update, tr("requests.new.already_submitted", numbers=tr.join(
+            f"<code>{number}</code>" for number in done.numbers)))
+        return await handled(END)
+    _end_draft(context, draft)
     svc.wake_delivery()
     await svc.rescheduled("requests")
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
     await query.answer()
     await _edit(update, (query.message.text_html if isinstance(query.message, Message)
                          and query.message.text else "") + "\n\n▶ " + tr("requests.button.submit"))
@@ -705,6 +717,13 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
                         count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
     await reply(update, "\n".join(lines))
     return await handled(END)
+
+
+def _end_draft(context: Context, draft: dict[str, Any]) -> None:
+    """The draft is stored: its buttons are dead and it is gone."""
+    close_confirmation(context, draft.get("token") or "", USED)
+    assert context.user_data is not None
+    context.user_data.pop(DRAFT, None)
 
 
 async def quit_flow(update: Update, context: Context) -> int:

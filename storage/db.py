@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -157,3 +158,30 @@ class Database:
     async def dispose(self) -> None:
         await self._close_epoch_connection()
         await self.engine.dispose()
+
+
+class AlreadySubmitted(Exception):
+    """A guided flow's draft that was stored before (its submission key is taken), with
+    the numbers of what it created. Raised inside the unit of work: nothing is stored
+    or sent again."""
+
+    def __init__(self, numbers: Sequence[str]) -> None:
+        super().__init__(", ".join(numbers))
+        self.numbers = list(numbers)
+
+
+Created = TypeVar("Created")
+
+
+async def submit_once(db: Database,
+                      work: Callable[[AsyncSession], Awaitable[Created]]) -> Created:
+    """Run `work`, which stores a draft under its submission key (or raises
+    AlreadySubmitted when the key is taken), in a unit of work. Two submissions of one
+    draft at once (two processes): the later insert meets the unique key and rolls
+    back; run again, its lookup finds the first one's rows."""
+    try:
+        async with db.session() as session:
+            return await work(session)
+    except IntegrityError:
+        async with db.session() as session:
+            return await work(session)

@@ -597,7 +597,12 @@ class AssistanceRequest(Base):
     """A logged request (协作请求/协查) from one unit to another under a mechanism."""
 
     __tablename__ = "assistance_requests"
-    __table_args__ = (Index("ix_assistance_requests_target_status", "to_unit_id", "status"),)
+    __table_args__ = (
+        Index("ix_assistance_requests_target_status", "to_unit_id", "status"),
+        # One request per target unit per draft: a draft submitted twice (its
+        # confirmation pressed again after a restart) cannot store a second one.
+        Index("ix_assistance_requests_submission", "submission_key", "to_unit_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(24), unique=True)
@@ -628,6 +633,8 @@ class AssistanceRequest(Base):
     route_key: Mapped[str | None] = mapped_column(String(200))
     # Optimistic concurrency: two presses at once produce one change.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The identity of the guided flow's draft that created it (None: made otherwise).
+    submission_key: Mapped[str | None] = mapped_column(String(32))
 
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
@@ -749,6 +756,9 @@ class Notice(Base):
     withdrawn_at: Mapped[datetime | None]
     # Earlier revisions: [{"revision", "text", "at", "by"}], oldest first.
     history: Mapped[list[Any]] = mapped_column(default=list)
+    # The identity of the guided flow's draft that created it: a draft sent twice
+    # (its confirmation pressed again after a restart) cannot store a second notice.
+    submission_key: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
 
     deliveries: Mapped[list[NoticeDelivery]] = relationship(
         back_populates="notice", cascade="all, delete-orphan"

@@ -30,6 +30,7 @@ from sqlalchemy.orm import aliased, selectinload
 from bot.domain import requests as rules
 from bot.i18n import Translator
 from storage.access import audit
+from storage.db import AlreadySubmitted
 from storage.models import (
     DutyRoom,
     Notice,
@@ -84,6 +85,8 @@ class NoticeDraft:
     audience: dict[str, Any]  # {"all": true} or {"zones": [ids], "units": [ids]}
     attachment: dict[str, Any] | None = None  # {"type": "photo"|"document", "file_id"...}
     scheduled_for: datetime | None = None
+    # The draft's identity (handlers: made when the flow starts); stored with the notice.
+    submission_key: str | None = None
 
 
 class NoticeProblem(Exception):
@@ -286,10 +289,16 @@ async def create_notice(
     one delivery row and one outbox row per duty room, in bulk, in this transaction.
 
     `status_chat_id` (default: the actor's private chat) gets the live status message.
-    Raises NoticeProblem for an invalid draft, storing nothing.
+    Raises NoticeProblem for an invalid draft, storing nothing, and AlreadySubmitted
+    (with its number) for a draft whose submission key is already stored: a second
+    press after a restart sends nothing again.
     """
     if not may_create(actor):
         raise NoticeProblem("not_allowed")
+    if draft.submission_key and (number := (await session.execute(
+            select(Notice.number).where(Notice.submission_key == draft.submission_key)
+    )).scalar_one_or_none()):
+        raise AlreadySubmitted([number])
     text = clean_text(draft.text)
     if problem := text_problem(text):
         raise NoticeProblem(f"text_{problem}", limit=TEXT_MAX, length=len(text))
@@ -309,6 +318,7 @@ async def create_notice(
         revision=1, scheduled_for=draft.scheduled_for, created_by_id=actor.id,
         created_at=now, history=[],
         status_chat_id=status_chat_id if status_chat_id is not None else actor.telegram_id,
+        submission_key=draft.submission_key,
     )
     session.add(notice)
     await session.flush()

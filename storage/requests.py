@@ -29,6 +29,7 @@ from bot.domain.requests import Action, Filters, Period, Press, Scope, StatsRow
 from bot.domain.schedule import DEFAULT_ACK_DEADLINES, ack_deadline
 from bot.i18n import Translator
 from storage.access import audit
+from storage.db import AlreadySubmitted
 from storage.models import (
     AssistanceRequest,
     DutyRoom,
@@ -342,6 +343,8 @@ class Draft:
     details: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     reply_due_at: datetime | None = None
+    # The draft's identity (handlers: made when the flow starts); stored with each request.
+    submission_key: str | None = None
 
 
 class DraftProblem(Exception):
@@ -363,7 +366,13 @@ class Created:
 async def create_requests(
     session: AsyncSession, draft: Draft, *, actor: User, now: datetime, policy: Policy,
 ) -> Created:
-    """Store one request per target unit (numbered, routed, recorded), all or nothing."""
+    """Store one request per target unit (numbered, routed, recorded), all or nothing.
+
+    A draft whose submission key is already stored raises AlreadySubmitted with the
+    numbers it got, storing and enqueueing nothing (a second press after a restart)."""
+    if draft.submission_key and (numbers := await submitted_numbers(
+            session, draft.submission_key)):
+        raise AlreadySubmitted(numbers)
     subject = rules.clean_line(draft.subject)
     details = rules.clean_block(draft.details)
     if problem := rules.text_problem(subject, rules.SUBJECT_MAX):
@@ -404,7 +413,7 @@ async def create_requests(
             subject=subject, details=details, attachments=list(draft.attachments),
             status=RequestStatus.open, created_by_id=actor.id, created_at=now,
             ack_due_at=ack_deadline(now, draft.urgency.value, policy.ack_minutes),
-            reply_due_at=draft.reply_due_at,
+            reply_due_at=draft.reply_due_at, submission_key=draft.submission_key,
         )
         request.events = []
         request.from_unit, request.to_unit = units[actor.unit_id], units[unit_id]
@@ -421,6 +430,13 @@ async def create_requests(
         created.requests.append(request)
     await session.flush()
     return created
+
+
+async def submitted_numbers(session: AsyncSession, key: str) -> list[str]:
+    """The numbers of the requests stored from the draft whose identity is `key`."""
+    return list((await session.execute(
+        select(AssistanceRequest.number).where(AssistanceRequest.submission_key == key)
+        .order_by(AssistanceRequest.id))).scalars())
 
 
 _LOOK_UP: Any = object()

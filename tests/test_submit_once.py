@@ -1,0 +1,214 @@
+"""A draft is stored once, however often it is submitted, on both databases.
+
+The end of a guided conversation reaches the database up to a second after what it
+created (persistence flushes on a timer). These tests put the persisted conversation
+back as it was before that flush, as a crash in between leaves it, start the bot again
+and press the old confirmation: the existing numbers are given, nothing is stored or
+sent again. Two submissions of one draft at once store it once too."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from bot.domain.clock import FakeClock
+from bot.emulator import ApiCall, BotApiEmulator
+from bot.testing import BotHarness, Sent
+from storage import notices as notice_store
+from storage import requests as request_store
+from storage.access import user_by_telegram_id
+from storage.db import AlreadySubmitted, Database, submit_once
+from storage.models import (
+    AssistanceRequest,
+    ConversationState,
+    Notice,
+    NoticeDelivery,
+    NoticeKind,
+    OutboxMessage,
+    Severity,
+    Urgency,
+    User,
+)
+from tests.test_requests_support import (
+    PEOPLE,
+    SICHUAN_ROOM,
+    T0,
+    YUNNAN_ROOM,
+    Directory,
+    make_directory,
+)
+
+REQUESTER, ADMIN = 101, 901
+
+
+@pytest.fixture
+async def directory(db: Database) -> Directory:
+    return await make_directory(db, yunnan_room=True)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+def people(emulator: BotApiEmulator) -> None:
+    for telegram_id, name, _role, _unit, language in PEOPLE.values():
+        emulator.add_user(telegram_id, name, language_code=language.lower())
+    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[201, 202])
+    emulator.add_group(YUNNAN_ROOM, "云南省厅值班室", members=[101])
+
+
+Persisted = list[tuple[str, str, dict[str, Any]]]
+
+
+async def persisted(bot: BotHarness) -> Persisted:
+    """The conversations and user data as the database holds them after a flush."""
+    await bot.application.update_persistence()
+    async with bot.db.session() as session:
+        rows = await session.execute(select(ConversationState.namespace, ConversationState.key,
+                                            ConversationState.value))
+        return [(namespace, key, value) for namespace, key, value in rows]
+
+
+async def crash_before_the_flush(db: Database, before: Persisted) -> None:
+    """What a kill right after the commit leaves: the flow's state as it was before."""
+    async with db.session() as session:
+        await session.execute(delete(ConversationState))
+        session.add_all(ConversationState(namespace=namespace, key=key, value=value)
+                        for namespace, key, value in before)
+
+
+async def rows(db: Database, model: type) -> list[Any]:
+    async with db.session() as session:
+        return list((await session.execute(select(model).order_by(model.id))).scalars())
+
+
+async def room_rows(db: Database, chat_ids: Sequence[int]) -> Counter[int]:
+    """Outbox rows per duty room (each room is to get a thing once)."""
+    return Counter(r.chat_id for r in await rows(db, OutboxMessage) if r.chat_id in chat_ids)
+
+
+def sends(sent: Sent) -> list[ApiCall]:
+    """New messages (an edit of the coordinator's live status is not one)."""
+    return [c for c in sent.messages if c.method.startswith("send")]
+
+
+def sent_to(emulator: BotApiEmulator, chat_ids: Sequence[int], marker: str) -> Counter[int]:
+    """How many messages containing `marker` each chat got."""
+    return Counter(c.chat_id for c in emulator.calls
+                   if c.method == "sendMessage" and c.ok and c.chat_id in chat_ids
+                   and marker in (c.params.get("text") or ""))
+
+
+async def test_a_request_pressed_again_after_a_crash_before_the_flush_is_stored_once(
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock,
+    db: Database,
+) -> None:
+    people(emulator)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        summary = await bot.send(REQUESTER, "/request 四川、重庆 治安管控互动 特急 协查涉枪线索")
+        assert "请核对协作请求" in summary.text
+        before = await persisted(bot)
+        sent = await bot.press(REQUESTER, summary, "提交")
+        created = await rows(db, AssistanceRequest)
+        assert len(created) == 2 and all(r.number in sent.text for r in created)
+        await bot.deliver()
+    rooms = [SICHUAN_ROOM]
+    outbox = await room_rows(db, rooms)
+    assert outbox == {SICHUAN_ROOM: 1}
+    await crash_before_the_flush(db, before)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        again = await bot.press(REQUESTER, summary, "提交")
+        numbers = "、".join(f"<code>{r.number}</code>" for r in created)
+        assert again.texts == [f"该草稿已提交，编号 {numbers}；未重复登记，也未重复发送。"]
+        assert [r.id for r in await rows(db, AssistanceRequest)] == [r.id for r in created]
+        assert await room_rows(db, rooms) == outbox
+        assert not sends(await bot.deliver())
+        # The draft is over now: its buttons say so and store nothing.
+        third = await bot.press(REQUESTER, summary, "提交")
+        assert third.alerts == ["这个按钮已经用过（提交协作请求），不会再执行一次。"]
+    assert sent_to(emulator, [SICHUAN_ROOM], "协查涉枪线索") == {SICHUAN_ROOM: 1}
+    assert len(await rows(db, AssistanceRequest)) == 2
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+async def test_a_notice_pressed_again_after_a_crash_before_the_flush_goes_once(
+    emulator: BotApiEmulator, database_url: str, directory: Directory, clock: FakeClock,
+    db: Database, scheduled: bool,
+) -> None:
+    people(emulator)
+    rooms = [SICHUAN_ROOM, YUNNAN_ROOM]
+    async with BotHarness(emulator, database_url, now=clock,
+                          notice_status_edit_seconds=0) as bot:
+        preview = await bot.send(ADMIN, "/notice 预警 紧急 全部 今晚至明晨有强降雨")
+        assert "请核对通报" in preview.text and "2 个值班室" in preview.text
+        if scheduled:  # ⏰ 定时发送: a time, then the preview again
+            await bot.press(ADMIN, preview, "定时")
+            preview = await bot.send(ADMIN, "2h")
+            assert "请核对通报" in preview.text
+        before = await persisted(bot)
+        sent = await bot.press(ADMIN, preview, "发送")
+        assert "TB-2026-000001" in sent.text
+        await bot.deliver()
+    outbox = await room_rows(db, rooms)
+    assert outbox == ({} if scheduled else {room: 1 for room in rooms})
+    await crash_before_the_flush(db, before)
+    async with BotHarness(emulator, database_url, now=clock,
+                          notice_status_edit_seconds=0) as bot:
+        again = await bot.press(ADMIN, preview, "发送")
+        assert again.texts == ["该草稿已保存为通报 <code>TB-2026-000001</code>；"
+                               "未重复保存，也未重复发送。"]
+        assert [n.number for n in await rows(db, Notice)] == ["TB-2026-000001"]
+        assert await room_rows(db, rooms) == outbox
+        assert not sends(await bot.deliver())
+        if scheduled:
+            clock.advance(hours=2, minutes=1)
+            await bot.run_due()
+    assert len(await rows(db, NoticeDelivery)) == 2
+    assert await room_rows(db, rooms) == {room: 1 for room in rooms}
+    assert sent_to(emulator, rooms, "今晚至明晨有强降雨") == {room: 1 for room in rooms}
+
+
+async def test_two_submissions_of_one_draft_at_once_store_it_once(
+    db: Database, directory: Directory,
+) -> None:
+    """Two processes pressing the same confirmation: one stores, the other is told."""
+    async with db.session() as session:
+        requester, admin = [await user_by_telegram_id(session, telegram_id)
+                            for telegram_id in (REQUESTER, ADMIN)]
+    assert requester is not None and admin is not None
+    request_draft = request_store.Draft(
+        target_unit_ids=[directory.sichuan, directory.chongqing], mechanism_id=None,
+        urgency=Urgency.urgent, subject="协查涉枪线索", submission_key="a" * 32)
+    notice_draft = notice_store.NoticeDraft(
+        kind=NoticeKind.warning, severity=Severity.critical, text="今晚至明晨有强降雨",
+        audience={"all": True}, submission_key="b" * 32)
+
+    async def request(session: Any) -> list[str]:
+        user = await session.get(User, requester.id)
+        created = await request_store.create_requests(
+            session, request_draft, actor=user, now=T0,
+            policy=request_store.Policy(language="zh-Hans"))
+        return [r.number for r in created.requests]
+
+    async def notice(session: Any) -> list[str]:
+        user = await session.get(User, admin.id)
+        created = await notice_store.create_notice(
+            session, notice_draft, actor=user, now=T0,
+            policy=notice_store.NoticePolicy(language="zh-Hans"))
+        return [created.number]
+
+    for work, count in ((request, 2), (notice, 1)):
+        outcomes = await asyncio.gather(submit_once(db, work), submit_once(db, work),
+                                        return_exceptions=True)
+        stored = [o for o in outcomes if isinstance(o, list)]
+        told = [o for o in outcomes if isinstance(o, AlreadySubmitted)]
+        assert len(stored) == len(told) == 1, outcomes
+        assert told[0].numbers == stored[0] and len(stored[0]) == count
+    assert len(await rows(db, AssistanceRequest)) == 2
+    assert len(await rows(db, Notice)) == 1
