@@ -61,3 +61,16 @@ def test_the_wheel_runs_on_its_own(tmp_path: Path) -> None:
     check = bot("check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "up to date" in check.stdout
+
+
+def test_compose_passes_only_variables_of_env_example() -> None:
+    import yaml
+
+    documented = {line.split("=", 1)[0] for line in
+                  (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+                  if line and not line.startswith("#") and "=" in line}
+    bot = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))["services"]["bot"]
+    assert bot["env_file"] == ".env"
+    assert set(bot["environment"]) <= documented, set(bot["environment"]) - documented
+    assert {"DATABASE_URL", "BOT_MODE", "WEBHOOK_PORT"} <= set(bot["environment"])
+    assert bot["healthcheck"]["test"] == ["CMD", "python", "-m", "bot", "check"]
