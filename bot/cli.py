@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.config import DATA_DIR, INVITATION_MAX_HOURS, ConfigError, Settings, load_settings
+from bot.config import INVITATION_MAX_HOURS, ConfigError, Settings, load_settings
 from bot.logs import setup_logging
 
 EXIT_CONFIG = 2
-SAMPLE_FILE = DATA_DIR / "sample.yaml"
+# data/sample.yaml, shipped inside the package (bot/sample.yaml links to it in the
+# repository) so LOAD_SAMPLE_DATA and the console work from an installed wheel too.
+SAMPLE_FILE = Path(__file__).resolve().parent / "sample.yaml"
 log = logging.getLogger("bot")
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / "data"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 INVITATION_MAX_HOURS = 24 * 90  # an invitation link is valid at most 90 days
 
@@ -48,7 +45,9 @@ class Settings(BaseSettings):
     )
 
     bot_token: SecretStr | None = None
-    database_url: str = f"sqlite+aiosqlite:///{DATA_DIR / 'liaison_desk.db'}"
+    # Relative to the working directory (as .env.example and the README say), so an
+    # installed wheel keeps its database where it runs, not inside site-packages.
+    database_url: str = "sqlite+aiosqlite:///data/liaison_desk.db"
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_base_file_url: str | None = None
     bot_timezone: str = "Asia/Shanghai"

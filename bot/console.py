@@ -23,10 +23,9 @@ from sqlalchemy.orm import selectinload
 
 from bot.app import build_application, shutdown, startup
 from bot.config import Settings
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import EMULATOR_TOKEN, ApiCall, BotApiEmulator
 from bot.emulator.server import utf16_len
 from bot.runner import make_services
-from bot.testing import TEST_TOKEN
 from bot.updates import OrderedUpdateProcessor
 from handlers.common import TELEGRAM_TEXT_LIMIT
 from storage import outbox
@@ -338,7 +337,7 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
         stdin.reconfigure(errors="replace")  # bytes that are not UTF-8 are still a line
     async with BotApiEmulator() as emulator:
         local = settings.model_copy(update={
-            "bot_token": SecretStr(TEST_TOKEN),
+            "bot_token": SecretStr(EMULATOR_TOKEN),
             "telegram_base_url": emulator.base_url,
             "telegram_base_file_url": emulator.base_file_url,
         })

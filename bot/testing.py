@@ -1,8 +1,8 @@
 """Drive the real Application against the Bot API emulator, update by update.
 
-Used by the tests, the benchmarks and the console: `await bot.send(user, "/contact 四川")`
-feeds a real update through `Application.process_update` and returns the Bot API calls
-the bot made while handling it.
+Used by the tests and the benchmarks (not shipped in the wheel: see setup.py):
+`await bot.send(user, "/contact 四川")` feeds a real update through
+`Application.process_update` and returns the Bot API calls the bot made while handling it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from telegram.ext import Application
 
 from bot.app import build_application, shutdown, startup
 from bot.config import Settings, load_settings
+from bot.emulator import EMULATOR_TOKEN as TEST_TOKEN
 from bot.emulator import ApiCall, BotApiEmulator
 from bot.services import Services, system_now
 from storage.db import Database
-
-# Shaped like a real token, so the redaction test means something.
-TEST_TOKEN = "7000000001:AAF-emulator-test-token-0123456789abc"
 
 
 @dataclass

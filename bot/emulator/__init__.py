@@ -1,6 +1,6 @@
 """A local Telegram Bot API, checked against the Bot API 10.0 specification."""
 
-from bot.emulator.server import ApiCall, BotApiEmulator, Faults
+from bot.emulator.server import EMULATOR_TOKEN, ApiCall, BotApiEmulator, Faults
 from bot.emulator.spec import Spec, load_spec
 
-__all__ = ["ApiCall", "BotApiEmulator", "Faults", "Spec", "load_spec"]
+__all__ = ["EMULATOR_TOKEN", "ApiCall", "BotApiEmulator", "Faults", "Spec", "load_spec"]

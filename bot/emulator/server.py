@@ -30,6 +30,9 @@ from bot.emulator.faults import Fault, Faults, Limits
 from bot.emulator.spec import SCALARS, Kind, Method, Spec, decode, load_spec
 
 BOT_ID = 7000000001
+# The token the console and the tests give the bot for the emulator: shaped like a real
+# one (this bot's id, a colon, 35 characters), so the log redaction tests mean something.
+EMULATOR_TOKEN = f"{BOT_ID}:AAF-emulator-test-token-0123456789abc"
 UPDATE_TYPES = ("message", "edited_message", "channel_post", "edited_channel_post",
                 "business_connection", "business_message", "edited_business_message",
                 "deleted_business_messages", "guest_message", "message_reaction",
