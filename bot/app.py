@@ -94,9 +94,16 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
 
 
 async def startup(application: Application, *, background: bool = True) -> None:
-    """After `initialize()`: administrators from ADMIN_IDS, command menus, the scheduler's
-    catch-up and jobs (if this process leads it: bot/leader.py), and (unless `background`
-    is off, as in tests that drain by hand) the delivery worker."""
+    """After `initialize()`: what needs only the database (`prepare`), then what needs
+    Telegram (`go_online`)."""
+    await prepare(application)
+    await go_online(application, background=background)
+
+
+async def prepare(application: Application) -> None:
+    """What needs only the database: administrators from ADMIN_IDS, the search index, the
+    scheduler's catch-up and jobs (if this process leads it: bot/leader.py). The runner
+    does this before Telegram answers, so the schedule keeps filling the outbox."""
     svc: Services = application.bot_data[SERVICES_KEY]
     if svc.settings.admin_ids:
         async with svc.db.session() as session:
@@ -106,13 +113,20 @@ async def startup(application: Application, *, background: bool = True) -> None:
     async with svc.db.session() as session:
         if await ensure_search_index(session):
             log.info("built the search index")
-    await set_default_menus(application)
-    if svc.delivery is not None and background:
-        svc.delivery.start()
     if svc.scheduler is not None and application.job_queue is not None:
         svc.leader = Leader(svc.db, svc.scheduler, application.job_queue,
                             retry_seconds=svc.settings.leader_retry_seconds)
         await svc.leader.start()
+
+
+async def go_online(application: Application, *, background: bool = True) -> None:
+    """Once Telegram answers: command menus and (unless `background` is off, as in tests
+    that drain by hand) the delivery worker. Until then outbox rows wait in the database
+    without spending an attempt on an unreachable Telegram."""
+    svc: Services = application.bot_data[SERVICES_KEY]
+    await set_default_menus(application)
+    if svc.delivery is not None and background:
+        svc.delivery.start()
 
 
 async def shutdown(application: Application) -> None:
@@ -120,10 +134,13 @@ async def shutdown(application: Application) -> None:
     if svc.leader is not None:
         await svc.leader.stop()
     if svc.delivery is not None:
+        ran = svc.delivery.running
         await svc.delivery.stop()
         stats = svc.delivery.stats()
-        log.info("delivery worker %s stopped: %d sent, %d retried, %d failed",
-                 svc.delivery.worker_id, stats["sent"], stats["retried"], stats["failed"])
+        if ran:
+            log.info("delivery worker %s stopped: %d sent, %d retried, %d failed",
+                     svc.delivery.worker_id, stats["sent"], stats["retried"],
+                     stats["failed"])
     await svc.db.dispose()
 
 

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
     webhook_secret: SecretStr | None = None
+    # Polling refuses to start while a webhook is set (other processes serve it); true
+    # takes the updates over from them (deleteWebhook). docs/deployment.md.
+    polling_deletes_webhook: bool = False
+    # Start-up while Telegram is unreachable: retry getMe, waiting from min to max seconds.
+    telegram_retry_min_seconds: float = Field(default=1.0, gt=0, le=600)
+    telegram_retry_max_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     # Several processes on PostgreSQL (docs/deployment.md): how often a follower tries to
     # become the scheduler leader, and this process's share of the outbox.

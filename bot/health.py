@@ -11,6 +11,7 @@ from telegram.error import InvalidToken, TelegramError
 from bot.app import file_url_for
 from bot.config import Settings
 from bot.leader import LOCK_KEY
+from bot.runner import unreachable_reason
 from storage.db import create_engine
 from storage.migrate import is_up_to_date
 from storage.search import check_search_backend
@@ -91,10 +92,11 @@ async def check_telegram(settings: Settings) -> CheckResult:
         async with bot:
             return CheckResult("telegram", True, f"reachable as @{bot.username}")
     except InvalidToken:
-        return CheckResult("telegram", False, "Telegram rejected BOT_TOKEN")
-    except TelegramError as exc:
         return CheckResult("telegram", False,
-                           f"cannot reach {settings.telegram_base_url}: {exc}")
+                           "token rejected: Telegram answered Unauthorized to BOT_TOKEN")
+    except TelegramError as exc:
+        return CheckResult("telegram", False, f"Telegram unreachable: {unreachable_reason(exc)} "
+                           f"({settings.telegram_base_url})")
 
 
 async def run_checks(settings: Settings) -> list[CheckResult]:

@@ -15,7 +15,7 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.config import BotMode, Settings, load_settings
 from bot.emulator import BotApiEmulator
-from bot.runner import make_services, serve
+from bot.runner import StartRefused, make_services, serve
 from bot.testing import MESSAGE_METHODS, TEST_TOKEN, Sent
 from storage.db import Database
 from tests.cluster import SECRET, RoundRobinProxy, eventually, free_port
@@ -147,3 +147,89 @@ async def test_a_guided_conversation_continues_on_whichever_server_gets_the_next
             sent = await press(sent, "特急")
             assert "主题" in sent.text
     assert proxy.forwarded == {0: 3, 1: 2}
+
+
+async def exchange(port: int, head: str, body_chunks: list[bytes] = ()) -> str:  # type: ignore[assignment]
+    """Send a raw request head (and maybe some of a body); the answer's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode())
+        for chunk in body_chunks:
+            writer.write(chunk)
+            await writer.drain()
+        return (await asyncio.wait_for(reader.readline(), 10)).decode().strip()
+    finally:
+        writer.close()
+
+
+def request_head(port: int, secret: str, **headers: str) -> str:
+    lines = ["POST /telegram HTTP/1.1", f"Host: 127.0.0.1:{port}",
+             "Content-Type: application/json", f"X-Telegram-Bot-Api-Secret-Token: {secret}",
+             *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items())]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+async def test_the_secret_is_checked_and_big_bodies_refused_before_reading(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    """Only the head is sent: the server answers from it without waiting for the body."""
+    emulator.add_user(ADMIN_ID, "周立新", language_code="en")
+    port = free_port()
+    huge = str(90 * 1024 * 1024)
+    async with serving(webhook_settings(emulator, database_url, port)) as application:
+        await eventually(lambda: emulator.webhook.get("url"), 30, "setWebhook")
+        # A wrong secret: 403 before any of the 90 MB is read.
+        assert " 403 " in await exchange(port, request_head(port, "wrong", Content_Length=huge))
+        # The right secret but over 1 MB announced: 413, not buffered.
+        assert " 413 " in await exchange(port, request_head(port, SECRET, Content_Length=huge))
+        assert " 413 " in await exchange(
+            port, request_head(port, SECRET, Content_Length=str(1024 * 1024 + 1)))
+        # Streamed (chunked) past 1 MB: 413 once the limit is passed.
+        chunk = b"x" * 65536
+        chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 17  # 1.06 MB
+        assert " 413 " in await exchange(
+            port, request_head(port, SECRET, Transfer_Encoding="chunked"), chunks)
+        await asyncio.sleep(0.3)
+        assert application.update_queue.qsize() == 0
+        assert not emulator.calls_for(ADMIN_ID, ["sendMessage"])
+        # A real update still gets through.
+        assert await emulator.deliver_webhook(
+            emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")) == 200
+        await emulator.wait_for_calls(1, method="sendMessage", chat_id=ADMIN_ID)
+
+
+async def test_polling_refuses_to_start_next_to_webhook_processes(
+    emulator: BotApiEmulator, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    polling = load_settings(_env_file=None, bot_token=TEST_TOKEN, database_url=database_url,
+                            telegram_base_url=emulator.base_url)
+    async with serving(webhook_settings(emulator, database_url, port)):
+        await eventually(lambda: emulator.webhook.get("url"), 30, "setWebhook")
+        with pytest.raises(StartRefused, match="a webhook is set"):
+            await asyncio.wait_for(serve(build_application(polling, make_services(polling)),
+                                         polling, asyncio.Event()), 30)
+        # The webhook processes keep their updates.
+        assert emulator.webhook.get("url") == f"http://127.0.0.1:{port}/telegram"
+        assert not [c for c in emulator.calls if c.method == "deleteWebhook"]
+        assert await emulator.deliver_webhook(
+            emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")) == 200
+        await emulator.wait_for_calls(1, method="sendMessage", chat_id=ADMIN_ID)
+
+
+async def test_polling_takes_over_from_a_webhook_when_told_to(
+    emulator: BotApiEmulator, database_url: str
+) -> None:
+    emulator.webhook = {"url": "https://desk.example/telegram", "secret_token": SECRET}
+    settings = load_settings(_env_file=None, bot_token=TEST_TOKEN, database_url=database_url,
+                             telegram_base_url=emulator.base_url, polling_deletes_webhook=True)
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        serve(build_application(settings, make_services(settings)), settings, stop))
+    try:
+        await eventually(lambda: not emulator.webhook or running.done(), 30, "deleteWebhook")
+        emulator.push_message(ADMIN_ID, ADMIN_ID, "/help")
+        await emulator.wait_for_calls(1, method="sendMessage", chat_id=ADMIN_ID)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)

@@ -278,6 +278,8 @@ class BotApiEmulator:
         self.faults = Faults()
         self.calls: list[ApiCall] = []
         self.tokens: set[str] = set()
+        # Tokens answered 401 Unauthorized, as Telegram answers a revoked token.
+        self.rejected_tokens: set[str] = set()
         self.stats = Stats()
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.menu_buttons: dict[int | None, dict[str, Any]] = {}
@@ -690,6 +692,8 @@ class BotApiEmulator:
         method = self.spec.methods.get(key)
         call = ApiCall(method.name if method else name, {}, None, self.clock(), token)
         try:
+            if token in self.rejected_tokens:
+                raise ApiError(401, "Unauthorized")
             if method is None:
                 raise ApiError(404, "Not Found")
             call.params, call.files = await self._read(request, method)
