@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from telegram import BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats, Update
 from telegram.constants import ChatType
@@ -22,9 +23,9 @@ from bot.services import SERVICES_KEY, Services, resolve_actor
 from bot.updates import OrderedUpdateProcessor
 from bot.viewlog import ViewLog
 from handlers import FALLBACKS, FEATURES
-from handlers.common import COMMANDS_KEY
+from handlers.common import COMMANDS_KEY, last_known_language
 from storage.access import ensure_administrators
-from storage.db import Database
+from storage.db import Database, is_unreachable
 from storage.models import Role
 from storage.search import ensure_search_index
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MENU_LANGUAGES = {None: DEFAULT_LANGUAGE, "en": "en"}
 BOT_API_CONNECTIONS = 8
 BOT_API_POOL_TIMEOUT = 10.0
+ERRORS_TOLD_KEY = "errors_told"  # in bot_data: updates whose failure the user was told
 
 
 def file_url_for(base_url: str) -> str:
@@ -163,18 +165,24 @@ async def set_default_menus(application: Application) -> None:
 
 
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the failure for operators; tell the user politely, never with a traceback."""
+    """Log the failure for operators; tell the user politely, never with a traceback.
+    When the database server is unreachable (a restart, an outage) nothing was done and
+    trying again shortly will work: the user is told exactly that, in their language as
+    last known (the database cannot be asked)."""
     log.error("error while handling an update", exc_info=context.error)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
-    language = DEFAULT_LANGUAGE
+    # Handlers of several groups may fail on one update (a database outage fails them
+    # all): the user is told once.
+    told: deque[int] = context.bot_data.setdefault(ERRORS_TOLD_KEY, deque(maxlen=256))
+    if update.update_id in told:
+        return
+    told.append(update.update_id)
     svc: Services = context.bot_data[SERVICES_KEY]
-    try:
-        async with svc.db.session() as session:
-            language = (await resolve_actor(session, update.effective_user, svc.settings)).language
-    except Exception:  # the database may be what failed; answer in the default language
-        log.warning("could not resolve the language for an error message")
-    text = t(language, "errors.generic")
+    if is_unreachable(context.error):
+        text = t(last_known_language(svc, update.effective_user), "errors.unavailable")
+    else:
+        text = t(await _language(svc, update), "errors.generic")
     try:
         if update.callback_query is not None:
             await update.callback_query.answer(text, show_alert=True)
@@ -184,3 +192,12 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             await update.effective_message.reply_text(text)
     except TelegramError:
         log.warning("could not tell the user about the error")
+
+
+async def _language(svc: Services, update: Update) -> str:
+    try:
+        async with svc.db.session() as session:
+            return (await resolve_actor(session, update.effective_user, svc.settings)).language
+    except Exception:  # the database may be what failed; answer in the default language
+        log.warning("could not resolve the language for an error message")
+        return DEFAULT_LANGUAGE

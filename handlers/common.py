@@ -16,6 +16,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Message,
     Update,
+    User,
 )
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, TelegramError
@@ -23,7 +24,8 @@ from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
 from telegram.ext.filters import MessageFilter
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
-from bot.services import Actor, resolve_actor, services
+from bot.i18n import language_from_telegram
+from bot.services import Actor, Services, resolve_actor, services
 from storage.access import duty_room_by_chat
 from storage.models import Role, role_permits
 
@@ -133,15 +135,30 @@ async def current_actor(update: Update, context: Context) -> Actor:
     """Who is asking, as of the current data epoch (no query of its own when cached)."""
     svc = services(context)
     person = update.effective_user
-    key = (person.id, person.language_code) if person else None
+    key = _actor_key(person)
     cache = svc.db.cache("actors")
     epoch = await svc.db.epoch.current()
     actor = cache.get(epoch, key)
     if actor is None:
-        async with svc.db.reading() as session:
-            actor = await resolve_actor(session, person, svc.settings, epoch=epoch)
+        actor = await svc.db.read(
+            lambda session: resolve_actor(session, person, svc.settings, epoch=epoch))
         cache.put(epoch, key, actor)
     return actor
+
+
+def _actor_key(person: User | None) -> tuple[int, str | None] | None:
+    return (person.id, person.language_code) if person else None
+
+
+def last_known_language(svc: Services, person: User | None) -> str:
+    """The person's language without asking the database (it may be what failed): as
+    last read, else from Telegram's language code."""
+    cache = svc.db.cache("actors")
+    actor = cache.get(cache.epoch, _actor_key(person))
+    if actor is not None:
+        return str(actor.language)
+    return language_from_telegram(person.language_code if person else None,
+                                  svc.settings.default_language)
 
 
 def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere):

@@ -9,6 +9,15 @@ Writers of one process also queue for SQLite's lock in the process, first come f
 served: SQLite's own busy handler makes a waiter sleep and poll (up to 100 ms a time),
 so under a burst the lock sits free while waiters sleep, and who gets it is luck. Other
 processes still meet the busy timeout, and so does a writer here after as long a wait.
+
+On PostgreSQL a server restart must not reach users as a failure. The pool pings a
+connection as it hands it out (`pool_pre_ping`), so a connection the restart killed is
+replaced rather than used, and the first dead one found invalidates the whole pool.
+A unit of work takes its connection before its body runs: when that fails because
+the server is gone (nothing was written yet), it waits a moment and tries once more,
+then raises `DatabaseUnavailable`, which the error handler tells users as "briefly
+unavailable". `read()` also runs a read-only body again once if its connection died
+under it.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -36,6 +45,42 @@ from storage.cache import EpochCache, EpochWatch, data_epoch, data_epoch_sql
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY = "liaison_desk_read_only"
+RETRY_PAUSE = 0.5  # seconds before the one retry of a unit of work the server failed
+# SQLSTATEs of a server that is gone or not taking connections: class 08 (connection
+# exception), 53300 too many connections, 57P01-57P03 shutdown / crash / starting up.
+UNREACHABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+
+T = TypeVar("T")
+
+
+class DatabaseUnavailable(OperationalError):
+    """The database server cannot be reached (restarting, down, full): nothing of the
+    unit of work was written, and trying again in a while will work."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("connect", None, cause)
+
+
+def _sqlstate(error: BaseException) -> str:
+    return str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
+
+
+def is_unreachable(error: BaseException | None) -> bool:
+    """Whether `error` (or what caused it) says the server is gone rather than that the
+    work was wrong: a connection that died, was refused, or was turned away."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DatabaseUnavailable | ConnectionError):
+            return True
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        if _sqlstate(error).startswith(UNREACHABLE_SQLSTATES):
+            return True
+        if isinstance(error, OSError) and error.errno is None and "connect" in str(error):
+            return True  # asyncpg: "Multiple exceptions: [Errno 111] Connect call failed"
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
@@ -89,6 +134,9 @@ class Database:
         self._epoch_sql = (data_epoch_sql(self.engine.dialect)
                            if is_sqlite(self.engine) and on_file else None)
         self._epoch_connection: AsyncConnection | None = None
+        # SQLite has no server to lose, and taking the connection first would take its
+        # write lock (BEGIN IMMEDIATE) before the body's first statement.
+        self._connect_first = not is_sqlite(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -97,8 +145,49 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A read/write unit of work, committed on success, rolled back on error."""
-        async with self._write_turn(), self.sessionmaker() as session, session.begin():
+        async with self._write_turn(), self._unit(self.sessionmaker) as session:
             yield session
+
+    @asynccontextmanager
+    async def _unit(self, maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+        """Committed on success, rolled back (by closing) on error."""
+        if not self._connect_first:
+            async with maker() as session, session.begin():
+                yield session
+            return
+        async with maker() as session:
+            await self._connect(session)
+            yield session
+            await session.commit()
+
+    async def _connect(self, session: AsyncSession) -> None:
+        """Take the session's connection (the pool pings it) before the body runs, so a
+        server that is gone fails here, where nothing is written yet."""
+        async def connect() -> None:
+            try:
+                await session.connection()
+            except Exception:
+                await session.close()  # usable again, for the retry
+                raise
+
+        await self._retried(connect)
+
+    @staticmethod
+    async def _retried(attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`; if the server was unreachable, once more after a pause; if it
+        still is, DatabaseUnavailable."""
+        for tries_left in (1, 0):
+            try:
+                return await attempt()
+            except DatabaseUnavailable:
+                raise  # an inner unit already waited and tried again
+            except Exception as error:
+                if not is_unreachable(error):
+                    raise
+                if not tries_left:
+                    raise DatabaseUnavailable(error) from error
+            await asyncio.sleep(RETRY_PAUSE)
+        raise AssertionError("not reached")
 
     @asynccontextmanager
     async def _write_turn(self) -> AsyncIterator[None]:
@@ -122,8 +211,7 @@ class Database:
         takes about eighteen (checkout, BEGIN, cursor, execute, fetch, close, rollback,
         reset), a fifth of the CPU a lookup used."""
         if self._epoch_sql is None:
-            async with self.reading() as session:
-                return await data_epoch(session)
+            return await self.read(data_epoch)
         try:
             if self._epoch_connection is None:
                 self._epoch_connection = await self.engine.connect()
@@ -152,8 +240,17 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A unit of work that only reads (on SQLite it takes no write lock: it must not
         write)."""
-        async with self.read_sessionmaker() as session, session.begin():
+        async with self._unit(self.read_sessionmaker) as session:
             yield session
+
+    async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in a `reading()` unit; run once more if the server dropped the connection
+        under it (it only read, so running it again is harmless)."""
+        async def attempt() -> T:
+            async with self.reading() as session:
+                return await work(session)
+
+        return await self._retried(attempt)
 
     async def dispose(self) -> None:
         await self._close_epoch_connection()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from bot.testing_db import TestDatabases, postgres_available
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Unit, Zone, ZoneMembership
+from tests.private_postgres import PG_BIN, PrivatePostgres
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 
@@ -66,6 +68,21 @@ async def sqlite_db(test_databases: TestDatabases, tmp_path: Path) -> AsyncItera
     database = Database(await test_databases.sqlite_url(tmp_path))
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A cluster of its own for a test that stops and starts the server."""
+    if "postgresql" not in BACKENDS:
+        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+    if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
+        pytest.skip(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
+    cluster = PrivatePostgres()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # --------------------------------------------------------------------------- the bot

@@ -31,14 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,8 +66,9 @@ from storage.models import (
     Unit,
     UnitLevel,
 )
+from tests.conftest import BACKENDS
+from tests.private_postgres import PrivatePostgres
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 STALL = 0.6  # seconds a "timeout" fault holds the answer (Telegram: about 5)
 READ_TIMEOUT = 0.3  # the worker gives up on a stalled call after this long
 FAULT_RATE = 0.1
@@ -99,79 +95,6 @@ GS_ROOM, QH_ROOM, SC_ROOM, XJ_ROOM, CQ_ROOM, SH_ROOM, SX_ROOM = (
     -1001000000107, -1001000000108)
 EXTRA_ROOMS = 100  # broadcast audience beyond the sample's duty rooms
 EXTRA_ROOM_BASE = -1002000000000
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivatePostgres:
-    """A throwaway PostgreSQL cluster in a temporary directory, on a free port, trust auth.
-
-    initdb refuses to run as root, so as root the binaries run as the `postgres` user.
-    """
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="liaison-faults-pg-"))
-        self.data = self.dir / "data"
-        self.port = _free_port()
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.prefix:
-            shutil.chown(self.dir, "postgres")
-        self.dir.chmod(0o700)
-
-    def _run(self, *args: str) -> None:
-        subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
-                  "postgres", "-E", "UTF8", "--locale=C.UTF-8")
-        self.start_server()
-
-    def _ctl(self, action: str) -> None:
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=60")
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"),
-                  "-o", options, "-m", "fast", "-w", action)
-
-    def stop_server(self) -> None:
-        """A fast shutdown: every connection is closed."""
-        self._ctl("stop")
-
-    def start_server(self) -> None:
-        self._ctl("start")
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
-                      "stop")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-
-BACKENDS = os.environ.get("TEST_DATABASES", "sqlite,postgresql")
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    if "postgresql" not in BACKENDS:
-        pytest.skip("PostgreSQL is not among TEST_DATABASES")
-    if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
-        pytest.skip(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
-    cluster = PrivatePostgres()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 # --------------------------------------------------------------------------- the day
