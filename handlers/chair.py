@@ -16,7 +16,6 @@ from telegram.ext import Application, CommandHandler
 from bot.calendar import fmt_when, zone
 from bot.commands import CommandInfo, Where
 from bot.domain.chair import chair_at
-from bot.domain.normalize import normalize
 from bot.i18n import Translator
 from bot.plans import chair as plan
 from bot.services import Actor, services
@@ -135,8 +134,7 @@ async def set_command(
             members = set(await zone_member_ids(session, zones[0].id))
             units: list[Unit] = []
             for name in names:
-                found = await find_units(session, name) or await find_units(
-                    session, normalize(name))
+                found = await find_units(session, name)
                 if len(found) != 1:
                     raise Refusal(tr("chair.errors.unknown_unit", unit=escape(name)))
                 if found[0].id not in members:

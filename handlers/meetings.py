@@ -272,10 +272,7 @@ async def resolve_units(
     found: list[Unit] = []
     unknown, ambiguous = [], []
     for word in words:
-        units = await find_units(session, word)
-        if not units:
-            simplified = normalize(word)
-            units = await find_units(session, simplified) if simplified != word else []
+        units = await find_units(session, word)  # either script, aliases
         if len(units) == 1:
             if units[0] not in found:
                 found.append(units[0])

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -49,10 +50,16 @@ async def database_url(
     if request.param == "sqlite":
         return await test_databases.sqlite_url(tmp_path)
     if not postgres_ok:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is not reachable; CI must test against it")
-        pytest.skip("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
+        unavailable("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
     return await test_databases.postgres()
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip what cannot run on this machine; under CI (CI=true), where everything must
+    run, fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run it")
+    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -74,9 +81,9 @@ async def sqlite_db(test_databases: TestDatabases, tmp_path: Path) -> AsyncItera
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of its own for a test that stops and starts the server."""
     if "postgresql" not in BACKENDS:
-        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+        unavailable("PostgreSQL is not among TEST_DATABASES")
     if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
-        pytest.skip(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
+        unavailable(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
     cluster = PrivatePostgres()
     try:
         cluster.start()

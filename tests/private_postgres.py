@@ -10,7 +10,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The newest server installed (Debian's layout: /usr/lib/postgresql/<version>/bin).
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
+             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
 
 
 def _free_port() -> int:

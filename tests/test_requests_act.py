@@ -16,7 +16,13 @@ from bot.testing import BotHarness, Sent
 from storage import requests as store
 from storage.db import Database
 from storage.models import AssistanceRequest, AuditEntry, RequestStatus
-from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
+from tests.test_requests_support import (
+    SICHUAN_ROOM,
+    T0,
+    Directory,
+    add_people,
+    make_directory,
+)
 
 REQUESTER, DUTY, DUTY2, CQ_LIAISON, COORDINATOR, OUTSIDER = 101, 201, 202, 301, 401, 501
 
@@ -32,9 +38,7 @@ def clock() -> FakeClock:
 
 
 def people(emulator: BotApiEmulator) -> None:
-    for telegram_id, name, _role, _unit, language in PEOPLE.values():
-        emulator.add_user(telegram_id, name, language_code=language.lower())
-    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[DUTY, DUTY2, OUTSIDER])
+    add_people(emulator, {SICHUAN_ROOM: ("四川省厅值班室", [DUTY, DUTY2, OUTSIDER])})
 
 
 @pytest.fixture

@@ -16,7 +16,13 @@ from bot.testing import BotHarness, Sent
 from storage import requests as store
 from storage.db import Database
 from storage.models import DutyRoom, ScheduleMark
-from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
+from tests.test_requests_support import (
+    SICHUAN_ROOM,
+    T0,
+    Directory,
+    add_people,
+    make_directory,
+)
 
 REQUESTER, DUTY, CQ_LIAISON, COORDINATOR = 101, 201, 301, 401
 CHONGQING_ROOM = -1001000000301
@@ -33,10 +39,8 @@ def clock() -> FakeClock:
 
 
 def people(emulator: BotApiEmulator) -> None:
-    for telegram_id, name, _role, _unit, language in PEOPLE.values():
-        emulator.add_user(telegram_id, name, language_code=language.lower())
-    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[DUTY])
-    emulator.add_group(CHONGQING_ROOM, "重庆市局值班室", members=[CQ_LIAISON])
+    add_people(emulator, {SICHUAN_ROOM: ("四川省厅值班室", [DUTY]),
+                          CHONGQING_ROOM: ("重庆市局值班室", [CQ_LIAISON])})
 
 
 @pytest.fixture

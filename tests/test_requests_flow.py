@@ -17,10 +17,10 @@ from bot.testing import BotHarness, Sent
 from storage.db import Database
 from storage.models import AssistanceRequest, OutboxMessage, RequestStatus
 from tests.test_requests_support import (
-    PEOPLE,
     SICHUAN_ROOM,
     T0,
     Directory,
+    add_people,
     make_directory,
 )
 
@@ -36,9 +36,7 @@ def clock() -> FakeClock:
 
 
 def people(emulator: BotApiEmulator) -> None:
-    for telegram_id, name, _role, _unit, language in PEOPLE.values():
-        emulator.add_user(telegram_id, name, language_code=language.lower())
-    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[201, 202])
+    add_people(emulator, {SICHUAN_ROOM: ("四川省厅值班室", [201, 202])})
 
 
 @pytest.fixture

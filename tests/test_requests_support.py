@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.emulator import BotApiEmulator
 from storage.db import Database
 from storage.models import (
     DutyRoom,
@@ -107,3 +108,12 @@ async def make_directory(db: Database, *, yunnan_room: bool = False) -> Director
             mechanism=mechanisms[3].id, intel=mechanisms[0].id,
             **{key: value[0] for key, value in PEOPLE.items()},
         )
+
+
+def add_people(emulator: BotApiEmulator, rooms: dict[int, tuple[str, list[int]]]) -> None:
+    """Everyone of PEOPLE on the emulator, and the duty-room groups (chat id → title,
+    members) a test needs."""
+    for telegram_id, name, _role, _unit, language in PEOPLE.values():
+        emulator.add_user(telegram_id, name, language_code=language.lower())
+    for chat_id, (title, members) in rooms.items():
+        emulator.add_group(chat_id, title, members=members)

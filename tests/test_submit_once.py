@@ -35,11 +35,11 @@ from storage.models import (
     User,
 )
 from tests.test_requests_support import (
-    PEOPLE,
     SICHUAN_ROOM,
     T0,
     YUNNAN_ROOM,
     Directory,
+    add_people,
     make_directory,
 )
 
@@ -57,10 +57,8 @@ def clock() -> FakeClock:
 
 
 def people(emulator: BotApiEmulator) -> None:
-    for telegram_id, name, _role, _unit, language in PEOPLE.values():
-        emulator.add_user(telegram_id, name, language_code=language.lower())
-    emulator.add_group(SICHUAN_ROOM, "四川省厅值班室", members=[201, 202])
-    emulator.add_group(YUNNAN_ROOM, "云南省厅值班室", members=[101])
+    add_people(emulator, {SICHUAN_ROOM: ("四川省厅值班室", [201, 202]),
+                          YUNNAN_ROOM: ("云南省厅值班室", [101])})
 
 
 Persisted = list[tuple[str, str, dict[str, Any]]]
