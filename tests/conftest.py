@@ -80,8 +80,8 @@ async def sqlite_db(test_databases: TestDatabases, tmp_path: Path) -> AsyncItera
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of its own for a test that stops and starts the server."""
-    if "postgresql" not in BACKENDS:
-        unavailable("PostgreSQL is not among TEST_DATABASES")
+    if "postgresql" not in BACKENDS:  # chosen, not missing: a skip even under CI
+        pytest.skip("PostgreSQL is not among TEST_DATABASES")
     if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
         unavailable(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
     cluster = PrivatePostgres()
