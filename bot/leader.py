@@ -117,7 +117,7 @@ class Leader:
         # Its own small pool: renewals never wait behind handlers for a connection,
         # and each statement is its own transaction (nothing stays open or locked).
         self._engine = create_async_engine(
-            self.db.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=2,
+            self.db.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=1,
             pool_pre_ping=True, pool_timeout=self.retry_seconds,
             connect_args={"timeout": self.retry_seconds, "command_timeout": self.retry_seconds,
                           "server_settings": {"application_name":

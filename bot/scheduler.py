@@ -291,20 +291,28 @@ class Scheduler:
                 log.warning("%d occurrences could not fire together (%s); one by one",
                             len(batch), error)
         if not outcomes:
+            fenced: Fenced | None = None
             for name, occurrence in batch:
+                if fenced is not None:  # no use trying the rest
+                    outcomes.append(None)
+                    continue
                 try:
                     outcomes.append(await self._fire_alone(name, occurrence, now))
                 except Fenced as error:
-                    return self._fenced(batch, error)
+                    fenced = error
+                    outcomes.append(None)
                 except Exception as error:
                     outcomes.append(error)
+            if fenced is not None:
+                self._fenced(batch, fenced)
         if Outcome.sent in outcomes or Outcome.late in outcomes:
             self.wake_delivery()
         return outcomes
 
     def _fenced(self, batch: Sequence[Any], error: Fenced) -> list[str | BaseException | None]:
-        """Not the leader any more: nothing of `batch` fired here (the leader fires it)."""
-        log.warning("scheduler: %d occurrence(s) not fired here: %s", len(batch), error)
+        """Not the leader any more: what of `batch` had not fired is left to the leader."""
+        log.warning("scheduler: occurrences not fired here (%d due together): %s",
+                    len(batch), error)
         self.on_fenced(error)
         return [None] * len(batch)
 
