@@ -117,7 +117,8 @@ async def prepare(application: Application) -> None:
             log.info("built the search index")
     if svc.scheduler is not None and application.job_queue is not None:
         svc.leader = Leader(svc.db, svc.scheduler, application.job_queue,
-                            retry_seconds=svc.settings.leader_retry_seconds)
+                            retry_seconds=svc.settings.leader_retry_seconds,
+                            lease_seconds=svc.settings.leader_lease_seconds)
         await svc.leader.start()
 
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
@@ -68,9 +68,12 @@ class Settings(BaseSettings):
     telegram_retry_min_seconds: float = Field(default=1.0, gt=0, le=600)
     telegram_retry_max_seconds: float = Field(default=60.0, gt=0, le=3600)
 
-    # Several processes on PostgreSQL (docs/deployment.md): how often a follower tries to
-    # become the scheduler leader, and this process's share of the outbox.
+    # Several processes on PostgreSQL (docs/deployment.md): how often the scheduler
+    # leader renews its lease and a follower tries to take an expired one; how long a
+    # lease lasts unrenewed (a frozen leader is replaced within lease + retry seconds);
+    # and this process's share of the outbox.
     leader_retry_seconds: float = Field(default=5.0, gt=0, le=20)
+    leader_lease_seconds: float = Field(default=15.0, gt=0, le=120)
     delivery_rate: int = Field(default=30, ge=1, le=1000)
     delivery_lease_seconds: float = Field(default=60.0, ge=3, le=3600)
     delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -126,6 +129,15 @@ class Settings(BaseSettings):
     def _known_format(cls, value: str) -> str:
         if value not in {"text", "json"}:
             raise ValueError("must be text or json")
+        return value
+
+    @field_validator("leader_lease_seconds")
+    @classmethod
+    def _lease_outlasts_renewals(cls, value: float, info: ValidationInfo) -> float:
+        retry = info.data.get("leader_retry_seconds")
+        if retry is not None and value < 2 * retry:
+            raise ValueError(f"must be at least twice LEADER_RETRY_SECONDS ({retry:g}), so "
+                             "one late renewal does not end the lease")
         return value
 
     @field_validator("database_url")

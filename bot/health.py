@@ -10,8 +10,9 @@ from telegram.error import InvalidToken, TelegramError
 
 from bot.app import file_url_for
 from bot.config import Settings
-from bot.leader import LOCK_KEY
+from bot.leader import APPLICATION_NAME
 from bot.runner import unreachable_reason
+from storage import lease
 from storage.db import create_engine
 from storage.migrate import is_up_to_date
 from storage.search import check_search_backend
@@ -52,16 +53,6 @@ async def check_database(settings: Settings) -> list[CheckResult]:
     return results
 
 
-# Who holds the scheduler's advisory lock (a bigint key is split into classid and objid).
-LEADER_QUERY = text(
-    "SELECT a.application_name, a.client_addr, a.backend_start "
-    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND (l.classid::bigint << 32 | l.objid::bigint) = :key"
-)
-
-
 async def check_scheduler(settings: Settings) -> CheckResult:
     """Which process runs the scheduler (informational: none while no bot runs)."""
     if settings.is_sqlite:
@@ -69,17 +60,22 @@ async def check_scheduler(settings: Settings) -> CheckResult:
     engine = create_engine(settings.database_url)
     try:
         async with engine.connect() as connection:
-            holder = (await connection.execute(LEADER_QUERY, {"key": LOCK_KEY})).first()
+            held = await lease.holder(connection, lease.SCHEDULER)
     except Exception as exc:  # the database check above reports the cause
         return CheckResult("scheduler", False, f"cannot ask the database: {exc}")
     finally:
         await engine.dispose()
-    if holder is None:
+    if held is None:
         return CheckResult("scheduler", True, "no process leads it now (is a bot running?)")
-    name, address, since = holder
-    where = f" from {address}" if address else ""
+    if held.expired:
+        return CheckResult("scheduler", True,
+                           f"no process leads it now (is a bot running?); the last leader, "
+                           f"{APPLICATION_NAME} {held.holder}, let its lease end at "
+                           f"{held.expires_at:%Y-%m-%d %H:%M:%S %Z}")
     return CheckResult("scheduler", True,
-                       f"led by {name or 'a session'}{where} since {since:%Y-%m-%d %H:%M:%S %Z}")
+                       f"led by {APPLICATION_NAME} {held.holder} since "
+                       f"{held.acquired_at:%Y-%m-%d %H:%M:%S %Z} (lease #{held.token}, "
+                       f"{held.seconds_left:.0f} s left)")
 
 
 async def check_telegram(settings: Settings) -> CheckResult:

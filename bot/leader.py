@@ -1,23 +1,29 @@
-"""Which process runs the scheduler: exactly one, elected with a PostgreSQL advisory lock.
+"""Which process runs the scheduler: exactly one, holding a lease in the database.
 
 Every process answers updates and runs a delivery worker (outbox claims are
 `FOR UPDATE SKIP LOCKED` with leases, so workers share the outbox), but only the
-leader places APScheduler jobs. Two leaders would not send anything twice (each
-occurrence is claimed by its unique `ScheduleMark`), but they would do the work twice.
+leader places APScheduler jobs and fires what falls due.
 
-- Election: each process keeps one dedicated connection and tries the session-level
-  `pg_try_advisory_lock(LOCK_KEY)` every `retry_seconds`. The lock lives as long as
-  that session: when the leader stops, is killed, or its machine vanishes (the server's
-  TCP keepalives, set short on that session, end it within about 15 s), PostgreSQL
-  releases it and the next follower to try becomes leader.
-- A new leader listens for changes, then starts the scheduler the usual way:
-  catch-up of what fell due without a leader (fired late within the grace period,
-  recorded as missed after it), then one job per future occurrence from the database.
-- The leader checks its connection every `retry_seconds` (and is told at once when the
-  driver sees it close); when it is gone the lock may already belong to someone else,
-  so it stops scheduling (its jobs are removed) and becomes a follower again.
-- A follower whose handler changed what is due cannot place the jobs itself: it sends
-  `NOTIFY` on `CHANNEL` with the planner names, and the leader rebuilds those planners.
+- The lease (storage/lease.py) is a `leader_lease` row: holder, a fencing token that
+  grows on every takeover, and an expiry set from the database server's clock. The
+  leader renews it every `retry_seconds` for `lease_seconds`; a follower tries every
+  `retry_seconds` to take it once it has expired. A leader that stops, crashes, freezes
+  (SIGSTOP, a long pause) or loses the database stops renewing, so a follower takes
+  over at most `lease_seconds + retry_seconds` later (20 s with the defaults), catches
+  up on what fell due meanwhile and places the jobs again. A leader stopping normally
+  ends its lease at once.
+- Fencing: every claim of an occurrence checks, in its own transaction, that our token
+  still holds an unexpired lease (bot/scheduler.py). A leader that wakes from a freeze
+  finds its renewal refused or its claims fenced: it fires nothing, removes its jobs and
+  becomes a follower. Each occurrence is also claimed by its unique `ScheduleMark`, so
+  nothing is sent twice in any case; nothing due is lost either, since the new leader's
+  catch-up fires what fell due without a leader (late, within the grace period).
+- A follower whose handler changed what is due cannot place the jobs itself: it moves
+  that planner's change counter (`schedule_changes`); the leader reads the counters
+  with every renewal and re-places those planners' jobs (and fires anything already
+  due). `NOTIFY` on `CHANNEL` only wakes the leader sooner when LISTEN works.
+- Nothing depends on a session: every statement is its own transaction, so PgBouncer in
+  transaction mode is fine (there LISTEN may not work; the counters still do).
 - On SQLite there is a single process, always the leader.
 """
 
@@ -28,31 +34,24 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 from telegram.ext import JobQueue
 
 from bot.scheduler import Scheduler
+from storage import lease
 from storage.db import Database
+from storage.lease import ALL_PLANNERS, SCHEDULER, Fence, Fenced
 
 log = logging.getLogger(__name__)
 
-# Any constant 64-bit key; advisory locks are per database, so deployments sharing a
-# PostgreSQL server do not collide.
-LOCK_KEY = 0x4C44_5343_4845_4400  # "LDSCHED"
 CHANNEL = "liaison_desk_schedule"
 DEFAULT_RETRY_SECONDS = 5.0
-# The server ends the leader's session this long after its machine stops answering.
-KEEPALIVE_SETTINGS = {
-    "tcp_keepalives_idle": "5",
-    "tcp_keepalives_interval": "2",
-    "tcp_keepalives_count": "3",
-    "tcp_user_timeout": "10000",
-}
+DEFAULT_LEASE_SECONDS = 15.0
 APPLICATION_NAME = "liaison-desk scheduler"
 
 
@@ -61,7 +60,7 @@ def process_name() -> str:
 
 
 class Leader:
-    """Runs `scheduler` on `job_queue` while this process holds the scheduler lock."""
+    """Runs `scheduler` on `job_queue` while this process holds the scheduler's lease."""
 
     def __init__(
         self,
@@ -70,80 +69,104 @@ class Leader:
         job_queue: JobQueue,
         *,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.db = db
         self.scheduler = scheduler
         self.job_queue = job_queue
         self.retry_seconds = retry_seconds
+        self.lease_seconds = lease_seconds
         self.name = process_name()
         scheduler.process = self.name  # recorded with its heartbeat
+        scheduler.on_fenced = self._fenced
         self.is_leader = False
+        self.token: int | None = None
+        # Until when (time.monotonic) our lease surely holds: renewals extend it.
+        self._valid_until = 0.0
+        # The planners' change counters as last read (storage/lease.py).
+        self._seen: dict[str, int] = {}
         self._engine: AsyncEngine | None = None
-        self._connection: AsyncConnection | None = None
-        self._raw: Any = None  # the asyncpg connection under _connection
+        self._listener: AsyncConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
-        self._rebuilds: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def elected(self) -> bool:
-        """Whether leadership is decided by election (PostgreSQL) or given (SQLite)."""
+        """Whether leadership is decided by the lease (PostgreSQL) or given (SQLite)."""
         return self.db.dialect == "postgresql"
+
+    def holds(self, token: int | None = None) -> bool:
+        """Whether we lead, under `token` if given, with our lease not yet run out."""
+        return (self.is_leader and (token is None or token == self.token)
+                and time.monotonic() < self._valid_until)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Become leader at once if possible (so a lone process schedules before it
-        answers), then keep trying in the background."""
+        """Become leader at once if possible (so a lone process has caught up before it
+        answers), then keep renewing or trying in the background."""
         self._stopping = False
         if not self.elected:  # the one process; a failure to start stops it, as before
             self.is_leader = True
             self.scheduler.attach(self.job_queue)
             await self.scheduler.start()
             return
+        # Its own small pool: renewals never wait behind handlers for a connection,
+        # and each statement is its own transaction (nothing stays open or locked).
         self._engine = create_async_engine(
-            self.db.url, poolclass=NullPool,
-            connect_args={"server_settings": {
-                **KEEPALIVE_SETTINGS, "application_name": f"{APPLICATION_NAME} {self.name}"}},
+            self.db.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=1,
+            pool_pre_ping=True, pool_timeout=self.retry_seconds,
+            connect_args={"timeout": self.retry_seconds, "command_timeout": self.retry_seconds,
+                          "server_settings": {"application_name":
+                                              f"{APPLICATION_NAME} {self.name}"[:63]}},
         )
         await self._round()
         if not self.is_leader:
             log.info("scheduler: %s is a follower; it tries to lead every %g s",
                      self.name, self.retry_seconds)
         self._task = asyncio.create_task(self._run(), name="scheduler-leader")
+        if self._starting is not None:  # renewals go on meanwhile
+            await asyncio.wait({self._starting})
 
     async def stop(self) -> None:
-        """Stop scheduling and give the lock back (by closing its session)."""
+        """Stop scheduling and end our lease, so a follower takes over at once."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
             self._task = None
         if self.is_leader:
-            await self._demote("this process is stopping")
-        await self._disconnect()
+            await self._demote("this process is stopping", release=True)
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
 
     async def changed(self, planner_names: Sequence[str]) -> None:
-        """A commit here changed what is due; the leader has rebuilt already if it is us,
-        otherwise tell it (no names: every planner). Best effort: a lost notice is
-        caught by the leader's hourly rebuild."""
-        if self.is_leader or not self.elected:
+        """A commit here changed what is due (no names: every planner). Move those
+        planners' change counters, which the leader polls; a follower also NOTIFYs, to
+        wake it sooner. Called before this process rebuilds (if it leads): a count that
+        moved only by us needs no second rebuild when the leader next polls."""
+        if not self.elected or self._engine is None:
             return
         try:
-            async with self.db.engine.connect() as connection:
-                await connection.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": CHANNEL, "payload": ",".join(planner_names)},
-                )
-                await connection.commit()
+            async with self._engine.connect() as connection:
+                versions = await lease.bump_changes(connection, planner_names)
+                if not self.is_leader:
+                    await connection.execute(text("SELECT pg_notify(:channel, '')"),
+                                             {"channel": CHANNEL})
         except Exception:
-            log.exception("scheduler: could not tell the leader about a change")
+            log.exception("scheduler: could not record a change for the leader (its hourly "
+                          "rebuild will place it)")
+            return
+        if self.is_leader:
+            for planner, version in versions.items():
+                if self._seen.get(planner, 0) == version - 1:
+                    self._seen[planner] = version
 
-    # ------------------------------------------------------------------ election
+    # ------------------------------------------------------------------ the lease
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -155,84 +178,160 @@ class Leader:
             await self._round()
 
     async def _round(self) -> None:
-        """As leader: is the lock's session still there? As follower: try for the lock."""
+        if self.is_leader:
+            await self._renew()
+        else:
+            await self._try_to_lead()
+
+    async def _try_to_lead(self) -> None:
+        assert self._engine is not None
         try:
-            if self.is_leader:
-                if not await self._alive():
-                    await self._demote("the connection holding the lock was lost")
-                return
-            if self._connection is None or not await self._alive():
-                await self._connect()
-            locked = await self._raw.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+            async with self._engine.connect() as connection:
+                sent = time.monotonic()
+                token = await lease.acquire(connection, SCHEDULER, self.name,
+                                            self.lease_seconds)
+                if token is None:
+                    return
+                # Read before the scheduler reads the schedule: a later change is polled.
+                seen = await lease.change_versions(connection)
         except Exception as exc:
             log.warning("scheduler: cannot reach the database to elect a leader: %s", exc)
-            await self._disconnect()
             return
-        if locked:
-            await self._promote()
+        if self._stopping:  # stop() began meanwhile: give it back
+            await self._release(token)
+            return
+        self.token, self._seen = token, seen
+        self._valid_until = sent + self.lease_seconds
+        await self._promote(token)
 
-    async def _alive(self) -> bool:
-        if self._raw is None or self._raw.is_closed():
-            return False
-        try:
-            await asyncio.wait_for(self._raw.fetchval("SELECT 1"), timeout=self.retry_seconds)
-        except Exception:
-            return False
-        return True
-
-    async def _connect(self) -> None:
-        await self._disconnect()
+    async def _renew(self) -> None:
         assert self._engine is not None
-        self._connection = await self._engine.connect()
-        raw = (await self._connection.get_raw_connection()).driver_connection
-        raw.add_termination_listener(lambda _connection: self._wake.set())
-        self._raw = raw
+        token = self.token
+        assert token is not None
+        try:
+            async with self._engine.connect() as connection:
+                sent = time.monotonic()
+                renewal = await lease.renew(connection, SCHEDULER, token, self.lease_seconds)
+        except Exception as exc:
+            if not self.holds(token):
+                await self._demote(f"its lease ran out while it could not renew it ({exc})")
+            else:
+                log.warning("scheduler: could not renew the lease (%s); trying again", exc)
+            return
+        if not self.is_leader or self.token != token:
+            return  # stepped down meanwhile (a fenced claim)
+        if renewal is None:
+            await self._demote("its lease expired or was taken over")
+            return
+        self._valid_until = sent + renewal.seconds_left
+        self._apply_changes(renewal.changes)
 
-    async def _disconnect(self) -> None:
-        """Close the lock's session (which releases the lock if we held it)."""
-        connection, self._connection, self._raw = self._connection, None, None
+    async def _release(self, token: int) -> None:
+        if self._engine is None:
+            return
+        try:
+            async with self._engine.connect() as connection:
+                await lease.release(connection, SCHEDULER, token)
+        except Exception as exc:  # it expires by itself
+            log.warning("scheduler: could not end the lease (it lapses by itself): %s", exc)
+
+    # ------------------------------------------------------------------ the role
+
+    async def _promote(self, token: int) -> None:
+        self.is_leader = True
+        await self._listen()
+        fence = Fence(SCHEDULER, token, self.lease_seconds,
+                      still_valid=lambda: self.holds(token))
+        self.scheduler.attach(self.job_queue, fence)
+        self._starting = asyncio.create_task(self._start_scheduler(token),
+                                             name="scheduler-start")
+
+    async def _start_scheduler(self, token: int) -> None:
+        """Catch up on what fell due without a leader, then place the jobs."""
+        try:
+            await self.scheduler.start()
+        except Exception:
+            log.exception("scheduler: %s took the lease but could not start; it gives the "
+                          "lease back", self.name)
+            await self._demote("it could not start the scheduler", release=True)
+            return
+        if self.holds(token):
+            log.info("scheduler: %s is now the leader (lease #%d; caught up, jobs placed)",
+                     self.name, token)
+
+    async def _demote(self, reason: str, *, release: bool = False) -> None:
+        if not self.is_leader:
+            return
+        token = self.token
+        self.is_leader = False
+        self.scheduler.detach()
+        current = asyncio.current_task()
+        for task in [self._starting, *self._tasks]:
+            if task is not None and task is not current:
+                task.cancel()
+        self._starting = None
+        await self._unlisten()
+        if release and self.elected and token is not None:
+            await self._release(token)
+        self.token = None
+        if self.elected:
+            log.warning("scheduler: %s is no longer the leader: %s", self.name, reason)
+
+    def _fenced(self, error: Fenced) -> None:
+        """A claim was refused: our lease is gone. Step down now (the loop would at its
+        next renewal)."""
+        if self.is_leader and self.elected:
+            self._spawn(self._demote(f"a claim was refused ({error})"))
+
+    def _apply_changes(self, changes: dict[str, int]) -> None:
+        moved = {planner for planner, version in changes.items()
+                 if self._seen.get(planner) != version}
+        self._seen = dict(changes)
+        if not moved:
+            return
+        names = (None if ALL_PLANNERS in moved
+                 else [name for name in moved if name in self.scheduler.planners])
+        if names == []:
+            return
+        self._spawn(self._changed_elsewhere(names))
+
+    async def _changed_elsewhere(self, names: Sequence[str] | None) -> None:
+        """Another process changed what is due: place those jobs, and fire what is due
+        already (a change that made something due before we saw it)."""
+        try:
+            placed = await self.scheduler.rebuild(names)
+            log.info("scheduler: a change elsewhere (%s): %d job(s) placed",
+                     ", ".join(names) if names else "every planner", placed)
+            await self.scheduler.run_due()
+        except Exception:
+            log.exception("scheduler: rebuild after a change elsewhere failed")
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ NOTIFY (speed-up)
+
+    async def _listen(self) -> None:
+        assert self._engine is not None
+        try:
+            self._listener = await self._engine.connect()
+            raw = (await self._listener.get_raw_connection()).driver_connection
+            await raw.add_listener(CHANNEL, self._on_notify)
+        except Exception as exc:
+            log.info("scheduler: no LISTEN (%s); changes elsewhere are read every %g s",
+                     exc, self.retry_seconds)
+            await self._unlisten()
+
+    async def _unlisten(self) -> None:
+        connection, self._listener = self._listener, None
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.invalidate()
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    # ------------------------------------------------------------------ the role
-
-    async def _promote(self) -> None:
-        self.is_leader = True
-        try:
-            # Listen before reading the schedule: a change committed after this is
-            # notified, one committed before is read.
-            await self._raw.add_listener(CHANNEL, self._on_notify)
-            self.scheduler.attach(self.job_queue)
-            await self.scheduler.start()
-        except Exception:
-            log.exception("scheduler: %s won the election but could not start; retrying",
-                          self.name)
-            await self._demote("it could not start the scheduler")
-            return
-        log.info("scheduler: %s is now the leader (caught up, jobs placed)", self.name)
-
-    async def _demote(self, reason: str) -> None:
-        self.is_leader = False
-        self.scheduler.detach()
-        for task in list(self._rebuilds):
-            task.cancel()
-        await self._disconnect()
-        if self.elected:
-            log.warning("scheduler: %s is no longer the leader: %s", self.name, reason)
-
-    def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        if not self.is_leader:
-            return
-        names = [n for n in payload.split(",") if n in self.scheduler.planners]
-        task = asyncio.create_task(self._rebuild(names or None))
-        self._rebuilds.add(task)
-        task.add_done_callback(self._rebuilds.discard)
-
-    async def _rebuild(self, names: Sequence[str] | None) -> None:
-        try:
-            await self.scheduler.rebuild(names)
-        except Exception:
-            log.exception("scheduler: rebuild after a change elsewhere failed")
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        if self.is_leader:
+            self._wake.set()  # renew now, reading the change counters

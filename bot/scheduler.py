@@ -17,7 +17,11 @@ handover, an escalation step), each with a stable key. The scheduler:
   coordinators. "While down" is known from the database: the running scheduler beats
   (`SchedulerHeartbeat`) every minute, so the catch-up looks back to the last beat (an
   outage of a week lists a week), never before the first run on this database (a first
-  start reports nothing missed) nor before the occurrence's data existed (`since`).
+  start reports nothing missed) nor before the occurrence's data existed (`since`);
+- with several processes (bot/leader.py), claims are fenced: each claiming transaction
+  first checks that this process still holds the leader's lease under its token
+  (storage/lease.py), so a leader that froze and lost the lease fires nothing when it
+  wakes; the first refused claim makes it step down.
 
 `run_due(now)` does the firing for every due, unclaimed occurrence; the APScheduler jobs
 and the tests (with a controllable clock) both call it, so what runs is the same.
@@ -43,6 +47,7 @@ from telegram.ext import JobQueue
 
 from bot.batching import Batcher
 from storage.db import Database
+from storage.lease import Fence, Fenced
 from storage.models import ScheduleMark
 from storage.schedules import beat
 
@@ -102,10 +107,15 @@ class Planner(Protocol):
 
 
 async def claim_occurrences(
-    session: AsyncSession, marks: Sequence[tuple[Occurrence, str]], now: datetime
+    session: AsyncSession, marks: Sequence[tuple[Occurrence, str]], now: datetime,
+    *, fence: Fence | None = None,
 ) -> set[str]:
     """Insert each occurrence's mark (with its outcome); returns the keys claimed now,
-    leaving out those claimed before (fired or missed, here or in another process)."""
+    leaving out those claimed before (fired or missed, here or in another process).
+    With `fence` (the scheduler leader's lease) nothing is claimed unless the lease still
+    holds: `Fenced` is raised and the caller's transaction rolls back."""
+    if fence is not None and marks:
+        await fence.check(session)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     claimed: set[str] = set()
     for start in range(0, len(marks), CLAIM_CHUNK):
@@ -155,6 +165,10 @@ class Scheduler:
         self.horizon = horizon
         self.job_queue: JobQueue | None = None
         self.process: str | None = None
+        # Set by the leader (bot/leader.py): its lease, checked by every claim, and what
+        # to do when a claim is refused (step down).
+        self.fence: Fence | None = None
+        self.on_fenced: Callable[[Fenced], None] = lambda _error: None
         # From the heartbeat at start: the first run on this database, and the last beat
         # before this start (until the catch-up from it has run).
         self._first_alive: datetime | None = None
@@ -245,7 +259,7 @@ class Scheduler:
         if not marks:
             return outcomes
         async with self.db.session() as session:
-            claimed = await claim_occurrences(session, marks, now)
+            claimed = await claim_occurrences(session, marks, now, fence=self.fence)
             for index, ((name, occurrence), outcome) in enumerate(zip(batch, outcomes,
                                                                       strict=True)):
                 if outcome is None or occurrence.key not in claimed:
@@ -271,18 +285,36 @@ class Scheduler:
         if len(batch) > 1:
             try:
                 outcomes = list(await self._fire_together(batch, now or self.now()))
+            except Fenced as error:
+                return self._fenced(batch, error)
             except Exception as error:
                 log.warning("%d occurrences could not fire together (%s); one by one",
                             len(batch), error)
         if not outcomes:
+            fenced: Fenced | None = None
             for name, occurrence in batch:
+                if fenced is not None:  # no use trying the rest
+                    outcomes.append(None)
+                    continue
                 try:
                     outcomes.append(await self._fire_alone(name, occurrence, now))
+                except Fenced as error:
+                    fenced = error
+                    outcomes.append(None)
                 except Exception as error:
                     outcomes.append(error)
+            if fenced is not None:
+                self._fenced(batch, fenced)
         if Outcome.sent in outcomes or Outcome.late in outcomes:
             self.wake_delivery()
         return outcomes
+
+    def _fenced(self, batch: Sequence[Any], error: Fenced) -> list[str | BaseException | None]:
+        """Not the leader any more: what of `batch` had not fired is left to the leader."""
+        log.warning("scheduler: occurrences not fired here (%d due together): %s",
+                    len(batch), error)
+        self.on_fenced(error)
+        return [None] * len(batch)
 
     async def _fire_alone(
         self, planner_name: str, occurrence: Occurrence, now: datetime | None
@@ -307,11 +339,14 @@ class Scheduler:
 
     # ------------------------------------------------------------------ APScheduler
 
-    def attach(self, job_queue: JobQueue) -> None:
+    def attach(self, job_queue: JobQueue, fence: Fence | None = None) -> None:
+        """Schedule on `job_queue`; with `fence`, only while that lease holds."""
         self.job_queue = job_queue
+        self.fence = fence
 
     def detach(self) -> None:
-        """Stop scheduling here (another process leads now): remove our jobs."""
+        """Stop scheduling here (another process leads now): remove our jobs. The fence
+        stays: a firing already under way is refused by it."""
         job_queue, self.job_queue = self.job_queue, None
         if job_queue is None:
             return

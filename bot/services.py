@@ -41,11 +41,12 @@ class Services:
 
     async def rescheduled(self, *planner_names: str) -> None:
         """After a commit that changed what is due: re-place those planners' jobs (here
-        if this process leads the scheduler, else the leader is told)."""
-        if self.scheduler is not None:
-            await self.scheduler.rebuild(planner_names or None)
+        if this process leads the scheduler, else the leader is told). The leader is told
+        first, so a rebuild here reads everything that came before it."""
         if self.leader is not None:
             await self.leader.changed(planner_names)
+        if self.scheduler is not None:
+            await self.scheduler.rebuild(planner_names or None)
 
     def wake_delivery(self) -> None:
         """Tell the outbox worker that a commit just added rows."""

@@ -877,6 +877,31 @@ class SchedulerHeartbeat(Base):
     process: Mapped[str | None] = mapped_column(String(200))
 
 
+class LeaderLease(Base):
+    """Who runs a singleton role (the scheduler: bot/leader.py), as a lease. Times come
+    from the database clock; `token` grows by one on every takeover and fences the
+    holder's work (a claim commits only while its token holds an unexpired lease)."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class ScheduleChange(Base):
+    """A counter per planner ("*": all of them) that a process moves after a commit that
+    changed what is due; the scheduler leader polls them and re-places those jobs."""
+
+    __tablename__ = "schedule_changes"
+
+    planner: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class ConversationState(Base):
     """PTB conversation and user/chat data, so a guided flow survives a restart."""
 

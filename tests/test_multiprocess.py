@@ -1,6 +1,7 @@
 """Several real bot processes (`python -m bot run`, webhook mode behind one proxy) on the
 real PostgreSQL, against one emulator: a notice to 500 rooms shared without duplicates,
-the scheduler leader killed and replaced, a crash in the middle of a broadcast.
+the scheduler leader killed and replaced, the scheduler leader frozen (SIGSTOP) and
+replaced then woken (SIGCONT), a crash in the middle of a broadcast.
 
 Small leases and poll intervals keep each test to seconds; the behaviour is the
 production one. PostgreSQL only: on SQLite there is one process by design.
@@ -9,6 +10,8 @@ production one. PostgreSQL only: on SQLite there is one process by design.
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,8 +21,9 @@ from sqlalchemy import func, select, text
 
 from bot.emulator import BotApiEmulator
 from bot.leader import CHANNEL
+from storage import lease
 from storage.db import Database
-from storage.models import OutboxState, ScheduleMark
+from storage.models import OutboxMessage, OutboxState, ScheduleMark
 from tests.cluster import (
     COORDINATOR,
     BotProcess,
@@ -40,8 +44,10 @@ ROOMS = 500
 USERS = range(930000101, 930000107)
 LATENCY = 0.3
 TAKEOVER_LIMIT_S = 30.0
-FAST = {"leader_retry_seconds": 1, "delivery_poll_seconds": 0.2,
-        "delivery_lease_seconds": 4, "delivery_rate": 40}
+RETRY_S, LEASE_S = 1, 3
+FAST = {"leader_retry_seconds": RETRY_S, "leader_lease_seconds": LEASE_S,
+        "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 4, "delivery_rate": 40}
+FIRED = re.compile(r"occurrence \S+: (sent|late|missed)")
 
 
 @pytest.fixture
@@ -124,14 +130,11 @@ async def test_killing_the_scheduler_leader_hands_over_and_the_reminder_goes_onc
     assert leader.logged("is now the leader")
     await follower.start()
     assert follower.logged("is a follower") and not follower.logged("is now the leader")
-    # A reminder due a few seconds from now, scheduled by the leader (told by NOTIFY,
-    # as a change made in a follower's handler would be).
+    # A reminder due a few seconds from now, scheduled by the leader (told the way a
+    # change made in a follower's handler is).
     due = datetime.now(UTC) + timedelta(seconds=5)
     meeting_id = await seed_reminder(db, room, due)
-    async with db.engine.connect() as connection:
-        await connection.execute(text("SELECT pg_notify(:c, 'meetings')"), {"c": CHANNEL})
-        await connection.commit()
-    await asyncio.sleep(0.5)
+    await tell_the_leader(db, leader)
     await leader.kill()
     killed = time.monotonic()
     assert datetime.now(UTC) < due, "the machine was too slow: the reminder fell due first"
@@ -146,6 +149,77 @@ async def test_killing_the_scheduler_leader_hands_over_and_the_reminder_goes_onc
         marks = (await session.execute(select(func.count()).select_from(ScheduleMark))).scalar()
     assert marks == 1
     await follower.stop()
+
+
+async def test_a_frozen_leader_is_replaced_and_sends_nothing_when_it_wakes(
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
+) -> None:
+    """SIGSTOP: the process is alive, its connections open, it just does nothing (a long
+    pause, a frozen VM). Its lease runs out, the follower takes over, and what falls due
+    during the freeze goes out once: before the takeover by the catch-up, after it by the
+    new leader's jobs. Woken with SIGCONT, the old leader's jobs come due at once: they
+    are fenced off, and it becomes a follower."""
+    first_room, second_room = rooms(2)
+    emulator.add_group(first_room, "值班室")
+    emulator.add_group(second_room, "值班室")
+    leader, follower = processes(2)
+    await leader.start()
+    assert leader.logged("is now the leader")
+    await follower.start()
+    assert follower.logged("is a follower") and not follower.logged("is now the leader")
+    # Both fall due while the leader is frozen: the first before the follower can take
+    # over (at most LEASE_S + RETRY_S after the freeze), the second after it.
+    now = datetime.now(UTC)
+    early = await seed_reminder(db, first_room, now + timedelta(seconds=4))
+    late_due = now + timedelta(seconds=4 + LEASE_S + RETRY_S + 5)
+    late = await seed_reminder(db, second_room, late_due)
+    await tell_the_leader(db, leader)
+    assert leader.process is not None
+    leader.process.send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        assert datetime.now(UTC) < now + timedelta(seconds=4), \
+            "the machine was too slow: the first reminder fell due before the freeze"
+        await eventually(lambda: follower.logged("is now the leader"), TAKEOVER_LIMIT_S,
+                         "takeover by the follower")
+        took_over = follower.logged("is now the leader")
+        assert took_over is not None and took_over - frozen < TAKEOVER_LIMIT_S
+        assert datetime.now(UTC) < late_due, "the machine was too slow: no job left to fire"
+        await eventually(lambda: reminders_sent(emulator, early) == 1, 30, "the first reminder")
+        await eventually(lambda: reminders_sent(emulator, late) == 1, 30, "the second reminder")
+        assert datetime.now(UTC) - late_due < timedelta(seconds=30)
+    finally:
+        leader.process.send_signal(signal.SIGCONT)
+    await eventually(lambda: leader.logged("is no longer the leader"), 30,
+                     "the old leader stepping down")
+    assert not any(FIRED.search(line) for _, line in leader.lines), leader.log
+    # Nothing it could send was written: one mark and one message per reminder.
+    async with db.session() as session:
+        marks = (await session.execute(select(func.count()).select_from(ScheduleMark))).scalar()
+    assert marks == 2
+
+    async def two_reminders_sent() -> bool:
+        async with db.session() as session:
+            states = (await session.execute(select(OutboxMessage.state).where(
+                OutboxMessage.kind == "meeting_reminder"))).scalars().all()
+        return sorted(states) == [OutboxState.sent, OutboxState.sent]
+
+    await eventually(two_reminders_sent, 10, "two reminder rows, both sent")
+    assert reminders_sent(emulator, early) == 1 and reminders_sent(emulator, late) == 1
+    assert not follower.logged("is no longer the leader")
+    await asyncio.gather(leader.stop(), follower.stop())
+
+
+async def tell_the_leader(db: Database, leader: BotProcess) -> None:
+    """What a follower's handler does after changing a meeting: move the planner's change
+    counter (and NOTIFY, to be quick); then wait until the leader has placed the jobs."""
+    before = len([1 for _, line in leader.lines if "a change elsewhere" in line])
+    async with db.engine.begin() as connection:
+        await lease.bump_changes(connection, ["meetings"])
+        await connection.execute(text("SELECT pg_notify(:c, '')"), {"c": CHANNEL})
+    await eventually(lambda: len([1 for _, line in leader.lines
+                                  if "a change elsewhere" in line]) > before,
+                     10, "the leader placing the jobs")
 
 
 async def test_a_crash_mid_broadcast_repeats_at_most_the_rows_in_flight(
