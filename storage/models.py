@@ -888,6 +888,20 @@ class ConversationState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class HandledUpdate(Base):
+    """A Telegram update a webhook process took in (bot/runner.WebhookServer): the same
+    update_id posted again, to this process or another behind the same URL, is answered
+    200 and not handled twice. Rows older than a day are pruned (Telegram gives up
+    redelivering long before)."""
+
+    __tablename__ = "handled_updates"
+
+    update_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
 # --------------------------------------------------------------------------- search index
 
 
