@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as problem:
         print(f"configuration error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(settings.log_level, fmt=settings.log_format,
-                  secrets=[settings.token_value() or ""])
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.log_secrets())
     verbs: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
         "run": _run, "console": _console, "import": _import, "export": _export,
         "db": _db, "check": _check, "invite": _invite,
