@@ -781,7 +781,7 @@ async def got_kind(update: Update, context: Context, actor: Actor) -> int:
     value = (query.data or "").rsplit(":", 1)[1]
     if value not in MeetingKind.__members__:
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return KIND
+        return await handled(KIND)
     draft_of(context, DRAFT)["kind"] = value
     await query.answer()
     async with svc.db.session() as session:
@@ -793,7 +793,7 @@ async def got_kind(update: Update, context: Context, actor: Actor) -> int:
     await query.edit_message_text(tr("meetings.new.kind_chosen",
                                      kind=tr(f"meetings.kinds.{value}")), parse_mode=ParseMode.HTML)
     await reply(update, tr("meetings.new.ask_zone"), keyboard(rows))
-    return ZONE
+    return await handled(ZONE)
 
 
 @guarded(Role.coordinator, Where.private)
@@ -808,7 +808,7 @@ async def got_zone(update: Update, context: Context, actor: Actor) -> int:
     await query.answer()
     zone_name = data.get("zone_name") or default_zone(services(context))
     await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
-    return START
+    return await handled(START)
 
 
 @guarded(Role.coordinator, Where.private)
