@@ -702,6 +702,9 @@ class Meeting(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime | None]
+    # The identity of the /meeting new draft that created it: a draft confirmed twice
+    # (its preview pressed again after a restart) cannot store a second meeting.
+    submission_key: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
 
     zone: Mapped[Zone | None] = relationship()
     participants: Mapped[list[MeetingParticipant]] = relationship(
