@@ -1,7 +1,7 @@
 """handled updates: each webhook update is handled once, by one process
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06 09:00:00
 
 Telegram may post an update again (it did not see our 200 in time, or a proxy
@@ -17,8 +17,8 @@ from alembic import op
 
 import storage.models
 
-revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
