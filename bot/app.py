@@ -10,6 +10,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 
+from bot.answers import AnsweringApplication, DeskBot
 from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import BotMode, Settings
@@ -53,21 +54,24 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         raise ValueError("BOT_TOKEN is required to build the application")
     svc = svc or Services(settings=settings, db=Database(settings.database_url))
     quiet_typed_method_advice()  # handlers reply through do_api_request (handlers/common.py)
-    builder = ApplicationBuilder()
-    if settings.bot_mode is BotMode.webhook:
-        # Behind one URL, the next update of a conversation may reach another process.
-        builder = builder.application_class(SharedStateApplication)
-    application = (
-        builder
-        .token(token)
-        .base_url(settings.telegram_base_url)
-        .base_file_url(settings.telegram_base_file_url or file_url_for(settings.telegram_base_url))
-        .persistence(DatabasePersistence(svc.db))
-        .concurrent_updates(OrderedUpdateProcessor(settings.update_concurrency))
+    # Behind one URL, the next update of a conversation may reach another process.
+    # Either way every button press is answered once (bot/answers.py).
+    builder = ApplicationBuilder().application_class(
+        SharedStateApplication if settings.bot_mode is BotMode.webhook else AnsweringApplication)
+    bot = DeskBot(
+        token,
+        base_url=settings.telegram_base_url,
+        base_file_url=settings.telegram_base_file_url or file_url_for(settings.telegram_base_url),
         # Few connections to the Bot API, reused; waiting a moment for a free connection
         # beats failing (PTB's default is 1 s). Over aiohttp: bot/bot_api.py says why.
-        .request(AiohttpRequest(BOT_API_CONNECTIONS, pool_timeout=BOT_API_POOL_TIMEOUT))
-        .get_updates_request(AiohttpRequest(1))
+        request=AiohttpRequest(BOT_API_CONNECTIONS, pool_timeout=BOT_API_POOL_TIMEOUT),
+        get_updates_request=AiohttpRequest(1),
+    )
+    application = (
+        builder
+        .bot(bot)
+        .persistence(DatabasePersistence(svc.db))
+        .concurrent_updates(OrderedUpdateProcessor(settings.update_concurrency))
         .build()
     )
     if svc.delivery is None:
@@ -184,9 +188,11 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         text = t(last_known_language(svc, update.effective_user), "errors.unavailable")
     else:
         text = t(await _language(svc, update), "errors.generic")
+    query = update.callback_query
     try:
-        if update.callback_query is not None:
-            await update.callback_query.answer(text, show_alert=True)
+        if query is not None and not (isinstance(context.bot, DeskBot)
+                                      and context.bot.answered(query.id)):
+            await query.answer(text, show_alert=True)
         elif update.effective_message is not None and (
             update.effective_chat.type == ChatType.PRIVATE or update.effective_message.text
         ):

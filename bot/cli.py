@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as problem:
         print(f"configuration error: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(settings.log_level, fmt=settings.log_format,
-                  secrets=[settings.token_value() or ""])
+    setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.log_secrets())
     verbs: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
         "run": _run, "console": _console, "import": _import, "export": _export,
         "db": _db, "check": _check, "invite": _invite,
@@ -124,7 +123,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     """Import a data file, or with --check only validate it; problems are told in the
     desk's language, each with the file, line, record and field. Exit 1 on problems."""
     from bot.i18n import t
-    from storage.dataio import check_file, import_file
+    from storage.dataio import check_file, import_file, render_problems
     from storage.db import Database
     from storage.migrate import is_up_to_date, upgrade
 
@@ -142,10 +141,10 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
             await db.dispose()
     source = str(args.file)
     if report.problems:
-        print(t(language, "import.report.refused", file=source, count=len(report.problems)),
-              file=sys.stderr)
-        for problem in report.problems:
-            print(f"  {problem.render(language, source)}", file=sys.stderr)
+        print(t(language, "import.report.refused", file=source,
+                count=f"{len(report.problems):,}"), file=sys.stderr)
+        for line in render_problems(report.problems, language, source):
+            print(f"  {line}", file=sys.stderr)
         return 1
     if args.check:
         print(t(language, "import.report.check_ok", file=source,

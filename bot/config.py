@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -155,6 +157,18 @@ class Settings(BaseSettings):
 
     def token_value(self) -> str | None:
         return self.bot_token.get_secret_value() if self.bot_token else None
+
+    def log_secrets(self) -> list[str]:
+        """What the logs never show (bot/logs.py redacts it): the bot token, the webhook
+        secret and the database password (as written in the URL, and decoded)."""
+        secrets = [self.token_value() or ""]
+        if self.webhook_secret:
+            secrets.append(self.webhook_secret.get_secret_value())
+        with contextlib.suppress(ValueError):
+            password = urlsplit(self.database_url).password
+            if password:
+                secrets += [password, unquote(password)]
+        return [secret for secret in secrets if secret]
 
 
 class ConfigError(Exception):

@@ -23,6 +23,7 @@ from telegram import Update
 from telegram.ext import Application, BasePersistence, ConversationHandler, PersistenceInput
 from telegram.ext._utils.types import CDCData, ConversationDict, ConversationKey
 
+from bot.answers import AnsweringApplication
 from storage.db import Database
 from storage.models import ConversationState
 
@@ -159,7 +160,7 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
         """Every update is written when PTB hands it over; nothing is buffered here."""
 
 
-class SharedStateApplication(Application[Any, Any, Any, Any, Any, Any]):
+class SharedStateApplication(AnsweringApplication):
     """An Application whose conversations and user/chat data live in the database
     between updates, for several processes serving one webhook URL (module docstring)."""
 

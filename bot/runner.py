@@ -24,8 +24,9 @@ from telegram.ext import Application
 
 from bot.app import build_application, go_online, prepare, shutdown
 from bot.config import BotMode, Settings
-from bot.services import Services
+from bot.services import SERVICES_KEY, Services
 from storage.db import Database
+from storage.handled import claim_update, prune_handled
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram's updates are a few kilobytes; anything larger is not Telegram.
 WEBHOOK_MAX_BODY = 1024 * 1024
 WEBHOOK_PATH = "/telegram"
+PRUNE_SECONDS = 600.0  # how often a webhook process forgets update ids older than a day
 
 
 class StartRefused(Exception):
@@ -102,13 +104,21 @@ async def refuse_polling_over_a_webhook(application: Application, settings: Sett
 class WebhookServer:
     """Receives Telegram's updates for `application`: the secret is checked from the
     headers before any of the body is read, and bodies over WEBHOOK_MAX_BODY are refused
-    (413) without being buffered, whether announced by Content-Length or streamed."""
+    (413) without being buffered, whether announced by Content-Length or streamed.
+
+    Each update_id is handled once across every process on the database: it is claimed
+    in `handled_updates` (storage/handled.py) before it is queued, and a copy posted
+    again (to this process or another) is answered 200 and dropped. The claim commits
+    before the update is handled, so a process killed in between loses that one update
+    rather than ever handling one twice. While the database cannot take the claim the
+    answer is 503: Telegram posts the update again later."""
 
     def __init__(self, application: Application, secret: str, listen: str, port: int) -> None:
         self.application = application
         self.secret = secret.encode()
         self.listen, self.port = listen, port
         self._runner: web.AppRunner | None = None
+        self._next_prune = 0.0  # loop time of the next pruning of old claims
 
     async def start(self) -> None:
         app = web.Application(client_max_size=WEBHOOK_MAX_BODY)
@@ -145,8 +155,33 @@ class WebhookServer:
         except (ValueError, TypeError, KeyError):
             log.warning("the webhook received a body that is not an update")
             return web.Response(status=400)
-        await self.application.update_queue.put(update)
+        try:
+            fresh = await self.claim(update.update_id)
+        except Exception as error:  # the database is down or refusing: Telegram retries
+            log.warning("could not record update %d as received (%s); answered 503 so that "
+                        "Telegram sends it again", update.update_id, type(error).__name__)
+            return web.Response(status=503)
+        if fresh:
+            await self.application.update_queue.put(update)
+        else:
+            log.debug("update %d was received before (here or by another process): not "
+                      "handled again", update.update_id)
         return web.Response()
+
+    async def claim(self, update_id: int) -> bool:
+        """Record the update as taken in (storage/handled.py); False if it was before.
+        Every PRUNE_SECONDS one claim also forgets the claims older than a day."""
+        svc: Services = self.application.bot_data[SERVICES_KEY]
+        now = svc.now()
+        loop_time = asyncio.get_running_loop().time()
+        async with svc.db.session() as session:
+            fresh = await claim_update(session, update_id, now)
+            if loop_time >= self._next_prune:
+                self._next_prune = loop_time + PRUNE_SECONDS
+                pruned = await prune_handled(session, now)
+                if pruned:
+                    log.debug("forgot %d handled update ids older than a day", pruned)
+        return fresh
 
 
 async def receive_updates(application: Application, settings: Settings) -> WebhookServer | None:

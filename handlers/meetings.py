@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,6 +74,7 @@ from handlers.common import (
 )
 from storage import outbox
 from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
+from storage.db import AlreadySubmitted, submit_once
 from storage.models import (
     DutyRoom,
     Meeting,
@@ -89,6 +91,7 @@ from storage.schedules import (
     cancel_meeting,
     create_meeting,
     get_meeting,
+    meeting_by_submission,
     missed_marks,
     rooms_for_units,
     set_rsvp,
@@ -746,8 +749,11 @@ async def start_new(update: Update, context: Context, actor: Actor) -> int | Non
         await reply(update, tr("errors.private_only"))
         raise ApplicationHandlerStop
     assert context.user_data is not None
+    # "id": the draft's identity, stored with the meeting it creates (create_meeting):
+    # confirmed twice, as after a crash before the flow's end was saved, it creates one.
     context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor),
-                                "token": offer_confirmation(context, CREATE)}
+                                "token": offer_confirmation(context, CREATE),
+                                "id": uuid.uuid4().hex}
     await reply(update, tr("meetings.new.ask_title"))
     return TITLE
 
@@ -781,7 +787,7 @@ async def got_kind(update: Update, context: Context, actor: Actor) -> int:
     value = (query.data or "").rsplit(":", 1)[1]
     if value not in MeetingKind.__members__:
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return KIND
+        return await handled(KIND)
     draft_of(context, DRAFT)["kind"] = value
     await query.answer()
     async with svc.db.session() as session:
@@ -793,7 +799,7 @@ async def got_kind(update: Update, context: Context, actor: Actor) -> int:
     await query.edit_message_text(tr("meetings.new.kind_chosen",
                                      kind=tr(f"meetings.kinds.{value}")), parse_mode=ParseMode.HTML)
     await reply(update, tr("meetings.new.ask_zone"), keyboard(rows))
-    return ZONE
+    return await handled(ZONE)
 
 
 @guarded(Role.coordinator, Where.private)
@@ -808,7 +814,7 @@ async def got_zone(update: Update, context: Context, actor: Actor) -> int:
     await query.answer()
     zone_name = data.get("zone_name") or default_zone(services(context))
     await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
-    return START
+    return await handled(START)
 
 
 @guarded(Role.coordinator, Where.private)
@@ -932,18 +938,22 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
         context.user_data.pop(DRAFT, None)
         await query.answer()
         await query.edit_message_text(tr("meetings.new.discarded"))
-        return ConversationHandler.END
+        return await handled(ConversationHandler.END)
     if not data.get("unit_ids"):
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return ConversationHandler.END
+        return await handled(ConversationHandler.END)
+    key: str | None = data.get("id")  # None for a draft begun before drafts had one
+    if key and (done := await svc.db.read(lambda session: meeting_by_submission(session, key))):
+        return await _already_created(update, context, tr, token, *done)
     zone_name = data.get("zone_name") or default_zone(svc)
     starts_at = datetime.fromisoformat(data["starts_at"])
     if starts_at <= now:
         await query.answer(tr("meetings.errors.time_in_the_past",
                               text=fmt_when(tr, starts_at, zone_name, now=now)), show_alert=True)
         await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
-        return START
-    async with svc.db.session() as session:
+        return await handled(START)
+
+    async def create(session: AsyncSession) -> tuple[int, str, list[str]]:
         user = await acting_user(session, actor)
         meeting = await create_meeting(
             session, kind=MeetingKind(data["kind"]), title=data["title"],
@@ -951,7 +961,7 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
             timezone=zone_name, unit_ids=data["unit_ids"], actor=user,
             zone_id=data.get("zone_id"), place=data.get("place"),
             video_link=data.get("video_link"), agenda=data.get("agenda"),
-            offsets=plan_offsets(), now=now,
+            offsets=plan_offsets(), now=now, submission_key=key,
         )
         await plan.skip_past_reminders(session, meeting, now)
         _, unreachable = await plan.notify_rooms(
@@ -964,7 +974,15 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
                                         what="invitation")
         await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
                               default_language=svc.settings.default_language)
-        meeting_id, title = meeting.id, meeting.title
+        return meeting.id, meeting.title, unreachable
+
+    try:
+        meeting_id, title, unreachable = await submit_once(svc.db, create)
+    except AlreadySubmitted:  # the same draft confirmed at the same time elsewhere
+        assert key is not None
+        done = await svc.db.read(lambda session: meeting_by_submission(session, key))
+        assert done is not None
+        return await _already_created(update, context, tr, token, *done)
     close_confirmation(context, token, USED)
     context.user_data.pop(DRAFT, None)
     await svc.rescheduled(plan.NAME)
@@ -975,7 +993,19 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
     if unreachable:
         text += "\n" + tr("meetings.created.unreachable", units=escape(tr.join(unreachable)))
     await query.edit_message_text(text, parse_mode=ParseMode.HTML)
-    return ConversationHandler.END
+    return await handled(ConversationHandler.END)
+
+
+async def _already_created(update: Update, context: Context, tr: Translator, token: str,
+                           meeting_id: int, title: str) -> int:
+    """A draft confirmed again after it was stored (a crash before the flow's end was
+    saved): the meeting it made is named; nothing is stored or sent again."""
+    assert context.user_data is not None and update.callback_query is not None
+    close_confirmation(context, token, USED)
+    context.user_data.pop(DRAFT, None)
+    await update.callback_query.answer()
+    await reply(update, tr("meetings.created.already", id=meeting_id, title=escape(title)))
+    return await handled(ConversationHandler.END)
 
 
 async def cancel_flow(update: Update, context: Context) -> int:

@@ -702,6 +702,9 @@ class Meeting(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime | None]
+    # The identity of the /meeting new draft that created it: a draft confirmed twice
+    # (its preview pressed again after a restart) cannot store a second meeting.
+    submission_key: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
 
     zone: Mapped[Zone | None] = relationship()
     participants: Mapped[list[MeetingParticipant]] = relationship(
@@ -911,6 +914,20 @@ class ConversationState(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HandledUpdate(Base):
+    """A Telegram update a webhook process took in (bot/runner.WebhookServer): the same
+    update_id posted again, to this process or another behind the same URL, is answered
+    200 and not handled twice. Rows older than a day are pruned (Telegram gives up
+    redelivering long before)."""
+
+    __tablename__ = "handled_updates"
+
+    update_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    received_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # --------------------------------------------------------------------------- search index

@@ -19,6 +19,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from bot.domain.normalize import name_key, normalize
 from storage.access import audit
+from storage.db import AlreadySubmitted
 from storage.models import (
     AssistanceRequest,
     ChairRotation,
@@ -230,9 +231,16 @@ async def create_meeting(
     offsets: Sequence[int],
     code: str | None = None,
     now: datetime | None = None,
+    submission_key: str | None = None,
 ) -> Meeting:
+    """Store a meeting and audit it. `submission_key` is the identity of the guided flow's
+    draft: when a meeting already carries it, AlreadySubmitted (with its id) is raised and
+    nothing is stored (a second confirmation of the same draft)."""
+    if submission_key and (done := await meeting_by_submission(session, submission_key)):
+        raise AlreadySubmitted([str(done[0])])
     meeting = Meeting(
         code=code,
+        submission_key=submission_key,
         created_at=now,
         kind=kind,
         title=title,
@@ -257,6 +265,13 @@ async def create_meeting(
     loaded = await get_meeting(session, meeting.id)
     assert loaded is not None
     return loaded
+
+
+async def meeting_by_submission(session: AsyncSession, key: str) -> tuple[int, str] | None:
+    """The id and title of the meeting a draft with this submission key created."""
+    row = (await session.execute(select(Meeting.id, Meeting.title)
+                                 .where(Meeting.submission_key == key))).first()
+    return (row[0], row[1]) if row else None
 
 
 MEETING_FIELDS = ("title", "kind", "starts_at", "ends_at", "timezone", "place", "video_link",

@@ -5,7 +5,11 @@ a liaison's stable identity, human values, and an export that adds nothing."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,9 @@ from sqlalchemy import func, select
 
 from bot import cli
 from storage.dataio import (
+    MAX_FILE_BYTES,
+    SHOWN_PROBLEMS,
+    check_file,
     export_document,
     import_document,
     import_file,
@@ -21,6 +28,7 @@ from storage.dataio import (
     validate,
     validate_in,
 )
+from storage.dataio.yamlio import MAX_DEPTH
 from storage.db import Database
 from storage.models import ChairRotation, DutyRoom, Liaison, Meeting, MeetingKind, Roster, Unit
 from storage.search import search_liaisons
@@ -405,3 +413,73 @@ async def test_the_documented_examples_import(db: Database) -> None:
             problems = await validate_in(session, block)
         assert problems == [], (block, [str(p) for p in problems])
 
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_a_file_nested_50000_deep_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """It used to end the process with a segmentation fault (exit 139) and no word; run
+    in a process of its own, so a crash cannot take the tests with it."""
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("units: " + "[" * 50_000 + "]" * 50_000 + "\n", encoding="utf-8")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("BOT_TOKEN", "BOT_MODE", "DEFAULT_LANGUAGE")}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'd.db'}"
+    done = subprocess.run([sys.executable, "-m", "bot", "import", "--check", str(deep)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.splitlines() == [
+        f"{deep}：发现 1 个问题，未做任何修改：",
+        f"  {deep}，第 1 行：此处列表和记录嵌套超过 {MAX_DEPTH} 层（数据文件只需约六层）："
+        "请确认文件是否正确"]
+
+
+@pytest.mark.parametrize("shape", [
+    lambda n: "units: " + "[" * n + "]" * n,
+    lambda n: "units:\n" + "".join("  " * i + "-\n" for i in range(n)),
+    lambda n: "units: " + "{a: " * n + "}" * n,
+    lambda n: "- " * n + "x",
+])
+def test_nesting_deeper_than_a_data_file_ever_is_refused(shape: Callable[[int], str]) -> None:
+    assert parse_document(shape(MAX_DEPTH - 2))[1] == []  # not deep enough to matter
+    document, problems = parse_document(shape(MAX_DEPTH + 1))
+    assert document is None and [p.key for p in problems] == ["yaml_too_deep"]
+    assert problems[0].line is not None
+
+
+def test_a_file_too_big_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1024 * 1024)  # sparse: nothing is written
+    code, out, err = cli_import(monkeypatch, capsys, f"sqlite:///{tmp_path / 'd.db'}",
+                                "--check", str(huge), language="en")
+    limit = MAX_FILE_BYTES // 2**20
+    assert code == 1 and out == ""
+    assert err.splitlines()[1] == (
+        f"  {huge}: the file is {limit + 1:,.1f} MB; an import takes at most {limit} MB (the "
+        "data file of a whole directory is a few MB): is this the right file?")
+    assert [p.key for p in parse_document("#" * (MAX_FILE_BYTES + 1))[1]] == ["too_big"]
+
+
+@pytest.mark.parametrize(("language", "more"), [
+    (None, "……另有 1,050 个问题未列出"), ("zh-Hant", "……另有 1,050 個問題未列出"),
+    ("en", "… and 1,050 more problem(s), not listed"),
+])
+def test_a_file_of_bad_records_lists_fifty_and_counts_the_rest(
+    language: str | None, more: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("liaisons:\n" + "- 1\n" * 1_100, encoding="utf-8")
+    code, _, err = cli_import(monkeypatch, capsys, f"sqlite:///{tmp_path / 'd.db'}",
+                              "--check", str(bad), language=language)
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 1 + SHOWN_PROBLEMS + 1
+    assert "1,100" in lines[0] and lines[-1] == f"  {more}"
+    assert f"{bad}" in lines[SHOWN_PROBLEMS] and "1,050" not in lines[SHOWN_PROBLEMS]
+    report = asyncio.run(check_file(bad))  # the report keeps them all
+    assert len(report.problems) == 1_100
+    assert report.summary("en").splitlines()[-1] == "  … and 1,050 more problem(s), not listed"

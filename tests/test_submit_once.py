@@ -1,4 +1,5 @@
-"""A draft is stored once, however often it is submitted, on both databases.
+"""A draft is stored once, however often it is submitted, on both databases: a request,
+a notice, a meeting (/meeting new).
 
 The end of a guided conversation reaches the database up to a second after what it
 created (persistence flushes on a timer). These tests put the persisted conversation
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +28,8 @@ from storage.db import AlreadySubmitted, Database, submit_once
 from storage.models import (
     AssistanceRequest,
     ConversationState,
+    Meeting,
+    MeetingKind,
     Notice,
     NoticeDelivery,
     NoticeKind,
@@ -34,6 +38,8 @@ from storage.models import (
     Urgency,
     User,
 )
+from storage.schedules import create_meeting
+from tests import test_meetings as meetings
 from tests.test_requests_support import (
     SICHUAN_ROOM,
     T0,
@@ -210,3 +216,62 @@ async def test_two_submissions_of_one_draft_at_once_store_it_once(
         assert told[0].numbers == stored[0] and len(stored[0]) == count
     assert len(await rows(db, AssistanceRequest)) == 2
     assert len(await rows(db, Notice)) == 1
+
+
+@pytest.fixture
+async def meeting_units(db: Database) -> dict[str, int]:
+    return await meetings.seed(db)
+
+
+def meeting_invitations(emulator: BotApiEmulator, title: str) -> Counter[int]:
+    return sent_to(emulator, [meetings.GANSU_ROOM, meetings.QINGHAI_ROOM], title)
+
+
+async def test_a_meeting_confirmed_again_after_a_crash_before_the_flush_is_created_once(
+    emulator: BotApiEmulator, database_url: str, meeting_units: dict[str, int], db: Database,
+) -> None:
+    meetings.prepare(emulator)
+    clock = FakeClock(meetings.T0)
+    title = "第十五届联席会议"
+    rooms = [meetings.GANSU_ROOM, meetings.QINGHAI_ROOM]
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        preview = await meetings.preview_of_a_new_meeting(bot, title)
+        before = await persisted(bot)
+        done = await bot.press(meetings.COORD_ID, preview, "确认")
+        [meeting] = await rows(db, Meeting)
+        assert f"已创建会议 #{meeting.id}" in done.text
+        await bot.deliver()
+    outbox = await room_rows(db, rooms)
+    assert outbox == {room: 1 for room in rooms}
+    await crash_before_the_flush(db, before)
+    async with BotHarness(emulator, database_url, now=clock) as bot:
+        again = await bot.press(meetings.COORD_ID, preview, "确认")
+        assert again.texts == [f"该草稿已创建为会议 #{meeting.id}「{title}」；"
+                               "未重复创建，也未重复发送。"]
+        assert [m.id for m in await rows(db, Meeting)] == [meeting.id]
+        assert await room_rows(db, rooms) == outbox
+        assert not sends(await bot.deliver())
+        third = await bot.press(meetings.COORD_ID, preview, "确认")
+        assert third.alerts == ["这个按钮已经用过（创建会议），不会再执行一次。"]
+    assert meeting_invitations(emulator, title) == {room: 1 for room in rooms}
+    assert meeting.submission_key is not None and len(meeting.submission_key) == 32
+
+
+async def test_two_confirmations_of_one_meeting_draft_at_once_create_it_once(
+    db: Database, meeting_units: dict[str, int],
+) -> None:
+    async def create(session: Any) -> int:
+        meeting = await create_meeting(
+            session, kind=MeetingKind.joint, title="联席会议", starts_at=meetings.START,
+            ends_at=meetings.START + timedelta(hours=8), timezone="Asia/Shanghai",
+            unit_ids=[meeting_units["gs"], meeting_units["qh"]], actor=None, offsets=[60],
+            submission_key="c" * 32)
+        return meeting.id
+
+    outcomes = await asyncio.gather(submit_once(db, create), submit_once(db, create),
+                                    return_exceptions=True)
+    stored = [o for o in outcomes if isinstance(o, int)]
+    told = [o for o in outcomes if isinstance(o, AlreadySubmitted)]
+    assert len(stored) == len(told) == 1, outcomes
+    assert told[0].numbers == [str(stored[0])]
+    assert [m.id for m in await rows(db, Meeting)] == stored

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import ClientSession
+from sqlalchemy import select
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -18,6 +20,7 @@ from bot.emulator import BotApiEmulator
 from bot.runner import StartRefused, make_services, serve
 from bot.testing import MESSAGE_METHODS, TEST_TOKEN, Sent
 from storage.db import Database
+from storage.models import HandledUpdate
 from tests.cluster import SECRET, RoundRobinProxy, eventually, free_port
 from tests.test_requests_support import PEOPLE, make_directory
 
@@ -147,6 +150,83 @@ async def test_a_guided_conversation_continues_on_whichever_server_gets_the_next
             sent = await press(sent, "特急")
             assert "主题" in sent.text
     assert proxy.forwarded == {0: 3, 1: 2}
+
+
+UNKNOWN = "I do not know that command"
+
+
+async def answered_after(emulator: BotApiEmulator, user: int, servers: int) -> list[str]:
+    """Post a command the bot does not know through each of `servers` (in turn, behind a
+    proxy), after the updates under test; the texts `user` got once every one is
+    answered. A user's updates are handled in order, so whatever the earlier ones caused
+    on a server came before its answer."""
+    for _ in range(servers):
+        assert await emulator.deliver_webhook(
+            emulator.make_message_update(user, user, "/nosuch")) == 200
+
+    def texts() -> list[str]:
+        return [c.params.get("text", "") for c in emulator.calls_for(user, ["sendMessage"])]
+
+    await eventually(lambda: sum(UNKNOWN in text for text in texts()) == servers, 30,
+                     "the answers after the updates under test")
+    return texts()
+
+
+async def test_an_update_posted_three_times_is_answered_once(
+    emulator: BotApiEmulator, database_url: str, db: Database
+) -> None:
+    emulator.add_user(ADMIN_ID, "周立新", language_code="en")
+    port = free_port()
+    async with serving(webhook_settings(emulator, database_url, port)):
+        await eventually(lambda: emulator.webhook.get("url"), 30, "setWebhook")
+        update = emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")
+        assert [await emulator.deliver_webhook(update) for _ in range(3)] == [200, 200, 200]
+        texts = await answered_after(emulator, ADMIN_ID, 1)
+    assert sum("/invite" in text for text in texts) == 1, texts
+    assert await handled_ids(db) == [update["update_id"], update["update_id"] + 1]
+
+
+async def test_an_update_posted_to_two_servers_is_answered_once(
+    emulator: BotApiEmulator, database_url: str, db: Database
+) -> None:
+    """Telegram posts the update again and the proxy sends the copy to the other server."""
+    emulator.add_user(ADMIN_ID, "周立新", language_code="en")
+    ports = [free_port(), free_port()]
+    async with RoundRobinProxy([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+        first = webhook_settings(emulator, database_url, ports[0], proxy.url)
+        second = webhook_settings(emulator, database_url, ports[1], proxy.url)
+        async with serving(first), serving(second):
+            update = emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")
+            assert [await emulator.deliver_webhook(update) for _ in range(3)] == [200] * 3
+            texts = await answered_after(emulator, ADMIN_ID, len(ports))
+    assert proxy.forwarded == {0: 3, 1: 2}
+    assert sum("/invite" in text for text in texts) == 1, texts
+
+
+async def handled_ids(db: Database) -> list[int]:
+    async with db.session() as session:
+        return list((await session.execute(
+            select(HandledUpdate.update_id).order_by(HandledUpdate.update_id))).scalars())
+
+
+OLD = 900_000_000
+
+
+async def test_update_ids_older_than_a_day_are_forgotten(
+    emulator: BotApiEmulator, database_url: str, db: Database
+) -> None:
+    emulator.add_user(ADMIN_ID, "周立新", language_code="en")
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        session.add_all([HandledUpdate(update_id=OLD, received_at=now - timedelta(days=2)),
+                         HandledUpdate(update_id=OLD + 1, received_at=now - timedelta(hours=1))])
+    port = free_port()
+    async with serving(webhook_settings(emulator, database_url, port)):
+        await eventually(lambda: emulator.webhook.get("url"), 30, "setWebhook")
+        update = emulator.make_message_update(ADMIN_ID, ADMIN_ID, "/help")
+        assert await emulator.deliver_webhook(update) == 200
+        await emulator.wait_for_calls(1, method="sendMessage", chat_id=ADMIN_ID)
+    assert await handled_ids(db) == [update["update_id"], OLD + 1]
 
 
 async def exchange(port: int, head: str, body_chunks: list[bytes] = ()) -> str:  # type: ignore[assignment]

@@ -541,6 +541,11 @@ class BotApiEmulator:
             "id": query_id, "from": self.user(user_id), "message": message,
             "chat_instance": str(chat_id), "data": data})
 
+    def expire_query(self, query_id: str) -> None:
+        """The callback or inline query can no longer be answered, as when the bot answers
+        after Telegram's ~15 s: answering it gets 400 "query is too old"."""
+        self._open_queries.discard(query_id)
+
     def make_inline_query_update(self, user_id: int, query: str,
                                  offset: str = "") -> dict[str, Any]:
         query_id = str(next(self._query_ids))

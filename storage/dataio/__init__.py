@@ -22,6 +22,7 @@ derived data can register an `after_import` hook, run there too.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,7 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.i18n import t
 from storage.dataio.apply import COUNTED, SectionCounts, apply_plan, existing_from, load_state
 from storage.dataio.export import export_document
-from storage.dataio.problems import Positions, Problem, Problems, with_lines
+from storage.dataio.problems import (
+    SHOWN_PROBLEMS,
+    Positions,
+    Problem,
+    Problems,
+    render_problems,
+    with_lines,
+)
 from storage.dataio.resolve import Existing, Plan, resolve
 from storage.dataio.schema import DEFAULT_TIMEZONE, SECTIONS, check_shape
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
@@ -46,7 +54,9 @@ from storage.search import refresh_search_index
 
 __all__ = [
     "DEFAULT_TIMEZONE",
+    "MAX_FILE_BYTES",
     "SECTIONS",
+    "SHOWN_PROBLEMS",
     "ExportReport",
     "ImportReport",
     "Problem",
@@ -59,6 +69,7 @@ __all__ = [
     "import_document",
     "import_file",
     "parse_document",
+    "render_problems",
     "validate",
     "validate_in",
 ]
@@ -92,8 +103,9 @@ class ImportReport:
         """What happened, for people: the problems (with their lines), or the counts."""
         name = self.source or t(language, "import.report.the_document")
         if self.problems:
-            lines = [t(language, "import.report.refused", file=name, count=len(self.problems))]
-            lines += [f"  {problem.render(language)}" for problem in self.problems]
+            lines = [t(language, "import.report.refused", file=name,
+                       count=f"{len(self.problems):,}")]
+            lines += [f"  {line}" for line in render_problems(self.problems, language)]
             return "\n".join(lines)
         lines = [t(language, "import.report.checked" if self.dry_run else "import.report.done",
                    file=name, seconds=f"{self.seconds:.2f}", created=self.total("created"),
@@ -137,10 +149,23 @@ def after_import(hook: ImportHook) -> ImportHook:
 # --------------------------------------------------------------------------- validation
 
 
+MAX_FILE_BYTES = 32 * 1024 * 1024
+"""The largest data file an import reads. The whole sample desk is 50 kB and a national
+directory a few MB; PyYAML holds a file about twenty times over while it loads."""
+
+
+def too_big(size: int) -> Problem:
+    return Problem("", "too_big", {"size": f"{size / 2**20:,.1f}",
+                                   "limit": MAX_FILE_BYTES // 2**20})
+
+
 def parse_document(text: str, positions: Positions | None = None) -> tuple[Any, list[Problem]]:
     """YAML text to a document; a syntax error is a problem with its line and column.
     With `positions`, the lines of the document's parts are recorded there (for
-    `with_lines`)."""
+    `with_lines`). Text over MAX_FILE_BYTES, or nested deeper than a data file ever is,
+    is refused before it is parsed."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode()) > MAX_FILE_BYTES:
+        return None, [too_big(len(text.encode()))]
     try:
         return load_yaml(text, positions), []
     except YamlError as exc:
@@ -240,11 +265,32 @@ async def import_document(
     return report
 
 
+class _TooBig(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _read_text(path: Path) -> str:
+    """The file as text, read no further than MAX_FILE_BYTES (a device or a pipe says no
+    size up front)."""
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise _TooBig(size)
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise _TooBig(max(size, len(data)))
+    return data.decode("utf-8")
+
+
 async def _read(path: str | Path) -> tuple[Any, Positions, list[Problem]]:
     """A file's document and the lines of its parts, or why it cannot be read."""
     positions: Positions = {}
     try:
-        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        text = await asyncio.to_thread(_read_text, Path(path))
+    except _TooBig as exc:
+        return None, positions, [too_big(exc.size)]
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         return None, positions, [Problem("", "cannot_read", {"reason": reason})]

@@ -87,6 +87,19 @@ class Problem:
         return message
 
 
+SHOWN_PROBLEMS = 50  # a report lists this many problems, then counts the rest
+
+
+def render_problems(problems: list[Problem], language: str, source: str | None = None, *,
+                    limit: int = SHOWN_PROBLEMS) -> list[str]:
+    """The first `limit` problems, one line each, then how many more there are: a file of
+    a million bad records is told in fifty-one lines, not a million."""
+    lines = [problem.render(language, source) for problem in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(t(language, "import.report.more", count=f"{len(problems) - limit:,}"))
+    return lines
+
+
 def describe_path(language: str, path: str) -> str:
     """``liaisons[12].unit`` → 联络员第 13 条，字段 unit (records counted from 1)."""
     parts = segments(path)

@@ -7,7 +7,8 @@ an octal number and ``+8610000000148`` into a number without its '+'), and a key
 given twice in one mapping is an error, not a silent overwrite. It can record the
 line of every mapping, key and list item (`Positions`), so problems found later name
 their line; syntax errors are reworded for people and point at the line to fix (the
-opening bracket or quote that was never closed, not the end of the file).
+opening bracket or quote that was never closed, not the end of the file). Nesting deeper
+than MAX_DEPTH is refused before the document is built (`check_depth`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class YamlError(Exception):
         self.line = line
         self.column = column
 
+
+# A data file nests sections, records, lists in a field and their items: about six
+# levels. Anything much deeper is not a data file (and deep enough would crash the loader).
+MAX_DEPTH = 20
+_OPENING = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSING = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 _STR = "tag:yaml.org,2002:str"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -134,12 +141,34 @@ def syntax_error(exc: yaml.MarkedYAMLError) -> YamlError:
     return YamlError(key, values, mark.line + 1, mark.column + 1)
 
 
+def check_depth(text: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse lists and mappings nested deeper than `limit`, from the event stream alone.
+
+    Building the document recurses once per level (in libyaml's composer, in C, and in
+    the constructor), so `[[[[…` 50,000 deep killed the process with a segmentation fault
+    before any error could be told. The parser itself keeps its nesting on a heap stack:
+    reading events in a flat loop is safe at any depth, and costs about a hundredth of
+    the load. Raises YamlError("yaml_too_deep") at the first container too deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        kind = type(event)
+        if kind in _OPENING:
+            depth += 1
+            if depth > limit:
+                mark = event.start_mark
+                raise YamlError("yaml_too_deep", {"limit": limit}, mark.line + 1,
+                                mark.column + 1)
+        elif kind in _CLOSING:
+            depth -= 1
+
+
 def load_yaml(text: str, positions: dict[int, Any] | None = None) -> Any:
     """Parse YAML text; raises YamlError with the place to fix. With `positions`, the
     lines of every mapping, key and list item are recorded there (by `id()`)."""
     loader = StrictLoader(text)
     loader.positions = positions
     try:
+        check_depth(text)
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         raise syntax_error(exc) from exc

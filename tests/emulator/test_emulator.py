@@ -297,6 +297,10 @@ async def test_callback_queries_carry_the_message_as_it_is_now(
     assert await bot.answer_callback_query(query["id"], "已接收")
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_callback_query(query["id"], "again")
+    late = emu.make_callback_update(OTHER, (GROUP, sent.message_id), "ok")["callback_query"]
+    emu.expire_query(late["id"])  # answered after Telegram's ~15 s
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await bot.answer_callback_query(late["id"])
     forged = emu.make_callback_update(OTHER, (GROUP, sent.message_id), "admin:drop_all")
     assert forged["callback_query"]["data"] == "admin:drop_all"
     await bot.delete_message(GROUP, sent.message_id)
