@@ -19,6 +19,7 @@ from copy import deepcopy
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.ext import Application, BasePersistence, ConversationHandler, PersistenceInput
 from telegram.ext._utils.types import CDCData, ConversationDict, ConversationKey
@@ -98,14 +99,7 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
 
     async def _store(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
         async with self.db.session() as session:
-            row = await session.get(ConversationState, (namespace, key))
-            if value is None:
-                if row is not None:
-                    await session.delete(row)
-            elif row is None:
-                session.add(ConversationState(namespace=namespace, key=key, value=value))
-            else:
-                row.value = value
+            await _write(session, namespace, key, value)
 
     async def get_user_data(self) -> dict[int, dict[str, Any]]:
         return defaultdict(dict, {int(k): v for k, v in (await self._load(USER)).items()})
@@ -158,6 +152,36 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
 
     async def flush(self) -> None:
         """Every update is written when PTB hands it over; nothing is buffered here."""
+
+
+async def _write(session: AsyncSession, namespace: str, key: str,
+                 value: dict[str, Any] | None) -> None:
+    row = await session.get(ConversationState, (namespace, key))
+    if value is None:
+        if row is not None:
+            await session.delete(row)
+    elif row is None:
+        session.add(ConversationState(namespace=namespace, key=key, value=value))
+    else:
+        row.value = value
+
+
+async def write_flow_end(session: AsyncSession, update: Update,
+                         application: Application[Any, Any, Any, Any, Any, Any],
+                         flow: str, user_data: dict[str, Any]) -> None:
+    """Write in the caller's unit of work what PTB's next flush would: the conversation
+    `flow` over for this update, and the user's data as it is now. Stored with what the
+    flow created, a crash right after the commit cannot bring its confirm step back."""
+    if not isinstance(application.persistence, DatabasePersistence):
+        return
+    for handlers in application.handlers.values():
+        for handler in handlers:
+            if isinstance(handler, ConversationHandler) and handler.name == flow:
+                key = handler._get_key(update)  # PTB has no public way
+                await _write(session, CONVERSATION + flow, json.dumps(list(key)), None)
+    user = update.effective_user
+    if user is not None:
+        await _write(session, USER, str(user.id), deepcopy(user_data) or None)
 
 
 class SharedStateApplication(AnsweringApplication):

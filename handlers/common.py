@@ -7,7 +7,8 @@ import html
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from copy import deepcopy
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
@@ -25,12 +26,15 @@ from telegram.ext.filters import MessageFilter
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
 from bot.i18n import language_from_telegram
+from bot.persistence import write_flow_end
 from bot.services import Actor, Services, resolve_actor, services
 from storage.access import duty_room_by_chat
+from storage.db import submit_once
 from storage.models import Role, role_permits
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
+Created = TypeVar("Created")
 Handler = Callable[[Update, Context, Actor], Awaitable[Any]]
 TELEGRAM_TEXT_LIMIT = 4096
 
@@ -311,9 +315,45 @@ async def dead_prompt_answered(update: Update, context: Context) -> None:
 def close_confirmation(context: Context, token: str, state: str) -> None:
     """Mark an open confirmation CANCELLED, USED or SUPERSEDED: its buttons are dead
     from now on."""
-    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    _close(context.user_data or {}, token, state)
+
+
+def _close(user_data: dict[str, Any], token: str, state: str) -> None:
+    entry = user_data.get(CONFIRMATIONS, {}).get(token)
     if entry is not None and entry["state"] == OPEN:
         entry["state"] = state
+
+
+def end_draft(context: Context, token: str, draft_key: str) -> None:
+    """The draft is stored: its confirmation is used up and the draft is gone."""
+    assert context.user_data is not None
+    _end(context.user_data, token, draft_key)
+
+
+def _end(user_data: dict[str, Any], token: str, draft_key: str) -> None:
+    _close(user_data, token, USED)
+    user_data.pop(draft_key, None)
+
+
+async def submit_ending_flow(update: Update, context: Context, *, flow: str, token: str,
+                             draft_key: str, work: Callable[[AsyncSession], Awaitable[Created]]
+                             ) -> Created:
+    """Store what a guided flow's draft creates (once: `submit_once`) and, in the same
+    transaction, the flow's end with its draft gone; then end it in memory too. A crash
+    after the commit cannot bring back a confirm step whose draft is already stored,
+    and a failure before it leaves the draft as it was."""
+    assert context.user_data is not None
+    ended = deepcopy(context.user_data)
+    _end(ended, token, draft_key)
+
+    async def unit(session: AsyncSession) -> Created:
+        created = await work(session)
+        await write_flow_end(session, update, context.application, flow, ended)
+        return created
+
+    created = await submit_once(services(context).db, unit)
+    end_draft(context, token, draft_key)
+    return created
 
 
 def dead_confirmation_text(tr: Callable[..., str], state: str | None, kind: str) -> str:

@@ -62,6 +62,7 @@ from handlers.common import (
     current_actor,
     dead_button,
     draft_of,
+    end_draft,
     escape,
     guarded,
     handled,
@@ -71,10 +72,11 @@ from handlers.common import (
     offer_confirmation,
     prompt_ref,
     reply,
+    submit_ending_flow,
 )
 from storage import outbox
 from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
-from storage.db import AlreadySubmitted, submit_once
+from storage.db import AlreadySubmitted
 from storage.models import (
     DutyRoom,
     Meeting,
@@ -125,6 +127,7 @@ ALL = {"全部", "all", "全体", "全體"}
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 DELEGATE = 20
 DRAFT = "meeting_draft"
+FLOW = "meeting_new"  # the guided flow's name, as persisted
 # Confirmation kinds (handlers/common.py): a draft's preview, /meeting cancel's question,
 # the delegate's name prompt.
 CREATE, CANCEL, DELEGATE_KIND = "meeting_create", "meeting_cancel", "meeting_delegate"
@@ -977,14 +980,13 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
         return meeting.id, meeting.title, unreachable
 
     try:
-        meeting_id, title, unreachable = await submit_once(svc.db, create)
+        meeting_id, title, unreachable = await submit_ending_flow(
+            update, context, flow=FLOW, token=token, draft_key=DRAFT, work=create)
     except AlreadySubmitted:  # the same draft confirmed at the same time elsewhere
         assert key is not None
         done = await svc.db.read(lambda session: meeting_by_submission(session, key))
         assert done is not None
         return await _already_created(update, context, tr, token, *done)
-    close_confirmation(context, token, USED)
-    context.user_data.pop(DRAFT, None)
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
     await query.answer()
@@ -1000,9 +1002,8 @@ async def _already_created(update: Update, context: Context, tr: Translator, tok
                            meeting_id: int, title: str) -> int:
     """A draft confirmed again after it was stored (a crash before the flow's end was
     saved): the meeting it made is named; nothing is stored or sent again."""
-    assert context.user_data is not None and update.callback_query is not None
-    close_confirmation(context, token, USED)
-    context.user_data.pop(DRAFT, None)
+    assert update.callback_query is not None
+    end_draft(context, token, DRAFT)
     await update.callback_query.answer()
     await reply(update, tr("meetings.created.already", id=meeting_id, title=escape(title)))
     return await handled(ConversationHandler.END)
@@ -1242,7 +1243,7 @@ def register(application: Application) -> None:
             },
             fallbacks=[CommandHandler("cancel", cancel_flow)],
             allow_reentry=True,
-            name="meeting_new",
+            name=FLOW,
             persistent=True,
         )
         delegate_flow = ConversationHandler(

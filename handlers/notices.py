@@ -48,15 +48,17 @@ from handlers.common import (
     confirmation_state,
     current_actor,
     dead_button,
+    end_draft,
     escape,
     guarded,
     keyboard,
     offer_confirmation,
     reply,
+    submit_ending_flow,
 )
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
-from storage.db import AlreadySubmitted, submit_once
+from storage.db import AlreadySubmitted
 from storage.models import NoticeKind, NoticeStatus, Role, Severity, Unit, Zone
 from storage.requests import resolve_units
 from storage.schedules import all_zones, find_zones
@@ -67,6 +69,7 @@ COMMANDS = [
 ]
 
 DRAFT, CORRECTING = "notice_draft", "notice_correct"
+FLOW = "notices_flow"  # the guided flow's name, as persisted
 KIND, SEVERITY, AUDIENCE, TEXT, WHEN, CONFIRM, CORRECT = range(7)
 END = ConversationHandler.END
 NEW, MANAGE = "ntn", "ntm"
@@ -569,9 +572,10 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         return notice.number, len(await store.room_states(session, notice))
 
     try:
-        number, rooms = await submit_once(svc.db, create)
+        number, rooms = await submit_ending_flow(update, context, flow=FLOW, token=token,
+                                                 draft_key=DRAFT, work=create)
     except AlreadySubmitted as done:
-        _end_draft(context, token)
+        end_draft(context, token, DRAFT)
         await query.answer()
         await reply(update, tr("notices.new.already_sent", number=done.numbers[0]))
         return await _stop(END)
@@ -583,7 +587,6 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         step = {"time_past": WHEN, "no_rooms": AUDIENCE, "no_audience": AUDIENCE}.get(
             problem.code, CONFIRM)
         return await _ask(update, context, actor, step, notes)
-    _end_draft(context, token)
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
     await _closing(update, tr("notices.button.send"))
@@ -594,13 +597,6 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     else:
         await reply(update, tr("notices.new.sent", number=number, rooms=rooms))
     return await _stop(END)
-
-
-def _end_draft(context: Context, token: str) -> None:
-    """The draft is stored: its buttons are dead and it is gone."""
-    close_confirmation(context, token, USED)
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
 
 
 @guarded(Role.coordinator, Where.private)
@@ -955,7 +951,7 @@ def register(application: Application) -> None:
             fallbacks=[CommandHandler("cancel", quit_flow),
                        CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$")],
             allow_reentry=True,
-            name="notices_flow",
+            name=FLOW,
             persistent=True,
         )
     # Group -1: a typed answer inside the flow must not also reach plain-text features.

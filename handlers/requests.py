@@ -51,6 +51,7 @@ from handlers.common import (
     current_actor,
     dead_button,
     draft_of,
+    end_draft,
     escape,
     guarded,
     handled,
@@ -61,10 +62,11 @@ from handlers.common import (
     offer_confirmation,
     prompt_ref,
     reply,
+    submit_ending_flow,
 )
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
-from storage.db import AlreadySubmitted, submit_once
+from storage.db import AlreadySubmitted
 from storage.models import Mechanism, Role, Unit, Urgency
 
 COMMANDS = [
@@ -75,6 +77,7 @@ COMMANDS = [
 ]
 
 DRAFT, PENDING, LISTING = "rq_draft", "rq_pending", "rq_list"
+FLOW = "requests_new"  # the guided flow's name, as persisted
 # Confirmation kind of a draft's summary (handlers/common.py) and the token buttons carry.
 SUBMIT = "request_submit"
 TOKEN = "[0-9a-f]{8}"
@@ -689,18 +692,19 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
         return created, {r.to_unit_id: r.to_unit.duty_phone for r, _ in created.undelivered}
 
     try:
-        created, phones = await submit_once(svc.db, create)
+        created, phones = await submit_ending_flow(
+            update, context, flow=FLOW, token=draft.get("token") or "", draft_key=DRAFT,
+            work=create)
     except store.DraftProblem as problem:
         await query.answer()
         return await _ask(update, context, actor, CONFIRM, [
             tr(f"requests.new.problem.{problem.code}", **problem.values)])
     except AlreadySubmitted as done:
-        _end_draft(context, draft)
+        end_draft(context, draft.get("token") or "", DRAFT)
         await query.answer()
         await reply(update, tr("requests.new.already_submitted", numbers=tr.join(
             f"<code>{number}</code>" for number in done.numbers)))
         return await handled(END)
-    _end_draft(context, draft)
     svc.wake_delivery()
     await svc.rescheduled("requests")
     await query.answer()
@@ -717,13 +721,6 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
                         count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
     await reply(update, "\n".join(lines))
     return await handled(END)
-
-
-def _end_draft(context: Context, draft: dict[str, Any]) -> None:
-    """The draft is stored: its buttons are dead and it is gone."""
-    close_confirmation(context, draft.get("token") or "", USED)
-    assert context.user_data is not None
-    context.user_data.pop(DRAFT, None)
 
 
 async def quit_flow(update: Update, context: Context) -> int:
@@ -1273,7 +1270,7 @@ def register(application: Application) -> None:
             },
             fallbacks=[CommandHandler("cancel", quit_flow), quit_button],
             allow_reentry=True,
-            name="requests_new",
+            name=FLOW,
             persistent=True,
         )
         act_flow = ConversationHandler(
