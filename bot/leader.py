@@ -22,8 +22,10 @@ leader places APScheduler jobs and fires what falls due.
   that planner's change counter (`schedule_changes`); the leader reads the counters
   with every renewal and re-places those planners' jobs (and fires anything already
   due). `NOTIFY` on `CHANNEL` only wakes the leader sooner when LISTEN works.
-- Nothing depends on a session: every statement is its own transaction, so PgBouncer in
-  transaction mode is fine (there LISTEN may not work; the counters still do).
+- Nothing depends on a session: each exchange with the lease is one short transaction
+  of its own, so PgBouncer in transaction mode is fine (with `?pgbouncer=true` on
+  DATABASE_URL: no LISTEN there, and no prepared statement outlives its transaction;
+  tests/test_pgbouncer.py).
 - On SQLite there is a single process, always the leader.
 """
 
@@ -44,7 +46,7 @@ from telegram.ext import JobQueue
 
 from bot.scheduler import Scheduler
 from storage import lease
-from storage.db import Database
+from storage.db import Database, postgres_engine_arguments, through_pgbouncer
 from storage.lease import ALL_PLANNERS, SCHEDULER, Fence, Fenced
 
 log = logging.getLogger(__name__)
@@ -115,13 +117,15 @@ class Leader:
             await self.scheduler.start()
             return
         # Its own small pool: renewals never wait behind handlers for a connection,
-        # and each statement is its own transaction (nothing stays open or locked).
+        # and each exchange is one short transaction (nothing stays open or locked).
+        url, pooler_args = postgres_engine_arguments(self.db.url)
         self._engine = create_async_engine(
-            self.db.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=1,
+            url, pool_size=2, max_overflow=1,
             pool_pre_ping=True, pool_timeout=self.retry_seconds,
             connect_args={"timeout": self.retry_seconds, "command_timeout": self.retry_seconds,
                           "server_settings": {"application_name":
-                                              f"{APPLICATION_NAME} {self.name}"[:63]}},
+                                              f"{APPLICATION_NAME} {self.name}"[:63]},
+                          **pooler_args},
         )
         await self._round()
         if not self.is_leader:
@@ -152,7 +156,7 @@ class Leader:
         if not self.elected or self._engine is None:
             return
         try:
-            async with self._engine.connect() as connection:
+            async with self._engine.begin() as connection:
                 versions = await lease.bump_changes(connection, planner_names)
                 if not self.is_leader:
                     await connection.execute(text("SELECT pg_notify(:channel, '')"),
@@ -186,7 +190,7 @@ class Leader:
     async def _try_to_lead(self) -> None:
         assert self._engine is not None
         try:
-            async with self._engine.connect() as connection:
+            async with self._engine.begin() as connection:
                 sent = time.monotonic()
                 token = await lease.acquire(connection, SCHEDULER, self.name,
                                             self.lease_seconds)
@@ -209,7 +213,7 @@ class Leader:
         token = self.token
         assert token is not None
         try:
-            async with self._engine.connect() as connection:
+            async with self._engine.begin() as connection:
                 sent = time.monotonic()
                 renewal = await lease.renew(connection, SCHEDULER, token, self.lease_seconds)
         except Exception as exc:
@@ -230,7 +234,7 @@ class Leader:
         if self._engine is None:
             return
         try:
-            async with self._engine.connect() as connection:
+            async with self._engine.begin() as connection:
                 await lease.release(connection, SCHEDULER, token)
         except Exception as exc:  # it expires by itself
             log.warning("scheduler: could not end the lease (it lapses by itself): %s", exc)
@@ -315,6 +319,10 @@ class Leader:
 
     async def _listen(self) -> None:
         assert self._engine is not None
+        if through_pgbouncer(self.db.url):  # a pooled LISTEN hears nothing, or another's
+            log.info("scheduler: behind PgBouncer, changes elsewhere are read every %g s",
+                     self.retry_seconds)
+            return
         try:
             self._listener = await self._engine.connect()
             raw = (await self._listener.get_raw_connection()).driver_connection

@@ -28,10 +28,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from uuid import uuid4
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -49,6 +50,7 @@ RETRY_PAUSE = 0.5  # seconds before the one retry of a unit of work the server f
 # SQLSTATEs of a server that is gone or not taking connections: class 08 (connection
 # exception), 53300 too many connections, 57P01-57P03 shutdown / crash / starting up.
 UNREACHABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+PGBOUNCER_FLAG = "pgbouncer"  # DATABASE_URL's ?pgbouncer=true (our flag, not the driver's)
 
 T = TypeVar("T")
 
@@ -83,6 +85,29 @@ def is_unreachable(error: BaseException | None) -> bool:
     return False
 
 
+def through_pgbouncer(database_url: str | URL) -> bool:
+    """Whether DATABASE_URL says `?pgbouncer=true`: the server is reached through a
+    pooler in transaction mode, where each transaction may run on another server
+    connection, so a statement prepared in one may be gone in the next (PgBouncer
+    before 1.21, or without `max_prepared_statements`) and LISTEN hears nothing."""
+    value = make_url(database_url).query.get(PGBOUNCER_FLAG, "")
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def postgres_engine_arguments(database_url: str | URL) -> tuple[URL, dict[str, Any]]:
+    """The URL to connect with and the `connect_args` for asyncpg. Behind PgBouncer
+    asyncpg keeps no statement cache and names each statement it prepares uniquely, so
+    no name is ever met on a server connection that has it already or lacks it
+    (SQLAlchemy's recipe for transaction poolers): one more round trip a statement."""
+    url = make_url(database_url)
+    if not through_pgbouncer(url):
+        return url, {}
+    url = url.difference_update_query([PGBOUNCER_FLAG]).update_query_dict(
+        {"prepared_statement_cache_size": "0"})
+    return url, {"statement_cache_size": 0,
+                 "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4().hex}__"}
+
+
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -93,7 +118,9 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    url, connect_args = postgres_engine_arguments(url)
+    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10,
+                               connect_args=connect_args)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
