@@ -13,7 +13,8 @@ So the answering is central, in the bot object every handler answers through:
   it does nothing (DEBUG) and returns False.
 * Telegram refusing an answer as too old or invalid is expected (the user is gone or
   pressed long ago): logged at DEBUG, returned as False, and the handler carries on, so
-  the press still takes effect.
+  the press still takes effect. The same for an inline query's answer (the officer
+  typed on, so Telegram moved to a newer query).
 * `AnsweringApplication.process_update` answers, after the handlers, a press that no
   handler answered, so no button keeps spinning.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Update
@@ -66,17 +68,30 @@ class DeskBot(ExtBot[Any]):
             return False
         self._remember(callback_query_id)
         try:
-            return await super().answer_callback_query(callback_query_id, *args, **kwargs)
-        except BadRequest as error:
-            if not expired(error):
-                raise
-            log.debug("callback query %s could not be answered any more (%s); the press "
-                      "is handled all the same", callback_query_id, error.message)
-            return False
+            return await _unless_expired("callback query", callback_query_id, super()
+                                         .answer_callback_query(callback_query_id, *args,
+                                                                **kwargs))
         except BaseException:
             # Not answered (a network error, a time-out): a later answer may still work.
             self._answered.pop(callback_query_id, None)
             raise
+
+    async def answer_inline_query(self, inline_query_id: str, *args: Any,
+                                  **kwargs: Any) -> bool:
+        return await _unless_expired("inline query", inline_query_id, super()
+                                     .answer_inline_query(inline_query_id, *args, **kwargs))
+
+
+async def _unless_expired(kind: str, query_id: str, answering: Awaitable[bool]) -> bool:
+    """The answer, or False when Telegram found the query too old to answer."""
+    try:
+        return await answering
+    except BadRequest as error:
+        if not expired(error):
+            raise
+        log.debug("%s %s could not be answered any more (%s); the update is handled all "
+                  "the same", kind, query_id, error.message)
+        return False
 
 
 class AnsweringApplication(Application[Any, Any, Any, Any, Any, Any]):

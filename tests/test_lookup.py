@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -155,6 +156,20 @@ async def test_inline_mode_for_registered_users_only(desk: BotHarness) -> None:
     await desk.feed(desk.emulator.make_inline_query_update(STRANGER, "四川 刑侦"))
     refused = desk.emulator.calls[-1]
     assert refused.method == "answerInlineQuery" and refused.params["results"] == []
+
+
+async def test_an_inline_query_answered_too_late_is_no_error(
+        desk: BotHarness, caplog: pytest.LogCaptureFixture) -> None:
+    """The officer typed on (or the database was slow): Telegram refuses the answer as too
+    old. Nothing to tell anyone: DEBUG, not a traceback, and no message to any chat."""
+    caplog.set_level(logging.DEBUG)
+    update = desk.emulator.make_inline_query_update(ADMIN, "四川 刑侦")
+    desk.emulator.expire_query(update["inline_query"]["id"])
+    sent = await desk.feed(update)
+    [answer] = sent.calls
+    assert answer.method == "answerInlineQuery" and not answer.ok
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("could not be answered any more" in r.getMessage() for r in caplog.records)
 
 
 async def test_oncall_across_a_handover(desk: BotHarness) -> None:
