@@ -75,12 +75,12 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         .build()
     )
     if svc.delivery is None:
-        lease = svc.settings.delivery_lease_seconds
+        # The worker renews its rows' leases while it holds them, so a send may outlast
+        # DELIVERY_LEASE_SECONDS: the calls keep the client's time-outs (5 s).
         svc.delivery = DeliveryWorker(
             svc.db, application.bot, clock=svc.now, global_rate=svc.settings.delivery_rate,
-            lease_seconds=lease, poll_interval=svc.settings.delivery_poll_seconds,
-            # A send must end well within half its lease (PTB's default read timeout is 5 s).
-            read_timeout=lease / 3 if lease < 15 else None,
+            lease_seconds=svc.settings.delivery_lease_seconds,
+            poll_interval=svc.settings.delivery_poll_seconds,
         )
     if svc.view_log is None:
         svc.view_log = ViewLog(svc.db)

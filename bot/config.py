@@ -73,11 +73,12 @@ class Settings(BaseSettings):
     # Several processes on PostgreSQL (docs/deployment.md): how often the scheduler
     # leader renews its lease and a follower tries to take an expired one; how long a
     # lease lasts unrenewed (a frozen leader is replaced within lease + retry seconds);
-    # and this process's share of the outbox.
+    # and this process's share of the outbox, whose claimed rows are renewed every third
+    # of DELIVERY_LEASE_SECONDS (a dead process's rows go out again within one lease).
     leader_retry_seconds: float = Field(default=5.0, gt=0, le=20)
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=120)
     delivery_rate: int = Field(default=30, ge=1, le=1000)
-    delivery_lease_seconds: float = Field(default=60.0, ge=3, le=3600)
+    delivery_lease_seconds: float = Field(default=15.0, ge=3, le=3600)
     delivery_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Updates handled at once (each person's and each chat's still one at a time).
     update_concurrency: int = Field(default=32, ge=1, le=1024)

@@ -22,11 +22,24 @@ Errors:
 - `RetryAfter`: the chat is paused for retry_after and the row rescheduled without
   counting an attempt; when several chats are told so within a second, every send pauses.
 - `TimedOut`, `NetworkError`, 5xx: exponential backoff with jitter (capped), failed after
-  `max_attempts` with the error recorded.
+  `max_attempts` with the error recorded (unless the breaker opens: see "Cut off").
 - `Forbidden` (blocked, kicked) and `BadRequest` "chat not found": the row fails and the
   chat is marked unreachable; later rows to it fail without a call.
 - `ChatMigrated`: the new chat id is recorded and the row retried there at once.
 - Other `BadRequest`: failed, no retry; "message is not modified" on an edit counts as sent.
+
+Leases: a claimed row is leased for `lease_seconds` (DELIVERY_LEASE_SECONDS, 15 by
+default), and while the worker holds it (sending, waiting for a window, recording) a
+heartbeat renews the lease every third of that: a slow but live worker keeps its rows,
+and a dead one's rows are claimed again by another worker within one lease of its death.
+
+Cut off: a worker whose sends get no answer at all (refused, dropped, timed out; not an
+error Telegram answered) three times in a row asks getMe; if that fails too, its circuit
+breaker opens (bot/breaker.py): it stops claiming and gives back the rows it holds,
+without counting an attempt, so healthy workers send them and no row is failed because
+this one was cut off. It asks getMe again on a capped backoff and claims again once
+answered. A row that would be failed after `max_attempts` for want of an answer is
+failed only once getMe has answered.
 
 Duplicates: delivery is at-least-once. A `TimedOut` is ambiguous (Telegram may have
 delivered before the response was lost) and is retried; so is a row whose worker died
@@ -60,10 +73,10 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 
 from bot.bot_api import quiet_typed_method_advice
+from bot.breaker import CircuitBreaker, heard
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxState, utcnow
@@ -84,6 +97,8 @@ GLOBAL_FLOOD_CHATS = 3
 PAUSE_SLACK = 0.02
 # Added to every window: Telegram's clock and ours need not agree on the last millisecond.
 WINDOW_MARGIN = 0.002
+# How long getMe may take to say Telegram answers (seconds), unless read_timeout is set.
+PROBE_TIMEOUT = 5.0
 
 
 
@@ -247,10 +262,11 @@ class DeliveryWorker:
     - `global_rate` per second, `group_per_minute`, `private_per_second`: the windows.
     - `batch_size`: most rows per claim; `max_inflight`: most rows claimed and not yet
       sent (default two seconds' worth of `global_rate`).
-    - `lease_seconds`: how long a claimed row is ours; a crashed worker's rows are sent
-      again after it. `read_timeout` (seconds, PTB's default if None) must stay well
-      below half of it.
+    - `lease_seconds`: how long a claimed row is ours unrenewed; held rows are renewed
+      every third of it, so a crashed worker's rows are sent again within one lease.
+      `read_timeout`: seconds per call (PTB's default if None).
     - `max_attempts`, `backoff_base`, `backoff_cap`: retries after transient errors.
+    - `breaker`: whether Telegram answers this worker (bot/breaker.py; one is made).
     - `poll_interval`: how often to look without a `wake()`.
     - `on_sent`: async callables given each row once its delivery is recorded; they run
       in the recording task, so keep them short (enqueue and wake, do not send).
@@ -268,7 +284,7 @@ class DeliveryWorker:
         private_per_second: int = 1,
         batch_size: int = 100,
         max_inflight: int | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = 15.0,
         max_attempts: int = 10,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
@@ -277,6 +293,7 @@ class DeliveryWorker:
         arrival_allowance: float | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.db = db
         self.bot = bot
@@ -297,6 +314,7 @@ class DeliveryWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
         self.counters = DeliveryCounters()
+        self.breaker = breaker or CircuitBreaker(self.worker_id)
         self.on_sent: list[SentHook] = []
         quiet_typed_method_advice()  # again here: test runners reset warning filters
 
@@ -305,6 +323,12 @@ class DeliveryWorker:
         self._windows: dict[int, SlidingWindow] = {}
         self._floods: collections.deque[tuple[float, int]] = collections.deque()
         self._busy: collections.Counter[int] = collections.Counter()  # chat -> unrecorded rows
+        self._held: dict[int, int] = {}  # claimed, unrecorded rows: id -> attempt (the fence)
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._beat_stop = asyncio.Event()
+        self._probing: asyncio.Task[bool] | None = None
+        self._calling: set[asyncio.Task[Any]] = set()  # `_deliver`s awaiting an answer
+        self._abandoning: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[_Outcome] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -363,6 +387,10 @@ class DeliveryWorker:
                 await asyncio.wait(pending)
         if self._flusher is not None:
             await self._flusher
+        if self._heartbeat is not None:
+            self._beat_stop.set()
+            await self._heartbeat
+            self._beat_stop.clear()
         self._reopen()
         self._stopping = False
 
@@ -376,7 +404,8 @@ class DeliveryWorker:
         Rows waiting to be retried (backoff, flood control) before the deadline are waited
         for, unless the clock is stopped (a fake clock: advance it and drain again); rows
         scheduled later (`not_before`, a long backoff) and rows leased by another worker
-        are not. Works whether or not the background task runs.
+        are not. Works whether or not the background task runs (cut off from Telegram,
+        it asks getMe as the background task would).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -387,6 +416,9 @@ class DeliveryWorker:
                 raise TimeoutError(
                     f"outbox not drained after {timeout}s: {due} due, {len(self._tasks)} in flight"
                 )
+            if self.breaker.is_open and not self.running:
+                await self._wait_for_telegram()
+                continue
             claimed = await self._cycle()
             if self._busy:
                 self._progress.clear()
@@ -414,6 +446,7 @@ class DeliveryWorker:
             "rate_limited": c.rate_limited,
             "released": c.released,
             "in_flight": sum(self._busy.values()),
+            "reachable": not self.breaker.is_open,
             "errors": dict(c.by_error),
         }
 
@@ -423,6 +456,12 @@ class DeliveryWorker:
         self._global.reopen()
         for window in self._windows.values():
             window.reopen()
+
+    def _close_windows(self) -> None:
+        """Sends waiting for a slot give up (their rows go back to the outbox)."""
+        self._global.close()
+        for window in self._windows.values():
+            window.close()
 
     def _window(self, chat_id: int) -> SlidingWindow:
         window = self._windows.get(chat_id)
@@ -451,6 +490,9 @@ class DeliveryWorker:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
+            if self.breaker.is_open:
+                await self._wait_for_telegram()
+                continue
             await _wait(self._wake, self.poll_interval)
             if self._wake.is_set():
                 # Let the wakes of a burst (one per committed job) gather into one claim.
@@ -469,7 +511,7 @@ class DeliveryWorker:
     async def _cycle(self) -> int:
         """Claim what can go out now and start sending it; returns how many were claimed."""
         async with self._cycle_lock:
-            if self._stopping:
+            if self._stopping or not self.breaker.allows_claims:
                 return 0
             mono = time.monotonic()
             if self._global.blocked_until > mono:
@@ -514,12 +556,42 @@ class DeliveryWorker:
                     deadline=deadline,
                 )
                 self._busy[job.chat_id] += 1
+                self._held[job.id] = job.attempt
                 task = asyncio.create_task(self._deliver(job), name=f"outbox:{job.id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if rows:
                 log.debug("worker %s claimed %d outbox rows", self.worker_id, len(rows))
+                if self._heartbeat is None or self._heartbeat.done():
+                    self._heartbeat = asyncio.create_task(self._keep_leases(),
+                                                          name="outbox:heartbeat")
             return len(rows)
+
+    async def _keep_leases(self) -> None:
+        """While rows are held, renew their leases every third of a lease.
+
+        A row whose lease ran out and that another worker claimed is not renewed (its
+        attempt no longer matches), nor one whose outcome is being recorded.
+        """
+        while self._held and not self._beat_stop.is_set():
+            await _wait(self._beat_stop, self.lease_seconds / 3)
+            held = dict(self._held)
+            if not held or self._beat_stop.is_set():
+                continue
+            try:
+                async with self.db.session() as session:
+                    renewed = await outbox.renew_leases(session, held, now=self.clock(),
+                                                        lease_seconds=self.lease_seconds)
+            except Exception:
+                log.warning("could not renew the leases of %d outbox rows; they go to "
+                            "another worker if this lasts %.0f s", len(held),
+                            self.lease_seconds, exc_info=True)
+                continue
+            lost = [row for row in held if row not in renewed and row in self._held]
+            if lost:
+                log.warning("outbox rows %s were taken by another worker after their lease "
+                            "ran out while this one still held them: they may be sent twice",
+                            lost)
 
     # ------------------------------------------------------------------- sending
 
@@ -539,6 +611,7 @@ class DeliveryWorker:
             self._flusher = asyncio.create_task(self._flush(), name="outbox:record")
 
     def _finish(self, job: _Job) -> None:
+        self._held.pop(job.id, None)
         self._busy[job.chat_id] -= 1
         if self._busy[job.chat_id] <= 0:
             del self._busy[job.chat_id]
@@ -571,15 +644,23 @@ class DeliveryWorker:
             return self._failed(job, f"the message {job.reply_to_key!r} was never sent")
         window = self._window(job.chat_id)
         if not await window.acquire(job.deadline):
-            return self._release(job, self._resume_time(window))
+            return self._give_back(job, window)
         try:
             if not await self._global.acquire(job.deadline):
                 window.cancel()
-                return self._release(job, self._resume_time(self._global))
+                return self._give_back(job, self._global)
         except BaseException:
             window.cancel()
             raise
+        if self.breaker.is_open:  # it opened while this row waited for its slots
+            self._global.cancel()
+            window.cancel()
+            return self._release(job)
         started = time.monotonic()
+        error: TelegramError | None = None
+        task = asyncio.current_task()  # `_deliver`'s, which `_abandon_calls` may cancel
+        assert task is not None
+        self._calling.add(task)
         try:
             kwargs: dict[str, Any] = {}
             if self.read_timeout is not None:
@@ -587,38 +668,59 @@ class DeliveryWorker:
             result = await self.bot.do_api_request(
                 job.method, api_kwargs=self._params(job), **kwargs
             )
-        except RetryAfter as exc:
+        except TelegramError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            if not self._abandoned(task):
+                raise
+            return self._release(job)
+        finally:
+            self._calling.discard(task)
+            self._global.release(started)
+            window.release(started)
+        if error is not None:
+            return await self._failure(job, error)
+        self.breaker.answered()
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        return self._sent(job, message_id if message_id is not None else job.target_message_id)
+
+    async def _failure(self, job: _Job, exc: TelegramError) -> _Outcome:
+        reached = heard(exc)
+        if reached:
+            self.breaker.answered()
+        if isinstance(exc, RetryAfter):
             return self._flood(job, _retry_after_seconds(exc), str(exc))
-        except ChatMigrated as exc:
+        if isinstance(exc, ChatMigrated):
             log.info("chat %s migrated to %s", job.chat_id, exc.new_chat_id,
                      extra={"outbox_id": job.id, "chat_id": job.chat_id})
             self.counters.retried += 1
             return _Outcome(job, "migrated", new_chat_id=exc.new_chat_id, count_attempt=False,
                             error=str(exc))
-        except Forbidden as exc:
+        if isinstance(exc, Forbidden):
             return self._unreachable(job, exc.message)
-        except BadRequest as exc:
+        if isinstance(exc, BadRequest):
             text = exc.message.lower()
             if "message is not modified" in text:
                 return self._sent(job, job.target_message_id)
             if "chat not found" in text:
                 return self._unreachable(job, exc.message)
             return self._failed(job, f"BadRequest: {exc.message}")
-        except TimedOut as exc:
-            # Ambiguous: Telegram may have delivered. Retrying is the one source of duplicates.
-            return self._transient(job, f"TimedOut: {exc.message}")
-        except InvalidToken as exc:
+        error = f"{type(exc).__name__}: {exc.message}"
+        if isinstance(exc, InvalidToken):
             log.error("the bot token was rejected; outbox row %s will be retried", job.id)
-            return self._transient(job, f"InvalidToken: {exc.message}")
-        except NetworkError as exc:
-            return self._transient(job, f"{type(exc).__name__}: {exc.message}")
-        except TelegramError as exc:
-            return self._failed(job, f"{type(exc).__name__}: {exc.message}")
-        finally:
-            self._global.release(started)
-            window.release(started)
-        message_id = result.get("message_id") if isinstance(result, dict) else None
-        return self._sent(job, message_id if message_id is not None else job.target_message_id)
+            return self._transient(job, error)
+        if not isinstance(exc, NetworkError):
+            return self._failed(job, error)
+        # TimedOut is ambiguous: Telegram may have delivered. Retrying is the one source of
+        # duplicates. No answer at all may mean this worker is cut off, not the chat.
+        if reached is False and await self._cut_off(job, error):
+            return self._release(job)
+        return self._transient(job, error)
+
+    def _give_back(self, job: _Job, window: SlidingWindow) -> _Outcome:
+        """A row that found no slot in time: due again when its window has room, or at once
+        (for another worker) if this one is cut off from Telegram."""
+        return self._release(job, None if self.breaker.is_open else self._resume_time(window))
 
     def _resume_time(self, window: SlidingWindow) -> datetime:
         mono = time.monotonic()
@@ -680,12 +782,76 @@ class DeliveryWorker:
         return _Outcome(job, "retry", error=error, count_attempt=False,
                         next_attempt_at=self.clock() + timedelta(seconds=seconds))
 
+    # ------------------------------------------------------------------- reachability
+
+    async def _cut_off(self, job: _Job, error: str) -> bool:
+        """After a send that got no answer: whether this worker is cut off from Telegram
+        (the row then goes back without counting an attempt). getMe is asked when that is
+        `threshold` such sends in a row, or before the row would be failed for want of an
+        answer: no row fails because this worker could not reach Telegram."""
+        if self.breaker.is_open:
+            return True
+        if self.breaker.unanswered() or job.attempt >= self.max_attempts:
+            return not await self._probe(error)
+        return False
+
+    async def _probe(self, reason: str) -> bool:
+        """Whether getMe is answered; one question at a time, its answer shared."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(self._ask(reason), name="outbox:probe")
+        return await asyncio.shield(self._probing)
+
+    async def _ask(self, reason: str) -> bool:
+        timeout = self.read_timeout or PROBE_TIMEOUT
+        try:
+            # Bounded as a whole: the call may wait for a connection behind hanging sends.
+            await asyncio.wait_for(self.bot.get_me(read_timeout=timeout, write_timeout=timeout,
+                                                   connect_timeout=timeout,
+                                                   pool_timeout=timeout), timeout)
+        except (TelegramError, TimeoutError) as exc:
+            answer = (f"getMe: {type(exc).__name__}: {exc.message}"
+                      if isinstance(exc, TelegramError) else f"getMe: no answer in {timeout:g} s")
+            if self.breaker.probe_failed(f"{reason}; {answer}" if reason else answer):
+                self._close_windows()
+                self._abandon_calls()
+            return False
+        if self.breaker.probe_succeeded() and not self._stopping:
+            self._reopen()
+            self._wake.set()
+        return True
+
+    def _abandon_calls(self) -> None:
+        """The breaker opened: stop waiting for answers that are not coming. Those rows go
+        back at once, as after a time-out (a call that did reach Telegram is sent again:
+        the ambiguity every time-out has), instead of each waiting out its own."""
+        for task in self._calling:
+            self._abandoning.add(task)
+            task.cancel()
+
+    def _abandoned(self, task: asyncio.Task[Any]) -> bool:
+        """Whether this cancellation is `_abandon_calls`' alone (not also `stop()`'s)."""
+        if task not in self._abandoning:
+            return False
+        self._abandoning.discard(task)
+        return task.uncancel() == 0
+
+    async def _wait_for_telegram(self) -> None:
+        """Cut off: claim nothing; ask getMe when the breaker says."""
+        delay = self.breaker.probe_in()
+        if delay > 0:
+            await _wait(self._wake, delay)
+            self._wake.clear()
+        else:
+            await self._probe("")
+
     # ------------------------------------------------------------------- recording
 
     async def _flush(self) -> None:
         failures = 0
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
+            for outcome in batch:  # being recorded: the heartbeat leaves them alone
+                self._held.pop(outcome.job.id, None)
             try:
                 sent = await self._record(batch)
             except Exception:
@@ -693,6 +859,7 @@ class DeliveryWorker:
                 log.exception("could not record %d outbox outcomes (try %d)", len(batch),
                               failures)
                 self._outcomes[:0] = batch
+                self._held.update((o.job.id, o.job.attempt) for o in batch)
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                 continue
             failures = 0

@@ -70,13 +70,14 @@ class BotHarness:
         **settings: Any,
     ) -> None:
         self.emulator = emulator
+        # The emulator's URLs unless `settings` name others (a proxy in front of it).
+        defaults = {"telegram_base_url": emulator.base_url,
+                    "telegram_base_file_url": emulator.base_file_url}
         self.settings: Settings = load_settings(
             _env_file=None,
             bot_token=TEST_TOKEN,
             database_url=database_url,
-            telegram_base_url=emulator.base_url,
-            telegram_base_file_url=emulator.base_file_url,
-            **settings,
+            **{**defaults, **settings},
         )
         self.services = Services(settings=self.settings, db=Database(database_url), now=now)
         self.application: Application = build_application(self.settings, self.services)

@@ -19,7 +19,9 @@ Claiming (`claim_batch`):
 
 `attempts` doubles as a fencing token: it is incremented by each claim, and the `mark_*`
 functions accept the attempt the caller claimed, so a worker whose lease expired cannot
-overwrite the outcome recorded by the worker that claimed the row after it.
+overwrite the outcome recorded by the worker that claimed the row after it. A live
+worker renews the leases of the rows it holds (`renew_leases`, fenced the same way), so
+leases can be short: a dead worker's rows are due again soon after it stopped renewing.
 """
 
 from __future__ import annotations
@@ -335,6 +337,35 @@ async def claim_batch(
             row.chat_id = migrated[row.chat_id]
     rows.sort(key=lambda row: (row.next_attempt_at, row.id))
     return rows
+
+
+async def renew_leases(
+    session: AsyncSession, held: Mapping[int, int], *, now: datetime, lease_seconds: float
+) -> set[int]:
+    """Extend the leases of rows a live worker still holds (`held`: id -> the attempt it
+    claimed); returns the ids renewed. A row another worker claimed after its lease ran
+    out (another attempt) or whose outcome is recorded is left alone; on PostgreSQL so
+    is one being recorded right now (locked), which needs no renewal."""
+    if not held:
+        return set()
+    by_attempt: dict[int, list[int]] = {}
+    for row_id, attempt in held.items():
+        by_attempt.setdefault(attempt, []).append(row_id)
+    ours = and_(
+        O.state == OutboxState.sending,
+        or_(*(and_(O.attempts == attempt, O.id.in_(ids)) for attempt, ids in by_attempt.items())),
+    )
+    if _dialect(session) == "postgresql":
+        ours = O.id.in_(select(O.id).where(ours).with_for_update(skip_locked=True)
+                        .scalar_subquery())
+    result = await session.execute(
+        update(O)
+        .where(ours)
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+        .returning(O.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars())
 
 
 async def targets_for(

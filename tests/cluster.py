@@ -91,10 +91,13 @@ async def broadcast(db: Database, chats: Sequence[int], key: str) -> None:
         await session.flush()
         session.add_all([DutyRoom(unit_id=unit.id, chat_id=chat_id, title=f"值班室{chat_id}")
                          for unit, chat_id in zip(units, chats, strict=True)])
-        coordinator = User(telegram_id=COORDINATOR, full_name="秘书处王芳",
-                           role=Role.coordinator, unit_id=units[0].id)
-        session.add(coordinator)
-        await session.flush()
+        coordinator = (await session.scalars(
+            select(User).where(User.telegram_id == COORDINATOR))).one_or_none()
+        if coordinator is None:  # the first broadcast of the test
+            coordinator = User(telegram_id=COORDINATOR, full_name="秘书处王芳",
+                               role=Role.coordinator, unit_id=units[0].id)
+            session.add(coordinator)
+            await session.flush()
         await create_notice(
             session, NoticeDraft(kind=NoticeKind.situation, severity=Severity.important,
                                  text=f"形势通报 {key}", audience={"all": True}),
@@ -115,6 +118,14 @@ async def rows_in_state(db: Database, state: OutboxState, kind: str | None = Non
         if kind is not None:
             query = query.where(OutboxMessage.kind == kind)
         return (await session.execute(query)).scalar_one()
+
+
+async def extra_attempts(db: Database) -> int:
+    """Attempts counted on the rooms' notice rows beyond the one that sent each."""
+    async with db.session() as session:
+        return (await session.execute(
+            select(func.coalesce(func.sum(OutboxMessage.attempts - 1), 0))
+            .where(OutboxMessage.kind == "notice"))).scalar_one()
 
 
 async def seed_reminder(db: Database, chat_id: int, due: datetime) -> int:
@@ -152,7 +163,7 @@ class RoundRobinProxy:
     """A reverse proxy: each request goes to the next backend (nginx in front of several
     webhook servers). With `delay`, each answer is held back that long after the backend
     gave it (a slow link between the bot and Telegram: the call has taken effect, the
-    bot does not know yet)."""
+    bot does not know yet). `cut()` cuts the link until `restore()`."""
 
     def __init__(self, backends: Sequence[str], *, delay: float = 0.0) -> None:
         self.backends = list(backends)
@@ -160,8 +171,29 @@ class RoundRobinProxy:
         self._next = itertools.cycle(range(len(self.backends)))
         self.port = free_port()
         self.forwarded: Counter[int] = Counter()
+        self.unanswered = 0  # requests that met a cut link
+        self._cut: str | None = None
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
+
+    def cut(self, *, stall: bool = False) -> None:
+        """Nothing gets through, nothing is answered: each request's connection is
+        dropped at once (a refused or reset connection), or with `stall` held until the
+        client gives up (a link that loses every packet: the client times out)."""
+        self._cut = "stall" if stall else "drop"
+
+    def restore(self) -> None:
+        self._cut = None
+
+    async def _no_answer(self, request: web.Request) -> web.Response:
+        self.unanswered += 1
+        while self._cut == "stall":  # until restored, or the client hangs up (no event)
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.05)
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response()
 
     @property
     def base(self) -> str:
@@ -173,6 +205,8 @@ class RoundRobinProxy:
         return self.base + "/telegram"
 
     async def _forward(self, request: web.Request) -> web.Response:
+        if self._cut is not None:
+            return await self._no_answer(request)
         index = next(self._next)
         assert self._session is not None
         async with self._session.request(request.method, self.backends[index] + request.path_qs,

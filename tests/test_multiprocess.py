@@ -2,7 +2,8 @@
 real PostgreSQL, against one emulator: updates posted twice answered once, a notice to
 500 rooms shared without duplicates, the scheduler leader killed and replaced, the
 scheduler leader frozen (SIGSTOP) and replaced then woken (SIGCONT), a crash in the
-middle of a broadcast.
+middle of a broadcast, a process cut off from Telegram leaving the outbox to the other,
+a process killed while holding rows past their lease.
 
 Small leases and poll intervals keep each test to seconds; the behaviour is the
 production one. PostgreSQL only: on SQLite there is one process by design.
@@ -11,6 +12,7 @@ production one. PostgreSQL only: on SQLite there is one process by design.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import time
@@ -20,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text
 
+from bot.breaker import THRESHOLD
 from bot.emulator import BotApiEmulator
 from bot.leader import CHANNEL
+from bot.testing import TEST_TOKEN
 from storage import lease
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxState, ScheduleMark
@@ -33,6 +37,7 @@ from tests.cluster import (
     broadcast,
     broadcast_counts,
     eventually,
+    extra_attempts,
     free_port,
     reminders_sent,
     rooms,
@@ -47,7 +52,9 @@ LATENCY = 0.3
 TAKEOVER_LIMIT_S = 30.0
 RETRY_S, LEASE_S = 1, 3
 FAST = {"leader_retry_seconds": RETRY_S, "leader_lease_seconds": LEASE_S,
-        "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 4, "delivery_rate": 40}
+        "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 3, "delivery_rate": 40}
+CUT_ROOMS = 100
+KILL_ROOMS = 6  # fewer than the process's connections to the Bot API: all in flight at once
 FIRED = re.compile(r"occurrence \S+: (sent|late|missed)")
 
 
@@ -251,3 +258,102 @@ async def test_a_crash_mid_broadcast_repeats_at_most_the_rows_in_flight(
     assert set(counts) == set(chats)
     repeated = sum(n - 1 for n in counts.values())
     assert repeated <= in_flight, (repeated, in_flight)
+
+
+async def test_a_process_cut_off_from_telegram_leaves_the_broadcast_to_the_other(
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
+) -> None:
+    """A link that loses every packet: the cut process's sends time out, getMe too, and
+    it gives its rows back; the other sends every room once; nothing fails. Restored,
+    it says so and sends again."""
+    chats = rooms(CUT_ROOMS)
+    for chat_id in chats:
+        emulator.add_group(chat_id, f"值班室{chat_id}")
+    async with RoundRobinProxy([f"http://{emulator.host}:{emulator.port}"]) as link:
+        (cut_off,) = processes(1, link.base)
+        (healthy,) = processes(1)
+        await asyncio.gather(cut_off.start(), healthy.start())
+        link.cut(stall=True)
+        cut = time.monotonic()
+        # Frozen while the rows are claimed, so the cut process surely holds some.
+        async with frozen(healthy):
+            await broadcast(db, chats, "cut")
+            await eventually(lambda: rows_in_state(db, OutboxState.sending, "notice"), 10,
+                             "the cut process claiming rows")
+        await eventually(lambda: all_sent(db, CUT_ROOMS), 60, "every room's notice")
+        sent = time.monotonic() - cut
+        opened = cut_off.logged("does not answer worker")
+        assert opened is not None, cut_off.log
+        assert await rows_in_state(db, OutboxState.failed) == 0
+        assert broadcast_counts(emulator, "cut") == dict.fromkeys(chats, 1)
+        assert await extra_attempts(db) <= THRESHOLD - 1  # given back uncounted
+        warning = [line for _, line in cut_off.lines if "does not answer worker" in line]
+        assert len(warning) == 1 and "WARNING" in warning[0] and TEST_TOKEN not in warning[0]
+
+        link.restore()
+        restored = time.monotonic()
+        await eventually(lambda: cut_off.logged("answers worker"), 60, "the breaker closing")
+        closed = cut_off.logged("answers worker")
+        assert closed is not None
+        await healthy.stop()
+        more = [chat_id - 1000 for chat_id in rooms(10)]
+        for chat_id in more:
+            emulator.add_group(chat_id, f"值班室{chat_id}")
+        await broadcast(db, more, "back")  # to every room, old and new
+        await eventually(lambda: all_sent(db, 2 * CUT_ROOMS + len(more)), 60,
+                         "the second notice")
+        await cut_off.stop()
+    assert broadcast_counts(emulator, "back") == dict.fromkeys(chats + more, 1)
+    assert cut_off.sent_count() >= CUT_ROOMS + len(more)
+    assert len([1 for _, line in cut_off.lines if "answers worker" in line]) == 1
+    print(f"\ncut (no answer) to breaker open {opened - cut:.1f} s; every one of "
+          f"{CUT_ROOMS} rooms sent {sent:.1f} s after the cut; restore to closed "
+          f"{closed - restored:.1f} s")
+
+
+async def test_a_killed_process_rows_go_out_again_within_a_lease(
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
+) -> None:
+    """Its sends hang (held before they reach Telegram) past the lease: the heartbeat
+    keeps its rows while it lives. Killed, it renews nothing: the other process sends
+    them within about one lease, each once."""
+    chats = rooms(KILL_ROOMS)
+    for chat_id in chats:
+        emulator.add_group(chat_id, f"值班室{chat_id}")
+    async with RoundRobinProxy([f"http://{emulator.host}:{emulator.port}"]) as link:
+        (doomed,) = processes(1, link.base)
+        (survivor,) = processes(1)
+        await asyncio.gather(doomed.start(), survivor.start())
+        link.cut(stall=True)  # its calls hang until the client gives up (5 s)
+
+        async def all_claimed() -> bool:
+            return await rows_in_state(db, OutboxState.sending, "notice") == KILL_ROOMS
+
+        async with frozen(survivor):
+            await broadcast(db, chats, "kill")
+            await eventually(all_claimed, 10, "the doomed process claiming every room")
+        claimed = time.monotonic()
+        await asyncio.sleep(FAST["delivery_lease_seconds"] + 0.6)
+        assert time.monotonic() - claimed < 5, "the machine was too slow: the sends timed out"
+        assert await rows_in_state(db, OutboxState.sending, "notice") == KILL_ROOMS
+        assert not broadcast_counts(emulator, "kill"), "taken over while its holder lived"
+        await doomed.kill()
+        killed = time.monotonic()
+        await eventually(lambda: all_sent(db, KILL_ROOMS), 30, "the rooms after the kill")
+        resent = time.monotonic() - killed
+        await survivor.stop()
+    assert broadcast_counts(emulator, "kill") == dict.fromkeys(chats, 1)
+    assert resent < 2 * FAST["delivery_lease_seconds"], resent  # about one lease
+    print(f"\nSIGKILL to every held row sent again: {resent:.1f} s "
+          f"(lease {FAST['delivery_lease_seconds']} s)")
+
+
+@contextlib.asynccontextmanager
+async def frozen(process: BotProcess) -> AsyncIterator[None]:
+    """SIGSTOP for the duration (it claims nothing meanwhile), then SIGCONT."""
+    assert process.process is not None
+    process.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.process.send_signal(signal.SIGCONT)

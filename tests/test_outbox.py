@@ -104,6 +104,30 @@ async def test_a_lease_hides_a_row_until_it_expires_and_fences_the_old_claim(
         assert await outbox.message_id_for(session, "k") == 12
 
 
+async def test_a_renewed_lease_keeps_a_row_and_only_its_holder_renews_it(
+    db: Database,
+) -> None:
+    await add(db, "held", GROUP_A)
+    await add(db, "lapsed", GROUP_B)
+    await add(db, "done", GROUP_C)
+    held, lapsed, done = sorted(await claim(db), key=lambda r: r.chat_id, reverse=True)
+    async with db.session() as session:
+        await outbox.mark_sent(session, done.id, 7, T0, attempt=1)
+        assert await outbox.renew_leases(session, {held.id: 1}, now=T0 + timedelta(seconds=50),
+                                         lease_seconds=60) == {held.id}
+    # "lapsed" was not renewed in time: another worker claims it (attempt 2).
+    assert [r.id for r in await claim(db, T0 + timedelta(seconds=60))] == [lapsed.id]
+    async with db.session() as session:
+        renewed = await outbox.renew_leases(
+            session, {held.id: 1, lapsed.id: 1, done.id: 1},
+            now=T0 + timedelta(seconds=70), lease_seconds=60)
+    assert renewed == {held.id}
+    assert (await row(db, "held")).lease_until == T0 + timedelta(seconds=130)
+    assert await claim(db, T0 + timedelta(seconds=110)) == []  # both leases hold
+    assert (await row(db, "lapsed")).lease_until == T0 + timedelta(seconds=120)
+    assert (await row(db, "done")).state == OutboxState.sent
+
+
 async def test_one_row_per_chat_in_flight_in_order(db: Database) -> None:
     for i in range(3):
         await add(db, f"a{i}", GROUP_A)
