@@ -132,15 +132,19 @@ class Limits:
         self._private = (per_private_per_second, 1.0)
         self._chats: dict[int, SlidingWindow] = {}
 
-    def retry_after(self, chat_id: int, now: float, weight: int = 1) -> int:
-        """0 and the send counted, or the whole seconds to wait before it would be accepted."""
-        chat = self._chats.get(chat_id)
-        if chat is None:
-            chat = self._chats[chat_id] = SlidingWindow(
-                *(self._group if chat_id < 0 else self._private))
-        wait = max(self._global.wait(now, weight), chat.wait(now, weight))
+    def retry_after(self, chat_id: int | None, now: float, weight: int = 1) -> int:
+        """0 and the call counted, or the whole seconds to wait before it would be
+        accepted; `chat_id` None: it counts toward the overall limit only."""
+        windows = [self._global]
+        if chat_id is not None:
+            chat = self._chats.get(chat_id)
+            if chat is None:
+                chat = self._chats[chat_id] = SlidingWindow(
+                    *(self._group if chat_id < 0 else self._private))
+            windows.append(chat)
+        wait = max(window.wait(now, weight) for window in windows)
         if wait > 0:
             return max(1, math.ceil(wait))
-        self._global.add(now, weight)
-        chat.add(now, weight)
+        for window in windows:
+            window.add(now, weight)
         return 0

@@ -311,6 +311,11 @@ class BotApiEmulator:
             key for key, m in self.spec.methods.items()
             if key.startswith(("send", "copy", "forward"))
             and m.returns[0] in {"Message", "Array of Message", "MessageId", "Array of MessageId"})
+        # What counts toward the bot's overall rate (edits and button answers too, not
+        # only sends); the per-chat limits count sends.
+        self._rate_counted = self._send_methods | {
+            key for key in self.spec.methods if key.startswith("editmessage")} | {
+            "answercallbackquery", "answerinlinequery"}
         self._handlers: dict[str, Callable[[ApiCall], Any]] = {
             "getme": self._get_me, "getupdates": self._check_polling,
             "setwebhook": self._set_webhook, "deletewebhook": self._delete_webhook,
@@ -663,7 +668,9 @@ class BotApiEmulator:
 
     def enforce_limits(self, global_per_second: int = 30, per_group_per_minute: int = 20,
                        per_private_per_second: int = 1) -> None:
-        """Answer sends over Telegram's flood limits with 429 (off by default)."""
+        """Answer calls over Telegram's flood limits with 429 (off by default): sends,
+        edits and button answers count toward `global_per_second`, sends also toward
+        their chat's limit."""
         self._limits = Limits(global_per_second, per_group_per_minute, per_private_per_second)
 
     def lift_limits(self) -> None:
@@ -712,8 +719,8 @@ class BotApiEmulator:
                     await self._stall(request)
                 else:
                     raise _fault_error(fault)
-            if self._limits is not None and key in self._send_methods:
-                self._check_limits(call)
+            if self._limits is not None and key in self._rate_counted:
+                self._check_limits(call, per_chat=key in self._send_methods)
             handler = self._handlers.get(key)
             result = handler(call) if handler else self._generic(method, call)
             if key == "getupdates":
@@ -818,11 +825,12 @@ class BotApiEmulator:
         self.chat(value)
         return value
 
-    def _check_limits(self, call: ApiCall) -> None:
+    def _check_limits(self, call: ApiCall, *, per_chat: bool) -> None:
         """Flood limits run on real time, not `clock`: clients wait them out with sleeps."""
-        assert self._limits is not None and call.chat_id is not None
+        assert self._limits is not None
         weight = len(call.params.get("media") or ()) or 1
-        wait = self._limits.retry_after(call.chat_id, time.monotonic(), weight)
+        wait = self._limits.retry_after(call.chat_id if per_chat else None, time.monotonic(),
+                                        weight)
         if wait:
             self.stats["over_limit"] += 1
             raise ApiError(429, f"Too Many Requests: retry after {wait}", wait)

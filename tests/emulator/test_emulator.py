@@ -530,6 +530,19 @@ async def test_the_21st_message_to_a_group_in_a_minute_is_429(
     assert last.error_code == 429 and last.error == "Too Many Requests: retry after 1"
 
 
+async def test_edits_and_button_answers_count_toward_the_overall_limit(
+        emu: BotApiEmulator, bot: Bot) -> None:
+    emu.enforce_limits(global_per_second=3, per_group_per_minute=20, per_private_per_second=1)
+    message = await bot.send_message(GROUP, "m0")
+    press = emu.make_callback_update(USER, (GROUP, message.message_id), "ok")
+    await bot.answer_callback_query(press["callback_query"]["id"])
+    await bot.edit_message_text("m1", chat_id=GROUP, message_id=message.message_id)
+    with pytest.raises(RetryAfter):  # a fourth call in the second, though the chat has room
+        await bot.edit_message_text("m2", chat_id=GROUP, message_id=message.message_id)
+    assert emu.stats["over_limit"] == 1
+    assert emu.stats.sent_per_chat == {GROUP: 1}
+
+
 # --------------------------------------------------------------------------- webhook, time
 
 
