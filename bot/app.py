@@ -19,6 +19,7 @@ from bot.i18n import DEFAULT_LANGUAGE, Translator, t
 from bot.leader import Leader
 from bot.persistence import DatabasePersistence, SharedStateApplication
 from bot.plans import PLANNERS
+from bot.ratebudget import BudgetRateLimiter, budget_for
 from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
 from bot.updates import OrderedUpdateProcessor
@@ -58,6 +59,8 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     # Either way every button press is answered once (bot/answers.py).
     builder = ApplicationBuilder().application_class(
         SharedStateApplication if settings.bot_mode is BotMode.webhook else AnsweringApplication)
+    # One send budget for everything the bot sends, replies first (bot/ratebudget.py).
+    budget = budget_for(settings.delivery_rate, settings.database_url, token)
     bot = DeskBot(
         token,
         base_url=settings.telegram_base_url,
@@ -66,6 +69,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         # beats failing (PTB's default is 1 s). Over aiohttp: bot/bot_api.py says why.
         request=AiohttpRequest(BOT_API_CONNECTIONS, pool_timeout=BOT_API_POOL_TIMEOUT),
         get_updates_request=AiohttpRequest(1),
+        rate_limiter=BudgetRateLimiter(budget),
     )
     application = (
         builder
@@ -81,6 +85,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
             svc.db, application.bot, clock=svc.now, global_rate=svc.settings.delivery_rate,
             lease_seconds=svc.settings.delivery_lease_seconds,
             poll_interval=svc.settings.delivery_poll_seconds,
+            budget=budget,
         )
     if svc.view_log is None:
         svc.view_log = ViewLog(svc.db)

@@ -72,9 +72,10 @@ class Settings(BaseSettings):
 
     # Several processes on PostgreSQL (docs/deployment.md): how often the scheduler
     # leader renews its lease and a follower tries to take an expired one; how long a
-    # lease lasts unrenewed (a frozen leader is replaced within lease + retry seconds);
-    # and this process's share of the outbox, whose claimed rows are renewed every third
-    # of DELIVERY_LEASE_SECONDS (a dead process's rows go out again within one lease).
+    # lease lasts unrenewed (a frozen leader is replaced within lease + retry seconds).
+    # DELIVERY_RATE: the bot's messages a second, every process and every kind of
+    # message together (bot/ratebudget.py); the outbox's claimed rows are renewed every
+    # third of DELIVERY_LEASE_SECONDS (a dead process's rows go out again within one lease).
     leader_retry_seconds: float = Field(default=5.0, gt=0, le=20)
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=120)
     delivery_rate: int = Field(default=30, ge=1, le=1000)

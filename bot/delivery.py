@@ -6,17 +6,16 @@ configured base_url are used), and the outcome recorded in another short transac
 (several outcomes share one). A chat has at most one row in flight, so its messages go
 out in order.
 
-Rate limits are sliding windows ("at most N sends in any W seconds"): global 30 per
-second, 20 per minute per group (negative chat id), 1 per second per private chat. A send
-occupies a slot from the moment it starts until W seconds after its response arrived;
-since Telegram saw the request somewhere between those two instants, Telegram never counts
+Rate limits are sliding windows ("at most N sends in any W seconds"): 20 per minute per
+group (negative chat id), 1 per second per private chat, and the bot's send budget
+(bot/ratebudget.py: DELIVERY_RATE a second for the whole bot, shared with handlers'
+replies, which go first, and on PostgreSQL with the other processes). A send occupies a
+slot from the moment it starts until W seconds after its response arrived; since
+Telegram saw the request somewhere between those two instants, Telegram never counts
 more than N in a window, whatever the network latency (`arrival_allowance` trades some
-of that certainty for throughput on slow links). Global starts are also paced 1/rate
-apart, so sends do not queue behind each other and round trips stay short. Rows are only
-claimed for chats whose window has room, and only as many as can go out in about two
-seconds, so a claimed row never waits long enough for its lease to expire. The windows
-live in the worker: with several workers, give each a share of the global rate
-(DELIVERY_RATE, docs/deployment.md).
+of that certainty for throughput on slow links). Rows are only claimed for chats whose
+window has room, and only as many as can go out in about two seconds, so a claimed row
+never waits long enough for its lease to expire.
 
 Errors:
 - `RetryAfter`: the chat is paused for retry_after and the row rescheduled without
@@ -50,15 +49,12 @@ at most `max_inflight` per worker); no other path sends a row twice.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
-import contextlib
 import logging
 import os
 import random
 import socket
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -77,6 +73,8 @@ from telegram.error import (
 
 from bot.bot_api import quiet_typed_method_advice
 from bot.breaker import CircuitBreaker, heard
+from bot.ratebudget import OutboxLane, SendBudget, SlidingWindow, retry_after_seconds, slot_taken
+from bot.ratebudget import wait_event as _wait
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxState, utcnow
@@ -95,121 +93,12 @@ GLOBAL_FLOOD_WINDOW = 1.0
 GLOBAL_FLOOD_CHATS = 3
 # A paused chat reopens this much after its row is due again.
 PAUSE_SLACK = 0.02
-# Added to every window: Telegram's clock and ours need not agree on the last millisecond.
-WINDOW_MARGIN = 0.002
 # How long getMe may take to say Telegram answers (seconds), unless read_timeout is set.
 PROBE_TIMEOUT = 5.0
 
 
 
 quiet_typed_method_advice()
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Until the event is set or `seconds` pass, whichever comes first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=seconds)
-
-
-class SlidingWindow:
-    """At most `limit` sends in any `window` seconds (monotonic time), FIFO among waiters.
-
-    A slot is taken when a send starts and counted until `window` after it reached
-    Telegram (see `release`); sends in flight count as "now".
-    """
-
-    def __init__(self, limit: int, window: float, *, paced: bool = False,
-                 arrival_allowance: float | None = None) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("a window needs a positive limit and length")
-        self.limit = limit
-        self.window = window + WINDOW_MARGIN
-        # Paced: starts at least window/limit apart, so sends do not queue up behind each
-        # other in a burst (which lengthens every round trip, and so every window).
-        self.min_interval = window / limit if paced else 0.0
-        self.arrival_allowance = arrival_allowance
-        self._next_start = float("-inf")
-        self.inflight = 0
-        self.blocked_until = 0.0
-        self.closed = False
-        self._done: collections.deque[float] = collections.deque()  # sorted stamps
-        self._lock = asyncio.Lock()
-        self._changed = asyncio.Event()
-
-    def _prune(self, now: float) -> None:
-        while self._done and self._done[0] <= now - self.window:
-            self._done.popleft()
-
-    def available_at(self, now: float) -> float:
-        """When a send could start (inf: only when an in-flight send finishes)."""
-        self._prune(now)
-        start = max(now, self.blocked_until, self._next_start)
-        used = len(self._done) + self.inflight
-        if used < self.limit:
-            return start
-        if self.inflight >= self.limit:
-            return float("inf")
-        return max(start, self._done[used - self.limit] + self.window)
-
-    def idle(self, now: float) -> bool:
-        self._prune(now)
-        return not self.inflight and not self._done and self.blocked_until <= now
-
-    def block(self, until: float) -> None:
-        """Flood control: no send starts before `until`."""
-        self.blocked_until = max(self.blocked_until, until)
-
-    def close(self) -> None:
-        """Make waiting and future `acquire` calls give up (the worker is stopping)."""
-        self.closed = True
-        self._changed.set()
-
-    def reopen(self) -> None:
-        self.closed = False
-
-    async def acquire(self, deadline: float | None = None) -> bool:
-        """Take a slot; False if closed or if no slot frees before `deadline`."""
-        async with self._lock:
-            while True:
-                if self.closed:
-                    return False
-                now = time.monotonic()
-                at = self.available_at(now)
-                if at <= now:
-                    self.inflight += 1
-                    if self.min_interval:
-                        # Drift-free: a start that came late (busy event loop) does not
-                        # push the next one back; after idling, a couple go at once.
-                        base = max(self._next_start, now - 2 * self.min_interval)
-                        self._next_start = base + self.min_interval
-                    return True
-                if deadline is not None and deadline < at < float("inf"):
-                    return False  # (inf: a send in flight will free a slot soon)
-                self._changed.clear()
-                wait = min(at - now, 1.0)
-                if deadline is not None:
-                    wait = min(wait, max(deadline - now, 0.0))
-                await _wait(self._changed, wait)
-
-    def release(self, started: float | None = None) -> None:
-        """The send that took a slot finished (successfully or not).
-
-        It is counted as having reached Telegram when its response came (safe whatever
-        the latency), or, with an `arrival_allowance`, at most that long after `started`:
-        on a slow link, counting from the response costs a round trip per window.
-        """
-        self.inflight -= 1
-        now = time.monotonic()
-        stamp = now
-        if started is not None and self.arrival_allowance is not None:
-            stamp = min(now, started + self.arrival_allowance)
-        bisect.insort(self._done, stamp)
-        self._changed.set()
-
-    def cancel(self) -> None:
-        """Give a slot back unused."""
-        self.inflight -= 1
-        self._changed.set()
 
 
 @dataclass
@@ -247,18 +136,13 @@ class DeliveryCounters:
     by_error: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-def _retry_after_seconds(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():  # int vs timedelta deprecation, either is fine here
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
 class DeliveryWorker:
     """Sends the outbox; see the module docstring for guarantees and limits.
 
     - `clock`: the database time (next_attempt_at, leases, sent_at); rate windows use the
       monotonic clock because they must agree with Telegram's real time.
+    - `budget`: the bot's send budget (bot/ratebudget.py), shared with replies; by
+      default one of this worker's own at `global_rate` per second.
     - `global_rate` per second, `group_per_minute`, `private_per_second`: the windows.
     - `batch_size`: most rows per claim; `max_inflight`: most rows claimed and not yet
       sent (default two seconds' worth of `global_rate`).
@@ -294,6 +178,7 @@ class DeliveryWorker:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         breaker: CircuitBreaker | None = None,
+        budget: SendBudget | None = None,
     ) -> None:
         self.db = db
         self.bot = bot
@@ -318,8 +203,8 @@ class DeliveryWorker:
         self.on_sent: list[SentHook] = []
         quiet_typed_method_advice()  # again here: test runners reset warning filters
 
-        self._global = SlidingWindow(global_rate, 1.0, paced=True,
-                                     arrival_allowance=arrival_allowance)
+        self._global = (budget or SendBudget(global_rate, arrival_allowance=arrival_allowance)
+                        ).outbox_lane()
         self._windows: dict[int, SlidingWindow] = {}
         self._floods: collections.deque[tuple[float, int]] = collections.deque()
         self._busy: collections.Counter[int] = collections.Counter()  # chat -> unrecorded rows
@@ -665,9 +550,10 @@ class DeliveryWorker:
             kwargs: dict[str, Any] = {}
             if self.read_timeout is not None:
                 kwargs["read_timeout"] = self.read_timeout
-            result = await self.bot.do_api_request(
-                job.method, api_kwargs=self._params(job), **kwargs
-            )
+            with slot_taken():  # through the lane above, not the bot's rate limiter
+                result = await self.bot.do_api_request(
+                    job.method, api_kwargs=self._params(job), **kwargs
+                )
         except TelegramError as exc:
             error = exc
         except asyncio.CancelledError:
@@ -689,7 +575,7 @@ class DeliveryWorker:
         if reached:
             self.breaker.answered()
         if isinstance(exc, RetryAfter):
-            return self._flood(job, _retry_after_seconds(exc), str(exc))
+            return self._flood(job, retry_after_seconds(exc), str(exc))
         if isinstance(exc, ChatMigrated):
             log.info("chat %s migrated to %s", job.chat_id, exc.new_chat_id,
                      extra={"outbox_id": job.id, "chat_id": job.chat_id})
@@ -717,12 +603,12 @@ class DeliveryWorker:
             return self._release(job)
         return self._transient(job, error)
 
-    def _give_back(self, job: _Job, window: SlidingWindow) -> _Outcome:
+    def _give_back(self, job: _Job, window: SlidingWindow | OutboxLane) -> _Outcome:
         """A row that found no slot in time: due again when its window has room, or at once
         (for another worker) if this one is cut off from Telegram."""
         return self._release(job, None if self.breaker.is_open else self._resume_time(window))
 
-    def _resume_time(self, window: SlidingWindow) -> datetime:
+    def _resume_time(self, window: SlidingWindow | OutboxLane) -> datetime:
         mono = time.monotonic()
         wait = max(0.0, window.available_at(mono) - mono)
         return self.clock() + timedelta(seconds=min(wait, self.lease_seconds))

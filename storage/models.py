@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -903,6 +904,17 @@ class ScheduleChange(Base):
 
     planner: Mapped[str] = mapped_column(String(40), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class SendSlots(Base):
+    """The next free send slot of a bot, shared by all its processes on PostgreSQL
+    (storage/sendbudget.py): seconds since the epoch by the database clock. A process
+    books a few slots at once by moving it on; SQLite runs one process and never uses it."""
+
+    __tablename__ = "send_budget"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    next_slot: Mapped[float] = mapped_column(Float)
 
 
 class ConversationState(Base):
