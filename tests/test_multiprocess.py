@@ -52,7 +52,8 @@ LATENCY = 0.3
 TAKEOVER_LIMIT_S = 30.0
 RETRY_S, LEASE_S = 1, 3
 FAST = {"leader_retry_seconds": RETRY_S, "leader_lease_seconds": LEASE_S,
-        "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 3, "delivery_rate": 40}
+        "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 3,
+        "delivery_rate": 80}  # the bot's, both processes together
 CUT_ROOMS = 100
 KILL_ROOMS = 6  # fewer than the process's connections to the Bot API: all in flight at once
 FIRED = re.compile(r"occurrence \S+: (sent|late|missed)")
@@ -357,3 +358,38 @@ async def frozen(process: BotProcess) -> AsyncIterator[None]:
         yield
     finally:
         process.process.send_signal(signal.SIGCONT)
+
+
+async def test_two_processes_keep_to_one_rate_and_answer_people_during_a_broadcast(
+    emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
+) -> None:
+    """DELIVERY_RATE is the bot's, not each process's: the two book their sends from one
+    budget in the database, so Telegram (the emulator, at that limit) never answers 429,
+    and people who write meanwhile are answered at once, whichever process serves them."""
+    rate = FAST["delivery_rate"]
+    shared = 300
+    chats = rooms(shared)
+    for chat_id in chats:
+        emulator.add_group(chat_id, f"值班室{chat_id}")
+    for user in USERS:
+        emulator.add_user(user, f"用户{user % 100}", language_code="en")
+    emulator.enforce_limits(global_per_second=rate)
+    first, second = processes(2)
+    await asyncio.gather(first.start(), second.start())
+    await broadcast(db, chats, "shared")
+    await eventually(lambda: sum(broadcast_counts(emulator, "shared").values()) >= rate, 30,
+                     "the broadcast under way")
+    for user in USERS:
+        update = emulator.make_message_update(user, user, "/start")
+        assert await emulator.deliver_webhook(update) == 200
+        await asyncio.sleep(0.2)
+    await eventually(lambda: all_sent(db, shared), 60, "every row sent")
+    await asyncio.gather(first.stop(), second.stop())
+    assert emulator.stats["over_limit"] == 0, "together the processes went over the limit"
+    counts = broadcast_counts(emulator, "shared")
+    assert set(counts) == set(chats) and set(counts.values()) == {1}
+    last_room = max(c.time for c in emulator.calls if c.ok and c.chat_id in counts)
+    for user in USERS:
+        answers = [c for c in emulator.calls_for(user, ["sendMessage"]) if c.ok]
+        assert len(answers) == 1 and answers[0].time < last_room
+    assert min(first.sent_count(), second.sent_count()) > 0
