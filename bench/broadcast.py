@@ -1,6 +1,7 @@
 """Broadcast benchmark: one notice to 1,000 duty rooms within Telegram's limits.
 
     .venv/bin/python -m bench.broadcast [--rooms 1000] [--backend sqlite|postgresql|both]
+                                        [--mode clean|faults|replies ...]
 
 What runs is what production runs: `storage.notices.create_notice` stores the notice and
 fans it out (one outbox row per room, plus the coordinator's status message) in one
@@ -10,11 +11,16 @@ Telegram's limits (30 sends/s overall, 20/min per group, 1/s per private chat) a
 429 with retry_after when they are exceeded.
 
 The figure is the ratio of the wall time from the commit of the notice until the last
-room's message reached the emulator, to the time the limits allow (rooms / 30 s). Two runs:
+room's message reached the emulator, to the time the limits allow (rooms / 30 s). Three runs:
 1. clean: target ratio ≤ 1.10;
 2. with 10% of calls failing at random (429 with retry_after, 500, 502, dropped
-   connections, 5-second stalls): target ratio ≤ 1.5.
-Both also check from the emulator's record that every room got its message exactly once.
+   connections, 5-second stalls): target ratio ≤ 1.5;
+3. replies: while the notice goes out, 20 officers look contacts up (`/contact 四川 刑侦`
+   on data/sample.yaml, twice each, spread over the broadcast, through
+   `Application.process_update`). Every lookup must be answered (no 429 reaching an
+   officer), p99 of ask → answer at the emulator < 2 s, and the ratio still ≤ 1.10:
+   replies and outbox share the bot's one send budget (bot/ratebudget.py), replies first.
+All check from the emulator's record that every room got its message exactly once.
 A stalled call is applied by the emulator after the stall even if the client gave up
 (as Telegram may do), so a room whose first accepted call was a stall may legitimately
 get a second copy: those are counted apart ("ambiguous") and are not failures.
@@ -36,10 +42,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import select
+from telegram import Update
+
 from bench.reminders import fresh_database
 from bot.emulator import BotApiEmulator
 from bot.services import system_now
 from bot.testing import BotHarness
+from storage.dataio import import_file
 from storage.models import DutyRoom, NoticeKind, Role, Severity, Unit, User
 from storage.notices import NoticeDraft, NoticePolicy, create_notice
 
@@ -47,6 +57,12 @@ GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot
 TARGET_CLEAN = 1.10
 TARGET_FAULTS = 1.5
 FAULT_RATE = 0.10
+TARGET_REPLY_P99_S = 2.0
+OFFICERS = 20
+ASKS = 2  # lookups per officer
+LOOKUP = "/contact 四川 刑侦"
+FIRST_OFFICER = 9100001
+MODES = ("clean", "faults", "replies")
 FAULT_KINDS = ("429", "500", "502", "drop", "timeout")
 STALL_SECONDS = 5.0
 FIRST_CHAT = -1003000000000
@@ -55,7 +71,8 @@ COORDINATOR = 9000001
 
 def _emulator_process(conn: Any, rooms: int, faults: bool) -> None:
     """The emulator in its own process (Telegram is not in the bot's process either):
-    serves until told to stop, then sends back (chat, ok, time, fault) per send call."""
+    serves until told to stop, then sends back (chat, ok, time, fault, status) per
+    sendMessage and how many calls of any kind it answered 429 for being over a limit."""
 
     async def serve() -> None:
         emulator = BotApiEmulator()
@@ -70,15 +87,16 @@ def _emulator_process(conn: Any, rooms: int, faults: bool) -> None:
                                    methods=("sendMessage",))
         conn.send((emulator.base_url, emulator.base_file_url))
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send([(c.chat_id, c.ok, c.time, c.fault, c.status) for c in emulator.calls
-                   if c.method == "sendMessage"])
+        conn.send(([(c.chat_id, c.ok, c.time, c.fault, c.status) for c in emulator.calls
+                    if c.method == "sendMessage"], emulator.stats["over_limit"]))
         await emulator.stop()
 
     asyncio.run(serve())
 
 
-async def seed(harness: BotHarness, rooms: int) -> User:
-    """`rooms` units with a duty room each, and the coordinator who sends the notice."""
+async def seed(harness: BotHarness, rooms: int) -> tuple[User, list[int]]:
+    """`rooms` units with a duty room each, and the coordinator who sends the notice;
+    returns the coordinator and the units."""
     async with harness.db.session() as session:
         units = [Unit(code=f"n{i:05d}", name=f"通报单位{i:05d}", short_name=f"通报{i:05d}",
                       timezone="Asia/Shanghai") for i in range(rooms)]
@@ -88,10 +106,50 @@ async def seed(harness: BotHarness, rooms: int) -> User:
                          for i, u in enumerate(units)])
         coordinator = User(telegram_id=COORDINATOR, full_name="协调员", role=Role.coordinator)
         session.add(coordinator)
-    return coordinator
+    return coordinator, [u.id for u in units]
 
 
-async def one_run(database_url: str, *, rooms: int, faults: bool) -> dict[str, Any]:
+async def seed_officers(harness: BotHarness) -> list[int]:
+    """The sample directory, and officers of 四川 who look it up."""
+    report = await import_file(harness.db, "data/sample.yaml")
+    assert not report.problems, report.problems
+    officers = [FIRST_OFFICER + i for i in range(OFFICERS)]
+    async with harness.db.session() as session:
+        sichuan = await session.scalar(select(Unit).where(Unit.short_name == "四川"))
+        assert sichuan is not None
+        session.add_all([User(telegram_id=o, full_name=f"警官{i}", role=Role.officer,
+                              unit_id=sichuan.id, language="zh-Hans")
+                         for i, o in enumerate(officers)])
+    return officers
+
+
+async def ask_during(harness: BotHarness, officers: list[int], start: float,
+                     spread: float) -> list[tuple[int, float]]:
+    """Each officer's lookups, spread evenly over `spread` seconds from `start` (wall
+    clock), a lookup at a time per officer (as people type); (officer, asked at) each."""
+    if not officers:
+        return []
+    factory = BotApiEmulator()  # not started: it only writes the updates
+    for officer in officers:
+        factory.add_user(officer, f"警官{officer % 100}")
+    turns = [(officer, n) for n in range(ASKS) for officer in officers]
+    gap = spread / len(turns)
+    asked: list[tuple[int, float]] = []
+
+    async def ask(officer: int, at: float) -> None:
+        await asyncio.sleep(max(at - time.time(), 0.0))
+        update = factory.make_message_update(officer, officer, LOOKUP)
+        asked.append((officer, time.time()))
+        await harness.application.process_update(
+            Update.de_json(update, harness.application.bot))
+
+    await asyncio.gather(*(ask(officer, start + i * gap)
+                           for i, (officer, _) in enumerate(turns)))
+    return sorted(asked, key=lambda pair: pair[1])
+
+
+async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]:
+    faults = mode == "faults"
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=_emulator_process, args=(child, rooms, faults),
@@ -101,41 +159,56 @@ async def one_run(database_url: str, *, rooms: int, faults: bool) -> dict[str, A
     base_url, file_url = await loop.run_in_executor(None, parent.recv)
     try:
         harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
-                             database_url, now=system_now)  # type: ignore[arg-type]
+                             database_url, now=system_now,  # type: ignore[arg-type]
+                             delivery_rate=GLOBAL_LIMIT)
         svc = harness.services
-        coordinator = await seed(harness, rooms)
+        coordinator, units = await seed(harness, rooms)
+        officers = await seed_officers(harness) if mode == "replies" else []
+        asked: list[tuple[int, float]] = []
         async with harness:
             worker = svc.delivery
             assert worker is not None
             worker.start()
             draft = NoticeDraft(kind=NoticeKind.work, severity=Severity.important,
-                                text="基准通报：请各值班室确认收到。", audience={"all": True})
+                                text="基准通报：请各值班室确认收到。", audience={"units": units})
             async with svc.db.session() as session:
                 coordinator = await session.merge(coordinator)
                 await create_notice(session, draft, actor=coordinator, now=svc.now(),
                                     policy=NoticePolicy.from_settings(svc.settings))
             committed = time.time()
             worker.wake()
+            allowed = rooms / GLOBAL_LIMIT
+            # Over most of the broadcast; an officer's lookups at least 1.5 s apart (Telegram
+            # takes one message a second in a private chat: faster typists wait).
+            lookups = asyncio.create_task(ask_during(
+                harness, officers, committed + min(2.0, allowed / 4),
+                max(0.8 * allowed, 1.5 * ASKS)))
             # Generous: every room sent once at the limit, plus retries and pauses.
             deadline = committed + 3 * rooms / GLOBAL_LIMIT + 60
             while time.time() < deadline and worker.sent < rooms + 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
+            asked = await lookups
             await worker.stop()
             counters = worker.counters
         parent.send("stop")
-        calls = await loop.run_in_executor(None, parent.recv)
+        calls, over_limit = await loop.run_in_executor(None, parent.recv)
     finally:
         process.join(timeout=10)
         if process.is_alive():
             process.kill()
-    return figures(calls, rooms=rooms, committed=committed, faults=faults,
-                   retried=counters.retried, rate_limited=counters.rate_limited,
-                   failed=counters.failed)
+    result = figures(calls, rooms=rooms, committed=committed, faults=faults,
+                     retried=counters.retried, rate_limited=counters.rate_limited,
+                     failed=counters.failed, over_limit=over_limit)
+    if mode == "replies":
+        result.update(reply_figures(calls, asked))
+        result["mode"] = "replies"
+        result["ok"] = result["ok"] and result["replies_ok"]
+    return result
 
 
 def figures(calls: list[tuple[int, bool, float, str | None, int]], *, rooms: int,
             committed: float, faults: bool, retried: int, rate_limited: int,
-            failed: int) -> dict[str, Any]:
+            failed: int, over_limit: int) -> dict[str, Any]:
     """Ratio, losses and duplicates from the emulator's record of send calls."""
     room_chats = {FIRST_CHAT - i for i in range(rooms)}
     accepted: dict[int, list[tuple[float, str | None]]] = collections.defaultdict(list)
@@ -170,8 +243,7 @@ def figures(calls: list[tuple[int, bool, float, str | None, int]], *, rooms: int
         "target": target,
         "ok": ratio <= target and lost == 0 and duplicates == 0,
         "calls": len(calls),
-        "emulator_429": sum(1 for _, ok, _, fault, status in calls
-                            if status == 429 and fault is None),
+        "emulator_429": over_limit,
         "injected_faults": sum(1 for call in calls if call[3] is not None),
         "worker_retries": retried,
         "worker_rate_limited": rate_limited,
@@ -179,15 +251,47 @@ def figures(calls: list[tuple[int, bool, float, str | None, int]], *, rooms: int
     }
 
 
+def reply_figures(calls: list[tuple[int, bool, float, str | None, int]],
+                  asked: list[tuple[int, float]]) -> dict[str, Any]:
+    """Each lookup's answer (the officer's n-th accepted sendMessage answers their n-th
+    lookup): how many were answered, ask → answer latencies, 429s officers' chats got."""
+    answers: dict[int, list[float]] = collections.defaultdict(list)
+    refused = 0
+    for chat_id, ok, at, _, status in sorted(calls, key=lambda call: call[2]):
+        if chat_id >= FIRST_OFFICER and chat_id < FIRST_OFFICER + OFFICERS:
+            if ok:
+                answers[chat_id].append(at)
+            refused += status == 429
+    latencies: list[float] = []
+    turn: collections.Counter[int] = collections.Counter()
+    for officer, at in asked:
+        if turn[officer] < len(answers[officer]):
+            latencies.append(answers[officer][turn[officer]] - at)
+        turn[officer] += 1
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else 0.0
+    answered = len(latencies)
+    return {
+        "replies_asked": len(asked),
+        "replies_answered": answered,
+        "replies_429": refused,
+        "reply_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else 0.0,
+        "reply_p99_s": round(p99, 3),
+        "reply_max_s": round(latencies[-1], 3) if latencies else 0.0,
+        "reply_target_p99_s": TARGET_REPLY_P99_S,
+        "replies_ok": answered == len(asked) > 0 and p99 < TARGET_REPLY_P99_S,
+    }
+
+
 async def run_async(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
-                    fault_runs: tuple[bool, ...] = (False, True)) -> dict[str, Any]:
+                    modes: tuple[str, ...] = ("clean", "faults")) -> dict[str, Any]:
     results: dict[str, Any] = {"runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
-            for faults in fault_runs:
+            for mode in modes:
                 url, cleanup = await fresh_database(backend, Path(tmp))
                 try:
-                    result = await one_run(url, rooms=rooms, faults=faults)
+                    result = await one_run(url, rooms=rooms, mode=mode)
                 finally:
                     if cleanup is not None:
                         await cleanup()
@@ -198,9 +302,9 @@ async def run_async(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
 
 
 def run(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
-        fault_runs: tuple[bool, ...] = (False, True)) -> dict[str, Any]:
+        modes: tuple[str, ...] = ("clean", "faults")) -> dict[str, Any]:
     """The figures as a dict (also printed), for a combined `python -m bench`."""
-    return asyncio.run(run_async(rooms, backends, fault_runs))
+    return asyncio.run(run_async(rooms, backends, modes))
 
 
 def print_run(f: dict[str, Any]) -> None:
@@ -211,16 +315,24 @@ def print_run(f: dict[str, Any]) -> None:
           f"after a stall the client gave up on); {f['calls']} calls, "
           f"{f['injected_faults']} injected faults, {f['emulator_429']} over-limit 429s, "
           f"{f['worker_retries']} retries", flush=True)
+    if "replies_asked" in f:
+        print(f"{'':>10}   replies: {f['replies_answered']}/{f['replies_asked']} lookups "
+              f"answered during the broadcast, {f['replies_429']} answered 429 first; ask → "
+              f"answer p50 {f['reply_p50_s']:.3f} s, p99 {f['reply_p99_s']:.3f} s, max "
+              f"{f['reply_max_s']:.3f} s [{'OK' if f['replies_ok'] else 'MISSED'}: all "
+              f"answered, p99 < {f['reply_target_p99_s']:.0f} s]", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", type=int, default=1000)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    parser.add_argument("--mode", choices=MODES, action="append",
+                        help="run only this mode (repeatable; default: all three)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
-    results = run(args.rooms, backends)
+    results = run(args.rooms, backends, tuple(args.mode or MODES))
     return 0 if all(r["ok"] for r in results["runs"]) else 1
 
 

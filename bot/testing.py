@@ -56,6 +56,11 @@ class Sent:
                 if c.method == "answerCallbackQuery" and c.params.get("text")]
 
 
+# The emulator enforces no rate limits unless a test asks it to (and then sets
+# DELIVERY_RATE to match): the bot's send budget at Telegram's 30 a second would only
+# make tests that send quickly wait.
+UNLIMITED_RATE = 1000
+
 MESSAGE_METHODS = {"sendMessage", "editMessageText", "sendDocument", "sendPhoto",
                    "editMessageCaption", "editMessageReplyMarkup"}
 
@@ -72,7 +77,8 @@ class BotHarness:
         self.emulator = emulator
         # The emulator's URLs unless `settings` name others (a proxy in front of it).
         defaults = {"telegram_base_url": emulator.base_url,
-                    "telegram_base_file_url": emulator.base_file_url}
+                    "telegram_base_file_url": emulator.base_file_url,
+                    "delivery_rate": UNLIMITED_RATE}
         self.settings: Settings = load_settings(
             _env_file=None,
             bot_token=TEST_TOKEN,

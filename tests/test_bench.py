@@ -13,14 +13,18 @@ from bench.__main__ import BENCHMARKS, QUICK, table
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_broadcast_reaches_every_room_once(backend: str) -> None:
-    results = await broadcast.run_async(12, (backend,), (False, True))
-    clean, faulty = results["runs"]
-    for figures in (clean, faulty):
+    results = await broadcast.run_async(12, (backend,), broadcast.MODES)
+    clean, faulty, replies = results["runs"]
+    for figures in (clean, faulty, replies):
         assert figures["delivered"] == figures["rooms"] == 12
         assert figures["lost"] == 0 and figures["duplicates"] == 0
         assert figures["ratio"] > 0 and figures["seconds"] > 0
     assert clean["injected_faults"] == 0 and clean["worker_retries"] == 0
     assert faulty["mode"] == "10% faults" and faulty["target"] == broadcast.TARGET_FAULTS
+    asked = broadcast.OFFICERS * broadcast.ASKS
+    assert replies["replies_asked"] == replies["replies_answered"] == asked
+    assert 0 < replies["reply_p50_s"] <= replies["reply_p99_s"] <= replies["reply_max_s"]
+    assert replies["replies_429"] == replies["emulator_429"] == 0
 
 
 def test_broadcast_figures_count_losses_and_duplicates() -> None:
@@ -34,11 +38,27 @@ def test_broadcast_figures_count_losses_and_duplicates() -> None:
         (first - 2, True, 16.0, None, 200),  # after a stall the client gave up on
     ]
     figures = broadcast.figures(calls, rooms=4, committed=9.0, faults=True, retried=2,
-                                rate_limited=0, failed=0)
+                                rate_limited=0, failed=0, over_limit=0)
     assert figures["delivered"] == 3 and figures["lost"] == 1
     assert figures["duplicates"] == 1 and figures["ambiguous_duplicates"] == 1
     assert figures["seconds"] == 2.0  # the last room's first copy, at 11.0
     assert not figures["ok"]
+
+
+def test_reply_figures_match_each_lookup_with_its_answer() -> None:
+    officer = broadcast.FIRST_OFFICER
+    calls = [
+        (officer, False, 10.2, None, 429),
+        (officer, True, 11.2, None, 200),
+        (officer + 1, True, 10.5, None, 200),
+        (broadcast.FIRST_CHAT, True, 10.1, None, 200),  # a room, not an officer
+    ]
+    asked = [(officer, 10.0), (officer + 1, 10.1), (officer, 12.0)]  # the last unanswered
+    figures = broadcast.reply_figures(calls, asked)
+    assert figures["replies_asked"] == 3 and figures["replies_answered"] == 2
+    assert figures["replies_429"] == 1
+    assert figures["reply_p50_s"] == 1.2 and figures["reply_max_s"] == 1.2
+    assert not figures["replies_ok"]
 
 
 def test_throughput_bot_and_echo_bot_answer_every_update() -> None:
