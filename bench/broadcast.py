@@ -61,6 +61,7 @@ TARGET_REPLY_P99_S = 2.0
 OFFICERS = 20
 ASKS = 1  # lookups per officer
 LOOKUP = "/contact 四川 刑侦"
+ANSWER = "四川省公安厅 · 刑侦"  # in the lookup's answer (not in an error message)
 FIRST_OFFICER = 9100001
 MODES = ("clean", "faults", "replies")
 FAULT_KINDS = ("429", "500", "502", "drop", "timeout")
@@ -72,7 +73,8 @@ COORDINATOR = 9000001
 def _emulator_process(conn: Any, rooms: int, faults: bool) -> None:
     """The emulator in its own process (Telegram is not in the bot's process either):
     serves until told to stop, then sends back (chat, ok, time, fault, status) per
-    sendMessage and how many calls of any kind it answered 429 for being over a limit."""
+    sendMessage, how many calls of any kind it answered 429 for being over a limit, and
+    (chat, time) of each lookup answer it accepted."""
 
     async def serve() -> None:
         emulator = BotApiEmulator()
@@ -87,8 +89,11 @@ def _emulator_process(conn: Any, rooms: int, faults: bool) -> None:
                                    methods=("sendMessage",))
         conn.send((emulator.base_url, emulator.base_file_url))
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send(([(c.chat_id, c.ok, c.time, c.fault, c.status) for c in emulator.calls
-                    if c.method == "sendMessage"], emulator.stats["over_limit"]))
+        sends = [c for c in emulator.calls if c.method == "sendMessage"]
+        conn.send(([(c.chat_id, c.ok, c.time, c.fault, c.status) for c in sends],
+                   emulator.stats["over_limit"],
+                   [(c.chat_id, c.time) for c in sends
+                    if c.ok and ANSWER in c.params.get("text", "")]))
         await emulator.stop()
 
     asyncio.run(serve())
@@ -191,7 +196,7 @@ async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]
             await worker.stop()
             counters = worker.counters
         parent.send("stop")
-        calls, over_limit = await loop.run_in_executor(None, parent.recv)
+        calls, over_limit, answers = await loop.run_in_executor(None, parent.recv)
     finally:
         process.join(timeout=10)
         if process.is_alive():
@@ -200,7 +205,7 @@ async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]
                      retried=counters.retried, rate_limited=counters.rate_limited,
                      failed=counters.failed, over_limit=over_limit)
     if mode == "replies":
-        result.update(reply_figures(calls, asked))
+        result.update(reply_figures(calls, answers, asked))
         result["mode"] = "replies"
         result["ok"] = result["ok"] and result["replies_ok"]
     return result
@@ -252,21 +257,21 @@ def figures(calls: list[tuple[int, bool, float, str | None, int]], *, rooms: int
 
 
 def reply_figures(calls: list[tuple[int, bool, float, str | None, int]],
+                  answers: list[tuple[int, float]],
                   asked: list[tuple[int, float]]) -> dict[str, Any]:
-    """Each lookup's answer (the officer's n-th accepted sendMessage answers their n-th
-    lookup): how many were answered, ask → answer latencies, 429s officers' chats got."""
-    answers: dict[int, list[float]] = collections.defaultdict(list)
-    refused = 0
-    for chat_id, ok, at, _, status in sorted(calls, key=lambda call: call[2]):
-        if chat_id >= FIRST_OFFICER and chat_id < FIRST_OFFICER + OFFICERS:
-            if ok:
-                answers[chat_id].append(at)
-            refused += status == 429
+    """Each lookup's answer (an officer's n-th accepted answer answers their n-th
+    lookup; an error message is no answer): how many were answered, ask → answer
+    latencies, and the 429s sendMessage calls to officers got."""
+    answered_at: dict[int, list[float]] = collections.defaultdict(list)
+    for chat_id, at in sorted(answers, key=lambda answer: answer[1]):
+        answered_at[chat_id].append(at)
+    refused = sum(1 for chat_id, _, _, _, status in calls
+                  if FIRST_OFFICER <= chat_id < FIRST_OFFICER + OFFICERS and status == 429)
     latencies: list[float] = []
     turn: collections.Counter[int] = collections.Counter()
     for officer, at in asked:
-        if turn[officer] < len(answers[officer]):
-            latencies.append(answers[officer][turn[officer]] - at)
+        if turn[officer] < len(answered_at[officer]):
+            latencies.append(answered_at[officer][turn[officer]] - at)
         turn[officer] += 1
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else 0.0

@@ -51,10 +51,12 @@ def test_reply_figures_match_each_lookup_with_its_answer() -> None:
         (officer, False, 10.2, None, 429),
         (officer, True, 11.2, None, 200),
         (officer + 1, True, 10.5, None, 200),
-        (broadcast.FIRST_CHAT, True, 10.1, None, 200),  # a room, not an officer
+        (officer + 1, True, 12.5, None, 200),  # an error message, not an answer
+        (broadcast.FIRST_CHAT, False, 10.1, None, 429),  # a room, not an officer
     ]
-    asked = [(officer, 10.0), (officer + 1, 10.1), (officer, 12.0)]  # the last unanswered
-    figures = broadcast.reply_figures(calls, asked)
+    answers = [(officer + 1, 10.5), (officer, 11.2)]
+    asked = [(officer, 10.0), (officer + 1, 10.1), (officer + 1, 12.0)]  # the last unanswered
+    figures = broadcast.reply_figures(calls, answers, asked)
     assert figures["replies_asked"] == 3 and figures["replies_answered"] == 2
     assert figures["replies_429"] == 1
     assert figures["reply_p50_s"] == 1.2 and figures["reply_max_s"] == 1.2
