@@ -47,6 +47,7 @@ from telegram import Update
 
 from bench.reminders import fresh_database
 from bot.emulator import BotApiEmulator
+from bot.plans.notices import status_refresher
 from bot.services import system_now
 from bot.testing import BotHarness
 from storage.dataio import import_file
@@ -194,6 +195,7 @@ async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]
                 await asyncio.sleep(0.2)
             asked = await lookups
             await worker.stop()
+            await status_refresher(svc).settle()  # its last round, before the database goes
             counters = worker.counters
         parent.send("stop")
         calls, over_limit, answers = await loop.run_in_executor(None, parent.recv)
