@@ -5,7 +5,7 @@ lookup (bench.lookup), reminders (bench.reminders, scheduler + outbox path),
 broadcast (bench.broadcast, clean, with 10% faults, and with officers' lookups answered
 during it on SQLite and PostgreSQL). Each prints its own detail
 as it runs; the table at the end has one row per figure with its target and verdict.
-The full run takes about 6 minutes on the 2-core machine; `--quick` uses small sizes
+The full run takes about 8 minutes on the 2-core machine; `--quick` uses small sizes
 (a smoke test: its figures mean nothing). See docs/performance.md.
 """
 
