@@ -65,6 +65,7 @@ from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 from storage import sendbudget
+from storage.db import postgres_engine_arguments
 
 log = logging.getLogger(__name__)
 
@@ -215,12 +216,13 @@ class SlotLedger:
     async def start(self) -> None:
         # A connection of its own (bookings go one at a time), as the scheduler's lease
         # has: a booking never waits behind handlers, and gives up soon when the server
-        # is gone.
+        # is gone. Each booking is one short transaction (PgBouncer: storage/db.py).
+        url, pooler_args = postgres_engine_arguments(self.database_url)
         self._engine = create_async_engine(
-            self.database_url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0,
-            pool_pre_ping=True, pool_timeout=LEDGER_TIMEOUT,
+            url, pool_size=1, max_overflow=0, pool_pre_ping=True, pool_timeout=LEDGER_TIMEOUT,
             connect_args={"timeout": LEDGER_TIMEOUT, "command_timeout": LEDGER_TIMEOUT,
-                          "server_settings": {"application_name": "liaison-desk send budget"}},
+                          "server_settings": {"application_name": "liaison-desk send budget"},
+                          **pooler_args},
         )
 
     async def stop(self) -> None:
@@ -233,7 +235,7 @@ class SlotLedger:
         monotonic time to ask again."""
         if self._engine is None:
             raise RuntimeError("the send ledger is not started")
-        async with asyncio.timeout(LEDGER_TIMEOUT), self._engine.connect() as connection:
+        async with asyncio.timeout(LEDGER_TIMEOUT), self._engine.begin() as connection:
             sent = time.monotonic()  # the connection is ready: only the statement is timed
             booking = await sendbudget.book(connection, self.bot_id, count, self.spacing,
                                             horizon)

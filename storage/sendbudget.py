@@ -4,10 +4,11 @@ Telegram counts a bot's messages whichever process sends them, so the processes 
 the start times of their sends from a pointer in `send_budget`: the next free slot, in
 seconds since the epoch by the database server's clock (`clock_timestamp()`), so
 processes on machines with skewed clocks agree. A booking of n slots moves the pointer
-on by n spacings in one statement, in its own transaction (autocommit, as in
-storage/lease.py): the row is locked only while the statement runs, and what was
-booked belongs to the booker. Slots that are never used (the process stopped, its
-sends gave up) are simply lost: a booking errs on the side of sending less.
+on by n spacings in one statement, in a transaction of its own (as the leases of
+storage/lease.py): the row is locked only until it commits, at once, and what was
+booked belongs to the booker. PgBouncer in transaction mode is fine. Slots that are
+never used (the process stopped, its sends gave up) are simply lost: a booking errs on
+the side of sending less.
 
 A booking may carry a horizon: granted only while the pointer is at most that far
 ahead, so the outbox books just ahead of time and a reply booked behind it waits
