@@ -101,7 +101,8 @@ async def one_run(database_url: str, *, rooms: int, faults: bool) -> dict[str, A
     base_url, file_url = await loop.run_in_executor(None, parent.recv)
     try:
         harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
-                             database_url, now=system_now)  # type: ignore[arg-type]
+                             database_url, now=system_now,  # type: ignore[arg-type]
+                             private_per_second=1)  # Telegram's, as in production
         svc = harness.services
         coordinator = await seed(harness, rooms)
         async with harness:

@@ -138,7 +138,8 @@ async def one_run(
     base_url, file_url = await loop.run_in_executor(None, parent.recv)
     try:
         harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
-                             database_url, now=system_now)  # type: ignore[arg-type]
+                             database_url, now=system_now,  # type: ignore[arg-type]
+                             private_per_second=1)  # Telegram's, as in production
         svc = harness.services
         if not real_limits:
             # The worker at a rate Telegram would never allow, to measure our own path.
