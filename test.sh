@@ -2,7 +2,9 @@
 # Run the whole test suite (lint, then pytest on SQLite and PostgreSQL).
 # PostgreSQL tests use TEST_POSTGRES_URL (default postgres@127.0.0.1:5432) and are
 # skipped with a reason when no server answers, except under CI=true.
+# Two workers (pytest-xdist), each with databases of its own; `./test.sh -n 0` runs
+# everything in this one process.
 cd "$(dirname "$0")"
 source scripts/venv.sh
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n 2 "$@"

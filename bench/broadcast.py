@@ -166,7 +166,8 @@ async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]
     try:
         harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
                              database_url, now=system_now,  # type: ignore[arg-type]
-                             delivery_rate=GLOBAL_LIMIT)
+                             delivery_rate=GLOBAL_LIMIT,
+                             private_per_second=1)  # Telegram's, as in production
         svc = harness.services
         coordinator, units = await seed(harness, rooms)
         officers = await seed_officers(harness) if mode == "replies" else []

@@ -139,7 +139,8 @@ async def one_run(
     try:
         harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
                              database_url, now=system_now,  # type: ignore[arg-type]
-                             delivery_rate=30)  # Telegram's, as in production
+                             delivery_rate=30,
+                             private_per_second=1)  # Telegram's, as in production
         svc = harness.services
         if not real_limits:
             # The worker at a rate Telegram would never allow, to measure our own path.

@@ -359,8 +359,10 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
         assert isinstance(processor, OrderedUpdateProcessor)
 
         async def busy() -> bool:
+            # Rows the worker holds are not due any more, and may stay quiet a while
+            # (a rate window, a slow answer): still part of the answer.
             if emulator.pending_updates or application.update_queue.qsize() or \
-                    processor.waiting:
+                    processor.waiting or (svc.delivery and svc.delivery.stats()["in_flight"]):
                 return True
             async with svc.db.session() as session:
                 return await outbox.due_count(session, svc.now()) > 0

@@ -20,7 +20,6 @@ from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness
 from bot.testing_db import TestDatabases, postgres_available
-from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Unit, Zone, ZoneMembership
 from tests.private_postgres import PG_BIN, PrivatePostgres
@@ -140,13 +139,12 @@ SAMPLE_NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
+async def desk(
+    emulator: BotApiEmulator, database_url: str, test_databases: TestDatabases
+) -> AsyncIterator[BotHarness]:
     """The bot on data/sample.yaml at SAMPLE_NOW (a FakeClock, as `desk.clock`), with its
     administrator, a 四川 officer, a stranger, 四川's duty room and an unregistered group."""
-    db = Database(database_url)
-    report = await import_file(db, "data/sample.yaml", now=SAMPLE_NOW)
-    await db.dispose()
-    assert not report.problems
+    await test_databases.load(database_url, "data/sample.yaml", SAMPLE_NOW)
     emulator.add_user(SAMPLE_ADMIN, "周立新")
     emulator.add_user(SAMPLE_OFFICER, "王雅琴", language_code="zh-hant")
     emulator.add_user(SAMPLE_STRANGER, "王五")
@@ -176,13 +174,12 @@ HANT_NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def hant_desk(emulator: BotApiEmulator, database_url: str) -> AsyncIterator[BotHarness]:
+async def hant_desk(
+    emulator: BotApiEmulator, database_url: str, test_databases: TestDatabases
+) -> AsyncIterator[BotHarness]:
     """The bot on tests/data/jingjinji_hant.yaml (Traditional only, a zone the sample lacks,
     a unit with two duty rooms, units with none) at HANT_NOW (`hant_desk.clock`)."""
-    db = Database(database_url)
-    report = await import_file(db, HANT_DATA, now=HANT_NOW)
-    await db.dispose()
-    assert not report.problems, report.problems
+    await test_databases.load(database_url, HANT_DATA, HANT_NOW)
     for user_id, name, language in [
         (HANT_ADMIN, "趙國強", "zh-hant"), (HANT_COORDINATOR, "錢麗華", "zh-hant"),
         (HANT_OFFICER, "孙建军", "zh-hans"), (HANT_DUTY_OFFICER, "李曉東", "zh-hant"),

@@ -42,7 +42,7 @@ class PrivatePostgres:
 
     def start(self) -> None:
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
-                  "postgres", "-E", "UTF8", "--locale=C.UTF-8")
+                  "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         self.start_server()
 
     def _ctl(self, action: str) -> None:

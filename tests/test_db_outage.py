@@ -2,8 +2,8 @@
 is briefly unavailable (in their language), what they sent is applied whole or not at
 all, and once it accepts connections again no reply is a failure.
 
-The restart is real (stop, about two seconds down, start) on a private cluster of the
-test's own (tests/private_postgres.py): the shared server is never touched.
+The restart is real (stop, down until everyone asking was told so, start) on a private
+cluster of the test's own (tests/private_postgres.py): the shared server is never touched.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from bot.testing import BotHarness
 from storage.db import Database, DatabaseUnavailable, is_unreachable
 from storage.migrate import upgrade
 from storage.models import AssistanceRequest, AuditEntry, OutboxMessage
+from tests.cluster import eventually
 from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER
 from tests.private_postgres import PrivatePostgres
 
-DOWN_SECONDS = 2.0
 LOOKUP = "/oncall 甘肃"
 GANSU_DUTY = "张伟"  # 甘肃's duty officer today in data/sample.yaml (SAMPLE_NOW)
 LANGUAGES = {SAMPLE_ADMIN: "zh-Hans", SAMPLE_OFFICER: "zh-Hant"}
@@ -55,6 +55,12 @@ async def lookups(desk: BotHarness, user: int, until: asyncio.Event,
         await asyncio.sleep(0.02)
 
 
+def told_unavailable(replies: list[Reply], since: float) -> set[int]:
+    """Who was told "briefly unavailable" (in their language) for a lookup since `since`."""
+    return {r.user for r in replies
+            if r.started >= since and r.text == t(LANGUAGES[r.user], "errors.unavailable")}
+
+
 async def request_count(db: Database, subject: str) -> tuple[int, int, int]:
     """The request, its outbox messages and its audit rows: all or nothing."""
     async with db.reading() as session:
@@ -81,14 +87,17 @@ async def test_a_restart_under_lookups_and_a_request(
     stop, replies = asyncio.Event(), []
     streams = [asyncio.create_task(lookups(desk, user, stop, replies))
                for user in LANGUAGES]
-    await asyncio.sleep(0.3)
+    await eventually(lambda: {r.user for r in replies} == set(LANGUAGES), 30, "both asking")
     down_from = time.monotonic()
     await asyncio.to_thread(private_postgres.stop_server)
     down = await desk.press_data(SAMPLE_OFFICER, card, submit)
-    await asyncio.sleep(DOWN_SECONDS)
+    # Down until each person asking was told so.
+    await eventually(lambda: told_unavailable(replies, down_from) == set(LANGUAGES), 30,
+                     "both told the desk is unavailable")
     await asyncio.to_thread(private_postgres.start_server)
     up_from = time.monotonic()  # the server accepts connections from here on
-    await asyncio.sleep(1.5)
+    await eventually(lambda: sum(r.started >= up_from for r in replies) >= 4, 30,
+                     "answers after the restart")
     stop.set()
     await asyncio.gather(*streams)
 

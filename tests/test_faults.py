@@ -66,6 +66,7 @@ from storage.models import (
     Unit,
     UnitLevel,
 )
+from tests.cluster import eventually
 from tests.conftest import BACKENDS
 from tests.private_postgres import PrivatePostgres
 
@@ -75,7 +76,6 @@ FAULT_RATE = 0.1
 # 07:00 on Wednesday 2 December 2026 in Beijing; the day ends at 08:45 the next morning.
 T0 = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
 END = datetime(2026, 12, 3, 0, 45, tzinfo=UTC)
-STEP = timedelta(minutes=5)
 TICK = timedelta(seconds=1)
 
 # Sample data (data/sample.yaml): people and the units they belong to.
@@ -317,10 +317,7 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
 
             worker.start()
             numbers["notice"] = await day.broadcast(GANSU_COORD, text_)
-            for _ in range(300):
-                if len(reached()) >= 30:
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: len(reached()) >= 30, 30, "a quarter of the rooms")
             if outage is None:
                 # The process dies: calls under way are cut off, their rows stay leased
                 # ("sending"); a new process on the same database sends them after the lease.
@@ -330,16 +327,18 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
                 await day.desk.__aexit__(None, None, None)
                 day.desk = await start_bot(database_url, emulator, clock)
                 return
-            # PostgreSQL goes away; a user asks something while it is down.
+            # PostgreSQL goes away; a user asks something while it is down, and sends
+            # under way go on: what they did is recorded once it is back.
             stop_server, start_server = outage
             await asyncio.to_thread(stop_server)
-            assert len(reached()) < len(rooms), "the broadcast was over before the restart"
+            reached_when_down = len(reached())
+            assert reached_when_down < len(rooms), "the broadcast was over before the restart"
             down = await day.desk.send(SC_OFFICER, "/oncall 甘肃")
             assert "四川" not in down.text  # at most the polite "not completed"
-            await asyncio.sleep(1.0)
+            await eventually(lambda: len(reached()) > reached_when_down, 30,
+                             "a send while the database is down")
             await asyncio.to_thread(start_server)
-            await asyncio.sleep(1.0)
-            await worker.stop()
+            await worker.stop()  # waits until the outcomes are recorded
 
         script: dict[datetime, Callable[[], Awaitable[Any]]] = {
             beijing(2, 7, 10): morning_requests,
@@ -357,23 +356,32 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
             beijing(2, 12, 45): lambda: day.acknowledge(CQ_DUTY, CQ_ROOM, numbers["notice"]),
         }
 
-        await day.settle()
-        moment = T0
-        while moment < END:
-            scheduler = day.desk.services.scheduler
-            assert scheduler is not None
-            # Like the scheduler's timers: each occurrence fires just after its due time.
-            upcoming = await scheduled_occurrences(day.desk, moment, moment + STEP + TICK)
-            for due_at in sorted(set(upcoming.values())):
-                clock.set(max(clock.now(), due_at + TICK))
-                await scheduler.run_due()
-                await day.settle()
-            moment += STEP
-            clock.set(max(clock.now(), moment))
-            if moment in script:
-                await script[moment]()
+        async def fire(at: datetime) -> None:
+            clock.set(max(clock.now(), at))
             await day.desk.services.scheduler.run_due()  # type: ignore[union-attr]
             await day.settle()
+
+        # The clock goes from one thing to do to the next: each scheduled occurrence
+        # fires just after its due time (like the scheduler's timers), each scripted
+        # action at its time, after what fell due by then. What is due is asked again
+        # after each step: requests and the notice add escalations and reminders.
+        await day.settle()
+        moment, actions = T0, sorted(script)
+        while moment < END:
+            upcoming = await scheduled_occurrences(day.desk, moment, END)
+            due_at = min(upcoming.values(), default=END)
+            if actions and actions[0] < min(due_at, END):
+                at = actions.pop(0)
+                clock.set(max(clock.now(), at))
+                await script[at]()
+                await fire(at)
+                moment = max(moment, at)
+            elif due_at < END:
+                await fire(due_at + TICK)
+                moment = due_at + TICK
+            else:
+                moment = END
+        await fire(END)
         emulator.faults.clear()
         await check_the_day(day.desk, numbers, rooms, in_flight_at_crash)
     finally:

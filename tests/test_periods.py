@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from telegram.ext import ConversationHandler
 
 from bot.config import LANGUAGES
 from bot.domain.requests import Period, PeriodProblem, parse_period
@@ -121,6 +122,13 @@ async def test_a_meeting_edited_to_end_after_years_is_refused(desk: BotHarness) 
     assert (await desk.send(ADMIN, "/meeting 1")).text == before
 
 
+def a_flow_is_open(desk: BotHarness) -> bool:
+    """Whether a guided flow holds a state for anyone (PTB keeps them in its handlers
+    and has no public way to ask)."""
+    return any(handler._conversations for handlers in desk.application.handlers.values()
+               for handler in handlers if isinstance(handler, ConversationHandler))
+
+
 def generic_or_crash(sent_texts: list[str], caplog: pytest.LogCaptureFixture) -> list[str]:
     crashed = [r.getMessage() for r in caplog.records if "error while handling" in r.getMessage()]
     return crashed + [text for text in sent_texts if text in GENERIC_ERRORS]
@@ -139,7 +147,8 @@ async def test_extreme_arguments_are_answered_politely(
         text = template.replace("{}", value)[:4096]
         for user, chat in ((COORDINATOR, COORDINATOR), (DUTY, DUTY), (DUTY, SICHUAN_ROOM)):
             sent = await desk.send(user, text, chat_id=chat)
-            await desk.send(user, "/cancel", chat_id=chat)
+            if a_flow_is_open(desk):  # one in 40: the next value starts afresh
+                await desk.send(user, "/cancel", chat_id=chat)
             problems = generic_or_crash(sent.texts + sent.alerts, caplog)
             if problems or (chat == user and not sent.messages):
                 failures.append((user, chat, text[:80], problems or "no answer"))

@@ -90,7 +90,8 @@ async def test_start_up_waits_for_telegram_with_the_database_side_running(
         async with services.db.session() as session:
             await outbox.enqueue(session, chat_id=ADMIN_ID, kind="test", text="等待发送",
                                  dedup_key="while-offline")
-        await asyncio.sleep(0.3)
+        services.wake_delivery()
+        assert services.delivery is not None and not services.delivery.running
         async with services.db.session() as session:
             row = (await session.execute(select(OutboxMessage))).scalar_one()
             assert row.attempts == 0 and row.state == OutboxState.pending

@@ -90,17 +90,18 @@ async def test_sqlite_writers_of_a_process_take_turns_in_arrival_order(
     assert order == list(range(12))
 
     monkeypatch.setattr(storage_db, "SQLITE_BUSY_TIMEOUT_MS", 100)
-    holding = asyncio.Event()
+    holding, release = asyncio.Event(), asyncio.Event()
 
     async def hold() -> None:
         async with sqlite_db.session():
             holding.set()
-            await asyncio.sleep(0.5)
+            await release.wait()
 
     holder = asyncio.create_task(hold())
     await holding.wait()
     with pytest.raises(OperationalError, match="database is locked"):
         await write(99)
+    release.set()
     await holder
     await write(99)  # and the next writer goes on
     assert order[-1] == 99

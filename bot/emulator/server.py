@@ -284,6 +284,7 @@ class BotApiEmulator:
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.menu_buttons: dict[int | None, dict[str, Any]] = {}
         self.webhook: dict[str, Any] = {}
+        self.polls_waiting = 0  # getUpdates calls waiting for an update (long polling)
         self._limits: Limits | None = None
         self._users: dict[int, dict[str, Any]] = {}
         self._chats: dict[int, dict[str, Any]] = {}
@@ -1094,10 +1095,13 @@ class BotApiEmulator:
             if ready or self._closing or remaining <= 0:
                 return ready
             self._update_arrived.clear()
+            self.polls_waiting += 1
             try:
                 await asyncio.wait_for(self._update_arrived.wait(), remaining)
             except TimeoutError:
                 return []
+            finally:
+                self.polls_waiting -= 1
 
     def _set_webhook(self, call: ApiCall) -> bool:
         params = call.params

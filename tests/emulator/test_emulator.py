@@ -40,6 +40,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.bot_api import AiohttpRequest
 from bot.emulator import BotApiEmulator, load_spec
+from tests.cluster import eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -278,7 +279,8 @@ async def test_get_updates_honours_offset_limit_and_timeout(emu: BotApiEmulator)
     assert (await raw(emu, "getUpdates", offset=first + 3, timeout=1)).json()["result"] == []
     assert time.monotonic() - started >= 0.9
     waiting = asyncio.create_task(raw(emu, "getUpdates", offset=first + 3, timeout=10))
-    await asyncio.sleep(0.1)
+    # Pushed while the call waits (not before it arrives, which would answer at once).
+    await eventually(lambda: emu.polls_waiting == 1, 10, "the long poll")
     emu.push_message(USER, USER, "d")
     started = time.monotonic()
     assert [u["message"]["text"] for u in (await waiting).json()["result"]] == ["d"]
