@@ -369,7 +369,8 @@ async def run_day(database_url: str, emulator: BotApiEmulator,
         moment, actions = T0, sorted(script)
         while moment < END:
             upcoming = await scheduled_occurrences(day.desk, moment, END)
-            due_at = min(upcoming.values(), default=END)
+            # Only what is still ahead: the clock never goes back, so the day ends.
+            due_at = min((at for at in upcoming.values() if at >= moment), default=END)
             if actions and actions[0] < min(due_at, END):
                 at = actions.pop(0)
                 clock.set(max(clock.now(), at))
