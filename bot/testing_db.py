@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import async_database_url
 from storage.dataio import import_file
-from storage.db import Database, create_engine
+from storage.db import PGBOUNCER_FLAG, Database, create_engine, through_pgbouncer
 from storage.migrate import upgrade
 from storage.models import Base
 
@@ -107,9 +107,14 @@ async def empty_postgres(database_url: str) -> None:
         await engine.dispose()
 
 
-def _asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+async def _connect(database_url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection; behind PgBouncer (`?pgbouncer=true`) without a
+    statement cache, used in one transaction."""
+    url = make_url(database_url)
+    pooled = through_pgbouncer(url)
+    dsn = url.difference_update_query([PGBOUNCER_FLAG]).set(drivername="postgresql")
+    return await asyncpg.connect(dsn.render_as_string(hide_password=False),
+                                 statement_cache_size=0 if pooled else 100)
 
 
 class PostgresRows:
@@ -122,22 +127,23 @@ class PostgresRows:
 
     @classmethod
     async def take(cls, database_url: str) -> PostgresRows:
-        connection = await asyncpg.connect(_asyncpg_dsn(database_url))
+        connection = await _connect(database_url)
         try:
-            filled = {row[0] for row in await connection.fetch(_TABLES_WITH_ROWS)}
-            tables: dict[str, bytes] = {}
-            for name in TABLES:  # referenced tables first
-                if name in filled:
-                    rows = io.BytesIO()
-                    await connection.copy_from_table(name, output=rows, format="binary")
-                    tables[name] = rows.getvalue()
-            sequences = dict(await connection.fetch(_MOVED_SEQUENCES))
+            async with connection.transaction():
+                filled = {row[0] for row in await connection.fetch(_TABLES_WITH_ROWS)}
+                tables: dict[str, bytes] = {}
+                for name in TABLES:  # referenced tables first
+                    if name in filled:
+                        rows = io.BytesIO()
+                        await connection.copy_from_table(name, output=rows, format="binary")
+                        tables[name] = rows.getvalue()
+                sequences = dict(await connection.fetch(_MOVED_SEQUENCES))
         finally:
             await connection.close()
         return cls(tables, sequences)
 
     async def put(self, database_url: str) -> None:
-        connection = await asyncpg.connect(_asyncpg_dsn(database_url))
+        connection = await _connect(database_url)
         try:
             async with connection.transaction():
                 if await connection.fetch(_TABLES_WITH_ROWS):
