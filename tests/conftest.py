@@ -48,6 +48,19 @@ async def database_url(
 ) -> str:
     if request.param == "sqlite":
         return await test_databases.sqlite_url(tmp_path)
+    return await clean_postgres(test_databases, postgres_ok)
+
+
+@pytest.fixture
+async def postgres_url(test_databases: TestDatabases, postgres_ok: bool) -> str:
+    """A clean PostgreSQL database, for what only PostgreSQL does (several processes
+    sharing it, a pooler in front): not run on SQLite at all."""
+    if "postgresql" not in BACKENDS:  # chosen, not missing: a skip even under CI
+        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+    return await clean_postgres(test_databases, postgres_ok)
+
+
+async def clean_postgres(test_databases: TestDatabases, postgres_ok: bool) -> str:
     if not postgres_ok:
         unavailable("PostgreSQL is not reachable (set TEST_POSTGRES_URL)")
     return await test_databases.postgres()

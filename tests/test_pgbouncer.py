@@ -4,7 +4,7 @@ across transactions, advisory locks, LISTEN). Lookups, a request, a broadcast sh
 two processes' workers and the scheduler lease taken over all work through it.
 
 PgBouncer is a Debian package (`pgbouncer`); .ci/run installs it. Outside CI the tests
-are skipped with a reason when it is missing."""
+are skipped with a reason when it is missing (`unavailable`)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from tests.cluster import (
     rooms,
     seed_reminder,
 )
-from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER
+from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER, unavailable
 from tests.test_leader import meeting_jobs as due_jobs
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
@@ -97,11 +97,10 @@ class PgBouncer:
 
 
 @pytest.fixture
-def bouncer(request: pytest.FixtureRequest) -> Iterator[PgBouncer]:
+def bouncer() -> Iterator[PgBouncer]:
     if PGBOUNCER is None:
-        if os.environ.get("CI"):
-            pytest.fail("PgBouncer is missing under CI (.ci/run installs Debian's pgbouncer)")
-        pytest.skip("PgBouncer is not installed (Debian: apt-get install pgbouncer)")
+        unavailable("PgBouncer is not installed (Debian: apt-get install pgbouncer; "
+                    ".ci/run installs it)")
     url = make_url(postgres_admin_url())
     server = PgBouncer(url.host or "127.0.0.1", url.port or 5432)
     server.start()
@@ -110,13 +109,10 @@ def bouncer(request: pytest.FixtureRequest) -> Iterator[PgBouncer]:
 
 
 @pytest.fixture
-def database_url(database_url: str, request: pytest.FixtureRequest) -> str:
+def database_url(postgres_url: str, bouncer: PgBouncer) -> str:
     """Every test here, and the fixtures it uses (the sample desk's import among them),
-    reaches the server through PgBouncer."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PgBouncer is for PostgreSQL")
-    bouncer: PgBouncer = request.getfixturevalue("bouncer")
-    url = make_url(database_url).set(host="127.0.0.1", port=bouncer.port)
+    reaches the server through PgBouncer (PostgreSQL only: no SQLite run)."""
+    url = make_url(postgres_url).set(host="127.0.0.1", port=bouncer.port)
     return url.update_query_dict({"pgbouncer": "true"}).render_as_string(hide_password=False)
 
 

@@ -371,10 +371,9 @@ async def test_when_the_database_fails_a_process_keeps_to_its_own_window() -> No
     assert len(ledger.bookings) == 2
 
 
-async def test_processes_booking_from_postgresql_never_share_a_slot(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite runs one process: its budget books nothing")
-    ledgers = [SlotLedger(database_url, 7000000001, 30) for _ in range(2)]
+async def test_processes_booking_from_postgresql_never_share_a_slot(postgres_url: str) -> None:
+    """SQLite runs one process (its budget books nothing): PostgreSQL only."""
+    ledgers = [SlotLedger(postgres_url, 7000000001, 30) for _ in range(2)]
     for ledger in ledgers:
         await ledger.start()
     try:
