@@ -254,7 +254,8 @@ class DeliveryWorker:
         """Stop claiming; let calls under way finish (up to `timeout`); give back the rest.
 
         Rows not started yet go back to `pending` at once; a call still under way after
-        `timeout` is cancelled and its row is retried after its lease (at-least-once).
+        `timeout` is cancelled and its row is retried after its lease (at-least-once), and
+        so are rows whose outcome the database did not take within another `timeout`.
         """
         self._stopping = True
         self._wake.set()
@@ -270,8 +271,15 @@ class DeliveryWorker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        if self._flusher is not None:
-            await self._flusher
+        if self._flusher is not None and not (await asyncio.wait({self._flusher},
+                                                                timeout=timeout))[0]:
+            # The database does not answer: stopping must not wait for it. The rows stay
+            # leased, and are sent again after their lease (at-least-once, as above).
+            log.warning("delivery: %d outcomes could not be recorded within %g s (the "
+                        "database does not answer); their rows are sent again after their "
+                        "lease", len(self._outcomes), timeout)
+            self._flusher.cancel()
+            await asyncio.wait({self._flusher})
         if self._heartbeat is not None:
             self._beat_stop.set()
             await self._heartbeat

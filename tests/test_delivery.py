@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,7 +18,7 @@ from telegram.request import HTTPXRequest
 from bot.delivery import DeliveryWorker, SlidingWindow
 from bot.emulator import ApiCall, BotApiEmulator
 from storage import outbox
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
 from storage.models import ChatStatus, OutboxMessage, OutboxState, utcnow
 from tests.cluster import eventually
 
@@ -412,3 +413,26 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         assert full / 2 <= delay <= full
 
 
+
+
+async def test_stopping_does_not_wait_forever_for_a_database_that_is_gone(
+    db: Database, emulator: BotApiEmulator, tg: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sent, but its outcome cannot be recorded (the database went away): stop() gives up
+    after its timeout, says so, and the row, still leased, is sent again later."""
+    await put(db, USER, "p0", "私聊")
+    w = worker(db, tg)
+    gone = asyncio.Event()
+
+    async def database_gone(batch: list) -> list:  # type: ignore[type-arg]
+        gone.set()
+        raise DatabaseUnavailable(ConnectionRefusedError("the server is down"))
+
+    w._record = database_gone  # type: ignore[method-assign]
+    w.start()
+    await asyncio.wait_for(gone.wait(), 10)
+    await asyncio.wait_for(w.stop(timeout=0.5), 5)
+    assert texts(emulator, USER) == ["私聊"]
+    assert any("could not be recorded" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.WARNING)
+    assert (await rows(db))["p0"].state == OutboxState.sending
