@@ -4,7 +4,6 @@ server other tests and workers use is never touched)."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -18,19 +17,9 @@ PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
 
 
 def _free_port() -> int:
-    """A free port below the kernel's ephemeral range: the cluster is stopped and started
-    again on it, and a port the kernel hands out would meanwhile be taken as the local
-    end of some outgoing connection (then the restart fails and the test hangs)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
-        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
-    for port in random.sample(range(20000, min(low, 32768)), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class PrivatePostgres:
