@@ -42,7 +42,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from telegram import Update
 
 from bench.reminders import fresh_database
@@ -51,7 +51,17 @@ from bot.plans.notices import status_refresher
 from bot.services import system_now
 from bot.testing import BotHarness
 from storage.dataio import import_file
-from storage.models import DutyRoom, NoticeKind, Role, Severity, Unit, User
+from storage.db import Database
+from storage.models import (
+    DutyRoom,
+    NoticeKind,
+    OutboxMessage,
+    OutboxState,
+    Role,
+    Severity,
+    Unit,
+    User,
+)
 from storage.notices import NoticeDraft, NoticePolicy, create_notice
 
 GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot
@@ -71,7 +81,7 @@ FIRST_CHAT = -1003000000000
 COORDINATOR = 9000001
 
 
-def _emulator_process(conn: Any, rooms: int, faults: bool) -> None:
+def _emulator_process(conn: Any, rooms: int, faults: bool, stall_seconds: float) -> None:
     """The emulator in its own process (Telegram is not in the bot's process either):
     serves until told to stop, then sends back (chat, ok, time, fault, status) per
     sendMessage, how many calls of any kind it answered 429 for being over a limit, and
@@ -85,7 +95,7 @@ def _emulator_process(conn: Any, rooms: int, faults: bool) -> None:
             emulator.add_group(FIRST_CHAT - i, f"值班室{i:05d}")
         emulator.enforce_limits(global_per_second=GLOBAL_LIMIT)
         if faults:
-            emulator.faults.stall_seconds = STALL_SECONDS
+            emulator.faults.stall_seconds = stall_seconds
             emulator.faults.random(FAULT_RATE, FAULT_KINDS, seed=7,
                                    methods=("sendMessage",))
         conn.send((emulator.base_url, emulator.base_file_url))
@@ -154,11 +164,23 @@ async def ask_during(harness: BotHarness, officers: list[int], start: float,
     return sorted(asked, key=lambda pair: pair[1])
 
 
-async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]:
+async def rooms_settled(db: Database) -> int:
+    """Rooms whose notice row is done with: sent, or given up on (a loss the figures count)."""
+    async with db.session() as session:
+        return (await session.execute(
+            select(func.count()).select_from(OutboxMessage).where(
+                OutboxMessage.kind == "notice",
+                OutboxMessage.state.in_((OutboxState.sent, OutboxState.failed))))).scalar_one()
+
+
+async def one_run(database_url: str, *, rooms: int, mode: str, stall_seconds: float = STALL_SECONDS,
+                  status_edit_seconds: float = 3.0) -> dict[str, Any]:
+    """One broadcast; the smoke test shortens the stalls and the status message's pace
+    (production's: 5 s, 3 s), which only change how long the run waits."""
     faults = mode == "faults"
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=_emulator_process, args=(child, rooms, faults),
+    process = context.Process(target=_emulator_process, args=(child, rooms, faults, stall_seconds),
                               daemon=True)
     process.start()
     loop = asyncio.get_running_loop()
@@ -167,6 +189,7 @@ async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]
         harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
                              database_url, now=system_now,  # type: ignore[arg-type]
                              delivery_rate=GLOBAL_LIMIT,
+                             notice_status_edit_seconds=status_edit_seconds,
                              private_per_second=1)  # Telegram's, as in production
         svc = harness.services
         coordinator, units = await seed(harness, rooms)
@@ -192,7 +215,7 @@ async def one_run(database_url: str, *, rooms: int, mode: str) -> dict[str, Any]
                 max(0.8 * allowed, 1.5 * ASKS)))
             # Generous: every room sent once at the limit, plus retries and pauses.
             deadline = committed + 3 * rooms / GLOBAL_LIMIT + 60
-            while time.time() < deadline and worker.sent < rooms + 1:  # noqa: ASYNC110
+            while time.time() < deadline and await rooms_settled(svc.db) < rooms:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
             asked = await lookups
             await worker.stop()
@@ -259,7 +282,7 @@ def figures(calls: list[tuple[int, bool, float, str | None, int]], *, rooms: int
     }
 
 
-def reply_figures(calls: list[tuple[int, bool, float, str | None, int]],
+def reply_figures(calls: list[tuple[int | None, bool, float, str | None, int]],
                   answers: list[tuple[int, float]],
                   asked: list[tuple[int, float]]) -> dict[str, Any]:
     """Each lookup's answer (an officer's n-th accepted answer answers their n-th
@@ -268,8 +291,9 @@ def reply_figures(calls: list[tuple[int, bool, float, str | None, int]],
     answered_at: dict[int, list[float]] = collections.defaultdict(list)
     for chat_id, at in sorted(answers, key=lambda answer: answer[1]):
         answered_at[chat_id].append(at)
+    officers = range(FIRST_OFFICER, FIRST_OFFICER + OFFICERS)
     refused = sum(1 for chat_id, _, _, _, status in calls
-                  if FIRST_OFFICER <= chat_id < FIRST_OFFICER + OFFICERS and status == 429)
+                  if chat_id in officers and status == 429)
     latencies: list[float] = []
     turn: collections.Counter[int] = collections.Counter()
     for officer, at in asked:
@@ -292,14 +316,15 @@ def reply_figures(calls: list[tuple[int, bool, float, str | None, int]],
 
 
 async def run_async(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
-                    modes: tuple[str, ...] = ("clean", "faults")) -> dict[str, Any]:
+                    modes: tuple[str, ...] = ("clean", "faults"),
+                    **pace: float) -> dict[str, Any]:
     results: dict[str, Any] = {"runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
             for mode in modes:
                 url, cleanup = await fresh_database(backend, Path(tmp))
                 try:
-                    result = await one_run(url, rooms=rooms, mode=mode)
+                    result = await one_run(url, rooms=rooms, mode=mode, **pace)
                 finally:
                     if cleanup is not None:
                         await cleanup()

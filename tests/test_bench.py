@@ -13,7 +13,8 @@ from bench.__main__ import BENCHMARKS, QUICK, table
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_broadcast_reaches_every_room_once(backend: str) -> None:
-    results = await broadcast.run_async(12, (backend,), broadcast.MODES)
+    results = await broadcast.run_async(12, (backend,), broadcast.MODES,
+                                        stall_seconds=1.0, status_edit_seconds=0.2)
     clean, faulty, replies = results["runs"]
     for figures in (clean, faulty, replies):
         assert figures["delivered"] == figures["rooms"] == 12
@@ -53,6 +54,7 @@ def test_reply_figures_match_each_lookup_with_its_answer() -> None:
         (officer + 1, True, 10.5, None, 200),
         (officer + 1, True, 12.5, None, 200),  # an error message, not an answer
         (broadcast.FIRST_CHAT, False, 10.1, None, 429),  # a room, not an officer
+        (None, False, 10.3, None, 400),  # a chat the emulator does not know (the sample's)
     ]
     answers = [(officer + 1, 10.5), (officer, 11.2)]
     asked = [(officer, 10.0), (officer + 1, 10.1), (officer + 1, 12.0)]  # the last unanswered

@@ -55,6 +55,7 @@ FAST = {"leader_retry_seconds": RETRY_S, "leader_lease_seconds": LEASE_S,
         "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 3,
         "delivery_rate": 80}  # the bot's, both processes together
 CUT_ROOMS = 100
+CRASH_ROOMS = 200  # at the slow link's pace, about 8 s of sending
 KILL_ROOMS = 6  # fewer than the process's connections to the Bot API: all in flight at once
 FIRED = re.compile(r"occurrence \S+: (sent|late|missed)")
 
@@ -236,7 +237,7 @@ async def tell_the_leader(db: Database, leader: BotProcess) -> None:
 async def test_a_crash_mid_broadcast_repeats_at_most_the_rows_in_flight(
     emulator: BotApiEmulator, db: Database, processes: Callable[..., list[BotProcess]]
 ) -> None:
-    chats = rooms(ROOMS)
+    chats = rooms(CRASH_ROOMS)
     for chat_id in chats:
         emulator.add_group(chat_id, f"值班室{chat_id}")
     # Answers reach the bot a while after Telegram acted on the call, so some messages
@@ -246,15 +247,17 @@ async def test_a_crash_mid_broadcast_repeats_at_most_the_rows_in_flight(
         (bot,) = processes(1, slow_link.base)
         await bot.start()
         await broadcast(db, chats, "crash")
-        await eventually(lambda: sum(broadcast_counts(emulator, "crash").values()) >= ROOMS // 4,
-                         60, "a quarter of the broadcast")
+        await eventually(
+            lambda: sum(broadcast_counts(emulator, "crash").values()) >= CRASH_ROOMS // 4,
+            60, "a quarter of the broadcast")
         await bot.kill()
         # What may have reached Telegram without being recorded: every row still claimed.
         in_flight = await rows_in_state(db, OutboxState.sending)
         before = broadcast_counts(emulator, "crash")
-        assert 0 < len(before) < ROOMS and in_flight > 0
+        assert 0 < len(before) < CRASH_ROOMS and in_flight > 0
         await bot.start()  # the same process again, after the crash
-        await eventually(lambda: all_sent(db, ROOMS), 60, "every row sent after the restart")
+        await eventually(lambda: all_sent(db, CRASH_ROOMS), 60,
+                         "every row sent after the restart")
         await bot.stop()
     counts = broadcast_counts(emulator, "crash")
     assert set(counts) == set(chats)
