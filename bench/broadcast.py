@@ -50,18 +50,10 @@ from bot.emulator import BotApiEmulator
 from bot.plans.notices import status_refresher
 from bot.services import system_now
 from bot.testing import BotHarness
+from core.enums import NoticeKind, OutboxState, Role, Severity
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import (
-    DutyRoom,
-    NoticeKind,
-    OutboxMessage,
-    OutboxState,
-    Role,
-    Severity,
-    Unit,
-    User,
-)
+from storage.models import DutyRoom, OutboxMessage, Unit, User
 from storage.notices import NoticeDraft, NoticePolicy, create_notice
 
 GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot

@@ -33,20 +33,18 @@ from typing import Any
 import opencc
 from sqlalchemy import insert, text
 
-from bot.domain.normalize import normalize
+from core.enums import AgreementStatus, LiaisonRole, UnitLevel
+from core.normalize import normalize
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import (
     Agreement,
-    AgreementStatus,
     Branch,
     Clause,
     ClauseMechanism,
     Liaison,
-    LiaisonRole,
     Mechanism,
     Unit,
-    UnitLevel,
     Zone,
     ZoneMembership,
 )

@@ -41,18 +41,10 @@ from bot.delivery import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from bot.services import system_now
 from bot.testing import BotHarness
+from core.enums import MeetingKind, OutboxState
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import (
-    DutyRoom,
-    Meeting,
-    MeetingKind,
-    MeetingParticipant,
-    OutboxMessage,
-    OutboxState,
-    ScheduleMark,
-    Unit,
-)
+from storage.models import DutyRoom, Meeting, MeetingParticipant, OutboxMessage, ScheduleMark, Unit
 
 TARGET_P99_S = 2.0
 OFFSET_MINUTES = 60

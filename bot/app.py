@@ -15,7 +15,6 @@ from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import BotMode, Settings
 from bot.delivery import DeliveryWorker
-from bot.i18n import DEFAULT_LANGUAGE, Translator, t
 from bot.leader import Leader
 from bot.persistence import DatabasePersistence, SharedStateApplication
 from bot.plans import PLANNERS
@@ -24,11 +23,12 @@ from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
 from bot.updates import OrderedUpdateProcessor
 from bot.viewlog import ViewLog
+from core.enums import Role
 from handlers import FALLBACKS, FEATURES
 from handlers.common import COMMANDS_KEY, last_known_language
+from i18n import DEFAULT_LANGUAGE, Translator, t
 from storage.access import ensure_administrators
 from storage.db import Database, is_unreachable
-from storage.models import Role
 from storage.search import ensure_search_index
 
 log = logging.getLogger(__name__)

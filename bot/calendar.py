@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
-from bot.domain.normalize import normalize
-from storage.models import MeetingKind
+from core.clock import DEFAULT_ZONE, time_zone
+from core.enums import MeetingKind
+from core.normalize import normalize
 
 PRODID = "-//Liaison Desk//警务协作值班助手//ZH"
 UID_DOMAIN = "liaison-desk"
@@ -84,26 +85,6 @@ def calendar_bytes(
 
 
 # --------------------------------------------------------------------------- human times
-# Times are stored in UTC and shown in the reader's unit/room time zone; the zone is
-# named whenever it is not the default (Asia/Shanghai), so 09:00 in Urumqi is never
-# mistaken for 09:00 Beijing time.
-
-DEFAULT_ZONE = "Asia/Shanghai"
-
-
-def zone(name: str | None, default: str = DEFAULT_ZONE) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or default)
-    except (KeyError, ValueError):
-        return ZoneInfo(default)
-
-
-def valid_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (KeyError, ValueError):
-        return False
-    return "/" in name or name == "UTC"
 
 
 def zone_note(tr: Any, zone_name: str | None) -> str:
@@ -124,15 +105,15 @@ def fmt_date(tr: Any, day: date, *, today: date | None = None) -> str:
 
 
 def fmt_clock(moment: datetime, zone_name: str | None) -> str:
-    return moment.astimezone(zone(zone_name)).strftime("%H:%M")
+    return moment.astimezone(time_zone(zone_name)).strftime("%H:%M")
 
 
 def fmt_when(
     tr: Any, moment: datetime, zone_name: str | None, *, now: datetime | None = None,
     with_zone: bool = True,
 ) -> str:
-    local = moment.astimezone(zone(zone_name))
-    today = now.astimezone(zone(zone_name)).date() if now else None
+    local = moment.astimezone(time_zone(zone_name))
+    today = now.astimezone(time_zone(zone_name)).date() if now else None
     text = f"{fmt_date(tr, local.date(), today=today)} {local:%H:%M}"
     return text + (zone_note(tr, zone_name) if with_zone else "")
 
@@ -141,8 +122,8 @@ def fmt_span(
     tr: Any, start: datetime, end: datetime, zone_name: str | None, *,
     now: datetime | None = None,
 ) -> str:
-    local_start = start.astimezone(zone(zone_name))
-    local_end = end.astimezone(zone(zone_name))
+    local_start = start.astimezone(time_zone(zone_name))
+    local_end = end.astimezone(time_zone(zone_name))
     if local_start.date() == local_end.date():
         text = f"{fmt_when(tr, start, zone_name, now=now, with_zone=False)}–{local_end:%H:%M}"
     else:

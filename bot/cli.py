@@ -122,7 +122,7 @@ async def _console(settings: Settings, _args: argparse.Namespace) -> int:
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     """Import a data file, or with --check only validate it; problems are told in the
     desk's language, each with the file, line, record and field. Exit 1 on problems."""
-    from bot.i18n import t
+    from i18n import t
     from storage.dataio import check_file, import_file, render_problems
     from storage.db import Database
     from storage.migrate import is_up_to_date, upgrade
@@ -179,7 +179,7 @@ async def _check(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.domain.roles import parse_role
+    from core.roles import parse_role
     from storage.access import create_invitation, find_units
     from storage.db import Database
 

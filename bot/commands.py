@@ -8,8 +8,8 @@ from enum import StrEnum
 
 from telegram import BotCommand
 
-from bot.i18n import Translator
-from storage.models import Role, role_permits
+from core.enums import Role, role_permits
+from i18n import Translator
 
 
 class Where(StrEnum):

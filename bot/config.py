@@ -6,10 +6,12 @@ import contextlib
 from enum import StrEnum
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.clock import is_zone
 
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 INVITATION_MAX_HOURS = 24 * 90  # an invitation link is valid at most 90 days
@@ -107,10 +109,8 @@ class Settings(BaseSettings):
     @field_validator("bot_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        if not is_zone(value):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)")
         return value
 
     @field_validator("default_language")

@@ -75,9 +75,10 @@ from bot.bot_api import quiet_typed_method_advice
 from bot.breaker import CircuitBreaker, heard
 from bot.ratebudget import OutboxLane, SendBudget, SlidingWindow, retry_after_seconds, slot_taken
 from bot.ratebudget import wait_event as _wait
+from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxState, utcnow
+from storage.models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.domain import requests as rules
-from bot.domain.requests import RequestStats
-from bot.i18n import Translator
-from storage.models import AssistanceRequest, RequestStatus
+from core import requests as rules
+from core.enums import RequestStatus
+from core.requests import RequestStats
+from i18n import Translator
+from storage.models import AssistanceRequest
+from views import requests as render
 
 FONT_PATH = Path(__file__).resolve().parent / "fonts" / "LiaisonDeskCJK-Regular.otf"
 FONT_FAMILY = "Liaison Desk CJK"
@@ -75,7 +77,7 @@ def export_table(
             "subject": request.subject,
             "details": request.details or "",
             "status": tr(f"requests.status.{request.status.value}"),
-            "created_by": rules.person(request.created_by) if request.created_by else "",
+            "created_by": render.person(request.created_by) if request.created_by else "",
             "ack_due_at": local(request.ack_due_at),
             "acknowledged_at": local(request.acknowledged_at),
             "reply_due_at": local(request.reply_due_at),
@@ -201,8 +203,8 @@ def stats_figure(tr: Translator, stats: RequestStats, tz: ZoneInfo) -> Any:
         "requests.stats.chart_summary",
         total=stats.total,
         share=f"{share * 100:.0f}%" if share is not None else "—",
-        ack=rules.duration(tr, stats.median_ack) if stats.median_ack else "—",
-        complete=rules.duration(tr, stats.median_complete) if stats.median_complete else "—",
+        ack=render.duration(tr, stats.median_ack) if stats.median_ack else "—",
+        complete=render.duration(tr, stats.median_complete) if stats.median_complete else "—",
     )
     summary_axis.text(0.02, 0.95, summary.replace(" · ", "\n"), va="top", ha="left",
                       fontsize=13, linespacing=1.8, transform=summary_axis.transAxes)

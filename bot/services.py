@@ -12,10 +12,11 @@ from telegram import User as TelegramUser
 from telegram.ext import CallbackContext
 
 from bot.config import Settings
-from bot.i18n import Translator, language_from_telegram
+from core.enums import Role, role_permits
+from i18n import Translator, language_from_telegram
 from storage.access import user_by_telegram_id
 from storage.db import Database
-from storage.models import Role, User, role_permits
+from storage.models import User
 
 if TYPE_CHECKING:
     from bot.delivery import DeliveryWorker

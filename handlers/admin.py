@@ -17,9 +17,9 @@ from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.commands import CommandInfo, Where
-from bot.domain.roles import may_invite, parse_role
-from bot.i18n import Translator
 from bot.services import Actor, services
+from core.enums import Role
+from core.roles import may_invite, parse_role
 from handlers.common import (
     CANCELLED,
     USED,
@@ -35,6 +35,7 @@ from handlers.common import (
     offer_confirmation,
     reply,
 )
+from i18n import Translator
 from storage.access import (
     RoomConflict,
     create_invitation,
@@ -43,7 +44,7 @@ from storage.access import (
     set_user_active,
     user_by_telegram_id,
 )
-from storage.models import Role, Unit, User
+from storage.models import Unit, User
 
 # /deactivate asks first (handlers/common.py confirmations); its buttons carry the token.
 DEACTIVATE, DEACTIVATE_CALLBACK = "user_deactivate", "adm:d:"

@@ -9,12 +9,13 @@ from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.commands import CommandInfo, Where
-from bot.i18n import Translator
 from bot.services import Actor, services
+from core.enums import AgreementStatus, Role
 from handlers.common import Context, Refusal, escape, guarded, keyboard, may_show_details
 from handlers.contacts import MAX_QUERY, clause_line, recalled_query, remember_query, show
+from i18n import Translator
 from storage import directory
-from storage.models import Agreement, AgreementStatus, Clause, Role
+from storage.models import Agreement, Clause
 from storage.search import search_clauses
 
 COMMANDS = [CommandInfo("agreement", Role.officer, Where.anywhere, "agreements.command")]

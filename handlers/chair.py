@@ -13,16 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.calendar import fmt_when, zone
+from bot.calendar import fmt_when
 from bot.commands import CommandInfo, Where
-from bot.domain.chair import chair_at
-from bot.i18n import Translator
 from bot.plans import chair as plan
 from bot.services import Actor, services
+from core.chair import chair_at
+from core.clock import time_zone
+from core.enums import Role
 from handlers.common import Context, Refusal, escape, guarded, reply
 from handlers.roster import parse_day
+from i18n import Translator
 from storage.access import find_units
-from storage.models import ChairRotation, Role, Unit, User
+from storage.models import ChairRotation, Unit, User
 from storage.schedules import (
     chair_rotation_for_zone,
     chair_rotations,
@@ -46,8 +48,8 @@ def rotation_text(
     following = chair_at(spec, current.end)
     order = sorted(rotation.entries, key=lambda e: e.position)
     handover = current.end
-    days = max(0, (handover.astimezone(zone(timezone)).date()
-                   - now.astimezone(zone(timezone)).date()).days)
+    days = max(0, (handover.astimezone(time_zone(timezone)).date()
+                   - now.astimezone(time_zone(timezone)).date()).days)
     chain = " → ".join(
         (f"<b>{escape(tr.name(plan.unit_name(e.unit)))}</b>" if i == current.position
          else escape(tr.name(plan.unit_name(e.unit))))
@@ -123,7 +125,7 @@ async def set_command(
         if not months_text.isdecimal() or len(months_text) > 3 or \
                 not 1 <= int(months_text) <= 120:
             raise Refusal(tr("chair.errors.bad_term"))
-        anchor = parse_day(day_text, now.astimezone(zone(svc.settings.bot_timezone)).date())
+        anchor = parse_day(day_text, now.astimezone(time_zone(svc.settings.bot_timezone)).date())
         if anchor is None:
             raise Refusal(tr("chair.errors.bad_day", text=escape(day_text)))
         names = [n for n in SPLIT.split(" ".join(args[3:])) if n]

@@ -25,12 +25,12 @@ from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
 from telegram.ext.filters import MessageFilter
 
 from bot.commands import CommandInfo, Where, menu, visible_commands
-from bot.i18n import language_from_telegram
 from bot.persistence import write_flow_end
 from bot.services import Actor, Services, resolve_actor, services
+from core.enums import Role, role_permits
+from i18n import language_from_telegram
 from storage.access import duty_room_by_chat
 from storage.db import submit_once
-from storage.models import Role, role_permits
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE

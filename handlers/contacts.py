@@ -26,10 +26,9 @@ from telegram.ext import (
 )
 
 from bot.commands import CommandInfo, Where
-from bot.domain.normalize import Vocabulary, parse_query
-from bot.i18n import Translator
 from bot.services import Actor, Services, services
-from bot.timefmt import local_time
+from core.enums import LiaisonRole, Role
+from core.normalize import Vocabulary, parse_query
 from handlers.common import (
     Context,
     Refusal,
@@ -42,10 +41,12 @@ from handlers.common import (
     unregistered_key,
 )
 from handlers.common import reply as send_reply
+from i18n import Translator
+from i18n.timefmt import local_time
 from storage import directory
 from storage.access import audit_row
 from storage.duty import OnDuty, UnitDuty, on_duty_cached
-from storage.models import DutyRoom, Liaison, LiaisonRole, Role
+from storage.models import DutyRoom, Liaison
 from storage.schedules import rooms_named
 from storage.search import (
     ClauseHit,

@@ -42,15 +42,15 @@ from bot.calendar import (
     parse_meeting_kind,
     parse_offset,
     parse_offsets,
-    zone,
 )
 from bot.commands import CommandInfo, Where
-from bot.domain.normalize import normalize
-from bot.domain.schedule import DEFAULT_MEETING_OFFSETS
-from bot.domain.timeparse import DeadlineError, parse_deadline
-from bot.i18n import Translator
 from bot.plans import meetings as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
+from core.clock import time_zone
+from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
+from core.normalize import normalize
+from core.schedule import DEFAULT_MEETING_OFFSETS
+from core.timeparse import DeadlineError, parse_deadline
 from handlers.common import (
     CANCELLED,
     USED,
@@ -74,20 +74,11 @@ from handlers.common import (
     reply,
     submit_ending_flow,
 )
+from i18n import Translator
 from storage import outbox
 from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
 from storage.db import AlreadySubmitted
-from storage.models import (
-    DutyRoom,
-    Meeting,
-    MeetingKind,
-    MeetingParticipant,
-    MeetingStatus,
-    Role,
-    Rsvp,
-    Unit,
-    User,
-)
+from storage.models import DutyRoom, Meeting, MeetingParticipant, Unit, User
 from storage.schedules import (
     all_zones,
     cancel_meeting,
@@ -238,7 +229,7 @@ def parse_end(text: str, start: datetime, now: datetime, zone_name: str) -> date
         hour, minute = int(match[1]), int(match[2])
         if hour > 23 or minute > 59:
             return None
-        local = start.astimezone(zone(zone_name))
+        local = start.astimezone(time_zone(zone_name))
         return local.replace(hour=hour, minute=minute).astimezone(start.tzinfo)
     try:
         return parse_deadline(text, max(start, now), zone_name)

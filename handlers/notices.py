@@ -34,11 +34,12 @@ from telegram.warnings import PTBUserWarning
 
 from bot import reports
 from bot.commands import CommandInfo, Where
-from bot.domain import requests as rules
-from bot.domain.timeparse import DeadlineError, parse_deadline
-from bot.i18n import Translator
 from bot.plans import notices as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
+from core import requests as rules
+from core.clock import time_zone
+from core.enums import NoticeKind, NoticeStatus, Role, Severity
+from core.timeparse import DeadlineError, parse_deadline
 from handlers.common import (
     CANCELLED,
     USED,
@@ -56,12 +57,14 @@ from handlers.common import (
     reply,
     submit_ending_flow,
 )
+from i18n import Translator
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
 from storage.db import AlreadySubmitted
-from storage.models import NoticeKind, NoticeStatus, Role, Severity, Unit, Zone
+from storage.models import Unit, Zone
 from storage.requests import resolve_units
 from storage.schedules import all_zones, find_zones
+from views import requests as render
 
 COMMANDS = [
     CommandInfo("notice", Role.coordinator, Where.private, "notices.command"),
@@ -223,8 +226,8 @@ async def _preview(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
         audience=await _audience_label(svc, tr, draft["audience"]), rooms=len(rooms),
         attachment=tr(f"notices.new.attachment_{attachment['type']}") if attachment
         else tr("notices.new.none"),
-        when=rules.local_time(datetime.fromisoformat(when),
-                              rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone),
+        when=render.local_time(datetime.fromisoformat(when),
+                              time_zone(_zone_name(svc, actor), svc.settings.bot_timezone),
                               with_year=True) if when else tr("notices.new.now"),
         text=escape(draft["text"]),
     )
@@ -591,8 +594,8 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     await svc.rescheduled(plan.NAME)
     await _closing(update, tr("notices.button.send"))
     if when:
-        zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
-        await reply(update, tr("notices.new.scheduled", number=number, when=rules.local_time(
+        zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+        await reply(update, tr("notices.new.scheduled", number=number, when=render.local_time(
             datetime.fromisoformat(when), zone, with_year=True)))
     else:
         await reply(update, tr("notices.new.sent", number=number, rooms=rooms))
@@ -671,15 +674,15 @@ async def ack_pressed(update: Update, context: Context, actor: Actor) -> None:
         first_at = outcome.delivery.acknowledged_at if outcome.delivery else None
         first_revision = (outcome.delivery.acknowledged_revision or 1) \
             if outcome.delivery else 1
-        who = rules.person(outcome.acknowledger)
-    zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+        who = render.person(outcome.acknowledger)
+    zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
     if outcome.verdict is store.Verdict.done:
         svc.wake_delivery()
         await query.answer(tr("notices.ack.done", number=outcome.notice.number
                               if outcome.notice else ""))
     elif outcome.verdict is store.Verdict.already:
         await query.answer(tr("notices.ack.already", who=who, revision=first_revision,
-                              at=rules.local_time(first_at or now, zone)), show_alert=True)
+                              at=render.local_time(first_at or now, zone)), show_alert=True)
     else:
         await query.answer(tr(f"notices.ack.{outcome.verdict.value}"), show_alert=True)
 
@@ -690,7 +693,7 @@ async def ack_pressed(update: Update, context: Context, actor: Actor) -> None:
 async def _list_page(svc: Services, actor: Actor, page: int
                      ) -> tuple[str, InlineKeyboardMarkup | None]:
     tr = actor.tr
-    zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
     async with svc.db.session() as session:
         found, total = await store.recent_notices(session, page=page)
         counts = await store.tallies(session, [n.id for n in found])
@@ -705,7 +708,7 @@ async def _list_page(svc: Services, actor: Actor, page: int
                         kind=store.kind_label(tr, notice.kind),
                         severity=store.severity_label(tr, notice.severity),
                         status=tr(f"notices.state.{notice.status.value}"),
-                        at=rules.local_time(moment, zone), rooms=tally.rooms,
+                        at=render.local_time(moment, zone), rooms=tally.rooms,
                         delivered=tally.delivered, acknowledged=tally.acknowledged,
                         failed=tally.failed, text=escape(store.first_line(notice.text))))
     rows: list[list[tuple[str, str]]] = []
@@ -749,8 +752,8 @@ async def _show(update: Update, context: Context, actor: Actor, notice_id: int) 
             return
         text = await store.status_text(session, notice, now=svc.now(), policy=_policy(svc))
         if notice.status is NoticeStatus.scheduled and notice.scheduled_for:
-            zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
-            text += "\n" + tr("notices.view.scheduled", when=rules.local_time(
+            zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+            text += "\n" + tr("notices.view.scheduled", when=render.local_time(
                 notice.scheduled_for, zone, with_year=True))
         body = notice.text if len(notice.text) <= VIEW_TEXT else notice.text[:VIEW_TEXT] + "…"
         text += "\n\n" + escape(body)
@@ -833,7 +836,7 @@ async def _export(update: Update, context: Context, actor: Actor, number: str | 
                   notice_id: int | None = None) -> None:
     """The final report of one notice (the latest sent by default) as CSV."""
     svc, tr = services(context), actor.tr
-    zone = rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
     async with svc.db.session() as session:
         if notice_id is not None:
             notice = await store.get_notice(session, notice_id=notice_id)

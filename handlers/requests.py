@@ -36,11 +36,12 @@ from telegram.warnings import PTBUserWarning
 
 from bot import reports
 from bot.commands import CommandInfo, Where
-from bot.domain import requests as rules
-from bot.domain.requests import Action, Filters, Period, Press, Scope
-from bot.domain.timeparse import DeadlineError, parse_deadline
-from bot.i18n import Translator
 from bot.services import Actor, Services, services
+from core import requests as rules
+from core.clock import time_zone
+from core.enums import Role, Urgency
+from core.requests import Action, Filters, Period, Press, Scope
+from core.timeparse import DeadlineError, parse_deadline
 from handlers.common import (
     CANCELLED,
     SUPERSEDED,
@@ -64,10 +65,12 @@ from handlers.common import (
     reply,
     submit_ending_flow,
 )
+from i18n import Translator
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
 from storage.db import AlreadySubmitted
-from storage.models import Mechanism, Role, Unit, Urgency
+from storage.models import Mechanism, Unit
+from views import requests as render
 
 COMMANDS = [
     CommandInfo("request", Role.officer, Where.anywhere, "requests.command"),
@@ -112,7 +115,7 @@ def _zone_name(svc: Services, actor: Actor) -> str:
 
 
 def _zone(svc: Services, actor: Actor) -> Any:
-    return rules.zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    return time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
 
 
 async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
@@ -227,13 +230,13 @@ async def _summary(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
         "requests.new.summary",
         units=tr.join(escape(tr.name(u.name)) for u in units.values()),
         mechanism=escape(mechanism.name) if mechanism else tr("requests.new.none"),
-        urgency=rules.urgency_label(tr, urgency),
+        urgency=render.urgency_label(tr, urgency),
         subject=escape(draft["subject"]),
         details=escape(details) or tr("requests.new.none"),
         attachments=len(draft.get("attachments") or []) or tr("requests.new.none"),
-        deadline=rules.local_time(datetime.fromisoformat(due), tz, with_year=True) if due
+        deadline=render.local_time(datetime.fromisoformat(due), tz, with_year=True) if due
         else tr("requests.new.none"),
-        ack=rules.duration(tr, timedelta(minutes=ack)),
+        ack=render.duration(tr, timedelta(minutes=ack)),
     ) + "\n\n" + tr("requests.new.confirm_hint")
 
 
@@ -251,7 +254,7 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
         await reply(update, prefix + tr("requests.new.ask_mechanism"),
                     keyboard(await _mechanism_rows(svc, tr, draft)))
     elif step == URGENCY:
-        buttons = [(rules.urgency_label(tr, u), f"{NEW}:u:{u.value}") for u in rules.URGENCY_ORDER]
+        buttons = [(render.urgency_label(tr, u), f"{NEW}:u:{u.value}") for u in rules.URGENCY_ORDER]
         await reply(update, prefix + tr("requests.new.ask_urgency"), keyboard([buttons, quit_row]))
     elif step == SUBJECT:
         await reply(update, prefix + tr("requests.new.ask_subject", limit=rules.SUBJECT_MAX),
@@ -512,7 +515,7 @@ async def urgency_chosen(update: Update, context: Context, actor: Actor) -> int:
         return await _ask(update, context, actor, URGENCY, [
             tr("requests.new.unknown_urgency", query=escape(raw[:40]))])
     draft["urgency"] = urgency.value
-    await _closing(update, tr, rules.urgency_label(tr, urgency))
+    await _closing(update, tr, render.urgency_label(tr, urgency))
     return await _advance(update, context, actor)
 
 
@@ -715,7 +718,7 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
                  unit=escape(r.to_unit.name)) for r in created.requests]
     first = created.requests[0]
     lines.append(tr("requests.new.ack_hint",
-                    ack=rules.duration(tr, first.ack_due_at - first.created_at)))
+                    ack=render.duration(tr, first.ack_due_at - first.created_at)))
     for request, told in created.undelivered:
         lines.append(tr("requests.new.created_undelivered", unit=escape(request.to_unit.name),
                         count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
@@ -765,8 +768,8 @@ def _stale_text(tr: Translator, outcome: store.Outcome, tz: Any) -> str:
     assert request is not None
     status = tr(f"requests.status.{request.status.value}")
     if outcome.first is not None:
-        return tr("requests.act.stale_by", who=rules.person(outcome.first.actor),
-                  at=rules.local_time(outcome.first.at, tz), status=status)
+        return tr("requests.act.stale_by", who=render.person(outcome.first.actor),
+                  at=render.local_time(outcome.first.at, tz), status=status)
     return tr("requests.act.stale", status=status)
 
 
@@ -929,7 +932,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
         async with svc.db.session() as session:
             request = await store.load_request(session, request_id=press.request_id)
         outcome = store.Outcome(store.Verdict.stale, request,
-                                rules.last_change(request) if request else None)
+                                render.last_change(request) if request else None)
     if outcome.verdict is store.Verdict.invalid:
         problem = outcome.problem or "note_empty"
         text = tr(f"requests.act.{problem}", length=len(rules.clean_block(note)),
@@ -1049,7 +1052,7 @@ async def _show(update: Update, context: Context, actor: Actor, *, number: str |
                                                                     request.version))
                for a in actions]
     markup = keyboard([buttons[i:i + 2] for i in range(0, len(buttons), 2)]) if buttons else None
-    text = rules.card(tr, request, tz) + "\n\n" + rules.history(tr, request, tz)
+    text = render.card(tr, request, tz) + "\n\n" + render.history(tr, request, tz)
     await reply(update, text, markup)
 
 
@@ -1075,7 +1078,7 @@ async def _resolve_filters(
         filters_ = rules.parse_filters(words, svc.now(), _zone(svc, actor),
                                        default_open=default_open)
     except rules.PeriodProblem as problem:
-        await reply(update, problem.message(tr))
+        await reply(update, render.period_problem(tr, problem))
         return None
     notes: list[str] = []
     unit_ids: list[int] | None = None
@@ -1106,7 +1109,7 @@ async def _list_page(svc: Services, actor: Actor, listing: dict[str, Any],
                     total=total, page=min(page + 1, pages), pages=pages))
     if not found:
         lines.append(tr("requests.list.empty"))
-    lines += [rules.list_line(tr, r, tz) for r in found]
+    lines += [render.list_line(tr, r, tz) for r in found]
     lines += ["", tr("requests.list.hint")]
     rows: list[list[tuple[str, str]]] = []
     view = [(r.number.rsplit("-", 1)[1], f"{VIEW}:{r.id}") for r in found]
@@ -1221,7 +1224,7 @@ async def stats_command(update: Update, context: Context, actor: Actor) -> None:
         await audit(session, "request.stats", actor=user, subject_type="request",
                     count=len(rows), start=period.start.isoformat(), end=period.end.isoformat())
     stats = rules.compute_stats(rows, period, now)
-    text = rules.stats_text(tr, stats, tz)
+    text = render.stats_text(tr, stats, tz)
     png = await asyncio.to_thread(reports.stats_chart, tr, stats, tz)
     message = update.effective_message
     assert message is not None

@@ -23,15 +23,15 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offset, valid_zone, zone
+from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offset
 from bot.commands import CommandInfo, Where
-from bot.domain.clock import in_calendar
-from bot.domain.normalize import closest_names, normalize
-from bot.domain.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
-from bot.domain.timeparse import next_date
-from bot.i18n import Translator
 from bot.plans import roster as plan
 from bot.services import Actor, Services, services
+from core.clock import in_calendar, time_zone, valid_zone
+from core.enums import Role, RosterChangeStatus, ShiftPattern, SwapStatus
+from core.normalize import closest_names, normalize
+from core.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
+from core.timeparse import next_date
 from handlers.common import (
     Context,
     Refusal,
@@ -42,20 +42,10 @@ from handlers.common import (
     keyboard,
     reply,
 )
+from i18n import Translator
 from storage import outbox
 from storage.access import audit, duty_room_by_chat, find_units, user_by_telegram_id
-from storage.models import (
-    DutyRoom,
-    Role,
-    Roster,
-    RosterChangeStatus,
-    RosterMember,
-    ShiftPattern,
-    ShiftSwap,
-    SwapStatus,
-    Unit,
-    User,
-)
+from storage.models import DutyRoom, Roster, RosterMember, ShiftSwap, Unit, User
 from storage.schedules import (
     create_swap,
     decide_roster_change,
@@ -240,7 +230,7 @@ def shift_on(
 ) -> Shift | None:
     """The shift starting on a local day (at a local time, if given), held by `member`
     (if given)."""
-    local_zone = zone(view.roster.timezone)
+    local_zone = time_zone(view.roster.timezone)
     start = datetime.combine(day, time(0), tzinfo=local_zone)
     for shift in view.shifts(start, start + timedelta(days=1)):
         local = shift.start.astimezone(local_zone)
@@ -264,7 +254,7 @@ def shift_line(
     marks: list[str],
 ) -> str:
     """One shift of a roster listing: day, local start (and end for day/night), officer."""
-    local = shift.start.astimezone(zone(zone_name))
+    local = shift.start.astimezone(time_zone(zone_name))
     span = local.strftime("%H:%M")
     if spec.pattern == ShiftPattern.day_night.value:
         span += "–" + fmt_clock(shift.end, zone_name)
@@ -295,7 +285,7 @@ def roster_text(
         if len(shifts) < 2:
             shifts = view.shifts(current.end, current.end + timedelta(days=15))[:2]
     lines.append("")
-    today = now.astimezone(zone(zone_name)).date()
+    today = now.astimezone(time_zone(zone_name)).date()
     for shift in shifts:
         member = view.member(shift)
         marks = []
@@ -499,7 +489,7 @@ async def edit_command(
             user = await session.get(User, actor.user.id) if actor.user else None
             roster = await roster_for_room(session, room.id)
             room_zone = room.timezone or room.unit.timezone or svc.settings.bot_timezone
-            today = now.astimezone(zone(roster.timezone if roster else room_zone)).date()
+            today = now.astimezone(time_zone(roster.timezone if roster else room_zone)).date()
             if verb == "override":
                 if roster is None:
                     raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
@@ -588,7 +578,7 @@ async def preview_text(
         if roster else []
     by_start = {o.shift_start: position[o.member_id] for o in overrides
                 if o.member_id in position}
-    today = now.astimezone(zone(zone_name)).date()
+    today = now.astimezone(time_zone(zone_name)).date()
     lines += ["", tr("roster.preview.next")]
     for shift in upcoming_shifts(spec, by_start, now, PREVIEW_SHIFTS):
         marks = [tr("roster.view.override")] if shift.overridden else []
@@ -803,7 +793,7 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
                 if roster else None
             if view is None:
                 raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
-            today = now.astimezone(zone(view.roster.timezone)).date()
+            today = now.astimezone(time_zone(view.roster.timezone)).date()
             day, at, rest = take_moment(args, today)
             if day is None or not rest:
                 raise Refusal(tr("roster.swap_usage"))

@@ -13,7 +13,6 @@ from telegram.ext import (
 )
 
 from bot.commands import CommandInfo, Where, visible_commands
-from bot.i18n import LANGUAGES, Translator
 from bot.services import Actor, services
 from handlers.common import (
     CANCELLED,
@@ -36,6 +35,7 @@ from handlers.common import (
     reply,
     unregistered_key,
 )
+from i18n import LANGUAGES, Translator
 from storage.access import (
     invitation_by_code,
     invitation_problem,

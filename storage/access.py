@@ -13,7 +13,8 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from storage.models import AuditEntry, DutyRoom, Invitation, Role, Unit, User
+from core.enums import Role
+from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
 from storage.search import load_vocabulary
 
 INVITATION_ALPHABET_BYTES = 12

@@ -8,11 +8,11 @@ from sqlalchemy import Select, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
+from core.enums import AgreementStatus
 from storage.cache import EpochCache
 from storage.models import (
     Agreement,
     AgreementParty,
-    AgreementStatus,
     Branch,
     Clause,
     ClauseMechanism,

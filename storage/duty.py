@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bot.domain.rotation import (
+from core.rotation import (
     RosterSpec,
     Shift,
     apply_overrides,

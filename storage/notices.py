@@ -27,8 +27,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
-from bot.domain import requests as rules
-from bot.i18n import Translator
+from core import requests as rules
+from core.clock import time_zone
+from core.enums import NoticeKind, NoticeStatus, OutboxState, Role, Severity, role_permits
+from i18n import Translator
 from storage.access import audit
 from storage.db import AlreadySubmitted
 from storage.models import (
@@ -36,18 +38,13 @@ from storage.models import (
     Notice,
     NoticeCounter,
     NoticeDelivery,
-    NoticeKind,
-    NoticeStatus,
     OutboxMessage,
-    OutboxState,
-    Role,
-    Severity,
     Unit,
     User,
     ZoneMembership,
-    role_permits,
 )
 from storage.outbox import enqueue, enqueue_edit, enqueue_many
+from views import requests as render
 
 PREFIX = "TB"
 TEXT_MAX = 3000
@@ -219,7 +216,7 @@ def headline(tr: Translator, notice: Notice) -> str:
 
 
 def _who(user: User | None) -> str:
-    return escape(rules.person(user))
+    return escape(render.person(user))
 
 
 def room_text(tr: Translator, notice: Notice, delivery: NoticeDelivery | None,
@@ -228,18 +225,18 @@ def room_text(tr: Translator, notice: Notice, delivery: NoticeDelivery | None,
     lines = [headline(tr, notice)]
     if notice.status is NoticeStatus.withdrawn:
         lines.append(tr("notices.room.withdrawn_banner",
-                        at=rules.local_time(notice.withdrawn_at or notice.sent_at, tz)))
+                        at=render.local_time(notice.withdrawn_at or notice.sent_at, tz)))
         lines.append(f"<s>{escape(notice.text)}</s>")
         return "\n".join(lines)
     if notice.revision > 1:
         lines.append(tr("notices.room.corrected_banner", revision=notice.revision,
-                        at=rules.local_time(notice.corrected_at or notice.sent_at, tz)))
+                        at=render.local_time(notice.corrected_at or notice.sent_at, tz)))
     lines += ["", escape(notice.text), ""]
     if delivery is not None and delivery.acknowledged_at is not None:
         acked = delivery.acknowledged_revision or 1
         key = "notices.room.acknowledged" if acked >= notice.revision \
             else "notices.room.acknowledged_old"
-        lines.append(tr(key, who=_who(acknowledger), at=rules.local_time(
+        lines.append(tr(key, who=_who(acknowledger), at=render.local_time(
             delivery.acknowledged_at, tz), revision=acked))
     else:
         lines.append(tr("notices.room.please_ack"))
@@ -257,7 +254,7 @@ def room_payload(tr: Translator, notice: Notice, room: DutyRoom,
                  policy: NoticePolicy) -> dict[str, Any]:
     """Bot API parameters of the room's message; no button once acknowledged in the
     current revision or withdrawn (an edit without one removes it)."""
-    tz = rules.zone(room.timezone or (room.unit.timezone if room.unit else None),
+    tz = time_zone(room.timezone or (room.unit.timezone if room.unit else None),
                     policy.timezone)
     payload: dict[str, Any] = {
         "text": room_text(tr, notice, delivery, acknowledger, tz),
@@ -310,7 +307,7 @@ async def create_notice(
     rooms = await audience_rooms(session, audience)
     if not rooms:
         raise NoticeProblem("no_rooms")
-    year = now.astimezone(rules.zone(None, policy.timezone)).year
+    year = now.astimezone(time_zone(None, policy.timezone)).year
     notice = Notice(
         number=await next_number(session, year), kind=draft.kind, severity=draft.severity,
         text=text, attachment=draft.attachment, audience=audience,
@@ -506,7 +503,7 @@ async def _creator(session: AsyncSession, notice: Notice) -> User | None:
 
 def reader_zone(policy: NoticePolicy, user: User | None) -> Any:
     unit = user.unit if user is not None else None
-    return rules.zone(unit.timezone if unit else None, policy.timezone)
+    return time_zone(unit.timezone if unit else None, policy.timezone)
 
 
 def _names(tr: Translator, items: list[str], total: int | None = None) -> str:
@@ -539,9 +536,9 @@ async def status_text(session: AsyncSession, notice: Notice, *, now: datetime,
                 text=escape(first_line(notice.text)))]
     if notice.status is NoticeStatus.withdrawn:
         lines.append(tr("notices.status.withdrawn",
-                        at=rules.local_time(notice.withdrawn_at or now, tz)))
+                        at=render.local_time(notice.withdrawn_at or now, tz)))
     if notice.sent_at is not None:
-        lines.append(tr("notices.status.sent", at=rules.local_time(notice.sent_at, tz)) +
+        lines.append(tr("notices.status.sent", at=render.local_time(notice.sent_at, tz)) +
                      (tr("notices.status.late") if went_late(notice) else ""))
     lines.append(tr("notices.status.counts", rooms=tally.rooms, delivered=tally.delivered,
                     acknowledged=tally.acknowledged, pending=tally.pending,
@@ -553,7 +550,7 @@ async def status_text(session: AsyncSession, notice: Notice, *, now: datetime,
             revision = state.delivery.acknowledged_revision or 1
             lines.append(tr("notices.status.acked_line", room=escape(state.unit.short_name),
                             who=_who(state.acknowledger),
-                            at=rules.local_time(state.delivery.acknowledged_at, tz))
+                            at=render.local_time(state.delivery.acknowledged_at, tz))
                          + (tr("notices.status.old_revision", revision=revision)
                             if revision < notice.revision else ""))
         if tally.acknowledged > LIST_LIMIT:
@@ -875,7 +872,7 @@ def report_table(tr: Translator, notice: Notice, states: list[RoomState],
         else:
             status = "pending"
         rows.append([notice.number, s.room.title, s.unit.name, local(s.delivered_at),
-                     rules.person(s.acknowledger) if s.acknowledger else "",
+                     render.person(s.acknowledger) if s.acknowledger else "",
                      local(s.delivery.acknowledged_at),
                      s.delivery.acknowledged_revision or ("" if not s.acknowledged else 1),
                      tr(f"notices.report.state.{status}")])

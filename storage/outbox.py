@@ -35,7 +35,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.models import ChatStatus, OutboxMessage, OutboxState, utcnow
+from core.enums import OutboxState
+from storage.models import ChatStatus, OutboxMessage, utcnow
 
 SUPERSEDED = "superseded"
 ERROR_MAX = 500

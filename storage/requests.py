@@ -23,11 +23,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bot.domain import requests as rules
-from bot.domain.normalize import normalize_many
-from bot.domain.requests import Action, Filters, Period, Press, Scope, StatsRow
-from bot.domain.schedule import DEFAULT_ACK_DEADLINES, ack_deadline
-from bot.i18n import Translator
+from core import requests as rules
+from core.clock import time_zone
+from core.enums import RequestStatus, Role, Urgency
+from core.normalize import normalize_many
+from core.requests import Action, Filters, Period, Press, Scope, StatsRow
+from core.schedule import DEFAULT_ACK_DEADLINES, ack_deadline
+from i18n import Translator
 from storage.access import audit
 from storage.db import AlreadySubmitted
 from storage.models import (
@@ -37,14 +39,12 @@ from storage.models import (
     Mechanism,
     RequestCounter,
     RequestEvent,
-    RequestStatus,
-    Role,
     Unit,
-    Urgency,
     User,
     ZoneMembership,
 )
 from storage.outbox import enqueue, enqueue_edit, get_message
+from views import requests as render
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000
@@ -257,14 +257,14 @@ async def number_of_sequence(session: AsyncSession, sequence: int) -> str | None
 
 
 def room_zone(policy: Policy, room: DutyRoom | None, unit: Unit | None) -> Any:
-    return rules.zone((room.timezone if room else None) or (unit.timezone if unit else None),
+    return time_zone((room.timezone if room else None) or (unit.timezone if unit else None),
                       policy.timezone)
 
 
 def user_zone(policy: Policy, user: User | None) -> Any:
     """The time zone of the user's unit (when loaded), else the configured one."""
     unit = user.unit if user is not None and "unit" not in inspect(user).unloaded else None
-    return rules.zone(unit.timezone if unit else None, policy.timezone)
+    return time_zone(unit.timezone if unit else None, policy.timezone)
 
 
 def user_translator(policy: Policy, user: User | None) -> Translator:
@@ -292,7 +292,7 @@ def card_payload(
     """The card as Bot API parameters; no keyboard once final (an edit without one
     removes the old buttons)."""
     payload: dict[str, Any] = {
-        "text": rules.card(tr, request, tz),
+        "text": render.card(tr, request, tz),
         "parse_mode": "HTML",
         "link_preview_options": {"is_disabled": True},
     }
@@ -399,7 +399,7 @@ async def create_requests(
     mechanism = await session.get(Mechanism, draft.mechanism_id) if draft.mechanism_id else None
     if draft.mechanism_id and mechanism is None:
         raise DraftProblem("unknown_mechanism")
-    year = now.astimezone(rules.zone(None, policy.timezone)).year
+    year = now.astimezone(time_zone(None, policy.timezone)).year
     group_key = uuid.uuid4().hex[:16] if len(targets) > 1 else None
     # Rooms first: looking them up after adding a request would flush it early, and
     # routing would then be an UPDATE that moves its version past the one on the buttons.
@@ -466,7 +466,7 @@ async def route(
     for liaison in liaisons:
         tr, tz = await _liaison_reading(session, liaison, request, policy)
         text = tr("requests.notice.no_room_liaison", unit=_h(request.to_unit.name)) + "\n\n" + \
-            rules.card(tr, request, tz)
+            render.card(tr, request, tz)
         key = _key(request, "liaison", liaison.id)
         await enqueue(session, chat_id=liaison.telegram_user_id, kind="request", dedup_key=key,
                       payload=message(text, buttons(tr, request)), now=now)
@@ -532,7 +532,7 @@ def _judge(request: AssistanceRequest | None, press: Press, actor: User) -> Outc
         return Outcome(Verdict.not_allowed, request)
     if not rules.allowed(press.action, request.status):
         # Someone moved it on: say who, and what it is now.
-        return Outcome(Verdict.stale, request, rules.last_change(request))
+        return Outcome(Verdict.stale, request, render.last_change(request))
     if request.version != press.version:
         return Outcome(Verdict.stale, request)
     return Outcome(Verdict.done, request)
@@ -596,7 +596,7 @@ async def _transfer(
     now: datetime, policy: Policy, note: str | None,
 ) -> AssistanceRequest:
     """The same request, numbered anew, to another unit, with its own deadlines."""
-    year = now.astimezone(rules.zone(None, policy.timezone)).year
+    year = now.astimezone(time_zone(None, policy.timezone)).year
     copy = AssistanceRequest(
         number=await next_number(session, year),
         group_key=request.group_key or uuid.uuid4().hex[:16],
@@ -630,7 +630,7 @@ async def _liaison_reading(session: AsyncSession, liaison: Liaison, request: Ass
     reader = (await session.execute(
         select(User).options(selectinload(User.unit))
         .where(User.telegram_id == liaison.telegram_user_id))).scalar_one_or_none()
-    tz = user_zone(policy, reader) if reader else rules.zone(request.to_unit.timezone,
+    tz = user_zone(policy, reader) if reader else time_zone(request.to_unit.timezone,
                                                               policy.timezone)
     return user_translator(policy, reader), tz
 
@@ -686,7 +686,7 @@ async def notify_change(
         tr, tz = user_translator(policy, requester), user_zone(policy, requester)
         text = tr("requests.notice.changed", number=request.number,
                   subject=_h(request.subject), unit=_h(request.to_unit.name))
-        text += "\n" + "\n".join(rules.status_lines(tr, request, tz))
+        text += "\n" + "\n".join(render.status_lines(tr, request, tz))
         await enqueue(session, chat_id=requester.telegram_id, kind="request_state",
                       dedup_key=_key(request, "state", f"v{version}", "requester"),
                       payload=message(text), now=now)
@@ -710,9 +710,9 @@ async def remind_room(
             await route(session, request, now=now, policy=policy, room=room)
     tr = Translator(policy.language)
     text = tr("requests.notice.remind_room", number=request.number,
-              urgency=rules.urgency_label(tr, request.urgency), subject=_h(request.subject),
+              urgency=render.urgency_label(tr, request.urgency), subject=_h(request.subject),
               source=_h(request.from_unit.name),
-              elapsed=rules.duration(tr, now - request.created_at))
+              elapsed=render.duration(tr, now - request.created_at))
     if late:
         text += "\n" + tr("requests.notice.late")
     room = await active_duty_room(session, request.to_unit_id)
@@ -732,9 +732,9 @@ async def remind_room(
             reader_tr = user_translator(policy, reader)
             reader_text = reader_tr(
                 "requests.notice.remind_room", number=request.number,
-                urgency=rules.urgency_label(reader_tr, request.urgency),
+                urgency=render.urgency_label(reader_tr, request.urgency),
                 subject=_h(request.subject), source=_h(request.from_unit.name),
-                elapsed=rules.duration(reader_tr, now - request.created_at))
+                elapsed=render.duration(reader_tr, now - request.created_at))
             await enqueue(session, chat_id=liaison.telegram_user_id,  # type: ignore[arg-type]
                           kind="request_escalation", now=now,
                           dedup_key=_key(request, "escalate", "remind_liaison", liaison.id),
@@ -758,15 +758,15 @@ async def alert_coordinators(
         tr, tz = user_translator(policy, coordinator), user_zone(policy, coordinator)
         text = tr("requests.notice.alert_coordinators", number=request.number,
                   unit=_h(request.to_unit.name),
-                  elapsed=rules.duration(tr, now - request.created_at))
+                  elapsed=render.duration(tr, now - request.created_at))
         if late:
             text += "\n" + tr("requests.notice.late")
-        text += "\n\n" + rules.card(tr, request, tz)
+        text += "\n\n" + render.card(tr, request, tz)
         await enqueue(session, chat_id=coordinator.telegram_id, kind="request_escalation",
                       dedup_key=_key(request, "escalate", "coordinators", f"u{coordinator.id}"),
                       payload=message(text, buttons(tr, request)), now=now)
     await _event(session, request, "escalated", actor=None, now=now,
-                 note=", ".join(rules.person(c) for c in coordinators) or None)
+                 note=", ".join(render.person(c) for c in coordinators) or None)
     await audit(session, "request.alert_coordinators", subject_type="request",
                 subject_id=request.number, coordinators=[c.telegram_id for c in coordinators],
                 late=late)
@@ -784,7 +784,7 @@ async def flag_reply_overdue(
     if request.route_key is not None and room is not None and room.chat_id is not None:
         tr, tz = Translator(policy.language), room_zone(policy, room, request.to_unit)
         text = tr("requests.notice.reply_overdue_room", number=request.number,
-                  subject=_h(request.subject), due=rules.local_time(request.reply_due_at, tz),
+                  subject=_h(request.subject), due=render.local_time(request.reply_due_at, tz),
                   source=_h(request.from_unit.name))
         await enqueue(session, chat_id=room.chat_id, kind="request_escalation",
                       dedup_key=_key(request, "reply_overdue", "room"),
@@ -794,9 +794,9 @@ async def flag_reply_overdue(
     if requester is not None:
         tr, tz = user_translator(policy, requester), user_zone(policy, requester)
         text = tr("requests.notice.reply_overdue_requester", number=request.number,
-                  subject=_h(request.subject), due=rules.local_time(request.reply_due_at, tz),
+                  subject=_h(request.subject), due=render.local_time(request.reply_due_at, tz),
                   unit=_h(request.to_unit.name),
-                  status=rules.status_label(tr, request.status))
+                  status=render.status_label(tr, request.status))
         await enqueue(session, chat_id=requester.telegram_id, kind="request_escalation",
                       dedup_key=_key(request, "reply_overdue", "requester"),
                       payload=message(text), now=now)

@@ -17,7 +17,17 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
-from bot.domain.normalize import name_key, normalize
+from core.enums import (
+    MeetingKind,
+    MeetingStatus,
+    NoticeStatus,
+    RequestStatus,
+    RosterChangeStatus,
+    Rsvp,
+    ShiftPattern,
+    SwapStatus,
+)
+from core.normalize import name_key, normalize
 from storage.access import audit
 from storage.db import AlreadySubmitted
 from storage.models import (
@@ -27,24 +37,16 @@ from storage.models import (
     DutyRoom,
     Liaison,
     Meeting,
-    MeetingKind,
     MeetingParticipant,
-    MeetingStatus,
     Notice,
     NoticeDelivery,
-    NoticeStatus,
-    RequestStatus,
     Roster,
     RosterChange,
-    RosterChangeStatus,
     RosterMember,
-    Rsvp,
     ScheduleMark,
     SchedulerHeartbeat,
     ShiftOverride,
-    ShiftPattern,
     ShiftSwap,
-    SwapStatus,
     Unit,
     User,
     Zone,

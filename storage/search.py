@@ -2,7 +2,7 @@
 
 How a contact query is answered
 -------------------------------
-1. The query is normalised (`bot.domain.normalize`) and parsed against an in-memory
+1. The query is normalised (`core.normalize`) and parsed against an in-memory
    `Vocabulary` of units, branches and zones (loaded from the database, cached per
    database; `invalidate()` drops it, `refresh_search_index` does so too).
    `四川 刑侦`, `川刑警`, `Sichuan CID` become unit and branch ids; what is left
@@ -59,7 +59,8 @@ from typing import Any
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot.domain.normalize import (
+from core.enums import AgreementStatus, LiaisonRole
+from core.normalize import (
     FILLER,
     ParsedQuery,
     Suggestion,
@@ -75,17 +76,15 @@ from bot.domain.normalize import (
     snippet,
     term_pattern,
 )
-from bot.domain.normalize import suggest as suggest_from_vocabulary
+from core.normalize import suggest as suggest_from_vocabulary
 from storage.cache import EpochCache, bump_data_epoch, data_epoch
 from storage.models import (
     Agreement,
-    AgreementStatus,
     Branch,
     Clause,
     ClauseMechanism,
     ClauseSearchRow,
     Liaison,
-    LiaisonRole,
     LiaisonSearchRow,
     Mechanism,
     Unit,

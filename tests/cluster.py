@@ -24,21 +24,9 @@ from sqlalchemy import func, select
 
 from bot.emulator import BotApiEmulator
 from bot.testing import TEST_TOKEN
+from core.enums import MeetingKind, NoticeKind, OutboxState, Role, Severity
 from storage.db import Database
-from storage.models import (
-    DutyRoom,
-    Meeting,
-    MeetingKind,
-    MeetingParticipant,
-    NoticeKind,
-    OutboxMessage,
-    OutboxState,
-    Role,
-    Severity,
-    Unit,
-    User,
-    utcnow,
-)
+from storage.models import DutyRoom, Meeting, MeetingParticipant, OutboxMessage, Unit, User, utcnow
 from storage.notices import NoticeDraft, NoticePolicy, create_notice
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -16,10 +16,10 @@ from typing import NoReturn
 
 import pytest
 
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness
 from bot.testing_db import TestDatabases, postgres_available
+from core.clock import FakeClock
 from storage.db import Database
 from storage.models import Unit, Zone, ZoneMembership
 from tests.private_postgres import PG_BIN, PrivatePostgres

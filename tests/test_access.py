@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.testing import BotHarness
+from core.enums import Role
 from storage.access import user_by_telegram_id
-from storage.models import AuditEntry, DutyRoom, Invitation, Role, User
+from storage.models import AuditEntry, DutyRoom, Invitation, User
 
 ADMIN_ID = 910000001
 OFFICER_ID = 910000050

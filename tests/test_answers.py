@@ -14,12 +14,12 @@ import pytest
 from telegram import Update
 from telegram.ext import CallbackQueryHandler, ContextTypes
 
-from bot.domain.clock import FakeClock
 from bot.emulator import ApiCall, BotApiEmulator
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
+from core.enums import RequestStatus
 from storage import requests as request_store
 from storage.db import Database
-from storage.models import RequestStatus
 from tests import test_meetings as meetings
 from tests.test_requests_support import SICHUAN_ROOM, T0, add_people, make_directory
 

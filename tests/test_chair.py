@@ -10,17 +10,17 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.chair import ChairPlanner
 from bot.testing import BotHarness
+from core.clock import FakeClock
+from core.enums import Role
 from storage.db import Database
 from storage.models import (
     AuditEntry,
     ChairRotation,
     ChairRotationEntry,
     DutyRoom,
-    Role,
     ScheduleMark,
     Unit,
     User,

@@ -31,6 +31,7 @@ def run(
     ("variable", "value", "expected"),
     [
         ("BOT_TIMEZONE", "Mars/Olympus", "BOT_TIMEZONE: unknown time zone"),
+        ("BOT_TIMEZONE", "Asia", "BOT_TIMEZONE: unknown time zone"),  # a folder of zones
         ("ADMIN_IDS", "12,abc", "ADMIN_IDS: must be comma-separated"),
         ("BOT_MODE", "carrier-pigeon", "BOT_MODE:"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: must be a sqlite"),

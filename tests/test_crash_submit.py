@@ -16,15 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.i18n import t
+from core.enums import OutboxState
+from i18n import t
 from storage.db import Database
-from storage.models import (
-    AssistanceRequest,
-    ConversationState,
-    Notice,
-    OutboxMessage,
-    OutboxState,
-)
+from storage.models import AssistanceRequest, ConversationState, Notice, OutboxMessage
 from tests.cluster import BotProcess, eventually, free_port, webhook_env
 from tests.test_requests_support import SICHUAN_ROOM, YUNNAN_ROOM, Directory, make_directory
 from tests.test_submit_once import ADMIN, REQUESTER, people, sent_to

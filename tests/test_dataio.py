@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from core.enums import AgreementStatus, MeetingKind, ShiftPattern, UnitLevel
 from storage.dataio import (
     SECTIONS,
     dump_document,
@@ -26,7 +27,6 @@ from storage.db import Database
 from storage.models import (
     Agreement,
     AgreementParty,
-    AgreementStatus,
     AuditEntry,
     Base,
     Branch,
@@ -40,13 +40,10 @@ from storage.models import (
     LiaisonSearchRow,
     Mechanism,
     Meeting,
-    MeetingKind,
     MeetingParticipant,
     Roster,
     RosterMember,
-    ShiftPattern,
     Unit,
-    UnitLevel,
     User,
     Zone,
     ZoneMembership,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.i18n import t
 from bot.testing import BotHarness
+from i18n import t
 from storage.db import Database, DatabaseUnavailable, is_unreachable
 from storage.migrate import upgrade
 from storage.models import AssistanceRequest, AuditEntry, OutboxMessage

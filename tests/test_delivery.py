@@ -17,9 +17,10 @@ from telegram.request import HTTPXRequest
 
 from bot.delivery import DeliveryWorker, SlidingWindow
 from bot.emulator import ApiCall, BotApiEmulator
+from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database, DatabaseUnavailable
-from storage.models import ChatStatus, OutboxMessage, OutboxState, utcnow
+from storage.models import ChatStatus, OutboxMessage, utcnow
 from tests.cluster import eventually
 
 GROUPS = [-100100 - i for i in range(5)]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.chair import (
+from core.chair import (
     DEFAULT_HANDOVER_OFFSETS,
     ChairSpec,
     add_months,

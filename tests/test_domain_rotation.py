@@ -10,7 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bot.domain.rotation import (
+from core.enums import ShiftPattern
+from core.rotation import (
     RosterSpec,
     Shift,
     apply_overrides,
@@ -23,7 +24,6 @@ from bot.domain.rotation import (
     upcoming_shifts,
     who_is_on_duty,
 )
-from storage.models import ShiftPattern
 
 SH = "Asia/Shanghai"
 

@@ -9,8 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain.clock import Clock, FakeClock, SystemClock, as_utc, local_instant
-from bot.domain.schedule import (
+from core.clock import (
+    Clock,
+    FakeClock,
+    SystemClock,
+    as_utc,
+    is_zone,
+    local_instant,
+    time_zone,
+    valid_zone,
+)
+from core.enums import Urgency
+from core.schedule import (
     DEFAULT_ACK_DEADLINES,
     DEFAULT_MEETING_OFFSETS,
     DEFAULT_SHIFT_OFFSETS,
@@ -24,7 +34,6 @@ from bot.domain.schedule import (
     reply_deadline_flags,
     shift_reminder_instants,
 )
-from storage.models import Urgency
 
 START = datetime(2026, 12, 10, 1, 30, tzinfo=UTC)
 
@@ -227,3 +236,18 @@ def test_as_utc_and_local_instant() -> None:
     fold = local_instant(datetime(2026, 11, 1).date(), datetime(2000, 1, 1, 1, 30).time(),
                          new_york)
     assert fold == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # the first 01:30, EDT
+
+
+@pytest.mark.parametrize("name", ["Asia", "", "Asia/Nowhere", "../etc/passwd", "x" * 300, None])
+def test_a_time_zone_the_data_got_wrong_falls_back_to_the_default(name: str | None) -> None:
+    """"Asia" is a folder of the zone database and "x" * 300 too long a file name: both
+    raise OSError, not the KeyError of an unknown zone."""
+    assert time_zone(name) == ZoneInfo("Asia/Shanghai")
+    assert time_zone(name, "Asia/Urumqi") == ZoneInfo("Asia/Urumqi")
+    assert time_zone(name, "Asia") == ZoneInfo("UTC")
+    assert not valid_zone(name or "") and not is_zone(name or "")
+
+
+def test_zones_people_type_and_zones_the_database_knows() -> None:
+    assert valid_zone("Asia/Urumqi") and valid_zone("UTC")
+    assert is_zone("PRC") and not valid_zone("PRC")  # known, but not how a person names one

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.domain.timeparse import CODES, DeadlineError, next_date, normalise, parse_deadline
+from core.timeparse import CODES, DeadlineError, next_date, normalise, parse_deadline
 
 SH = "Asia/Shanghai"
 # Sunday 22 November 2026, 15:00 in Beijing.

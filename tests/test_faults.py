@@ -43,10 +43,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.emulator.faults import FaultKind
 from bot.testing import BotHarness
+from core.clock import FakeClock
+from core.enums import NoticeKind, OutboxState, RequestStatus, Severity, UnitLevel
 from storage import notices, outbox
 from storage.access import user_by_telegram_id
 from storage.dataio import import_file
@@ -57,14 +58,9 @@ from storage.models import (
     DutyRoom,
     Notice,
     NoticeDelivery,
-    NoticeKind,
     OutboxMessage,
-    OutboxState,
-    RequestStatus,
     ScheduleMark,
-    Severity,
     Unit,
-    UnitLevel,
 )
 from tests.cluster import eventually
 from tests.conftest import BACKENDS

@@ -35,10 +35,11 @@ from sqlalchemy import select
 
 from bot.app import all_feature_commands
 from bot.config import LANGUAGES
-from bot.domain.clock import FakeClock
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.i18n import t
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
+from core.enums import NoticeKind, Severity
+from i18n import t
 from storage import notices
 from storage.access import user_by_telegram_id
 from storage.dataio import import_file
@@ -53,9 +54,7 @@ from storage.models import (
     Mechanism,
     Meeting,
     Notice,
-    NoticeKind,
     RosterMember,
-    Severity,
     Unit,
     Zone,
 )

@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from bot.i18n import LANGUAGES, catalogue, language_from_telegram, t
+from i18n import LANGUAGES, catalogue, language_from_telegram, t
 
 
 def placeholders(template: str) -> set[str]:

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import cli
+from core.enums import MeetingKind
 from storage.dataio import (
     MAX_FILE_BYTES,
     SHOWN_PROBLEMS,
@@ -30,7 +31,7 @@ from storage.dataio import (
 )
 from storage.dataio.yamlio import MAX_DEPTH
 from storage.db import Database
-from storage.models import ChairRotation, DutyRoom, Liaison, Meeting, MeetingKind, Roster, Unit
+from storage.models import ChairRotation, DutyRoom, Liaison, Meeting, Roster, Unit
 from storage.search import search_liaisons
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,19 +11,16 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.meetings import send_tally
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
+from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
 from storage.db import Database
 from storage.models import (
     AuditEntry,
     DutyRoom,
     Meeting,
-    MeetingKind,
-    MeetingStatus,
-    Role,
-    Rsvp,
     ScheduleMark,
     Unit,
     User,

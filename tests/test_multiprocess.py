@@ -26,9 +26,10 @@ from bot.breaker import THRESHOLD
 from bot.emulator import BotApiEmulator
 from bot.leader import CHANNEL
 from bot.testing import TEST_TOKEN
+from core.enums import OutboxState
 from storage import lease
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxState, ScheduleMark
+from storage.models import OutboxMessage, ScheduleMark
 from tests.cluster import (
     COORDINATOR,
     BotProcess,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain.normalize import (
+from core.normalize import (
     FILLER,
     VocabItem,
     Vocabulary,

@@ -13,21 +13,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
+from core.enums import NoticeKind, NoticeStatus, Severity
 from storage import notices as store
 from storage.db import Database
-from storage.models import (
-    DutyRoom,
-    Notice,
-    NoticeDelivery,
-    NoticeKind,
-    NoticeStatus,
-    OutboxMessage,
-    Severity,
-    User,
-)
+from storage.models import DutyRoom, Notice, NoticeDelivery, OutboxMessage, User
 from tests.test_requests_support import (
     SICHUAN_ROOM,
     T0,

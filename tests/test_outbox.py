@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database
-from storage.models import ChatStatus, OutboxMessage, OutboxState
+from storage.models import ChatStatus, OutboxMessage
 
 T0 = datetime(2030, 1, 1, 8, 0, tzinfo=UTC)
 GROUP_A, GROUP_B, GROUP_C = -1001, -1002, -1003

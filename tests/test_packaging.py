@@ -25,7 +25,7 @@ def test_the_wheel_runs_on_its_own(tmp_path: Path) -> None:
                     str(tmp_path / "dist"), str(source)], check=True, timeout=120)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = {n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in n}
-    assert {f"bot/locales/{lang}/core.yaml" for lang in ("zh-Hans", "zh-Hant", "en")} <= names
+    assert {f"i18n/locales/{lang}/core.yaml" for lang in ("zh-Hans", "zh-Hant", "en")} <= names
     assert {"bot/sample.yaml", "bot/emulator/api.json", "bot/fonts/LiaisonDeskCJK-Regular.otf",
             "bot/fonts/OFL.txt", "storage/migrations/env.py"} <= names
     assert not names & DEVELOPMENT_FILES

@@ -36,9 +36,10 @@ from bot.ratebudget import (
     slot_taken,
 )
 from bot.testing import BotHarness
+from core.enums import NoticeKind, Role, Severity
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import DutyRoom, NoticeKind, Role, Severity, Unit, User
+from storage.models import DutyRoom, Unit, User
 from storage.notices import NoticeDraft, NoticePolicy, create_notice
 from storage.sendbudget import Booking
 from tests.cluster import eventually

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import ApiCall, BotApiEmulator
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
+from core.enums import RequestStatus
 from storage import requests as store
 from storage.db import Database
-from storage.models import AssistanceRequest, AuditEntry, RequestStatus
+from storage.models import AssistanceRequest, AuditEntry
 from tests.test_requests_support import (
     SICHUAN_ROOM,
     T0,

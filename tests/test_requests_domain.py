@@ -8,19 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.domain import requests as rules
-from bot.domain.requests import Action, Filters, Period, Press, Scope, StatsRow
-from bot.i18n import LANGUAGES, Translator
-from storage.models import (
-    AssistanceRequest,
-    Mechanism,
-    RequestEvent,
-    RequestStatus,
-    Role,
-    Unit,
-    Urgency,
-    User,
-)
+from core import requests as rules
+from core.clock import time_zone
+from core.enums import RequestStatus, Role, Urgency
+from core.requests import Action, Filters, Period, Press, Scope, StatsRow
+from i18n import LANGUAGES, Translator
+from storage.models import AssistanceRequest, Mechanism, RequestEvent, Unit, User
+from views import requests as render
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 12, 15, 4, 0, tzinfo=UTC)  # 12:00 in Beijing, a Tuesday
@@ -234,7 +228,7 @@ def test_stats_figures() -> None:
      ("zh-Hant", 60 * 27, "1天3小時"), ("en", 60 * 27 + 5, "1 d 3 h"), ("en", 45, "45 min")],
 )
 def test_durations(language: str, minutes: int, text: str) -> None:
-    assert rules.duration(Translator(language), timedelta(minutes=minutes)) == text
+    assert render.duration(Translator(language), timedelta(minutes=minutes)) == text
 
 
 # --------------------------------------------------------------------------- rendering
@@ -278,8 +272,8 @@ def test_cards_render_every_state_in_every_language(
 ) -> None:
     tr = Translator(language)
     request = sample(status)
-    text = rules.card(tr, request, SHANGHAI) + rules.history(tr, request, SHANGHAI)
-    text += rules.list_line(tr, request, SHANGHAI)
+    text = render.card(tr, request, SHANGHAI) + render.history(tr, request, SHANGHAI)
+    text += render.list_line(tr, request, SHANGHAI)
     assert "requests." not in text and "{" not in text  # every key found and filled
     assert "&lt;b&gt;协查&lt;/b&gt; &amp; 线索" in text and "<b>协查" not in text
     assert "&lt;i&gt;" in text
@@ -295,10 +289,10 @@ def test_cards_render_every_state_in_every_language(
 
 def test_times_in_the_readers_zone() -> None:
     request = sample(RequestStatus.open)
-    urumqi = rules.card(Translator("zh-Hans"), request, ZoneInfo("Asia/Urumqi"))
+    urumqi = render.card(Translator("zh-Hans"), request, ZoneInfo("Asia/Urumqi"))
     assert "12-01 07:00" in urumqi
-    assert rules.zone("Not/AZone", "Asia/Shanghai") == SHANGHAI
-    assert rules.zone(None, "Asia/Urumqi") == ZoneInfo("Asia/Urumqi")
+    assert time_zone("Not/AZone", "Asia/Shanghai") == SHANGHAI
+    assert time_zone(None, "Asia/Urumqi") == ZoneInfo("Asia/Urumqi")
 
 
 def test_a_word_in_the_mechanism_place_meant_as_one() -> None:

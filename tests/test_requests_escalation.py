@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import ApiCall, BotApiEmulator
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
 from storage import requests as store
 from storage.db import Database
 from storage.models import DutyRoom, ScheduleMark

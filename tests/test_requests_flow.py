@@ -10,12 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.domain import requests as rules
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness, Sent
+from core import requests as rules
+from core.clock import FakeClock
+from core.enums import RequestStatus
 from storage.db import Database
-from storage.models import AssistanceRequest, OutboxMessage, RequestStatus
+from storage.models import AssistanceRequest, OutboxMessage
 from tests.test_requests_support import (
     SICHUAN_ROOM,
     T0,

@@ -18,13 +18,13 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from bot import reports
-from bot.domain.clock import FakeClock
-from bot.domain.requests import Period, RequestStats
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.i18n import LANGUAGES, Translator
 from bot.testing import BotHarness
+from core.clock import FakeClock
+from core.enums import RequestStatus
+from core.requests import Period, RequestStats
+from i18n import LANGUAGES, Translator
 from storage.db import Database
-from storage.models import RequestStatus
 from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
 
 REQUESTER, DUTY, COORDINATOR, OUTSIDER = 101, 201, 401, 501

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.domain import requests as rules
-from bot.domain.requests import Action, Filters, Period, Press, Scope
+from core import requests as rules
+from core.enums import RequestStatus, Urgency
+from core.requests import Action, Filters, Period, Press, Scope
 from storage import requests as store
 from storage.access import user_by_telegram_id
 from storage.db import Database
@@ -20,9 +21,7 @@ from storage.models import (
     OutboxMessage,
     RequestCounter,
     RequestEvent,
-    RequestStatus,
     Unit,
-    Urgency,
 )
 from tests.test_requests_support import SICHUAN_ROOM, T0, Directory, make_directory
 

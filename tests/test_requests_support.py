@@ -7,17 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.emulator import BotApiEmulator
+from core.enums import Role
 from storage.db import Database
-from storage.models import (
-    DutyRoom,
-    Liaison,
-    Mechanism,
-    Role,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import DutyRoom, Liaison, Mechanism, Unit, User, Zone, ZoneMembership
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Beijing
 SICHUAN_ROOM = -1001000000201

@@ -10,10 +10,20 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
 from bot.testing import BotHarness
+from core.clock import FakeClock
+from core.enums import (
+    MeetingKind,
+    NoticeKind,
+    NoticeStatus,
+    RequestStatus,
+    Role,
+    ShiftPattern,
+    SwapStatus,
+    Urgency,
+)
 from handlers.roster import parse_day
 from storage.dataio import import_file
 from storage.db import Database
@@ -23,23 +33,15 @@ from storage.models import (
     DutyRoom,
     Liaison,
     Meeting,
-    MeetingKind,
     MeetingParticipant,
     Notice,
     NoticeDelivery,
-    NoticeKind,
-    NoticeStatus,
-    RequestStatus,
-    Role,
     Roster,
     RosterMember,
     ScheduleMark,
     ShiftOverride,
-    ShiftPattern,
     ShiftSwap,
-    SwapStatus,
     Unit,
-    Urgency,
     User,
     Zone,
     ZoneMembership,

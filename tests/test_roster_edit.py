@@ -9,17 +9,15 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from bot.testing import BotHarness, Sent
+from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
 from storage.models import (
     AuditEntry,
     DutyRoom,
     Roster,
     RosterChange,
-    RosterChangeStatus,
     RosterMember,
     ShiftOverride,
-    ShiftPattern,
     ShiftSwap,
-    SwapStatus,
 )
 from tests.conftest import (
     HANT_ADMIN,

@@ -7,20 +7,9 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import delete, select, update
 
+from core.enums import AgreementStatus, LiaisonRole, UnitLevel
 from storage.db import Database
-from storage.models import (
-    Agreement,
-    AgreementStatus,
-    Branch,
-    Clause,
-    Liaison,
-    LiaisonRole,
-    Mechanism,
-    Unit,
-    UnitLevel,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import Agreement, Branch, Clause, Liaison, Mechanism, Unit, Zone, ZoneMembership
 from storage.search import (
     LiaisonResults,
     MatchTier,

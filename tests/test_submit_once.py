@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
-from bot.domain.clock import FakeClock
 from bot.emulator import ApiCall, BotApiEmulator
 from bot.testing import BotHarness, Sent
+from core.clock import FakeClock
+from core.enums import MeetingKind, NoticeKind, Severity, Urgency
 from storage import notices as notice_store
 from storage import requests as request_store
 from storage.access import user_by_telegram_id
@@ -29,13 +30,9 @@ from storage.models import (
     AssistanceRequest,
     ConversationState,
     Meeting,
-    MeetingKind,
     Notice,
     NoticeDelivery,
-    NoticeKind,
     OutboxMessage,
-    Severity,
-    Urgency,
     User,
 )
 from storage.schedules import create_meeting

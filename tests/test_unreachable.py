@@ -21,9 +21,10 @@ from bot.breaker import THRESHOLD, CircuitBreaker, heard
 from bot.delivery import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from bot.testing import TEST_TOKEN, BotHarness
+from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxState
+from storage.models import OutboxMessage
 from tests.cluster import (
     RoundRobinProxy,
     all_sent,

@@ -1,7 +1,7 @@
 """Chair rotation (轮值): reminders before each handover and the handover itself.
 
 Each zone's rotation is an order of units and a term in months from an anchor date
-(bot/domain/chair.py). Occurrences, per zone and handover:
+(core/chair.py). Occurrences, per zone and handover:
 - `chair:zone<id>:<date>:<offset>` — both units' duty rooms are reminded (default 7 days
   and 1 day before);
 - `chair:zone<id>:<date>:handover` — at the handover both rooms are told that the chair
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.calendar import fmt_minutes, fmt_when
-from bot.domain.chair import ChairSpec, ChairTerm, chair_at, term_start
-from bot.domain.schedule import offset_label, reminders_before
-from bot.i18n import Translator
 from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
+from core.chair import ChairSpec, ChairTerm, chair_at, term_start
+from core.schedule import offset_label, reminders_before
+from i18n import Translator
 from storage import outbox
 from storage.access import audit
 from storage.models import ChairRotation, Unit

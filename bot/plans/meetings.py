@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.calendar import fmt_minutes, fmt_span, fmt_when
-from bot.domain.schedule import offset_label, reminders_before
-from bot.i18n import Translator
 from bot.scheduler import Occurrence, claim_occurrence
+from core.enums import MeetingStatus, Rsvp
+from core.schedule import offset_label, reminders_before
+from i18n import Translator
 from storage import outbox
 from storage.access import audit
-from storage.models import DutyRoom, Meeting, MeetingStatus, Rsvp, Unit, User
+from storage.models import DutyRoom, Meeting, Unit, User
 from storage.schedules import get_meeting, meetings_starting_between, rooms_for_units
 
 if TYPE_CHECKING:

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.scheduler import Occurrence
+from core.enums import NoticeStatus
 from storage import notices as store
-from storage.models import Notice, NoticeStatus, OutboxMessage
+from storage.models import Notice, OutboxMessage
 
 if TYPE_CHECKING:
     from bot.services import Services

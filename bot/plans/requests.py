@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.requests import ACTIVE_STATUSES
-from bot.domain.schedule import escalation_plan
 from bot.scheduler import Occurrence
+from core.enums import RequestStatus
+from core.requests import ACTIVE_STATUSES
+from core.schedule import escalation_plan
 from storage import requests as store
-from storage.models import AssistanceRequest, RequestStatus
+from storage.models import AssistanceRequest
 
 if TYPE_CHECKING:
     from bot.services import Services

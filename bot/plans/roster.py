@@ -24,22 +24,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.calendar import fmt_clock, fmt_minutes, fmt_when
-from bot.domain.rotation import Shift
-from bot.domain.schedule import DEFAULT_SHIFT_OFFSETS, offset_label, reminders_before
-from bot.i18n import Translator
 from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
+from core.enums import RequestStatus
+from core.rotation import Shift
+from core.schedule import DEFAULT_SHIFT_OFFSETS, offset_label, reminders_before
+from i18n import Translator
 from storage import outbox
 from storage.access import audit
 from storage.duty import RosterView, load_view, view_of
-from storage.models import (
-    AssistanceRequest,
-    Notice,
-    RequestStatus,
-    Roster,
-    RosterMember,
-    ShiftOverride,
-    User,
-)
+from storage.models import AssistanceRequest, Notice, Roster, RosterMember, ShiftOverride, User
 from storage.schedules import (
     active_rosters,
     get_roster,

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import t
+from i18n import t
 from storage.dataio.apply import COUNTED, SectionCounts, apply_plan, existing_from, load_state
 from storage.dataio.export import export_document
 from storage.dataio.problems import (
@@ -46,14 +46,14 @@ from storage.dataio.problems import (
     with_lines,
 )
 from storage.dataio.resolve import Existing, Plan, resolve
-from storage.dataio.schema import DEFAULT_TIMEZONE, SECTIONS, check_shape
+from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, check_shape
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
 from storage.db import Database
 from storage.models import AuditEntry
 from storage.search import refresh_search_index
 
 __all__ = [
-    "DEFAULT_TIMEZONE",
+    "DEFAULT_ZONE",
     "MAX_FILE_BYTES",
     "SECTIONS",
     "SHOWN_PROBLEMS",

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from core.enums import MembershipKind
 from storage.dataio.resolve import (
     Existing,
     LiaisonInfo,
@@ -40,7 +41,6 @@ from storage.models import (
     Mechanism,
     Meeting,
     MeetingParticipant,
-    MembershipKind,
     Roster,
     RosterMember,
     Unit,

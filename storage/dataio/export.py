@@ -12,31 +12,24 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.schedule import offset_label
+from core.clock import time_zone
+from core.enums import LiaisonRole, MeetingStatus, MembershipKind, Role, UnitLevel
+from core.schedule import offset_label
 from storage.dataio.apply import existing_from, load_state
 from storage.dataio.resolve import Catalog, Existing
 from storage.dataio.schema import (
     DEFAULT_REMINDER_OFFSETS,
     DEFAULT_SHIFT_STARTS,
     DEFAULT_TERM_MONTHS,
-    DEFAULT_TIMEZONE,
+    DEFAULT_ZONE,
     SECTIONS,
     fold,
 )
-from storage.models import (
-    Liaison,
-    LiaisonRole,
-    MeetingStatus,
-    MembershipKind,
-    Role,
-    UnitLevel,
-    User,
-)
+from storage.models import Liaison, User
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
@@ -45,11 +38,7 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def local_text(moment: datetime, timezone: str | None) -> str:
-    try:
-        zone = ZoneInfo(timezone or DEFAULT_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo(DEFAULT_TIMEZONE)
-    local = moment.astimezone(zone)
+    local = moment.astimezone(time_zone(timezone))
     fmt = "%Y-%m-%d %H:%M:%S" if local.second or local.microsecond else "%Y-%m-%d %H:%M"
     return local.strftime(fmt)
 
@@ -183,7 +172,7 @@ async def export_document(session: AsyncSession) -> dict[str, Any]:
         if roster is None:
             continue
         starts = list(roster.shift_starts or [])
-        followed = room.timezone or units_by_id[room.unit_id].timezone or DEFAULT_TIMEZONE
+        followed = room.timezone or units_by_id[room.unit_id].timezone or DEFAULT_ZONE
         document["rosters"].append(_clean({
             "duty_room": room_ref(room), "pattern": roster.pattern.value,
             "anchor_date": roster.anchor_date.isoformat(),

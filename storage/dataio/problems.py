@@ -1,6 +1,6 @@
 """Problems found in a data file, each with its place: ``liaisons[12].unit`` and a line.
 
-A problem is a message key of the `import` catalogue (bot/locales/*/import.yaml) with
+A problem is a message key of the `import` catalogue (i18n/locales/*/import.yaml) with
 its values, so the same problem reads in Chinese for a coordinator and in English for a
 developer. `str(problem)` is the developer's form (``liaisons[12].unit: no unit named
 四川省公安厅X``); `problem.render(language, source)` is the coordinator's: the file, the
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.i18n import t
+from i18n import t
 
 _SEGMENT_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _REF_SUFFIX = "_path"  # a value naming another place in the file (rendered as its line)

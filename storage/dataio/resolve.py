@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.domain.normalize import normalize
+from core.normalize import normalize
 from storage.dataio.problems import Problems
-from storage.dataio.schema import BAD, DEFAULT_TIMEZONE, SECTIONS, fold, usable
+from storage.dataio.schema import BAD, DEFAULT_ZONE, SECTIONS, fold, usable
 
 Tiers = tuple[tuple[str, ...], ...]
 Why = tuple[str, dict[str, Any]]  # a problem key and its values
@@ -467,7 +467,7 @@ class Resolver:
             record["duty_room"] = room.key
             if record.get("timezone") is None:
                 record["timezone"] = (room.timezone or self._unit_timezone(room.unit)
-                                      or DEFAULT_TIMEZONE)
+                                      or DEFAULT_ZONE)
         self.unique("rosters", lambda r: r["duty_room"] if usable(r, "duty_room") else None,
                     "room_roster")
 

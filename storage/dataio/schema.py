@@ -15,28 +15,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 
 from bot.calendar import parse_meeting_kind, parse_offset, parse_offsets
+from core.clock import DEFAULT_ZONE, is_zone
+from core.enums import AgreementStatus, LiaisonRole, MeetingStatus, Role, ShiftPattern, UnitLevel
 from storage.dataio.problems import Problems
 from storage.models import (
     Agreement,
-    AgreementStatus,
     Branch,
     Clause,
     DutyRoom,
     Liaison,
-    LiaisonRole,
     Mechanism,
     Meeting,
-    MeetingStatus,
-    Role,
     RosterMember,
-    ShiftPattern,
     Unit,
-    UnitLevel,
     User,
     Zone,
 )
@@ -55,7 +51,6 @@ SECTIONS: tuple[str, ...] = (
     "meetings",
 )
 
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_REMINDER_OFFSETS = [7 * 24 * 60, 24 * 60, 60]
 DEFAULT_TERM_MONTHS = 12
@@ -275,11 +270,7 @@ def a_datetime(value: Any, path: str, problems: Problems) -> Any:
 def timezone_name(value: Any, path: str, problems: Problems) -> Any:
     if isinstance(value, str) and value.strip():
         name = value.strip()
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
-        else:
+        if is_zone(name):
             return name
     problems.add(path, "unknown_timezone", value=_describe(value))
     return BAD
@@ -492,7 +483,7 @@ def _check_shift_starts(record: dict[str, Any], path: str, problems: Problems) -
 
 
 def _check_meeting(record: dict[str, Any], path: str, problems: Problems) -> None:
-    tz = ZoneInfo(record["timezone"] or DEFAULT_TIMEZONE)
+    tz = ZoneInfo(record["timezone"] or DEFAULT_ZONE)
     for name in ("starts_at", "ends_at"):
         value: datetime = record[name]
         if value.tzinfo is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.models import Role
+from core.enums import Role
 
 ROLE_ALIASES: dict[str, Role] = {
     **{role.value: role for role in Role},

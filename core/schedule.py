@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Literal
 
-from bot.domain.clock import as_utc
+from core.clock import as_utc
 
 DEFAULT_MEETING_OFFSETS = (7 * 24 * 60, 24 * 60, 60)
 # The incoming officer is told privately a day and an hour before the shift.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.i18n import Translator
+from i18n import Translator
 
 
 def local_time(tr: Translator, instant: datetime, timezone: str, default_timezone: str) -> str:

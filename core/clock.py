@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, runtime_checkable
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # The days a command may name: wide enough for any record of the desk, narrow enough
 # that a day before or after it is never out of Python's or the database's range.
@@ -20,6 +20,38 @@ LAST_DAY = date(2100, 12, 31)
 
 def in_calendar(day: date) -> bool:
     return FIRST_DAY <= day <= LAST_DAY
+
+
+# Times are stored in UTC and shown in the reader's unit/room time zone; the zone is
+# named whenever it is not the default, so 09:00 in Urumqi is never mistaken for 09:00
+# Beijing time.
+DEFAULT_ZONE = "Asia/Shanghai"
+
+
+def time_zone(name: str | None, default: str = DEFAULT_ZONE) -> ZoneInfo:
+    """The first of `name`, `default` that is a time zone, else UTC: a unit's zone that
+    the data got wrong falls back to the bot's, never to an error."""
+    for candidate in (name, default):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Asia", a directory
+                continue
+    return ZoneInfo("UTC")
+
+
+def is_zone(name: str) -> bool:
+    """Any name the time-zone database knows (PRC and GMT too)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def valid_zone(name: str) -> bool:
+    """An IANA region zone (Asia/Urumqi) or UTC, as a person may type one in a chat."""
+    return is_zone(name) and ("/" in name or name == "UTC")
 
 
 @runtime_checkable

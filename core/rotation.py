@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.domain.clock import as_utc, local_instant
+from core.clock import as_utc, local_instant
 
 __all__ = [
     "DEFAULT_STARTS",

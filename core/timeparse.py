@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import opencc
 
-from bot.domain.clock import as_utc, local_instant
+from core.clock import as_utc, local_instant
 
 __all__ = [
     "CODES",

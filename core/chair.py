@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.domain.clock import as_utc, local_instant
-from bot.domain.schedule import PlannedReminder, reminders_before
+from core.clock import as_utc, local_instant
+from core.schedule import PlannedReminder, reminders_before
 
 DEFAULT_HANDOVER_OFFSETS = (7 * 24 * 60, 24 * 60)
 

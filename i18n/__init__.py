@@ -1,6 +1,6 @@
 """Message catalogues (zh-Hans default, zh-Hant, en): YAML files per language and feature.
 
-`bot/locales/<language>/<feature>.yaml` hold nested keys (top-level key = namespace);
+`i18n/locales/<language>/<feature>.yaml` hold nested keys (top-level key = namespace);
 `t(lang, "start.linked", name=…)` formats one. A missing key falls back to the default
 language, so a half-translated feature shows Chinese rather than crashing a handler.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bot.domain.normalize import in_script
+from core.normalize import in_script
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 DEFAULT_LANGUAGE = "zh-Hans"

@@ -1,0 +1,183 @@
+"""Assistance requests as people read them: cards, status lines, history, list lines,
+statistics, urgency and period problems, in the reader's language (HTML)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from html import escape
+from zoneinfo import ZoneInfo
+
+from core.clock import FIRST_DAY, LAST_DAY
+from core.enums import RequestStatus, Urgency
+from core.requests import STATUS_ICONS, URGENCY_BADGES, PeriodProblem, RequestStats
+from i18n import Translator
+from storage.models import AssistanceRequest, RequestEvent, User
+
+
+def urgency_label(tr: Translator, urgency: Urgency) -> str:
+    """🔴特急 — the badge and the word, as everywhere a request is shown."""
+    return f"{URGENCY_BADGES[urgency]}{tr(f'requests.urgency.{urgency.value}')}"
+
+
+def period_problem(tr: Translator, problem: PeriodProblem) -> str:
+    return tr(f"requests.period.{problem.kind}", text=escape(problem.word[:40]),
+              first=FIRST_DAY.isoformat(), last=LAST_DAY.isoformat(), days=problem.longest)
+
+
+def local_time(moment: datetime, tz: ZoneInfo, *, with_year: bool = False) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M" if with_year else "%m-%d %H:%M")
+
+
+def duration(tr: Translator, span: timedelta) -> str:
+    """12分钟, 2小时5分钟, 1天3小时 — at most two units, rounded down to the minute."""
+    minutes = max(int(span.total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts: list[str] = []
+    if days:
+        parts.append(tr("requests.duration.days", n=days))
+    if hours:
+        parts.append(tr("requests.duration.hours", n=hours))
+    if minutes and not days:
+        parts.append(tr("requests.duration.minutes", n=minutes))
+    return tr("requests.duration.join").join(parts[:2]) or tr("requests.duration.minutes", n=0)
+
+
+def person(user: User | None) -> str:
+    if user is None:
+        return "—"
+    if user.full_name:
+        return user.full_name
+    return f"@{user.username}" if user.username else str(user.telegram_id)
+
+
+def status_label(tr: Translator, status: RequestStatus) -> str:
+    return f"{STATUS_ICONS[status]}{tr(f'requests.status.{status.value}')}"
+
+
+def last_change(request: AssistanceRequest) -> RequestEvent | None:
+    """The event that put the request in its current status."""
+    for event in reversed(request.events):
+        if event.to_status == request.status.value and event.from_status != event.to_status:
+            return event
+    return None
+
+
+def status_lines(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> list[str]:
+    """Current state, who acted and when, and the reason or result."""
+    status = request.status
+    label = status_label(tr, status)
+    if status is RequestStatus.open:
+        lines = [tr("requests.card.waiting", status=label)]
+        if request.ack_due_at is not None:
+            lines[0] = tr("requests.card.waiting_until", status=label,
+                          due=local_time(request.ack_due_at, tz))
+        if request.routed_at is None:
+            lines.append(tr("requests.card.undelivered"))
+        return lines
+    event = last_change(request)
+    who = escape(person(event.actor)) if event else "—"
+    when = local_time(event.at, tz) if event else ""
+    if status is RequestStatus.transferred and request.transferred_to is not None:
+        lines = [tr("requests.card.transferred", status=label, who=who, at=when,
+                    unit=escape(request.transferred_to.to_unit.name),
+                    number=request.transferred_to.number)]
+    else:
+        lines = [tr("requests.card.changed", status=label, who=who, at=when)]
+    note = request.result if status is RequestStatus.completed else (event.note if event else None)
+    if note:
+        done = status is RequestStatus.completed
+        lines.append(tr("requests.card.result" if done else "requests.card.reason",
+                        text=escape(note)))
+    return lines
+
+
+def card(
+    tr: Translator, request: AssistanceRequest, tz: ZoneInfo, *, details_limit: int = 1500
+) -> str:
+    """The request as the duty room and the requester see it (HTML)."""
+    lines = [
+        tr("requests.card.title", urgency=urgency_label(tr, request.urgency),
+           number=request.number),
+        f"<b>{escape(request.subject)}</b>",
+        tr("requests.card.route", source=escape(request.from_unit.name),
+           target=escape(request.to_unit.name)),
+    ]
+    if request.mechanism is not None:
+        lines.append(tr("requests.card.mechanism", mechanism=escape(request.mechanism.name)))
+    lines.append(tr("requests.card.created", who=escape(person(request.created_by)),
+                    at=local_time(request.created_at, tz)))
+    if request.reply_due_at is not None:
+        lines.append(tr("requests.card.reply_due", due=local_time(request.reply_due_at, tz)))
+    if request.details:
+        details = request.details
+        if len(details) > details_limit:
+            details = details[:details_limit] + "…"
+        lines += ["", escape(details)]
+    if request.attachments:
+        lines.append(tr("requests.card.attachments", n=len(request.attachments)))
+    lines += ["", *status_lines(tr, request, tz)]
+    return "\n".join(lines)
+
+
+def event_line(tr: Translator, event: RequestEvent, tz: ZoneInfo) -> str:
+    text = tr(f"requests.event.{event.action}", who=escape(person(event.actor)))
+    line = f"{local_time(event.at, tz)} {text}"
+    if event.note:
+        line += f" — {escape(event.note)}"
+    return line
+
+
+def history(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    lines = [tr("requests.history.title")]
+    lines += [event_line(tr, event, tz) for event in request.events]
+    return "\n".join(lines)
+
+
+def list_line(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    """One line per request in /requests: badge, number, route, subject, state."""
+    subject = request.subject if len(request.subject) <= 30 else request.subject[:29] + "…"
+    flag = tr("requests.list.undelivered_flag") if (
+        request.status is RequestStatus.open and request.routed_at is None) else ""
+    return tr(
+        "requests.list.line",
+        badge=URGENCY_BADGES[request.urgency],
+        number=request.number,
+        source=escape(request.from_unit.short_name or request.from_unit.name),
+        target=escape(request.to_unit.short_name or request.to_unit.name),
+        subject=escape(subject),
+        status=status_label(tr, request.status) + flag,
+        at=local_time(request.created_at, tz),
+    )
+
+
+def stats_text(tr: Translator, stats: RequestStats, tz: ZoneInfo, *, top: int = 8) -> str:
+    def join(pairs: Sequence[tuple[str, int]]) -> str:
+        shown = [f"{escape(name)} {count}" for name, count in pairs[:top]]
+        if len(pairs) > top:
+            shown.append(tr("requests.stats.more", n=len(pairs) - top))
+        return " · ".join(shown) or "—"
+
+    share = stats.overdue_share
+    last_day = stats.period.end - timedelta(seconds=1)
+    lines = [
+        tr("requests.stats.title", start=stats.period.start.astimezone(tz).strftime("%Y-%m-%d"),
+           end=last_day.astimezone(tz).strftime("%Y-%m-%d")),
+        tr("requests.stats.total", n=stats.total),
+    ]
+    if stats.total:
+        lines += [
+            tr("requests.stats.overdue", n=stats.overdue,
+               share=f"{(share or 0) * 100:.0f}%"),
+            tr("requests.stats.median_ack",
+               value=duration(tr, stats.median_ack) if stats.median_ack else "—"),
+            tr("requests.stats.median_complete",
+               value=duration(tr, stats.median_complete) if stats.median_complete else "—"),
+            "",
+            tr("requests.stats.by_mechanism", items=join(stats.by_mechanism)),
+            tr("requests.stats.by_unit", items=join(stats.by_unit)),
+            tr("requests.stats.by_status", items=join(
+                [(tr(f"requests.status.{s.value}"), n) for s, n in stats.by_status])),
+        ]
+    return "\n".join(lines)
