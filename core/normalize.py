@@ -86,7 +86,7 @@ def in_script(text: str, language: str) -> str:
     config = _SCRIPT_OF_LANGUAGE.get(language)
     if not config or not text:
         return text
-    return _converter(config).convert(text)
+    return str(_converter(config).convert(text))
 
 
 def _prefold(text: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import FIRST_DAY, LAST_DAY
@@ -421,14 +422,14 @@ class Filters:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Filters:
+    def from_json(cls, data: Mapping[str, Any]) -> Filters:
         period = data.get("period")
         return cls(
             scope=Scope(str(data.get("scope", Scope.mine.value))),
-            statuses=[RequestStatus(str(s)) for s in data.get("statuses") or []],  # type: ignore[attr-defined]
+            statuses=[RequestStatus(str(s)) for s in data.get("statuses") or []],
             urgency=Urgency(str(data["urgency"])) if data.get("urgency") else None,
             unit_query=str(data["unit_query"]) if data.get("unit_query") else None,
-            period=Period(datetime.fromisoformat(period[0]), datetime.fromisoformat(period[1]))  # type: ignore[index]
+            period=Period(datetime.fromisoformat(period[0]), datetime.fromisoformat(period[1]))
             if period else None,
             open_only=bool(data.get("open_only")),
             undelivered=bool(data.get("undelivered")),

@@ -210,23 +210,16 @@ def upcoming_shifts(
 
 def swap_overrides(
     spec: RosterSpec,
-    shift_a_start: datetime | Mapping[datetime, int],
+    shift_a_start: datetime,
     shift_b_start: datetime,
-    overrides: Mapping[datetime, int] | datetime | None = None,
+    overrides: Mapping[datetime, int] | None = None,
 ) -> dict[datetime, int]:
     """The two overrides that trade the officers of two shifts, named by exact start.
 
     The officers are those currently assigned (rotation plus `overrides`), so a second
-    swap builds on the first. The older call order `(spec, overrides, a, b)` is still
-    accepted. Raises ValueError if a start is not a shift boundary or both shifts
-    already belong to the same officer.
+    swap builds on the first. Raises ValueError if a start is not a shift boundary or
+    both shifts already belong to the same officer.
     """
-    if isinstance(shift_a_start, Mapping):
-        if not isinstance(overrides, datetime):
-            raise TypeError("swap_overrides(spec, overrides, a, b) needs two shift starts")
-        shift_a_start, shift_b_start, overrides = shift_b_start, overrides, shift_a_start
-    elif isinstance(overrides, datetime):
-        raise TypeError("overrides must be a mapping of shift start to position")
     current = overrides or {}
     first = apply_overrides(shift_at(spec, shift_a_start), current)
     second = apply_overrides(shift_at(spec, shift_b_start), current)

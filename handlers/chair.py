@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.ext import Application, CommandHandler
 
-from bot.calendar import fmt_when
 from bot.commands import CommandInfo, Where
 from bot.plans import chair as plan
 from bot.services import Actor, services
@@ -23,6 +22,7 @@ from core.enums import Role
 from handlers.common import Context, Refusal, escape, guarded, reply
 from handlers.roster import parse_day
 from i18n import Translator
+from i18n.formats import fmt_when
 from storage.access import find_units
 from storage.models import ChairRotation, Unit, User
 from storage.schedules import (

@@ -42,7 +42,7 @@ from handlers.common import (
 )
 from handlers.common import reply as send_reply
 from i18n import Translator
-from i18n.timefmt import local_time
+from i18n.formats import local_time
 from storage import directory
 from storage.access import audit_row
 from storage.duty import OnDuty, UnitDuty, on_duty_cached

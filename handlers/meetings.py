@@ -32,22 +32,12 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot.calendar import (
-    CalendarEvent,
-    calendar_bytes,
-    fmt_minutes,
-    fmt_span,
-    fmt_when,
-    meeting_uid,
-    parse_meeting_kind,
-    parse_offset,
-    parse_offsets,
-)
 from bot.commands import CommandInfo, Where
 from bot.plans import meetings as plan
 from bot.services import SERVICES_KEY, Actor, Services, services
 from core.clock import time_zone
 from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
+from core.meetings import parse_meeting_kind, parse_offset, parse_offsets
 from core.normalize import normalize
 from core.schedule import DEFAULT_MEETING_OFFSETS
 from core.timeparse import DeadlineError, parse_deadline
@@ -75,6 +65,7 @@ from handlers.common import (
     submit_ending_flow,
 )
 from i18n import Translator
+from i18n.formats import fmt_minutes, fmt_span, fmt_when
 from storage import outbox
 from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
 from storage.db import AlreadySubmitted
@@ -95,6 +86,7 @@ from storage.schedules import (
     zone_member_ids,
     zones_of_unit,
 )
+from views.calendar import CalendarEvent, calendar_bytes, meeting_uid
 
 COMMANDS = [
     CommandInfo("meetings", Role.officer, Where.anywhere, "meetings.list"),

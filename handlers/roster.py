@@ -23,12 +23,12 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from bot.calendar import fmt_clock, fmt_date, fmt_minutes, fmt_when, parse_offset
 from bot.commands import CommandInfo, Where
 from bot.plans import roster as plan
 from bot.services import Actor, Services, services
 from core.clock import in_calendar, time_zone, valid_zone
 from core.enums import Role, RosterChangeStatus, ShiftPattern, SwapStatus
+from core.meetings import parse_offset
 from core.normalize import closest_names, normalize
 from core.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
 from core.timeparse import next_date
@@ -43,6 +43,7 @@ from handlers.common import (
     reply,
 )
 from i18n import Translator
+from i18n.formats import fmt_clock, fmt_date, fmt_minutes, fmt_when
 from storage import outbox
 from storage.access import audit, duty_room_by_chat, find_units, user_by_telegram_id
 from storage.models import DutyRoom, Roster, RosterMember, ShiftSwap, Unit, User
@@ -955,8 +956,8 @@ def confirm_overrides(
     if swap.counterpart_shift_start == swap.requester_shift_start:
         return [(mine.start, swap.counterpart_member_id)]
     try:
-        planned = swap_overrides(view.spec, view.overrides, swap.requester_shift_start,
-                                 swap.counterpart_shift_start)
+        planned = swap_overrides(view.spec, swap.requester_shift_start,
+                                 swap.counterpart_shift_start, view.overrides)
     except ValueError:
         raise Refusal(tr("roster.errors.changed")) from None
     if planned.get(swap.requester_shift_start) != index[swap.counterpart_member_id]:

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.calendar import fmt_minutes, fmt_when
 from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
 from core.chair import ChairSpec, ChairTerm, chair_at, term_start
 from core.schedule import offset_label, reminders_before
 from i18n import Translator
+from i18n.formats import fmt_minutes, fmt_when
 from storage import outbox
 from storage.access import audit
 from storage.models import ChairRotation, Unit

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.calendar import fmt_minutes, fmt_span, fmt_when
 from bot.scheduler import Occurrence, claim_occurrence
 from core.enums import MeetingStatus, Rsvp
 from core.schedule import offset_label, reminders_before
 from i18n import Translator
+from i18n.formats import fmt_minutes, fmt_span, fmt_when
 from storage import outbox
 from storage.access import audit
 from storage.models import DutyRoom, Meeting, Unit, User

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.calendar import fmt_clock, fmt_minutes, fmt_when
 from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
 from core.enums import RequestStatus
 from core.rotation import Shift
 from core.schedule import DEFAULT_SHIFT_OFFSETS, offset_label, reminders_before
 from i18n import Translator
+from i18n.formats import fmt_clock, fmt_minutes, fmt_when
 from storage import outbox
 from storage.access import audit
 from storage.duty import RosterView, load_view, view_of

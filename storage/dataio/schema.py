@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from bot.calendar import parse_meeting_kind, parse_offset, parse_offsets
 from core.clock import DEFAULT_ZONE, is_zone
 from core.enums import AgreementStatus, LiaisonRole, MeetingStatus, Role, ShiftPattern, UnitLevel
+from core.meetings import parse_meeting_kind, parse_offset, parse_offsets
 from storage.dataio.problems import Problems
 from storage.models import (
     Agreement,

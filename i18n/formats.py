@@ -1,0 +1,78 @@
+"""Dates, times and lengths of time as a reader reads them, from the catalogue: one
+place for the formats every feature shows (meetings, rosters, the chair, contacts)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from core.clock import DEFAULT_ZONE, time_zone
+from i18n import Translator
+
+
+def local_time(tr: Translator, instant: datetime, timezone: str, default_timezone: str) -> str:
+    local = instant.astimezone(ZoneInfo(timezone))
+    text = tr("format.datetime", month=local.month, day=local.day, time=local.strftime("%H:%M"))
+    if timezone != default_timezone:
+        text += tr("format.zone_suffix", zone=timezone)
+    return text
+
+
+def zone_note(tr: Any, zone_name: str | None) -> str:
+    """' (Asia/Urumqi)' when the zone is not the default one, else ''."""
+    if not zone_name or zone_name == DEFAULT_ZONE:
+        return ""
+    return tr("meetings.fmt.zone", zone=zone_name)
+
+
+def fmt_date(tr: Any, day: date, *, today: date | None = None) -> str:
+    months = tr("meetings.fmt.months").split(",")
+    weekdays = tr("meetings.fmt.weekdays").split(",")
+    values = {"month": months[day.month - 1], "day": day.day,
+              "weekday": weekdays[day.weekday()], "year": day.year}
+    if today is not None and abs((day - today).days) < 300:
+        return tr("meetings.fmt.date", **values)
+    return tr("meetings.fmt.date_year", **values)
+
+
+def fmt_clock(moment: datetime, zone_name: str | None) -> str:
+    return moment.astimezone(time_zone(zone_name)).strftime("%H:%M")
+
+
+def fmt_when(
+    tr: Any, moment: datetime, zone_name: str | None, *, now: datetime | None = None,
+    with_zone: bool = True,
+) -> str:
+    local = moment.astimezone(time_zone(zone_name))
+    today = now.astimezone(time_zone(zone_name)).date() if now else None
+    text = f"{fmt_date(tr, local.date(), today=today)} {local:%H:%M}"
+    return text + (zone_note(tr, zone_name) if with_zone else "")
+
+
+def fmt_span(
+    tr: Any, start: datetime, end: datetime, zone_name: str | None, *,
+    now: datetime | None = None,
+) -> str:
+    local_start = start.astimezone(time_zone(zone_name))
+    local_end = end.astimezone(time_zone(zone_name))
+    if local_start.date() == local_end.date():
+        text = f"{fmt_when(tr, start, zone_name, now=now, with_zone=False)}–{local_end:%H:%M}"
+    else:
+        text = (f"{fmt_when(tr, start, zone_name, now=now, with_zone=False)} – "
+                f"{fmt_when(tr, end, zone_name, now=now, with_zone=False)}")
+    return text + zone_note(tr, zone_name)
+
+
+def fmt_minutes(tr: Any, minutes: int) -> str:
+    """7 天 / 1 小时 / 1 天 2 小时 / 30 分钟 — an offset or a lead time."""
+    days, rest = divmod(int(minutes), 24 * 60)
+    hours, mins = divmod(rest, 60)
+    parts = []
+    if days:
+        parts.append(tr("meetings.fmt.days", n=days))
+    if hours:
+        parts.append(tr("meetings.fmt.hours", n=hours))
+    if mins or not parts:
+        parts.append(tr("meetings.fmt.minutes", n=mins))
+    return tr("meetings.fmt.join").join(parts)
