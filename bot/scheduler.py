@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import JobQueue
 
 from bot.batching import Batcher
+from core.schedule import classify_due
 from storage.db import Database
 from storage.lease import Fence, Fenced
 from storage.models import ScheduleMark
@@ -75,6 +76,9 @@ class Outcome:
     sent = "sent"
     late = "late"
     missed = "missed"
+
+
+DUE_OUTCOMES = {"due": Outcome.sent, "late": Outcome.late, "missed": Outcome.missed}
 
 
 @dataclass(frozen=True)
@@ -136,12 +140,6 @@ async def claim_occurrence(
 ) -> bool:
     """Insert the occurrence's mark; False when it was already claimed (fired or missed)."""
     return bool(await claim_occurrences(session, [(occurrence, outcome)], now))
-
-
-def classify(due_at: datetime, now: datetime, grace: timedelta) -> str:
-    if due_at > now:
-        return "future"
-    return Outcome.sent if now - due_at <= grace else Outcome.missed
 
 
 class Scheduler:
@@ -248,13 +246,12 @@ class Scheduler:
         marks: list[tuple[Occurrence, str]] = []
         outcomes: list[str | None] = []
         for _, occurrence in batch:
-            verdict = classify(occurrence.due_at, now, self.grace)
+            # Late: due more than a minute ago (the bot was down), within the grace period.
+            verdict = classify_due(occurrence.due_at, now, self.grace)
             if verdict == "future":
                 outcomes.append(None)
                 continue
-            # Due more than a minute ago: the job did not run on time (the bot was down).
-            late = verdict == Outcome.sent and now - occurrence.due_at > timedelta(minutes=1)
-            outcomes.append(Outcome.late if late else verdict)
+            outcomes.append(DUE_OUTCOMES[verdict])
             marks.append((occurrence, outcomes[-1]))
         if not marks:
             return outcomes

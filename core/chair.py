@@ -90,11 +90,6 @@ def chair_at(spec: ChairSpec, instant: datetime) -> ChairTerm:
     return term_by_index(spec, index)
 
 
-def next_chair(spec: ChairSpec, instant: datetime) -> ChairTerm:
-    """The term that follows the one in force at `instant`."""
-    return term_by_index(spec, chair_at(spec, instant).index + 1)
-
-
 def handover_reminder_instants(
     term: ChairTerm, offsets_minutes: Iterable[int] = DEFAULT_HANDOVER_OFFSETS
 ) -> list[PlannedReminder]:

@@ -25,8 +25,6 @@ DEFAULT_ACK_DEADLINES: Mapping[str, int] = MappingProxyType(
 )
 # Fired this late, a reminder is still "on time": scheduler jitter is not lateness.
 DEFAULT_ON_TIME = timedelta(minutes=1)
-# A reply deadline this close counts as "due soon" on request cards and lists.
-DEFAULT_DUE_SOON = timedelta(hours=24)
 
 DueState = Literal["future", "due", "late", "missed"]
 
@@ -47,15 +45,12 @@ def offset_label(minutes: int) -> str:
 class PlannedReminder:
     """A reminder `offset_minutes` before an event, due at `due_at` (UTC).
 
-    `key_suffix` (the offset label) goes into the outbox dedup key; `past` says the due
-    time was not after the `now` the plan was made at, and `classify_due` decides what
-    the caller does with it.
+    `key_suffix` (the offset label) goes into the outbox dedup key.
     """
 
     offset_minutes: int
     due_at: datetime
     key_suffix: str = ""
-    past: bool = False
 
     def __post_init__(self) -> None:
         if not self.key_suffix:
@@ -71,32 +66,12 @@ def _offsets(offsets_minutes: Iterable[int]) -> list[int]:
     return sorted({int(m) for m in offsets_minutes if int(m) > 0}, reverse=True)
 
 
-def reminders_before(
-    start: datetime, offsets_minutes: Iterable[int], now: datetime | None = None
-) -> list[PlannedReminder]:
+def reminders_before(start: datetime, offsets_minutes: Iterable[int]) -> list[PlannedReminder]:
     """One reminder per distinct positive offset before `start`, earliest first
     (zero and negative offsets are dropped: a reminder after the start is not one)."""
     start = as_utc(start)
-    now = as_utc(now) if now is not None else None
-    plan = []
-    for minutes in _offsets(offsets_minutes):
-        due = start - timedelta(minutes=minutes)
-        plan.append(PlannedReminder(minutes, due, past=now is not None and due <= now))
-    return plan
-
-
-def meeting_reminders(
-    starts_at: datetime, offsets_minutes: Iterable[int], now: datetime
-) -> list[PlannedReminder]:
-    """A meeting's reminders; those already due at `now` are kept and flagged `past`."""
-    return reminders_before(starts_at, offsets_minutes, now)
-
-
-def shift_reminder_instants(
-    shift_start: datetime, offsets_minutes: Iterable[int] = DEFAULT_SHIFT_OFFSETS
-) -> list[PlannedReminder]:
-    """Private reminders to the incoming officer before a shift (a day and an hour)."""
-    return reminders_before(shift_start, offsets_minutes)
+    return [PlannedReminder(minutes, start - timedelta(minutes=minutes))
+            for minutes in _offsets(offsets_minutes)]
 
 
 def classify_due(
@@ -161,22 +136,3 @@ def escalation_plan(
             Escalation("alert_coordinators", created_at + 2 * window)]
 
 
-@dataclass(frozen=True)
-class ReplyDeadlineFlags:
-    """How a request's reply deadline stands at an instant, for cards and lists."""
-
-    has_deadline: bool
-    overdue: bool
-    due_soon: bool
-    remaining: timedelta | None  # negative once overdue; None without a deadline
-
-
-def reply_deadline_flags(
-    reply_due_at: datetime | None, now: datetime, soon: timedelta = DEFAULT_DUE_SOON
-) -> ReplyDeadlineFlags:
-    """Overdue once `now` reaches the deadline; due soon within `soon` before it."""
-    if reply_due_at is None:
-        return ReplyDeadlineFlags(False, False, False, None)
-    remaining = as_utc(reply_due_at) - as_utc(now)
-    overdue = remaining <= timedelta(0)
-    return ReplyDeadlineFlags(True, overdue, not overdue and remaining <= soon, remaining)

@@ -23,16 +23,12 @@ from core.enums import Urgency
 from core.schedule import (
     DEFAULT_ACK_DEADLINES,
     DEFAULT_MEETING_OFFSETS,
-    DEFAULT_SHIFT_OFFSETS,
     PlannedReminder,
     ack_deadline,
     classify_due,
     escalation_plan,
-    meeting_reminders,
     offset_label,
     reminders_before,
-    reply_deadline_flags,
-    shift_reminder_instants,
 )
 
 START = datetime(2026, 12, 10, 1, 30, tzinfo=UTC)
@@ -54,21 +50,12 @@ def test_offset_labels(minutes: int, label: str) -> None:
 
 
 def test_meeting_reminders_at_the_default_offsets() -> None:
-    plan = meeting_reminders(START, DEFAULT_MEETING_OFFSETS, START - timedelta(days=30))
-    assert [(r.key_suffix, r.due_at, r.past) for r in plan] == [
-        ("7d", START - timedelta(days=7), False), ("1d", START - timedelta(days=1), False),
-        ("1h", START - timedelta(hours=1), False)]
+    plan = reminders_before(START, DEFAULT_MEETING_OFFSETS)
+    assert [(r.key_suffix, r.due_at) for r in plan] == [
+        ("7d", START - timedelta(days=7)), ("1d", START - timedelta(days=1)),
+        ("1h", START - timedelta(hours=1))]
     assert [r.offset_minutes for r in plan] == [10080, 1440, 60]
     assert plan[0].label == "7d"
-
-
-def test_reminders_already_due_are_kept_and_flagged() -> None:
-    now = START - timedelta(days=1)  # exactly when the 1-day reminder is due
-    plan = meeting_reminders(START, [60, 1440, 10080], now)
-    assert [(r.key_suffix, r.past) for r in plan] == [("7d", True), ("1d", True),
-                                                       ("1h", False)]
-    everything_past = meeting_reminders(START, DEFAULT_MEETING_OFFSETS, START + timedelta(1))
-    assert all(r.past for r in everything_past) and len(everything_past) == 3
 
 
 def test_offsets_are_deduplicated_sorted_and_positive() -> None:
@@ -88,14 +75,6 @@ def test_reminder_times_are_utc_whatever_zone_the_start_is_in() -> None:
 def test_planned_reminder_fills_its_key_suffix() -> None:
     assert PlannedReminder(90, START).key_suffix == "90m"
     assert PlannedReminder(90, START, "custom").label == "custom"
-
-
-def test_shift_reminders_default_to_a_day_and_an_hour_before() -> None:
-    assert DEFAULT_SHIFT_OFFSETS == (1440, 60)
-    plan = shift_reminder_instants(START)
-    assert [(r.key_suffix, START - r.due_at) for r in plan] == [
-        ("1d", timedelta(days=1)), ("1h", timedelta(hours=1))]
-    assert [r.key_suffix for r in shift_reminder_instants(START, [15])] == ["15m"]
 
 
 # --------------------------------------------------------------------------- due times
@@ -172,24 +151,6 @@ def test_unknown_urgency_or_nonpositive_deadline_is_refused() -> None:
         escalation_plan(START, "whenever")
     with pytest.raises(ValueError):
         ack_deadline(START, "flash", {"flash": 0})
-
-
-def test_reply_deadline_flags() -> None:
-    due = START + timedelta(hours=30)
-    none = reply_deadline_flags(None, START)
-    assert (none.has_deadline, none.overdue, none.due_soon, none.remaining) == (
-        False, False, False, None)
-    far = reply_deadline_flags(due, START)
-    assert (far.has_deadline, far.overdue, far.due_soon) == (True, False, False)
-    assert far.remaining == timedelta(hours=30)
-    soon = reply_deadline_flags(due, due - timedelta(hours=24))
-    assert (soon.overdue, soon.due_soon) == (False, True)
-    at_deadline = reply_deadline_flags(due, due)
-    assert (at_deadline.overdue, at_deadline.due_soon) == (True, False)
-    late = reply_deadline_flags(due, due + timedelta(hours=2))
-    assert late.overdue and late.remaining == timedelta(hours=-2)
-    custom = reply_deadline_flags(due, due - timedelta(hours=3), soon=timedelta(hours=2))
-    assert not custom.due_soon
 
 
 # --------------------------------------------------------------------------- clocks

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
-from core.chair import ChairSpec, ChairTerm, chair_at, term_start
-from core.schedule import offset_label, reminders_before
+from core.chair import ChairSpec, ChairTerm, chair_at, handover_reminder_instants, term_start
+from core.schedule import offset_label
 from i18n import Translator
 from i18n.formats import fmt_minutes, fmt_when
 from storage import outbox
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 NAME = "chair"
-REMINDER_OFFSETS = (7 * 24 * 60, 24 * 60)
 MAX_OFFSET = timedelta(days=8)
 HTML = {"parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
 
@@ -97,7 +96,7 @@ class ChairPlanner:
                     found.append(Occurrence(key(rotation.zone_id, handover, "handover"),
                                             handover, {**data, "what": "chair_handover"},
                                             rotation.created_at))
-                for planned in reminders_before(handover, REMINDER_OFFSETS):
+                for planned in handover_reminder_instants(incoming):
                     if start <= planned.due_at < end:
                         found.append(Occurrence(
                             key(rotation.zone_id, handover, offset_label(planned.offset_minutes)),
