@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +40,7 @@ from core.meetings import parse_meeting_kind, parse_offset, parse_offsets
 from core.normalize import normalize
 from core.schedule import DEFAULT_MEETING_OFFSETS
 from core.timeparse import DeadlineError, parse_deadline
+from handlers import flow
 from handlers.common import (
     CANCELLED,
     USED,
@@ -49,9 +49,7 @@ from handlers.common import (
     close_confirmation,
     confirmation,
     confirmation_open,
-    current_actor,
-    dead_button,
-    draft_of,
+    edit_query_message,
     end_draft,
     escape,
     guarded,
@@ -62,8 +60,8 @@ from handlers.common import (
     offer_confirmation,
     prompt_ref,
     reply,
-    submit_ending_flow,
 )
+from handlers.flow import Draft
 from i18n import Translator
 from i18n.formats import fmt_minutes, fmt_span, fmt_when
 from storage import outbox
@@ -109,11 +107,11 @@ ALL = {"全部", "all", "全体", "全體"}
 # Conversation states (ints: persisted as JSON).
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 DELEGATE = 20
-DRAFT = "meeting_draft"
-FLOW = "meeting_new"  # the guided flow's name, as persisted
-# Confirmation kinds (handlers/common.py): a draft's preview, /meeting cancel's question,
-# the delegate's name prompt.
-CREATE, CANCEL, DELEGATE_KIND = "meeting_create", "meeting_cancel", "meeting_delegate"
+# A draft left alone this long is over: a later message is not taken as its answer.
+DRAFT_TTL = timedelta(hours=6)
+# Confirmation kinds (handlers/common.py): /meeting cancel's question, the delegate's
+# name prompt (a draft's preview: NEW_MEETING.kind).
+CANCEL, DELEGATE_KIND = "meeting_cancel", "meeting_delegate"
 PENDING_DELEGATE = "meeting_delegate"
 
 EDIT_FIELDS = {
@@ -726,180 +724,235 @@ async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
 # --------------------------------------------------------------------------- /meeting new
 
 
-async def start_new(update: Update, context: Context, actor: Actor) -> int | None:
-    tr = actor.tr
+@dataclass
+class MeetingDraft(Draft):
+    """A new meeting as the coordinator answers (times as ISO instants)."""
+
+    zone_name: str = ""
+    title: str | None = None
+    kind: str | None = None
+    zone_chosen: bool = False
+    zone_id: int | None = None
+    start_day: str | None = None  # a day typed without a time: its time comes next
+    starts_at: str | None = None
+    ends_at: str | None = None
+    place_done: bool = False
+    place: str | None = None
+    video_link: str | None = None
+    unit_ids: list[int] = field(default_factory=list)
+    agenda_done: bool = False
+    agenda: str | None = None
+
+
+Turn = flow.Turn[MeetingDraft]
+
+
+async def ask_title(turn: Turn) -> flow.Prompt:
+    return flow.Prompt(turn.tr("meetings.new.ask_title"))
+
+
+async def ask_kind(turn: Turn) -> flow.Prompt:
+    tr = turn.tr
+    return flow.Prompt(tr("meetings.new.ask_kind"), [
+        [(tr(f"meetings.kinds.{k.value}"), f"{CB}:new:kind:{k.value}") for k in kinds]
+        for kinds in (list(MeetingKind)[:3], list(MeetingKind)[3:])])
+
+
+async def ask_zone(turn: Turn) -> flow.Prompt:
+    actor = turn.actor
+    async with turn.svc.db.session() as session:
+        own = await zones_of_unit(session, actor.user.unit_id) if actor.user and \
+            actor.user.unit_id else []
+        zones = own or await all_zones(session)
+    rows = [[(z.short_name or z.name, f"{CB}:new:zone:{z.id}")] for z in zones[:6]]
+    rows.append([(turn.tr("meetings.new.no_zone"), f"{CB}:new:zone:0")])
+    return flow.Prompt(turn.tr("meetings.new.ask_zone"), rows)
+
+
+async def ask_start(turn: Turn) -> flow.Prompt:
+    zone_name = escape(turn.draft.zone_name)
+    if turn.draft.start_day:
+        return flow.Prompt(turn.tr("meetings.new.ask_start_time",
+                                   day=escape(turn.draft.start_day), zone=zone_name))
+    return flow.Prompt(turn.tr("meetings.new.ask_start", zone=zone_name))
+
+
+async def ask_end(turn: Turn) -> flow.Prompt:
+    assert turn.draft.starts_at is not None
+    start = datetime.fromisoformat(turn.draft.starts_at)
+    return flow.Prompt(turn.tr("meetings.new.ask_end", start=fmt_when(
+        turn.tr, start, turn.draft.zone_name, now=turn.svc.now())))
+
+
+async def ask_place(turn: Turn) -> flow.Prompt:
+    return flow.Prompt(turn.tr("meetings.new.ask_place"))
+
+
+async def ask_units(turn: Turn) -> flow.Prompt:
+    hint = turn.tr("meetings.new.all_hint") if turn.draft.zone_id else ""
+    return flow.Prompt(turn.tr("meetings.new.ask_units", hint=hint))
+
+
+async def ask_agenda(turn: Turn) -> flow.Prompt:
+    return flow.Prompt(turn.tr("meetings.new.ask_agenda"))
+
+
+async def ask_confirm(turn: Turn) -> flow.Prompt:
+    tr, token = turn.tr, turn.draft.token
+    return flow.Prompt(await preview_text(turn.svc, tr, turn.draft), [
+        [(tr("meetings.buttons.confirm"), f"{CB}:new:ok:{token}"),
+         (tr("meetings.buttons.discard"), f"{CB}:new:no:{token}")]])
+
+
+NEW_MEETING = flow.GuidedFlow(
+    name="meeting_new", draft_key="meeting_draft", draft_type=MeetingDraft,
+    kind="meeting_create", callback=f"{CB}:new", role=Role.coordinator, ttl=DRAFT_TTL,
+    steps=[
+        flow.Step(TITLE, lambda d: d.title is not None, ask_title),
+        flow.Step(KIND, lambda d: d.kind is not None, ask_kind),
+        flow.Step(ZONE, lambda d: d.zone_chosen, ask_zone),
+        flow.Step(START, lambda d: d.starts_at is not None, ask_start),
+        flow.Step(END, lambda d: d.ends_at is not None, ask_end),
+        flow.Step(PLACE, lambda d: d.place_done, ask_place),
+        flow.Step(UNITS, lambda d: bool(d.unit_ids), ask_units),
+        flow.Step(AGENDA, lambda d: d.agenda_done, ask_agenda),
+    ],
+    confirm=flow.Step(CONFIRM, lambda d: False, ask_confirm),
+    expired_key="meetings.new.expired", cancelled_key="meetings.new.discarded",
+    quit_key="meetings.buttons.discard", also_closes=(PENDING_DELEGATE,),
+)
+
+
+async def start_new(update: Update, context: Context, actor: Actor) -> int:
     if not is_coordinator(actor):
-        await reply(update, tr("errors.not_allowed"))
+        await reply(update, actor.tr("errors.not_allowed"))
         raise ApplicationHandlerStop
     if in_group(update):
-        await reply(update, tr("errors.private_only"))
+        await reply(update, actor.tr("errors.private_only"))
         raise ApplicationHandlerStop
-    assert context.user_data is not None
-    # "id": the draft's identity, stored with the meeting it creates (create_meeting):
-    # confirmed twice, as after a crash before the flow's end was saved, it creates one.
-    context.user_data[DRAFT] = {"zone_name": actor_zone(services(context), actor),
-                                "token": offer_confirmation(context, CREATE),
-                                "id": uuid.uuid4().hex}
-    await reply(update, tr("meetings.new.ask_title"))
-    return TITLE
+    turn = NEW_MEETING.start(update, context, actor,
+                             zone_name=actor_zone(services(context), actor))
+    return await turn.advance()
 
 
 def _text(update: Update) -> str:
     return message_text(update).strip()
 
 
-async def _step_reply(update: Update, text: str, markup: Any = None, *, state: int) -> int:
-    await reply(update, text, markup)
-    return await handled(state)
-
-
-@guarded(Role.coordinator, Where.private)
-async def got_title(update: Update, context: Context, actor: Actor) -> int:
-    tr = actor.tr
+async def got_title(turn: Turn) -> int:
     try:
-        draft_of(context, DRAFT)["title"] = check_text(tr, _text(update), TITLE_LIMIT)
+        turn.draft.title = check_text(turn.tr, _text(turn.update), TITLE_LIMIT)
     except Refusal as refusal:
-        return await _step_reply(update, refusal.text, state=TITLE)
-    rows = [[(tr(f"meetings.kinds.{k.value}"), f"{CB}:new:kind:{k.value}") for k in kinds]
-            for kinds in (list(MeetingKind)[:3], list(MeetingKind)[3:])]
-    return await _step_reply(update, tr("meetings.new.ask_kind"), keyboard(rows), state=KIND)
+        return await turn.stay(TITLE, refusal.text)
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_kind(update: Update, context: Context, actor: Actor) -> int:
-    query = update.callback_query
+async def got_kind(turn: Turn) -> int:
+    query, tr = turn.update.callback_query, turn.tr
     assert query is not None
-    tr, svc = actor.tr, services(context)
-    value = (query.data or "").rsplit(":", 1)[1]
+    value = turn.query_data.rsplit(":", 1)[1]
     if value not in MeetingKind.__members__:
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(KIND)
-    draft_of(context, DRAFT)["kind"] = value
+        raise ApplicationHandlerStop(KIND)
+    turn.draft.kind = value
     await query.answer()
-    async with svc.db.session() as session:
-        own = await zones_of_unit(session, actor.user.unit_id) if actor.user and \
-            actor.user.unit_id else []
-        zones = own or await all_zones(session)
-    rows = [[(z.short_name or z.name, f"{CB}:new:zone:{z.id}")] for z in zones[:6]]
-    rows.append([(tr("meetings.new.no_zone"), f"{CB}:new:zone:0")])
-    await query.edit_message_text(tr("meetings.new.kind_chosen",
-                                     kind=tr(f"meetings.kinds.{value}")), parse_mode=ParseMode.HTML)
-    await reply(update, tr("meetings.new.ask_zone"), keyboard(rows))
-    return await handled(ZONE)
+    await edit_query_message(turn.update, tr("meetings.new.kind_chosen",
+                                             kind=tr(f"meetings.kinds.{value}")))
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_zone(update: Update, context: Context, actor: Actor) -> int:
-    query = update.callback_query
-    assert query is not None
-    tr = actor.tr
-    value = (query.data or "").rsplit(":", 1)[1]
-    zone_id = parse_meeting_id(value) or 0  # the same bounds as any id in button data
-    data = draft_of(context, DRAFT)
-    data["zone_id"] = zone_id or None
-    await query.answer()
-    zone_name = data.get("zone_name") or default_zone(services(context))
-    await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
-    return await handled(START)
+async def got_zone(turn: Turn) -> int:
+    assert turn.update.callback_query is not None
+    # The same bounds as any id in button data.
+    turn.draft.zone_id = parse_meeting_id(turn.query_data.rsplit(":", 1)[1]) or None
+    turn.draft.zone_chosen = True
+    await turn.update.callback_query.answer()
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_start(update: Update, context: Context, actor: Actor) -> int:
-    tr, svc = actor.tr, services(context)
-    now, data, text = svc.now(), draft_of(context, DRAFT), _text(update)
-    zone_name = data.get("zone_name") or default_zone(svc)
-    day, start = data.pop("start_day", None), None
+async def got_start(turn: Turn) -> int:
+    draft, text, now = turn.draft, _text(turn.update), turn.svc.now()
+    day, start = draft.start_day, None
+    draft.start_day = None
     if day:  # a day came without a time; this should be its time
         with contextlib.suppress(DeadlineError):
-            start = parse_start(f"{day} {text}", now, zone_name)
+            start = parse_start(f"{day} {text}", now, draft.zone_name)
     if start is None:
         try:
-            start = parse_start(text, now, zone_name)
+            start = parse_start(text, now, draft.zone_name)
         except DeadlineError as problem:
             if problem.code != "no_time":
-                return await _step_reply(update, time_problem(tr, problem, text), state=START)
-            data["start_day"] = text
-            return await _step_reply(update, tr("meetings.new.ask_start_time",
-                                                day=escape(text.strip()),
-                                                zone=escape(zone_name)), state=START)
-    data["starts_at"] = start.isoformat()
-    return await _step_reply(update, tr("meetings.new.ask_end",
-                                        start=fmt_when(tr, start, zone_name, now=now)), state=END)
+                return await turn.stay(START, time_problem(turn.tr, problem, text))
+            draft.start_day = text.strip()
+            return await turn.ask(START)
+    draft.starts_at = start.isoformat()
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_end(update: Update, context: Context, actor: Actor) -> int:
-    tr, svc = actor.tr, services(context)
-    now, data, text = svc.now(), draft_of(context, DRAFT), _text(update)
-    zone_name = data.get("zone_name") or default_zone(svc)
-    start = datetime.fromisoformat(data["starts_at"])
-    end = parse_end(text, start, now, zone_name)
+async def got_end(turn: Turn) -> int:
+    draft, text, tr = turn.draft, _text(turn.update), turn.tr
+    assert draft.starts_at is not None
+    start = datetime.fromisoformat(draft.starts_at)
+    end = parse_end(text, start, turn.svc.now(), draft.zone_name)
     if end is None:
-        return await _step_reply(update, tr("meetings.errors.time_unrecognised", text=escape(text)),
-                                 state=END)
+        return await turn.stay(END, tr("meetings.errors.time_unrecognised", text=escape(text)))
     if (problem := end_problem(start, end)) is not None:
-        return await _step_reply(update, tr(problem), state=END)
-    data["ends_at"] = end.isoformat()
-    return await _step_reply(update, tr("meetings.new.ask_place"), state=PLACE)
+        return await turn.stay(END, tr(problem))
+    draft.ends_at = end.isoformat()
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_place(update: Update, context: Context, actor: Actor) -> int:
-    tr, data, text = actor.tr, draft_of(context, DRAFT), _text(update)
+async def got_place(turn: Turn) -> int:
+    text = _text(turn.update)
     if text.lower() not in SKIP:
         if len(text) > PLACE_LIMIT:
-            return await _step_reply(update, tr("errors.too_long", limit=PLACE_LIMIT),
-                                     state=PLACE)
-        data["place"], data["video_link"] = split_place(text)
-    hint = tr("meetings.new.all_hint") if data.get("zone_id") else ""
-    return await _step_reply(update, tr("meetings.new.ask_units", hint=hint), state=UNITS)
+            return await turn.stay(PLACE, turn.tr("errors.too_long", limit=PLACE_LIMIT))
+        turn.draft.place, turn.draft.video_link = split_place(text)
+    turn.draft.place_done = True
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_units(update: Update, context: Context, actor: Actor) -> int:
-    tr, svc, data = actor.tr, services(context), draft_of(context, DRAFT)
+async def got_units(turn: Turn) -> int:
     try:
-        async with svc.db.session() as session:
-            units = await resolve_units(session, tr, _text(update), data.get("zone_id"))
+        async with turn.svc.db.session() as session:
+            units = await resolve_units(session, turn.tr, _text(turn.update),
+                                        turn.draft.zone_id)
     except Refusal as refusal:
-        return await _step_reply(update, refusal.text, state=UNITS)
-    data["unit_ids"] = [u.id for u in units]
-    return await _step_reply(update, tr("meetings.new.ask_agenda"), state=AGENDA)
+        return await turn.stay(UNITS, refusal.text)
+    turn.draft.unit_ids = [u.id for u in units]
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_agenda(update: Update, context: Context, actor: Actor) -> int:
-    tr, svc, data, text = actor.tr, services(context), draft_of(context, DRAFT), _text(update)
+async def got_agenda(turn: Turn) -> int:
+    text = _text(turn.update)
     if text.lower() not in SKIP:
         if len(text) > AGENDA_LIMIT:
-            return await _step_reply(update, tr("errors.too_long", limit=AGENDA_LIMIT),
-                                     state=AGENDA)
-        data["agenda"] = text
-    preview = await preview_text(svc, tr, data)
-    token = draft_of(context, DRAFT).get("token")
-    rows = [[(tr("meetings.buttons.confirm"), f"{CB}:new:ok:{token}"),
-             (tr("meetings.buttons.discard"), f"{CB}:new:no:{token}")]]
-    return await _step_reply(update, preview, keyboard(rows), state=CONFIRM)
+            return await turn.stay(AGENDA, turn.tr("errors.too_long", limit=AGENDA_LIMIT))
+        turn.draft.agenda = text
+    turn.draft.agenda_done = True
+    return await turn.advance()
 
 
-async def preview_text(svc: Services, tr: Translator, data: dict[str, Any]) -> str:
+async def preview_text(svc: Services, tr: Translator, draft: MeetingDraft) -> str:
+    assert draft.kind is not None and draft.title is not None
+    assert draft.starts_at is not None and draft.ends_at is not None
     async with svc.db.session() as session:
-        units = await units_by_ids(session, data["unit_ids"])
-        rooms = await rooms_for_units(session, data["unit_ids"])
+        units = await units_by_ids(session, draft.unit_ids)
+        rooms = await rooms_for_units(session, draft.unit_ids)
     meeting = Meeting(
-        id=0, kind=MeetingKind(data["kind"]), title=data["title"],
-        starts_at=datetime.fromisoformat(data["starts_at"]),
-        ends_at=datetime.fromisoformat(data["ends_at"]), place=data.get("place"),
-        video_link=data.get("video_link"), agenda=data.get("agenda"), participants=[],
+        id=0, kind=MeetingKind(draft.kind), title=draft.title,
+        starts_at=datetime.fromisoformat(draft.starts_at),
+        ends_at=datetime.fromisoformat(draft.ends_at), place=draft.place,
+        video_link=draft.video_link, agenda=draft.agenda, participants=[],
     )
-    zone_name = data.get("zone_name") or default_zone(svc)
-    names = tr.join(escape(tr.name(units[u].short_name or units[u].name)) for u in data["unit_ids"])
+    names = tr.join(escape(tr.name(units[u].short_name or units[u].name))
+                    for u in draft.unit_ids)
     lines = [tr("meetings.new.preview"),
-             plan.card(tr, meeting, zone_name, now=svc.now()).replace("#0 ", ""),
+             plan.card(tr, meeting, draft.zone_name, now=svc.now()).replace("#0 ", ""),
              tr("meetings.card.units", units=names),
              tr("meetings.show.reminders", offsets=tr.join(
                  fmt_minutes(tr, o) for o in plan_offsets()))]
-    missing = [units[u].short_name or units[u].name for u in data["unit_ids"] if u not in rooms]
+    missing = [units[u].short_name or units[u].name for u in draft.unit_ids if u not in rooms]
     if missing:
         lines.append(tr("meetings.created.unreachable", units=escape(tr.join(missing))))
     return "\n".join(lines)
@@ -909,45 +962,39 @@ def plan_offsets() -> list[int]:
     return list(DEFAULT_MEETING_OFFSETS)
 
 
-@guarded(Role.coordinator, Where.private)
-async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
-    query = update.callback_query
+async def got_confirm(turn: Turn) -> int:
+    query, tr, svc, draft = turn.update.callback_query, turn.tr, turn.svc, turn.draft
     assert query is not None
-    tr, svc, now = actor.tr, services(context), services(context).now()
-    assert context.user_data is not None
-    data = context.user_data.get(DRAFT) or {}
-    verb, _, token = (query.data or "").removeprefix(f"{CB}:new:").partition(":")
-    if not await confirmation_open(update, context, tr, token, CREATE):
+    now = svc.now()
+    verb, _, token = turn.query_data.removeprefix(f"{CB}:new:").partition(":")
+    if not await confirmation_open(turn.update, turn.context, tr, token, NEW_MEETING.kind):
         raise ApplicationHandlerStop  # the draft in progress, if any, stays as it is
     if verb == "no":
-        close_confirmation(context, token, CANCELLED)
-        context.user_data.pop(DRAFT, None)
+        NEW_MEETING.discard(turn.context, everything=False)
         await query.answer()
-        await query.edit_message_text(tr("meetings.new.discarded"))
-        return await handled(ConversationHandler.END)
-    if not data.get("unit_ids"):
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(ConversationHandler.END)
-    key: str | None = data.get("id")  # None for a draft begun before drafts had one
-    if key and (done := await svc.db.read(lambda session: meeting_by_submission(session, key))):
-        return await _already_created(update, context, tr, token, *done)
-    zone_name = data.get("zone_name") or default_zone(svc)
-    starts_at = datetime.fromisoformat(data["starts_at"])
+        await edit_query_message(turn.update, tr("meetings.new.discarded"))
+        return await turn.end()
+    key = draft.id
+    if done := await svc.db.read(lambda session: meeting_by_submission(session, key)):
+        return await _already_created(turn, *done)
+    assert draft.kind is not None and draft.title is not None
+    assert draft.starts_at is not None and draft.ends_at is not None
+    starts_at, ends_at = (datetime.fromisoformat(draft.starts_at),
+                          datetime.fromisoformat(draft.ends_at))
     if starts_at <= now:
-        await query.answer(tr("meetings.errors.time_in_the_past",
-                              text=fmt_when(tr, starts_at, zone_name, now=now)), show_alert=True)
-        await reply(update, tr("meetings.new.ask_start", zone=escape(zone_name)))
-        return await handled(START)
+        await query.answer(tr("meetings.errors.time_in_the_past", text=fmt_when(
+            tr, starts_at, draft.zone_name, now=now)), show_alert=True)
+        draft.starts_at = draft.ends_at = None
+        return await turn.advance()
+    kind, title = MeetingKind(draft.kind), draft.title
 
     async def create(session: AsyncSession) -> tuple[int, str, list[str]]:
-        user = await acting_user(session, actor)
+        user = await acting_user(session, turn.actor)
         meeting = await create_meeting(
-            session, kind=MeetingKind(data["kind"]), title=data["title"],
-            starts_at=starts_at, ends_at=datetime.fromisoformat(data["ends_at"]),
-            timezone=zone_name, unit_ids=data["unit_ids"], actor=user,
-            zone_id=data.get("zone_id"), place=data.get("place"),
-            video_link=data.get("video_link"), agenda=data.get("agenda"),
-            offsets=plan_offsets(), now=now, submission_key=key,
+            session, kind=kind, title=title, starts_at=starts_at, ends_at=ends_at,
+            timezone=draft.zone_name, unit_ids=draft.unit_ids, actor=user,
+            zone_id=draft.zone_id, place=draft.place, video_link=draft.video_link,
+            agenda=draft.agenda, offsets=plan_offsets(), now=now, submission_key=key,
         )
         await plan.skip_past_reminders(session, meeting, now)
         _, unreachable = await plan.notify_rooms(
@@ -963,13 +1010,11 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
         return meeting.id, meeting.title, unreachable
 
     try:
-        meeting_id, title, unreachable = await submit_ending_flow(
-            update, context, flow=FLOW, token=token, draft_key=DRAFT, work=create)
+        meeting_id, title, unreachable = await NEW_MEETING.submit(turn, create)
     except AlreadySubmitted:  # the same draft confirmed at the same time elsewhere
-        assert key is not None
         done = await svc.db.read(lambda session: meeting_by_submission(session, key))
         assert done is not None
-        return await _already_created(update, context, tr, token, *done)
+        return await _already_created(turn, *done)
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
     await query.answer()
@@ -977,39 +1022,19 @@ async def got_confirm(update: Update, context: Context, actor: Actor) -> int:
               offsets=tr.join(fmt_minutes(tr, o) for o in plan_offsets()))
     if unreachable:
         text += "\n" + tr("meetings.created.unreachable", units=escape(tr.join(unreachable)))
-    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
-    return await handled(ConversationHandler.END)
+    await edit_query_message(turn.update, text)
+    return await turn.end()
 
 
-async def _already_created(update: Update, context: Context, tr: Translator, token: str,
-                           meeting_id: int, title: str) -> int:
+async def _already_created(turn: Turn, meeting_id: int, title: str) -> int:
     """A draft confirmed again after it was stored (a crash before the flow's end was
     saved): the meeting it made is named; nothing is stored or sent again."""
-    assert update.callback_query is not None
-    end_draft(context, token, DRAFT)
-    await update.callback_query.answer()
-    await reply(update, tr("meetings.created.already", id=meeting_id, title=escape(title)))
-    return await handled(ConversationHandler.END)
-
-
-async def cancel_flow(update: Update, context: Context) -> int:
-    actor = await current_actor(update, context)
-    if context.user_data is not None:
-        for key in (DRAFT, PENDING_DELEGATE):
-            close_confirmation(context, (context.user_data.get(key) or {}).get("token") or "",
-                               CANCELLED)
-            context.user_data.pop(key, None)
-    await reply(update, actor.tr("meetings.new.discarded"))
-    return await handled(ConversationHandler.END)
-
-
-async def stale_draft_button(update: Update, context: Context) -> None:
-    """A draft's button when no draft waits for it: a confirmation that is over says why."""
-    query = update.callback_query
-    assert query is not None
-    tr = (await current_actor(update, context)).tr
-    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
-        await query.answer(tr("errors.stale_button"), show_alert=True)
+    assert turn.update.callback_query is not None
+    end_draft(turn.context, turn.draft.token, NEW_MEETING.draft_key)
+    await turn.update.callback_query.answer()
+    await reply(turn.update, turn.tr("meetings.created.already", id=meeting_id,
+                                     title=escape(title)))
+    return await turn.end()
 
 
 # --------------------------------------------------------------------------- RSVP
@@ -1158,7 +1183,8 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
     if not pending:
         return await handled(ConversationHandler.END)
     if not name or len(name) > 60:
-        return await _step_reply(update, tr("meetings.rsvp.bad_delegate"), state=DELEGATE)
+        await reply(update, tr("meetings.rsvp.bad_delegate"))
+        return await handled(DELEGATE)
     press = Press(pending["meeting_id"], Rsvp.delegate, pending["context"])
     alert, text = await record_rsvp(update, context, actor, press, name)
     close_confirmation(context, pending.get("token") or "", USED)
@@ -1210,29 +1236,26 @@ def register(application: Application) -> None:
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
         text = filters.TEXT & ~filters.COMMAND
-        new_flow = ConversationHandler(
+        on = NEW_MEETING.on
+        new_flow = NEW_MEETING.conversation(
             entry_points=[CommandHandler("meeting", meeting_command)],
             states={
-                TITLE: [MessageHandler(text, got_title)],
-                KIND: [CallbackQueryHandler(got_kind, pattern=rf"^{CB}:new:kind:")],
-                ZONE: [CallbackQueryHandler(got_zone, pattern=rf"^{CB}:new:zone:")],
-                START: [MessageHandler(text, got_start)],
-                END: [MessageHandler(text, got_end)],
-                PLACE: [MessageHandler(text, got_place)],
-                UNITS: [MessageHandler(text, got_units)],
-                AGENDA: [MessageHandler(text, got_agenda)],
-                CONFIRM: [CallbackQueryHandler(got_confirm,
+                TITLE: [MessageHandler(text, on(got_title))],
+                KIND: [CallbackQueryHandler(on(got_kind), pattern=rf"^{CB}:new:kind:")],
+                ZONE: [CallbackQueryHandler(on(got_zone), pattern=rf"^{CB}:new:zone:")],
+                START: [MessageHandler(text, on(got_start))],
+                END: [MessageHandler(text, on(got_end))],
+                PLACE: [MessageHandler(text, on(got_place))],
+                UNITS: [MessageHandler(text, on(got_units))],
+                AGENDA: [MessageHandler(text, on(got_agenda))],
+                CONFIRM: [CallbackQueryHandler(on(got_confirm),
                                                pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
             },
-            fallbacks=[CommandHandler("cancel", cancel_flow)],
-            allow_reentry=True,
-            name=FLOW,
-            persistent=True,
         )
         delegate_flow = ConversationHandler(
             entry_points=[CallbackQueryHandler(delegate_pressed, pattern=rf"^{CB}:r:\d+:g:")],
             states={DELEGATE: [MessageHandler(text, delegate_named)]},
-            fallbacks=[CommandHandler("cancel", cancel_flow)],
+            fallbacks=[CommandHandler("cancel", NEW_MEETING.quit)],
             allow_reentry=True,
             name="meeting_delegate",
             persistent=True,
@@ -1245,5 +1268,6 @@ def register(application: Application) -> None:
     application.add_handler(CallbackQueryHandler(rsvp_pressed, pattern=rf"^{CB}:r:\d+:[ad]:"))
     application.add_handler(CallbackQueryHandler(ics_pressed, pattern=rf"^{CB}:ics"))
     application.add_handler(CallbackQueryHandler(tally_pressed, pattern=rf"^{CB}:t:[0-9]{{1,9}}$"))
-    application.add_handler(CallbackQueryHandler(stale_draft_button, pattern=rf"^{CB}:new:"))
+    application.add_handler(CallbackQueryHandler(NEW_MEETING.stale_button,
+                                                 pattern=rf"^{CB}:new:"))
     application.add_handler(CallbackQueryHandler(cancel_pressed, pattern=rf"^{CB}:mc:[yn]:"))

@@ -1,0 +1,315 @@
+"""The one guided-flow engine behind /request, /notice and /meeting new.
+
+A flow is a typed draft (a dataclass kept in the user's persisted data, so it survives
+a restart), an ordered list of steps, each with the question it asks and how to tell
+it is answered, and a confirm step. The engine owns what every flow needs alike: the
+draft's identity (stored with what it creates, so a second submit creates nothing),
+its time limit, asking the next unanswered step, quitting, and the answers to buttons
+of a draft that is over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, Generic, Self, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Message, Update
+from telegram.ext import (
+    ApplicationHandlerStop,
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+)
+
+from bot.commands import Where
+from bot.services import Actor, Services, services
+from core.enums import Role
+from handlers.common import (
+    CANCELLED,
+    Context,
+    close_confirmation,
+    confirmation_open,
+    current_actor,
+    dead_button,
+    edit_query_message,
+    guarded,
+    keyboard,
+    offer_confirmation,
+    reply,
+    submit_ending_flow,
+)
+from i18n import Translator
+
+END = ConversationHandler.END
+Created = TypeVar("Created")
+
+
+@dataclass
+class Draft:
+    """What every draft carries: `id`, its identity, stored with what it creates; `token`,
+    the confirmation its buttons carry; when it began and was last touched (ISO)."""
+
+    id: str = ""
+    token: str = ""
+    started: str = ""
+    touched: str = ""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+D = TypeVar("D", bound=Draft)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A step's question: its text and rows of (label, callback data) buttons."""
+
+    text: str
+    buttons: Sequence[Sequence[tuple[str, str]]] = ()
+
+
+@dataclass(frozen=True)
+class Step(Generic[D]):
+    """One question of a flow: `state` in the conversation, whether the draft already
+    answers it, and the prompt that asks it."""
+
+    state: int
+    answered: Callable[[D], bool]
+    prompt: Callable[[Turn[D]], Awaitable[Prompt]]
+
+
+@dataclass
+class Turn(Generic[D]):
+    """One update inside a flow: who is answering, their draft, and the ways on."""
+
+    flow: GuidedFlow[D]
+    update: Update
+    context: Context
+    actor: Actor
+    draft: D
+
+    @property
+    def svc(self) -> Services:
+        return services(self.context)
+
+    @property
+    def tr(self) -> Translator:
+        return self.actor.tr
+
+    @property
+    def query_data(self) -> str:
+        query = self.update.callback_query
+        return (query.data or "") if query is not None else ""
+
+    def quit_button(self) -> tuple[str, str]:
+        """The ✖️ of this draft: it cancels this draft only."""
+        return self.flow.quit_button(self.tr, self.draft)
+
+    async def ask(self, state: int, notes: Sequence[str] = ()) -> int:
+        """Send the prompt of `state` (after any notes) and wait there."""
+        self.flow.save(self.context, self.draft)
+        step = self.flow.step_of(state)
+        prompt = await step.prompt(self)
+        text = "\n".join([*notes, ""]) + "\n" + prompt.text if notes else prompt.text
+        await reply(self.update, text, keyboard(prompt.buttons) if prompt.buttons else None)
+        raise ApplicationHandlerStop(state)
+
+    async def advance(self, notes: Sequence[str] = ()) -> int:
+        """Ask the first question the draft does not answer yet (else the confirm step)."""
+        return await self.ask(self.flow.next_state(self.draft), notes)
+
+    async def stay(self, state: int, text: str) -> int:
+        """Say what is wrong with the answer and wait for another, the draft unchanged."""
+        self.flow.save(self.context, self.draft)
+        await reply(self.update, text)
+        raise ApplicationHandlerStop(state)
+
+    async def closing(self, choice: str) -> None:
+        """After a button: the pressed prompt shows the choice instead of its buttons."""
+        query = self.update.callback_query
+        if query is None:
+            return
+        await query.answer()
+        message = query.message
+        base = message.text_html if isinstance(message, Message) and message.text else ""
+        await edit_query_message(self.update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}")
+
+    async def end(self) -> int:
+        raise ApplicationHandlerStop(END)
+
+
+FlowHandler = Callable[[Turn[D]], Awaitable[int]]
+
+
+@dataclass
+class GuidedFlow(Generic[D]):
+    """A flow's declaration: `name` as persisted, where its draft lives, the draft's
+    type, the confirmation `kind` its buttons carry, the `callback` prefix of its
+    buttons, its steps (asked in order) and its confirm step, its time limit and the
+    catalogue keys of what it says when abandoned or cancelled."""
+
+    name: str
+    draft_key: str
+    draft_type: type[D]
+    kind: str
+    callback: str
+    steps: Sequence[Step[D]]
+    confirm: Step[D]
+    role: Role
+    ttl: timedelta
+    expired_key: str
+    cancelled_key: str
+    quit_key: str
+    stale_key: str = "errors.stale_button"
+    also_closes: Sequence[str] = field(default_factory=tuple)
+
+    # ------------------------------------------------------------------ the draft
+
+    def begin(self, context: Context, now: datetime, **values: Any) -> D:
+        """A new draft, replacing any other of this flow (whose buttons die with it)."""
+        assert context.user_data is not None
+        old = context.user_data.get(self.draft_key) or {}
+        close_confirmation(context, old.get("token") or "", CANCELLED)
+        draft = self.draft_type(id=uuid.uuid4().hex, token=offer_confirmation(context, self.kind),
+                                started=now.isoformat(), **values)
+        self.save(context, draft)
+        return draft
+
+    def live(self, context: Context, now: datetime) -> D | None:
+        """The draft, unless there is none or it was left alone longer than the limit."""
+        data = (context.user_data or {}).get(self.draft_key)
+        if not data:
+            return None
+        draft = self.draft_type.from_json(data)
+        draft.started = draft.started or now.isoformat()  # begun before drafts were dated
+        if now - datetime.fromisoformat(draft.touched or draft.started) > self.ttl:
+            self.discard(context)
+            return None
+        draft.touched = now.isoformat()
+        return draft
+
+    def save(self, context: Context, draft: D) -> None:
+        assert context.user_data is not None
+        context.user_data[self.draft_key] = draft.to_json()
+
+    def discard(self, context: Context, *, everything: bool = True) -> None:
+        """Drop the draft (and, with `everything`, the other prompts this flow names in
+        `also_closes`): their buttons are dead from now on."""
+        if context.user_data is None:
+            return
+        for key in (self.draft_key, *(self.also_closes if everything else ())):
+            close_confirmation(context, (context.user_data.get(key) or {}).get("token") or "",
+                               CANCELLED)
+            context.user_data.pop(key, None)
+
+    def next_state(self, draft: D) -> int:
+        for step in self.steps:
+            if not step.answered(draft):
+                return step.state
+        return self.confirm.state
+
+    def step_of(self, state: int) -> Step[D]:
+        for step in (*self.steps, self.confirm):
+            if step.state == state:
+                return step
+        raise KeyError(state)
+
+    def quit_button(self, tr: Translator, draft: D) -> tuple[str, str]:
+        return tr(self.quit_key), f"{self.callback}:quit:{draft.token}"
+
+    # ------------------------------------------------------------------ handlers
+
+    def on(self, handler: FlowHandler[D], where: Where = Where.private
+           ) -> Callable[[Update, Context], Awaitable[int]]:
+        """A step's handler: guarded (role, private chat), given the live draft; a draft
+        left too long ends the flow instead."""
+
+        @guarded(self.role, where)
+        async def wrapper(update: Update, context: Context, actor: Actor) -> int:
+            draft = self.live(context, services(context).now())
+            if draft is None:
+                return await self.expired(update, actor.tr)
+            turn = Turn(self, update, context, actor, draft)
+            try:
+                return await handler(turn)
+            finally:
+                if (context.user_data or {}).get(self.draft_key) is not None:
+                    self.save(context, turn.draft)
+
+        wrapper.__name__ = wrapper.__qualname__ = handler.__name__
+        return wrapper
+
+    def start(self, update: Update, context: Context, actor: Actor, **values: Any) -> Turn[D]:
+        """A new draft and the turn that goes on with it."""
+        draft = self.begin(context, services(context).now(), **values)
+        return Turn(self, update, context, actor, draft)
+
+    async def expired(self, update: Update, tr: Translator) -> int:
+        """The flow was abandoned long ago: end it. A button says so; a typed message is
+        left to the other features (it was not meant for this flow)."""
+        if update.callback_query is not None:
+            await update.callback_query.answer(tr(self.expired_key), show_alert=True)
+            raise ApplicationHandlerStop(END)
+        return END
+
+    async def quit(self, update: Update, context: Context) -> int:
+        """✖️ or /cancel: leave the flow, nothing stored. The ✖️ of a draft already over
+        changes nothing."""
+        tr = (await current_actor(update, context)).tr
+        query = update.callback_query
+        token = (query.data or "").removeprefix(f"{self.callback}:quit").lstrip(":") \
+            if query else ""
+        if token and not await confirmation_open(update, context, tr, token, self.kind):
+            raise ApplicationHandlerStop  # whatever is in progress goes on as it was
+        self.discard(context)
+        if query is not None:
+            await query.answer()
+            await edit_query_message(update, tr(self.cancelled_key))
+        else:
+            await reply(update, tr(self.cancelled_key))
+        raise ApplicationHandlerStop(END)
+
+    async def stale_button(self, update: Update, context: Context) -> None:
+        """A button of this flow that no step waits for: a confirmation that is over says
+        why, anything else that the draft has expired."""
+        query = update.callback_query
+        assert query is not None
+        tr = (await current_actor(update, context)).tr
+        if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
+            await query.answer(tr(self.expired_key), show_alert=True)
+
+    async def submit(self, turn: Turn[D],
+                     work: Callable[[AsyncSession], Awaitable[Created]]) -> Created:
+        """Store what the draft creates and, in the same transaction, the flow's end
+        (handlers.common.submit_ending_flow)."""
+        return await submit_ending_flow(turn.update, turn.context, flow=self.name,
+                                        token=turn.draft.token, draft_key=self.draft_key,
+                                        work=work)
+
+    def conversation(self, entry_points: list[BaseHandler[Any, Any, Any]],
+                     states: dict[int, list[BaseHandler[Any, Any, Any]]],
+                     fallbacks: Sequence[BaseHandler[Any, Any, Any]] = ()
+                     ) -> ConversationHandler[Any]:
+        """The persisted ConversationHandler of this flow; /cancel and ✖️ quit it."""
+        return ConversationHandler(
+            entry_points=entry_points,
+            states=states,
+            fallbacks=[CommandHandler("cancel", self.quit),
+                       CallbackQueryHandler(self.quit,
+                                            pattern=rf"^{self.callback}:quit(:[0-9a-f]{{8}})?$"),
+                       *fallbacks],
+            allow_reentry=True,
+            name=self.name,
+            persistent=True,
+        )
