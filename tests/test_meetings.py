@@ -600,3 +600,46 @@ async def test_each_meeting_verb_gets_one_answer(
         sent = await desk.send(COORD_ID, text)
         assert len(sent.messages) == 1, (text, sent.texts)
         assert "没有这个命令" not in sent.text
+
+
+async def test_a_draft_left_six_hours_is_over_and_takes_no_answer(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    """The same time limit as /request and /notice: the confirm button says the draft
+    expired, and text typed afterwards is a lookup, not the draft's answer."""
+    preview = await preview_of_a_new_meeting(desk, "过期的草稿")
+    clock.advance(hours=6, minutes=1)
+    late = await desk.press(COORD_ID, preview, "确认")
+    assert late.alerts == ["这份会议草稿已超过 6 小时未动，已作废；请重新发送 /meeting new。"]
+    async with desk.db.session() as session:
+        assert (await session.execute(select(Meeting))).scalars().all() == []
+    await desk.send(COORD_ID, "/meeting new")
+    clock.advance(hours=7)
+    answer = await desk.send(COORD_ID, "甘肃")  # a lookup now, not the title
+    assert "会议类型" not in answer.text and "类型" not in answer.text
+
+
+async def test_a_start_that_passed_before_confirming_asks_start_and_end_again(
+    desk: BotHarness, clock: FakeClock
+) -> None:
+    """The rest of the draft (place, units, agenda) is kept: only the times are asked."""
+    await desk.send(COORD_ID, "/meeting new")
+    zones = await desk.press(COORD_ID, await desk.send(COORD_ID, "改期的会议"), "联席会议")
+    await desk.press(COORD_ID, zones, "西北")
+    await desk.send(COORD_ID, "2026-11-20 12:00")  # two hours after T0
+    await desk.send(COORD_ID, "13:00")
+    await desk.send(COORD_ID, "青海省西宁市")
+    await desk.send(COORD_ID, "甘肃、青海")
+    preview = await desk.send(COORD_ID, "无")
+    clock.advance(hours=3)  # the meeting began an hour ago; the draft is not expired
+    pressed = await desk.press(COORD_ID, preview, "确认")
+    assert len(pressed.alerts) == 1 and "11月20日" in pressed.alerts[0]
+    assert pressed.text.startswith("4/7 开始时间（Asia/Shanghai）"), pressed.text
+    end = await desk.send(COORD_ID, "2026-12-10 09:00")
+    assert "结束" in end.text
+    again = await desk.send(COORD_ID, "17:30")
+    assert "改期的会议" in again.text and "青海省西宁市" in again.text and again.buttons()
+    assert "已创建会议" in (await desk.press(COORD_ID, again, "确认")).text
+    async with desk.db.session() as session:
+        (meeting,) = (await session.execute(select(Meeting))).scalars().all()
+    assert meeting.starts_at == datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
