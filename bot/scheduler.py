@@ -35,7 +35,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from sqlalchemy import select
@@ -51,6 +51,9 @@ from storage.db import Database
 from storage.lease import Fence, Fenced
 from storage.models import ScheduleMark
 from storage.schedules import beat
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,25 @@ class Planner(Protocol):
 
     async def missed(self, session: AsyncSession, occurrence: Occurrence, now: datetime) -> None:
         """Record what a coordinator should know about an occurrence that was not sent."""
+
+
+class FeaturePlanner:
+    """What the feature planners share: the process's services and the two settings
+    every plan reads (the bot's time zone and language, for rooms and people without
+    their own)."""
+
+    name: str
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    @property
+    def default_zone(self) -> str:
+        return self.svc.settings.bot_timezone
+
+    @property
+    def language(self) -> str:
+        return self.svc.settings.default_language
 
 
 async def claim_occurrences(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
+from bot.scheduler import DEFAULT_LOOKBACK, FeaturePlanner, Occurrence, claim_occurrence
 from core.chair import ChairSpec, ChairTerm, chair_at, handover_reminder_instants, term_start
 from core.schedule import offset_label
 from i18n import Translator
@@ -72,22 +72,15 @@ def unit_name(unit: Unit) -> str:
 # --------------------------------------------------------------------------- the planner
 
 
-class ChairPlanner:
+class ChairPlanner(FeaturePlanner):
     name = NAME
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-
-    @property
-    def timezone(self) -> str:
-        return self.svc.settings.bot_timezone
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
     ) -> Sequence[Occurrence]:
         found: list[Occurrence] = []
         for rotation in await chair_rotations(session):
-            spec = spec_of(rotation, self.timezone)
+            spec = spec_of(rotation, self.default_zone)
             for _outgoing, incoming in handovers_between(spec, start, end + MAX_OFFSET):
                 handover = incoming.start
                 data = {"zone_id": rotation.zone_id, "zone": rotation.zone.short_name,
@@ -111,7 +104,7 @@ class ChairPlanner:
         rotation = await chair_rotation_for_zone(session, occurrence.data["zone_id"])
         if rotation is None or not rotation.entries:
             return
-        spec = spec_of(rotation, self.timezone)
+        spec = spec_of(rotation, self.default_zone)
         index = int(occurrence.data["index"])
         handover = datetime.fromisoformat(occurrence.data["handover"])
         if term_start(spec, index) != handover:
@@ -131,7 +124,7 @@ class ChairPlanner:
                 await audit(session, "chair.unreachable", subject_type="zone",
                             subject_id=rotation.zone_id, unit=unit.code, key=occurrence.key)
                 continue
-            zone_name = room.timezone or unit.timezone or self.timezone
+            zone_name = room.timezone or unit.timezone or self.default_zone
             when = fmt_when(tr, handover, zone_name, now=now)
             until = fmt_when(tr, term_start(spec, index + 1), zone_name, now=now,
                              with_zone=False)

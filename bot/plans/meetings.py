@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import Occurrence, claim_occurrence
+from bot.scheduler import FeaturePlanner, Occurrence, claim_occurrence
 from core.enums import MeetingStatus, Rsvp
 from core.schedule import offset_label, reminders_before
 from i18n import Translator
@@ -291,19 +291,8 @@ async def warn_unreachable(
 # --------------------------------------------------------------------------- the planner
 
 
-class MeetingPlanner:
+class MeetingPlanner(FeaturePlanner):
     name = NAME
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-
-    @property
-    def default_zone(self) -> str:
-        return self.svc.settings.bot_timezone
-
-    @property
-    def language(self) -> str:
-        return self.svc.settings.default_language
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime

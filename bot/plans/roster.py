@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import DEFAULT_LOOKBACK, Occurrence, claim_occurrence
+from bot.scheduler import DEFAULT_LOOKBACK, FeaturePlanner, Occurrence, claim_occurrence
 from core.enums import RequestStatus
 from core.rotation import Shift
 from core.schedule import DEFAULT_SHIFT_OFFSETS, offset_label, reminders_before
@@ -244,15 +244,8 @@ async def brief_text(
 # --------------------------------------------------------------------------- the planner
 
 
-class RosterPlanner:
+class RosterPlanner(FeaturePlanner):
     name = NAME
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-
-    @property
-    def language(self) -> str:
-        return self.svc.settings.default_language
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
