@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.broadcast [--rooms 1000] [--backend sqlite|postgresql|both]
                                         [--mode clean|faults|replies ...]
 
-What runs is what production runs: `storage.notices.create_notice` stores the notice and
+What runs is what production runs: `services.notices.create_notice` stores the notice and
 fans it out (one outbox row per room, plus the coordinator's status message) in one
 transaction, and the real delivery worker (bot/delivery.py, production rates) sends the
 rows through PTB's HTTP stack to the Bot API emulator in its own process, which enforces
@@ -51,10 +51,11 @@ from bot.plans.notices import status_refresher
 from bot.services import system_now
 from bot.testing import BotHarness
 from core.enums import NoticeKind, OutboxState, Role, Severity
+from core.notices import NoticeDraft, NoticePolicy
+from services.notices import create_notice
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import DutyRoom, OutboxMessage, Unit, User
-from storage.notices import NoticeDraft, NoticePolicy, create_notice
 
 GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot
 TARGET_CLEAN = 1.10

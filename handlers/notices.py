@@ -3,7 +3,7 @@ in duty rooms, /notices (list, view, correct, withdraw, CSV report).
 
 Handlers decide inside one unit of work and talk to Telegram only after it commits;
 everything for duty rooms and the coordinator's status message is written to the outbox
-by storage/notices.py in that unit of work. The guided flow and the correction prompt
+by services/notices.py in that unit of work. The guided flow and the correction prompt
 are persistent conversations: a restart in the middle loses nothing.
 """
 
@@ -39,6 +39,19 @@ from bot.services import SERVICES_KEY, Actor, Services, services
 from core import requests as rules
 from core.clock import time_zone
 from core.enums import NoticeKind, NoticeStatus, Role, Severity
+from core.notices import (
+    CALLBACK,
+    KIND_ORDER,
+    SEVERITY_ORDER,
+    TEXT_MAX,
+    NoticeDraft,
+    NoticePolicy,
+    NoticeProblem,
+    Verdict,
+    clean_text,
+    parse_id,
+    text_problem,
+)
 from core.timeparse import DeadlineError, parse_deadline
 from handlers.common import (
     CANCELLED,
@@ -58,6 +71,7 @@ from handlers.common import (
     submit_ending_flow,
 )
 from i18n import Translator
+from services import notices as service
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
 from storage.db import AlreadySubmitted
@@ -65,6 +79,7 @@ from storage.models import Unit, Zone
 from storage.requests import resolve_units
 from storage.schedules import all_zones, find_zones
 from views import requests as render
+from views.notices import first_line, kind_label, report_table, severity_label
 
 COMMANDS = [
     CommandInfo("notice", Role.coordinator, Where.private, "notices.command"),
@@ -97,8 +112,8 @@ SEVERITY_WORDS = {
 }
 
 
-def _policy(svc: Services) -> store.NoticePolicy:
-    return store.NoticePolicy.from_settings(svc.settings)
+def _policy(svc: Services) -> NoticePolicy:
+    return NoticePolicy.from_settings(svc.settings)
 
 
 def _zone_name(svc: Services, actor: Actor) -> str:
@@ -221,8 +236,8 @@ async def _preview(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
     attachment = draft.get("attachment")
     return tr(
         "notices.new.preview",
-        kind=store.kind_label(tr, NoticeKind(draft["kind"])),
-        severity=store.severity_label(tr, Severity(draft["severity"])),
+        kind=kind_label(tr, NoticeKind(draft["kind"])),
+        severity=severity_label(tr, Severity(draft["severity"])),
         audience=await _audience_label(svc, tr, draft["audience"]), rooms=len(rooms),
         attachment=tr(f"notices.new.attachment_{attachment['type']}") if attachment
         else tr("notices.new.none"),
@@ -242,18 +257,17 @@ async def _ask(update: Update, context: Context, actor: Actor, step: int,
     token = draft.get("token")
     cancel = [_cancel_button(tr, token)]
     if step == KIND:
-        buttons = [(store.kind_label(tr, k), f"{NEW}:k:{k.value}") for k in store.KIND_ORDER]
+        buttons = [(kind_label(tr, k), f"{NEW}:k:{k.value}") for k in KIND_ORDER]
         await reply(update, prefix + tr("notices.new.ask_kind"),
                     keyboard([buttons[:2], buttons[2:], cancel]))
     elif step == SEVERITY:
-        buttons = [(store.severity_label(tr, s), f"{NEW}:s:{s.value}")
-                   for s in store.SEVERITY_ORDER]
+        buttons = [(severity_label(tr, s), f"{NEW}:s:{s.value}") for s in SEVERITY_ORDER]
         await reply(update, prefix + tr("notices.new.ask_severity"), keyboard([buttons, cancel]))
     elif step == AUDIENCE:
         text, markup = await _audience_prompt(svc, actor, draft, notes)
         await reply(update, text, markup)
     elif step == TEXT:
-        await reply(update, prefix + tr("notices.new.ask_text", limit=store.TEXT_MAX),
+        await reply(update, prefix + tr("notices.new.ask_text", limit=TEXT_MAX),
                     keyboard([cancel]))
     elif step == WHEN:
         await reply(update, prefix + tr("notices.new.ask_when", zone=_zone_name(svc, actor)),
@@ -327,11 +341,11 @@ async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
     audience = draft["audience"]
     if audience.get("all") or audience.get("zones") or audience.get("units"):
         draft["audience_done"] = True
-    text = store.clean_text(" ".join(words[index:]))
+    text = clean_text(" ".join(words[index:]))
     notes: list[str] = []
     if text:
-        if problem := store.text_problem(text):
-            notes.append(actor.tr(f"notices.new.text_{problem}", limit=store.TEXT_MAX,
+        if problem := text_problem(text):
+            notes.append(actor.tr(f"notices.new.text_{problem}", limit=TEXT_MAX,
                                   length=len(text)))
         else:
             draft["text"] = text
@@ -386,7 +400,7 @@ async def kind_chosen(update: Update, context: Context, actor: Actor) -> int:
         return await _ask(update, context, actor, KIND, [
             tr("notices.new.unknown_kind", text=escape(_text(update)[:40]))])
     draft["kind"] = kind.value
-    await _closing(update, store.kind_label(tr, kind))
+    await _closing(update, kind_label(tr, kind))
     return await _advance(update, context, actor)
 
 
@@ -407,7 +421,7 @@ async def severity_chosen(update: Update, context: Context, actor: Actor) -> int
         return await _ask(update, context, actor, SEVERITY, [
             tr("notices.new.unknown_severity", text=escape(_text(update)[:40]))])
     draft["severity"] = severity.value
-    await _closing(update, store.severity_label(tr, severity))
+    await _closing(update, severity_label(tr, severity))
     return await _advance(update, context, actor)
 
 
@@ -468,7 +482,7 @@ async def audience_pressed(update: Update, context: Context, actor: Actor) -> in
     else:
         match = re.fullmatch(rf"{NEW}:a:([zu]):(\d+)", data)
         model = {"z": Zone, "u": Unit}.get(match.group(1)) if match else None
-        item = store.parse_id(match.group(2)) if match else None
+        item = parse_id(match.group(2)) if match else None
         async with svc.db.session() as session:
             found = await session.get(model, item) if model and item else None
         if found is None or match is None:
@@ -504,15 +518,15 @@ async def text_given(update: Update, context: Context, actor: Actor) -> int:
     if attachment is None and message is not None and not message.text:
         await reply(update, tr("notices.new.text_expected"))
         return await _stop(TEXT)
-    text = store.clean_text(_text(update))
+    text = clean_text(_text(update))
     if attachment is not None:
         draft["attachment"] = attachment
         if not text and not draft.get("text"):
             await reply(update, tr("notices.new.attachment_added"))
             return await _stop(TEXT)
     if text:
-        if problem := store.text_problem(text):
-            await reply(update, tr(f"notices.new.text_{problem}", limit=store.TEXT_MAX,
+        if problem := text_problem(text):
+            await reply(update, tr(f"notices.new.text_{problem}", limit=TEXT_MAX,
                                    length=len(text)))
             return await _stop(TEXT)
         draft["text"] = text
@@ -561,7 +575,7 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await _stop(CONFIRM)
     when = draft.get("scheduled_for")
-    notice_draft = store.NoticeDraft(
+    notice_draft = NoticeDraft(
         kind=NoticeKind(draft["kind"]), severity=Severity(draft["severity"]),
         text=draft["text"], audience=dict(draft["audience"]), attachment=draft.get("attachment"),
         scheduled_for=datetime.fromisoformat(when) if when else None,
@@ -570,8 +584,8 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
     async def create(session: AsyncSession) -> tuple[str, int]:
         user = await user_by_telegram_id(session, actor.telegram_id)
         assert user is not None
-        notice = await store.create_notice(session, notice_draft, actor=user, now=svc.now(),
-                                           policy=_policy(svc))
+        notice = await service.create_notice(session, notice_draft, actor=user, now=svc.now(),
+                                             policy=_policy(svc))
         return notice.number, len(await store.room_states(session, notice))
 
     try:
@@ -582,7 +596,7 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         await query.answer()
         await reply(update, tr("notices.new.already_sent", number=done.numbers[0]))
         return await _stop(END)
-    except store.NoticeProblem as problem:
+    except NoticeProblem as problem:
         await query.answer()
         notes = [tr(f"notices.problem.{problem.code}", **problem.values)]
         if problem.code in ("no_rooms", "no_audience"):
@@ -668,19 +682,19 @@ async def ack_pressed(update: Update, context: Context, actor: Actor) -> None:
     now = svc.now()
     async with svc.db.session() as session:
         user = await user_by_telegram_id(session, actor.telegram_id)
-        outcome = await store.acknowledge(session, query.data, actor=user,
-                                          chat_id=chat.id if chat else None, now=now,
-                                          policy=_policy(svc))
+        outcome = await service.acknowledge(session, query.data, actor=user,
+                                            chat_id=chat.id if chat else None, now=now,
+                                            policy=_policy(svc))
         first_at = outcome.delivery.acknowledged_at if outcome.delivery else None
         first_revision = (outcome.delivery.acknowledged_revision or 1) \
             if outcome.delivery else 1
         who = render.person(outcome.acknowledger)
     zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
-    if outcome.verdict is store.Verdict.done:
+    if outcome.verdict is Verdict.done:
         svc.wake_delivery()
         await query.answer(tr("notices.ack.done", number=outcome.notice.number
                               if outcome.notice else ""))
-    elif outcome.verdict is store.Verdict.already:
+    elif outcome.verdict is Verdict.already:
         await query.answer(tr("notices.ack.already", who=who, revision=first_revision,
                               at=render.local_time(first_at or now, zone)), show_alert=True)
     else:
@@ -705,12 +719,12 @@ async def _list_page(svc: Services, actor: Actor, page: int
         tally = counts[notice.id]
         moment = notice.sent_at or notice.scheduled_for or notice.created_at
         lines.append(tr("notices.list.line", number=notice.number,
-                        kind=store.kind_label(tr, notice.kind),
-                        severity=store.severity_label(tr, notice.severity),
+                        kind=kind_label(tr, notice.kind),
+                        severity=severity_label(tr, notice.severity),
                         status=tr(f"notices.state.{notice.status.value}"),
                         at=render.local_time(moment, zone), rooms=tally.rooms,
                         delivered=tally.delivered, acknowledged=tally.acknowledged,
-                        failed=tally.failed, text=escape(store.first_line(notice.text))))
+                        failed=tally.failed, text=escape(first_line(notice.text))))
     rows: list[list[tuple[str, str]]] = []
     view = [(n.number.rsplit("-", 1)[1].lstrip("0") or "0", f"{MANAGE}:v:{n.id}")
             for n in found]
@@ -750,7 +764,8 @@ async def _show(update: Update, context: Context, actor: Actor, notice_id: int) 
         if notice is None:
             await reply(update, tr("notices.view.not_found", number=str(notice_id)))
             return
-        text = await store.status_text(session, notice, now=svc.now(), policy=_policy(svc))
+        text = await service.render_status(session, notice, now=svc.now(),
+                                            policy=_policy(svc))
         if notice.status is NoticeStatus.scheduled and notice.scheduled_for:
             zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
             text += "\n" + tr("notices.view.scheduled", when=render.local_time(
@@ -775,7 +790,7 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
     match = re.fullmatch(rf"{MANAGE}:([vpxw]):(\d+)|{MANAGE}:([yn]):(\d+):({TOKEN})",
                          query.data or "")
     raw = (match.group(2) or match.group(4)) if match else None
-    number = store.parse_id(raw) if raw and raw != "0" else 0
+    number = parse_id(raw) if raw and raw != "0" else 0
     if match is None or number is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return
@@ -817,11 +832,11 @@ async def _withdraw(update: Update, context: Context, actor: Actor, notice_id: i
             user = await user_by_telegram_id(session, actor.telegram_id)
             notice = await store.get_notice(session, notice_id=notice_id, for_update=True)
             if notice is None or user is None:
-                raise store.NoticeProblem("not_found")
-            edited = await store.withdraw_notice(session, notice, actor=user, now=svc.now(),
-                                                 policy=_policy(svc))
+                raise NoticeProblem("not_found")
+            edited = await service.withdraw_notice(session, notice, actor=user,
+                                                   now=svc.now(), policy=_policy(svc))
             number = notice.number
-    except store.NoticeProblem as problem:
+    except NoticeProblem as problem:
         await query.answer(tr(f"notices.problem.{problem.code}", **problem.values),
                            show_alert=True)
         return
@@ -848,7 +863,7 @@ async def _export(update: Update, context: Context, actor: Actor, number: str | 
             await reply(update, tr("notices.view.not_found", number=escape((number or "")[:40])))
             return
         states = await store.room_states(session, notice)
-        header, rows = store.report_table(tr, notice, states, zone)
+        header, rows = report_table(tr, notice, states, zone)
         user = await user_by_telegram_id(session, actor.telegram_id)
         await audit(session, "notice.export", actor=user, subject_type="notice",
                     subject_id=notice.number, rooms=len(rows))
@@ -870,7 +885,7 @@ async def correct_pressed(update: Update, context: Context, actor: Actor) -> int
     query = update.callback_query
     assert query is not None and context.user_data is not None
     match = re.fullmatch(rf"{MANAGE}:c:(\d+)", query.data or "")
-    notice_id = store.parse_id(match.group(1)) if match else None
+    notice_id = parse_id(match.group(1)) if match else None
     async with svc.db.session() as session:
         notice = await store.get_notice(session, notice_id=notice_id) if notice_id else None
     if notice is None or notice.status is NoticeStatus.withdrawn:
@@ -881,7 +896,7 @@ async def correct_pressed(update: Update, context: Context, actor: Actor) -> int
     token = offer_confirmation(context, CORRECTION)
     context.user_data[CORRECTING] = {"id": notice.id, "at": svc.now().isoformat(),
                                      "token": token}
-    await reply(update, tr("notices.correct.ask", number=notice.number, limit=store.TEXT_MAX),
+    await reply(update, tr("notices.correct.ask", number=notice.number, limit=TEXT_MAX),
                 keyboard([[_cancel_button(tr, token)]]))
     return await _stop(CORRECT)
 
@@ -899,11 +914,11 @@ async def correction_typed(update: Update, context: Context, actor: Actor) -> in
             user = await user_by_telegram_id(session, actor.telegram_id)
             notice = await store.get_notice(session, notice_id=pending["id"], for_update=True)
             if notice is None or user is None:
-                raise store.NoticeProblem("not_found")
-            edited = await store.correct_notice(session, notice, _text(update), actor=user,
-                                                now=svc.now(), policy=_policy(svc))
+                raise NoticeProblem("not_found")
+            edited = await service.correct_notice(session, notice, _text(update), actor=user,
+                                                  now=svc.now(), policy=_policy(svc))
             number, revision = notice.number, notice.revision
-    except store.NoticeProblem as problem:
+    except NoticeProblem as problem:
         await reply(update, tr(f"notices.problem.{problem.code}", **problem.values))
         return await _stop(CORRECT)
     context.user_data.pop(CORRECTING, None)
@@ -960,7 +975,7 @@ def register(application: Application) -> None:
     # Group -1: a typed answer inside the flow must not also reach plain-text features.
     application.add_handler(flow, group=-1)
     application.add_handler(CommandHandler("notices", notices_command))
-    application.add_handler(CallbackQueryHandler(ack_pressed, pattern=rf"^{store.CALLBACK}:"))
+    application.add_handler(CallbackQueryHandler(ack_pressed, pattern=rf"^{CALLBACK}:"))
     application.add_handler(CallbackQueryHandler(manage_pressed, pattern=rf"^{MANAGE}:"))
     application.add_handler(CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$"))
     application.add_handler(CallbackQueryHandler(stale_flow_button, pattern=rf"^{NEW}:"))

@@ -48,7 +48,9 @@ from bot.emulator.faults import FaultKind
 from bot.testing import BotHarness
 from core.clock import FakeClock
 from core.enums import NoticeKind, OutboxState, RequestStatus, Severity, UnitLevel
-from storage import notices, outbox
+from core.notices import NoticeDraft, NoticePolicy, ack_data
+from services.notices import create_notice
+from storage import outbox
 from storage.access import user_by_telegram_id
 from storage.dataio import import_file
 from storage.db import Database
@@ -174,11 +176,11 @@ class Day:
         async with self.desk.db.session() as session:
             actor = await user_by_telegram_id(session, coordinator)
             assert actor is not None
-            notice = await notices.create_notice(
-                session, notices.NoticeDraft(kind=NoticeKind.warning, severity=Severity.important,
-                                             text=text_, audience={"all": True}),
+            notice = await create_notice(
+                session, NoticeDraft(kind=NoticeKind.warning, severity=Severity.important,
+                                     text=text_, audience={"all": True}),
                 actor=actor, now=self.clock.now(),
-                policy=notices.NoticePolicy.from_settings(self.desk.settings))
+                policy=NoticePolicy.from_settings(self.desk.settings))
             number = notice.number
         self.desk.services.wake_delivery()
         await self.desk.services.rescheduled()
@@ -195,7 +197,7 @@ class Day:
                     .where(Notice.number == number, DutyRoom.chat_id == chat_id))).one()
                 row = await outbox.get_message(session, delivery.message_key or "")
                 assert row is not None and row.telegram_message_id is not None
-                data = notices.ack_data(notice.id, room.id, notice.revision)
+                data = ack_data(notice.id, room.id, notice.revision)
             await self.desk.feed(self.emulator.make_callback_update(
                 user, (chat_id, row.telegram_message_id), data))
 

@@ -39,8 +39,9 @@ from bot.emulator import ApiCall, BotApiEmulator
 from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import NoticeKind, Severity
+from core.notices import NoticeDraft, NoticePolicy
 from i18n import t
-from storage import notices
+from services.notices import create_notice
 from storage.access import user_by_telegram_id
 from storage.dataio import import_file
 from storage.db import Database
@@ -210,11 +211,11 @@ async def seed_notice(harness: BotHarness) -> None:
     async with harness.db.session() as session:
         coordinator = await user_by_telegram_id(session, COORDINATOR)
         assert coordinator is not None
-        await notices.create_notice(
-            session, notices.NoticeDraft(kind=NoticeKind.warning, severity=Severity.critical,
-                                         text=NOTICE, audience={"all": True}),
+        await create_notice(
+            session, NoticeDraft(kind=NoticeKind.warning, severity=Severity.critical,
+                                 text=NOTICE, audience={"all": True}),
             actor=coordinator, now=harness.services.now(),
-            policy=notices.NoticePolicy.from_settings(harness.settings))
+            policy=NoticePolicy.from_settings(harness.settings))
 
 
 async def seed_requests(harness: BotHarness) -> None:

@@ -17,6 +17,8 @@ from bot.emulator import BotApiEmulator
 from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import NoticeKind, NoticeStatus, Severity
+from core.notices import TEXT_MAX, NoticeDraft, NoticePolicy
+from services.notices import create_notice, send_notice
 from storage import notices as store
 from storage.db import Database
 from storage.models import DutyRoom, Notice, NoticeDelivery, OutboxMessage, User
@@ -125,7 +127,7 @@ async def test_guided_flow_with_bad_input_at_every_step(bot: BotHarness) -> None
     assert "通报正文" in sent.text
     sent = await bot.send(ADMIN, "   ")
     assert "不能为空" in sent.text
-    sent = await bot.send(ADMIN, "长" * (store.TEXT_MAX + 1))
+    sent = await bot.send(ADMIN, "长" * (TEXT_MAX + 1))
     assert "过长" in sent.text
     sent = await bot.send(ADMIN, "请核查近期入境可疑人员。")
     assert "请核对通报" in sent.text and "2 个值班室" in sent.text
@@ -444,9 +446,9 @@ async def test_list_pages_and_every_change_is_audited(bot: BotHarness, clock: Fa
                  ).scalar_one()
         audience = {"units": [await _sichuan(session)]}
         for i in range(store.PAGE_SIZE + 1):
-            await store.create_notice(session, store.NoticeDraft(
+            await create_notice(session, NoticeDraft(
                 NoticeKind.work, Severity.info, f"第{i}号工作通知", audience),
-                actor=admin, now=clock() + timedelta(seconds=i), policy=store.NoticePolicy())
+                actor=admin, now=clock() + timedelta(seconds=i), policy=NoticePolicy())
     sent = await bot.send(ADMIN, "/notices")
     assert f"共 {store.PAGE_SIZE + 1} 条，第 1/2 页" in sent.text and "第8号" in sent.text
     sent = await bot.press(ADMIN, sent, "下一页")
@@ -492,11 +494,10 @@ async def test_create_notice_fans_out_in_bulk(bot: BotHarness, clock: FakeClock)
     async with bot.db.session() as session:
         admin = (await session.execute(select(User).where(User.telegram_id == ADMIN))
                  ).scalar_one()
-        notice = await store.create_notice(
-            session, store.NoticeDraft(NoticeKind.situation, Severity.info, "测试",
-                                       {"all": True}),
-            actor=admin, now=clock(), policy=store.NoticePolicy())
-        await store.send_notice(session, notice, now=clock(), policy=store.NoticePolicy())
+        notice = await create_notice(
+            session, NoticeDraft(NoticeKind.situation, Severity.info, "测试", {"all": True}),
+            actor=admin, now=clock(), policy=NoticePolicy())
+        await send_notice(session, notice, now=clock(), policy=NoticePolicy())
         keys = list((await session.execute(select(OutboxMessage.dedup_key).where(
             OutboxMessage.kind == "notice"))).scalars())
     assert len(keys) == len(set(keys)) == 3

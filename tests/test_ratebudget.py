@@ -37,10 +37,11 @@ from bot.ratebudget import (
 )
 from bot.testing import BotHarness
 from core.enums import NoticeKind, Role, Severity
+from core.notices import NoticeDraft, NoticePolicy
+from services.notices import create_notice
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import DutyRoom, Unit, User
-from storage.notices import NoticeDraft, NoticePolicy, create_notice
 from storage.sendbudget import Booking
 from tests.cluster import eventually
 from tests.conftest import SAMPLE_NOW

@@ -22,7 +22,8 @@ from bot.emulator import ApiCall, BotApiEmulator
 from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import MeetingKind, NoticeKind, Severity, Urgency
-from storage import notices as notice_store
+from core.notices import NoticeDraft, NoticePolicy
+from services.notices import create_notice
 from storage import requests as request_store
 from storage.access import user_by_telegram_id
 from storage.db import AlreadySubmitted, Database, submit_once
@@ -186,7 +187,7 @@ async def test_two_submissions_of_one_draft_at_once_store_it_once(
     request_draft = request_store.Draft(
         target_unit_ids=[directory.sichuan, directory.chongqing], mechanism_id=None,
         urgency=Urgency.urgent, subject="协查涉枪线索", submission_key="a" * 32)
-    notice_draft = notice_store.NoticeDraft(
+    notice_draft = NoticeDraft(
         kind=NoticeKind.warning, severity=Severity.critical, text="今晚至明晨有强降雨",
         audience={"all": True}, submission_key="b" * 32)
 
@@ -199,9 +200,9 @@ async def test_two_submissions_of_one_draft_at_once_store_it_once(
 
     async def notice(session: Any) -> list[str]:
         user = await session.get(User, admin.id)
-        created = await notice_store.create_notice(
+        created = await create_notice(
             session, notice_draft, actor=user, now=T0,
-            policy=notice_store.NoticePolicy(language="zh-Hans"))
+            policy=NoticePolicy(language="zh-Hans"))
         return [created.number]
 
     for work, count in ((request, 2), (notice, 1)):

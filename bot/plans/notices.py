@@ -14,7 +14,7 @@ marked late: a notice must not silently vanish.
 
 `StatusRefresher` is the delivery worker's on_sent hook: room messages delivered
 refresh their notice's status message (coalesced twice: here, and in
-storage.notices.refresh_status).
+services.notices.refresh_status).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.scheduler import Occurrence
 from core.enums import NoticeStatus
+from core.notices import NoticePolicy, notice_id_of_key
+from services import notices as service
 from storage import notices as store
 from storage.models import Notice, OutboxMessage
 
@@ -65,8 +67,8 @@ class NoticePlanner:
         self.svc = svc
 
     @property
-    def policy(self) -> store.NoticePolicy:
-        return store.NoticePolicy.from_settings(self.svc.settings)
+    def policy(self) -> NoticePolicy:
+        return NoticePolicy.from_settings(self.svc.settings)
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
@@ -85,11 +87,11 @@ class NoticePlanner:
             return  # withdrawn or changed since the job was placed
         step = occurrence.data["step"]
         if step == "send":
-            await store.send_notice(session, notice, now=now, policy=self.policy, late=late)
+            await service.send_notice(session, notice, now=now, policy=self.policy, late=late)
         elif step == "remind":
-            await store.remind_pending(session, notice, now=now, policy=self.policy, late=late)
+            await service.remind_pending(session, notice, now=now, policy=self.policy, late=late)
         elif step == "status":
-            await store.refresh_status(session, notice, now=now, policy=self.policy)
+            await service.refresh_status(session, notice, now=now, policy=self.policy)
 
     async def missed(self, session: AsyncSession, occurrence: Occurrence, now: datetime) -> None:
         await self.fire(session, occurrence, now, late=True)
@@ -104,7 +106,7 @@ class StatusRefresher:
     notice's status message should say so.
 
     The hook itself only marks the notice; one background task refreshes marked notices
-    (storage.notices.refresh_status, itself coalesced in the outbox), at most one round
+    (services.notices.refresh_status, itself coalesced in the outbox), at most one round
     every NOTICE_STATUS_EDIT_SECONDS. So a 1,000-room broadcast costs a
     refresh every few seconds, not one per room, and never slows the worker's recording.
     `settle()` waits until nothing is marked (tests and benchmarks).
@@ -120,7 +122,7 @@ class StatusRefresher:
     async def __call__(self, row: OutboxMessage) -> None:
         if row.kind != "notice":
             return
-        notice_id = store.notice_id_of_key(row.dedup_key)
+        notice_id = notice_id_of_key(row.dedup_key)
         if notice_id is None:
             return
         self.marked.add(notice_id)
@@ -128,7 +130,7 @@ class StatusRefresher:
             self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        policy = store.NoticePolicy.from_settings(self.svc.settings)
+        policy = NoticePolicy.from_settings(self.svc.settings)
         await asyncio.sleep(0)  # let the rest of this batch of deliveries mark theirs
         while self.marked:
             rest = self._last_round + policy.status_every_seconds - time.monotonic()
@@ -142,7 +144,7 @@ class StatusRefresher:
                     async with self.svc.db.session() as session:
                         notice = await store.get_notice(session, notice_id=notice_id)
                         if notice is not None:
-                            changed |= await store.refresh_status(
+                            changed |= await service.refresh_status(
                                 session, notice, now=self.svc.now(), policy=policy)
                     self.refreshes += 1
                 except Exception:

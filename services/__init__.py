@@ -1,0 +1,1 @@
+"""Units of work per feature: rules, queries, rendering and the outbox in one transaction."""
