@@ -71,6 +71,7 @@ from storage.access import audit, user_by_telegram_id
 from storage.db import AlreadySubmitted
 from storage.models import Mechanism, Unit
 from views import requests as render
+from views.request_reports import export_table
 
 COMMANDS = [
     CommandInfo("request", Role.officer, Where.anywhere, "requests.command"),
@@ -1187,7 +1188,7 @@ async def export_command(update: Update, context: Context, actor: Actor) -> None
     if not found:
         await reply(update, tr("requests.export.empty"))
         return
-    header, rows = reports.export_table(tr, found, tz, now)
+    header, rows = export_table(tr, found, tz, now)
     csv_bytes = await asyncio.to_thread(reports.to_csv, header, rows)
     xlsx_bytes = await asyncio.to_thread(reports.to_xlsx, header, rows,
                                          tr("requests.export.sheet"))

@@ -26,6 +26,7 @@ from core.requests import Period, RequestStats
 from i18n import LANGUAGES, Translator
 from storage.db import Database
 from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
+from views.request_reports import stats_figure
 
 REQUESTER, DUTY, COORDINATOR, OUTSIDER = 101, 201, 401, 501
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -192,7 +193,7 @@ def test_the_bundled_font_draws_chinese_and_a_fallback_font_would_not() -> None:
 def test_every_label_of_the_chart_is_drawn_with_real_glyphs(language: str) -> None:
     tr = Translator(language)
     with reports.chart_style():
-        figure = reports.stats_figure(tr, STATS, SHANGHAI)
+        figure = stats_figure(tr, STATS, SHANGHAI)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             png = reports.png(figure)
