@@ -3,7 +3,7 @@ the buttons on a request (接收 拒绝 转办 完成 撤回), /requests, /expor
 
 Each handler decides inside one unit of work and talks to Telegram only after it
 commits. Messages to anyone but the person acting (the duty room's card, the
-requester's notices) are outbox rows written by storage/requests.py in that same
+requester's notices) are outbox rows written by services/requests.py in that same
 unit of work. The guided flow and the reason/unit prompts after a button are
 persistent conversations: a restart of the bot in the middle loses nothing.
 """
@@ -40,6 +40,7 @@ from bot.services import Actor, Services, services
 from core import requests as rules
 from core.clock import time_zone
 from core.enums import Role, Urgency
+from core.request_checks import Draft, DraftProblem, Policy, Verdict
 from core.requests import Action, Filters, Period, Press, Scope
 from core.timeparse import DeadlineError, parse_deadline
 from handlers.common import (
@@ -66,6 +67,7 @@ from handlers.common import (
     submit_ending_flow,
 )
 from i18n import Translator
+from services import requests as service
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
 from storage.db import AlreadySubmitted
@@ -105,8 +107,8 @@ EXPORT_FILTER = filters.Regex(
 )
 
 
-def _policy(svc: Services) -> store.Policy:
-    return store.Policy.from_settings(svc.settings)
+def _policy(svc: Services) -> Policy:
+    return Policy.from_settings(svc.settings)
 
 
 def _zone_name(svc: Services, actor: Actor) -> str:
@@ -680,7 +682,7 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
     query = update.callback_query
     assert query is not None
     due = draft.get("reply_due")
-    request_draft = store.Draft(
+    request_draft = Draft(
         target_unit_ids=list(draft["targets"]), mechanism_id=draft.get("mechanism"),
         urgency=Urgency(draft["urgency"]), subject=draft["subject"],
         details=draft.get("details") or "", attachments=list(draft.get("attachments") or []),
@@ -688,18 +690,18 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
         submission_key=draft.get("id"),
     )
 
-    async def create(session: AsyncSession) -> tuple[store.Created, dict[int, str | None]]:
+    async def create(session: AsyncSession) -> tuple[service.Created, dict[int, str | None]]:
         user = await user_by_telegram_id(session, actor.telegram_id)
         assert user is not None
-        created = await store.create_requests(session, request_draft, actor=user,
-                                              now=svc.now(), policy=_policy(svc))
+        created = await service.create_requests(session, request_draft, actor=user,
+                                                now=svc.now(), policy=_policy(svc))
         return created, {r.to_unit_id: r.to_unit.duty_phone for r, _ in created.undelivered}
 
     try:
         created, phones = await submit_ending_flow(
             update, context, flow=FLOW, token=draft.get("token") or "", draft_key=DRAFT,
             work=create)
-    except store.DraftProblem as problem:
+    except DraftProblem as problem:
         await query.answer()
         return await _ask(update, context, actor, CONFIRM, [
             tr(f"requests.new.problem.{problem.code}", **problem.values)])
@@ -764,7 +766,7 @@ async def stale_flow_button(update: Update, context: Context) -> None:
 # =========================================================================== buttons
 
 
-def _stale_text(tr: Translator, outcome: store.Outcome, tz: Any) -> str:
+def _stale_text(tr: Translator, outcome: service.Outcome, tz: Any) -> str:
     request = outcome.request
     assert request is not None
     status = tr(f"requests.status.{request.status.value}")
@@ -774,10 +776,10 @@ def _stale_text(tr: Translator, outcome: store.Outcome, tz: Any) -> str:
     return tr("requests.act.stale", status=status)
 
 
-def _refusal_text(tr: Translator, outcome: store.Outcome, tz: Any) -> str:
-    if outcome.verdict is store.Verdict.not_found:
+def _refusal_text(tr: Translator, outcome: service.Outcome, tz: Any) -> str:
+    if outcome.verdict is Verdict.not_found:
         return tr("requests.act.not_found")
-    if outcome.verdict is store.Verdict.not_allowed:
+    if outcome.verdict is Verdict.not_allowed:
         return tr("requests.act.not_yours")
     return _stale_text(tr, outcome, tz)
 
@@ -795,13 +797,13 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
     async with svc.db.session() as session:
         user = await user_by_telegram_id(session, actor.telegram_id)
         assert user is not None
-        outcome = await store.check_press(session, press, actor=user)
-        if outcome.verdict is not store.Verdict.done:
+        outcome = await service.check_press(session, press, actor=user)
+        if outcome.verdict is not Verdict.done:
             await audit(session, "request.press_refused", actor=user,
                         chat_id=update.effective_chat.id if update.effective_chat else None,
                         subject_type="request", subject_id=press.request_id,
                         verdict=outcome.verdict.value, data=query.data)
-    if outcome.verdict is not store.Verdict.done:
+    if outcome.verdict is not Verdict.done:
         await query.answer(_refusal_text(tr, outcome, tz), show_alert=True)
         return await handled(END)
     if press.action is Action.accept:
@@ -925,16 +927,16 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
             user = await user_by_telegram_id(session, actor.telegram_id)
             assert user is not None
             unit = await session.get(Unit, unit_id) if unit_id is not None else None
-            outcome = await store.act_on_request(
+            outcome = await service.act_on_request(
                 session, press, actor=user, now=svc.now(), policy=_policy(svc), note=note,
                 transfer_to=unit, chat_id=chat.id if chat else None,
             )
     except StaleDataError:
         async with svc.db.session() as session:
             request = await store.load_request(session, request_id=press.request_id)
-        outcome = store.Outcome(store.Verdict.stale, request,
+        outcome = service.Outcome(Verdict.stale, request,
                                 render.last_change(request) if request else None)
-    if outcome.verdict is store.Verdict.invalid:
+    if outcome.verdict is Verdict.invalid:
         problem = outcome.problem or "note_empty"
         text = tr(f"requests.act.{problem}", length=len(rules.clean_block(note)),
                   limit=rules.NOTE_MAX)
@@ -949,7 +951,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
                                                                press.action.value)
     _close_pending(context, USED if answered else SUPERSEDED)
     context.user_data.pop(PENDING, None)
-    if outcome.verdict is not store.Verdict.done:
+    if outcome.verdict is not Verdict.done:
         text = _refusal_text(tr, outcome, tz)
         if query is not None:
             await query.answer(text, show_alert=True)
@@ -969,7 +971,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
         await query.answer(done)
         if not in_group(update):
             # The person acting pressed a copy in their own chat: bring it up to date.
-            payload = store.card_payload(tr, request, tz)
+            payload = render.card_payload(tr, request, tz)
             await _edit(update, payload["text"], _markup(payload))
     else:
         await reply(update, escape(done))

@@ -1,5 +1,6 @@
-"""Request queries on both databases: numbering, routing, state changes with their
-events, audit and outbox rows, concurrent presses, escalations, lists and statistics."""
+"""Request queries and units of work on both databases: numbering, routing, state
+changes with their events, audit and outbox rows, concurrent presses, escalations, lists
+and statistics."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from sqlalchemy import func, select
 
 from core import requests as rules
 from core.enums import RequestStatus, Urgency
+from core.request_checks import Draft, DraftProblem, Policy, Verdict
 from core.requests import Action, Filters, Period, Press, Scope
+from services import requests as service
 from storage import requests as store
 from storage.access import user_by_telegram_id
 from storage.db import Database
@@ -25,7 +28,7 @@ from storage.models import (
 )
 from tests.test_requests_support import SICHUAN_ROOM, T0, Directory, make_directory
 
-POLICY = store.Policy()
+POLICY = Policy()
 
 
 @pytest.fixture
@@ -40,9 +43,9 @@ async def create(
     async with db.session() as session:
         actor = await user_by_telegram_id(session, d.requester)
         assert actor is not None
-        created = await store.create_requests(
+        created = await service.create_requests(
             session,
-            store.Draft(target_unit_ids=list(targets or [d.sichuan]), mechanism_id=d.mechanism,
+            Draft(target_unit_ids=list(targets or [d.sichuan]), mechanism_id=d.mechanism,
                         urgency=urgency, subject=subject, **extra),  # type: ignore[arg-type]
             actor=actor, now=now, policy=POLICY,
         )
@@ -52,11 +55,11 @@ async def create(
 async def act(
     db: Database, telegram_id: int, action: Action, request: AssistanceRequest,
     version: int | None = None, now=T0 + timedelta(minutes=5), **extra: object,
-) -> store.Outcome:
+) -> service.Outcome:
     async with db.session() as session:
         actor = await user_by_telegram_id(session, telegram_id)
         assert actor is not None
-        return await store.act_on_request(
+        return await service.act_on_request(
             session, Press(action, request.id, version or request.version), actor=actor,
             now=now, policy=POLICY, **extra,  # type: ignore[arg-type]
         )
@@ -164,7 +167,7 @@ async def test_a_unit_without_a_duty_room_is_undelivered_and_its_liaisons_told(
 async def test_invalid_drafts_store_nothing(
     db: Database, directory: Directory, changes: dict[str, object], code: str
 ) -> None:
-    with pytest.raises(store.DraftProblem) as problem:
+    with pytest.raises(DraftProblem) as problem:
         await create(db, directory, **changes)  # type: ignore[arg-type]
     assert problem.value.code == code
     await _nothing_stored(db)
@@ -173,11 +176,11 @@ async def test_invalid_drafts_store_nothing(
 async def test_own_and_unknown_units_are_refused(db: Database, directory: Directory) -> None:
     for targets, code in (([directory.yunnan], "own_unit_target"), ([9999], "unknown_target"),
                           ([], "no_target")):
-        with pytest.raises(store.DraftProblem) as problem:
+        with pytest.raises(DraftProblem) as problem:
             async with db.session() as session:
                 actor = await user_by_telegram_id(session, directory.requester)
-                await store.create_requests(
-                    session, store.Draft(targets, directory.mechanism, Urgency.routine, "主题"),
+                await service.create_requests(
+                    session, Draft(targets, directory.mechanism, Urgency.routine, "主题"),
                     actor=actor, now=T0, policy=POLICY)  # type: ignore[arg-type]
         assert problem.value.code == code
     await _nothing_stored(db)
@@ -197,7 +200,7 @@ async def test_accept_records_event_audit_edits_the_card_and_tells_the_requester
 ) -> None:
     (request,) = await create(db, directory)
     outcome = await act(db, directory.duty, Action.accept, request)
-    assert outcome.verdict is store.Verdict.done
+    assert outcome.verdict is Verdict.done
     stored = await reload(db, request.number)
     assert stored.status is RequestStatus.accepted and stored.version == 2
     assert stored.acknowledged_at == T0 + timedelta(minutes=5)
@@ -225,10 +228,10 @@ async def test_a_stale_button_changes_nothing_and_says_who_was_first(
     (request,) = await create(db, directory)
     await act(db, directory.duty, Action.accept, request)
     again = await act(db, directory.duty2, Action.accept, request, version=1)
-    assert again.verdict is store.Verdict.stale
+    assert again.verdict is Verdict.stale
     assert again.first is not None and again.first.actor.full_name == "李静"
     decline = await act(db, directory.duty2, Action.decline, request, version=2, note="不属实")
-    assert decline.verdict is store.Verdict.stale  # not allowed once accepted
+    assert decline.verdict is Verdict.stale  # not allowed once accepted
     stored = await reload(db, request.number)
     assert stored.version == 2 and [e.action for e in stored.events][-1] == "accept"
 
@@ -239,26 +242,26 @@ async def test_only_the_target_unit_or_a_coordinator_may_act(
     (request,) = await create(db, directory)
     for outsider in (directory.outsider, directory.requester, directory.cq_liaison):
         outcome = await act(db, outsider, Action.accept, request)
-        assert outcome.verdict is store.Verdict.not_allowed
+        assert outcome.verdict is Verdict.not_allowed
     assert (await reload(db, request.number)).status is RequestStatus.open
     assert (await act(db, directory.coordinator, Action.accept, request)).verdict is \
-        store.Verdict.done
+        Verdict.done
     # The requesting side withdraws; the target side cannot.
     (other,) = await create(db, directory)
     assert (await act(db, directory.duty, Action.cancel, other, note="x")).verdict is \
-        store.Verdict.not_allowed
+        Verdict.not_allowed
     assert (await act(db, directory.requester, Action.cancel, other, note="已破案")).verdict \
-        is store.Verdict.done
+        is Verdict.done
 
 
 async def test_forged_buttons_find_nothing(db: Database, directory: Directory) -> None:
     (request,) = await create(db, directory)
     async with db.session() as session:
         actor = await user_by_telegram_id(session, directory.duty)
-        outcome = await store.act_on_request(
+        outcome = await service.act_on_request(
             session, Press(Action.accept, request.id + 100, 1), actor=actor, now=T0,
             policy=POLICY)  # type: ignore[arg-type]
-    assert outcome.verdict is store.Verdict.not_found
+    assert outcome.verdict is Verdict.not_found
     assert rules.parse_action_data(f"rq:acc:{request.id}:1") is not None
     for forged in ("rq:acc:1", "rq:xyz:1:1", "rq:acc:-1:1", "rq:acc:1:1:extra", "rq:acc:01:1",
                    "", None, "rq:acc:1:0"):
@@ -268,9 +271,9 @@ async def test_forged_buttons_find_nothing(db: Database, directory: Directory) -
 async def test_decline_and_complete_need_a_note(db: Database, directory: Directory) -> None:
     (request,) = await create(db, directory)
     empty = await act(db, directory.duty, Action.decline, request, note="  ")
-    assert (empty.verdict, empty.problem) == (store.Verdict.invalid, "note_empty")
+    assert (empty.verdict, empty.problem) == (Verdict.invalid, "note_empty")
     declined = await act(db, directory.duty, Action.decline, request, note="不属于本单位管辖")
-    assert declined.verdict is store.Verdict.done
+    assert declined.verdict is Verdict.done
     stored = await reload(db, request.number)
     assert stored.status is RequestStatus.declined and stored.acknowledged_at is not None
     rows = await outbox(db)
@@ -279,7 +282,7 @@ async def test_decline_and_complete_need_a_note(db: Database, directory: Directo
     (other,) = await create(db, directory)
     await act(db, directory.duty, Action.accept, other)
     done = await act(db, directory.duty2, Action.complete, other, version=2, note="已核实，见附件")
-    assert done.verdict is store.Verdict.done
+    assert done.verdict is Verdict.done
     stored = await reload(db, other.number)
     assert stored.status is RequestStatus.completed and stored.result == "已核实，见附件"
     assert stored.completed_at == T0 + timedelta(minutes=5)
@@ -293,10 +296,10 @@ async def test_transfer_creates_a_numbered_copy_routed_to_the_new_unit(
         chongqing = await session.get(Unit, directory.chongqing)
     same = await act(db, directory.duty, Action.transfer, request,
                      transfer_to=await _unit(db, directory.sichuan))
-    assert (same.verdict, same.problem) == (store.Verdict.invalid, "transfer_same_unit")
+    assert (same.verdict, same.problem) == (Verdict.invalid, "transfer_same_unit")
     outcome = await act(db, directory.duty, Action.transfer, request, transfer_to=chongqing,
                         note="属重庆管辖")
-    assert outcome.verdict is store.Verdict.done and outcome.new_request is not None
+    assert outcome.verdict is Verdict.done and outcome.new_request is not None
     original = await reload(db, request.number)
     copy = await reload(db, outcome.new_request.number)
     assert original.status is RequestStatus.transferred
@@ -327,8 +330,8 @@ async def test_two_presses_at_once_make_one_change(db: Database, directory: Dire
     )
     verdicts = sorted(o.verdict.value for o in outcomes)
     assert verdicts == ["done", "stale"]
-    loser = next(o for o in outcomes if o.verdict is store.Verdict.stale)
-    winner = next(o for o in outcomes if o.verdict is store.Verdict.done)
+    loser = next(o for o in outcomes if o.verdict is Verdict.stale)
+    winner = next(o for o in outcomes if o.verdict is Verdict.done)
     assert loser.first is not None and loser.first.actor_id == winner.request.events[-1].actor_id
     stored = await reload(db, request.number)
     assert [e.action for e in stored.events].count("accept") == 1 and stored.version == 2
@@ -358,9 +361,9 @@ async def test_escalations_only_while_unanswered(db: Database, directory: Direct
     due = T0 + timedelta(minutes=15)
     async with db.session() as session:
         loaded = await store.load_request(session, number=request.number)
-        assert await store.remind_room(session, loaded, now=due, policy=POLICY)
-        assert await store.alert_coordinators(session, loaded, now=due,
-                                              policy=POLICY)
+        assert await service.remind_room(session, loaded, now=due, policy=POLICY)
+        assert await service.alert_coordinators(session, loaded, now=due,
+                                                policy=POLICY)
     rows = await outbox(db)
     remind = rows[f"request:{request.number}:escalate:remind_room"]
     assert remind.chat_id == SICHUAN_ROOM and remind.reply_to_key == request.route_key
@@ -371,9 +374,9 @@ async def test_escalations_only_while_unanswered(db: Database, directory: Direct
     await act(db, directory.duty, Action.accept, request)
     async with db.session() as session:
         loaded = await store.load_request(session, number=request.number)
-        assert not await store.remind_room(session, loaded, now=due, policy=POLICY)
-        assert await store.flag_reply_overdue(session, loaded, now=T0 + timedelta(hours=3),
-                                              policy=POLICY)
+        assert not await service.remind_room(session, loaded, now=due, policy=POLICY)
+        assert await service.flag_reply_overdue(session, loaded, now=T0 + timedelta(hours=3),
+                                                policy=POLICY)
     rows = await outbox(db)
     assert rows[f"request:{request.number}:reply_overdue:room"].chat_id == SICHUAN_ROOM
     assert rows[f"request:{request.number}:reply_overdue:requester"].chat_id == \

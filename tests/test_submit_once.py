@@ -23,8 +23,9 @@ from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import MeetingKind, NoticeKind, Severity, Urgency
 from core.notices import NoticeDraft, NoticePolicy
+from core.request_checks import Draft, Policy
+from services import requests as request_service
 from services.notices import create_notice
-from storage import requests as request_store
 from storage.access import user_by_telegram_id
 from storage.db import AlreadySubmitted, Database, submit_once
 from storage.models import (
@@ -184,7 +185,7 @@ async def test_two_submissions_of_one_draft_at_once_store_it_once(
         requester, admin = [await user_by_telegram_id(session, telegram_id)
                             for telegram_id in (REQUESTER, ADMIN)]
     assert requester is not None and admin is not None
-    request_draft = request_store.Draft(
+    request_draft = Draft(
         target_unit_ids=[directory.sichuan, directory.chongqing], mechanism_id=None,
         urgency=Urgency.urgent, subject="协查涉枪线索", submission_key="a" * 32)
     notice_draft = NoticeDraft(
@@ -193,9 +194,9 @@ async def test_two_submissions_of_one_draft_at_once_store_it_once(
 
     async def request(session: Any) -> list[str]:
         user = await session.get(User, requester.id)
-        created = await request_store.create_requests(
+        created = await request_service.create_requests(
             session, request_draft, actor=user, now=T0,
-            policy=request_store.Policy(language="zh-Hans"))
+            policy=Policy(language="zh-Hans"))
         return [r.number for r in created.requests]
 
     async def notice(session: Any) -> list[str]:

@@ -1,18 +1,25 @@
 """Assistance requests as people read them: cards, status lines, history, list lines,
-statistics, urgency and period problems, in the reader's language (HTML)."""
+statistics, urgency and period problems, in the reader's language (HTML); and the
+messages (Bot API parameters) the duty rooms, liaisons, coordinators and requesters
+are sent, in their language and time zone."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from html import escape
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.clock import FIRST_DAY, LAST_DAY
+from sqlalchemy import inspect
+
+from core import requests as rules
+from core.clock import FIRST_DAY, LAST_DAY, time_zone
 from core.enums import RequestStatus, Urgency
-from core.requests import STATUS_ICONS, URGENCY_BADGES, PeriodProblem, RequestStats
+from core.request_checks import Policy
+from core.requests import STATUS_ICONS, URGENCY_BADGES, Action, PeriodProblem, RequestStats
 from i18n import Translator
-from storage.models import AssistanceRequest, RequestEvent, User
+from storage.models import AssistanceRequest, DutyRoom, RequestEvent, Unit, User
 
 
 def urgency_label(tr: Translator, urgency: Urgency) -> str:
@@ -181,3 +188,121 @@ def stats_text(tr: Translator, stats: RequestStats, tz: ZoneInfo, *, top: int = 
                 [(tr(f"requests.status.{s.value}"), n) for s, n in stats.by_status])),
         ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def room_zone(policy: Policy, room: DutyRoom | None, unit: Unit | None) -> ZoneInfo:
+    return time_zone((room.timezone if room else None) or (unit.timezone if unit else None),
+                     policy.timezone)
+
+
+def user_zone(policy: Policy, user: User | None) -> ZoneInfo:
+    """The time zone of the user's unit (when loaded), else the configured one."""
+    unit = user.unit if user is not None and "unit" not in inspect(user).unloaded else None
+    return time_zone(unit.timezone if unit else None, policy.timezone)
+
+
+def user_translator(policy: Policy, user: User | None) -> Translator:
+    return Translator((user.language if user else None) or policy.language)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def buttons(tr: Translator, request: AssistanceRequest, *, include_cancel: bool = False
+            ) -> dict[str, Any] | None:
+    """The inline keyboard of a request in its current state (None when final)."""
+    candidates = [*rules.TARGET_ACTIONS, Action.cancel] if include_cancel \
+        else list(rules.TARGET_ACTIONS)
+    actions = [a for a in candidates if rules.allowed(a, request.status)]
+    if not actions:
+        return None
+    keys = [{"text": tr(f"requests.button.{a.value}"),
+             "callback_data": rules.action_data(a, request.id, request.version)}
+            for a in actions]
+    return {"inline_keyboard": [keys[i:i + 2] for i in range(0, len(keys), 2)]}
+
+
+def card_payload(
+    tr: Translator, request: AssistanceRequest, tz: ZoneInfo, *, with_buttons: bool = True,
+    include_cancel: bool = False,
+) -> dict[str, Any]:
+    """The card as Bot API parameters; no keyboard once final (an edit without one
+    removes the old buttons)."""
+    payload: dict[str, Any] = {
+        "text": card(tr, request, tz),
+        "parse_mode": "HTML",
+        "link_preview_options": {"is_disabled": True},
+    }
+    markup = buttons(tr, request, include_cancel=include_cancel) if with_buttons else None
+    if markup:
+        payload["reply_markup"] = markup
+    return payload
+
+
+def message(text: str, markup: dict[str, Any] | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": text, "parse_mode": "HTML",
+                               "link_preview_options": {"is_disabled": True}}
+    if markup:
+        payload["reply_markup"] = markup
+    return payload
+
+
+def attachment_message(attachment: dict[str, Any], number: str) -> tuple[str, dict[str, Any]]:
+    """The Bot API method and parameters that send one attachment, captioned with the
+    request's number."""
+    method, field_name = ("sendPhoto", "photo") if attachment.get("type") == "photo" else \
+        ("sendDocument", "document")
+    return method, {field_name: attachment["file_id"], "caption": number}
+
+
+def no_room_text(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    """To a liaison of a unit without a duty room: the request, told privately."""
+    return tr("requests.notice.no_room_liaison", unit=escape(request.to_unit.name)) + \
+        "\n\n" + card(tr, request, tz)
+
+
+def changed_text(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    """To the requester: their request changed, and how it stands now."""
+    text = tr("requests.notice.changed", number=request.number,
+              subject=escape(request.subject), unit=escape(request.to_unit.name))
+    return text + "\n" + "\n".join(status_lines(tr, request, tz))
+
+
+def remind_room_text(tr: Translator, request: AssistanceRequest, now: datetime, *,
+                     late: bool = False) -> str:
+    """The acknowledgement deadline passed: the reminder."""
+    text = tr("requests.notice.remind_room", number=request.number,
+              urgency=urgency_label(tr, request.urgency), subject=escape(request.subject),
+              source=escape(request.from_unit.name),
+              elapsed=duration(tr, now - request.created_at))
+    if late:
+        text += "\n" + tr("requests.notice.late")
+    return text
+
+
+def alert_coordinators_text(tr: Translator, request: AssistanceRequest, tz: ZoneInfo,
+                            now: datetime, *, late: bool) -> str:
+    """Twice the deadline and no answer: the alert to a coordinator, with the card."""
+    text = tr("requests.notice.alert_coordinators", number=request.number,
+              unit=escape(request.to_unit.name), elapsed=duration(tr, now - request.created_at))
+    if late:
+        text += "\n" + tr("requests.notice.late")
+    return text + "\n\n" + card(tr, request, tz)
+
+
+def reply_overdue_room_text(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
+    assert request.reply_due_at is not None
+    return tr("requests.notice.reply_overdue_room", number=request.number,
+              subject=escape(request.subject), due=local_time(request.reply_due_at, tz),
+              source=escape(request.from_unit.name))
+
+
+def reply_overdue_requester_text(tr: Translator, request: AssistanceRequest,
+                                 tz: ZoneInfo) -> str:
+    assert request.reply_due_at is not None
+    return tr("requests.notice.reply_overdue_requester", number=request.number,
+              subject=escape(request.subject), due=local_time(request.reply_due_at, tz),
+              unit=escape(request.to_unit.name), status=status_label(tr, request.status))

@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.scheduler import Occurrence
 from core.enums import RequestStatus
+from core.request_checks import Policy
 from core.requests import ACTIVE_STATUSES
 from core.schedule import escalation_plan
+from services import requests as service
 from storage import requests as store
 from storage.models import AssistanceRequest
 
@@ -63,8 +65,8 @@ class RequestEscalations:
         self.svc = svc
 
     @property
-    def policy(self) -> store.Policy:
-        return store.Policy.from_settings(self.svc.settings)
+    def policy(self) -> Policy:
+        return Policy.from_settings(self.svc.settings)
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
@@ -87,12 +89,12 @@ class RequestEscalations:
             return
         step = occurrence.data["step"]
         if step == "remind_room":
-            await store.remind_room(session, request, now=now, policy=self.policy, late=late)
+            await service.remind_room(session, request, now=now, policy=self.policy, late=late)
         elif step == "alert_coordinators":
-            await store.alert_coordinators(session, request, now=now, policy=self.policy,
+            await service.alert_coordinators(session, request, now=now, policy=self.policy,
                                            late=late)
         elif step == REPLY_OVERDUE:
-            await store.flag_reply_overdue(session, request, now=now, policy=self.policy,
+            await service.flag_reply_overdue(session, request, now=now, policy=self.policy,
                                            late=late)
 
     async def missed(self, session: AsyncSession, occurrence: Occurrence, now: datetime) -> None:
