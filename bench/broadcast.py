@@ -49,13 +49,13 @@ from bench.reminders import fresh_database
 from bot.emulator import BotApiEmulator
 from bot.plans.notices import status_refresher
 from bot.services import system_now
-from bot.testing import BotHarness
 from core.enums import NoticeKind, OutboxState, Role, Severity
 from core.notices import NoticeDraft, NoticePolicy
 from services.notices import create_notice
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import DutyRoom, OutboxMessage, Unit, User
+from tools.testing import BotHarness
 
 GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot
 TARGET_CLEAN = 1.10

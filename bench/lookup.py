@@ -531,7 +531,7 @@ async def _measure_like(db: Database, mix: list[tuple[str, str]], repeat: int) -
 async def _bench_backend(
     backend: str, rows: int, clause_count: int, repeat: int, out: Callable[[str], None]
 ) -> dict[str, Any]:
-    from bot.testing_db import (
+    from tools.testing_db import (
         create_postgres_database,
         drop_postgres_database,
         postgres_available,

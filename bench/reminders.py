@@ -40,11 +40,11 @@ from sqlalchemy import func, select
 from bot.delivery import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from bot.services import system_now
-from bot.testing import BotHarness
 from core.enums import MeetingKind, OutboxState
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import DutyRoom, Meeting, MeetingParticipant, OutboxMessage, ScheduleMark, Unit
+from tools.testing import BotHarness
 
 TARGET_P99_S = 2.0
 OFFSET_MINUTES = 60
@@ -195,7 +195,7 @@ async def fresh_database(backend: str, workdir: Path) -> tuple[str, Any]:
         url = f"sqlite+aiosqlite:///{workdir / f'reminders-{time.time_ns()}.db'}"
         await upgrade(url)
         return url, None
-    from bot.testing_db import create_postgres_database, drop_postgres_database
+    from tools.testing_db import create_postgres_database, drop_postgres_database
 
     name = f"bench_reminders_{os.getpid()}_{time.time_ns() % 100000}"
     url = await create_postgres_database(name)

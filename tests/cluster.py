@@ -23,12 +23,12 @@ from aiohttp import ClientSession, web
 from sqlalchemy import func, select
 
 from bot.emulator import BotApiEmulator
-from bot.testing import TEST_TOKEN
 from core.enums import MeetingKind, NoticeKind, OutboxState, Role, Severity
 from core.notices import NoticeDraft, NoticePolicy
 from services.notices import create_notice
 from storage.db import Database
 from storage.models import DutyRoom, Meeting, MeetingParticipant, OutboxMessage, Unit, User, utcnow
+from tools.testing import TEST_TOKEN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-token_for-tests"

@@ -17,12 +17,12 @@ from typing import NoReturn
 import pytest
 
 from bot.emulator import BotApiEmulator
-from bot.testing import BotHarness
-from bot.testing_db import TestDatabases, postgres_available
 from core.clock import FakeClock
 from storage.db import Database
 from storage.models import Unit, Zone, ZoneMembership
 from tests.private_postgres import PG_BIN, PrivatePostgres
+from tools.testing import BotHarness
+from tools.testing_db import TestDatabases, postgres_available
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 

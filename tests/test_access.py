@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.testing import BotHarness
 from core.enums import Role
 from storage.access import user_by_telegram_id
 from storage.models import AuditEntry, DutyRoom, Invitation, User
+from tools.testing import BotHarness
 
 ADMIN_ID = 910000001
 OFFICER_ID = 910000050

@@ -15,13 +15,13 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, ContextTypes
 
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage import requests as request_store
 from storage.db import Database
 from tests import test_meetings as meetings
 from tests.test_requests_support import SICHUAN_ROOM, T0, add_people, make_directory
+from tools.testing import BotHarness, Sent
 
 REQUESTER, DUTY = 101, 201
 TOO_OLD = "query is too old"

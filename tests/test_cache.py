@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import delete, update
 
-from bot.testing import BotHarness
 from storage.access import audit, duty_room_by_chat
 from storage.cache import EpochCache, EpochWatch, bump_data_epoch, data_epoch
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Liaison, User, Zone
 from storage.schedules import roster_for_room, set_override
+from tools.testing import BotHarness
 
 ADMIN = 910000001
 OFFICER = 910000007  # 王雅琴, officer in 四川

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from bot.plans.chair import ChairPlanner
-from bot.testing import BotHarness
 from core.clock import FakeClock
 from core.enums import Role
 from storage.db import Database
@@ -27,6 +26,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
+from tools.testing import BotHarness
 
 ADMIN_ID = 910000001
 COORD_ID = 910000041

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 from bot.config import load_settings
 from bot.console import Console, ConsoleState, Person, run_console
 from bot.emulator import BotApiEmulator
-from bot.testing_db import TestDatabases
 from storage.dataio import import_file
 from storage.db import Database
+from tools.testing_db import TestDatabases
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = re.compile(r"\[[^\]\n]+ @ [^\]\n]+\] > ")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.testing import BotHarness
 from i18n import t
 from storage.db import Database, DatabaseUnavailable, is_unreachable
 from storage.migrate import upgrade
@@ -23,6 +22,7 @@ from storage.models import AssistanceRequest, AuditEntry, OutboxMessage
 from tests.cluster import eventually
 from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER
 from tests.private_postgres import PrivatePostgres
+from tools.testing import BotHarness
 
 LOOKUP = "/oncall 甘肃"
 GANSU_DUTY = "张伟"  # 甘肃's duty officer today in data/sample.yaml (SAMPLE_NOW)

@@ -45,7 +45,6 @@ from sqlalchemy.orm import selectinload
 
 from bot.emulator import BotApiEmulator
 from bot.emulator.faults import FaultKind
-from bot.testing import BotHarness
 from core.clock import FakeClock
 from core.enums import NoticeKind, OutboxState, RequestStatus, Severity, UnitLevel
 from core.notices import NoticeDraft, NoticePolicy, ack_data
@@ -67,6 +66,7 @@ from storage.models import (
 from tests.cluster import eventually
 from tests.conftest import BACKENDS
 from tests.private_postgres import PrivatePostgres
+from tools.testing import BotHarness
 
 STALL = 0.6  # seconds a "timeout" fault holds the answer (Telegram: about 5)
 READ_TIMEOUT = 0.3  # the worker gives up on a stalled call after this long

@@ -36,7 +36,6 @@ from sqlalchemy import select
 from bot.app import all_feature_commands
 from bot.config import LANGUAGES
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import NoticeKind, Severity
 from core.notices import NoticeDraft, NoticePolicy
@@ -59,6 +58,7 @@ from storage.models import (
     Unit,
     Zone,
 )
+from tools.testing import BotHarness, Sent
 
 # Sample data people: an administrator (甘肃), a coordinator (甘肃), 四川's duty officer and
 # an officer of 四川 who reads Traditional Chinese; and someone nobody registered.

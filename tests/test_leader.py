@@ -20,12 +20,12 @@ from bot.emulator import BotApiEmulator
 from bot.health import check_scheduler
 from bot.leader import APPLICATION_NAME
 from bot.scheduler import JOB_PREFIX, Occurrence, claim_occurrences
-from bot.testing import BotHarness
 from storage import lease
 from storage.db import Database
 from storage.lease import SCHEDULER, Fence, Fenced
 from storage.models import ScheduleMark
 from tests.cluster import FIRST_ROOM, eventually, reminders_sent, seed_reminder
+from tools.testing import BotHarness
 
 RETRY = 0.2
 LEASE = 1.0

@@ -17,11 +17,11 @@ import pytest
 from bot.config import load_settings
 from bot.emulator import BotApiEmulator
 from bot.logs import PHONE, REDACTED, RedactingFilter, setup_logging
-from bot.testing import TEST_TOKEN, BotHarness
 from core.normalize import normalize_phone
 from storage.dataio.yamlio import load_yaml
 from tests.cluster import SECRET, BotProcess, eventually, free_port, webhook_env
 from tests.conftest import SAMPLE_ADMIN
+from tools.testing import TEST_TOKEN, BotHarness
 
 ADMIN_ID = 910000001
 

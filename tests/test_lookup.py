@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.testing import BotHarness
 from storage.models import AuditEntry
+from tools.testing import BotHarness
 
 ADMIN = 910000001  # 周立新, administrator, zh-Hans
 OFFICER = 910000007  # 王雅琴, officer in 四川, zh-Hant

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from bot.plans.meetings import send_tally
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
 from storage.db import Database
@@ -28,6 +27,7 @@ from storage.models import (
     ZoneMembership,
 )
 from storage.schedules import create_meeting, get_meeting
+from tools.testing import BotHarness, Sent
 
 ADMIN_ID = 910000001
 COORD_ID = 910000011

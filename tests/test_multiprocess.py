@@ -25,7 +25,6 @@ from sqlalchemy import func, select, text
 from bot.breaker import THRESHOLD
 from bot.emulator import BotApiEmulator
 from bot.leader import CHANNEL
-from bot.testing import TEST_TOKEN
 from core.enums import OutboxState
 from storage import lease
 from storage.db import Database
@@ -46,6 +45,7 @@ from tests.cluster import (
     seed_reminder,
     webhook_env,
 )
+from tools.testing import TEST_TOKEN
 
 ROOMS = 500
 USERS = range(930000101, 930000107)

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.emulator import BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import NoticeKind, NoticeStatus, Severity
 from core.notices import TEXT_MAX, NoticeDraft, NoticePolicy
@@ -30,6 +29,7 @@ from tests.test_requests_support import (
     add_people,
     make_directory,
 )
+from tools.testing import BotHarness, Sent
 
 CHONGQING_ROOM = -1001000000301  # registered, but the bot is not in it: delivery fails
 COORDINATOR = 401  # English

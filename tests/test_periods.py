@@ -17,9 +17,9 @@ import pytest
 from telegram.ext import ConversationHandler
 
 from bot.config import LANGUAGES
-from bot.testing import BotHarness
 from core.requests import Period, PeriodProblem, parse_period
 from i18n import t
+from tools.testing import BotHarness
 
 ADMIN = 910000001  # 周立新, administrator, zh-Hans
 OFFICER = 910000007  # 王雅琴, officer of 四川, zh-Hant

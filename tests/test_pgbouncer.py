@@ -23,8 +23,6 @@ from sqlalchemy.engine import make_url
 
 from bot.emulator import BotApiEmulator
 from bot.scheduler import JOB_PREFIX
-from bot.testing import BotHarness
-from bot.testing_db import postgres_admin_url
 from tests.cluster import (
     FIRST_ROOM,
     all_sent,
@@ -37,6 +35,8 @@ from tests.cluster import (
 )
 from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER, unavailable
 from tests.test_leader import meeting_jobs as due_jobs
+from tools.testing import BotHarness
+from tools.testing_db import postgres_admin_url
 
 PGBOUNCER = shutil.which("pgbouncer") or next(
     (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if Path(p).exists()), None)

@@ -35,7 +35,6 @@ from bot.ratebudget import (
     local_slots,
     slot_taken,
 )
-from bot.testing import BotHarness
 from core.enums import NoticeKind, Role, Severity
 from core.notices import NoticeDraft, NoticePolicy
 from services.notices import create_notice
@@ -45,6 +44,7 @@ from storage.models import DutyRoom, Unit, User
 from storage.sendbudget import Booking
 from tests.cluster import eventually
 from tests.conftest import SAMPLE_NOW
+from tools.testing import BotHarness
 
 RATE = 100  # the emulator's overall limit and DELIVERY_RATE: a short test, the same logic
 ROOMS = 300

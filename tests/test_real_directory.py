@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.testing import BotHarness
 from tests.conftest import (
     HANT_ADMIN,
     HANT_COORDINATOR,
@@ -17,6 +16,7 @@ from tests.conftest import (
     HANT_OFFICER,
     SAMPLE_ADMIN,
 )
+from tools.testing import BotHarness
 
 # --------------------------------------------------------------------------- honest counts
 

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage import requests as store
@@ -24,6 +23,7 @@ from tests.test_requests_support import (
     add_people,
     make_directory,
 )
+from tools.testing import BotHarness, Sent
 
 REQUESTER, DUTY, DUTY2, CQ_LIAISON, COORDINATOR, OUTSIDER = 101, 201, 202, 301, 401, 501
 

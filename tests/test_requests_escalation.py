@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from storage import requests as store
 from storage.db import Database
@@ -23,6 +22,7 @@ from tests.test_requests_support import (
     add_people,
     make_directory,
 )
+from tools.testing import BotHarness, Sent
 
 REQUESTER, DUTY, CQ_LIAISON, COORDINATOR = 101, 201, 301, 401
 CHONGQING_ROOM = -1001000000301

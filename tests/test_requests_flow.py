@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.emulator import BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core import requests as rules
 from core.clock import FakeClock
 from core.enums import RequestStatus
@@ -24,6 +23,7 @@ from tests.test_requests_support import (
     add_people,
     make_directory,
 )
+from tools.testing import BotHarness, Sent
 
 
 @pytest.fixture

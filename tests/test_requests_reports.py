@@ -19,13 +19,13 @@ from PIL import Image
 
 from bot import reports
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.testing import BotHarness
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from core.requests import Period, RequestStats
 from i18n import LANGUAGES, Translator
 from storage.db import Database
 from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
+from tools.testing import BotHarness
 from views.request_reports import stats_figure
 
 REQUESTER, DUTY, COORDINATOR, OUTSIDER = 101, 201, 401, 501

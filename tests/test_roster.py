@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
-from bot.testing import BotHarness
 from core.clock import FakeClock
 from core.enums import (
     MeetingKind,
@@ -46,6 +45,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
+from tools.testing import BotHarness
 
 ADMIN_ID = 910000001
 COORD_ID = 910000031

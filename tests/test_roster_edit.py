@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from bot.testing import BotHarness, Sent
 from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
 from storage.models import (
     AuditEntry,
@@ -28,6 +27,7 @@ from tests.conftest import (
     SAMPLE_ADMIN,
     SAMPLE_STRANGER,
 )
+from tools.testing import BotHarness, Sent
 
 # data/sample.yaml: 甘肃's daily roster from 2 November 08:30 — 张伟, 马建军, 何文静, 冯海涛,
 # 杨帆, 马占林. At SAMPLE_NOW (Wednesday 25 November, 11:00) 马占林 is on duty; then

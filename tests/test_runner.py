@@ -17,11 +17,11 @@ from bot.config import Settings, load_settings
 from bot.emulator import BotApiEmulator
 from bot.health import check_telegram
 from bot.runner import StartRefused, make_services, serve
-from bot.testing import TEST_TOKEN
 from core.enums import OutboxState
 from storage import outbox
 from storage.models import OutboxMessage
 from tests.cluster import eventually, free_port
+from tools.testing import TEST_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 

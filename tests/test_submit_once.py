@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import delete, select
 
 from bot.emulator import ApiCall, BotApiEmulator
-from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import MeetingKind, NoticeKind, Severity, Urgency
 from core.notices import NoticeDraft, NoticePolicy
@@ -47,6 +46,7 @@ from tests.test_requests_support import (
     add_people,
     make_directory,
 )
+from tools.testing import BotHarness, Sent
 
 REQUESTER, ADMIN = 101, 901
 

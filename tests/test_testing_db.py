@@ -11,7 +11,11 @@ from sqlalchemy import Column, select
 from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
-from bot.testing_db import (
+from storage.dataio import import_file
+from storage.db import Database
+from storage.models import Base, Unit, UTCDateTime
+from tests.conftest import SAMPLE_NOW, unavailable
+from tools.testing_db import (
     TABLES,
     TestDatabases,
     create_postgres_database,
@@ -19,10 +23,6 @@ from bot.testing_db import (
     postgres_admin_url,
     postgres_available,
 )
-from storage.dataio import import_file
-from storage.db import Database
-from storage.models import Base, Unit, UTCDateTime
-from tests.conftest import SAMPLE_NOW, unavailable
 
 
 @pytest.mark.parametrize("given", [

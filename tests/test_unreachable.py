@@ -20,7 +20,6 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 from bot.breaker import THRESHOLD, CircuitBreaker, heard
 from bot.delivery import DeliveryWorker
 from bot.emulator import BotApiEmulator
-from bot.testing import TEST_TOKEN, BotHarness
 from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database
@@ -35,6 +34,7 @@ from tests.cluster import (
     rooms,
     rows_in_state,
 )
+from tools.testing import TEST_TOKEN, BotHarness
 
 ROOMS = 40
 GROUP = -1004000000001

@@ -19,12 +19,12 @@ from bot.app import build_application
 from bot.config import BotMode, Settings, load_settings
 from bot.emulator import BotApiEmulator
 from bot.runner import StartRefused, make_services, serve
-from bot.testing import MESSAGE_METHODS, TEST_TOKEN, Sent
 from bot.updates import OrderedUpdateProcessor
 from storage.db import Database
 from storage.models import HandledUpdate
 from tests.cluster import SECRET, RoundRobinProxy, eventually, free_port
 from tests.test_requests_support import PEOPLE, make_directory
+from tools.testing import MESSAGE_METHODS, TEST_TOKEN, Sent
 
 ADMIN_ID = 910000001
 USERS = range(930000001, 930000021)

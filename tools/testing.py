@@ -1,6 +1,6 @@
 """Drive the real Application against the Bot API emulator, update by update.
 
-Used by the tests and the benchmarks (not shipped in the wheel: see setup.py):
+Used by the tests and the benchmarks (not shipped in the wheel):
 `await bot.send(user, "/contact 四川")` feeds a real update through
 `Application.process_update` and returns the Bot API calls the bot made while handling it.
 """

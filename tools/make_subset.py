@@ -1,6 +1,6 @@
 """Rebuild LiaisonDeskCJK-Regular.otf from Noto Sans CJK SC Regular (not run at runtime).
 
-    .venv/bin/python bot/fonts/make_subset.py NotoSansCJKsc-Regular.otf \
+    .venv/bin/python tools/make_subset.py NotoSansCJKsc-Regular.otf \
         bot/fonts/LiaisonDeskCJK-Regular.otf
 
 Keeps the ideographs of GB2312 and Big5 (Simplified and Traditional unit names, labels in
