@@ -24,7 +24,7 @@ from sqlalchemy.orm import selectinload
 from bot.app import build_application, shutdown, startup
 from bot.config import Settings
 from bot.emulator import EMULATOR_TOKEN, ApiCall, BotApiEmulator
-from bot.emulator.server import utf16_len
+from bot.emulator.records import utf16_len
 from bot.runner import make_services
 from bot.updates import OrderedUpdateProcessor
 from handlers.common import TELEGRAM_TEXT_LIMIT

@@ -1,6 +1,8 @@
 """A local Telegram Bot API, checked against the Bot API 10.0 specification."""
 
-from bot.emulator.server import EMULATOR_TOKEN, ApiCall, BotApiEmulator, Faults
+from bot.emulator.faults import Faults
+from bot.emulator.records import EMULATOR_TOKEN, ApiCall
+from bot.emulator.server import BotApiEmulator
 from bot.emulator.spec import Spec, load_spec
 
 __all__ = ["EMULATOR_TOKEN", "ApiCall", "BotApiEmulator", "Faults", "Spec", "load_spec"]
