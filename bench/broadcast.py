@@ -5,7 +5,7 @@
 
 What runs is what production runs: `services.notices.create_notice` stores the notice and
 fans it out (one outbox row per room, plus the coordinator's status message) in one
-transaction, and the real delivery worker (bot/delivery.py, production rates) sends the
+transaction, and the real delivery worker (bot/delivery/, production rates) sends the
 rows through PTB's HTTP stack to the Bot API emulator in its own process, which enforces
 Telegram's limits (30 sends/s overall, 20/min per group, 1/s per private chat) and answers
 429 with retry_after when they are exceeded.
@@ -19,7 +19,7 @@ room's message reached the emulator, to the time the limits allow (rooms / 30 s)
    on data/sample.yaml, spread over the broadcast, through
    `Application.process_update`). Every lookup must be answered (no 429 reaching an
    officer), p99 of ask → answer at the emulator < 2 s, and the ratio still ≤ 1.10:
-   replies and outbox share the bot's one send budget (bot/ratebudget.py), replies first.
+   replies and outbox share the bot's one send budget (bot/ratebudget/), replies first.
 All check from the emulator's record that every room got its message exactly once.
 A stalled call is applied by the emulator after the stall even if the client gave up
 (as Telegram may do), so a room whose first accepted call was a stall may legitimately

@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.delivery import DeliveryWorker
+from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from bot.services import system_now
 from core.enums import MeetingKind, OutboxState

@@ -14,11 +14,12 @@ from bot.answers import AnsweringApplication, DeskBot
 from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
 from bot.commands import CommandInfo, menu, visible_commands
 from bot.config import BotMode, Settings
-from bot.delivery import DeliveryWorker
+from bot.delivery.worker import DeliveryWorker
 from bot.leader import Leader
 from bot.persistence import DatabasePersistence, SharedStateApplication
 from bot.plans import PLANNERS
-from bot.ratebudget import BudgetRateLimiter, budget_for
+from bot.ratebudget.budget import budget_for
+from bot.ratebudget.limiter import BudgetRateLimiter
 from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
 from bot.updates import OrderedUpdateProcessor
@@ -59,7 +60,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
     # Either way every button press is answered once (bot/answers.py).
     builder = ApplicationBuilder().application_class(
         SharedStateApplication if settings.bot_mode is BotMode.webhook else AnsweringApplication)
-    # One send budget for everything the bot sends, replies first (bot/ratebudget.py).
+    # One send budget for everything the bot sends, replies first (bot/ratebudget/).
     budget = budget_for(settings.delivery_rate, settings.database_url, token)
     bot = DeskBot(
         token,

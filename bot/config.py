@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # leader renews its lease and a follower tries to take an expired one; how long a
     # lease lasts unrenewed (a frozen leader is replaced within lease + retry seconds).
     # DELIVERY_RATE: the bot's messages a second, every process and every kind of
-    # message together (bot/ratebudget.py); the outbox's claimed rows are renewed every
+    # message together (bot/ratebudget/); the outbox's claimed rows are renewed every
     # third of DELIVERY_LEASE_SECONDS (a dead process's rows go out again within one lease).
     leader_retry_seconds: float = Field(default=5.0, gt=0, le=20)
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=120)

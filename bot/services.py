@@ -19,7 +19,7 @@ from storage.db import Database
 from storage.models import User
 
 if TYPE_CHECKING:
-    from bot.delivery import DeliveryWorker
+    from bot.delivery.worker import DeliveryWorker
     from bot.leader import Leader
     from bot.scheduler import Scheduler
     from bot.viewlog import ViewLog

@@ -15,8 +15,9 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, ChatMigrated
 from telegram.request import HTTPXRequest
 
-from bot.delivery import DeliveryWorker, SlidingWindow
+from bot.delivery.worker import DeliveryWorker
 from bot.emulator import ApiCall, BotApiEmulator
+from bot.ratebudget.window import SlidingWindow
 from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database, DatabaseUnavailable

@@ -1,4 +1,4 @@
-"""One send budget per bot (bot/ratebudget.py): officers are answered while a broadcast runs.
+"""One send budget per bot (bot/ratebudget/): officers are answered while a broadcast runs.
 
 Through the real Application against the emulator enforcing Telegram's overall limit
 (sends, edits and button answers): a notice to hundreds of duty rooms goes out while
@@ -22,19 +22,9 @@ from sqlalchemy import select
 from telegram.error import RetryAfter
 
 from bot.emulator import BotApiEmulator
-from bot.ratebudget import (
-    BOOKING_MAX,
-    MARGIN,
-    OUTBOX_HORIZON,
-    SLOT_GRACE,
-    BudgetRateLimiter,
-    Priority,
-    SendBudget,
-    SlotLedger,
-    budgeted,
-    local_slots,
-    slot_taken,
-)
+from bot.ratebudget.budget import BOOKING_MAX, OUTBOX_HORIZON, SLOT_GRACE, Priority, SendBudget
+from bot.ratebudget.ledger import MARGIN, SlotLedger, local_slots
+from bot.ratebudget.limiter import BudgetRateLimiter, budgeted, slot_taken
 from core.enums import NoticeKind, Role, Severity
 from core.notices import NoticeDraft, NoticePolicy
 from services.notices import create_notice

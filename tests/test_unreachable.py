@@ -18,7 +18,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from bot.breaker import THRESHOLD, CircuitBreaker, heard
-from bot.delivery import DeliveryWorker
+from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from core.enums import OutboxState
 from storage import outbox
