@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from telegram import BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats, Update
-from telegram.constants import ChatType
+from telegram import (
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    LinkPreviewOptions,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot.answers import AnsweringApplication, DeskBot
 from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
@@ -40,6 +45,11 @@ MENU_LANGUAGES = {None: DEFAULT_LANGUAGE, "en": "en"}
 BOT_API_CONNECTIONS = 8
 BOT_API_POOL_TIMEOUT = 10.0
 ERRORS_TOLD_KEY = "errors_told"  # in bot_data: updates whose failure the user was told
+# What the bot sends through PTB's methods is HTML, without link previews. Calls through
+# `do_api_request` (handlers.common.reply, the outbox's payloads) are sent as they are,
+# Defaults do not reach them: they carry the same two parameters themselves.
+DEFAULTS = Defaults(parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True))
 
 
 def file_url_for(base_url: str) -> str:
@@ -71,6 +81,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         request=AiohttpRequest(BOT_API_CONNECTIONS, pool_timeout=BOT_API_POOL_TIMEOUT),
         get_updates_request=AiohttpRequest(1),
         rate_limiter=BudgetRateLimiter(budget),
+        defaults=DEFAULTS,
     )
     application = (
         builder

@@ -19,7 +19,7 @@ from telegram import (
     Update,
     User,
 )
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ChatType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
 from telegram.ext.filters import MessageFilter
@@ -75,14 +75,14 @@ async def reply(
 
     Through `do_api_request`, PTB's HTTP stack all the same, but the Message Telegram
     sends back is not rebuilt into objects: no handler uses it, and for a page of
-    contact cards with its entities that was a tenth of a lookup's time. Returns the id
-    of the message sent."""
+    contact cards with its entities that was a tenth of a lookup's time. The Application's
+    Defaults (HTML, no link previews: bot/app.py) do not reach `do_api_request`, hence the
+    two parameters here. Returns the id of the message sent."""
     message = update.effective_message
     if message is None:
         return None
     params: dict[str, Any] = {"chat_id": message.chat_id, "text": text[:TELEGRAM_TEXT_LIMIT],
-                              "parse_mode": ParseMode.HTML,
-                              "link_preview_options": {"is_disabled": True}}
+                              "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
     if markup is not None:
         params["reply_markup"] = markup
     if message.is_topic_message and message.message_thread_id is not None:
@@ -95,17 +95,20 @@ async def reply(
 
 
 async def edit_query_message(update: Update, text: str,
-                             markup: InlineKeyboardMarkup | None = None) -> None:
-    """Edit the message whose button was pressed; pressing a button whose result is
-    already shown (a double tap) changes nothing and is not an error."""
+                             markup: InlineKeyboardMarkup | None = None, *,
+                             courtesy: bool = False) -> None:
+    """Edit the message whose button was pressed (HTML, no link previews: the
+    Application's Defaults); pressing a button whose result is already shown (a double
+    tap) changes nothing and is not an error. `courtesy`: the edit only refreshes what the
+    message shows, what the press did is done anyway, so a message Telegram no longer
+    lets the bot edit (deleted, say) is not an error either."""
     query = update.callback_query
     if query is None:
         return
     try:
-        await query.edit_message_text(text[:TELEGRAM_TEXT_LIMIT], parse_mode=ParseMode.HTML,
-                                      reply_markup=markup, disable_web_page_preview=True)
+        await query.edit_message_text(text[:TELEGRAM_TEXT_LIMIT], reply_markup=markup)
     except BadRequest as error:
-        if "not modified" not in str(error).lower():
+        if not courtesy and "not modified" not in str(error).lower():
             raise
 
 

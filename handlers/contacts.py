@@ -14,8 +14,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineQueryResultArticle, InputTextMessageContent, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -33,6 +31,7 @@ from handlers.common import (
     Context,
     Refusal,
     current_actor,
+    edit_query_message,
     escape,
     guarded,
     keyboard,
@@ -336,13 +335,7 @@ async def show(update: Update, text: str, markup: Any = None) -> None:
         await send_reply(update, text, markup)
         return
     await query.answer()
-    try:
-        await query.edit_message_text(text[:4096], parse_mode=ParseMode.HTML,
-                                      reply_markup=markup, disable_web_page_preview=True)
-    except BadRequest as error:
-        # Pressing a button that shows what is already there: nothing to change.
-        if "not modified" not in str(error).lower():
-            raise
+    await edit_query_message(update, text, markup)
 
 
 @guarded(Role.officer)
@@ -570,14 +563,12 @@ async def inline(update: Update, context: Context) -> None:
             id=f"l{lia.id}", title=f"{lia.name} · {tr.name(lia.unit.short_name)} {branch}".strip(),
             description=" / ".join(str(p) for p in lia.phones or []) or _role(tr, lia),
             input_message_content=InputTextMessageContent(
-                card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone),
-                parse_mode=ParseMode.HTML)))
+                card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone))))
     for hit in clauses.hits:
         results.append(InlineQueryResultArticle(
             id=f"c{hit.clause_id}", title=f"{hit.agreement_short_title} {hit.number}",
             description=hit.snippet,
-            input_message_content=InputTextMessageContent(clause_line(tr, hit),
-                                                          parse_mode=ParseMode.HTML)))
+            input_message_content=InputTextMessageContent(clause_line(tr, hit))))
     await inline_query.answer(results, cache_time=INLINE_CACHE_SECONDS, is_personal=True)
 
 

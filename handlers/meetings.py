@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import ForceReply, Update
-from telegram.constants import ParseMode
 from telegram.error import BadRequest
 from telegram.ext import (
     Application,
@@ -680,11 +679,11 @@ async def cancel_pressed(update: Update, context: Context, actor: Actor) -> None
         text = await _cancel_meeting(svc, actor, int(entry["subject"]),
                                      entry["extra"].get("reason"))
     except Refusal as refusal:
-        await query.edit_message_text(refusal.text, parse_mode=ParseMode.HTML)
+        await query.edit_message_text(refusal.text)
         return
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
-    await query.edit_message_text(text, parse_mode=ParseMode.HTML)
+    await query.edit_message_text(text)
 
 
 async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
@@ -1103,18 +1102,12 @@ async def record_rsvp(
 
 
 async def _edit_pressed(update: Update, context: Context, text: str, press: Press) -> None:
-    query = update.callback_query
     svc = services(context)
     tr = Translator(svc.settings.default_language)
     raw = plan.rsvp_keyboard(tr, press.meeting_id, press.context)
     rows = [[(b["text"], b["callback_data"]) for b in row] for row in raw["inline_keyboard"]]
-    markup = keyboard(rows)
-    try:
-        if query is not None and query.message is not None:
-            await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
-                                          disable_web_page_preview=True)
-    except BadRequest:  # unchanged, or too old to edit: the answer is recorded anyway
-        pass
+    # Unchanged, or no longer editable: the answer is recorded anyway.
+    await edit_query_message(update, text, keyboard(rows), courtesy=True)
 
 
 @guarded(Role.officer)
@@ -1198,9 +1191,7 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
         rows = [[(b["text"], b["callback_data"]) for b in row] for row in raw["inline_keyboard"]]
         with contextlib.suppress(BadRequest):
             await context.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
-                                                parse_mode=ParseMode.HTML,
-                                                reply_markup=keyboard(rows),
-                                                disable_web_page_preview=True)
+                                                reply_markup=keyboard(rows))
     return await handled(ConversationHandler.END)
 
 
@@ -1219,9 +1210,8 @@ async def tally_pressed(update: Update, context: Context, actor: Actor) -> None:
     zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
     await query.answer()
     markup = keyboard([[(tr("meetings.buttons.refresh"), f"{CB}:t:{meeting_id}")]])
-    with contextlib.suppress(BadRequest):
-        await query.edit_message_text(plan.tally_text(tr, meeting, rooms, zone_name, now=now),
-                                      parse_mode=ParseMode.HTML, reply_markup=markup)
+    await edit_query_message(update, plan.tally_text(tr, meeting, rooms, zone_name, now=now),
+                             markup, courtesy=True)
 
 
 # --------------------------------------------------------------------------- wiring

@@ -9,7 +9,6 @@ due on the old plan as skipped (in the same transaction).
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -19,8 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from telegram import Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from bot.commands import CommandInfo, Where
@@ -938,8 +935,7 @@ async def swap_pressed(update: Update, context: Context, actor: Actor) -> None:
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
     await query.answer(tr("roster.swap_done"))
-    with contextlib.suppress(BadRequest):
-        await query.edit_message_text(result, parse_mode=ParseMode.HTML)
+    await edit_query_message(update, result, courtesy=True)
 
 
 def confirm_overrides(
