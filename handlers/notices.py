@@ -10,7 +10,6 @@ are persistent conversations: a restart in the middle loses nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 import warnings
@@ -19,8 +18,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -62,6 +59,7 @@ from handlers.common import (
     confirmation_state,
     current_actor,
     dead_button,
+    edit_query_message,
     end_draft,
     escape,
     guarded,
@@ -130,15 +128,6 @@ def _text(update: Update) -> str:
 async def _stop(state: int) -> int:
     """Answer handled: no plain-text feature in a later group sees this update."""
     raise ApplicationHandlerStop(state)
-
-
-async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    query = update.callback_query
-    if query is None:
-        return
-    with contextlib.suppress(BadRequest):  # unchanged, or too old to edit
-        await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
-                                      disable_web_page_preview=True)
 
 
 def _cancel_button(tr: Translator, token: str | None) -> tuple[str, str]:
@@ -295,7 +284,8 @@ async def _closing(update: Update, choice: str) -> None:
     await query.answer()
     message = query.message
     base = message.text_html if isinstance(message, Message) and message.text else ""
-    await _edit(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}")
+    await edit_query_message(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}",
+                             courtesy=True)
 
 
 async def _expired(update: Update, tr: Translator) -> int:
@@ -491,7 +481,7 @@ async def audience_pressed(update: Update, context: Context, actor: Actor) -> in
         _toggle(audience, "zones" if match.group(1) == "z" else "units", found.id)
     await query.answer()
     text, markup = await _audience_prompt(svc, actor, draft)
-    await _edit(update, text, markup)
+    await edit_query_message(update, text, markup, courtesy=True)
     return await _stop(AUDIENCE)
 
 
@@ -643,7 +633,7 @@ async def quit_flow(update: Update, context: Context) -> int:
             close_confirmation(context, held.get("token") or "", CANCELLED)
     if update.callback_query is not None:
         await update.callback_query.answer()
-        await _edit(update, tr("notices.new.cancelled"))
+        await edit_query_message(update, tr("notices.new.cancelled"), courtesy=True)
     else:
         await reply(update, tr("notices.new.cancelled"))
     return await _stop(END)
@@ -801,7 +791,7 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
     if action == "p":
         await query.answer()
         text, markup = await _list_page(svc, actor, number)
-        await _edit(update, text, markup)
+        await edit_query_message(update, text, markup, courtesy=True)
     elif action == "v":
         await query.answer()
         await _show(update, context, actor, number)
@@ -817,7 +807,7 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
     elif action == "n":
         close_confirmation(context, token, CANCELLED)
         await query.answer()
-        await _edit(update, tr("notices.withdraw.kept"))
+        await edit_query_message(update, tr("notices.withdraw.kept"), courtesy=True)
     else:
         await _withdraw(update, context, actor, number, token)
 
@@ -844,7 +834,8 @@ async def _withdraw(update: Update, context: Context, actor: Actor, notice_id: i
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
     await query.answer()
-    await _edit(update, tr("notices.withdraw.done", number=number, rooms=edited))
+    await edit_query_message(update, tr("notices.withdraw.done", number=number, rooms=edited),
+                             courtesy=True)
 
 
 async def _export(update: Update, context: Context, actor: Actor, number: str | None, *,

@@ -11,7 +11,6 @@ persistent conversations: a restart of the bot in the middle loses nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 import warnings
@@ -21,8 +20,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 from telegram import ForceReply, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
-from telegram.error import BadRequest
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -53,6 +50,7 @@ from handlers.common import (
     current_actor,
     dead_button,
     draft_of,
+    edit_query_message,
     end_draft,
     escape,
     guarded,
@@ -119,15 +117,6 @@ def _zone_name(svc: Services, actor: Actor) -> str:
 
 def _zone(svc: Services, actor: Actor) -> Any:
     return time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
-
-
-async def _edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    query = update.callback_query
-    if query is None:
-        return
-    with contextlib.suppress(BadRequest):  # unchanged, or too old to edit
-        await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
-                                      disable_web_page_preview=True)
 
 
 # =========================================================================== new request
@@ -298,7 +287,8 @@ async def _closing(update: Update, tr: Translator, choice: str) -> None:
     await query.answer()
     message = query.message
     base = message.text_html if isinstance(message, Message) and message.text else ""
-    await _edit(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}")
+    await edit_query_message(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}",
+                             courtesy=True)
 
 
 # --------------------------------------------------------------------------- /request
@@ -473,7 +463,7 @@ async def target_pressed(update: Update, context: Context, actor: Actor) -> int:
     notes = _toggle_target(tr, actor, draft, unit)
     await query.answer(notes[0] if notes else None, show_alert=bool(notes))
     text, markup = await _target_prompt(svc, actor, draft)
-    await _edit(update, text, markup)
+    await edit_query_message(update, text, markup, courtesy=True)
     return await handled(TARGET)
 
 
@@ -714,8 +704,10 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
     svc.wake_delivery()
     await svc.rescheduled("requests")
     await query.answer()
-    await _edit(update, (query.message.text_html if isinstance(query.message, Message)
-                         and query.message.text else "") + "\n\n▶ " + tr("requests.button.submit"))
+    shown = query.message.text_html if isinstance(query.message, Message) \
+        and query.message.text else ""
+    await edit_query_message(update, shown + "\n\n▶ " + tr("requests.button.submit"),
+                             courtesy=True)
     lines = [tr("requests.new.created")]
     lines += [tr("requests.new.created_line", number=f"<code>{r.number}</code>",
                  unit=escape(r.to_unit.name)) for r in created.requests]
@@ -743,7 +735,7 @@ async def quit_flow(update: Update, context: Context) -> int:
     context.user_data.pop(DRAFT, None)
     if update.callback_query is not None:
         await update.callback_query.answer()
-        await _edit(update, actor_tr("requests.new.cancelled"))
+        await edit_query_message(update, actor_tr("requests.new.cancelled"), courtesy=True)
     else:
         await reply(update, actor_tr("requests.new.cancelled"))
     return await handled(END)
@@ -817,7 +809,6 @@ async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
     assert message is not None
     prompt = await message.reply_text(
         tr(f"requests.act.{key}", who=mention, number=request.number, limit=rules.NOTE_MAX),
-        parse_mode=ParseMode.HTML,
         reply_markup=ForceReply(selective=True),
         do_quote=False,
     )
@@ -972,7 +963,7 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
         if not in_group(update):
             # The person acting pressed a copy in their own chat: bring it up to date.
             payload = render.card_payload(tr, request, tz)
-            await _edit(update, payload["text"], _markup(payload))
+            await edit_query_message(update, payload["text"], _markup(payload), courtesy=True)
     else:
         await reply(update, escape(done))
     return await handled(END)
@@ -1005,7 +996,7 @@ async def drop_action(update: Update, context: Context) -> int:
     context.user_data.pop(PENDING, None)
     if update.callback_query is not None:
         await update.callback_query.answer()
-        await _edit(update, tr("requests.act.dropped"))
+        await edit_query_message(update, tr("requests.act.dropped"), courtesy=True)
     else:
         await reply(update, tr("requests.act.dropped"))
     return await handled(END)
@@ -1156,7 +1147,7 @@ async def list_paged(update: Update, context: Context, actor: Actor) -> None:
         return
     await query.answer()
     text, markup = await _list_page(svc, actor, listing, int(match.group(1)))
-    await _edit(update, text, markup)
+    await edit_query_message(update, text, markup, courtesy=True)
 
 
 # =========================================================================== export, stats
@@ -1231,8 +1222,7 @@ async def stats_command(update: Update, context: Context, actor: Actor) -> None:
     png = await asyncio.to_thread(reports.stats_chart, tr, stats, tz)
     message = update.effective_message
     assert message is not None
-    await message.reply_photo(photo=png, caption=text.split("\n", 1)[0],
-                              parse_mode=ParseMode.HTML)
+    await message.reply_photo(photo=png, caption=text.split("\n", 1)[0])
     await reply(update, text)
 
 

@@ -1,7 +1,7 @@
 """The outbox: Bot API calls to make, written in the transaction of the change causing them.
 
 Producers call `enqueue` / `enqueue_edit` inside their own unit of work and wake the
-delivery worker after the commit. The worker (bot/delivery.py) claims due rows in a
+delivery worker after the commit. The worker (bot/delivery/) claims due rows in a
 short transaction, sends outside any transaction, and records the outcome in another.
 
 Claiming (`claim_batch`):

@@ -12,7 +12,7 @@ the side of sending less.
 
 A booking may carry a horizon: granted only while the pointer is at most that far
 ahead, so the outbox books just ahead of time and a reply booked behind it waits
-little (bot/ratebudget.py). Refused, it says how long until the pointer is back
+little (bot/ratebudget/). Refused, it says how long until the pointer is back
 within the horizon.
 """
 

@@ -179,9 +179,12 @@ class TestDatabases:
 
     async def postgres(self) -> str:
         if self.postgres_url is None:
-            self.postgres_url = await create_postgres_database(self.postgres_name)
-            await _commit_without_waiting(self.postgres_url, self.postgres_name)
-            await upgrade(self.postgres_url)
+            # Kept only once migrated: a migration cut short (the server out of
+            # connections, say) is done again for the next test, not reused half-built.
+            url = await create_postgres_database(self.postgres_name)
+            await _commit_without_waiting(url, self.postgres_name)
+            await upgrade(url)
+            self.postgres_url = url
         else:
             await empty_postgres(self.postgres_url)
         return self.postgres_url

@@ -7,7 +7,7 @@ Create Date: 2026-12-07 09:00:00
 Telegram allows a bot about 30 messages a second in all; with several processes each
 used to send at DELIVERY_RATE of its own, and the outbox took all of it, so replies
 to officers got 429 during a broadcast. Processes now book send start times from one
-row per bot (storage/sendbudget.py, bot/ratebudget.py). A new table only.
+row per bot (storage/sendbudget.py, bot/ratebudget/). A new table only.
 """
 
 from collections.abc import Sequence
