@@ -31,6 +31,7 @@ from core.enums import Role, role_permits
 from i18n import language_from_telegram
 from storage.access import duty_room_by_chat
 from storage.db import submit_once
+from views import HTML
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
@@ -82,7 +83,7 @@ async def reply(
     if message is None:
         return None
     params: dict[str, Any] = {"chat_id": message.chat_id, "text": text[:TELEGRAM_TEXT_LIMIT],
-                              "parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
+                              **HTML}
     if markup is not None:
         params["reply_markup"] = markup
     if message.is_topic_message and message.message_thread_id is not None:

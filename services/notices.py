@@ -29,6 +29,7 @@ from storage.access import audit
 from storage.db import AlreadySubmitted
 from storage.models import DutyRoom, Notice, NoticeDelivery, User
 from storage.outbox import enqueue, enqueue_edit, enqueue_many
+from views import html_message
 from views import notices as view
 
 
@@ -108,7 +109,7 @@ async def send_notice(
         # First, so the coordinator sees it before the broadcast's rows (FIFO outbox).
         await enqueue(session, chat_id=notice.status_chat_id, kind="notice_status",
                       dedup_key=rules.status_key(notice.id), now=now,
-                      payload=view.message(await render_status(session, notice, now=now,
+                      payload=html_message(await render_status(session, notice, now=now,
                                                                policy=policy)))
     rows: list[dict[str, Any]] = []
     for room in fresh:
@@ -173,7 +174,7 @@ async def refresh_status(session: AsyncSession, notice: Notice, *, now: datetime
     if notice.status_chat_id is None or notice.sent_at is None:
         return False
     key = rules.status_key(notice.id)
-    payload = view.message(await render_status(session, notice, now=now, policy=policy))
+    payload = html_message(await render_status(session, notice, now=now, policy=policy))
     if await store.replace_waiting_status(session, key, payload):
         return True
     last = await store.last_status_message(session, key)
@@ -283,7 +284,7 @@ async def remind_pending(session: AsyncSession, notice: Notice, *, now: datetime
     rows = [{"chat_id": s.room.chat_id, "kind": "notice_reminder",
              "dedup_key": f"{s.delivery.message_key}:remind",
              "reply_to_key": s.delivery.message_key,
-             "payload": view.message(tr("notices.room.reminder", number=notice.number,
+             "payload": html_message(tr("notices.room.reminder", number=notice.number,
                                         minutes=policy.remind_minutes) +
                                      (tr("notices.room.late") if late else ""),
                                      view.ack_markup(tr, notice, s.room.id))}
@@ -297,7 +298,7 @@ async def remind_pending(session: AsyncSession, notice: Notice, *, now: datetime
         creator = await store.creator(session, notice)
         ctr = Translator((creator.language if creator else None) or policy.language)
         await enqueue(session, chat_id=notice.status_chat_id, kind="notice_reminded",
-                      dedup_key=f"notice:{notice.id}:reminded", now=now, payload=view.message(
+                      dedup_key=f"notice:{notice.id}:reminded", now=now, payload=html_message(
                           ctr("notices.status.reminded_told", number=notice.number,
                               count=len(names), rooms=escape(view.name_list(ctr, names)))))
     for state in states:

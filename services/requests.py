@@ -36,6 +36,7 @@ from storage.access import audit
 from storage.db import AlreadySubmitted
 from storage.models import AssistanceRequest, DutyRoom, Liaison, RequestEvent, Unit, User
 from storage.outbox import enqueue, enqueue_edit, get_message
+from views import html_message
 from views import requests as render
 
 
@@ -134,7 +135,7 @@ async def route(
         tr, tz = await _liaison_reading(session, liaison, request, policy)
         key = _key(request, "liaison", liaison.id)
         await enqueue(session, chat_id=liaison.telegram_user_id, kind="request", dedup_key=key,
-                      payload=render.message(render.no_room_text(tr, request, tz),
+                      payload=html_message(render.no_room_text(tr, request, tz),
                                              render.buttons(tr, request)), now=now)
         await _attachments(session, request, liaison.telegram_user_id, key, now)  # type: ignore[arg-type]
     store.add_event(request, "undelivered", actor=None, now=now,
@@ -327,7 +328,7 @@ async def notify_change(
         tr, tz = render.user_translator(policy, requester), render.user_zone(policy, requester)
         await enqueue(session, chat_id=requester.telegram_id, kind="request_state",
                       dedup_key=_key(request, "state", f"v{version}", "requester"),
-                      payload=render.message(render.changed_text(tr, request, tz)), now=now)
+                      payload=html_message(render.changed_text(tr, request, tz)), now=now)
     return told
 
 
@@ -352,7 +353,7 @@ async def remind_room(
         await enqueue(session, chat_id=room.chat_id, kind="request_escalation",
                       dedup_key=_key(request, "escalate", "remind_room"),
                       reply_to_key=request.route_key, now=now,
-                      payload=render.message(render.remind_room_text(tr, request, now,
+                      payload=html_message(render.remind_room_text(tr, request, now,
                                                                      late=late),
                                              render.buttons(tr, request)))
         store.add_event(request, "reminded", actor=None, now=now)
@@ -365,7 +366,7 @@ async def remind_room(
             await enqueue(session, chat_id=liaison.telegram_user_id,  # type: ignore[arg-type]
                           kind="request_escalation", now=now,
                           dedup_key=_key(request, "escalate", "remind_liaison", liaison.id),
-                          payload=render.message(render.remind_room_text(reader_tr, request, now),
+                          payload=html_message(render.remind_room_text(reader_tr, request, now),
                                                  render.buttons(reader_tr, request)))
         store.add_event(request, "reminded_liaisons", actor=None, now=now,
                         note=", ".join(liaison.name for liaison in liaisons) or None)
@@ -387,7 +388,7 @@ async def alert_coordinators(
         text = render.alert_coordinators_text(tr, request, tz, now, late=late)
         await enqueue(session, chat_id=coordinator.telegram_id, kind="request_escalation",
                       dedup_key=_key(request, "escalate", "coordinators", f"u{coordinator.id}"),
-                      payload=render.message(text, render.buttons(tr, request)), now=now)
+                      payload=html_message(text, render.buttons(tr, request)), now=now)
     store.add_event(request, "escalated", actor=None, now=now,
                     note=", ".join(render.person(c) for c in coordinators) or None)
     await audit(session, "request.alert_coordinators", subject_type="request",
@@ -409,13 +410,13 @@ async def flag_reply_overdue(
         await enqueue(session, chat_id=room.chat_id, kind="request_escalation",
                       dedup_key=_key(request, "reply_overdue", "room"),
                       reply_to_key=request.route_key, now=now,
-                      payload=render.message(render.reply_overdue_room_text(tr, request, tz)))
+                      payload=html_message(render.reply_overdue_room_text(tr, request, tz)))
     requester = request.created_by
     if requester is not None:
         tr, tz = render.user_translator(policy, requester), render.user_zone(policy, requester)
         await enqueue(session, chat_id=requester.telegram_id, kind="request_escalation",
                       dedup_key=_key(request, "reply_overdue", "requester"),
-                      payload=render.message(render.reply_overdue_requester_text(tr, request,
+                      payload=html_message(render.reply_overdue_requester_text(tr, request,
                                                                                  tz)), now=now)
     store.add_event(request, "reply_overdue", actor=None, now=now)
     await audit(session, "request.reply_overdue", subject_type="request",

@@ -15,6 +15,7 @@ from core.enums import NoticeKind, NoticeStatus, OutboxState, Severity
 from core.notices import NoticePolicy, Tally, ack_data, went_late
 from i18n import Translator
 from storage.models import DutyRoom, Notice, NoticeDelivery, Unit, User
+from views import HTML
 from views import requests as render
 
 SEVERITY_ICONS = {Severity.info: "🔵", Severity.important: "🟠", Severity.critical: "🔴"}
@@ -60,15 +61,6 @@ def first_line(text: str) -> str:
 
 def _who(user: User | None) -> str:
     return escape(render.person(user))
-
-
-def message(text: str, markup: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Bot API parameters of an HTML message without link previews."""
-    payload: dict[str, Any] = {"text": text, "parse_mode": "HTML",
-                               "link_preview_options": {"is_disabled": True}}
-    if markup:
-        payload["reply_markup"] = markup
-    return payload
 
 
 def name_list(tr: Translator, items: list[str], total: int | None = None) -> str:
@@ -124,7 +116,7 @@ def room_payload(tr: Translator, notice: Notice, room: DutyRoom,
                     policy.timezone)
     payload: dict[str, Any] = {
         "text": room_text(tr, notice, delivery, acknowledger, tz),
-        "parse_mode": "HTML", "link_preview_options": {"is_disabled": True},
+        **HTML,
     }
     acked_now = delivery is not None and delivery.acknowledged_at is not None and (
         delivery.acknowledged_revision or 1) >= notice.revision

@@ -20,6 +20,7 @@ from core.request_checks import Policy
 from core.requests import STATUS_ICONS, URGENCY_BADGES, Action, PeriodProblem, RequestStats
 from i18n import Translator
 from storage.models import AssistanceRequest, DutyRoom, RequestEvent, Unit, User
+from views import HTML
 
 
 def urgency_label(tr: Translator, urgency: Urgency) -> str:
@@ -233,18 +234,9 @@ def card_payload(
     removes the old buttons)."""
     payload: dict[str, Any] = {
         "text": card(tr, request, tz),
-        "parse_mode": "HTML",
-        "link_preview_options": {"is_disabled": True},
+        **HTML,
     }
     markup = buttons(tr, request, include_cancel=include_cancel) if with_buttons else None
-    if markup:
-        payload["reply_markup"] = markup
-    return payload
-
-
-def message(text: str, markup: dict[str, Any] | None = None) -> dict[str, Any]:
-    payload: dict[str, Any] = {"text": text, "parse_mode": "HTML",
-                               "link_preview_options": {"is_disabled": True}}
     if markup:
         payload["reply_markup"] = markup
     return payload

@@ -28,13 +28,13 @@ from storage import outbox
 from storage.access import audit
 from storage.models import ChairRotation, Unit
 from storage.schedules import chair_rotation_for_zone, chair_rotations, rooms_for_units
+from views import HTML
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 NAME = "chair"
 MAX_OFFSET = timedelta(days=8)
-HTML = {"parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
 
 
 def spec_of(rotation: ChairRotation, timezone: str) -> ChairSpec:

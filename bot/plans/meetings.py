@@ -28,6 +28,7 @@ from storage import outbox
 from storage.access import audit
 from storage.models import DutyRoom, Meeting, Unit, User
 from storage.schedules import get_meeting, meetings_starting_between, rooms_for_units
+from views import HTML
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -38,7 +39,6 @@ MAX_OFFSET = timedelta(days=30)
 CALLBACK = "mtg"
 RSVP_CODES = {"a": Rsvp.attend, "d": Rsvp.decline, "g": Rsvp.delegate}
 RSVP_MARKS = {Rsvp.pending: "⏳", Rsvp.attend: "✅", Rsvp.decline: "❌", Rsvp.delegate: "👤"}
-HTML = {"parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
 
 
 def reminder_key(meeting_id: int, offset: int, starts_at: datetime) -> str:

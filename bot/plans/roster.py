@@ -43,6 +43,7 @@ from storage.schedules import (
     overrides_between,
     unacknowledged_notices,
 )
+from views import HTML
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 NAME = "roster"
 PREFERENCE = "shift_reminders"
 MAX_SHIFT_OFFSET = timedelta(days=7)
-HTML = {"parse_mode": "HTML", "link_preview_options": {"is_disabled": True}}
 SUBJECT_LIMIT = 40
 BRIEF_ITEMS = 8
 
