@@ -29,9 +29,10 @@ from bot.services import Actor, Services, services
 from core.clock import in_calendar, time_zone, valid_zone
 from core.enums import Role, RosterChangeStatus, ShiftPattern, SwapStatus
 from core.meetings import parse_offset
-from core.normalize import closest_names, normalize
+from core.normalize import normalize
 from core.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
 from core.timeparse import next_date
+from core.vocabulary import closest_names
 from handlers.common import (
     Context,
     Refusal,

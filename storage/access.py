@@ -15,7 +15,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from core.enums import Role
 from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
-from storage.search import load_vocabulary
+from storage.search.vocabulary import load_vocabulary
 
 INVITATION_ALPHABET_BYTES = 12
 

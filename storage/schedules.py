@@ -52,7 +52,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
-from storage.search import load_vocabulary
+from storage.search.vocabulary import load_vocabulary
 
 OPEN_REQUEST_STATES = (RequestStatus.open, RequestStatus.accepted)
 

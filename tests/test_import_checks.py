@@ -32,7 +32,7 @@ from storage.dataio import (
 from storage.dataio.yamlio import MAX_DEPTH
 from storage.db import Database
 from storage.models import ChairRotation, DutyRoom, Liaison, Meeting, Roster, Unit
-from storage.search import search_liaisons
+from storage.search.liaisons import search_liaisons
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.yaml"

@@ -50,7 +50,7 @@ from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, check_shape
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
 from storage.db import Database
 from storage.models import AuditEntry
-from storage.search import refresh_search_index
+from storage.search.index import refresh_search_index
 
 __all__ = [
     "DEFAULT_ZONE",

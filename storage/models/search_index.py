@@ -13,7 +13,7 @@ from storage.models.base import Base
 
 class SearchTokens(TypeDecorator[list[str]]):
     """Search tokens: `text[]` on PostgreSQL (GIN-indexed, `@>`), space-separated text
-    on SQLite (indexed by an FTS5 table over the row; see storage/search.py)."""
+    on SQLite (indexed by an FTS5 table over the row; see storage/search/index.py)."""
 
     impl = Text
     cache_ok = True
@@ -37,7 +37,7 @@ class SearchTokens(TypeDecorator[list[str]]):
 
 
 class LiaisonSearchRow(Base):
-    """One searchable active liaison, written by `storage.search.refresh_search_index`.
+    """One searchable active liaison, written by `storage.search.index.refresh_search_index`.
 
     `rowkey` = role rank << 32 | liaison id, so index order is rank order (primary
     before backup) and the first page needs no sort.
