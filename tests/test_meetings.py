@@ -17,6 +17,7 @@ from bot.testing import BotHarness, Sent
 from core.clock import FakeClock
 from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
 from storage.db import Database
+from storage.meetings import create_meeting, get_meeting
 from storage.models import (
     AuditEntry,
     DutyRoom,
@@ -27,7 +28,6 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
-from storage.schedules import create_meeting, get_meeting
 
 ADMIN_ID = 910000001
 COORD_ID = 910000011

@@ -105,7 +105,7 @@ class RosterChange(Base):
         str_enum(RosterChangeStatus), default=RosterChangeStatus.pending)
     # What to apply: pattern, shift_starts, anchor_date, timezone, officers (as parsed).
     change: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # The roster as it was previewed (storage.schedules.roster_fingerprint).
+    # The roster as it was previewed (storage.roster.roster_fingerprint).
     basis: Mapped[str] = mapped_column(String(64))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
