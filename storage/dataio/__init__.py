@@ -34,11 +34,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.dataio.apply import COUNTED, SectionCounts, apply_plan, existing_from, load_state
+from storage.dataio.apply import COUNTED, SectionCounts, apply_plan
 from storage.dataio.export import export_document
 from storage.dataio.problems import Positions, Problem, Problems, with_lines
 from storage.dataio.resolve import Existing, Plan, resolve
 from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, check_shape
+from storage.dataio.state import existing_from, load_state
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
 from storage.db import Database
 from storage.models import AuditEntry
