@@ -48,7 +48,9 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
-from storage.search import refresh_search_index, search_clauses, search_liaisons
+from storage.search.clauses import search_clauses
+from storage.search.index import refresh_search_index
+from storage.search.liaisons import search_liaisons
 
 TARGET_P99_MS = 5.0
 SEED = 20241123

@@ -45,7 +45,7 @@ from typing import Any
 from bench.lookup import PROVINCES, _load
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.search import refresh_search_index
+from storage.search.index import refresh_search_index
 
 TOKEN = "7000000002:AAF-bench-throughput-token-0123456789"
 USER = 8000001

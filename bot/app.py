@@ -35,7 +35,7 @@ from handlers.common import COMMANDS_KEY, last_known_language
 from i18n import DEFAULT_LANGUAGE, Translator, t
 from storage.access import ensure_administrators
 from storage.db import Database, is_unreachable
-from storage.search import ensure_search_index
+from storage.search.index import ensure_search_index
 
 log = logging.getLogger(__name__)
 

@@ -82,6 +82,7 @@ async def prepare_database(settings: Settings) -> None:
     from storage.db import Database
     from storage.migrate import upgrade
     from storage.models import Unit
+    from views.import_report import import_summary, problem_text
 
     await upgrade(settings.database_url)
     if not settings.load_sample_data:
@@ -94,8 +95,9 @@ async def prepare_database(settings: Settings) -> None:
             report = await import_file(db, SAMPLE_FILE, now=datetime.now(UTC))
             if report.problems:
                 raise SystemExit("the sample data does not validate:\n" + "\n".join(
-                    str(p) for p in report.problems))
-            log.info("loaded the sample data into the empty database: %s", report.summary())
+                    problem_text(p) for p in report.problems))
+            log.info("loaded the sample data into the empty database: %s",
+                     import_summary(report))
     finally:
         await db.dispose()
 
@@ -123,9 +125,10 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     """Import a data file, or with --check only validate it; problems are told in the
     desk's language, each with the file, line, record and field. Exit 1 on problems."""
     from i18n import t
-    from storage.dataio import check_file, import_file, render_problems
+    from storage.dataio import check_file, import_file
     from storage.db import Database
     from storage.migrate import is_up_to_date, upgrade
+    from views.import_report import import_summary, render_problems
 
     language = settings.default_language
     if args.check and not await is_up_to_date(settings.database_url):
@@ -151,7 +154,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
                 created=report.total("created"), updated=report.total("updated"),
                 unchanged=report.total("unchanged")))
     else:
-        print(report.summary())  # the counts, in the stable English form scripts read
+        print(import_summary(report))  # the counts, in the stable English form scripts read
     return 0
 
 

@@ -15,7 +15,7 @@ from bot.runner import unreachable_reason
 from storage import lease
 from storage.db import create_engine
 from storage.migrate import is_up_to_date
-from storage.search import check_search_backend
+from storage.search.probe import check_search_backend
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from handlers.contacts import MAX_QUERY, clause_line, recalled_query, remember_q
 from i18n import Translator
 from storage import directory
 from storage.models import Agreement, Clause
-from storage.search import search_clauses
+from storage.search.clauses import search_clauses
 
 COMMANDS = [CommandInfo("agreement", Role.officer, Where.anywhere, "agreements.command")]
 PAGE_SIZE = 5

@@ -24,15 +24,9 @@ from handlers.roster import parse_day
 from i18n import Translator
 from i18n.formats import fmt_when
 from storage.access import find_units
+from storage.chair import chair_rotation_for_zone, chair_rotations, save_chair_rotation
 from storage.models import ChairRotation, Unit, User
-from storage.schedules import (
-    chair_rotation_for_zone,
-    chair_rotations,
-    find_zones,
-    save_chair_rotation,
-    zone_member_ids,
-    zones_of_unit,
-)
+from storage.schedules import find_zones, zone_member_ids, zones_of_unit
 
 COMMANDS = [
     CommandInfo("chair", Role.officer, Where.anywhere, "chair.command"),

@@ -26,7 +26,7 @@ from telegram.ext import (
 from bot.commands import CommandInfo, Where
 from bot.services import Actor, Services, services
 from core.enums import LiaisonRole, Role
-from core.normalize import Vocabulary, parse_query
+from core.vocabulary import Vocabulary, parse_query
 from handlers.common import (
     Context,
     Refusal,
@@ -47,14 +47,9 @@ from storage.access import audit_row
 from storage.duty import OnDuty, UnitDuty, on_duty_cached
 from storage.models import DutyRoom, Liaison
 from storage.schedules import rooms_named
-from storage.search import (
-    ClauseHit,
-    LiaisonResults,
-    MatchTier,
-    load_vocabulary,
-    search_clauses,
-    search_liaisons_cached,
-)
+from storage.search.clauses import ClauseHit, search_clauses
+from storage.search.liaisons import LiaisonResults, MatchTier, search_liaisons_cached
+from storage.search.vocabulary import load_vocabulary
 
 COMMANDS = [
     CommandInfo("contact", Role.officer, Where.anywhere, "contacts.command"),

@@ -66,20 +66,22 @@ from i18n.formats import fmt_minutes, fmt_span, fmt_when
 from storage import outbox
 from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
 from storage.db import AlreadySubmitted
-from storage.models import DutyRoom, Meeting, MeetingParticipant, Unit, User
-from storage.schedules import (
-    all_zones,
+from storage.meetings import (
     cancel_meeting,
     create_meeting,
     get_meeting,
     meeting_by_submission,
-    missed_marks,
-    rooms_for_units,
     set_rsvp,
-    unit_with_ancestors,
-    units_by_ids,
     upcoming_meetings,
     update_meeting,
+)
+from storage.models import DutyRoom, Meeting, MeetingParticipant, Unit, User
+from storage.schedules import (
+    all_zones,
+    missed_marks,
+    rooms_for_units,
+    unit_with_ancestors,
+    units_by_ids,
     zone_member_ids,
     zones_of_unit,
 )

@@ -26,9 +26,10 @@ from bot.services import Actor, Services, services
 from core.clock import in_calendar, time_zone, valid_zone
 from core.enums import Role, RosterChangeStatus, ShiftPattern, SwapStatus
 from core.meetings import parse_offset
-from core.normalize import closest_names, normalize
+from core.normalize import normalize
 from core.rotation import RosterSpec, Shift, swap_overrides, upcoming_shifts
 from core.timeparse import next_date
+from core.vocabulary import closest_names
 from handlers.common import (
     Context,
     Refusal,
@@ -44,7 +45,7 @@ from i18n.formats import fmt_clock, fmt_date, fmt_minutes, fmt_when
 from storage import outbox
 from storage.access import audit, duty_room_by_chat, find_units, user_by_telegram_id
 from storage.models import DutyRoom, Roster, RosterMember, ShiftSwap, Unit, User
-from storage.schedules import (
+from storage.roster import (
     create_swap,
     decide_roster_change,
     decide_swap,
@@ -56,8 +57,6 @@ from storage.schedules import (
     overrides_between,
     people_of_unit,
     propose_roster_change,
-    rooms_named,
-    rooms_of_unit,
     roster_fingerprint,
     roster_for_room,
     save_roster,
@@ -65,6 +64,7 @@ from storage.schedules import (
     set_roster_members,
     swaps_touching,
 )
+from storage.schedules import rooms_named, rooms_of_unit
 
 COMMANDS = [
     CommandInfo("roster", Role.officer, Where.anywhere, "roster.command"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from core.enums import Role
 from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
-from storage.search import load_vocabulary
+from storage.search.vocabulary import load_vocabulary
 
 INVITATION_ALPHABET_BYTES = 12
 
@@ -50,6 +50,16 @@ async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
 async def audit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Many `audit_row`s in one statement (executemany)."""
     await session.execute(insert(AuditEntry.__table__), list(rows))
+
+
+def audit_value(value: Any) -> Any:
+    """A changed field's value as an audit entry's detail holds it (JSON): dates and
+    times as ISO text, enums as their value."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    return value
 
 
 async def user_by_telegram_id(session: AsyncSession, telegram_id: int) -> User | None:

@@ -22,7 +22,7 @@ from core.rotation import (
 )
 from storage.cache import EpochCache
 from storage.models import DutyRoom, Roster, RosterMember, ShiftOverride, Unit
-from storage.schedules import overrides_between
+from storage.roster import overrides_between
 
 # Overrides are loaded for shifts starting this much either side of the instants asked
 # about: a weekly shift that is on now started less than 8 days ago.

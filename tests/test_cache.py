@@ -14,7 +14,7 @@ from storage.cache import EpochCache, EpochWatch, bump_data_epoch, data_epoch
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Liaison, User, Zone
-from storage.schedules import roster_for_room, set_override
+from storage.roster import roster_for_room, set_override
 from tools.testing import BotHarness
 
 ADMIN = 910000001

@@ -48,6 +48,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
+from views.import_report import import_summary, problem_message, problem_text
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
 COUNTED_MODELS = (
@@ -91,7 +92,7 @@ async def empty_database(db: Database) -> None:
 
 
 def messages(problems: list[Any]) -> list[str]:
-    return [str(p) for p in problems]
+    return [problem_text(p) for p in problems]
 
 
 # --------------------------------------------------------------------------- the sample
@@ -132,13 +133,13 @@ def test_sample_phones_are_fictional() -> None:
 async def test_sample_imports_with_expected_counts(db: Database) -> None:
     document = sample()
     report = await import_file(db, SAMPLE)
-    assert report.problems == [], report.summary()
+    assert report.problems == [], import_summary(report)
     created = {name: c.created for name, c in report.counts.items()}
     expected = {name: len(document[name]) for name in SECTIONS}
     expected["clauses"] = sum(len(a["clauses"]) for a in document["agreements"])
     assert created == expected
     assert report.total("updated") == report.total("unchanged") == 0
-    assert "Imported" in report.summary() and "liaisons" in report.summary()
+    assert "Imported" in import_summary(report) and "liaisons" in import_summary(report)
 
     counts = await row_counts(db)
     assert counts["liaisons"] == len(document["liaisons"])
@@ -214,7 +215,7 @@ async def test_edited_file_updates_in_place(db: Database) -> None:
     document["zones"][0]["partners"].remove("天津")
 
     report = await import_doc(db, document)
-    assert report.ok, report.summary()
+    assert report.ok, import_summary(report)
     counts = report.counts
     assert (counts["units"].updated, counts["units"].created) == (1, 0)
     assert (counts["liaisons"].updated, counts["liaisons"].created) == (1, 1)
@@ -347,7 +348,7 @@ async def test_bad_file_changes_nothing(db: Database, tmp_path: Path) -> None:
     found = messages(report.problems)
     for expected in EXPECTED_PROBLEMS:
         assert any(m.startswith(expected) for m in found), (expected, found)
-    assert "nothing was changed" in report.summary()
+    assert "nothing was changed" in import_summary(report)
     assert set((await row_counts(db)).values()) == {0}
 
     assert (await import_file(db, SAMPLE)).ok
@@ -367,14 +368,14 @@ async def test_yaml_syntax_error_has_line_and_column(db: Database, tmp_path: Pat
     assert len(report.problems) == 1
     problem = report.problems[0]
     assert problem.line is not None and problem.line >= 4 and problem.column is not None
-    assert str(problem).startswith(f"line {problem.line}, column {problem.column}: ")
+    assert problem_text(problem).startswith(f"line {problem.line}, column {problem.column}: ")
     assert set((await row_counts(db)).values()) == {0}
 
 
 def test_duplicate_yaml_keys_are_errors() -> None:
     problems = validate("units:\n  - code: a\n    code: b\n    name: X\n    short_name: X\n")
     assert len(problems) == 1 and problems[0].line == 3
-    assert "duplicate key 'code'" in problems[0].message
+    assert "duplicate key 'code'" in problem_message(problems[0], "en", for_people=False)
 
 
 def test_yaml_keeps_times_dates_and_phones_as_text() -> None:
@@ -518,12 +519,12 @@ async def test_export_import_round_trip(db: Database, tmp_path: Path) -> None:
     assert "四川省公安厅" in text and "\\u" not in text  # allow_unicode
 
     again = await import_file(db, path)  # the export re-imports unchanged
-    assert again.ok and not again.changed, again.summary()
+    assert again.ok and not again.changed, import_summary(again)
 
     await empty_database(db)
     assert set((await row_counts(db)).values()) == {0}
     fresh = await import_file(db, path)
-    assert fresh.ok, fresh.summary()
+    assert fresh.ok, import_summary(fresh)
     second = await export_doc(db)
     assert second == first
     assert dump_document(second) == text
@@ -549,7 +550,7 @@ async def test_export_follows_the_sample(db: Database) -> None:
 async def test_dry_run_saves_nothing(db: Database) -> None:
     report = await import_file(db, SAMPLE, dry_run=True)
     assert report.ok and report.dry_run and report.total("created") > 0
-    assert "dry run" in report.summary()
+    assert "dry run" in import_summary(report)
     assert set((await row_counts(db)).values()) == {0}
 
 

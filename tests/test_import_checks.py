@@ -20,7 +20,6 @@ from bot import cli
 from core.enums import MeetingKind
 from storage.dataio import (
     MAX_FILE_BYTES,
-    SHOWN_PROBLEMS,
     check_file,
     export_document,
     import_document,
@@ -32,7 +31,13 @@ from storage.dataio import (
 from storage.dataio.yamlio import MAX_DEPTH
 from storage.db import Database
 from storage.models import ChairRotation, DutyRoom, Liaison, Meeting, Roster, Unit
-from storage.search import search_liaisons
+from storage.search.liaisons import search_liaisons
+from views.import_report import (
+    SHOWN_PROBLEMS,
+    import_summary,
+    problem_text,
+    render_problem,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.yaml"
@@ -82,7 +87,7 @@ async def export(db: Database) -> dict[str, Any]:
 
 
 def messages(report: Any) -> list[str]:
-    return [str(p) for p in report.problems]
+    return [problem_text(p) for p in report.problems]
 
 
 # --------------------------------------------------------------------------- --check, lines
@@ -235,7 +240,7 @@ def test_names_that_differ_only_by_script_are_likely_duplicates() -> None:
                      {"unit": "河北", "name": "張偉"},
                      {"unit": "冀", "name": "張偉"}],  # another unit: not a duplicate
     }
-    found = [str(p) for p in validate(document)]
+    found = [problem_text(p) for p in validate(document)]
     assert found == [
         "zones[1].name: 京津冀警務協作區 and 京津冀警务协作区 (zones[0]) differ only in "
         "Simplified/Traditional characters: probably the same zone written twice; keep one "
@@ -272,7 +277,7 @@ async def test_a_second_spelling_of_a_row_in_the_database_is_refused(db: Databas
         ("units[0].name", "script_twin_in_database"),
         ("liaisons[0].name", "liaison_script_twin_in_database"),
     ], messages(report)
-    assert "代码 sichuan" in report.problems[0].render("zh-Hans")
+    assert "代码 sichuan" in render_problem(report.problems[0], "zh-Hans")
     # The same unit under its own code is a rename to the Traditional spelling, not a twin.
     report = await import_text(db, "units:\n  - {code: sichuan, name: 四川省公安廳, "
                                    "short_name: 四川, abbreviation: 川}\n")
@@ -289,7 +294,7 @@ async def test_a_key_identifies_a_liaison_so_a_corrected_name_updates_the_person
     before = await count(db, Liaison)
     first = await import_text(db, "liaisons:\n  - {key: sc-xz-zhang, unit: 四川, branch: 刑侦, "
                                   "name: 张伟, phones: ['+86 100 0000 0148']}\n")
-    assert first.ok and first.counts["liaisons"].updated == 1, first.summary()
+    assert first.ok and first.counts["liaisons"].updated == 1, import_summary(first)
     async with db.session() as session:
         row = (await session.execute(select(Liaison).where(Liaison.key == "sc-xz-zhang"))
                ).scalar_one()
@@ -311,7 +316,8 @@ async def test_a_key_identifies_a_liaison_so_a_corrected_name_updates_the_person
 
     twice = validate({"liaisons": [{"key": "k", "unit": "x", "name": "a"},
                                    {"key": "k", "unit": "x", "name": "b"}]})
-    assert "liaisons[1]: duplicate liaison key (also liaisons[0])" in [str(p) for p in twice]
+    assert "liaisons[1]: duplicate liaison key (also liaisons[0])" in [
+        problem_text(p) for p in twice]
 
 
 async def test_a_telegram_id_identifies_a_liaison_and_retiring_keeps_the_row(
@@ -393,7 +399,7 @@ meetings:
                                       "ends_at": "2027-01-01 11:00",
                                       "reminder_offsets": "7d soon"}]})
     assert [p.key for p in refused] == ["not_meeting_kind", "not_offset"]
-    assert "联席会议、片会" in refused[0].render("zh-Hans")
+    assert "联席会议、片会" in render_problem(refused[0], "zh-Hans")
 
 
 async def import_document_again(db: Database, document: dict[str, Any]) -> Any:
@@ -412,7 +418,7 @@ async def test_the_documented_examples_import(db: Database) -> None:
     for block in blocks:
         async with db.session() as session:
             problems = await validate_in(session, block)
-        assert problems == [], (block, [str(p) for p in problems])
+        assert problems == [], (block, [problem_text(p) for p in problems])
 
 
 
@@ -483,4 +489,5 @@ def test_a_file_of_bad_records_lists_fifty_and_counts_the_rest(
     assert f"{bad}" in lines[SHOWN_PROBLEMS] and "1,050" not in lines[SHOWN_PROBLEMS]
     report = asyncio.run(check_file(bad))  # the report keeps them all
     assert len(report.problems) == 1_100
-    assert report.summary("en").splitlines()[-1] == "  … and 1,050 more problem(s), not listed"
+    last = import_summary(report, "en").splitlines()[-1]
+    assert last == "  … and 1,050 more problem(s), not listed"

@@ -16,6 +16,7 @@ from bot.plans.meetings import send_tally
 from core.clock import FakeClock
 from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
 from storage.db import Database
+from storage.meetings import create_meeting, get_meeting
 from storage.models import (
     AuditEntry,
     DutyRoom,
@@ -26,7 +27,6 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
-from storage.schedules import create_meeting, get_meeting
 from tools.testing import BotHarness, Sent
 
 ADMIN_ID = 910000001

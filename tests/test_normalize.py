@@ -7,24 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.normalize import (
-    FILLER,
-    VocabItem,
-    Vocabulary,
-    char_tokens,
-    closest_names,
     fold_unit_suffix,
     fold_zone_suffix,
     normalize,
     normalize_many,
     normalize_phone,
     normalize_with_map,
-    parse_query,
     query_terms,
     snippet,
-    stream_tokens,
-    suggest,
-    term_pattern,
 )
+from core.tokens import FILLER, char_tokens, stream_tokens, term_pattern
+from core.vocabulary import VocabItem, Vocabulary, closest_names, parse_query, suggest
 
 SICHUAN, GANSU, YUNNAN, XINJIANG, NEIMENG, CHENGDU = 1, 2, 3, 4, 5, 6
 CID, ORDER, NARCOTICS = 11, 12, 13

@@ -10,16 +10,11 @@ from sqlalchemy import delete, select, update
 from core.enums import AgreementStatus, LiaisonRole, UnitLevel
 from storage.db import Database
 from storage.models import Agreement, Branch, Clause, Liaison, Mechanism, Unit, Zone, ZoneMembership
-from storage.search import (
-    LiaisonResults,
-    MatchTier,
-    check_search_backend,
-    ensure_search_index,
-    refresh_search_index,
-    search_clauses,
-    search_liaisons,
-    suggest,
-)
+from storage.search.clauses import search_clauses
+from storage.search.index import ensure_search_index, refresh_search_index
+from storage.search.liaisons import LiaisonResults, MatchTier, search_liaisons
+from storage.search.probe import check_search_backend
+from storage.search.vocabulary import suggest
 
 TRAFFIC_NAMES = [
     "马超",
@@ -550,10 +545,10 @@ async def test_ensure_index_and_backend_probe(db: Database) -> None:
 
 
 async def test_counts_are_capped(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    import storage.search
+    from storage.search import limits
 
     s = await seed(db)
-    monkeypatch.setattr(storage.search, "RESULT_CAP", 5)
+    monkeypatch.setattr(limits, "RESULT_CAP", 5)
     results = await find(db, "云南", limit=3)
     assert results.capped and results.total == 5
     assert len(results.hits) == 3
@@ -570,7 +565,7 @@ async def test_counts_are_capped(db: Database, monkeypatch: pytest.MonkeyPatch) 
     assert not small.capped and small.total == 2 and small.other_branches == 2
 
     by_id = {v: k for k, v in s.clauses.items()}
-    monkeypatch.setattr(storage.search, "RESULT_CAP", 2)
+    monkeypatch.setattr(limits, "RESULT_CAP", 2)
     async with db.session() as session:
         clauses = await search_clauses(session, "协查")
         assert clauses.capped and clauses.total == 2

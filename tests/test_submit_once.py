@@ -27,6 +27,7 @@ from services import requests as request_service
 from services.notices import create_notice
 from storage.access import user_by_telegram_id
 from storage.db import AlreadySubmitted, Database, submit_once
+from storage.meetings import create_meeting
 from storage.models import (
     AssistanceRequest,
     ConversationState,
@@ -36,7 +37,6 @@ from storage.models import (
     OutboxMessage,
     User,
 )
-from storage.schedules import create_meeting
 from tests import test_meetings as meetings
 from tests.test_requests_support import (
     SICHUAN_ROOM,

@@ -26,8 +26,9 @@ from i18n import Translator
 from i18n.formats import fmt_minutes, fmt_when
 from storage import outbox
 from storage.access import audit
+from storage.chair import chair_rotation_for_zone, chair_rotations
 from storage.models import ChairRotation, Unit
-from storage.schedules import chair_rotation_for_zone, chair_rotations, rooms_for_units
+from storage.schedules import rooms_for_units
 from views import HTML
 
 if TYPE_CHECKING:

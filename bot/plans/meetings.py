@@ -26,8 +26,9 @@ from i18n import Translator
 from i18n.formats import fmt_minutes, fmt_span, fmt_when
 from storage import outbox
 from storage.access import audit
+from storage.meetings import get_meeting, meetings_starting_between
 from storage.models import DutyRoom, Meeting, Unit, User
-from storage.schedules import get_meeting, meetings_starting_between, rooms_for_units
+from storage.schedules import rooms_for_units
 from views import HTML
 
 if TYPE_CHECKING:

@@ -32,17 +32,16 @@ from i18n.formats import fmt_clock, fmt_minutes, fmt_when
 from storage import outbox
 from storage.access import audit
 from storage.duty import RosterView, load_view, view_of
+from storage.meetings import meetings_for_unit_between
 from storage.models import AssistanceRequest, Notice, Roster, RosterMember, ShiftOverride, User
-from storage.schedules import (
+from storage.roster import (
     active_rosters,
     get_roster,
-    meetings_for_unit_between,
     member_preferences,
     member_telegram_ids,
-    open_incoming_requests,
     overrides_between,
-    unacknowledged_notices,
 )
+from storage.schedules import open_incoming_requests, unacknowledged_notices
 from views import HTML
 
 if TYPE_CHECKING:

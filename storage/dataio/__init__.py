@@ -2,7 +2,7 @@
 
     report = await import_file(db, "data/sample.yaml")   # validate, then one transaction
     if report.problems: ...                              # nothing was changed
-    print(report.summary())
+    print(views.import_report.import_summary(report))    # in words, in a language
     await export_file(db, "backup.yaml")
 
 `validate` checks a whole document and reports every problem with its place
@@ -14,7 +14,7 @@ importing the same file twice changes nothing the second time.
 
 Users and liaisons are written with bulk INSERT/UPDATE statements, which fire no
 per-object ORM events. When an import changed anything, the search index is
-brought up to date in the same transaction (`storage.search.refresh_search_index`:
+brought up to date in the same transaction (`storage.search.index.refresh_search_index`:
 the liaisons and agreements that changed, or everything after a big import); other
 derived data can register an `after_import` hook, run there too.
 """
@@ -34,29 +34,21 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from i18n import t
-from storage.dataio.apply import COUNTED, SectionCounts, apply_plan, existing_from, load_state
+from storage.dataio.apply import COUNTED, SectionCounts, apply_plan
 from storage.dataio.export import export_document
-from storage.dataio.problems import (
-    SHOWN_PROBLEMS,
-    Positions,
-    Problem,
-    Problems,
-    render_problems,
-    with_lines,
-)
+from storage.dataio.problems import Positions, Problem, Problems, with_lines
 from storage.dataio.resolve import Existing, Plan, resolve
 from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, check_shape
+from storage.dataio.state import existing_from, load_state
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
 from storage.db import Database
 from storage.models import AuditEntry
-from storage.search import refresh_search_index
+from storage.search.index import refresh_search_index
 
 __all__ = [
     "DEFAULT_ZONE",
     "MAX_FILE_BYTES",
     "SECTIONS",
-    "SHOWN_PROBLEMS",
     "ExportReport",
     "ImportReport",
     "Problem",
@@ -69,7 +61,6 @@ __all__ = [
     "import_document",
     "import_file",
     "parse_document",
-    "render_problems",
     "validate",
     "validate_in",
 ]
@@ -80,7 +71,8 @@ __all__ = [
 
 @dataclass
 class ImportReport:
-    """What an import did (counts per section) or why it did nothing (problems)."""
+    """What an import did (counts per section) or why it did nothing (problems); told
+    in words by `views.import_report.import_summary`."""
 
     source: str | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -98,26 +90,6 @@ class ImportReport:
     @property
     def changed(self) -> bool:
         return any(c.created or c.updated or c.removed for c in self.counts.values())
-
-    def summary(self, language: str = "en") -> str:
-        """What happened, for people: the problems (with their lines), or the counts."""
-        name = self.source or t(language, "import.report.the_document")
-        if self.problems:
-            lines = [t(language, "import.report.refused", file=name,
-                       count=f"{len(self.problems):,}")]
-            lines += [f"  {line}" for line in render_problems(self.problems, language)]
-            return "\n".join(lines)
-        lines = [t(language, "import.report.checked" if self.dry_run else "import.report.done",
-                   file=name, seconds=f"{self.seconds:.2f}", created=self.total("created"),
-                   updated=self.total("updated"), unchanged=self.total("unchanged"))]
-        for section, c in self.counts.items():
-            if c.total or c.removed:
-                removed = (t(language, "import.report.removed", count=c.removed)
-                           if c.removed else "")
-                lines.append(t(language, "import.report.section", section=f"{section:<16}",
-                               created=f"{c.created:>6}", updated=f"{c.updated:>6}",
-                               unchanged=f"{c.unchanged:>6}", removed=removed))
-        return "\n".join(lines)
 
 
 @dataclass

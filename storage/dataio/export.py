@@ -19,16 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import time_zone
 from core.enums import LiaisonRole, MeetingStatus, MembershipKind, Role, UnitLevel
 from core.schedule import offset_label
-from storage.dataio.apply import existing_from, load_state
-from storage.dataio.resolve import Catalog, Existing
+from storage.dataio.catalog import Catalog, fold
+from storage.dataio.resolve import Existing
 from storage.dataio.schema import (
     DEFAULT_REMINDER_OFFSETS,
     DEFAULT_SHIFT_STARTS,
     DEFAULT_TERM_MONTHS,
     DEFAULT_ZONE,
     SECTIONS,
-    fold,
 )
+from storage.dataio.state import existing_from, load_state
 from storage.models import Liaison, User
 
 

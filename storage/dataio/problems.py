@@ -2,9 +2,7 @@
 
 A problem is a message key of the `import` catalogue (i18n/locales/*/import.yaml) with
 its values, so the same problem reads in Chinese for a coordinator and in English for a
-developer. `str(problem)` is the developer's form (``liaisons[12].unit: no unit named
-四川省公安厅X``); `problem.render(language, source)` is the coordinator's: the file, the
-line, the record and the field in words, in the desk's language.
+developer; the words are chosen where the report is shown (`views.import_report`).
 """
 
 from __future__ import annotations
@@ -14,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from i18n import t
-
 _SEGMENT_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-_REF_SUFFIX = "_path"  # a value naming another place in the file (rendered as its line)
-_KIND_SUFFIX = "_kind"  # a value naming a kind of thing (rendered from `import.kinds`)
+REF_SUFFIX = "_path"  # a value naming another place in the file (rendered as its line)
+KIND_SUFFIX = "_kind"  # a value naming a kind of thing (rendered from `import.kinds`)
 
 
 def segments(path: str) -> list[str | int]:
@@ -46,82 +42,6 @@ class Problem:
     ref_lines: Mapping[str, int] = field(default_factory=dict)
 
     __hash__ = None  # type: ignore[assignment]  # values is a dict
-
-    def message_in(self, language: str, *, for_people: bool = True) -> str:
-        values = dict(self.values)
-        for name, value in self.values.items():
-            if name.endswith(_KIND_SUFFIX):
-                values[name] = t(language, f"import.kinds.{value}")
-            elif name.endswith(_REF_SUFFIX):
-                line = self.ref_lines.get(name)
-                if for_people:
-                    values[name] = (t(language, "import.where.line", line=line) if line
-                                    else describe_path(language, str(value)))
-        return t(language, f"import.problems.{self.key}", **values)
-
-    @property
-    def message(self) -> str:
-        """The English message with places as paths (for logs and developers)."""
-        return self.message_in("en", for_people=False)
-
-    def __str__(self) -> str:
-        if self.line is not None and not self.path:
-            where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
-            return f"{where}: {self.message}"
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-    def render(self, language: str, source: str | None = None) -> str:
-        """The file, the line, the record and field in words, then the message."""
-        place = []
-        if source:
-            place.append(t(language, "import.where.file", file=source))
-        if self.line is not None:
-            place.append(t(language, "import.where.line", line=self.line))
-        head = t(language, "import.where.join").join(place)
-        what = describe_path(language, self.path)
-        message = self.message_in(language)
-        if head and what:
-            return t(language, "import.where.full", place=head, what=what, message=message)
-        if head or what:
-            return t(language, "import.where.short", place=head or what, message=message)
-        return message
-
-
-SHOWN_PROBLEMS = 50  # a report lists this many problems, then counts the rest
-
-
-def render_problems(problems: list[Problem], language: str, source: str | None = None, *,
-                    limit: int = SHOWN_PROBLEMS) -> list[str]:
-    """The first `limit` problems, one line each, then how many more there are: a file of
-    a million bad records is told in fifty-one lines, not a million."""
-    lines = [problem.render(language, source) for problem in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(t(language, "import.report.more", count=f"{len(problems) - limit:,}"))
-    return lines
-
-
-def describe_path(language: str, path: str) -> str:
-    """``liaisons[12].unit`` → 联络员第 13 条，字段 unit (records counted from 1)."""
-    parts = segments(path)
-    if not parts:
-        return ""
-    words: list[str] = []
-    section = parts[0]
-    rest = parts[1:]
-    label = t(language, f"import.sections.{section}")
-    if label == f"import.sections.{section}":  # not a section (an unknown one)
-        label = str(section)
-    if rest and isinstance(rest[0], int):
-        words.append(t(language, "import.where.record", section=label, number=rest[0] + 1))
-        rest = rest[1:]
-    else:
-        words.append(label)
-    if rest:
-        name = ""
-        for part in rest:
-            name += f" #{part + 1}" if isinstance(part, int) else (f".{part}" if name else part)
-        words.append(t(language, "import.where.field", field=name))
-    return t(language, "import.where.join").join(words)
 
 
 Positions = dict[int, Any]
@@ -157,7 +77,7 @@ def with_lines(problems: list[Problem], document: Any, positions: Positions) -> 
             located.append(problem)
             continue
         refs = {name: line for name, value in problem.values.items()
-                if name.endswith(_REF_SUFFIX)
+                if name.endswith(REF_SUFFIX)
                 and (line := locate(document, positions, str(value))) is not None}
         located.append(replace(problem, line=locate(document, positions, problem.path),
                                ref_lines=refs))

@@ -1,110 +1,28 @@
 """References and identities: what the file's names point at, in the file or the database.
 
-A `Catalog` answers "which entity does this name mean" in tiers (code, then full
-name, then short name, then abbreviations, English names and aliases); the first
-tier with a match decides, and two matches in that tier are an ambiguity. Entities
-in the file override the database rows with the same code, so a file that renames a
-unit is checked against its new name.
+Names are resolved by `Catalog`s (`catalog.py`). Entities in the file override the
+database rows with the same code, so a file that renames a unit is checked against its
+new name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.normalize import normalize
+from storage.dataio.catalog import (
+    Catalog,
+    Tiers,
+    agreement_tiers,
+    fold,
+    named_tiers,
+    unit_tiers,
+    zone_tiers,
+)
+from storage.dataio.converters import BAD
 from storage.dataio.problems import Problems
-from storage.dataio.schema import BAD, DEFAULT_ZONE, SECTIONS, fold, usable
-
-Tiers = tuple[tuple[str, ...], ...]
-Why = tuple[str, dict[str, Any]]  # a problem key and its values
-
-
-def _tiers(*levels: Iterable[str | None]) -> Tiers:
-    return tuple(tuple(name for name in level if name) for level in levels)
-
-
-def unit_tiers(
-    code: str, name: str | None, short_name: str | None, abbreviation: str | None,
-    english: str | None, aliases: Sequence[str] | None,
-) -> Tiers:
-    return _tiers([code], [name], [short_name], [abbreviation, english, *(aliases or [])])
-
-
-def zone_tiers(
-    code: str, name: str | None, short_name: str | None, english: str | None,
-    aliases: Sequence[str] | None,
-) -> Tiers:
-    return _tiers([code], [name], [short_name], [english, *(aliases or [])])
-
-
-def named_tiers(
-    code: str, name: str | None, english: str | None, aliases: Sequence[str] | None
-) -> Tiers:
-    """Branches and mechanisms: code, name, then English name and aliases."""
-    return _tiers([code], [name], [english, *(aliases or [])])
-
-
-def agreement_tiers(code: str, title: str | None, short_title: str | None) -> Tiers:
-    return _tiers([code], [title], [short_title])
-
-
-class Catalog:
-    """Names of one kind of entity, resolved tier by tier."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.entries: dict[str, Tiers] = {}
-        self._maps: list[dict[str, set[str]]] | None = None
-        self._cache: dict[str, tuple[str | None, Why | None]] = {}
-
-    def put(self, code: str, tiers: Tiers) -> None:
-        self.entries[code] = tiers
-        self._maps = None
-        self._cache.clear()
-
-    def __contains__(self, code: object) -> bool:
-        return code in self.entries
-
-    def _build(self) -> list[dict[str, set[str]]]:
-        if self._maps is None:
-            depth = max((len(t) for t in self.entries.values()), default=0)
-            maps: list[dict[str, set[str]]] = [{} for _ in range(depth)]
-            for code, tiers in self.entries.items():
-                for level, names in enumerate(tiers):
-                    for name in names:
-                        maps[level].setdefault(fold(name), set()).add(code)
-            self._maps = maps
-        return self._maps
-
-    def resolve(self, value: Any) -> tuple[str | None, Why | None]:
-        """(code, None) or (None, why not: a problem key and its values)."""
-        text = str(value)
-        hit = self._cache.get(text)
-        if hit is not None:
-            return hit
-        key = fold(text)
-        result: tuple[str | None, Why | None] = (
-            None, ("no_such", {"value": text, "what_kind": self.label}))
-        for names in self._build():
-            codes = names.get(key)
-            if codes:
-                if len(codes) == 1:
-                    result = (next(iter(codes)), None)
-                else:
-                    result = (None, ("ambiguous", {"value": text, "what_kind": self.label,
-                                                   "codes": ", ".join(sorted(codes))}))
-                break
-        self._cache[text] = result
-        return result
-
-    def preferred(self, code: str, candidates: Iterable[str | None]) -> str:
-        """The first candidate name that resolves back to `code` (for exports), else the code."""
-        for candidate in candidates:
-            if candidate and self.resolve(candidate)[0] == code:
-                return candidate
-        return code
+from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, usable
 
 
 @dataclass

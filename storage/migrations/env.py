@@ -13,6 +13,10 @@ from storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+# Column types of our own (UTCDateTime, SearchTokens) are written into new migrations as
+# `storage.models.<Type>`, the package's names (the template imports storage.models),
+# not by the module of the area that defines them.
+TYPES_PREFIX = "storage.models."
 
 
 def _run(connection: Connection) -> None:
@@ -22,6 +26,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         include_object=autogenerate_filter(connection.dialect.name),
+        user_module_prefix=TYPES_PREFIX,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -40,7 +45,8 @@ async def _run_async() -> None:
 if context.is_offline_mode():
     url = config.get_main_option("sqlalchemy.url")
     context.configure(url=url, target_metadata=target_metadata,
-                      include_object=autogenerate_filter(make_url(url).get_backend_name()))
+                      include_object=autogenerate_filter(make_url(url).get_backend_name()),
+                      user_module_prefix=TYPES_PREFIX)
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23 00:30:00
 
-The rows are written by `storage.search.refresh_search_index` (the importer calls
+The rows are written by `storage.search.index.refresh_search_index` (the importer calls
 it; `ensure_search_index` fills an empty index at start-up).
 """
 

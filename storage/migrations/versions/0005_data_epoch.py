@@ -20,7 +20,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # What lookups and access checks are derived from (the search index is rebuilt in the
-# transaction that changes these; storage.search.refresh_search_index also bumps).
+# transaction that changes these; storage.search.index.refresh_search_index also bumps).
 WATCHED = ("users", "units", "branches", "zones", "zone_memberships", "liaisons",
            "duty_rooms", "rosters", "roster_members", "shift_overrides", "shift_swaps")
 BUMP = "UPDATE data_epoch SET value = value + 1 WHERE id = 1"

@@ -1,0 +1,98 @@
+"""What the database already holds, loaded once per import (and export): its rows keyed
+by identity (`State`), and as far as validating a file needs to know (`Existing`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.dataio.catalog import agreement_tiers, named_tiers, unit_tiers, zone_tiers
+from storage.dataio.resolve import Existing, LiaisonInfo, RoomInfo
+from storage.models import (
+    Agreement,
+    Branch,
+    ChairRotation,
+    Clause,
+    DutyRoom,
+    Liaison,
+    Mechanism,
+    Meeting,
+    Roster,
+    Unit,
+    Zone,
+)
+
+
+@dataclass
+class State:
+    """The database's rows, loaded once, keyed by identity."""
+
+    zones: dict[str, Zone] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
+    branches: dict[str, Branch] = field(default_factory=dict)
+    mechanisms: dict[str, Mechanism] = field(default_factory=dict)
+    rooms: dict[str, DutyRoom] = field(default_factory=dict)
+    rotations: dict[int, ChairRotation] = field(default_factory=dict)
+    agreements: dict[str, Agreement] = field(default_factory=dict)
+    meetings: list[Meeting] = field(default_factory=list)
+    liaisons: list[tuple[int, str, str | None, int | None]] = field(default_factory=list)
+
+
+def room_key(room: DutyRoom) -> str:
+    return f"db:{room.id}"
+
+
+async def load_state(session: AsyncSession) -> State:
+    async def all_of(statement: Any) -> list[Any]:
+        return list((await session.execute(statement)).scalars().unique())
+
+    state = State()
+    state.units = {u.code: u for u in await all_of(select(Unit).order_by(Unit.id))}
+    state.zones = {z.code: z for z in await all_of(
+        select(Zone).options(selectinload(Zone.memberships)).order_by(Zone.id))}
+    state.branches = {b.code: b for b in await all_of(select(Branch).order_by(Branch.id))}
+    state.mechanisms = {m.code: m for m in await all_of(
+        select(Mechanism).order_by(Mechanism.id))}
+    state.rooms = {room_key(r): r for r in await all_of(
+        select(DutyRoom).options(selectinload(DutyRoom.roster).selectinload(Roster.members))
+        .order_by(DutyRoom.id))}
+    state.rotations = {r.zone_id: r for r in await all_of(
+        select(ChairRotation).options(selectinload(ChairRotation.entries)))}
+    state.agreements = {a.code: a for a in await all_of(
+        select(Agreement).options(
+            selectinload(Agreement.parties),
+            selectinload(Agreement.clauses).selectinload(Clause.mechanisms),
+        ).order_by(Agreement.id))}
+    state.meetings = await all_of(
+        select(Meeting).options(selectinload(Meeting.participants)).order_by(Meeting.id))
+    state.liaisons = [tuple(row) for row in await session.execute(
+        select(Liaison.unit_id, Liaison.name, Liaison.key, Liaison.telegram_user_id))]
+    return state
+
+
+def existing_from(state: State) -> Existing:
+    code_of = {u.id: u.code for u in state.units.values()}
+    existing = Existing()
+    for u in state.units.values():
+        existing.units[u.code] = unit_tiers(
+            u.code, u.name, u.short_name, u.abbreviation, u.english, u.aliases)
+        existing.unit_parents[u.code] = code_of.get(u.parent_id) if u.parent_id else None
+        existing.unit_timezones[u.code] = u.timezone
+    for z in state.zones.values():
+        existing.zones[z.code] = zone_tiers(z.code, z.name, z.short_name, z.english, z.aliases)
+    for b in state.branches.values():
+        existing.branches[b.code] = named_tiers(b.code, b.name, b.english, b.aliases)
+    for m in state.mechanisms.values():
+        existing.mechanisms[m.code] = named_tiers(m.code, m.name, m.english, m.aliases)
+    for a in state.agreements.values():
+        existing.agreements[a.code] = agreement_tiers(a.code, a.title, a.short_title)
+    for key, r in state.rooms.items():
+        existing.duty_rooms[key] = RoomInfo(key, code_of[r.unit_id], r.title, r.chat_id,
+                                            r.timezone)
+    existing.liaisons = [LiaisonInfo(code_of[unit_id], name, key, telegram_id)
+                         for unit_id, name, key, telegram_id in state.liaisons]
+    return existing

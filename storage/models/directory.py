@@ -1,0 +1,205 @@
+"""The directory the data file describes: zones, units, branches, liaisons, mechanisms,
+and the agreements with their clauses."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.enums import AgreementStatus, LiaisonRole, MembershipKind, UnitLevel
+from storage.models.base import Base, str_enum
+
+if TYPE_CHECKING:
+    from storage.models.access import DutyRoom
+
+
+class Zone(Base):
+    """A cooperation area (协作区) with member units, agreements and a joint meeting."""
+
+    __tablename__ = "zones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    short_name: Mapped[str] = mapped_column(String(60))
+    english: Mapped[str | None] = mapped_column(String(120))
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+
+    memberships: Mapped[list[ZoneMembership]] = relationship(
+        back_populates="zone", cascade="all, delete-orphan"
+    )
+
+
+class Unit(Base):
+    """A public-security body; units form a tree (province → city → county)."""
+
+    __tablename__ = "units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    short_name: Mapped[str] = mapped_column(String(60))
+    abbreviation: Mapped[str | None] = mapped_column(String(8))
+    english: Mapped[str | None] = mapped_column(String(120))
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    level: Mapped[UnitLevel] = mapped_column(str_enum(UnitLevel), default=UnitLevel.province)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    duty_phone: Mapped[str | None] = mapped_column(String(40))
+
+    parent: Mapped[Unit | None] = relationship(remote_side="Unit.id", back_populates="children")
+    children: Mapped[list[Unit]] = relationship(back_populates="parent")
+    memberships: Mapped[list[ZoneMembership]] = relationship(back_populates="unit")
+    liaisons: Mapped[list[Liaison]] = relationship(back_populates="unit")
+    duty_rooms: Mapped[list[DutyRoom]] = relationship(back_populates="unit")
+
+
+class ZoneMembership(Base):
+    __tablename__ = "zone_memberships"
+    __table_args__ = (UniqueConstraint("zone_id", "unit_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[MembershipKind] = mapped_column(
+        str_enum(MembershipKind), default=MembershipKind.member
+    )
+
+    zone: Mapped[Zone] = relationship(back_populates="memberships")
+    unit: Mapped[Unit] = relationship(back_populates="memberships")
+
+
+class Branch(Base):
+    """A police branch (警种), with aliases such as 刑侦/刑警/CID."""
+
+    __tablename__ = "branches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    english: Mapped[str | None] = mapped_column(String(120))
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Liaison(Base):
+    """A named contact (联络员) for a unit and branch, primary or backup."""
+
+    __tablename__ = "liaisons"
+    __table_args__ = (UniqueConstraint("unit_id", "branch_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    branch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("branches.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(60))
+    # The data file's stable identity for the person, when it gives one: a corrected
+    # name or a move to another branch updates this row instead of adding a second.
+    key: Mapped[str | None] = mapped_column(String(40), index=True, unique=True)
+    title: Mapped[str | None] = mapped_column(String(120))
+    role: Mapped[LiaisonRole] = mapped_column(str_enum(LiaisonRole), default=LiaisonRole.primary)
+    phones: Mapped[list[Any]] = mapped_column(default=list)
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    telegram_username: Mapped[str | None] = mapped_column(String(64))
+    notes: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    unit: Mapped[Unit] = relationship(back_populates="liaisons")
+    branch: Mapped[Branch | None] = relationship()
+
+
+class Mechanism(Base):
+    """A cooperation mechanism or area (情报信息互享, 反恐防恐) cited by clauses and requests."""
+
+    __tablename__ = "mechanisms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    english: Mapped[str | None] = mapped_column(String(120))
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+
+
+# --------------------------------------------------------------------------- agreements
+
+
+# --------------------------------------------------------------------------- agreements
+
+
+class Agreement(Base):
+    """A signed framework agreement (协议) with numbered clauses."""
+
+    __tablename__ = "agreements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    short_title: Mapped[str] = mapped_column(String(80))
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"))
+    signed_on: Mapped[date | None] = mapped_column(Date)
+    signed_at: Mapped[str | None] = mapped_column(String(120))
+    status: Mapped[AgreementStatus] = mapped_column(
+        str_enum(AgreementStatus), default=AgreementStatus.in_force
+    )
+    supersedes_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agreements.id", ondelete="SET NULL")
+    )
+    summary: Mapped[str | None] = mapped_column(Text)
+
+    zone: Mapped[Zone | None] = relationship()
+    parties: Mapped[list[AgreementParty]] = relationship(cascade="all, delete-orphan")
+    clauses: Mapped[list[Clause]] = relationship(
+        back_populates="agreement", order_by="Clause.position", cascade="all, delete-orphan"
+    )
+
+
+class AgreementParty(Base):
+    __tablename__ = "agreement_parties"
+    __table_args__ = (UniqueConstraint("agreement_id", "unit_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+
+    unit: Mapped[Unit] = relationship()
+
+
+class Clause(Base):
+    """A numbered clause; `position` orders clauses for previous/next navigation."""
+
+    __tablename__ = "clauses"
+    __table_args__ = (UniqueConstraint("agreement_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int] = mapped_column(Integer)
+    heading: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+
+    agreement: Mapped[Agreement] = relationship(back_populates="clauses")
+    mechanisms: Mapped[list[Mechanism]] = relationship(secondary="clause_mechanisms")
+
+
+class ClauseMechanism(Base):
+    __tablename__ = "clause_mechanisms"
+
+    clause_id: Mapped[int] = mapped_column(
+        ForeignKey("clauses.id", ondelete="CASCADE"), primary_key=True
+    )
+    mechanism_id: Mapped[int] = mapped_column(
+        ForeignKey("mechanisms.id", ondelete="CASCADE"), primary_key=True
+    )

@@ -1,0 +1,146 @@
+"""Rotations: the duty rosters of duty rooms (officers, overrides, swaps, previewed
+changes) and the chair rotation of a zone's joint meeting."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
+from storage.models.base import Base, str_enum, utcnow
+
+if TYPE_CHECKING:
+    from storage.models.access import DutyRoom
+    from storage.models.directory import Unit, Zone
+
+
+class Roster(Base):
+    """The rotation of duty officers in a duty room (值班表)."""
+
+    __tablename__ = "rosters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    duty_room_id: Mapped[int] = mapped_column(
+        ForeignKey("duty_rooms.id", ondelete="CASCADE"), unique=True
+    )
+    pattern: Mapped[ShiftPattern] = mapped_column(str_enum(ShiftPattern))
+    # Local date on which the officer at position 0 takes the first shift.
+    anchor_date: Mapped[date] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    # Local start times "HH:MM": one for daily/weekly, two for day_night.
+    shift_starts: Mapped[list[Any]] = mapped_column(default=list)
+    # When it came to exist, by the clock of whoever made it (unknown for older rows):
+    # nothing due before that is reported missed. Likewise on meetings and chair rotations.
+    created_at: Mapped[datetime | None]
+
+    duty_room: Mapped[DutyRoom] = relationship(back_populates="roster")
+    members: Mapped[list[RosterMember]] = relationship(
+        back_populates="roster", order_by="RosterMember.position", cascade="all, delete-orphan"
+    )
+
+
+class RosterMember(Base):
+    __tablename__ = "roster_members"
+    __table_args__ = (UniqueConstraint("roster_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    roster_id: Mapped[int] = mapped_column(ForeignKey("rosters.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(60))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    roster: Mapped[Roster] = relationship(back_populates="members")
+
+
+class ShiftOverride(Base):
+    """A single shift given to someone other than the rotation's officer (also swaps)."""
+
+    __tablename__ = "shift_overrides"
+    __table_args__ = (UniqueConstraint("roster_id", "shift_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    roster_id: Mapped[int] = mapped_column(ForeignKey("rosters.id", ondelete="CASCADE"))
+    shift_start: Mapped[datetime]
+    member_id: Mapped[int] = mapped_column(ForeignKey("roster_members.id", ondelete="CASCADE"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    swap_id: Mapped[int | None] = mapped_column(ForeignKey("shift_swaps.id", ondelete="CASCADE"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShiftSwap(Base):
+    """Two officers trading shifts; effective once the other officer or a coordinator confirms."""
+
+    __tablename__ = "shift_swaps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    roster_id: Mapped[int] = mapped_column(ForeignKey("rosters.id", ondelete="CASCADE"))
+    requester_member_id: Mapped[int] = mapped_column(ForeignKey("roster_members.id"))
+    requester_shift_start: Mapped[datetime]
+    counterpart_member_id: Mapped[int] = mapped_column(ForeignKey("roster_members.id"))
+    counterpart_shift_start: Mapped[datetime]
+    status: Mapped[SwapStatus] = mapped_column(str_enum(SwapStatus), default=SwapStatus.proposed)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+
+class RosterChange(Base):
+    """A previewed change to a room's officers or shift pattern (/roster edit), written to
+    the roster only when someone presses 确认; its id is in the preview's buttons, so a
+    button of a cancelled, confirmed or superseded preview is recognised as dead."""
+
+    __tablename__ = "roster_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    duty_room_id: Mapped[int] = mapped_column(
+        ForeignKey("duty_rooms.id", ondelete="CASCADE"), index=True)
+    status: Mapped[RosterChangeStatus] = mapped_column(
+        str_enum(RosterChangeStatus), default=RosterChangeStatus.pending)
+    # What to apply: pattern, shift_starts, anchor_date, timezone, officers (as parsed).
+    change: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The roster as it was previewed (storage.roster.roster_fingerprint).
+    basis: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+
+
+# --------------------------------------------------------------------------- chair rotation
+
+
+class ChairRotation(Base):
+    """The order in which member units chair a zone's joint meeting (轮值)."""
+
+    __tablename__ = "chair_rotations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id", ondelete="CASCADE"), unique=True)
+    term_months: Mapped[int] = mapped_column(Integer, default=12)
+    # Local date on which the unit at position 0 took the chair.
+    anchor_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime | None]
+
+    zone: Mapped[Zone] = relationship()
+    entries: Mapped[list[ChairRotationEntry]] = relationship(
+        order_by="ChairRotationEntry.position", cascade="all, delete-orphan"
+    )
+
+
+class ChairRotationEntry(Base):
+    __tablename__ = "chair_rotation_entries"
+    __table_args__ = (UniqueConstraint("rotation_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rotation_id: Mapped[int] = mapped_column(ForeignKey("chair_rotations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+
+    unit: Mapped[Unit] = relationship()

@@ -1,0 +1,154 @@
+"""The bot's own bookkeeping: the outbox, the audit log, the data epoch, the scheduler's
+marks and heartbeat, leases, the shared send budget, conversation state, handled updates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.enums import OutboxState
+from storage.models.base import Base, str_enum, utcnow
+
+
+class OutboxMessage(Base):
+    """One Bot API call to make, written in the transaction of the change that causes it.
+
+    `dedup_key` makes producers idempotent (a reminder fired twice inserts once);
+    `lease_until` lets a crashed worker's in-flight rows be retried, which bounds
+    duplicates to what was in flight.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    method: Mapped[str] = mapped_column(String(40), default="sendMessage")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Edits target the message another outbox row produced.
+    reply_to_key: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[OutboxState] = mapped_column(str_enum(OutboxState), default=OutboxState.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Who did or saw what, when: every privileged action and every contact shown."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    subject_type: Mapped[str | None] = mapped_column(String(40))
+    subject_id: Mapped[str | None] = mapped_column(String(60))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DataEpoch(Base):
+    """One counter that triggers move on every change lookups read (storage/cache.py)."""
+
+    __tablename__ = "data_epoch"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScheduleMark(Base):
+    """A scheduled occurrence that did not go out: missed while the bot was down."""
+
+    __tablename__ = "schedule_marks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    due_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(20))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SchedulerHeartbeat(Base):
+    """When the scheduler first ran on this database and when it was last alive (one row):
+    a start looks for missed occurrences from the last beat, never before the first run."""
+
+    __tablename__ = "scheduler_heartbeat"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    first_alive_at: Mapped[datetime]
+    alive_at: Mapped[datetime]
+    process: Mapped[str | None] = mapped_column(String(200))
+
+
+class LeaderLease(Base):
+    """Who runs a singleton role (the scheduler: bot/leader.py), as a lease. Times come
+    from the database clock; `token` grows by one on every takeover and fences the
+    holder's work (a claim commits only while its token holds an unexpired lease)."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class ScheduleChange(Base):
+    """A counter per planner ("*": all of them) that a process moves after a commit that
+    changed what is due; the scheduler leader polls them and re-places those jobs."""
+
+    __tablename__ = "schedule_changes"
+
+    planner: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class SendSlots(Base):
+    """The next free send slot of a bot, shared by all its processes on PostgreSQL
+    (storage/sendbudget.py): seconds since the epoch by the database clock. A process
+    books a few slots at once by moving it on; SQLite runs one process and never uses it."""
+
+    __tablename__ = "send_budget"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    next_slot: Mapped[float] = mapped_column(Float)
+
+
+class ConversationState(Base):
+    """PTB conversation and user/chat data, so a guided flow survives a restart."""
+
+    __tablename__ = "conversation_state"
+
+    namespace: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HandledUpdate(Base):
+    """A Telegram update a webhook process took in (bot/runner.WebhookServer): the same
+    update_id posted again, to this process or another behind the same URL, is answered
+    200 and not handled twice. Rows older than a day are pruned (Telegram gives up
+    redelivering long before)."""
+
+    __tablename__ = "handled_updates"
+
+    update_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    received_at: Mapped[datetime] = mapped_column(index=True)
