@@ -33,6 +33,7 @@ from handlers.common import (
     CANCELLED,
     Context,
     close_confirmation,
+    confirmation,
     confirmation_open,
     current_actor,
     dead_button,
@@ -73,10 +74,12 @@ D = TypeVar("D", bound=Draft)
 
 @dataclass(frozen=True)
 class Prompt:
-    """A step's question: its text and rows of (label, callback data) buttons."""
+    """A step's question: its text and rows of (label, callback data) buttons.
+    `with_notes`: the text already shows the turn's notes (else they go before it)."""
 
     text: str
     buttons: Sequence[Sequence[tuple[str, str]]] = ()
+    with_notes: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Turn(Generic[D]):
     context: Context
     actor: Actor
     draft: D
+    notes: Sequence[str] = ()
 
     @property
     def svc(self) -> Services:
@@ -120,8 +124,11 @@ class Turn(Generic[D]):
         """Send the prompt of `state` (after any notes) and wait there."""
         self.flow.save(self.context, self.draft)
         step = self.flow.step_of(state)
+        self.notes = notes
         prompt = await step.prompt(self)
-        text = "\n".join([*notes, ""]) + "\n" + prompt.text if notes else prompt.text
+        text = prompt.text
+        if notes and not prompt.with_notes:
+            text = "\n".join(notes) + "\n\n" + text
         await reply(self.update, text, keyboard(prompt.buttons) if prompt.buttons else None)
         raise ApplicationHandlerStop(state)
 
@@ -157,7 +164,9 @@ class GuidedFlow(Generic[D]):
     """A flow's declaration: `name` as persisted, where its draft lives, the draft's
     type, the confirmation `kind` its buttons carry, the `callback` prefix of its
     buttons, its steps (asked in order) and its confirm step, its time limit and the
-    catalogue keys of what it says when abandoned or cancelled."""
+    catalogue keys of what it says when abandoned or cancelled. `side_steps` are asked
+    only when a handler says so (a notice's send time, from its preview); `also_closes`
+    names other prompts of the feature's conversation that /cancel ends too."""
 
     name: str
     draft_key: str
@@ -171,7 +180,9 @@ class GuidedFlow(Generic[D]):
     expired_key: str
     cancelled_key: str
     quit_key: str
-    stale_key: str = "errors.stale_button"
+    text_expected_key: str = ""
+    confirm_expects_key: str = ""
+    side_steps: Sequence[Step[D]] = ()
     also_closes: Sequence[str] = field(default_factory=tuple)
 
     # ------------------------------------------------------------------ the draft
@@ -203,14 +214,17 @@ class GuidedFlow(Generic[D]):
         assert context.user_data is not None
         context.user_data[self.draft_key] = draft.to_json()
 
-    def discard(self, context: Context, *, everything: bool = True) -> None:
+    def discard(self, context: Context, *, everything: bool = True, token: str = "") -> None:
         """Drop the draft (and, with `everything`, the other prompts this flow names in
-        `also_closes`): their buttons are dead from now on."""
+        `also_closes`), or with `token` only the one whose buttons carry it: their
+        buttons are dead from now on."""
         if context.user_data is None:
             return
         for key in (self.draft_key, *(self.also_closes if everything else ())):
-            close_confirmation(context, (context.user_data.get(key) or {}).get("token") or "",
-                               CANCELLED)
+            held = context.user_data.get(key) or {}
+            if token and held.get("token") not in (token, None):
+                continue
+            close_confirmation(context, held.get("token") or "", CANCELLED)
             context.user_data.pop(key, None)
 
     def next_state(self, draft: D) -> int:
@@ -220,7 +234,7 @@ class GuidedFlow(Generic[D]):
         return self.confirm.state
 
     def step_of(self, state: int) -> Step[D]:
-        for step in (*self.steps, self.confirm):
+        for step in (*self.steps, *self.side_steps, self.confirm):
             if step.state == state:
                 return step
         raise KeyError(state)
@@ -270,15 +284,33 @@ class GuidedFlow(Generic[D]):
         query = update.callback_query
         token = (query.data or "").removeprefix(f"{self.callback}:quit").lstrip(":") \
             if query else ""
-        if token and not await confirmation_open(update, context, tr, token, self.kind):
+        if token and not await confirmation_open(
+                update, context, tr, token, confirmation(context, token).get("kind") or self.kind):
             raise ApplicationHandlerStop  # whatever is in progress goes on as it was
-        self.discard(context)
+        self.discard(context, token=token)
         if query is not None:
             await query.answer()
             await edit_query_message(update, tr(self.cancelled_key))
         else:
             await reply(update, tr(self.cancelled_key))
         raise ApplicationHandlerStop(END)
+
+    def not_text(self, state: int) -> Callable[[Update, Context], Awaitable[int]]:
+        """A photo or sticker where a typed answer or a button is expected: say so, stay."""
+
+        async def not_text(turn: Turn[D]) -> int:
+            await reply(turn.update, turn.tr(self.text_expected_key))
+            raise ApplicationHandlerStop(state)
+
+        return self.on(not_text)
+
+    async def _typed_at_confirm(self, turn: Turn[D]) -> int:
+        """Text at the confirm step: not a lookup; say it wants a button, show it again."""
+        return await turn.ask(self.confirm.state, [turn.tr(self.confirm_expects_key)])
+
+    @property
+    def typed_at_confirm(self) -> Callable[[Update, Context], Awaitable[int]]:
+        return self.on(self._typed_at_confirm)
 
     async def stale_button(self, update: Update, context: Context) -> None:
         """A button of this flow that no step waits for: a confirmation that is over says

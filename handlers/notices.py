@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 import warnings
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,15 +50,13 @@ from core.notices import (
     text_problem,
 )
 from core.timeparse import DeadlineError, parse_deadline
+from handlers import flow
 from handlers.common import (
     CANCELLED,
     USED,
     Context,
     close_confirmation,
     confirmation_open,
-    confirmation_state,
-    current_actor,
-    dead_button,
     edit_query_message,
     end_draft,
     escape,
@@ -66,8 +64,8 @@ from handlers.common import (
     keyboard,
     offer_confirmation,
     reply,
-    submit_ending_flow,
 )
+from handlers.flow import Draft
 from i18n import Translator
 from services import notices as service
 from storage import notices as store
@@ -84,13 +82,12 @@ COMMANDS = [
     CommandInfo("notices", Role.coordinator, Where.private, "notices.list_command"),
 ]
 
-DRAFT, CORRECTING = "notice_draft", "notice_correct"
-FLOW = "notices_flow"  # the guided flow's name, as persisted
+CORRECTING = "notice_correct"  # the correction prompt (the draft: NEW_NOTICE.draft_key)
 KIND, SEVERITY, AUDIENCE, TEXT, WHEN, CONFIRM, CORRECT = range(7)
 END = ConversationHandler.END
 NEW, MANAGE = "ntn", "ntm"
 # Confirmation kinds (handlers/common.py) and the token their buttons carry.
-WITHDRAW, SEND, CORRECTION = "notice_withdraw", "notice_send", "notice_correct"
+WITHDRAW, CORRECTION = "notice_withdraw", "notice_correct"
 TOKEN = "[0-9a-f]{8}"
 DRAFT_TTL = timedelta(hours=6)
 VIEW_TEXT = 1500  # of the notice's text under its status in a view (a message has 4096)
@@ -142,36 +139,25 @@ def _word(text: str) -> str:
 # =========================================================================== the draft
 
 
-def _draft(context: Context) -> dict[str, Any]:
-    assert context.user_data is not None
-    return context.user_data.setdefault(DRAFT, {})
+@dataclass
+class NoticeFlowDraft(Draft):
+    """A notice as the coordinator answers: codes of its kind and severity, the chosen
+    audience ({"all": true} or zone and unit ids), its text, attachment and send time."""
+
+    kind: str | None = None
+    severity: str | None = None
+    audience: dict[str, Any] = field(default_factory=dict)
+    audience_done: bool = False
+    text: str | None = None
+    attachment: dict[str, Any] | None = None
+    scheduled_for: str | None = None
 
 
-def _live(context: Context, now: datetime) -> dict[str, Any] | None:
-    """The draft unless abandoned for longer than DRAFT_TTL."""
-    draft = (context.user_data or {}).get(DRAFT)
-    if not draft or "started" not in draft:
-        return None
-    if now - datetime.fromisoformat(draft.get("touched") or draft["started"]) > DRAFT_TTL:
-        assert context.user_data is not None
-        context.user_data.pop(DRAFT, None)
-        return None
-    draft["touched"] = now.isoformat()
-    return draft
+Turn = flow.Turn[NoticeFlowDraft]
 
 
-def _next_step(draft: dict[str, Any]) -> int:
-    if draft.get("kind") is None:
-        return KIND
-    if draft.get("severity") is None:
-        return SEVERITY
-    audience = draft.get("audience") or {}
-    if not draft.get("audience_done") or not (
-            audience.get("all") or audience.get("zones") or audience.get("units")):
-        return AUDIENCE
-    if not draft.get("text"):
-        return TEXT
-    return CONFIRM
+def _chosen(audience: dict[str, Any]) -> bool:
+    return bool(audience.get("all") or audience.get("zones") or audience.get("units"))
 
 
 async def _audience_label(svc: Services, tr: Translator, audience: dict[str, Any]) -> str:
@@ -184,15 +170,13 @@ async def _audience_label(svc: Services, tr: Translator, audience: dict[str, Any
     return tr.join(escape(n) for n in names) or tr("notices.new.none")
 
 
-async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
-                           notes: list[str] | None = None) -> tuple[str, InlineKeyboardMarkup]:
-    tr = actor.tr
-    audience = draft.setdefault("audience", {})
+async def ask_audience(turn: Turn) -> flow.Prompt:
+    svc, tr, audience = turn.svc, turn.tr, turn.draft.audience
     async with svc.db.session() as session:
         zones = await all_zones(session)
         units = await store.units_with_rooms(session)
-    lines = [*(notes or []), tr("notices.new.ask_audience")]
-    if audience.get("all") or audience.get("zones") or audience.get("units"):
+    lines = [*turn.notes, tr("notices.new.ask_audience")]
+    if _chosen(audience):
         lines.append(tr("notices.new.audience_chosen",
                         audience=await _audience_label(svc, tr, audience)))
     chosen_zones = set(audience.get("zones") or [])
@@ -207,9 +191,8 @@ async def _audience_prompt(svc: Services, actor: Actor, draft: dict[str, Any],
     buttons = [(("✅ " if u.id in chosen_units else "") + u.short_name, f"{NEW}:a:u:{u.id}")
                for u in offered]
     rows += [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
-    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"),
-                 _cancel_button(tr, draft.get("token"))])
-    return "\n".join(lines), keyboard(rows)
+    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
+    return flow.Prompt("\n".join(lines), rows, with_notes=True)
 
 
 async def _units(svc: Services, ids: set[int]) -> list[Unit]:
@@ -217,82 +200,68 @@ async def _units(svc: Services, ids: set[int]) -> list[Unit]:
         return [u for i in sorted(ids) if (u := await session.get(Unit, i)) is not None]
 
 
-async def _preview(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
-    tr = actor.tr
+async def ask_kind(turn: Turn) -> flow.Prompt:
+    buttons = [(kind_label(turn.tr, k), f"{NEW}:k:{k.value}") for k in KIND_ORDER]
+    return flow.Prompt(turn.tr("notices.new.ask_kind"),
+                       [buttons[:2], buttons[2:], [turn.quit_button()]])
+
+
+async def ask_severity(turn: Turn) -> flow.Prompt:
+    buttons = [(severity_label(turn.tr, s), f"{NEW}:s:{s.value}") for s in SEVERITY_ORDER]
+    return flow.Prompt(turn.tr("notices.new.ask_severity"), [buttons, [turn.quit_button()]])
+
+
+async def ask_text(turn: Turn) -> flow.Prompt:
+    return flow.Prompt(turn.tr("notices.new.ask_text", limit=TEXT_MAX), [[turn.quit_button()]])
+
+
+async def ask_when(turn: Turn) -> flow.Prompt:
+    tr = turn.tr
+    return flow.Prompt(tr("notices.new.ask_when", zone=_zone_name(turn.svc, turn.actor)),
+                       [[(tr("notices.button.send_now"), f"{NEW}:now")], [turn.quit_button()]])
+
+
+async def ask_confirm(turn: Turn) -> flow.Prompt:
+    svc, tr, draft = turn.svc, turn.tr, turn.draft
+    assert draft.kind is not None and draft.severity is not None and draft.text is not None
     async with svc.db.session() as session:
-        rooms = await store.audience_rooms(session, draft["audience"])
-    when = draft.get("scheduled_for")
-    attachment = draft.get("attachment")
-    return tr(
+        rooms = await store.audience_rooms(session, draft.audience)
+    when, attachment = draft.scheduled_for, draft.attachment
+    text = tr(
         "notices.new.preview",
-        kind=kind_label(tr, NoticeKind(draft["kind"])),
-        severity=severity_label(tr, Severity(draft["severity"])),
-        audience=await _audience_label(svc, tr, draft["audience"]), rooms=len(rooms),
+        kind=kind_label(tr, NoticeKind(draft.kind)),
+        severity=severity_label(tr, Severity(draft.severity)),
+        audience=await _audience_label(svc, tr, draft.audience), rooms=len(rooms),
         attachment=tr(f"notices.new.attachment_{attachment['type']}") if attachment
         else tr("notices.new.none"),
         when=render.local_time(datetime.fromisoformat(when),
-                              time_zone(_zone_name(svc, actor), svc.settings.bot_timezone),
+                              time_zone(_zone_name(svc, turn.actor), svc.settings.bot_timezone),
                               with_year=True) if when else tr("notices.new.now"),
-        text=escape(draft["text"]),
+        text=escape(draft.text),
     )
+    token = draft.token
+    return flow.Prompt(text, [
+        [(tr("notices.button.send"), f"{NEW}:send:{token}"),
+         (tr("notices.button.schedule"), f"{NEW}:when:{token}")],
+        [turn.quit_button()],
+    ])
 
 
-async def _ask(update: Update, context: Context, actor: Actor, step: int,
-               notes: list[str] | None = None) -> int:
-    """Send the prompt of `step` (after any notes) and stay there."""
-    svc, tr, draft = services(context), actor.tr, _draft(context)
-    prefix = "\n".join(notes or [])
-    prefix = prefix + "\n\n" if prefix else ""
-    token = draft.get("token")
-    cancel = [_cancel_button(tr, token)]
-    if step == KIND:
-        buttons = [(kind_label(tr, k), f"{NEW}:k:{k.value}") for k in KIND_ORDER]
-        await reply(update, prefix + tr("notices.new.ask_kind"),
-                    keyboard([buttons[:2], buttons[2:], cancel]))
-    elif step == SEVERITY:
-        buttons = [(severity_label(tr, s), f"{NEW}:s:{s.value}") for s in SEVERITY_ORDER]
-        await reply(update, prefix + tr("notices.new.ask_severity"), keyboard([buttons, cancel]))
-    elif step == AUDIENCE:
-        text, markup = await _audience_prompt(svc, actor, draft, notes)
-        await reply(update, text, markup)
-    elif step == TEXT:
-        await reply(update, prefix + tr("notices.new.ask_text", limit=TEXT_MAX),
-                    keyboard([cancel]))
-    elif step == WHEN:
-        await reply(update, prefix + tr("notices.new.ask_when", zone=_zone_name(svc, actor)),
-                    keyboard([[(tr("notices.button.send_now"), f"{NEW}:now")], cancel]))
-    else:
-        step = CONFIRM
-        await reply(update, prefix + await _preview(svc, actor, draft), keyboard([
-            [(tr("notices.button.send"), f"{NEW}:send:{token}"),
-             (tr("notices.button.schedule"), f"{NEW}:when:{token}")],
-            cancel,
-        ]))
-    return await _stop(step)
-
-
-async def _advance(update: Update, context: Context, actor: Actor,
-                   notes: list[str] | None = None) -> int:
-    return await _ask(update, context, actor, _next_step(_draft(context)), notes)
-
-
-async def _closing(update: Update, choice: str) -> None:
-    """After a button: show the choice in place of the prompt's buttons."""
-    query = update.callback_query
-    if query is None:
-        return
-    await query.answer()
-    message = query.message
-    base = message.text_html if isinstance(message, Message) and message.text else ""
-    await edit_query_message(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}",
-                             courtesy=True)
-
-
-async def _expired(update: Update, tr: Translator) -> int:
-    if update.callback_query is not None:
-        await update.callback_query.answer(tr("notices.new.expired"), show_alert=True)
-        return await _stop(END)
-    return END
+NEW_NOTICE = flow.GuidedFlow(
+    name="notices_flow", draft_key="notice_draft", draft_type=NoticeFlowDraft,
+    kind="notice_send", callback=NEW, role=Role.coordinator, ttl=DRAFT_TTL,
+    steps=[
+        flow.Step(KIND, lambda d: d.kind is not None, ask_kind),
+        flow.Step(SEVERITY, lambda d: d.severity is not None, ask_severity),
+        flow.Step(AUDIENCE, lambda d: d.audience_done and _chosen(d.audience), ask_audience),
+        flow.Step(TEXT, lambda d: bool(d.text), ask_text),
+    ],
+    side_steps=[flow.Step(WHEN, lambda d: False, ask_when)],
+    confirm=flow.Step(CONFIRM, lambda d: False, ask_confirm),
+    expired_key="notices.new.expired", cancelled_key="notices.new.cancelled",
+    quit_key="notices.button.cancel", text_expected_key="notices.new.text_expected",
+    confirm_expects_key="notices.new.review_expects_button", also_closes=(CORRECTING,),
+)
 
 
 # --------------------------------------------------------------------------- /notice
@@ -300,51 +269,43 @@ async def _expired(update: Update, tr: Translator) -> int:
 
 @guarded(Role.coordinator, Where.private)
 async def notice_command(update: Update, context: Context, actor: Actor) -> int:
-    svc = services(context)
-    assert context.user_data is not None
-    now = svc.now()
-    context.user_data[DRAFT] = {"audience": {}, "started": now.isoformat(),
-                                "token": offer_confirmation(context, SEND),
-                                "id": uuid.uuid4().hex}
+    turn = NEW_NOTICE.start(update, context, actor)
     words = list(context.args or [])
     if not words:
-        return await _ask(update, context, actor, KIND)
-    notes = await _one_shot(svc, actor, _draft(context), words)
-    return await _advance(update, context, actor, notes)
+        return await turn.ask(KIND)
+    return await turn.advance(await _one_shot(turn, words))
 
 
-async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
-                    words: list[str]) -> list[str]:
+async def _one_shot(turn: Turn, words: list[str]) -> list[str]:
     """`/notice 预警 紧急 全部 今晚有大风…`: type, severity and audience words in any
     order first, the rest is the text. What is missing is then asked for."""
-    index = 0
-    async with svc.db.session() as session:
+    draft, index = turn.draft, 0
+    async with turn.svc.db.session() as session:
         while index < len(words):
             word = _word(words[index])
-            if draft.get("kind") is None and word in KIND_WORDS:
-                draft["kind"] = KIND_WORDS[word].value
-            elif draft.get("severity") is None and word in SEVERITY_WORDS:
-                draft["severity"] = SEVERITY_WORDS[word].value
+            if draft.kind is None and word in KIND_WORDS:
+                draft.kind = KIND_WORDS[word].value
+            elif draft.severity is None and word in SEVERITY_WORDS:
+                draft.severity = SEVERITY_WORDS[word].value
             elif not await _add_exact_audience(session, draft, words[index]):
                 break
             index += 1
-    audience = draft["audience"]
-    if audience.get("all") or audience.get("zones") or audience.get("units"):
-        draft["audience_done"] = True
+    if _chosen(draft.audience):
+        draft.audience_done = True
     text = clean_text(" ".join(words[index:]))
     notes: list[str] = []
     if text:
         if problem := text_problem(text):
-            notes.append(actor.tr(f"notices.new.text_{problem}", limit=TEXT_MAX,
-                                  length=len(text)))
+            notes.append(turn.tr(f"notices.new.text_{problem}", limit=TEXT_MAX,
+                                 length=len(text)))
         else:
-            draft["text"] = text
+            draft.text = text
     return notes
 
 
-async def _add_exact_audience(session: Any, draft: dict[str, Any], word: str) -> bool:
+async def _add_exact_audience(session: Any, draft: NoticeFlowDraft, word: str) -> bool:
     """`全部`, a zone's name or exactly one unit's name: added; else False."""
-    audience = draft["audience"]
+    audience = draft.audience
     if _word(word) in ALL_WORDS:
         audience.clear()
         audience["all"] = True
@@ -373,64 +334,50 @@ def _toggle(audience: dict[str, Any], part: str, item: int, *, add_only: bool = 
 # --------------------------------------------------------------------------- steps
 
 
-@guarded(Role.coordinator, Where.private)
-async def kind_chosen(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
-    query = update.callback_query
-    raw = (query.data or "").removeprefix(f"{NEW}:k:") if query else _word(_text(update))
+async def kind_chosen(turn: Turn) -> int:
+    tr, query = turn.tr, turn.update.callback_query
+    raw = turn.query_data.removeprefix(f"{NEW}:k:") if query else _word(_text(turn.update))
     kind = NoticeKind(raw) if query and raw in NoticeKind.__members__ else (
         None if query else KIND_WORDS.get(raw))
     if kind is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await _stop(KIND)
-        return await _ask(update, context, actor, KIND, [
-            tr("notices.new.unknown_kind", text=escape(_text(update)[:40]))])
-    draft["kind"] = kind.value
-    await _closing(update, kind_label(tr, kind))
-    return await _advance(update, context, actor)
+        return await turn.ask(KIND, [
+            tr("notices.new.unknown_kind", text=escape(_text(turn.update)[:40]))])
+    turn.draft.kind = kind.value
+    await turn.closing(kind_label(tr, kind))
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def severity_chosen(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
-    query = update.callback_query
-    raw = (query.data or "").removeprefix(f"{NEW}:s:") if query else _word(_text(update))
+async def severity_chosen(turn: Turn) -> int:
+    tr, query = turn.tr, turn.update.callback_query
+    raw = turn.query_data.removeprefix(f"{NEW}:s:") if query else _word(_text(turn.update))
     severity = Severity(raw) if query and raw in Severity.__members__ else (
         None if query else SEVERITY_WORDS.get(raw))
     if severity is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await _stop(SEVERITY)
-        return await _ask(update, context, actor, SEVERITY, [
-            tr("notices.new.unknown_severity", text=escape(_text(update)[:40]))])
-    draft["severity"] = severity.value
-    await _closing(update, severity_label(tr, severity))
-    return await _advance(update, context, actor)
+        return await turn.ask(SEVERITY, [
+            tr("notices.new.unknown_severity", text=escape(_text(turn.update)[:40]))])
+    turn.draft.severity = severity.value
+    await turn.closing(severity_label(tr, severity))
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def audience_typed(update: Update, context: Context, actor: Actor) -> int:
+async def audience_typed(turn: Turn) -> int:
     """Zone or unit names (search by any name or alias), or 全部."""
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
+    tr, draft = turn.tr, turn.draft
     notes: list[str] = []
     candidates: list[Unit] = []
-    async with svc.db.session() as session:
-        for word in [w for w in SPLIT.split(_text(update)) if w]:
+    async with turn.svc.db.session() as session:
+        for word in [w for w in SPLIT.split(_text(turn.update)) if w]:
             if await _add_exact_audience(session, draft, word):
                 continue
             units = await resolve_units(session, word)
             if len(units) == 1:
-                _toggle(draft["audience"], "units", units[0].id, add_only=True)
+                _toggle(draft.audience, "units", units[0].id, add_only=True)
             elif units:
                 candidates += units
                 notes.append(tr("notices.new.ambiguous_unit", text=escape(word[:40]),
@@ -439,31 +386,24 @@ async def audience_typed(update: Update, context: Context, actor: Actor) -> int:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
     if candidates:
         rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
-        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"),
-                 _cancel_button(tr, draft.get("token"))])
-        await reply(update, "\n".join(notes), keyboard(rows))
+        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
+        await reply(turn.update, "\n".join(notes), keyboard(rows))
         return await _stop(AUDIENCE)
-    text, markup = await _audience_prompt(svc, actor, draft, notes)
-    await reply(update, text, markup)
-    return await _stop(AUDIENCE)
+    return await turn.ask(AUDIENCE, notes)
 
 
-@guarded(Role.coordinator, Where.private)
-async def audience_pressed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    query = update.callback_query
+async def audience_pressed(turn: Turn) -> int:
+    svc, tr, draft = turn.svc, turn.tr, turn.draft
+    query = turn.update.callback_query
     assert query is not None
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
-    data, audience = query.data or "", draft.setdefault("audience", {})
+    data, audience = turn.query_data, draft.audience
     if data == f"{NEW}:a:next":
-        if not (audience.get("all") or audience.get("zones") or audience.get("units")):
+        if not _chosen(audience):
             await query.answer(tr("notices.new.no_audience_yet"), show_alert=True)
             return await _stop(AUDIENCE)
-        draft["audience_done"] = True
-        await _closing(update, await _audience_label(svc, tr, audience))
-        return await _advance(update, context, actor)
+        draft.audience_done = True
+        await turn.closing(await _audience_label(svc, tr, audience))
+        return await turn.advance()
     if data == f"{NEW}:a:all":
         was = audience.get("all")
         audience.clear()
@@ -480,8 +420,9 @@ async def audience_pressed(update: Update, context: Context, actor: Actor) -> in
             return await _stop(AUDIENCE)
         _toggle(audience, "zones" if match.group(1) == "z" else "units", found.id)
     await query.answer()
-    text, markup = await _audience_prompt(svc, actor, draft)
-    await edit_query_message(update, text, markup, courtesy=True)
+    prompt = await ask_audience(turn)
+    await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
+                             courtesy=True)
     return await _stop(AUDIENCE)
 
 
@@ -496,80 +437,64 @@ def _attachment_of(message: Message | None) -> dict[str, Any] | None:
     return None
 
 
-@guarded(Role.coordinator, Where.private)
-async def text_given(update: Update, context: Context, actor: Actor) -> int:
+async def text_given(turn: Turn) -> int:
     """The text, or a photo/document (its caption is the text; without one, asked next)."""
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
+    tr, draft, update = turn.tr, turn.draft, turn.update
     message = update.effective_message
     attachment = _attachment_of(message)
     if attachment is None and message is not None and not message.text:
-        await reply(update, tr("notices.new.text_expected"))
-        return await _stop(TEXT)
+        return await turn.stay(TEXT, tr("notices.new.text_expected"))
     text = clean_text(_text(update))
     if attachment is not None:
-        draft["attachment"] = attachment
-        if not text and not draft.get("text"):
-            await reply(update, tr("notices.new.attachment_added"))
-            return await _stop(TEXT)
+        draft.attachment = attachment
+        if not text and not draft.text:
+            return await turn.stay(TEXT, tr("notices.new.attachment_added"))
     if text:
         if problem := text_problem(text):
-            await reply(update, tr(f"notices.new.text_{problem}", limit=TEXT_MAX,
-                                   length=len(text)))
-            return await _stop(TEXT)
-        draft["text"] = text
-    elif not draft.get("text"):
-        await reply(update, tr("notices.new.text_empty"))
-        return await _stop(TEXT)
-    return await _advance(update, context, actor)
+            return await turn.stay(TEXT, tr(f"notices.new.text_{problem}", limit=TEXT_MAX,
+                                            length=len(text)))
+        draft.text = text
+    elif not draft.text:
+        return await turn.stay(TEXT, tr("notices.new.text_empty"))
+    return await turn.advance()
 
 
-@guarded(Role.coordinator, Where.private)
-async def when_given(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
-    if update.callback_query is not None:
-        draft.pop("scheduled_for", None)
-        await _closing(update, tr("notices.button.send_now"))
-        return await _ask(update, context, actor, CONFIRM)
-    text = _text(update).strip()
+async def when_given(turn: Turn) -> int:
+    svc, tr, draft = turn.svc, turn.tr, turn.draft
+    if turn.update.callback_query is not None:
+        draft.scheduled_for = None
+        await turn.closing(tr("notices.button.send_now"))
+        return await turn.ask(CONFIRM)
+    text = _text(turn.update).strip()
     try:
-        when = parse_deadline(text, svc.now(), _zone_name(svc, actor))
+        when = parse_deadline(text, svc.now(), _zone_name(svc, turn.actor))
     except DeadlineError as error:
         code = error.code if error.code in {"in_the_past", "too_far"} else "unrecognised"
-        await reply(update, tr(f"notices.new.time_{code}", text=escape(text[:40])))
-        return await _stop(WHEN)
-    draft["scheduled_for"] = when.isoformat()
-    return await _ask(update, context, actor, CONFIRM)
+        return await turn.stay(WHEN, tr(f"notices.new.time_{code}", text=escape(text[:40])))
+    draft.scheduled_for = when.isoformat()
+    return await turn.ask(CONFIRM)
 
 
-@guarded(Role.coordinator, Where.private)
-async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    query = update.callback_query
+async def confirm_pressed(turn: Turn) -> int:
+    svc, tr, draft, actor = turn.svc, turn.tr, turn.draft, turn.actor
+    query = turn.update.callback_query
     assert query is not None
-    draft = _live(context, svc.now())
-    if draft is None:
-        return await _expired(update, tr)
-    verb, _, token = (query.data or "").removeprefix(f"{NEW}:").partition(":")
-    if not await confirmation_open(update, context, tr, token, SEND):
+    verb, _, token = turn.query_data.removeprefix(f"{NEW}:").partition(":")
+    if not await confirmation_open(turn.update, turn.context, tr, token, NEW_NOTICE.kind):
         return await _stop(CONFIRM)
     if verb == "when":
         await query.answer()
-        return await _ask(update, context, actor, WHEN)
-    if verb != "send" or token != draft.get("token") or _next_step(draft) != CONFIRM:
+        return await turn.ask(WHEN)
+    if verb != "send" or token != draft.token or NEW_NOTICE.next_state(draft) != CONFIRM:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await _stop(CONFIRM)
-    when = draft.get("scheduled_for")
+    assert draft.kind is not None and draft.severity is not None and draft.text is not None
+    when = draft.scheduled_for
     notice_draft = NoticeDraft(
-        kind=NoticeKind(draft["kind"]), severity=Severity(draft["severity"]),
-        text=draft["text"], audience=dict(draft["audience"]), attachment=draft.get("attachment"),
+        kind=NoticeKind(draft.kind), severity=Severity(draft.severity), text=draft.text,
+        audience=dict(draft.audience), attachment=draft.attachment,
         scheduled_for=datetime.fromisoformat(when) if when else None,
-        submission_key=draft.get("id"))
+        submission_key=draft.id)
 
     async def create(session: AsyncSession) -> tuple[str, int]:
         user = await user_by_telegram_id(session, actor.telegram_id)
@@ -579,85 +504,38 @@ async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int
         return notice.number, len(await store.room_states(session, notice))
 
     try:
-        number, rooms = await submit_ending_flow(update, context, flow=FLOW, token=token,
-                                                 draft_key=DRAFT, work=create)
+        number, rooms = await NEW_NOTICE.submit(turn, create)
     except AlreadySubmitted as done:
-        end_draft(context, token, DRAFT)
+        end_draft(turn.context, token, NEW_NOTICE.draft_key)
         await query.answer()
-        await reply(update, tr("notices.new.already_sent", number=done.numbers[0]))
-        return await _stop(END)
+        await reply(turn.update, tr("notices.new.already_sent", number=done.numbers[0]))
+        return await turn.end()
     except NoticeProblem as problem:
         await query.answer()
         notes = [tr(f"notices.problem.{problem.code}", **problem.values)]
         if problem.code in ("no_rooms", "no_audience"):
-            draft.pop("audience_done", None)
+            draft.audience_done = False
         step = {"time_past": WHEN, "no_rooms": AUDIENCE, "no_audience": AUDIENCE}.get(
             problem.code, CONFIRM)
-        return await _ask(update, context, actor, step, notes)
+        return await turn.ask(step, notes)
     svc.wake_delivery()
     await svc.rescheduled(plan.NAME)
-    await _closing(update, tr("notices.button.send"))
+    await turn.closing(tr("notices.button.send"))
     if when:
         zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
-        await reply(update, tr("notices.new.scheduled", number=number, when=render.local_time(
-            datetime.fromisoformat(when), zone, with_year=True)))
+        await reply(turn.update, tr("notices.new.scheduled", number=number,
+                                    when=render.local_time(datetime.fromisoformat(when), zone,
+                                                           with_year=True)))
     else:
-        await reply(update, tr("notices.new.sent", number=number, rooms=rooms))
-    return await _stop(END)
+        await reply(turn.update, tr("notices.new.sent", number=number, rooms=rooms))
+    return await turn.end()
 
 
 @guarded(Role.coordinator, Where.private)
-async def preview_typed(update: Update, context: Context, actor: Actor) -> int:
-    """Text at the preview: not a lookup; say what this step expects and show it again."""
-    if _live(context, services(context).now()) is None:
-        return await _expired(update, actor.tr)
-    return await _ask(update, context, actor, CONFIRM,
-                      [actor.tr("notices.new.review_expects_button")])
-
-
-async def quit_flow(update: Update, context: Context) -> int:
-    """The cancel button or /cancel: leave the flow, nothing stored. A cancel button
-    cancels only its own draft or correction prompt: one already over changes nothing."""
-    tr = (await current_actor(update, context)).tr
-    assert context.user_data is not None
-    query = update.callback_query
-    token = (query.data or "").removeprefix(f"{NEW}:quit").lstrip(":") if query else ""
-    if token:
-        kind = SEND if confirmation_state(context, token, SEND) else CORRECTION
-        if not await confirmation_open(update, context, tr, token, kind):
-            raise ApplicationHandlerStop  # whatever is in progress goes on as it was
-    for key in (DRAFT, CORRECTING):
-        held = context.user_data.get(key) or {}
-        if not token or held.get("token") in (token, None):
-            context.user_data.pop(key, None)
-            close_confirmation(context, held.get("token") or "", CANCELLED)
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await edit_query_message(update, tr("notices.new.cancelled"), courtesy=True)
-    else:
-        await reply(update, tr("notices.new.cancelled"))
-    return await _stop(END)
-
-
-def _not_text(state: int) -> Any:
-    """A photo or sticker where a typed answer or a button is expected: say so, stay."""
-
-    @guarded(Role.coordinator, Where.private)
-    async def not_text(update: Update, context: Context, actor: Actor) -> int:
-        if state != CORRECT and _live(context, services(context).now()) is None:
-            return await _expired(update, actor.tr)
-        await reply(update, actor.tr("notices.new.text_expected"))
-        return await _stop(state)
-
-    return not_text
-
-
-async def stale_flow_button(update: Update, context: Context) -> None:
-    query = update.callback_query
-    assert query is not None
-    tr = (await current_actor(update, context)).tr
-    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
-        await query.answer(tr("notices.new.expired"), show_alert=True)
+async def correction_not_text(update: Update, context: Context, actor: Actor) -> int:
+    """A photo or sticker where the corrected text is expected: say so, stay."""
+    await reply(update, actor.tr("notices.new.text_expected"))
+    return await _stop(CORRECT)
 
 
 # =========================================================================== 收到
@@ -933,40 +811,37 @@ def register(application: Application) -> None:
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
-        flow = ConversationHandler(
+        on, not_text = NEW_NOTICE.on, NEW_NOTICE.not_text
+        notice_flow = NEW_NOTICE.conversation(
             entry_points=[CommandHandler("notice", notice_command),
                           CallbackQueryHandler(correct_pressed, pattern=rf"^{MANAGE}:c:")],
             states={
-                KIND: [MessageHandler(text, kind_chosen),
-                       CallbackQueryHandler(kind_chosen, pattern=rf"^{NEW}:k:"),
-                       MessageHandler(other, _not_text(KIND))],
-                SEVERITY: [MessageHandler(text, severity_chosen),
-                           CallbackQueryHandler(severity_chosen, pattern=rf"^{NEW}:s:"),
-                           MessageHandler(other, _not_text(SEVERITY))],
-                AUDIENCE: [MessageHandler(text, audience_typed),
-                           CallbackQueryHandler(audience_pressed, pattern=rf"^{NEW}:a:"),
-                           MessageHandler(other, _not_text(AUDIENCE))],
-                TEXT: [MessageHandler(text | files, text_given),
-                       MessageHandler(other, _not_text(TEXT))],
-                WHEN: [MessageHandler(text, when_given),
-                       CallbackQueryHandler(when_given, pattern=rf"^{NEW}:now$"),
-                       MessageHandler(other, _not_text(WHEN))],
-                CONFIRM: [MessageHandler(text, preview_typed),
-                          CallbackQueryHandler(confirm_pressed,
+                KIND: [MessageHandler(text, on(kind_chosen)),
+                       CallbackQueryHandler(on(kind_chosen), pattern=rf"^{NEW}:k:"),
+                       MessageHandler(other, not_text(KIND))],
+                SEVERITY: [MessageHandler(text, on(severity_chosen)),
+                           CallbackQueryHandler(on(severity_chosen), pattern=rf"^{NEW}:s:"),
+                           MessageHandler(other, not_text(SEVERITY))],
+                AUDIENCE: [MessageHandler(text, on(audience_typed)),
+                           CallbackQueryHandler(on(audience_pressed), pattern=rf"^{NEW}:a:"),
+                           MessageHandler(other, not_text(AUDIENCE))],
+                TEXT: [MessageHandler(text | files, on(text_given)),
+                       MessageHandler(other, not_text(TEXT))],
+                WHEN: [MessageHandler(text, on(when_given)),
+                       CallbackQueryHandler(on(when_given), pattern=rf"^{NEW}:now$"),
+                       MessageHandler(other, not_text(WHEN))],
+                CONFIRM: [MessageHandler(text, NEW_NOTICE.typed_at_confirm),
+                          CallbackQueryHandler(on(confirm_pressed),
                                                pattern=rf"^{NEW}:(send|when)(:{TOKEN})?$")],
                 CORRECT: [MessageHandler(text, correction_typed),
-                          MessageHandler(other, _not_text(CORRECT))],
+                          MessageHandler(other, correction_not_text)],
             },
-            fallbacks=[CommandHandler("cancel", quit_flow),
-                       CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$")],
-            allow_reentry=True,
-            name=FLOW,
-            persistent=True,
         )
     # Group -1: a typed answer inside the flow must not also reach plain-text features.
-    application.add_handler(flow, group=-1)
+    application.add_handler(notice_flow, group=-1)
     application.add_handler(CommandHandler("notices", notices_command))
     application.add_handler(CallbackQueryHandler(ack_pressed, pattern=rf"^{CALLBACK}:"))
     application.add_handler(CallbackQueryHandler(manage_pressed, pattern=rf"^{MANAGE}:"))
-    application.add_handler(CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$"))
-    application.add_handler(CallbackQueryHandler(stale_flow_button, pattern=rf"^{NEW}:"))
+    application.add_handler(CallbackQueryHandler(NEW_NOTICE.quit,
+                                                 pattern=rf"^{NEW}:quit(:{TOKEN})?$"))
+    application.add_handler(CallbackQueryHandler(NEW_NOTICE.stale_button, pattern=rf"^{NEW}:"))
