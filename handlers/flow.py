@@ -184,6 +184,9 @@ class GuidedFlow(Generic[D]):
     confirm_expects_key: str = ""
     side_steps: Sequence[Step[D]] = ()
     also_closes: Sequence[str] = field(default_factory=tuple)
+    # True when the draft goes back to its confirm step whatever is unanswered (a
+    # request's details edited from its summary).
+    back_to_confirm: Callable[[D], bool] = lambda draft: False
 
     # ------------------------------------------------------------------ the draft
 
@@ -228,6 +231,8 @@ class GuidedFlow(Generic[D]):
             context.user_data.pop(key, None)
 
     def next_state(self, draft: D) -> int:
+        if self.back_to_confirm(draft):
+            return self.confirm.state
         for step in self.steps:
             if not step.answered(draft):
                 return step.state

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 import warnings
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from core.enums import Role, Urgency
 from core.request_checks import Draft, DraftProblem, Policy, Verdict
 from core.requests import Action, Filters, Period, Press, Scope
 from core.timeparse import DeadlineError, parse_deadline
+from handlers import flow
 from handlers.common import (
     CANCELLED,
     SUPERSEDED,
@@ -48,8 +49,6 @@ from handlers.common import (
     close_confirmation,
     confirmation_open,
     current_actor,
-    dead_button,
-    draft_of,
     edit_query_message,
     end_draft,
     escape,
@@ -62,7 +61,6 @@ from handlers.common import (
     offer_confirmation,
     prompt_ref,
     reply,
-    submit_ending_flow,
 )
 from i18n import Translator
 from services import requests as service
@@ -80,8 +78,7 @@ COMMANDS = [
     CommandInfo("stats", Role.coordinator, Where.private, "requests.stats_command"),
 ]
 
-DRAFT, PENDING, LISTING = "rq_draft", "rq_pending", "rq_list"
-FLOW = "requests_new"  # the guided flow's name, as persisted
+PENDING, LISTING = "rq_pending", "rq_list"  # the draft: NEW_REQUEST.draft_key
 # Confirmation kind of a draft's summary (handlers/common.py) and the token buttons carry.
 SUBMIT = "request_submit"
 TOKEN = "[0-9a-f]{8}"
@@ -122,51 +119,29 @@ def _zone(svc: Services, actor: Actor) -> Any:
 # =========================================================================== new request
 
 
-def _fresh_draft(context: Context, now: datetime) -> dict[str, Any]:
-    assert context.user_data is not None
-    context.user_data[DRAFT] = {"targets": [], "attachments": [], "started": now.isoformat(),
-                                "token": offer_confirmation(context, SUBMIT),
-                                "id": uuid.uuid4().hex}
-    return context.user_data[DRAFT]
+@dataclass
+class RequestFlowDraft(flow.Draft):
+    """A request as the officer answers: target unit ids, the mechanism's id, the
+    urgency's code, subject, details ('' when skipped), attachments, the reply deadline
+    (ISO; None without one). `quick`: the one-shot command, which skips the optional
+    steps; `editing`: back to the summary once the edited step is answered."""
+
+    targets: list[int] = field(default_factory=list)
+    targets_done: bool = False
+    candidates: list[int] = field(default_factory=list)  # the units a typed name fits
+    mechanism: int | None = None
+    urgency: str | None = None
+    subject: str | None = None
+    quick: bool = False
+    details: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    attachments_done: bool = False
+    deadline_done: bool = False
+    reply_due: str | None = None
+    editing: bool = False
 
 
-def _draft_alive(context: Context, now: datetime) -> dict[str, Any] | None:
-    draft = (context.user_data or {}).get(DRAFT)
-    if not draft or "started" not in draft:
-        return None
-    if now - datetime.fromisoformat(draft.get("touched") or draft["started"]) > DRAFT_TTL:
-        assert context.user_data is not None
-        context.user_data.pop(DRAFT, None)
-        return None
-    draft["touched"] = now.isoformat()
-    return draft
-
-
-def _next_step(draft: dict[str, Any]) -> int:
-    if draft.get("editing"):
-        return CONFIRM
-    if not draft.get("targets") or not draft.get("targets_done"):
-        return TARGET
-    if draft.get("mechanism") is None:
-        return MECHANISM
-    if draft.get("urgency") is None:
-        return URGENCY
-    if not draft.get("subject"):
-        return SUBJECT
-    if not draft.get("quick"):
-        if "details" not in draft:
-            return DETAILS
-        if not draft.get("attachments_done"):
-            return ATTACH
-        if "reply_due" not in draft:
-            return DEADLINE
-    return CONFIRM
-
-
-def _quit_button(tr: Translator, draft: dict[str, Any]) -> tuple[str, str]:
-    """✖️ 取消 of one draft: it cancels that draft only."""
-    token = draft.get("token")
-    return tr("requests.button.quit"), f"{NEW}:quit:{token}" if token else f"{NEW}:quit"
+Turn = flow.Turn[RequestFlowDraft]
 
 
 async def _unit_names(svc: Services, ids: list[int]) -> dict[int, Unit]:
@@ -177,14 +152,12 @@ async def _unit_names(svc: Services, ids: list[int]) -> dict[int, Unit]:
                 if (unit := await session.get(Unit, unit_id)) is not None}
 
 
-async def _target_prompt(
-    svc: Services, actor: Actor, draft: dict[str, Any], notes: list[str] | None = None,
-) -> tuple[str, InlineKeyboardMarkup]:
-    tr = actor.tr
-    chosen = await _unit_names(svc, draft["targets"])
+async def ask_target(turn: Turn) -> flow.Prompt:
+    svc, tr, actor = turn.svc, turn.tr, turn.actor
+    chosen = await _unit_names(svc, turn.draft.targets)
     async with svc.db.session() as session:
         offered = await store.peer_units(session, actor.user.unit_id if actor.user else None)
-    lines = [*(notes or []), tr("requests.new.ask_target")]
+    lines = [*turn.notes, tr("requests.new.ask_target")]
     if chosen:
         lines.append(tr("requests.new.targets_chosen",
                         units=tr.join(escape(tr.name(u.name)) for u in chosen.values())))
@@ -193,102 +166,99 @@ async def _target_prompt(
     buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
                for unit in options]
     rows = [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
-    rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr, draft)])
-    return "\n".join(lines), keyboard(rows)
+    rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
+    return flow.Prompt("\n".join(lines), rows, with_notes=True)
 
 
-async def _mechanism_rows(svc: Services, tr: Translator, draft: dict[str, Any]
-                          ) -> list[list[tuple[str, str]]]:
-    async with svc.db.session() as session:
+async def ask_mechanism(turn: Turn) -> flow.Prompt:
+    async with turn.svc.db.session() as session:
         found = await store.mechanisms(session)
     buttons = [(m.name, f"{NEW}:m:{m.id}") for m in found]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
-    return [*rows, [_quit_button(tr, draft)]]
+    return flow.Prompt(turn.tr("requests.new.ask_mechanism"), [*rows, [turn.quit_button()]])
 
 
-async def _summary(svc: Services, actor: Actor, draft: dict[str, Any]) -> str:
-    tr, tz = actor.tr, _zone(svc, actor)
-    units = await _unit_names(svc, draft["targets"])
+async def ask_urgency(turn: Turn) -> flow.Prompt:
+    tr = turn.tr
+    buttons = [(render.urgency_label(tr, u), f"{NEW}:u:{u.value}") for u in rules.URGENCY_ORDER]
+    return flow.Prompt(tr("requests.new.ask_urgency"), [buttons, [turn.quit_button()]])
+
+
+async def ask_subject(turn: Turn) -> flow.Prompt:
+    return flow.Prompt(turn.tr("requests.new.ask_subject", limit=rules.SUBJECT_MAX),
+                       [[turn.quit_button()]])
+
+
+async def ask_details(turn: Turn) -> flow.Prompt:
+    tr = turn.tr
+    return flow.Prompt(tr("requests.new.ask_details", limit=rules.DETAILS_MAX),
+                       [[(tr("requests.button.skip"), f"{NEW}:skip"), turn.quit_button()]])
+
+
+async def ask_attachments(turn: Turn) -> flow.Prompt:
+    tr = turn.tr
+    return flow.Prompt(tr("requests.new.ask_attachments", limit=rules.ATTACHMENTS_MAX),
+                       [[(tr("requests.button.done"), f"{NEW}:done"), turn.quit_button()]])
+
+
+async def ask_deadline(turn: Turn) -> flow.Prompt:
+    tr = turn.tr
+    return flow.Prompt(tr("requests.new.ask_deadline", zone=_zone_name(turn.svc, turn.actor)),
+                       [[(tr("requests.button.no_deadline"), f"{NEW}:nodl"),
+                         turn.quit_button()]])
+
+
+async def ask_confirm(turn: Turn) -> flow.Prompt:
+    svc, tr, draft = turn.svc, turn.tr, turn.draft
+    assert draft.urgency is not None and draft.subject is not None
+    draft.editing = False
+    tz = _zone(svc, turn.actor)
+    units = await _unit_names(svc, draft.targets)
     async with svc.db.session() as session:
-        mechanism = await session.get(Mechanism, draft["mechanism"]) if draft.get(
-            "mechanism") else None
-    urgency = Urgency(draft["urgency"])
-    due = draft.get("reply_due")
+        mechanism = await session.get(Mechanism, draft.mechanism) if draft.mechanism else None
+    urgency = Urgency(draft.urgency)
     ack = _policy(svc).ack_minutes[urgency.value]
-    details = draft.get("details") or ""
+    details = draft.details or ""
     if len(details) > 300:
         details = details[:300] + "…"
-    return tr(
+    text = tr(
         "requests.new.summary",
         units=tr.join(escape(tr.name(u.name)) for u in units.values()),
         mechanism=escape(mechanism.name) if mechanism else tr("requests.new.none"),
         urgency=render.urgency_label(tr, urgency),
-        subject=escape(draft["subject"]),
+        subject=escape(draft.subject),
         details=escape(details) or tr("requests.new.none"),
-        attachments=len(draft.get("attachments") or []) or tr("requests.new.none"),
-        deadline=render.local_time(datetime.fromisoformat(due), tz, with_year=True) if due
-        else tr("requests.new.none"),
+        attachments=len(draft.attachments) or tr("requests.new.none"),
+        deadline=render.local_time(datetime.fromisoformat(draft.reply_due), tz, with_year=True)
+        if draft.reply_due else tr("requests.new.none"),
         ack=render.duration(tr, timedelta(minutes=ack)),
     ) + "\n\n" + tr("requests.new.confirm_hint")
+    token = draft.token
+    return flow.Prompt(text, [
+        [(tr("requests.button.submit"), f"{NEW}:submit:{token}"), turn.quit_button()],
+        [(tr("requests.button.edit_details"), f"{NEW}:edit:details:{token}"),
+         (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline:{token}")],
+    ])
 
 
-async def _ask(update: Update, context: Context, actor: Actor, step: int,
-               notes: list[str] | None = None) -> int:
-    """Send the prompt of `step` (after any notes) and stay there."""
-    svc, tr, draft = services(context), actor.tr, draft_of(context, DRAFT)
-    prefix = "\n".join(notes or [])
-    prefix = prefix + "\n\n" if prefix else ""
-    quit_row = [_quit_button(tr, draft)]
-    if step == TARGET:
-        text, markup = await _target_prompt(svc, actor, draft, notes)
-        await reply(update, text, markup)
-    elif step == MECHANISM:
-        await reply(update, prefix + tr("requests.new.ask_mechanism"),
-                    keyboard(await _mechanism_rows(svc, tr, draft)))
-    elif step == URGENCY:
-        buttons = [(render.urgency_label(tr, u), f"{NEW}:u:{u.value}") for u in rules.URGENCY_ORDER]
-        await reply(update, prefix + tr("requests.new.ask_urgency"), keyboard([buttons, quit_row]))
-    elif step == SUBJECT:
-        await reply(update, prefix + tr("requests.new.ask_subject", limit=rules.SUBJECT_MAX),
-                    keyboard([quit_row]))
-    elif step == DETAILS:
-        await reply(update, prefix + tr("requests.new.ask_details", limit=rules.DETAILS_MAX),
-                    keyboard([[(tr("requests.button.skip"), f"{NEW}:skip"), quit_row[0]]]))
-    elif step == ATTACH:
-        await reply(update, prefix + tr("requests.new.ask_attachments",
-                                        limit=rules.ATTACHMENTS_MAX),
-                    keyboard([[(tr("requests.button.done"), f"{NEW}:done"), quit_row[0]]]))
-    elif step == DEADLINE:
-        await reply(update, prefix + tr("requests.new.ask_deadline", zone=_zone_name(svc, actor)),
-                    keyboard([[(tr("requests.button.no_deadline"), f"{NEW}:nodl"),
-                               _quit_button(tr, draft)]]))
-    else:
-        step = CONFIRM
-        draft.pop("editing", None)
-        token = draft.get("token")
-        await reply(update, prefix + await _summary(svc, actor, draft), keyboard([
-            [(tr("requests.button.submit"), f"{NEW}:submit:{token}"), quit_row[0]],
-            [(tr("requests.button.edit_details"), f"{NEW}:edit:details:{token}"),
-             (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline:{token}")],
-        ]))
-    return await handled(step)
-
-
-async def _advance(update: Update, context: Context, actor: Actor,
-                   notes: list[str] | None = None) -> int:
-    return await _ask(update, context, actor, _next_step(draft_of(context, DRAFT)), notes)
-
-
-async def _closing(update: Update, tr: Translator, choice: str) -> None:
-    """After a button: show the choice in place of the prompt's buttons."""
-    query = update.callback_query
-    if query is None:
-        return
-    await query.answer()
-    message = query.message
-    base = message.text_html if isinstance(message, Message) and message.text else ""
-    await edit_query_message(update, f"{base}\n\n▶ {choice}" if base else f"▶ {choice}",
-                             courtesy=True)
+NEW_REQUEST = flow.GuidedFlow(
+    name="requests_new", draft_key="rq_draft", draft_type=RequestFlowDraft, kind=SUBMIT,
+    callback=NEW, role=Role.officer, ttl=DRAFT_TTL,
+    steps=[
+        flow.Step(TARGET, lambda d: bool(d.targets) and d.targets_done, ask_target),
+        flow.Step(MECHANISM, lambda d: d.mechanism is not None, ask_mechanism),
+        flow.Step(URGENCY, lambda d: d.urgency is not None, ask_urgency),
+        flow.Step(SUBJECT, lambda d: bool(d.subject), ask_subject),
+        flow.Step(DETAILS, lambda d: d.quick or d.details is not None, ask_details),
+        flow.Step(ATTACH, lambda d: d.quick or d.attachments_done, ask_attachments),
+        flow.Step(DEADLINE, lambda d: d.quick or d.deadline_done, ask_deadline),
+    ],
+    confirm=flow.Step(CONFIRM, lambda d: False, ask_confirm),
+    back_to_confirm=lambda d: d.editing,
+    expired_key="requests.new.expired", cancelled_key="requests.new.cancelled",
+    quit_key="requests.button.quit", text_expected_key="requests.new.text_expected",
+    confirm_expects_key="requests.new.review_expects_button",
+)
 
 
 # --------------------------------------------------------------------------- /request
@@ -316,42 +286,40 @@ async def request_command(update: Update, context: Context, actor: Actor) -> int
     if actor.user is None or actor.user.unit_id is None:
         await reply(update, tr("requests.new.no_unit"))
         return await handled(END)
-    draft = _fresh_draft(context, svc.now())
+    turn = NEW_REQUEST.start(update, context, actor)
     if not context.args:
-        return await _ask(update, context, actor, TARGET)
-    notes = await _one_shot(svc, actor, draft, list(context.args))
-    return await _advance(update, context, actor, notes)
+        return await turn.ask(TARGET)
+    return await turn.advance(await _one_shot(turn, list(context.args)))
 
 
-async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
-                    words: list[str]) -> list[str]:
+async def _one_shot(turn: Turn, words: list[str]) -> list[str]:
     """`/request 云南 治安管控互动 特急 主题…`: targets first, then mechanism and urgency
     in either order, the rest is the subject. Returns notes about what was not understood
     (the flow then asks for exactly what is missing)."""
-    tr = actor.tr
-    draft["quick"] = True
+    tr, draft = turn.tr, turn.draft
+    draft.quick = True
     notes: list[str] = []
-    async with svc.db.session() as session:
+    async with turn.svc.db.session() as session:
         for part in [p for p in SPLIT_UNITS.split(words[0]) if p]:
-            notes += await _add_target(session, tr, actor, draft, part)
+            notes += await _add_target(session, turn, part)
         index = 1
         # More units, space-separated: only words that name exactly one unit.
         while index < len(words) and rules.parse_urgency(words[index]) is None and len(
                 exact := await store.resolve_units(session, words[index], exact_only=True)) == 1:
-            notes += _toggle_target(tr, actor, draft, exact[0], add_only=True)
+            notes += _toggle_target(turn, exact[0], add_only=True)
             index += 1
         target_notes = list(notes)
         first_flag = index
         while index < len(words) and index < first_flag + 2:
             word = words[index]
-            before_urgency = draft.get("urgency") is None and index + 1 < len(words) and \
+            before_urgency = draft.urgency is None and index + 1 < len(words) and \
                 rules.parse_urgency(words[index + 1]) is not None
-            if draft.get("urgency") is None and (urgency := rules.parse_urgency(word)):
-                draft["urgency"] = urgency.value
-            elif draft.get("mechanism") is None and (
+            if draft.urgency is None and (urgency := rules.parse_urgency(word)):
+                draft.urgency = urgency.value
+            elif draft.mechanism is None and (
                     mechanism := await store.find_mechanism(session, word)):
-                draft["mechanism"] = mechanism.id
-            elif draft.get("mechanism") is None and (offered := await store.mechanism_meant(
+                draft.mechanism = mechanism.id
+            elif draft.mechanism is None and (offered := await store.mechanism_meant(
                     session, word, before_urgency=before_urgency)) is not None:
                 # Refused with the list (the flow then asks with buttons), not taken
                 # as the start of the subject.
@@ -360,35 +328,34 @@ async def _one_shot(svc: Services, actor: Actor, draft: dict[str, Any],
             else:
                 break
             index += 1
-    if draft["targets"] and not target_notes:
-        draft["targets_done"] = True
+    if draft.targets and not target_notes:
+        draft.targets_done = True
     subject = rules.clean_line(" ".join(words[index:]))
     if subject:
         if problem := rules.text_problem(subject, rules.SUBJECT_MAX):
             notes.append(tr(f"requests.new.subject_{problem.value}", length=len(subject),
                             limit=rules.SUBJECT_MAX))
         else:
-            draft["subject"] = subject
+            draft.subject = subject
     return notes
 
 
-async def _add_target(session: Any, tr: Translator, actor: Actor, draft: dict[str, Any],
-                      query: str) -> list[str]:
+async def _add_target(session: Any, turn: Turn, query: str) -> list[str]:
     """Add the unit `query` names; notes when it names none, several, or one's own."""
+    tr = turn.tr
     units = await store.resolve_units(session, query)
     if not units:
         return [tr("requests.new.unknown_unit", query=escape(query))]
     if len(units) > 1:
-        draft["candidates"] = [u.id for u in units]
+        turn.draft.candidates = [u.id for u in units]
         return [tr("requests.new.ambiguous_unit", query=escape(query)) + " " +
                 tr.join(escape(tr.name(u.name)) for u in units)]
-    return _toggle_target(tr, actor, draft, units[0], add_only=True)
+    return _toggle_target(turn, units[0], add_only=True)
 
 
-def _toggle_target(tr: Translator, actor: Actor, draft: dict[str, Any], unit: Unit,
-                   *, add_only: bool = False) -> list[str]:
-    targets: list[int] = draft.setdefault("targets", [])
-    if actor.user is not None and unit.id == actor.user.unit_id:
+def _toggle_target(turn: Turn, unit: Unit, *, add_only: bool = False) -> list[str]:
+    tr, targets, user = turn.tr, turn.draft.targets, turn.actor.user
+    if user is not None and unit.id == user.unit_id:
         return [tr("requests.new.own_unit", unit=escape(unit.name))]
     if unit.id in targets:
         if not add_only:
@@ -403,79 +370,54 @@ def _toggle_target(tr: Translator, actor: Actor, draft: dict[str, Any], unit: Un
 # --------------------------------------------------------------------------- steps
 
 
-def _live(context: Context, svc: Services) -> dict[str, Any] | None:
-    return _draft_alive(context, svc.now())
-
-
-async def _expired(update: Update, tr: Translator) -> int:
-    """The flow was abandoned long ago: end it. A button says so; a typed message is
-    left to the other features (it was not meant for this flow)."""
-    if update.callback_query is not None:
-        await update.callback_query.answer(tr("requests.new.expired"), show_alert=True)
-        return await handled(END)
-    return END
-
-
-@guarded(Role.officer, Where.private)
-async def target_typed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
+async def target_typed(turn: Turn) -> int:
+    tr, draft = turn.tr, turn.draft
     notes: list[str] = []
-    async with svc.db.session() as session:
-        for part in [p for p in SPLIT_UNITS.split(message_text(update)) if p]:
-            notes += await _add_target(session, tr, actor, draft, part)
-    if draft.get("candidates"):
-        units = await _unit_names(svc, draft.pop("candidates"))
+    async with turn.svc.db.session() as session:
+        for part in [p for p in SPLIT_UNITS.split(message_text(turn.update)) if p]:
+            notes += await _add_target(session, turn, part)
+    if draft.candidates:
+        units = await _unit_names(turn.svc, draft.candidates)
+        draft.candidates = []
         rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        rows.append([(tr("requests.button.next"), f"{NEW}:next"), _quit_button(tr, draft)])
-        await reply(update, "\n".join(notes), keyboard(rows))
+        rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
+        await reply(turn.update, "\n".join(notes), keyboard(rows))
         return await handled(TARGET)
-    text, markup = await _target_prompt(svc, actor, draft, notes)
-    await reply(update, text, markup)
-    return await handled(TARGET)
+    return await turn.ask(TARGET, notes)
 
 
-@guarded(Role.officer, Where.private)
-async def target_pressed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    query = update.callback_query
+async def target_pressed(turn: Turn) -> int:
+    svc, tr, draft = turn.svc, turn.tr, turn.draft
+    query = turn.update.callback_query
     assert query is not None
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    data = query.data or ""
+    data = turn.query_data
     if data == f"{NEW}:next":
-        if not draft.get("targets"):
+        if not draft.targets:
             await query.answer(tr("requests.new.no_target_yet"), show_alert=True)
             return await handled(TARGET)
-        draft["targets_done"] = True
-        units = await _unit_names(svc, draft["targets"])
-        await _closing(update, tr, tr.join(escape(tr.name(u.name)) for u in units.values()))
-        return await _advance(update, context, actor)
+        draft.targets_done = True
+        units = await _unit_names(svc, draft.targets)
+        await turn.closing(tr.join(escape(tr.name(u.name)) for u in units.values()))
+        return await turn.advance()
     match = re.fullmatch(rf"{NEW}:t:{DB_ID}", data)
     unit = (await _unit_names(svc, [int(match.group(1))])).get(int(match.group(1))) \
         if match else None
     if unit is None:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await handled(TARGET)
-    notes = _toggle_target(tr, actor, draft, unit)
+    notes = _toggle_target(turn, unit)
     await query.answer(notes[0] if notes else None, show_alert=bool(notes))
-    text, markup = await _target_prompt(svc, actor, draft)
-    await edit_query_message(update, text, markup, courtesy=True)
+    prompt = await ask_target(turn)
+    await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
+                             courtesy=True)
     return await handled(TARGET)
 
 
-@guarded(Role.officer, Where.private)
-async def mechanism_chosen(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
+async def mechanism_chosen(turn: Turn) -> int:
+    tr, update = turn.tr, turn.update
     query = update.callback_query
-    match = re.fullmatch(rf"{NEW}:m:{DB_ID}", query.data or "") if query else None
-    async with svc.db.session() as session:
+    match = re.fullmatch(rf"{NEW}:m:{DB_ID}", turn.query_data) if query else None
+    async with turn.svc.db.session() as session:
         if query is not None:
             mechanism = await session.get(Mechanism, int(match.group(1))) if match else None
         else:
@@ -484,70 +426,53 @@ async def mechanism_chosen(update: Update, context: Context, actor: Actor) -> in
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await handled(MECHANISM)
-        return await _ask(update, context, actor, MECHANISM, [
+        return await turn.ask(MECHANISM, [
             tr("requests.new.unknown_mechanism", query=escape(message_text(update)[:40]))])
-    draft["mechanism"] = mechanism.id
-    await _closing(update, tr, escape(mechanism.name))
-    return await _advance(update, context, actor)
+    turn.draft.mechanism = mechanism.id
+    await turn.closing(escape(mechanism.name))
+    return await turn.advance()
 
 
-@guarded(Role.officer, Where.private)
-async def urgency_chosen(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    query = update.callback_query
-    raw = (query.data or "").removeprefix(f"{NEW}:u:") if query else message_text(update)
+async def urgency_chosen(turn: Turn) -> int:
+    tr, query = turn.tr, turn.update.callback_query
+    raw = turn.query_data.removeprefix(f"{NEW}:u:") if query else message_text(turn.update)
     urgency = Urgency(raw) if query and raw in Urgency.__members__ else (
         None if query else rules.parse_urgency(raw))
     if urgency is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
             return await handled(URGENCY)
-        return await _ask(update, context, actor, URGENCY, [
+        return await turn.ask(URGENCY, [
             tr("requests.new.unknown_urgency", query=escape(raw[:40]))])
-    draft["urgency"] = urgency.value
-    await _closing(update, tr, render.urgency_label(tr, urgency))
-    return await _advance(update, context, actor)
+    turn.draft.urgency = urgency.value
+    await turn.closing(render.urgency_label(tr, urgency))
+    return await turn.advance()
 
 
-@guarded(Role.officer, Where.private)
-async def subject_typed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    subject = rules.clean_line(message_text(update))
+async def subject_typed(turn: Turn) -> int:
+    subject = rules.clean_line(message_text(turn.update))
     problem = rules.text_problem(subject, rules.SUBJECT_MAX)
     if problem is not None:
-        await reply(update, tr(f"requests.new.subject_{problem.value}", length=len(subject),
-                               limit=rules.SUBJECT_MAX))
-        return await handled(SUBJECT)
-    draft["subject"] = subject
-    return await _advance(update, context, actor)
+        return await turn.stay(SUBJECT, turn.tr(f"requests.new.subject_{problem.value}",
+                                                length=len(subject), limit=rules.SUBJECT_MAX))
+    turn.draft.subject = subject
+    return await turn.advance()
 
 
-@guarded(Role.officer, Where.private)
-async def details_given(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    if update.callback_query is not None:
-        draft["details"] = ""
-        await _closing(update, tr, tr("requests.button.skip"))
-        return await _advance(update, context, actor)
-    details = rules.clean_block(message_text(update))
+async def details_given(turn: Turn) -> int:
+    tr = turn.tr
+    if turn.update.callback_query is not None:
+        turn.draft.details = ""
+        await turn.closing(tr("requests.button.skip"))
+        return await turn.advance()
+    details = rules.clean_block(message_text(turn.update))
     if len(details) > rules.DETAILS_MAX:
-        await reply(update, tr("requests.new.details_too_long", length=len(details),
-                               limit=rules.DETAILS_MAX))
-        return await handled(DETAILS)
+        return await turn.stay(DETAILS, tr("requests.new.details_too_long", length=len(details),
+                                           limit=rules.DETAILS_MAX))
     if not details:
-        await reply(update, tr("requests.new.text_expected"))
-        return await handled(DETAILS)
-    draft["details"] = details
-    return await _advance(update, context, actor)
+        return await turn.stay(DETAILS, tr("requests.new.text_expected"))
+    turn.draft.details = details
+    return await turn.advance()
 
 
 def _attachment_of(message: Message | None) -> dict[str, Any] | None:
@@ -561,123 +486,76 @@ def _attachment_of(message: Message | None) -> dict[str, Any] | None:
     return None
 
 
-def _not_text(state: int) -> Any:
-    """A photo, sticker or file where a typed answer is expected: say so, stay."""
-
-    @guarded(Role.officer, Where.private)
-    async def not_text(update: Update, context: Context, actor: Actor) -> int:
-        if _live(context, services(context)) is None:
-            return await _expired(update, actor.tr)
-        await reply(update, actor.tr("requests.new.text_expected"))
-        return await handled(state)
-
-    return not_text
-
-
 def _attachment_handler(state: int) -> Any:
-    @guarded(Role.officer, Where.private)
-    async def attachment_sent(update: Update, context: Context, actor: Actor) -> int:
-        return await _attach(update, context, actor, state)
-
-    return attachment_sent
-
-
-async def _attach(update: Update, context: Context, actor: Actor, state: int) -> int:
     """A photo or document for the draft (in the attachment step, or at the summary)."""
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    attachment = _attachment_of(update.effective_message)
-    attachments: list[dict[str, Any]] = draft.setdefault("attachments", [])
-    if attachment is None:
-        await reply(update, tr("requests.new.attachment_expected"))
-        return await handled(state)
-    if len(attachments) >= rules.ATTACHMENTS_MAX:
-        await reply(update, tr("requests.new.too_many_attachments", limit=rules.ATTACHMENTS_MAX))
-        return await handled(state)
-    attachments.append(attachment)
-    await reply(update, tr("requests.new.attachment_added", n=len(attachments)))
-    return await handled(state)
+
+    async def attach(turn: Turn) -> int:
+        tr, attachments = turn.tr, turn.draft.attachments
+        attachment = _attachment_of(turn.update.effective_message)
+        if attachment is None:
+            return await turn.stay(state, tr("requests.new.attachment_expected"))
+        if len(attachments) >= rules.ATTACHMENTS_MAX:
+            return await turn.stay(state, tr("requests.new.too_many_attachments",
+                                             limit=rules.ATTACHMENTS_MAX))
+        attachments.append(attachment)
+        return await turn.stay(state, tr("requests.new.attachment_added", n=len(attachments)))
+
+    return NEW_REQUEST.on(attach)
 
 
-@guarded(Role.officer, Where.private)
-async def attachments_done(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    draft["attachments_done"] = True
-    count = len(draft.get("attachments") or [])
-    await _closing(update, tr, tr("requests.new.attachment_added", n=count) if count
-                   else tr("requests.button.skip"))
-    return await _advance(update, context, actor)
+async def attachments_done(turn: Turn) -> int:
+    tr, draft = turn.tr, turn.draft
+    draft.attachments_done = True
+    count = len(draft.attachments)
+    await turn.closing(tr("requests.new.attachment_added", n=count) if count
+                       else tr("requests.button.skip"))
+    return await turn.advance()
 
 
-@guarded(Role.officer, Where.private)
-async def deadline_given(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    if update.callback_query is not None:
-        draft["reply_due"] = None
-        await _closing(update, tr, tr("requests.button.no_deadline"))
-        return await _advance(update, context, actor)
-    text = message_text(update).strip()
+async def deadline_given(turn: Turn) -> int:
+    svc, tr, draft = turn.svc, turn.tr, turn.draft
+    if turn.update.callback_query is not None:
+        draft.reply_due, draft.deadline_done = None, True
+        await turn.closing(tr("requests.button.no_deadline"))
+        return await turn.advance()
+    text = message_text(turn.update).strip()
     try:
-        due = parse_deadline(text, svc.now(), _zone_name(svc, actor))
+        due = parse_deadline(text, svc.now(), _zone_name(svc, turn.actor))
     except DeadlineError as error:
         key = {"in_the_past": "deadline_past", "too_far": "deadline_too_far"}.get(
             error.code, "deadline_invalid")
-        await reply(update, tr(f"requests.new.{key}", text=escape(text[:40])))
-        return await handled(DEADLINE)
-    draft["reply_due"] = due.isoformat()
-    return await _advance(update, context, actor)
+        return await turn.stay(DEADLINE, tr(f"requests.new.{key}", text=escape(text[:40])))
+    draft.reply_due, draft.deadline_done = due.isoformat(), True
+    return await turn.advance()
 
 
-@guarded(Role.officer, Where.private)
-async def confirm_pressed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    query = update.callback_query
+async def confirm_pressed(turn: Turn) -> int:
+    tr, draft = turn.tr, turn.draft
+    query = turn.update.callback_query
     assert query is not None
-    draft = _live(context, svc)
-    if draft is None:
-        return await _expired(update, tr)
-    data, _, token = (query.data or "").rpartition(":")
-    if not await confirmation_open(update, context, tr, token, SUBMIT):
+    data, _, token = turn.query_data.rpartition(":")
+    if not await confirmation_open(turn.update, turn.context, tr, token, SUBMIT):
         return await handled(CONFIRM)
     if data in (f"{NEW}:edit:details", f"{NEW}:edit:deadline"):
-        draft["editing"] = True
+        draft.editing = True
         await query.answer()
-        return await _ask(update, context, actor, DETAILS if data.endswith("details")
-                          else DEADLINE)
-    if data != f"{NEW}:submit" or token != draft.get("token"):
+        return await turn.ask(DETAILS if data.endswith("details") else DEADLINE)
+    if data != f"{NEW}:submit" or token != draft.token:
         await query.answer(tr("errors.stale_button"), show_alert=True)
         return await handled(CONFIRM)
-    return await _submit(update, context, actor, draft)
+    return await _submit(turn)
 
 
-@guarded(Role.officer, Where.private)
-async def review_typed(update: Update, context: Context, actor: Actor) -> int:
-    """Text at the summary: not a lookup; say what this step expects and show it again."""
-    if _live(context, services(context)) is None:
-        return await _expired(update, actor.tr)
-    return await _ask(update, context, actor, CONFIRM,
-                      [actor.tr("requests.new.review_expects_button")])
-
-
-async def _submit(update: Update, context: Context, actor: Actor, draft: dict[str, Any]) -> int:
-    svc, tr = services(context), actor.tr
-    query = update.callback_query
-    assert query is not None
-    due = draft.get("reply_due")
+async def _submit(turn: Turn) -> int:
+    svc, tr, draft, actor = turn.svc, turn.tr, turn.draft, turn.actor
+    query = turn.update.callback_query
+    assert query is not None and draft.urgency is not None and draft.subject is not None
     request_draft = Draft(
-        target_unit_ids=list(draft["targets"]), mechanism_id=draft.get("mechanism"),
-        urgency=Urgency(draft["urgency"]), subject=draft["subject"],
-        details=draft.get("details") or "", attachments=list(draft.get("attachments") or []),
-        reply_due_at=datetime.fromisoformat(due) if due else None,
-        submission_key=draft.get("id"),
+        target_unit_ids=list(draft.targets), mechanism_id=draft.mechanism,
+        urgency=Urgency(draft.urgency), subject=draft.subject,
+        details=draft.details or "", attachments=list(draft.attachments),
+        reply_due_at=datetime.fromisoformat(draft.reply_due) if draft.reply_due else None,
+        submission_key=draft.id,
     )
 
     async def create(session: AsyncSession) -> tuple[service.Created, dict[int, str | None]]:
@@ -688,26 +566,20 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
         return created, {r.to_unit_id: r.to_unit.duty_phone for r, _ in created.undelivered}
 
     try:
-        created, phones = await submit_ending_flow(
-            update, context, flow=FLOW, token=draft.get("token") or "", draft_key=DRAFT,
-            work=create)
+        created, phones = await NEW_REQUEST.submit(turn, create)
     except DraftProblem as problem:
         await query.answer()
-        return await _ask(update, context, actor, CONFIRM, [
+        return await turn.ask(CONFIRM, [
             tr(f"requests.new.problem.{problem.code}", **problem.values)])
     except AlreadySubmitted as done:
-        end_draft(context, draft.get("token") or "", DRAFT)
+        end_draft(turn.context, draft.token, NEW_REQUEST.draft_key)
         await query.answer()
-        await reply(update, tr("requests.new.already_submitted", numbers=tr.join(
+        await reply(turn.update, tr("requests.new.already_submitted", numbers=tr.join(
             f"<code>{number}</code>" for number in done.numbers)))
-        return await handled(END)
+        return await turn.end()
     svc.wake_delivery()
     await svc.rescheduled("requests")
-    await query.answer()
-    shown = query.message.text_html if isinstance(query.message, Message) \
-        and query.message.text else ""
-    await edit_query_message(update, shown + "\n\n▶ " + tr("requests.button.submit"),
-                             courtesy=True)
+    await turn.closing(tr("requests.button.submit"))
     lines = [tr("requests.new.created")]
     lines += [tr("requests.new.created_line", number=f"<code>{r.number}</code>",
                  unit=escape(r.to_unit.name)) for r in created.requests]
@@ -717,42 +589,8 @@ async def _submit(update: Update, context: Context, actor: Actor, draft: dict[st
     for request, told in created.undelivered:
         lines.append(tr("requests.new.created_undelivered", unit=escape(request.to_unit.name),
                         count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
-    await reply(update, "\n".join(lines))
-    return await handled(END)
-
-
-async def quit_flow(update: Update, context: Context) -> int:
-    """`取消` button or /cancel: leave the flow, nothing stored. The button of a draft
-    already over changes nothing."""
-    actor_tr = await _tr(update, context)
-    assert context.user_data is not None
-    query = update.callback_query
-    token = (query.data or "").removeprefix(f"{NEW}:quit").lstrip(":") if query else ""
-    if token and not await confirmation_open(update, context, actor_tr, token, SUBMIT):
-        raise ApplicationHandlerStop  # whatever is in progress goes on as it was
-    close_confirmation(context, (context.user_data.get(DRAFT) or {}).get("token") or "",
-                       CANCELLED)
-    context.user_data.pop(DRAFT, None)
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await edit_query_message(update, actor_tr("requests.new.cancelled"), courtesy=True)
-    else:
-        await reply(update, actor_tr("requests.new.cancelled"))
-    return await handled(END)
-
-
-async def _tr(update: Update, context: Context) -> Translator:
-    return (await current_actor(update, context)).tr
-
-
-async def stale_flow_button(update: Update, context: Context) -> None:
-    """A button of a flow that is not waiting for it: a confirmation that is over says
-    why, anything else that the flow has expired."""
-    query = update.callback_query
-    assert query is not None
-    tr = await _tr(update, context)
-    if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
-        await query.answer(tr("requests.new.expired"), show_alert=True)
+    await reply(turn.update, "\n".join(lines))
+    return await turn.end()
 
 
 # =========================================================================== buttons
@@ -985,7 +823,7 @@ def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
 async def drop_action(update: Update, context: Context) -> int:
     """/cancel or the ✖️ under a unit choice: the waiting prompt is over. A ✖️ of a
     choice already over changes nothing."""
-    tr = await _tr(update, context)
+    tr = (await current_actor(update, context)).tr
     assert context.user_data is not None
     query = update.callback_query
     token = (query.data or "").removeprefix(f"{ACT}:quit").lstrip(":") if query else ""
@@ -1233,41 +1071,38 @@ def register(application: Application) -> None:
     text = filters.TEXT & ~filters.COMMAND
     other = ~filters.TEXT & ~filters.COMMAND
     files = filters.PHOTO | filters.Document.ALL
-    quit_button = CallbackQueryHandler(quit_flow, pattern=rf"^{NEW}:quit(:{TOKEN})?$")
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
-        new_flow = ConversationHandler(
+        on, not_text = NEW_REQUEST.on, NEW_REQUEST.not_text
+        new_flow = NEW_REQUEST.conversation(
             entry_points=[CommandHandler("request", request_command)],
             states={
-                TARGET: [MessageHandler(text, target_typed),
-                         CallbackQueryHandler(target_pressed, pattern=rf"^{NEW}:(t:\d+|next)$"),
-                         MessageHandler(other, _not_text(TARGET))],
-                MECHANISM: [MessageHandler(text, mechanism_chosen),
-                            CallbackQueryHandler(mechanism_chosen, pattern=rf"^{NEW}:m:"),
-                            MessageHandler(other, _not_text(MECHANISM))],
-                URGENCY: [MessageHandler(text, urgency_chosen),
-                          CallbackQueryHandler(urgency_chosen, pattern=rf"^{NEW}:u:"),
-                          MessageHandler(other, _not_text(URGENCY))],
-                SUBJECT: [MessageHandler(text, subject_typed),
-                          MessageHandler(other, _not_text(SUBJECT))],
-                DETAILS: [MessageHandler(text, details_given),
-                          CallbackQueryHandler(details_given, pattern=rf"^{NEW}:skip$"),
-                          MessageHandler(other, _not_text(DETAILS))],
+                TARGET: [MessageHandler(text, on(target_typed)),
+                         CallbackQueryHandler(on(target_pressed),
+                                              pattern=rf"^{NEW}:(t:\d+|next)$"),
+                         MessageHandler(other, not_text(TARGET))],
+                MECHANISM: [MessageHandler(text, on(mechanism_chosen)),
+                            CallbackQueryHandler(on(mechanism_chosen), pattern=rf"^{NEW}:m:"),
+                            MessageHandler(other, not_text(MECHANISM))],
+                URGENCY: [MessageHandler(text, on(urgency_chosen)),
+                          CallbackQueryHandler(on(urgency_chosen), pattern=rf"^{NEW}:u:"),
+                          MessageHandler(other, not_text(URGENCY))],
+                SUBJECT: [MessageHandler(text, on(subject_typed)),
+                          MessageHandler(other, not_text(SUBJECT))],
+                DETAILS: [MessageHandler(text, on(details_given)),
+                          CallbackQueryHandler(on(details_given), pattern=rf"^{NEW}:skip$"),
+                          MessageHandler(other, not_text(DETAILS))],
                 ATTACH: [MessageHandler(files | text, _attachment_handler(ATTACH)),
-                         CallbackQueryHandler(attachments_done, pattern=rf"^{NEW}:done$")],
-                DEADLINE: [MessageHandler(text, deadline_given),
-                           CallbackQueryHandler(deadline_given, pattern=rf"^{NEW}:nodl$"),
-                           MessageHandler(other, _not_text(DEADLINE))],
+                         CallbackQueryHandler(on(attachments_done), pattern=rf"^{NEW}:done$")],
+                DEADLINE: [MessageHandler(text, on(deadline_given)),
+                           CallbackQueryHandler(on(deadline_given), pattern=rf"^{NEW}:nodl$"),
+                           MessageHandler(other, not_text(DEADLINE))],
                 CONFIRM: [MessageHandler(files, _attachment_handler(CONFIRM)),
-                          MessageHandler(text, review_typed),
-                          CallbackQueryHandler(confirm_pressed,
+                          MessageHandler(text, NEW_REQUEST.typed_at_confirm),
+                          CallbackQueryHandler(on(confirm_pressed),
                                                pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],
             },
-            fallbacks=[CommandHandler("cancel", quit_flow), quit_button],
-            allow_reentry=True,
-            name=FLOW,
-            persistent=True,
         )
         act_flow = ConversationHandler(
             entry_points=[CallbackQueryHandler(button_pressed,
@@ -1291,5 +1126,6 @@ def register(application: Application) -> None:
     application.add_handler(CommandHandler("stats", stats_command))
     application.add_handler(CallbackQueryHandler(list_paged, pattern=rf"^{LIST}:"))
     application.add_handler(CallbackQueryHandler(view_pressed, pattern=rf"^{VIEW}:"))
-    application.add_handler(CallbackQueryHandler(stale_flow_button, pattern=rf"^({NEW}|{ACT}):"))
+    application.add_handler(CallbackQueryHandler(NEW_REQUEST.stale_button,
+                                                 pattern=rf"^({NEW}|{ACT}):"))
 
