@@ -72,6 +72,25 @@ class Draft:
 D = TypeVar("D", bound=Draft)
 
 
+def attachment_of(message: Message | None) -> dict[str, Any] | None:
+    """A photo (its largest size) or a document sent for a draft, as the draft keeps it."""
+    if message is None:
+        return None
+    if message.photo:
+        return {"type": "photo", "file_id": message.photo[-1].file_id}
+    if message.document:
+        return {"type": "document", "file_id": message.document.file_id,
+                "name": message.document.file_name or ""}
+    return None
+
+
+def reader_zone_name(svc: Services, actor: Actor) -> str:
+    """The time zone a person's answers are read in: their unit's, else the bot's."""
+    unit = actor.user.unit if actor.user is not None else None
+    return (unit.timezone if unit is not None and unit.timezone else None) or \
+        svc.settings.bot_timezone
+
+
 @dataclass(frozen=True)
 class Prompt:
     """A step's question: its text and rows of (label, callback data) buttons.

@@ -17,10 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardMarkup, Message, Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -61,6 +60,7 @@ from handlers.common import (
     end_draft,
     escape,
     guarded,
+    handled,
     keyboard,
     offer_confirmation,
     reply,
@@ -111,20 +111,9 @@ def _policy(svc: Services) -> NoticePolicy:
     return NoticePolicy.from_settings(svc.settings)
 
 
-def _zone_name(svc: Services, actor: Actor) -> str:
-    unit = actor.user.unit if actor.user is not None else None
-    return (unit.timezone if unit is not None and unit.timezone else None) or \
-        svc.settings.bot_timezone
-
-
 def _text(update: Update) -> str:
     message = update.effective_message
     return (message.text or message.caption or "") if message else ""
-
-
-async def _stop(state: int) -> int:
-    """Answer handled: no plain-text feature in a later group sees this update."""
-    raise ApplicationHandlerStop(state)
 
 
 def _cancel_button(tr: Translator, token: str | None) -> tuple[str, str]:
@@ -217,7 +206,7 @@ async def ask_text(turn: Turn) -> flow.Prompt:
 
 async def ask_when(turn: Turn) -> flow.Prompt:
     tr = turn.tr
-    return flow.Prompt(tr("notices.new.ask_when", zone=_zone_name(turn.svc, turn.actor)),
+    return flow.Prompt(tr("notices.new.ask_when", zone=flow.reader_zone_name(turn.svc, turn.actor)),
                        [[(tr("notices.button.send_now"), f"{NEW}:now")], [turn.quit_button()]])
 
 
@@ -234,9 +223,9 @@ async def ask_confirm(turn: Turn) -> flow.Prompt:
         audience=await _audience_label(svc, tr, draft.audience), rooms=len(rooms),
         attachment=tr(f"notices.new.attachment_{attachment['type']}") if attachment
         else tr("notices.new.none"),
-        when=render.local_time(datetime.fromisoformat(when),
-                              time_zone(_zone_name(svc, turn.actor), svc.settings.bot_timezone),
-                              with_year=True) if when else tr("notices.new.now"),
+        when=render.local_time(datetime.fromisoformat(when), time_zone(
+            flow.reader_zone_name(svc, turn.actor), svc.settings.bot_timezone),
+            with_year=True) if when else tr("notices.new.now"),
         text=escape(draft.text),
     )
     token = draft.token
@@ -342,7 +331,7 @@ async def kind_chosen(turn: Turn) -> int:
     if kind is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await _stop(KIND)
+            return await handled(KIND)
         return await turn.ask(KIND, [
             tr("notices.new.unknown_kind", text=escape(_text(turn.update)[:40]))])
     turn.draft.kind = kind.value
@@ -358,7 +347,7 @@ async def severity_chosen(turn: Turn) -> int:
     if severity is None:
         if query is not None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await _stop(SEVERITY)
+            return await handled(SEVERITY)
         return await turn.ask(SEVERITY, [
             tr("notices.new.unknown_severity", text=escape(_text(turn.update)[:40]))])
     turn.draft.severity = severity.value
@@ -388,7 +377,7 @@ async def audience_typed(turn: Turn) -> int:
         rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
         rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
         await reply(turn.update, "\n".join(notes), keyboard(rows))
-        return await _stop(AUDIENCE)
+        return await handled(AUDIENCE)
     return await turn.ask(AUDIENCE, notes)
 
 
@@ -400,7 +389,7 @@ async def audience_pressed(turn: Turn) -> int:
     if data == f"{NEW}:a:next":
         if not _chosen(audience):
             await query.answer(tr("notices.new.no_audience_yet"), show_alert=True)
-            return await _stop(AUDIENCE)
+            return await handled(AUDIENCE)
         draft.audience_done = True
         await turn.closing(await _audience_label(svc, tr, audience))
         return await turn.advance()
@@ -417,31 +406,20 @@ async def audience_pressed(turn: Turn) -> int:
             found = await session.get(model, item) if model and item else None
         if found is None or match is None:
             await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await _stop(AUDIENCE)
+            return await handled(AUDIENCE)
         _toggle(audience, "zones" if match.group(1) == "z" else "units", found.id)
     await query.answer()
     prompt = await ask_audience(turn)
     await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
                              courtesy=True)
-    return await _stop(AUDIENCE)
-
-
-def _attachment_of(message: Message | None) -> dict[str, Any] | None:
-    if message is None:
-        return None
-    if message.photo:
-        return {"type": "photo", "file_id": message.photo[-1].file_id}
-    if message.document:
-        return {"type": "document", "file_id": message.document.file_id,
-                "name": message.document.file_name or ""}
-    return None
+    return await handled(AUDIENCE)
 
 
 async def text_given(turn: Turn) -> int:
     """The text, or a photo/document (its caption is the text; without one, asked next)."""
     tr, draft, update = turn.tr, turn.draft, turn.update
     message = update.effective_message
-    attachment = _attachment_of(message)
+    attachment = flow.attachment_of(message)
     if attachment is None and message is not None and not message.text:
         return await turn.stay(TEXT, tr("notices.new.text_expected"))
     text = clean_text(_text(update))
@@ -467,7 +445,7 @@ async def when_given(turn: Turn) -> int:
         return await turn.ask(CONFIRM)
     text = _text(turn.update).strip()
     try:
-        when = parse_deadline(text, svc.now(), _zone_name(svc, turn.actor))
+        when = parse_deadline(text, svc.now(), flow.reader_zone_name(svc, turn.actor))
     except DeadlineError as error:
         code = error.code if error.code in {"in_the_past", "too_far"} else "unrecognised"
         return await turn.stay(WHEN, tr(f"notices.new.time_{code}", text=escape(text[:40])))
@@ -481,13 +459,13 @@ async def confirm_pressed(turn: Turn) -> int:
     assert query is not None
     verb, _, token = turn.query_data.removeprefix(f"{NEW}:").partition(":")
     if not await confirmation_open(turn.update, turn.context, tr, token, NEW_NOTICE.kind):
-        return await _stop(CONFIRM)
+        return await handled(CONFIRM)
     if verb == "when":
         await query.answer()
         return await turn.ask(WHEN)
     if verb != "send" or token != draft.token or NEW_NOTICE.next_state(draft) != CONFIRM:
         await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await _stop(CONFIRM)
+        return await handled(CONFIRM)
     assert draft.kind is not None and draft.severity is not None and draft.text is not None
     when = draft.scheduled_for
     notice_draft = NoticeDraft(
@@ -522,7 +500,7 @@ async def confirm_pressed(turn: Turn) -> int:
     await svc.rescheduled(plan.NAME)
     await turn.closing(tr("notices.button.send"))
     if when:
-        zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+        zone = time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
         await reply(turn.update, tr("notices.new.scheduled", number=number,
                                     when=render.local_time(datetime.fromisoformat(when), zone,
                                                            with_year=True)))
@@ -535,7 +513,7 @@ async def confirm_pressed(turn: Turn) -> int:
 async def correction_not_text(update: Update, context: Context, actor: Actor) -> int:
     """A photo or sticker where the corrected text is expected: say so, stay."""
     await reply(update, actor.tr("notices.new.text_expected"))
-    return await _stop(CORRECT)
+    return await handled(CORRECT)
 
 
 # =========================================================================== 收到
@@ -557,7 +535,7 @@ async def ack_pressed(update: Update, context: Context, actor: Actor) -> None:
         first_revision = (outcome.delivery.acknowledged_revision or 1) \
             if outcome.delivery else 1
         who = render.person(outcome.acknowledger)
-    zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    zone = time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
     if outcome.verdict is Verdict.done:
         svc.wake_delivery()
         await query.answer(tr("notices.ack.done", number=outcome.notice.number
@@ -575,7 +553,7 @@ async def ack_pressed(update: Update, context: Context, actor: Actor) -> None:
 async def _list_page(svc: Services, actor: Actor, page: int
                      ) -> tuple[str, InlineKeyboardMarkup | None]:
     tr = actor.tr
-    zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    zone = time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
     async with svc.db.session() as session:
         found, total = await store.recent_notices(session, page=page)
         counts = await store.tallies(session, [n.id for n in found])
@@ -635,7 +613,7 @@ async def _show(update: Update, context: Context, actor: Actor, notice_id: int) 
         text = await service.render_status(session, notice, now=svc.now(),
                                             policy=_policy(svc))
         if notice.status is NoticeStatus.scheduled and notice.scheduled_for:
-            zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+            zone = time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
             text += "\n" + tr("notices.view.scheduled", when=render.local_time(
                 notice.scheduled_for, zone, with_year=True))
         body = notice.text if len(notice.text) <= VIEW_TEXT else notice.text[:VIEW_TEXT] + "…"
@@ -720,7 +698,7 @@ async def _export(update: Update, context: Context, actor: Actor, number: str | 
                   notice_id: int | None = None) -> None:
     """The final report of one notice (the latest sent by default) as CSV."""
     svc, tr = services(context), actor.tr
-    zone = time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    zone = time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
     async with svc.db.session() as session:
         if notice_id is not None:
             notice = await store.get_notice(session, notice_id=notice_id)
@@ -760,14 +738,14 @@ async def correct_pressed(update: Update, context: Context, actor: Actor) -> int
     if notice is None or notice.status is NoticeStatus.withdrawn:
         await query.answer(tr("notices.problem.already_withdrawn") if notice
                            else tr("errors.stale_button"), show_alert=True)
-        return await _stop(END)
+        return await handled(END)
     await query.answer()
     token = offer_confirmation(context, CORRECTION)
     context.user_data[CORRECTING] = {"id": notice.id, "at": svc.now().isoformat(),
                                      "token": token}
     await reply(update, tr("notices.correct.ask", number=notice.number, limit=TEXT_MAX),
                 keyboard([[_cancel_button(tr, token)]]))
-    return await _stop(CORRECT)
+    return await handled(CORRECT)
 
 
 @guarded(Role.coordinator, Where.private)
@@ -789,13 +767,13 @@ async def correction_typed(update: Update, context: Context, actor: Actor) -> in
             number, revision = notice.number, notice.revision
     except NoticeProblem as problem:
         await reply(update, tr(f"notices.problem.{problem.code}", **problem.values))
-        return await _stop(CORRECT)
+        return await handled(CORRECT)
     context.user_data.pop(CORRECTING, None)
     close_confirmation(context, pending.get("token") or "", USED)
     svc.wake_delivery()
     await reply(update, tr("notices.correct.done", number=number, revision=revision,
                            rooms=edited))
-    return await _stop(END)
+    return await handled(END)
 
 
 # =========================================================================== wiring

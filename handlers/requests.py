@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
-from telegram import ForceReply, InlineKeyboardMarkup, Message, Update
+from telegram import ForceReply, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
     ApplicationHandlerStop,
@@ -106,14 +106,8 @@ def _policy(svc: Services) -> Policy:
     return Policy.from_settings(svc.settings)
 
 
-def _zone_name(svc: Services, actor: Actor) -> str:
-    unit = actor.user.unit if actor.user is not None else None
-    return (unit.timezone if unit is not None and unit.timezone else None) or \
-        svc.settings.bot_timezone
-
-
 def _zone(svc: Services, actor: Actor) -> Any:
-    return time_zone(_zone_name(svc, actor), svc.settings.bot_timezone)
+    return time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
 
 
 # =========================================================================== new request
@@ -202,8 +196,8 @@ async def ask_attachments(turn: Turn) -> flow.Prompt:
 
 
 async def ask_deadline(turn: Turn) -> flow.Prompt:
-    tr = turn.tr
-    return flow.Prompt(tr("requests.new.ask_deadline", zone=_zone_name(turn.svc, turn.actor)),
+    tr, zone_name = turn.tr, flow.reader_zone_name(turn.svc, turn.actor)
+    return flow.Prompt(tr("requests.new.ask_deadline", zone=zone_name),
                        [[(tr("requests.button.no_deadline"), f"{NEW}:nodl"),
                          turn.quit_button()]])
 
@@ -475,23 +469,12 @@ async def details_given(turn: Turn) -> int:
     return await turn.advance()
 
 
-def _attachment_of(message: Message | None) -> dict[str, Any] | None:
-    if message is None:
-        return None
-    if message.photo:
-        return {"type": "photo", "file_id": message.photo[-1].file_id}
-    if message.document:
-        return {"type": "document", "file_id": message.document.file_id,
-                "name": message.document.file_name or ""}
-    return None
-
-
 def _attachment_handler(state: int) -> Any:
     """A photo or document for the draft (in the attachment step, or at the summary)."""
 
     async def attach(turn: Turn) -> int:
         tr, attachments = turn.tr, turn.draft.attachments
-        attachment = _attachment_of(turn.update.effective_message)
+        attachment = flow.attachment_of(turn.update.effective_message)
         if attachment is None:
             return await turn.stay(state, tr("requests.new.attachment_expected"))
         if len(attachments) >= rules.ATTACHMENTS_MAX:
@@ -520,7 +503,7 @@ async def deadline_given(turn: Turn) -> int:
         return await turn.advance()
     text = message_text(turn.update).strip()
     try:
-        due = parse_deadline(text, svc.now(), _zone_name(svc, turn.actor))
+        due = parse_deadline(text, svc.now(), flow.reader_zone_name(svc, turn.actor))
     except DeadlineError as error:
         key = {"in_the_past": "deadline_past", "too_far": "deadline_too_far"}.get(
             error.code, "deadline_invalid")
