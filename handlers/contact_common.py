@@ -30,7 +30,6 @@ from storage.search.vocabulary import load_vocabulary
 
 PAGE_SIZE = 5
 
-
 MAX_QUERY = 100
 QUERIES_KEPT = 30
 

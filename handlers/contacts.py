@@ -62,7 +62,6 @@ COMMANDS = [
     CommandInfo("oncall", Role.officer, Where.anywhere, "oncall.command"),
 ]
 
-
 CALLBACK = re.compile(r"^ct:(pg|z|u|ub|s|only|menu)(?::(\d{1,9}))?(?::(\d{1,9}))?$")
 
 

@@ -28,14 +28,11 @@ CB = plan.CALLBACK
 TITLE_LIMIT = 120
 PLACE_LIMIT = 200
 AGENDA_LIMIT = 1500
-
-
 MAX_OFFSET_MINUTES = int(plan.MAX_OFFSET.total_seconds() // 60)
 URL = re.compile(r"https?://\S+", re.IGNORECASE)
 SPLIT = re.compile(r"[、,，;；\s]+")
 SKIP = {"-", "—", "无", "無", "跳过", "跳過", "skip", "none"}
 ALL = {"全部", "all", "全体", "全體"}
-
 
 # user_data key of a pending delegate's name prompt (meeting_rsvp.py); a new meeting's
 # draft closes it.

@@ -60,7 +60,6 @@ from storage.schedules import rooms_for_units
 # Confirmation kind (handlers/common.py) of /meeting cancel's question.
 CANCEL = "meeting_cancel"
 
-
 EDIT_FIELDS = {
     "title": "title", "名称": "title", "标题": "title", "名稱": "title", "標題": "title",
     "kind": "kind", "类型": "kind", "類型": "kind",

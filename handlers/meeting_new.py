@@ -59,7 +59,6 @@ from storage.schedules import all_zones, rooms_for_units, units_by_ids, zones_of
 # Conversation states (ints: persisted as JSON).
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
 
-
 # A draft left alone this long is over: a later message is not taken as its answer.
 DRAFT_TTL = timedelta(hours=6)
 

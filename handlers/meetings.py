@@ -81,7 +81,6 @@ COMMANDS = [
     CommandInfo("missed", Role.coordinator, Where.anywhere, "meetings.missed"),
 ]
 
-
 LIST_LIMIT = 15  # meetings listed by /meetings, each with its 📅 button
 HORIZON = timedelta(days=120)
 

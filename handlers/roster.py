@@ -35,7 +35,6 @@ COMMANDS = [
     CommandInfo("swap", Role.officer, Where.anywhere, "roster.swap"),
 ]
 
-
 OFF_WORDS = {"off", "none", "关闭", "关", "不提醒"}
 
 

@@ -66,7 +66,6 @@ from storage.schedules import rooms_named, rooms_of_unit
 
 EDIT_CB = "rosteredit"
 
-
 PREVIEW_SHIFTS = 8
 NAME_LIMIT = 60
 PHONE_LIMIT = 40  # the column's width
