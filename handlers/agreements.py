@@ -12,7 +12,7 @@ from bot.commands import CommandInfo, Where
 from bot.services import Actor, services
 from core.enums import AgreementStatus, Role
 from handlers.common import Context, Refusal, escape, guarded, keyboard, may_show_details
-from handlers.contacts import MAX_QUERY, clause_line, recalled_query, remember_query, show
+from handlers.contact_common import MAX_QUERY, clause_line, recalled_query, remember_query, show
 from i18n import Translator
 from storage import directory
 from storage.models import Agreement, Clause

@@ -20,7 +20,7 @@ from core.chair import chair_at
 from core.clock import time_zone
 from core.enums import Role
 from handlers.common import Context, Refusal, escape, guarded, reply
-from handlers.roster import parse_day
+from handlers.roster_common import parse_day
 from i18n import Translator
 from i18n.formats import fmt_when
 from storage.access import find_units

@@ -23,7 +23,7 @@ from core.enums import (
     SwapStatus,
     Urgency,
 )
-from handlers.roster import parse_day
+from handlers.roster_common import parse_day
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import (

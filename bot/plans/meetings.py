@@ -7,7 +7,7 @@ participant's duty room (one outbox row per room, keyed by the occurrence and th
 a participant without a registered room is reported to the coordinator, never skipped
 silently.
 
-The renderers here are shared with handlers/meetings.py (announcements, RSVP edits).
+The renderers here are shared with handlers/meeting_*.py (announcements, RSVP edits).
 """
 
 from __future__ import annotations
