@@ -210,10 +210,8 @@ class GuidedFlow(Generic[D]):
     # ------------------------------------------------------------------ the draft
 
     def begin(self, context: Context, now: datetime, **values: Any) -> D:
-        """A new draft, replacing any other of this flow (whose buttons die with it)."""
-        assert context.user_data is not None
-        old = context.user_data.get(self.draft_key) or {}
-        close_confirmation(context, old.get("token") or "", CANCELLED)
+        """A new draft, replacing any other of this flow: a new confirmation of the flow's
+        kind supersedes the old draft's, so its buttons say they were replaced."""
         draft = self.draft_type(id=uuid.uuid4().hex, token=offer_confirmation(context, self.kind),
                                 started=now.isoformat(), **values)
         self.save(context, draft)

@@ -51,12 +51,18 @@ async def database_url(
     return await clean_postgres(test_databases, postgres_ok)
 
 
+def skip_unless_postgres_chosen() -> None:
+    """TEST_DATABASES=sqlite leaves PostgreSQL out on purpose: chosen, not missing, so a
+    skip even under CI (a missing server goes through unavailable() instead)."""
+    if "postgresql" not in BACKENDS:
+        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+
+
 @pytest.fixture
 async def postgres_url(test_databases: TestDatabases, postgres_ok: bool) -> str:
     """A clean PostgreSQL database, for what only PostgreSQL does (several processes
     sharing it, a pooler in front): not run on SQLite at all."""
-    if "postgresql" not in BACKENDS:  # chosen, not missing: a skip even under CI
-        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+    skip_unless_postgres_chosen()
     return await clean_postgres(test_databases, postgres_ok)
 
 
@@ -92,8 +98,7 @@ async def sqlite_db(test_databases: TestDatabases, tmp_path: Path) -> AsyncItera
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of its own for a test that stops and starts the server."""
-    if "postgresql" not in BACKENDS:  # chosen, not missing: a skip even under CI
-        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+    skip_unless_postgres_chosen()
     if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
         unavailable(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
     cluster = PrivatePostgres()

@@ -291,6 +291,20 @@ async def test_a_cancelled_summary_cannot_submit_the_next_draft(bot: BotHarness)
     assert await count(bot.db, AssistanceRequest) == 0
 
 
+async def test_a_summary_replaced_by_a_new_request_says_so_and_submits_nothing(
+    bot: BotHarness,
+) -> None:
+    """Not cancelled: replaced. Its buttons say the newer one is the one to use."""
+    first = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 第一份草稿")
+    second = await bot.send(REQUESTER, "/request 重庆 治安管控互动 特急 第二份草稿")
+    replaced = "这个确认已被更新的一条取代（提交协作请求），请使用最新的那条消息。"
+    assert (await bot.press(REQUESTER, first, "提交")).alerts == [replaced]
+    assert (await bot.press(REQUESTER, first, "取消")).alerts == [replaced]
+    assert await count(bot.db, AssistanceRequest) == 0
+    assert "XZ-" in (await bot.press(REQUESTER, second, "提交")).text
+    assert await count(bot.db, AssistanceRequest) == 1
+
+
 async def test_text_at_the_review_step_is_not_a_lookup(bot: BotHarness) -> None:
     sent = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查涉枪线索")
     assert "请核对协作请求" in sent.text

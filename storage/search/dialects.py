@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,15 +56,17 @@ class _Tier:
     page: str  # yields rowkey, unit_id, branch_id (any order; sorted in Python)
 
 
-class Dialect:
+class Dialect(ABC):
     """Builds the one statement each search runs (a round trip costs more than the
     query itself); the backends differ in how terms are matched."""
 
     name = "base"
 
+    @abstractmethod
     def liaison_tier(self, f: Filter, p: str, params: dict[str, Any], rows: int) -> _Tier:
-        raise NotImplementedError
+        """One tier of the liaison search: its common table expressions, count and page."""
 
+    @abstractmethod
     def clause_sources(
         self,
         patterns: Sequence[TermPattern],
@@ -73,7 +76,6 @@ class Dialect:
     ) -> tuple[list[str], str, str]:
         """(common table expressions, total expression capped at RESULT_CAP + 1,
         rowkeys in rank order without LIMIT)."""
-        raise NotImplementedError
 
     @staticmethod
     def _structured(f: Filter, p: str, params: dict[str, Any], *, arrays: bool) -> list[str]:
