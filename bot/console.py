@@ -371,6 +371,7 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
         async with application:
             await startup(application)
             await application.start()
+            # bot/app.py always builds an Updater; PTB types it optional.
             await application.updater.start_polling(poll_interval=0.0, timeout=1)  # type: ignore[union-attr]
             await console.wait_for_quiet()
             state.seen = len(emulator.calls)
@@ -385,7 +386,7 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
                     if line is None or not await console.handle(line):
                         break
             finally:
-                await application.updater.stop()  # type: ignore[union-attr]
+                await application.updater.stop()  # type: ignore[union-attr]  # as above
                 await application.stop()
                 await shutdown(application)
     return 0

@@ -191,6 +191,7 @@ class SharedStateApplication(AnsweringApplication):
     async def process_update(self, update: object) -> None:
         shared = isinstance(update, Update) and isinstance(self.persistence, DatabasePersistence)
         if shared:
+            # `shared` checked both types; mypy does not carry isinstance through a bool.
             await self.persistence.reload_for(self, update)  # type: ignore[union-attr,arg-type]
         await super().process_update(update)
         if shared:

@@ -188,6 +188,7 @@ async def receive_updates(application: Application, settings: Settings) -> Webho
     """Polling, or the webhook: our server, then setWebhook with the secret."""
     if settings.bot_mode is not BotMode.webhook:
         await refuse_polling_over_a_webhook(application, settings)
+        # bot/app.py always builds an Updater; PTB types it optional.
         await application.updater.start_polling(  # type: ignore[union-attr]
             allowed_updates=Update.ALL_TYPES, drop_pending_updates=False
         )

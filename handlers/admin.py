@@ -7,6 +7,7 @@ Telegram call while a transaction is open.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -170,7 +171,7 @@ async def _set_active(svc: Any, actor: Actor, target: str, active: bool, *,
     return name, described
 
 
-def activation_handler(active: bool):  # type: ignore[no-untyped-def]
+def activation_handler(active: bool) -> Callable[[Update, Context], Awaitable[Any]]:
     key = "admin.activate" if active else "admin.deactivate"
 
     @guarded(Role.admin, Where.private)

@@ -168,7 +168,7 @@ async def delegate_pressed(update: Update, context: Context, actor: Actor) -> in
     # which reaches the bot even when group privacy mode hides ordinary messages.
     name = f'<a href="tg://user?id={user.id}">{escape(user.full_name)}</a>' if user else ""
     prompt = await reply(update, tr("meetings.rsvp.ask_delegate", name=name),
-                         ForceReply(selective=True))  # type: ignore[arg-type]
+                         ForceReply(selective=True))
     chat = update.effective_chat
     if prompt is not None and chat is not None:
         # A reply to this prompt once it is answered, cancelled or replaced says so.

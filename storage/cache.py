@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Dialect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,7 +109,7 @@ class EpochCache:
                           load: Callable[[], Awaitable[T]]) -> T:
         cached = self.get(epoch, key)
         if cached is not None:
-            return cached  # type: ignore[no-any-return]
+            return cast(T, cached)
         value = await load()
         self.put(epoch, key, value)
         return value

@@ -135,7 +135,8 @@ async def on_duty_cached(
     units = frozenset(unit_ids)
     held = cache.get(epoch, (units, default_timezone))
     if held is not None and held[0] <= now < held[1]:
-        return held[2]  # type: ignore[no-any-return]
+        cached: dict[int, UnitDuty] = held[2]
+        return cached
     duties = await on_duty(session, now, unit_ids=units, default_timezone=default_timezone)
     ends = [room.until if room.until else now + UNSTAFFED_RECHECK
             for duty in duties.values() for room in duty.rooms]

@@ -11,8 +11,9 @@ the update only if the claim is new. Claims older than `KEEP` are pruned by
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,4 +39,4 @@ async def prune_handled(session: AsyncSession, now: datetime) -> int:
     """Forget claims older than KEEP; returns how many were removed."""
     result = await session.execute(
         delete(HandledUpdate).where(HandledUpdate.received_at < now - KEEP))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(cast(CursorResult[Any], result).rowcount or 0)

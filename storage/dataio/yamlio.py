@@ -60,6 +60,7 @@ _implicit("tag:yaml.org,2002:float", r"^[-+]?(?:0|[1-9][0-9_]*)\.[0-9_]+(?:[eE][
           "-+0123456789")
 
 
+# The base is libyaml's C loader when present, chosen at import: mypy cannot type it.
 class StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe loading with YAML 1.2-like plain scalars and no duplicate keys."""
 
@@ -178,6 +179,7 @@ def load_yaml(text: str, positions: dict[int, Any] | None = None) -> Any:
         loader.dispose()
 
 
+# Chosen at import like StrictLoader's base.
 class ReadableDumper(_BaseDumper):  # type: ignore[misc, valid-type]
     """Block style for records, flow style for short lists of scalars."""
 
