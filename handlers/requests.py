@@ -37,8 +37,9 @@ from bot.services import Actor, Services, services
 from core import requests as rules
 from core.clock import time_zone
 from core.enums import Role, Urgency
+from core.periods import Period, PeriodProblem
 from core.request_checks import Draft, DraftProblem, Policy, Verdict
-from core.requests import Action, Filters, Period, Press, Scope
+from core.requests import Action, Filters, Press, Scope
 from core.timeparse import DeadlineError, parse_deadline
 from handlers import flow
 from handlers.common import (
@@ -892,7 +893,7 @@ async def _resolve_filters(
     try:
         filters_ = rules.parse_filters(words, svc.now(), _zone(svc, actor),
                                        default_open=default_open)
-    except rules.PeriodProblem as problem:
+    except PeriodProblem as problem:
         await reply(update, render.period_problem(tr, problem))
         return None
     notes: list[str] = []

@@ -20,7 +20,8 @@ from sqlalchemy.orm import selectinload
 from core import requests as rules
 from core.enums import RequestStatus, Role
 from core.normalize import normalize_many
-from core.requests import Filters, Period, Scope, StatsRow
+from core.periods import Period
+from core.requests import Filters, Scope, StatsRow
 from storage.models import (
     AssistanceRequest,
     DutyRoom,

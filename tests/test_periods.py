@@ -17,7 +17,7 @@ import pytest
 from telegram.ext import ConversationHandler
 
 from bot.config import LANGUAGES
-from core.requests import Period, PeriodProblem, parse_period
+from core.periods import Period, PeriodProblem, parse_period
 from i18n import t
 from tools.testing import BotHarness
 

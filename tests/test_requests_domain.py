@@ -11,7 +11,8 @@ import pytest
 from core import requests as rules
 from core.clock import time_zone
 from core.enums import RequestStatus, Role, Urgency
-from core.requests import Action, Filters, Period, Press, Scope, StatsRow
+from core.periods import Period, parse_period
+from core.requests import Action, Filters, Press, Scope, StatsRow
 from i18n import LANGUAGES, Translator
 from storage.models import AssistanceRequest, Mechanism, RequestEvent, Unit, User
 from views import requests as render
@@ -148,12 +149,12 @@ def local(*parts: int) -> datetime:
     ],
 )
 def test_periods(text: str, start: datetime, end: datetime) -> None:
-    assert rules.parse_period(text, NOW, SHANGHAI) == Period(start, end)
+    assert parse_period(text, NOW, SHANGHAI) == Period(start, end)
 
 
 def test_last_month_in_january_is_last_december() -> None:
     january = datetime(2027, 1, 10, 4, 0, tzinfo=UTC)
-    assert rules.parse_period("上月", january, SHANGHAI) == Period(
+    assert parse_period("上月", january, SHANGHAI) == Period(
         local(2026, 12, 1), local(2027, 1, 1))
 
 
@@ -161,7 +162,7 @@ def test_last_month_in_january_is_last_december() -> None:
 def test_words_that_are_no_period(text: str) -> None:
     """Left for the unit's name; period-shaped words that name none (2026-13, 1999, 0d):
     tests/test_periods.py."""
-    assert rules.parse_period(text, NOW, SHANGHAI) is None
+    assert parse_period(text, NOW, SHANGHAI) is None
 
 
 def test_filters_in_any_order_and_either_script() -> None:

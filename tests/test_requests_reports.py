@@ -21,7 +21,8 @@ from bot import reports
 from bot.emulator import ApiCall, BotApiEmulator
 from core.clock import FakeClock
 from core.enums import RequestStatus
-from core.requests import Period, RequestStats
+from core.periods import Period
+from core.requests import RequestStats
 from i18n import LANGUAGES, Translator
 from storage.db import Database
 from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory

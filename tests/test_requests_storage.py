@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from core import requests as rules
 from core.enums import RequestStatus, Urgency
+from core.periods import Period
 from core.request_checks import Draft, DraftProblem, Policy, Verdict
-from core.requests import Action, Filters, Period, Press, Scope
+from core.requests import Action, Filters, Press, Scope
 from services import requests as service
 from storage import requests as store
 from storage.access import user_by_telegram_id

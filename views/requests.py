@@ -16,8 +16,9 @@ from sqlalchemy import inspect
 from core import requests as rules
 from core.clock import FIRST_DAY, LAST_DAY, time_zone
 from core.enums import RequestStatus, Urgency
+from core.periods import PeriodProblem
 from core.request_checks import Policy
-from core.requests import STATUS_ICONS, URGENCY_BADGES, Action, PeriodProblem, RequestStats
+from core.requests import STATUS_ICONS, URGENCY_BADGES, Action, RequestStats
 from i18n import Translator
 from storage.models import AssistanceRequest, DutyRoom, RequestEvent, Unit, User
 from views import HTML
