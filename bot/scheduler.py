@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,7 +46,7 @@ from telegram.ext import JobQueue
 
 from bot.batching import Batcher
 from core.schedule import classify_due
-from storage.db import Database
+from storage.db import Database, dialect_insert
 from storage.lease import Fence, Fenced
 from storage.models import ScheduleMark
 from storage.schedules import beat
@@ -142,7 +141,7 @@ async def claim_occurrences(
     holds: `Fenced` is raised and the caller's transaction rolls back."""
     if fence is not None and marks:
         await fence.check(session)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     claimed: set[str] = set()
     for start in range(0, len(marks), CLAIM_CHUNK):
         statement = (

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -143,6 +144,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The session's dialect's INSERT: the plain one has no ON CONFLICT, both of ours do."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 class Database:

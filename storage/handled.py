@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import dialect_insert
 from storage.models import HandledUpdate
 
 KEEP = timedelta(days=1)
@@ -25,7 +25,7 @@ KEEP = timedelta(days=1)
 async def claim_update(session: AsyncSession, update_id: int, now: datetime) -> bool:
     """Record `update_id` as taken in; False when it was taken before (here or by another
     process): the caller must not handle it again."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     statement = (
         insert(HandledUpdate)
         .values(update_id=update_id, received_at=now)

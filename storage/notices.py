@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, case, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from core.enums import NoticeStatus, OutboxState
 from core.notices import PREFIX, Tally, room_key
+from storage.db import dialect_insert
 from storage.models import (
     DutyRoom,
     Notice,
@@ -33,16 +33,12 @@ from storage.models import (
 PAGE_SIZE = 8
 
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 # --------------------------------------------------------------------------- numbering
 
 
 async def next_number(session: AsyncSession, year: int) -> str:
     """TB-<year>-<n>, atomically (an upsert increments the year's counter)."""
-    statement = _insert(session)(NoticeCounter).values(year=year, last=1)
+    statement = dialect_insert(session)(NoticeCounter).values(year=year, last=1)
     statement = statement.on_conflict_do_update(
         index_elements=["year"], set_={"last": NoticeCounter.last + 1}
     ).returning(NoticeCounter.last)

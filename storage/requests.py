@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -22,6 +21,7 @@ from core.enums import RequestStatus, Role
 from core.normalize import normalize_many
 from core.periods import Period
 from core.requests import Filters, Scope, StatsRow
+from storage.db import dialect_insert
 from storage.models import (
     AssistanceRequest,
     DutyRoom,
@@ -36,10 +36,6 @@ from storage.models import (
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000
-
-
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 # --------------------------------------------------------------------------- loading
@@ -219,7 +215,7 @@ async def zone_coordinators(session: AsyncSession, unit_id: int) -> list[User]:
 async def next_number(session: AsyncSession, year: int) -> str:
     """The next readable number of the year, atomically (concurrent creators never
     share one): an upsert that increments the year's counter and returns it."""
-    statement = _insert(session)(RequestCounter).values(year=year, last=1)
+    statement = dialect_insert(session)(RequestCounter).values(year=year, last=1)
     statement = statement.on_conflict_do_update(
         index_elements=["year"], set_={"last": RequestCounter.last + 1}
     ).returning(RequestCounter.last)
