@@ -28,7 +28,7 @@ from bot.emulator.records import utf16_len
 from bot.runner import make_services
 from bot.updates import OrderedUpdateProcessor
 from handlers.common import TELEGRAM_TEXT_LIMIT
-from storage import outbox
+from storage import outbox_claims
 from storage.db import Database
 from storage.models import DutyRoom, User
 
@@ -365,7 +365,7 @@ async def run_console(settings: Settings, *, stdin: TextIO = sys.stdin,
                     processor.waiting or (svc.delivery and svc.delivery.stats()["in_flight"]):
                 return True
             async with svc.db.session() as session:
-                return await outbox.due_count(session, svc.now()) > 0
+                return await outbox_claims.due_count(session, svc.now()) > 0
 
         console = Console(emulator, state, stdout, busy)
         async with application:

@@ -19,7 +19,7 @@ from bot.delivery.worker import DeliveryWorker
 from bot.emulator import ApiCall, BotApiEmulator
 from bot.ratebudget.window import SlidingWindow
 from core.enums import OutboxState
-from storage import outbox
+from storage import outbox, outbox_claims
 from storage.db import Database, DatabaseUnavailable
 from storage.models import ChatStatus, OutboxMessage, utcnow
 from tests.cluster import eventually
@@ -299,7 +299,7 @@ async def test_rows_left_sending_by_a_dead_worker_wait_for_their_lease(
     for i in range(5):
         await put(db, GROUPS[i], f"m{i}", now=base)
     async with db.session() as session:  # the worker that died after claiming
-        claimed = await outbox.claim_batch(session, limit=10, now=base, lease_seconds=60)
+        claimed = await outbox_claims.claim_batch(session, limit=10, now=base, lease_seconds=60)
     assert len(claimed) == 5
     w = worker(db, tg, clock=lambda: now[0], lease_seconds=60)
     now[0] = base + timedelta(seconds=59)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from core.enums import OutboxState
-from storage import outbox
+from storage import chat_status, outbox, outbox_claims
 from storage.db import Database
 from storage.models import ChatStatus, OutboxMessage
 
@@ -28,7 +28,7 @@ async def add(db: Database, key: str, chat_id: int = GROUP_A, **kwargs: object) 
 
 async def claim(db: Database, now: datetime = T0, limit: int = 50, **kwargs: object) -> list:
     async with db.session() as session:
-        return await outbox.claim_batch(
+        return await outbox_claims.claim_batch(
             session, limit=limit, now=now, lease_seconds=60, worker_id="t",
             **kwargs,  # type: ignore[arg-type]
         )
@@ -93,9 +93,9 @@ async def test_a_lease_hides_a_row_until_it_expires_and_fences_the_old_claim(
     assert [(r.dedup_key, r.attempts) for r in again] == [("k", 2)]
     async with db.session() as session:
         # The first claimant is late: its outcome is not recorded over the second's.
-        assert await outbox.mark_sent(session, first[0].id, 11, T0, attempt=1) is None
-        assert not await outbox.mark_failed(session, first[0].id, "late", attempt=1)
-        sent = await outbox.mark_sent(session, again[0].id, 12, T0, attempt=2)
+        assert await outbox_claims.mark_sent(session, first[0].id, 11, T0, attempt=1) is None
+        assert not await outbox_claims.mark_failed(session, first[0].id, "late", attempt=1)
+        sent = await outbox_claims.mark_sent(session, again[0].id, 12, T0, attempt=2)
     assert sent is not None and sent.telegram_message_id == 12
     stored = await row(db, "k")
     assert (stored.state, stored.telegram_message_id, stored.sent_at) == (
@@ -113,13 +113,14 @@ async def test_a_renewed_lease_keeps_a_row_and_only_its_holder_renews_it(
     await add(db, "done", GROUP_C)
     held, lapsed, done = sorted(await claim(db), key=lambda r: r.chat_id, reverse=True)
     async with db.session() as session:
-        await outbox.mark_sent(session, done.id, 7, T0, attempt=1)
-        assert await outbox.renew_leases(session, {held.id: 1}, now=T0 + timedelta(seconds=50),
-                                         lease_seconds=60) == {held.id}
+        await outbox_claims.mark_sent(session, done.id, 7, T0, attempt=1)
+        assert await outbox_claims.renew_leases(
+            session, {held.id: 1}, now=T0 + timedelta(seconds=50), lease_seconds=60
+        ) == {held.id}
     # "lapsed" was not renewed in time: another worker claims it (attempt 2).
     assert [r.id for r in await claim(db, T0 + timedelta(seconds=60))] == [lapsed.id]
     async with db.session() as session:
-        renewed = await outbox.renew_leases(
+        renewed = await outbox_claims.renew_leases(
             session, {held.id: 1, lapsed.id: 1, done.id: 1},
             now=T0 + timedelta(seconds=70), lease_seconds=60)
     assert renewed == {held.id}
@@ -140,7 +141,7 @@ async def test_one_row_per_chat_in_flight_in_order(db: Database) -> None:
     assert await claim(db) == []
     async with db.session() as session:
         a0 = next(r for r in first if r.dedup_key == "a0")
-        await outbox.mark_sent(session, a0.id, 1, T0)
+        await outbox_claims.mark_sent(session, a0.id, 1, T0)
     assert [r.dedup_key for r in await claim(db)] == ["a1"]
 
 
@@ -157,7 +158,7 @@ async def test_retry_and_failure_bookkeeping(db: Database) -> None:
     await add(db, "k")
     (claimed,) = await claim(db)
     async with db.session() as session:
-        assert await outbox.mark_retry(
+        assert await outbox_claims.mark_retry(
             session, claimed.id, T0 + timedelta(seconds=30), "flood", count_attempt=False
         )
     stored = await row(db, "k")
@@ -167,11 +168,13 @@ async def test_retry_and_failure_bookkeeping(db: Database) -> None:
     assert await claim(db, T0 + timedelta(seconds=29)) == []
     (claimed,) = await claim(db, T0 + timedelta(seconds=30))
     async with db.session() as session:
-        assert await outbox.mark_retry(session, claimed.id, T0 + timedelta(seconds=31), "5xx")
+        assert await outbox_claims.mark_retry(
+            session, claimed.id, T0 + timedelta(seconds=31), "5xx"
+        )
     assert (await row(db, "k")).attempts == 1
     (claimed,) = await claim(db, T0 + timedelta(seconds=31))
     async with db.session() as session:
-        assert await outbox.mark_failed(session, claimed.id, "x" * 900, attempt=2)
+        assert await outbox_claims.mark_failed(session, claimed.id, "x" * 900, attempt=2)
     stored = await row(db, "k")
     assert stored.state == OutboxState.failed and len(stored.last_error or "") == 500
 
@@ -179,21 +182,22 @@ async def test_retry_and_failure_bookkeeping(db: Database) -> None:
 async def test_unreachable_chats_fail_fast(db: Database) -> None:
     await add(db, "before", 777)
     async with db.session() as session:
-        assert await outbox.mark_chat_unreachable(session, 777, "Forbidden: bot was blocked") == 1
+        blocked = "Forbidden: bot was blocked"
+        assert await chat_status.mark_chat_unreachable(session, 777, blocked) == 1
     assert (await row(db, "before")).state == OutboxState.failed
     await add(db, "after", 777)
     await add(db, "other", 778)
     assert [r.dedup_key for r in await claim(db)] == ["other"]
     async with db.session() as session:
-        assert await outbox.fail_unreachable(session, T0) == 1
-        status = await outbox.chat_status(session, 777)
+        assert await outbox_claims.fail_unreachable(session, T0) == 1
+        status = await chat_status.chat_status(session, 777)
     assert status is not None and status.unreachable_since is not None
     assert status.reason == "Forbidden: bot was blocked"
     after = await row(db, "after")
     assert after.state == OutboxState.failed
     assert after.last_error == "chat unreachable: Forbidden: bot was blocked"
     async with db.session() as session:
-        await outbox.mark_chat_reachable(session, 777)
+        await chat_status.mark_chat_reachable(session, 777)
     await add(db, "back", 777)
     assert [r.dedup_key for r in await claim(db)] == ["back"]
 
@@ -216,11 +220,11 @@ async def test_edits_wait_for_their_target_and_newer_revisions_supersede(db: Dat
     (target, other) = await claim(db)
     assert (target.dedup_key, other.dedup_key) == ("status", "elsewhere")
     async with db.session() as session:
-        await outbox.mark_sent(session, target.id, 99, T0)
+        await outbox_claims.mark_sent(session, target.id, 99, T0)
     (claimed,) = await claim(db)
     assert claimed.dedup_key == "status:rev3"
     async with db.session() as session:
-        assert await outbox.targets_for(session, ["status"]) == {
+        assert await outbox_claims.targets_for(session, ["status"]) == {
             "status": (OutboxState.sent, 99)
         }
         stats = await outbox.outbox_stats(session)
@@ -234,15 +238,15 @@ async def test_an_edit_of_an_unsent_target_is_not_due(db: Database) -> None:
     await add(db, "target", GROUP_A, not_before=T0 + timedelta(hours=1))
     async with db.session() as session:
         await outbox.enqueue_edit(session, reply_to_key="target", dedup_key="e", text="x", now=T0)
-        assert await outbox.due_count(session, T0) == 0
-        assert await outbox.next_due_at(session) == T0
+        assert await outbox_claims.due_count(session, T0) == 0
+        assert await outbox_claims.next_due_at(session) == T0
     assert await claim(db) == []
 
 
 async def test_rows_follow_a_migrated_chat(db: Database) -> None:
     await add(db, "pending", -5)
     async with db.session() as session:
-        assert await outbox.mark_chat_migrated(session, -5, -1005) == 1
+        assert await chat_status.mark_chat_migrated(session, -5, -1005) == 1
     await add(db, "later", -5, not_before=T0 + timedelta(seconds=1))
     assert [(r.dedup_key, r.chat_id) for r in await claim(db)] == [("pending", -1005)]
     claimed = await claim(db, T0 + timedelta(seconds=1), exclude_chats=[-1005])
@@ -262,10 +266,10 @@ async def test_concurrent_claims_skip_locked_rows(db: Database) -> None:
     other = Database(db.url)
     try:
         async with db.session() as first:
-            mine = await outbox.claim_batch(first, limit=4, now=T0, lease_seconds=60)
+            mine = await outbox_claims.claim_batch(first, limit=4, now=T0, lease_seconds=60)
             # The first transaction is still open: its rows are locked, not yet `sending`.
             async with other.session() as second:
-                theirs = await outbox.claim_batch(second, limit=50, now=T0, lease_seconds=60)
+                theirs = await outbox_claims.claim_batch(second, limit=50, now=T0, lease_seconds=60)
     finally:
         await other.dispose()
     assert len(mine) == 4 and len(theirs) == 6

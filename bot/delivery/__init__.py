@@ -1,6 +1,6 @@
 """The delivery worker: drains the outbox through PTB's HTTP stack within Telegram's limits.
 
-Life of a row: claimed in a short transaction (`storage.outbox.claim_batch`, leased),
+Life of a row: claimed in a short transaction (`storage.outbox_claims.claim_batch`, leased),
 sent with no transaction open (`Bot.do_api_request`, so PTB's request stack and the
 configured base_url are used), and the outcome recorded in another short transaction
 (several outcomes share one). A chat has at most one row in flight, so its messages go

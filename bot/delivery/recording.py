@@ -7,8 +7,9 @@ import asyncio
 import logging
 
 from bot.delivery.state import Outcome, WorkerState
-from storage import outbox
+from storage.chat_status import mark_chat_migrated, mark_chat_unreachable
 from storage.models import OutboxMessage
+from storage.outbox_claims import mark_failed, mark_retry, mark_sent
 
 log = logging.getLogger("bot.delivery")  # the package's one logger, as operators know it
 
@@ -47,28 +48,27 @@ class Recording(WorkerState):
             for o in batch:
                 job = o.job
                 if o.kind == "sent":
-                    row = await outbox.mark_sent(session, job.id, o.message_id, now,
-                                                 attempt=job.attempt)
+                    row = await mark_sent(session, job.id, o.message_id, now,
+                                          attempt=job.attempt)
                     if row is not None:
                         sent.append(row)
                 elif o.kind == "retry":
-                    await outbox.mark_retry(session, job.id, o.next_attempt_at or now, o.error,
-                                            attempt=job.attempt, count_attempt=o.count_attempt)
+                    await mark_retry(session, job.id, o.next_attempt_at or now, o.error,
+                                     attempt=job.attempt, count_attempt=o.count_attempt)
                 elif o.kind == "failed":
-                    await outbox.mark_failed(session, job.id, o.error or "failed",
-                                             attempt=job.attempt)
+                    await mark_failed(session, job.id, o.error or "failed", attempt=job.attempt)
                 elif o.kind == "unreachable":
-                    await outbox.mark_failed(session, job.id, f"chat unreachable: {o.error}",
-                                             attempt=job.attempt)
-                    dropped = await outbox.mark_chat_unreachable(
+                    await mark_failed(session, job.id, f"chat unreachable: {o.error}",
+                                      attempt=job.attempt)
+                    dropped = await mark_chat_unreachable(
                         session, job.chat_id, o.error or "", now=now
                     )
                     self.counters.failed += dropped
                     self.counters.by_error["chat unreachable"] += dropped
                 elif o.kind == "migrated" and o.new_chat_id is not None:
-                    await outbox.mark_chat_migrated(session, job.chat_id, o.new_chat_id)
-                    await outbox.mark_retry(session, job.id, now, o.error, attempt=job.attempt,
-                                            count_attempt=False, chat_id=o.new_chat_id)
+                    await mark_chat_migrated(session, job.chat_id, o.new_chat_id)
+                    await mark_retry(session, job.id, now, o.error, attempt=job.attempt,
+                                     count_attempt=False, chat_id=o.new_chat_id)
         return sent
 
     async def _run_hooks(self, row: OutboxMessage) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from bot.delivery.sending import Sending
 from bot.delivery.state import Job
 from bot.ratebudget.window import wait_event as _wait
-from storage import outbox
+from storage import outbox_claims
 
 log = logging.getLogger("bot.delivery")  # the package's one logger, as operators know it
 
@@ -125,7 +125,7 @@ class DeliveryWorker(Sending):
         while True:
             if loop.time() > deadline:
                 async with self.db.session() as session:
-                    due = await outbox.due_count(session, self.clock())
+                    due = await outbox_claims.due_count(session, self.clock())
                 raise TimeoutError(
                     f"outbox not drained after {timeout}s: {due} due, {len(self._tasks)} in flight"
                 )
@@ -141,8 +141,8 @@ class DeliveryWorker(Sending):
                 continue
             now = self.clock()
             async with self.db.session() as session:
-                due = await outbox.due_count(session, now)
-                upcoming = await outbox.next_due_at(session, include_leases=False)
+                due = await outbox_claims.due_count(session, now)
+                upcoming = await outbox_claims.next_due_at(session, include_leases=False)
             horizon = now + timedelta(seconds=max(deadline - loop.time(), 0.0))
             if not due and (upcoming is None or upcoming > horizon):
                 return
@@ -214,8 +214,8 @@ class DeliveryWorker(Sending):
             now = self.clock()
             excluded = self._exclusions(mono)
             async with self.db.session() as session:
-                dropped = await outbox.fail_unreachable(session, now)
-                rows = await outbox.claim_batch(
+                dropped = await outbox_claims.fail_unreachable(session, now)
+                rows = await outbox_claims.claim_batch(
                     session,
                     limit=min(free, self.batch_size),
                     now=now,
@@ -223,7 +223,7 @@ class DeliveryWorker(Sending):
                     worker_id=self.worker_id,
                     exclude_chats=excluded,
                 )
-                targets = await outbox.targets_for(
+                targets = await outbox_claims.targets_for(
                     session, {r.reply_to_key for r in rows if r.reply_to_key}
                 )
             if dropped:
@@ -270,8 +270,8 @@ class DeliveryWorker(Sending):
                 continue
             try:
                 async with self.db.session() as session:
-                    renewed = await outbox.renew_leases(session, held, now=self.clock(),
-                                                        lease_seconds=self.lease_seconds)
+                    renewed = await outbox_claims.renew_leases(
+                        session, held, now=self.clock(), lease_seconds=self.lease_seconds)
             except Exception:
                 log.warning("could not renew the leases of %d outbox rows; they go to "
                             "another worker if this lasts %.0f s", len(held),
