@@ -64,15 +64,19 @@ def fmt_span(
     return text + zone_note(tr, zone_name)
 
 
-def fmt_minutes(tr: Any, minutes: int) -> str:
-    """7 天 / 1 小时 / 1 天 2 小时 / 30 分钟 — an offset or a lead time."""
+def fmt_minutes(tr: Any, minutes: int, *, compact: bool = False) -> str:
+    """7 天 / 1 小时 / 1 天 2 小时 30 分钟 / 0 分钟 — an offset or a lead time, to the minute.
+
+    `compact`, how long a request took or may take: 1天3小时, 2小时5分钟 — the requests'
+    wording (no spaces in Chinese), at most two units (no minutes beside days)."""
+    words = "requests.duration" if compact else "meetings.fmt"
     days, rest = divmod(int(minutes), 24 * 60)
     hours, mins = divmod(rest, 60)
     parts = []
     if days:
-        parts.append(tr("meetings.fmt.days", n=days))
+        parts.append(tr(f"{words}.days", n=days))
     if hours:
-        parts.append(tr("meetings.fmt.hours", n=hours))
-    if mins or not parts:
-        parts.append(tr("meetings.fmt.minutes", n=mins))
-    return tr("meetings.fmt.join").join(parts)
+        parts.append(tr(f"{words}.hours", n=hours))
+    if (mins and not (compact and days)) or not parts:
+        parts.append(tr(f"{words}.minutes", n=mins))
+    return tr(f"{words}.join").join(parts)

@@ -20,6 +20,7 @@ from core.periods import PeriodProblem
 from core.request_checks import Policy
 from core.requests import STATUS_ICONS, URGENCY_BADGES, Action, RequestStats
 from i18n import Translator
+from i18n.formats import fmt_minutes
 from storage.models import AssistanceRequest, DutyRoom, RequestEvent, Unit, User
 from views import HTML
 
@@ -39,18 +40,8 @@ def local_time(moment: datetime, tz: ZoneInfo, *, with_year: bool = False) -> st
 
 
 def duration(tr: Translator, span: timedelta) -> str:
-    """12分钟, 2小时5分钟, 1天3小时 — at most two units, rounded down to the minute."""
-    minutes = max(int(span.total_seconds() // 60), 0)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts: list[str] = []
-    if days:
-        parts.append(tr("requests.duration.days", n=days))
-    if hours:
-        parts.append(tr("requests.duration.hours", n=hours))
-    if minutes and not days:
-        parts.append(tr("requests.duration.minutes", n=minutes))
-    return tr("requests.duration.join").join(parts[:2]) or tr("requests.duration.minutes", n=0)
+    """12分钟, 2小时5分钟, 1天3小时 — rounded down to the minute, none below zero."""
+    return fmt_minutes(tr, max(int(span.total_seconds() // 60), 0), compact=True)
 
 
 def person(user: User | None) -> str:
