@@ -8,5 +8,5 @@ cd "$(dirname "$0")"
 source scripts/venv.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-logo --no-cache  # the layers (pyproject.toml)
-.venv/bin/mypy  # strict on core/ (pyproject.toml)
+.venv/bin/mypy  # strict on core/ and services/ (pyproject.toml)
 exec .venv/bin/python -m pytest -n 2 "$@"

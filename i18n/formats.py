@@ -4,7 +4,6 @@ place for the formats every feature shows (meetings, rosters, the chair, contact
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import DEFAULT_ZONE, time_zone
@@ -19,14 +18,14 @@ def local_time(tr: Translator, instant: datetime, timezone: str, default_timezon
     return text
 
 
-def zone_note(tr: Any, zone_name: str | None) -> str:
+def zone_note(tr: Translator, zone_name: str | None) -> str:
     """' (Asia/Urumqi)' when the zone is not the default one, else ''."""
     if not zone_name or zone_name == DEFAULT_ZONE:
         return ""
     return tr("meetings.fmt.zone", zone=zone_name)
 
 
-def fmt_date(tr: Any, day: date, *, today: date | None = None) -> str:
+def fmt_date(tr: Translator, day: date, *, today: date | None = None) -> str:
     months = tr("meetings.fmt.months").split(",")
     weekdays = tr("meetings.fmt.weekdays").split(",")
     values = {"month": months[day.month - 1], "day": day.day,
@@ -41,7 +40,7 @@ def fmt_clock(moment: datetime, zone_name: str | None) -> str:
 
 
 def fmt_when(
-    tr: Any, moment: datetime, zone_name: str | None, *, now: datetime | None = None,
+    tr: Translator, moment: datetime, zone_name: str | None, *, now: datetime | None = None,
     with_zone: bool = True,
 ) -> str:
     local = moment.astimezone(time_zone(zone_name))
@@ -51,7 +50,7 @@ def fmt_when(
 
 
 def fmt_span(
-    tr: Any, start: datetime, end: datetime, zone_name: str | None, *,
+    tr: Translator, start: datetime, end: datetime, zone_name: str | None, *,
     now: datetime | None = None,
 ) -> str:
     local_start = start.astimezone(time_zone(zone_name))
@@ -64,7 +63,7 @@ def fmt_span(
     return text + zone_note(tr, zone_name)
 
 
-def fmt_minutes(tr: Any, minutes: int, *, compact: bool = False) -> str:
+def fmt_minutes(tr: Translator, minutes: int, *, compact: bool = False) -> str:
     """7 天 / 1 小时 / 1 天 2 小时 30 分钟 / 0 分钟 — an offset or a lead time, to the minute.
 
     `compact`, how long a request took or may take: 1天3小时, 2小时5分钟 — the requests'

@@ -321,12 +321,12 @@ async def _edit_rooms(session: AsyncSession, notice: Notice, suffix: str, *, now
              "payload": view.room_payload(tr, notice, s.room, s.delivery, s.acknowledger,
                                           policy)}
             for s in states if s.delivery.message_key]
-    reminders = [{"chat_id": s.room.chat_id, "kind": "notice_edit",
-                  "method": "editMessageReplyMarkup",
-                  "dedup_key": f"{s.delivery.message_key}:remind:{suffix}",
-                  "reply_to_key": f"{s.delivery.message_key}:remind", "payload": {}}
-                 for s in states if s.delivery.reminded_at is not None
-                 and notice.status is NoticeStatus.withdrawn]
+    reminders: list[dict[str, Any]] = [
+        {"chat_id": s.room.chat_id, "kind": "notice_edit", "method": "editMessageReplyMarkup",
+         "dedup_key": f"{s.delivery.message_key}:remind:{suffix}",
+         "reply_to_key": f"{s.delivery.message_key}:remind", "payload": {}}
+        for s in states if s.delivery.reminded_at is not None
+        and notice.status is NoticeStatus.withdrawn]
     return await enqueue_many(session, rows + reminders, now=now, supersede=True)
 
 

@@ -131,15 +131,15 @@ async def route(
         return None
     await session.flush()
     liaisons = await store.linked_liaisons(session, request.to_unit.id)
-    for liaison in liaisons:
+    for liaison, chat_id in liaisons:
         tr, tz = await _liaison_reading(session, liaison, request, policy)
         key = _key(request, "liaison", liaison.id)
-        await enqueue(session, chat_id=liaison.telegram_user_id, kind="request", dedup_key=key,
+        await enqueue(session, chat_id=chat_id, kind="request", dedup_key=key,
                       payload=html_message(render.no_room_text(tr, request, tz),
                                              render.buttons(tr, request)), now=now)
-        await _attachments(session, request, liaison.telegram_user_id, key, now)  # type: ignore[arg-type]
+        await _attachments(session, request, chat_id, key, now)
     store.add_event(request, "undelivered", actor=None, now=now,
-                    note=", ".join(liaison.name for liaison in liaisons) or None)
+                    note=", ".join(liaison.name for liaison, _ in liaisons) or None)
     return len(liaisons)
 
 
@@ -282,7 +282,7 @@ async def _update_liaison_cards(session: AsyncSession, request: AssistanceReques
     """A request no duty room holds: bring the copies its liaisons were sent up to
     date (state, and no buttons once final); returns how many were."""
     updated = 0
-    for liaison in await store.linked_liaisons(session, request.to_unit_id):
+    for liaison, _ in await store.linked_liaisons(session, request.to_unit_id):
         key = _key(request, "liaison", liaison.id)
         if await get_message(session, key) is None:
             continue
@@ -360,16 +360,15 @@ async def remind_room(
     else:
         # Still no duty room: remind the liaisons who were told instead.
         liaisons = await store.linked_liaisons(session, request.to_unit_id)
-        for liaison in liaisons:
+        for liaison, chat_id in liaisons:
             reader = await store.liaison_reader(session, liaison)
             reader_tr = render.user_translator(policy, reader)
-            await enqueue(session, chat_id=liaison.telegram_user_id,  # type: ignore[arg-type]
-                          kind="request_escalation", now=now,
+            await enqueue(session, chat_id=chat_id, kind="request_escalation", now=now,
                           dedup_key=_key(request, "escalate", "remind_liaison", liaison.id),
                           payload=html_message(render.remind_room_text(reader_tr, request, now),
                                                  render.buttons(reader_tr, request)))
         store.add_event(request, "reminded_liaisons", actor=None, now=now,
-                        note=", ".join(liaison.name for liaison in liaisons) or None)
+                        note=", ".join(liaison.name for liaison, _ in liaisons) or None)
     await audit(session, "request.remind_room", subject_type="request",
                 subject_id=request.number, late=late, routed=request.route_key is not None)
     return True

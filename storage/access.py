@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -49,7 +49,8 @@ async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
 
 async def audit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Many `audit_row`s in one statement (executemany)."""
-    await session.execute(insert(AuditEntry.__table__), list(rows))
+    # `__table__` is typed as any FromClause (a class may be mapped to a join): ours is a Table.
+    await session.execute(insert(cast(Table, AuditEntry.__table__)), list(rows))
 
 
 def audit_value(value: Any) -> Any:

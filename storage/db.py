@@ -249,7 +249,9 @@ class Database:
             if self._epoch_connection is None:
                 self._epoch_connection = await self.engine.connect()
             raw = await self._epoch_connection.get_raw_connection()
-            rows = await raw.driver_connection.execute_fetchall(self._epoch_sql)
+            driver = raw.driver_connection  # None only once the connection is invalidated
+            assert driver is not None
+            rows = await driver.execute_fetchall(self._epoch_sql)
         except Exception:
             await self._close_epoch_connection()  # a fresh one next time
             raise

@@ -165,21 +165,20 @@ async def active_duty_room(session: AsyncSession, unit_id: int) -> DutyRoom | No
     ).scalars().first()
 
 
-async def linked_liaisons(session: AsyncSession, unit_id: int) -> list[Liaison]:
-    """The unit's active liaisons who have a Telegram account, one per account."""
+async def linked_liaisons(session: AsyncSession, unit_id: int) -> list[tuple[Liaison, int]]:
+    """The unit's active liaisons who have a Telegram account, one per account, each with
+    that account's id (the private chat to write to)."""
     rows = await session.execute(
         select(Liaison)
         .where(Liaison.unit_id == unit_id, Liaison.active.is_(True),
                Liaison.telegram_user_id.is_not(None))
         .order_by(Liaison.role, Liaison.id)
     )
-    seen: set[int] = set()
-    found: list[Liaison] = []
+    found: dict[int, Liaison] = {}
     for liaison in rows.scalars():
-        if liaison.telegram_user_id not in seen:
-            seen.add(liaison.telegram_user_id)  # type: ignore[arg-type]
-            found.append(liaison)
-    return found
+        if liaison.telegram_user_id is not None:
+            found.setdefault(liaison.telegram_user_id, liaison)
+    return [(liaison, chat_id) for chat_id, liaison in found.items()]
 
 
 async def liaison_reader(session: AsyncSession, liaison: Liaison) -> User | None:

@@ -83,12 +83,14 @@ def room_text(tr: Translator, notice: Notice, delivery: NoticeDelivery | None,
     lines = [headline(tr, notice)]
     if notice.status is NoticeStatus.withdrawn:
         lines.append(tr("notices.room.withdrawn_banner",
-                        at=render.local_time(notice.withdrawn_at or notice.sent_at, tz)))
+                        at=render.local_time(
+                            notice.withdrawn_at or notice.sent_at or notice.created_at, tz)))
         lines.append(f"<s>{escape(notice.text)}</s>")
         return "\n".join(lines)
     if notice.revision > 1:
         lines.append(tr("notices.room.corrected_banner", revision=notice.revision,
-                        at=render.local_time(notice.corrected_at or notice.sent_at, tz)))
+                        at=render.local_time(
+                            notice.corrected_at or notice.sent_at or notice.created_at, tz)))
     lines += ["", escape(notice.text), ""]
     if delivery is not None and delivery.acknowledged_at is not None:
         acked = delivery.acknowledged_revision or 1
@@ -160,7 +162,7 @@ def status_text(tr: Translator, notice: Notice, tz: Any, *, now: datetime, tally
             revision = state.delivery.acknowledged_revision or 1
             lines.append(tr("notices.status.acked_line", room=escape(state.unit.short_name),
                             who=_who(state.acknowledger),
-                            at=render.local_time(state.delivery.acknowledged_at, tz))
+                            at=render.local_time(state.delivery.acknowledged_at or now, tz))
                          + (tr("notices.status.old_revision", revision=revision)
                             if revision < notice.revision else ""))
         if tally.acknowledged > LIST_LIMIT:

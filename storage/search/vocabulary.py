@@ -17,8 +17,8 @@ _vocabularies: dict[str, tuple[int, Vocabulary]] = {}
 
 
 def _cache_key(session: AsyncSession) -> str:
-    bind = session.bind
-    return bind.url.render_as_string(hide_password=True) if bind is not None else "?"
+    bind = session.bind  # an engine or a connection: either's `.engine` has the URL
+    return bind.engine.url.render_as_string(hide_password=True) if bind is not None else "?"
 
 
 def invalidate(engine: AsyncEngine | None = None) -> None:
