@@ -9,6 +9,7 @@ roster members, rotation order, meeting participants).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,6 +75,44 @@ def assign(obj: Any, values: dict[str, Any]) -> bool:
     return changed
 
 
+def sync_by_unit(links: list[Any], wanted: Mapping[int | None, Mapping[str, Any]],
+                 make: Callable[..., Any]) -> bool:
+    """Make a record's links to units (zone memberships, agreement parties, meeting
+    participants) what the file says: unit id -> the link's other values. Links to other
+    units go, missing ones are made (`make(unit_id=…, **values)`); True if any changed."""
+    changed = False
+    current = {link.unit_id: link for link in links}
+    for unit_id, link in current.items():
+        if unit_id not in wanted:
+            links.remove(link)
+            changed = True
+        else:
+            changed = assign(link, wanted[unit_id]) or changed
+    for unit_id, values in wanted.items():
+        if unit_id not in current:
+            links.append(make(unit_id=unit_id, **values))
+            changed = True
+    return changed
+
+
+def sync_in_order(rows: list[Any], wanted: Sequence[Mapping[str, Any]],
+                  make: Callable[..., Any]) -> bool:
+    """Make a record's ordered rows (roster members, a chair rotation's order) the file's
+    list: the n-th row (by `position`) takes the n-th values, rows beyond the list go,
+    missing ones are made (`make(**values)`); True if any changed."""
+    changed = False
+    current = sorted(rows, key=lambda row: row.position)
+    for row, values in zip(current, wanted, strict=False):
+        changed = assign(row, values) or changed
+    for row in current[len(wanted):]:
+        rows.remove(row)
+        changed = True
+    for values in wanted[len(current):]:
+        rows.append(make(**values))
+        changed = True
+    return changed
+
+
 class Applier:
     def __init__(
         self, session: AsyncSession, state: State, plan: Plan, now: datetime | None = None
@@ -94,6 +133,11 @@ class Applier:
 
     def zone_id(self, code: str | None) -> int | None:
         return None if code is None else self.state.zones[code].id
+
+    def add_new(self, section: str, row: Any) -> None:
+        """A row the file adds: into the session, counted as created."""
+        self.session.add(row)
+        self.counts[section].add(True, True)
 
     async def run(self) -> dict[str, SectionCounts]:
         await self.named("branches", Branch, self.state.branches)
@@ -116,8 +160,7 @@ class Applier:
             row = rows.get(r["code"])
             if row is None:
                 row = rows[r["code"]] = model(code=r["code"], **values)
-                self.session.add(row)
-                self.counts[section].add(True, True)
+                self.add_new(section, row)
             else:
                 self.counts[section].add(False, assign(row, values))
         await self.session.flush()
@@ -158,21 +201,11 @@ class Applier:
                     code=r["code"], **values,
                     memberships=[ZoneMembership(unit_id=u, kind=k) for u, k in wanted.items()],
                 )
-                self.session.add(zone)
-                self.counts["zones"].add(True, True)
+                self.add_new("zones", zone)
                 continue
             changed = assign(zone, values)
-            current = {m.unit_id: m for m in zone.memberships}
-            for unit_id, membership in current.items():
-                if unit_id not in wanted:
-                    zone.memberships.remove(membership)
-                    changed = True
-                else:
-                    changed = assign(membership, {"kind": wanted[unit_id]}) or changed
-            for unit_id, kind in wanted.items():
-                if unit_id not in current:
-                    zone.memberships.append(ZoneMembership(unit_id=unit_id, kind=kind))
-                    changed = True
+            changed = sync_by_unit(zone.memberships, {u: {"kind": k} for u, k in wanted.items()},
+                                   ZoneMembership) or changed
             self.counts["zones"].add(False, changed)
         await self.session.flush()
 
@@ -266,8 +299,7 @@ class Applier:
             room = rooms.get(r["_key"])
             if room is None:
                 room = rooms[r["_key"]] = DutyRoom(**values)
-                self.session.add(room)
-                self.counts["duty_rooms"].add(True, True)
+                self.add_new("duty_rooms", room)
             else:
                 self.counts["duty_rooms"].add(False, assign(room, values))
         await self.session.flush()
@@ -300,19 +332,10 @@ class Applier:
             if roster is None:
                 roster = Roster(duty_room_id=room.id, **values, created_at=self.now,
                                 members=[RosterMember(**m) for m in members])
-                self.session.add(roster)
-                self.counts["rosters"].add(True, True)
+                self.add_new("rosters", roster)
                 continue
             changed = assign(roster, values)
-            current = sorted(roster.members, key=lambda m: m.position)
-            for member, wanted in zip(current, members, strict=False):
-                changed = assign(member, wanted) or changed
-            for member in current[len(members):]:
-                roster.members.remove(member)
-                changed = True
-            for wanted in members[len(current):]:
-                roster.members.append(RosterMember(**wanted))
-                changed = True
+            changed = sync_in_order(roster.members, members, RosterMember) or changed
             self.counts["rosters"].add(False, changed)
         await self.session.flush()
 
@@ -320,27 +343,18 @@ class Applier:
         for r in self.plan["chair_rotations"]:
             zone_id = self.state.zones[r["zone"]].id
             values = {"term_months": r["term_months"], "anchor_date": r["anchor_date"]}
-            order = [self.unit_id(code) for code in r["order"]]
+            order = [{"position": index, "unit_id": self.unit_id(code)}
+                     for index, code in enumerate(r["order"])]
             rotation = self.state.rotations.get(zone_id)
             if rotation is None:
                 rotation = self.state.rotations[zone_id] = ChairRotation(
                     zone_id=zone_id, **values, created_at=self.now,
-                    entries=[ChairRotationEntry(position=i, unit_id=u)
-                             for i, u in enumerate(order)],
+                    entries=[ChairRotationEntry(**entry) for entry in order],
                 )
-                self.session.add(rotation)
-                self.counts["chair_rotations"].add(True, True)
+                self.add_new("chair_rotations", rotation)
                 continue
             changed = assign(rotation, values)
-            current = sorted(rotation.entries, key=lambda e: e.position)
-            for index, (entry, unit_id) in enumerate(zip(current, order, strict=False)):
-                changed = assign(entry, {"position": index, "unit_id": unit_id}) or changed
-            for entry in current[len(order):]:
-                rotation.entries.remove(entry)
-                changed = True
-            for index in range(len(current), len(order)):
-                rotation.entries.append(ChairRotationEntry(position=index, unit_id=order[index]))
-                changed = True
+            changed = sync_in_order(rotation.entries, order, ChairRotationEntry) or changed
             self.counts["chair_rotations"].add(False, changed)
         await self.session.flush()
 
@@ -364,15 +378,8 @@ class Applier:
                 status.append((agreement, True, True))
                 continue
             changed = assign(agreement, values)
-            current = {p.unit_id: p for p in agreement.parties}
-            for unit_id, party in current.items():
-                if unit_id not in parties:
-                    agreement.parties.remove(party)
-                    changed = True
-            for unit_id in parties:
-                if unit_id not in current:
-                    agreement.parties.append(AgreementParty(unit_id=unit_id))
-                    changed = True
+            changed = sync_by_unit(agreement.parties, {unit_id: {} for unit_id in parties},
+                                   AgreementParty) or changed
             changed = self.sync_clauses(agreement, r["clauses"]) or changed
             status.append((agreement, False, changed))
         await self.session.flush()
@@ -453,19 +460,11 @@ class Applier:
                     code=r["code"], **values, created_at=self.now,
                     participants=[MeetingParticipant(unit_id=u) for u in participants],
                 )
-                self.session.add(meeting)
-                self.counts["meetings"].add(True, True)
+                self.add_new("meetings", meeting)
                 continue
             changed = assign(meeting, values)
-            current = {p.unit_id: p for p in meeting.participants}
-            for unit_id, participant in current.items():
-                if unit_id not in participants:
-                    meeting.participants.remove(participant)
-                    changed = True
-            for unit_id in participants:
-                if unit_id not in current:
-                    meeting.participants.append(MeetingParticipant(unit_id=unit_id))
-                    changed = True
+            changed = sync_by_unit(meeting.participants, {unit_id: {} for unit_id in participants},
+                                   MeetingParticipant) or changed
             if changed:
                 meeting.revision = (meeting.revision or 1) + 1
             self.counts["meetings"].add(False, changed)

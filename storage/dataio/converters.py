@@ -245,6 +245,17 @@ def room_reference(value: Any, path: str, problems: Problems) -> Any:
     return reference(value, path, problems)
 
 
+def list_ok(value: Any, path: str, problems: Problems, min_items: int) -> bool:
+    """A list of `min_items` or more; else the problem is noted (the caller returns BAD)."""
+    if not isinstance(value, list):
+        problems.add(path, "not_list", value=describe(value))
+        return False
+    if len(value) < min_items:
+        problems.add(path, "too_few_items", count=min_items)
+        return False
+    return True
+
+
 def list_of(
     item: Converter, *, min_items: int = 0, scalar_ok: bool = False
 ) -> Converter:
@@ -253,11 +264,7 @@ def list_of(
     def convert(value: Any, path: str, problems: Problems) -> Any:
         if scalar_ok and isinstance(value, str | int) and not isinstance(value, bool):
             value = [value]
-        if not isinstance(value, list):
-            problems.add(path, "not_list", value=describe(value))
-            return BAD
-        if len(value) < min_items:
-            problems.add(path, "too_few_items", count=min_items)
+        if not list_ok(value, path, problems, min_items):
             return BAD
         result = []
         ok = True

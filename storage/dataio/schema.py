@@ -29,6 +29,7 @@ from storage.dataio.converters import (
     integer,
     language,
     list_of,
+    list_ok,
     meeting_kind,
     phone,
     reference,
@@ -108,11 +109,7 @@ class Spec:
 
 def records(spec: Spec, *, min_items: int = 0) -> Converter:
     def convert(value: Any, path: str, problems: Problems) -> Any:
-        if not isinstance(value, list):
-            problems.add(path, "not_list", value=describe(value))
-            return BAD
-        if len(value) < min_items:
-            problems.add(path, "too_few_items", count=min_items)
+        if not list_ok(value, path, problems, min_items):
             return BAD
         # Bad nested records stay in the list (flagged `_bad`), so their references are
         # still checked; `check_record` marks the outer record bad.
