@@ -56,6 +56,11 @@ class _Tier:
     page: str  # yields rowkey, unit_id, branch_id (any order; sorted in Python)
 
 
+# The clause search's SQL: common table expressions, the total's expression (capped at
+# RESULT_CAP + 1), and the query of the rowkeys in rank order (without LIMIT).
+ClauseSql = tuple[list[str], str, str]
+
+
 class Dialect(ABC):
     """Builds the one statement each search runs (a round trip costs more than the
     query itself); the backends differ in how terms are matched."""
@@ -67,15 +72,9 @@ class Dialect(ABC):
         """One tier of the liaison search: its common table expressions, count and page."""
 
     @abstractmethod
-    def clause_sources(
-        self,
-        patterns: Sequence[TermPattern],
-        rank_limit: int | None,
-        agreement_id: int | None,
-        params: dict[str, Any],
-    ) -> tuple[list[str], str, str]:
-        """(common table expressions, total expression capped at RESULT_CAP + 1,
-        rowkeys in rank order without LIMIT)."""
+    def clause_sources(self, patterns: Sequence[TermPattern], rank_limit: int | None,
+                       agreement_id: int | None, params: dict[str, Any]) -> ClauseSql:
+        """The clause search's SQL for these terms (and bounds)."""
 
     @staticmethod
     def _structured(f: Filter, p: str, params: dict[str, Any], *, arrays: bool) -> list[str]:
@@ -165,13 +164,8 @@ class PostgresDialect(Dialect):
             page=f"SELECT * FROM {m} ORDER BY rowkey LIMIT :{p}rows",
         )
 
-    def clause_sources(
-        self,
-        patterns: Sequence[TermPattern],
-        rank_limit: int | None,
-        agreement_id: int | None,
-        params: dict[str, Any],
-    ) -> tuple[list[str], str, str]:
+    def clause_sources(self, patterns: Sequence[TermPattern], rank_limit: int | None,
+                       agreement_id: int | None, params: dict[str, Any]) -> ClauseSql:
         conditions = self._term_conditions(patterns, "c_", params)
         if rank_limit is not None:
             params["c_bound"] = rank_limit << 34
@@ -231,13 +225,8 @@ class SqliteDialect(Dialect):
             "JOIN search_liaisons s ON s.rowkey = hit.k",
         )
 
-    def clause_sources(
-        self,
-        patterns: Sequence[TermPattern],
-        rank_limit: int | None,
-        agreement_id: int | None,
-        params: dict[str, Any],
-    ) -> tuple[list[str], str, str]:
+    def clause_sources(self, patterns: Sequence[TermPattern], rank_limit: int | None,
+                       agreement_id: int | None, params: dict[str, Any]) -> ClauseSql:
         parts = [f"({_fts_pattern(q)})" for q in patterns]
         if agreement_id is not None:
             parts.append(f"keys : a{int(agreement_id)}")
