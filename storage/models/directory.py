@@ -82,16 +82,21 @@ class ZoneMembership(Base):
     unit: Mapped[Unit] = relationship(back_populates="memberships")
 
 
-class Branch(Base):
-    """A police branch (警种), with aliases such as 刑侦/刑警/CID."""
-
-    __tablename__ = "branches"
+class NamedTerm:
+    """The columns of a term the data file lists and people type: a code, a unique
+    name, its English and its aliases (branches, mechanisms)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(60), unique=True)
     english: Mapped[str | None] = mapped_column(String(120))
     aliases: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class Branch(NamedTerm, Base):
+    """A police branch (警种), with aliases such as 刑侦/刑警/CID."""
+
+    __tablename__ = "branches"
 
 
 class Liaison(Base):
@@ -121,16 +126,10 @@ class Liaison(Base):
     branch: Mapped[Branch | None] = relationship()
 
 
-class Mechanism(Base):
+class Mechanism(NamedTerm, Base):
     """A cooperation mechanism or area (情报信息互享, 反恐防恐) cited by clauses and requests."""
 
     __tablename__ = "mechanisms"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(60), unique=True)
-    english: Mapped[str | None] = mapped_column(String(120))
-    aliases: Mapped[list[Any]] = mapped_column(default=list)
 
 
 # --------------------------------------------------------------------------- agreements
