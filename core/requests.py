@@ -393,22 +393,21 @@ class RequestStats:
         return self.overdue / self.total if self.total else None
 
 
+def _late(due: datetime | None, done: datetime | None, status: RequestStatus,
+          now: datetime) -> bool:
+    """Done after the deadline, or not done while still active and the deadline passed."""
+    if due is None:
+        return False
+    if done is not None:
+        return done > due
+    return status in ACTIVE_STATUSES and now > due
+
+
 def is_overdue(row: StatsRow, now: datetime) -> bool:
     """Answered after the acknowledgement deadline (or not yet, and it passed), or the
     reply deadline passed before completion."""
-    if row.ack_due_at is not None:
-        answered = row.acknowledged_at
-        if answered is not None and answered > row.ack_due_at:
-            return True
-        if answered is None and row.status in ACTIVE_STATUSES and now > row.ack_due_at:
-            return True
-    if row.reply_due_at is not None:
-        done = row.completed_at
-        if done is not None and done > row.reply_due_at:
-            return True
-        if done is None and row.status in ACTIVE_STATUSES and now > row.reply_due_at:
-            return True
-    return False
+    return (_late(row.ack_due_at, row.acknowledged_at, row.status, now)
+            or _late(row.reply_due_at, row.completed_at, row.status, now))
 
 
 def _median(values: list[timedelta]) -> timedelta | None:
