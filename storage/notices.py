@@ -8,7 +8,6 @@ the rendering (views/notices.py) in one unit of work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from storage.models import (
     NoticeCounter,
     NoticeDelivery,
     OutboxMessage,
+    RoomState,
     Unit,
     User,
     ZoneMembership,
@@ -162,27 +162,6 @@ async def creator(session: AsyncSession, notice: Notice) -> User | None:
         return None
     return (await session.execute(select(User).options(selectinload(User.unit)).where(
         User.id == notice.created_by_id))).scalar_one_or_none()
-
-
-@dataclass
-class RoomState:
-    """One room's delivery of a notice, as the status message and the report show it."""
-
-    delivery: NoticeDelivery
-    room: DutyRoom
-    unit: Unit
-    acknowledger: User | None
-    outbox_state: OutboxState | None
-    delivered_at: datetime | None
-    error: str | None
-
-    @property
-    def failed(self) -> bool:
-        return self.outbox_state is OutboxState.failed and self.delivery.acknowledged_at is None
-
-    @property
-    def acknowledged(self) -> bool:
-        return self.delivery.acknowledged_at is not None
 
 
 ACKED = NoticeDelivery.acknowledged_at.is_not(None)

@@ -8,36 +8,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
-from typing import Any, Protocol
+from typing import Any
 
 from core.clock import time_zone
 from core.enums import NoticeKind, NoticeStatus, OutboxState, Severity
 from core.notices import NoticePolicy, Tally, ack_data, went_late
 from i18n import Translator
-from storage.models import DutyRoom, Notice, NoticeDelivery, Unit, User
+from storage.models import DutyRoom, Notice, NoticeDelivery, RoomState, User
 from views import HTML
 from views import requests as render
 
 SEVERITY_ICONS = {Severity.info: "🔵", Severity.important: "🟠", Severity.critical: "🔴"}
 LIST_LIMIT = 12  # rooms named per section of the status message
-
-
-class RoomDelivery(Protocol):
-    """What the status message and the report read of one room's delivery
-    (storage.notices.RoomState)."""
-
-    delivery: NoticeDelivery
-    room: DutyRoom
-    unit: Unit
-    acknowledger: User | None
-    outbox_state: OutboxState | None
-    delivered_at: datetime | None
-
-    @property
-    def failed(self) -> bool: ...
-
-    @property
-    def acknowledged(self) -> bool: ...
 
 
 def kind_label(tr: Translator, kind: NoticeKind) -> str:
@@ -136,7 +118,7 @@ def reader_zone(policy: NoticePolicy, user: User | None) -> Any:
 
 
 def status_text(tr: Translator, notice: Notice, tz: Any, *, now: datetime, tally: Tally,
-                acknowledged: Sequence[RoomDelivery], pending: list[str],
+                acknowledged: Sequence[RoomState], pending: list[str],
                 failed: list[str]) -> str:
     """The coordinator's live view: delivered, acknowledged (by whom, when, which
     revision), pending, failed, reminded. `tally` counts every room; the first
@@ -178,7 +160,7 @@ def status_text(tr: Translator, notice: Notice, tz: Any, *, now: datetime, tally
     return "\n".join(lines)
 
 
-def report_table(tr: Translator, notice: Notice, states: Sequence[RoomDelivery],
+def report_table(tr: Translator, notice: Notice, states: Sequence[RoomState],
                  tz: Any) -> tuple[list[str], list[list[Any]]]:
     """The final report: one line per room (times in the reader's zone)."""
     header = [tr(f"notices.report.{c}") for c in (

@@ -23,7 +23,7 @@ from storage.models.directory import (
     ZoneMembership,
 )
 from storage.models.meetings import Meeting, MeetingParticipant
-from storage.models.notices import Notice, NoticeCounter, NoticeDelivery
+from storage.models.notices import Notice, NoticeCounter, NoticeDelivery, RoomState
 from storage.models.requests import AssistanceRequest, RequestCounter, RequestEvent
 from storage.models.rosters import (
     ChairRotation,
@@ -79,6 +79,7 @@ __all__ = [
     "OutboxMessage",
     "RequestCounter",
     "RequestEvent",
+    "RoomState",
     "Roster",
     "RosterChange",
     "RosterMember",

@@ -1,18 +1,21 @@
-"""Notices broadcast to duty rooms, their deliveries and their yearly numbering."""
+"""Notices broadcast to duty rooms, their deliveries and their yearly numbering, and one
+room's delivery as it is read back (`RoomState`, storage.notices.room_states)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.enums import NoticeKind, NoticeStatus, Severity
+from core.enums import NoticeKind, NoticeStatus, OutboxState, Severity
 from storage.models.base import Base, str_enum, utcnow
 
 if TYPE_CHECKING:
-    from storage.models.access import DutyRoom
+    from storage.models.access import DutyRoom, User
+    from storage.models.directory import Unit
 
 
 class Notice(Base):
@@ -76,3 +79,24 @@ class NoticeDelivery(Base):
 
     notice: Mapped[Notice] = relationship(back_populates="deliveries")
     duty_room: Mapped[DutyRoom] = relationship()
+
+
+@dataclass
+class RoomState:
+    """One room's delivery of a notice, as the status message and the report show it."""
+
+    delivery: NoticeDelivery
+    room: DutyRoom
+    unit: Unit
+    acknowledger: User | None
+    outbox_state: OutboxState | None
+    delivered_at: datetime | None
+    error: str | None
+
+    @property
+    def failed(self) -> bool:
+        return self.outbox_state is OutboxState.failed and self.delivery.acknowledged_at is None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.delivery.acknowledged_at is not None
