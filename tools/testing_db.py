@@ -51,34 +51,37 @@ async def postgres_available(admin_url: str | None = None) -> bool:
         await engine.dispose()
 
 
-async def create_postgres_database(name: str, admin_url: str | None = None) -> str:
-    """(Re)create a UTF-8 database and return its URL."""
+async def _on_admin_database(admin_url: str | None, *statements: str) -> None:
+    """Run statements on the server's admin database, each on its own (CREATE and DROP
+    DATABASE cannot run inside a transaction)."""
     admin = create_engine(postgres_admin_url(admin_url))
     try:
         async with admin.connect() as connection:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await connection.execute(
-                text(
-                    f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' "
-                    "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
-                )
-            )
+            for statement in statements:
+                await connection.execute(text(statement))
     finally:
         await admin.dispose()
+
+
+def _drop(name: str) -> str:
+    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+
+
+async def create_postgres_database(name: str, admin_url: str | None = None) -> str:
+    """(Re)create a UTF-8 database and return its URL."""
+    await _on_admin_database(
+        admin_url, _drop(name),
+        f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' "
+        "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'",
+    )
     return make_url(postgres_admin_url(admin_url)).set(database=name).render_as_string(
         hide_password=False
     )
 
 
 async def drop_postgres_database(name: str, admin_url: str | None = None) -> None:
-    admin = create_engine(postgres_admin_url(admin_url))
-    try:
-        async with admin.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
+    await _on_admin_database(admin_url, _drop(name))
 
 
 # data_epoch keeps its one row (the DELETE triggers move it, as they should).
