@@ -34,27 +34,25 @@ import argparse
 import asyncio
 import collections
 import logging
-import multiprocessing
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select
 from telegram import Update
 
-from bench.reminders import fresh_database
+from bench import add_backend_option, chosen_backends
+from bench.common import add_duty_rooms, bot_harness, emulator_process, fresh_database
 from bot.emulator import BotApiEmulator
 from bot.plans.notices import status_refresher
-from bot.services import system_now
 from core.enums import NoticeKind, OutboxState, Role, Severity
 from core.notices import NoticeDraft, NoticePolicy
 from services.notices import create_notice
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import DutyRoom, OutboxMessage, Unit, User
+from storage.models import OutboxMessage, Unit, User
 from tools.testing import BotHarness
 
 GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot
@@ -107,12 +105,8 @@ async def seed(harness: BotHarness, rooms: int) -> tuple[User, list[int]]:
     """`rooms` units with a duty room each, and the coordinator who sends the notice;
     returns the coordinator and the units."""
     async with harness.db.session() as session:
-        units = [Unit(code=f"n{i:05d}", name=f"通报单位{i:05d}", short_name=f"通报{i:05d}",
-                      timezone="Asia/Shanghai") for i in range(rooms)]
-        session.add_all(units)
-        await session.flush()
-        session.add_all([DutyRoom(unit_id=u.id, chat_id=FIRST_CHAT - i, title=f"值班室{i:05d}")
-                         for i, u in enumerate(units)])
+        units = await add_duty_rooms(session, rooms, code="n", name="通报单位", short_name="通报",
+                                     first_chat=FIRST_CHAT)
         coordinator = User(telegram_id=COORDINATOR, full_name="协调员", role=Role.coordinator)
         session.add(coordinator)
     return coordinator, [u.id for u in units]
@@ -171,19 +165,10 @@ async def one_run(database_url: str, *, rooms: int, mode: str, stall_seconds: fl
     """One broadcast; the smoke test shortens the stalls and the status message's pace
     (production's: 5 s, 3 s), which only change how long the run waits."""
     faults = mode == "faults"
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_emulator_process, args=(child, rooms, faults, stall_seconds),
-                              daemon=True)
-    process.start()
     loop = asyncio.get_running_loop()
-    base_url, file_url = await loop.run_in_executor(None, parent.recv)
-    try:
-        harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
-                             database_url, now=system_now,  # type: ignore[arg-type]
-                             delivery_rate=GLOBAL_LIMIT,
-                             notice_status_edit_seconds=status_edit_seconds,
-                             private_per_second=1)  # Telegram's, as in production
+    async with emulator_process(_emulator_process, rooms, faults, stall_seconds) as emulated:
+        harness = bot_harness(emulated, database_url, delivery_rate=GLOBAL_LIMIT,
+                              notice_status_edit_seconds=status_edit_seconds)
         svc = harness.services
         coordinator, units = await seed(harness, rooms)
         officers = await seed_officers(harness) if mode == "replies" else []
@@ -214,12 +199,8 @@ async def one_run(database_url: str, *, rooms: int, mode: str, stall_seconds: fl
             await worker.stop()
             await status_refresher(svc).settle()  # its last round, before the database goes
             counters = worker.counters
-        parent.send("stop")
-        calls, over_limit, answers = await loop.run_in_executor(None, parent.recv)
-    finally:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
+        emulated.pipe.send("stop")
+        calls, over_limit, answers = await loop.run_in_executor(None, emulated.pipe.recv)
     result = figures(calls, rooms=rooms, committed=committed, faults=faults,
                      retried=counters.retried, rate_limited=counters.rate_limited,
                      failed=counters.failed, over_limit=over_limit)
@@ -315,12 +296,8 @@ async def run_async(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
             for mode in modes:
-                url, cleanup = await fresh_database(backend, Path(tmp))
-                try:
+                async with fresh_database(backend, Path(tmp)) as url:
                     result = await one_run(url, rooms=rooms, mode=mode, **pace)
-                finally:
-                    if cleanup is not None:
-                        await cleanup()
                 result["backend"] = backend
                 results["runs"].append(result)
                 print_run(result)
@@ -352,12 +329,12 @@ def print_run(f: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", type=int, default=1000)
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    add_backend_option(parser)
     parser.add_argument("--mode", choices=MODES, action="append",
                         help="run only this mode (repeatable; default: all three)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    backends = chosen_backends(args)
     results = run(args.rooms, backends, tuple(args.mode or MODES))
     return 0 if all(r["ok"] for r in results["runs"]) else 1
 

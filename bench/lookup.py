@@ -33,6 +33,7 @@ from typing import Any
 import opencc
 from sqlalchemy import insert, text
 
+from bench import add_backend_option, chosen_backends
 from core.enums import AgreementStatus, LiaisonRole, UnitLevel
 from core.normalize import normalize
 from storage.db import Database
@@ -654,10 +655,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lookup", description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000, help="liaisons (default 100000)")
     parser.add_argument("--clauses", type=int, default=None, help="clauses (default rows/10)")
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    add_backend_option(parser, default="both")
     parser.add_argument("--repeat", type=int, default=20, help="runs of the query mix")
     args = parser.parse_args(argv)
-    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    backends = chosen_backends(args)
     results = run(args.rows, backends, clauses=args.clauses, repeat=args.repeat)
     return 0 if all(r.get("ok", True) for r in results.values()) else 1
 

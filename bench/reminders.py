@@ -24,27 +24,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import multiprocessing
-import os
 import statistics
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select
 
+from bench import add_backend_option, chosen_backends
+from bench.common import add_duty_rooms, bot_harness, emulator_process, fresh_database
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
-from bot.services import system_now
 from core.enums import MeetingKind, OutboxState
 from storage.db import Database
-from storage.migrate import upgrade
-from storage.models import DutyRoom, Meeting, MeetingParticipant, OutboxMessage, ScheduleMark, Unit
-from tools.testing import BotHarness
+from storage.models import Meeting, MeetingParticipant, OutboxMessage, ScheduleMark
 
 TARGET_P99_S = 2.0
 OFFSET_MINUTES = 60
@@ -58,12 +54,8 @@ async def seed(db: Database, reminders: int, rooms: int, first_due: datetime) ->
     60-minute reminders fall due evenly within one minute; returns meeting id → due time."""
     due: dict[int, float] = {}
     async with db.session() as session:
-        units = [Unit(code=f"b{i:05d}", name=f"基准单位{i:05d}", short_name=f"基准{i:05d}",
-                      timezone="Asia/Shanghai") for i in range(rooms)]
-        session.add_all(units)
-        await session.flush()
-        session.add_all([DutyRoom(unit_id=u.id, chat_id=FIRST_CHAT - i, title=f"值班室{i:05d}")
-                         for i, u in enumerate(units)])
+        units = await add_duty_rooms(session, rooms, code="b", name="基准单位", short_name="基准",
+                                     first_chat=FIRST_CHAT)
         step = WINDOW / reminders
         meetings = []
         for i in range(reminders):
@@ -122,17 +114,9 @@ def _emulator_process(conn: Any, rooms: int, real_limits: bool) -> None:
 async def one_run(
     database_url: str, *, reminders: int, rooms: int, real_limits: bool
 ) -> dict[str, Any]:
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=_emulator_process, args=(child, rooms, real_limits), daemon=True)
-    process.start()
     loop = asyncio.get_running_loop()
-    base_url, file_url = await loop.run_in_executor(None, parent.recv)
-    try:
-        harness = BotHarness(SimpleNamespace(base_url=base_url, base_file_url=file_url),
-                             database_url, now=system_now,  # type: ignore[arg-type]
-                             delivery_rate=30,
-                             private_per_second=1)  # Telegram's, as in production
+    async with emulator_process(_emulator_process, rooms, real_limits) as emulated:
+        harness = bot_harness(emulated, database_url, delivery_rate=30)
         svc = harness.services
         if not real_limits:
             # The worker at a rate Telegram would never allow, to measure our own path.
@@ -154,12 +138,8 @@ async def one_run(
                 await asyncio.sleep(0.5)
             await harness.application.job_queue.stop()
             fired = await fire_lateness(svc.db)
-        parent.send("stop")
-        calls = await loop.run_in_executor(None, parent.recv)
-    finally:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
+        emulated.pipe.send("stop")
+        calls = await loop.run_in_executor(None, emulated.pipe.recv)
     lateness = [at - due[meeting_id] for ok, at, meeting_id in calls
                 if ok and meeting_id in due]
     return {
@@ -190,19 +170,6 @@ async def fire_lateness(db: Database) -> list[float]:
         return [(recorded - due).total_seconds() for due, recorded in rows]
 
 
-async def fresh_database(backend: str, workdir: Path) -> tuple[str, Any]:
-    if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{workdir / f'reminders-{time.time_ns()}.db'}"
-        await upgrade(url)
-        return url, None
-    from tools.testing_db import create_postgres_database, drop_postgres_database
-
-    name = f"bench_reminders_{os.getpid()}_{time.time_ns() % 100000}"
-    url = await create_postgres_database(name)
-    await upgrade(url)
-    return url, lambda: drop_postgres_database(name)
-
-
 async def run_async(
     reminders: int = 5000, rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
     real: bool = True,
@@ -211,13 +178,9 @@ async def run_async(
     with tempfile.TemporaryDirectory() as tmp:
         for backend in backends:
             for real_limits in ((False, True) if real else (False,)):
-                url, cleanup = await fresh_database(backend, Path(tmp))
-                try:
+                async with fresh_database(backend, Path(tmp)) as url:
                     figures = await one_run(url, reminders=reminders, rooms=rooms,
                                             real_limits=real_limits)
-                finally:
-                    if cleanup is not None:
-                        await cleanup()
                 figures["backend"] = backend
                 results["runs"].append(figures)
                 print_run(figures)
@@ -250,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reminders", type=int, default=5000)
     parser.add_argument("--rooms", type=int, default=1000)
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    add_backend_option(parser)
     parser.add_argument("--skip-real", action="store_true",
                         help="skip the run with Telegram's real limits (about 3 minutes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    backends = chosen_backends(args)
     print(f"{args.reminders} meeting reminders due within one minute, to {args.rooms} duty "
           f"rooms; lateness = Bot API call time − due time.\n"
           f"Run 1 measures the scheduler + outbox path: emulator limits off, worker rate "
