@@ -248,14 +248,8 @@ async def mark_sent(
 
 
 async def mark_retry(
-    session: AsyncSession,
-    id: int,
-    next_attempt_at: datetime,
-    error: str | None,
-    *,
-    attempt: int | None = None,
-    count_attempt: bool = True,
-    chat_id: int | None = None,
+    session: AsyncSession, id: int, next_attempt_at: datetime, error: str | None, *,
+    attempt: int | None = None, count_attempt: bool = True, chat_id: int | None = None,
 ) -> bool:
     """Back to `pending` until `next_attempt_at`.
 
