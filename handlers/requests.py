@@ -1,7 +1,7 @@
 """Assistance requests in chat: /request (a number to view it, else the guided flow of
-request_new.py), /requests, /export requests, /stats; register() wires every request
-handler: the flow, the buttons on a request and their prompts (request_act.py), the
-lists and views here.
+request_new.py and request_steps.py), /requests, /export requests, /stats; register()
+wires every request handler: the flow, the buttons on a request and their prompts
+(request_act.py), the lists and views here.
 
 Each handler decides inside one unit of work and talks to Telegram only after it
 commits. Messages to anyone but the person acting (the duty room's card, the
@@ -65,16 +65,18 @@ from handlers.request_new import (
     SUBJECT,
     TARGET,
     URGENCY,
+    start_new,
+    target_pressed,
+    target_typed,
+)
+from handlers.request_steps import (
     attachment_handler,
     attachments_done,
     confirm_pressed,
     deadline_given,
     details_given,
     mechanism_chosen,
-    start_new,
     subject_typed,
-    target_pressed,
-    target_typed,
     urgency_chosen,
 )
 from i18n import Translator
