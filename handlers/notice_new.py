@@ -60,8 +60,8 @@ from storage import notices as store
 from storage.access import user_by_telegram_id
 from storage.db import AlreadySubmitted
 from storage.models import Unit, Zone
-from storage.requests import resolve_units
 from storage.schedules import all_zones, find_zones
+from storage.units import find_units
 from views import requests as render
 from views.notices import kind_label, severity_label
 
@@ -257,7 +257,7 @@ async def _add_exact_audience(session: Any, draft: NoticeFlowDraft, word: str) -
     if len(zones) == 1:
         _toggle(audience, "zones", zones[0].id, add_only=True)
         return True
-    units = await resolve_units(session, word, exact_only=True)
+    units = await find_units(session, word)
     if len(units) == 1:
         _toggle(audience, "units", units[0].id, add_only=True)
         return True
@@ -320,7 +320,7 @@ async def audience_typed(turn: Turn) -> int:
         for word in [w for w in SPLIT.split(text_of(turn.update)) if w]:
             if await _add_exact_audience(session, draft, word):
                 continue
-            units = await resolve_units(session, word)
+            units = await find_units(session, word, partial=True)
             if len(units) == 1:
                 _toggle(draft.audience, "units", units[0].id, add_only=True)
             elif units:

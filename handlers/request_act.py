@@ -44,6 +44,7 @@ from services import requests as service
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
 from storage.models import Unit
+from storage.units import find_units
 from views import requests as render
 
 PENDING = "rq_pending"  # the press waiting for a reason, result or unit
@@ -188,7 +189,7 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
         return await _apply(update, context, actor, press, unit_id=int(match.group(1)))
     text = rules.clean_line(message_text(update))
     async with svc.db.session() as session:
-        units = await store.resolve_units(session, text)
+        units = await find_units(session, text, partial=True)
     if not units:
         await reply(update, tr("requests.new.unknown_unit", query=escape(text[:40])))
         return await handled(UNIT)

@@ -29,6 +29,7 @@ from handlers.common import (
 from handlers.request_common import DB_ID, NEW, policy
 from storage import requests as store
 from storage.models import Mechanism, Unit
+from storage.units import find_units
 from views import requests as render
 
 # Confirmation kind of a draft's summary (handlers/common.py).
@@ -213,7 +214,7 @@ async def _one_shot(turn: Turn, words: list[str]) -> list[str]:
         index = 1
         # More units, space-separated: only words that name exactly one unit.
         while index < len(words) and rules.parse_urgency(words[index]) is None and len(
-                exact := await store.resolve_units(session, words[index], exact_only=True)) == 1:
+                exact := await find_units(session, words[index])) == 1:
             notes += _toggle_target(turn, exact[0], add_only=True)
             index += 1
         target_notes = list(notes)
@@ -251,7 +252,7 @@ async def _one_shot(turn: Turn, words: list[str]) -> list[str]:
 async def _add_target(session: Any, turn: Turn, query: str) -> list[str]:
     """Add the unit `query` names; notes when it names none, several, or one's own."""
     tr = turn.tr
-    units = await store.resolve_units(session, query)
+    units = await find_units(session, query, partial=True)
     if not units:
         return [tr("requests.new.unknown_unit", query=escape(query))]
     if len(units) > 1:

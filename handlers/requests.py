@@ -82,6 +82,7 @@ from handlers.request_steps import (
 from i18n import Translator
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
+from storage.units import find_units
 from views import requests as render
 from views.request_reports import export_table
 
@@ -200,7 +201,7 @@ async def _resolve_filters(
     unit_ids: list[int] | None = None
     if filters_.unit_query:
         async with svc.db.session() as session:
-            units = await store.resolve_units(session, filters_.unit_query)
+            units = await find_units(session, filters_.unit_query, partial=True)
         if units:
             unit_ids = [u.id for u in units]
         else:
