@@ -183,8 +183,9 @@ async def _check(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
     from core.roles import parse_role
-    from storage.access import create_invitation, find_units
+    from storage.access import create_invitation
     from storage.db import Database
+    from storage.units import find_units
 
     role = parse_role(args.role)
     if role is None:

@@ -40,12 +40,12 @@ from i18n import Translator
 from storage.access import (
     RoomConflict,
     create_invitation,
-    find_units,
     register_duty_room,
     set_user_active,
     user_by_telegram_id,
 )
 from storage.models import Unit, User
+from storage.units import find_units
 
 # /deactivate asks first (handlers/common.py confirmations); its buttons carry the token.
 DEACTIVATE, DEACTIVATE_CALLBACK = "user_deactivate", "adm:d:"

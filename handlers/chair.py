@@ -23,10 +23,10 @@ from handlers.common import Context, Refusal, escape, guarded, reply
 from handlers.roster_common import parse_day
 from i18n import Translator
 from i18n.formats import fmt_when
-from storage.access import find_units
 from storage.chair import chair_rotation_for_zone, chair_rotations, save_chair_rotation
 from storage.models import ChairRotation, Unit, User
 from storage.schedules import find_zones, zone_member_ids, zones_of_unit
+from storage.units import find_units
 
 COMMANDS = [
     CommandInfo("chair", Role.officer, Where.anywhere, "chair.command"),

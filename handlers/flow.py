@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Generic, Self, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message, Update
@@ -28,6 +29,7 @@ from telegram.ext import (
 
 from bot.commands import Where
 from bot.services import Actor, Services, services
+from core.clock import time_zone
 from core.enums import Role
 from handlers.common import (
     CANCELLED,
@@ -89,6 +91,11 @@ def reader_zone_name(svc: Services, actor: Actor) -> str:
     unit = actor.user.unit if actor.user is not None else None
     return (unit.timezone if unit is not None and unit.timezone else None) or \
         svc.settings.bot_timezone
+
+
+def reader_zone(svc: Services, actor: Actor) -> ZoneInfo:
+    """`reader_zone_name` as a zone (the bot's, should the unit's be unknown)."""
+    return time_zone(reader_zone_name(svc, actor), svc.settings.bot_timezone)
 
 
 @dataclass(frozen=True)

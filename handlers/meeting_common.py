@@ -19,9 +19,10 @@ from core.normalize import normalize
 from core.timeparse import DeadlineError, parse_deadline
 from handlers.common import Context, Refusal, escape, in_group, message_text
 from i18n import Translator
-from storage.access import duty_room_by_chat, find_units, user_by_telegram_id
+from storage.access import duty_room_by_chat, user_by_telegram_id
 from storage.models import Meeting, Unit, User
 from storage.schedules import unit_with_ancestors, units_by_ids, zone_member_ids
+from storage.units import find_units
 from views.calendar import CalendarEvent, calendar_bytes, meeting_uid
 
 CB = plan.CALLBACK
@@ -152,10 +153,11 @@ def split_place(text: str) -> tuple[str | None, str | None]:
     return place, link
 
 
-async def resolve_units(
+async def invited_units(
     session: AsyncSession, tr: Translator, text: str, zone_id: int | None
 ) -> list[Unit]:
-    """Unit names separated by 、 , or spaces ('全部' = the zone's members)."""
+    """The units a meeting invites: names separated by 、 , or spaces, each naming
+    exactly one unit (find_units), or '全部' (the zone's members)."""
     words = [w for w in SPLIT.split(text.strip()) if w]
     if not words:
         raise Refusal(tr("meetings.errors.no_units"))
@@ -167,7 +169,7 @@ async def resolve_units(
     found: list[Unit] = []
     unknown, ambiguous = [], []
     for word in words:
-        units = await find_units(session, word)  # either script, aliases
+        units = await find_units(session, word)
         if len(units) == 1:
             if units[0] not in found:
                 found.append(units[0])

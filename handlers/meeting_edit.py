@@ -44,11 +44,11 @@ from handlers.meeting_common import (
     check_text,
     default_zone,
     end_problem,
+    invited_units,
     is_coordinator,
     parse_end,
     parse_meeting_id,
     parse_time,
-    resolve_units,
 )
 from i18n import Translator
 from i18n.formats import fmt_span
@@ -181,7 +181,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
                 changes["agenda"] = None if value.lower() in SKIP else check_text(
                     tr, value, AGENDA_LIMIT)
             elif field == "units":
-                unit_ids = [u.id for u in await resolve_units(session, tr, value,
+                unit_ids = [u.id for u in await invited_units(session, tr, value,
                                                               meeting.zone_id)]
             elif field == "reminders":
                 offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)

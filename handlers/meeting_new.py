@@ -40,11 +40,11 @@ from handlers.meeting_common import (
     check_text,
     default_zone,
     end_problem,
+    invited_units,
     is_coordinator,
     parse_end,
     parse_meeting_id,
     parse_start,
-    resolve_units,
     split_place,
     time_problem,
     typed_text,
@@ -250,7 +250,7 @@ async def got_place(turn: Turn) -> int:
 async def got_units(turn: Turn) -> int:
     try:
         async with turn.svc.db.session() as session:
-            units = await resolve_units(session, turn.tr, typed_text(turn.update),
+            units = await invited_units(session, turn.tr, typed_text(turn.update),
                                         turn.draft.zone_id)
     except Refusal as refusal:
         return await turn.stay(UNITS, refusal.text)

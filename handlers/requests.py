@@ -1,5 +1,7 @@
-"""Assistance requests in chat: /request (guided, one-shot, or a number to view it),
-the buttons on a request (接收 拒绝 转办 完成 撤回), /requests, /export requests, /stats.
+"""Assistance requests in chat: /request (a number to view it, else the guided flow of
+request_new.py and request_steps.py), /requests, /export requests, /stats; register()
+wires every request handler: the flow, the buttons on a request and their prompts
+(request_act.py), the lists and views here.
 
 Each handler decides inside one unit of work and talks to Telegram only after it
 commits. Messages to anyone but the person acting (the duty room's card, the
@@ -13,16 +15,12 @@ from __future__ import annotations
 import asyncio
 import re
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
-from telegram import ForceReply, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -35,40 +33,57 @@ from bot import reports
 from bot.commands import CommandInfo, Where
 from bot.services import Actor, Services, services
 from core import requests as rules
-from core.clock import time_zone
-from core.enums import Role, Urgency
+from core.enums import Role
 from core.periods import Period, PeriodProblem
-from core.request_checks import Draft, DraftProblem, Policy, Verdict
-from core.requests import Action, Filters, Press, Scope
-from core.timeparse import DeadlineError, parse_deadline
+from core.requests import Filters, Scope
 from handlers import flow
 from handlers.common import (
-    CANCELLED,
-    SUPERSEDED,
-    USED,
     Context,
-    close_confirmation,
-    confirmation_open,
-    current_actor,
     edit_query_message,
-    end_draft,
     escape,
     guarded,
     handled,
-    in_group,
     keyboard,
     may_show_details,
-    message_text,
-    offer_confirmation,
-    prompt_ref,
     reply,
 )
+from handlers.request_act import (
+    NOTE,
+    UNIT,
+    button_pressed,
+    drop_action,
+    note_typed,
+    unit_typed,
+)
+from handlers.request_common import ACT, DB_ID, LIST, NEW, TOKEN, VIEW
+from handlers.request_new import (
+    ATTACH,
+    CONFIRM,
+    DEADLINE,
+    DETAILS,
+    MECHANISM,
+    NEW_REQUEST,
+    SUBJECT,
+    TARGET,
+    URGENCY,
+    start_new,
+    target_pressed,
+    target_typed,
+)
+from handlers.request_steps import (
+    attachment_handler,
+    attachments_done,
+    confirm_pressed,
+    deadline_given,
+    details_given,
+    mechanism_chosen,
+    subject_typed,
+    urgency_chosen,
+)
 from i18n import Translator
-from services import requests as service
 from storage import requests as store
 from storage.access import audit, user_by_telegram_id
-from storage.db import AlreadySubmitted
-from storage.models import Mechanism, Unit
+from storage.units import find_units
 from views import requests as render
 from views.request_reports import export_table
 
@@ -79,22 +94,8 @@ COMMANDS = [
     CommandInfo("stats", Role.coordinator, Where.private, "requests.stats_command"),
 ]
 
-PENDING, LISTING = "rq_pending", "rq_list"  # the draft: NEW_REQUEST.draft_key
-# Confirmation kind of a draft's summary (handlers/common.py) and the token buttons carry.
-SUBMIT = "request_submit"
-TOKEN = "[0-9a-f]{8}"
-TARGET, MECHANISM, URGENCY, SUBJECT, DETAILS, ATTACH, DEADLINE, CONFIRM = range(8)
-NOTE, UNIT = 20, 21
-END = ConversationHandler.END
-NEW, ACT, LIST, VIEW = "rqn", "rqx", "rql", "rqv"
-# A database id in button data: at most 9 digits, so a forged one cannot overflow
-# PostgreSQL's integer columns.
-DB_ID = r"(\d{1,9})"
-# A flow left alone this long is over: a later message is not taken as its answer.
-DRAFT_TTL = timedelta(hours=6)
-PENDING_TTL = timedelta(minutes=30)
+LISTING = "rq_list"  # the filters of the /requests list being paged
 DEFAULT_PERIOD = timedelta(days=30)
-SPLIT_UNITS = re.compile(r"[\s、，,;；/+]+")
 EXPORT_WORDS = ("requests", "request", "请求", "請求", "协作请求", "協作請求")
 # /export is shared by name with other features' exports: only ours (or a bare /export,
 # which gets the usage) reaches this module.
@@ -103,165 +104,12 @@ EXPORT_FILTER = filters.Regex(
 )
 
 
-def _policy(svc: Services) -> Policy:
-    return Policy.from_settings(svc.settings)
-
-
-def _zone(svc: Services, actor: Actor) -> Any:
-    return time_zone(flow.reader_zone_name(svc, actor), svc.settings.bot_timezone)
-
-
-# =========================================================================== new request
-
-
-@dataclass
-class RequestFlowDraft(flow.Draft):
-    """A request as the officer answers: target unit ids, the mechanism's id, the
-    urgency's code, subject, details ('' when skipped), attachments, the reply deadline
-    (ISO; None without one). `quick`: the one-shot command, which skips the optional
-    steps; `editing`: back to the summary once the edited step is answered."""
-
-    targets: list[int] = field(default_factory=list)
-    targets_done: bool = False
-    candidates: list[int] = field(default_factory=list)  # the units a typed name fits
-    mechanism: int | None = None
-    urgency: str | None = None
-    subject: str | None = None
-    quick: bool = False
-    details: str | None = None
-    attachments: list[dict[str, Any]] = field(default_factory=list)
-    attachments_done: bool = False
-    deadline_done: bool = False
-    reply_due: str | None = None
-    editing: bool = False
-
-
-Turn = flow.Turn[RequestFlowDraft]
-
-
-async def _unit_names(svc: Services, ids: list[int]) -> dict[int, Unit]:
-    if not ids:
-        return {}
-    async with svc.db.session() as session:
-        return {unit_id: unit for unit_id in ids
-                if (unit := await session.get(Unit, unit_id)) is not None}
-
-
-async def ask_target(turn: Turn) -> flow.Prompt:
-    svc, tr, actor = turn.svc, turn.tr, turn.actor
-    chosen = await _unit_names(svc, turn.draft.targets)
-    async with svc.db.session() as session:
-        offered = await store.peer_units(session, actor.user.unit_id if actor.user else None)
-    lines = [*turn.notes, tr("requests.new.ask_target")]
-    if chosen:
-        lines.append(tr("requests.new.targets_chosen",
-                        units=tr.join(escape(tr.name(u.name)) for u in chosen.values())))
-        lines.append(tr("requests.new.ask_more_targets"))
-    options = list(offered) + [u for u in chosen.values() if u.id not in {o.id for o in offered}]
-    buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
-               for unit in options]
-    rows = [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
-    rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
-    return flow.Prompt("\n".join(lines), rows, with_notes=True)
-
-
-async def ask_mechanism(turn: Turn) -> flow.Prompt:
-    async with turn.svc.db.session() as session:
-        found = await store.mechanisms(session)
-    buttons = [(m.name, f"{NEW}:m:{m.id}") for m in found]
-    rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
-    return flow.Prompt(turn.tr("requests.new.ask_mechanism"), [*rows, [turn.quit_button()]])
-
-
-async def ask_urgency(turn: Turn) -> flow.Prompt:
-    tr = turn.tr
-    buttons = [(render.urgency_label(tr, u), f"{NEW}:u:{u.value}") for u in rules.URGENCY_ORDER]
-    return flow.Prompt(tr("requests.new.ask_urgency"), [buttons, [turn.quit_button()]])
-
-
-async def ask_subject(turn: Turn) -> flow.Prompt:
-    return flow.Prompt(turn.tr("requests.new.ask_subject", limit=rules.SUBJECT_MAX),
-                       [[turn.quit_button()]])
-
-
-async def ask_details(turn: Turn) -> flow.Prompt:
-    tr = turn.tr
-    return flow.Prompt(tr("requests.new.ask_details", limit=rules.DETAILS_MAX),
-                       [[(tr("requests.button.skip"), f"{NEW}:skip"), turn.quit_button()]])
-
-
-async def ask_attachments(turn: Turn) -> flow.Prompt:
-    tr = turn.tr
-    return flow.Prompt(tr("requests.new.ask_attachments", limit=rules.ATTACHMENTS_MAX),
-                       [[(tr("requests.button.done"), f"{NEW}:done"), turn.quit_button()]])
-
-
-async def ask_deadline(turn: Turn) -> flow.Prompt:
-    tr, zone_name = turn.tr, flow.reader_zone_name(turn.svc, turn.actor)
-    return flow.Prompt(tr("requests.new.ask_deadline", zone=zone_name),
-                       [[(tr("requests.button.no_deadline"), f"{NEW}:nodl"),
-                         turn.quit_button()]])
-
-
-async def ask_confirm(turn: Turn) -> flow.Prompt:
-    svc, tr, draft = turn.svc, turn.tr, turn.draft
-    assert draft.urgency is not None and draft.subject is not None
-    draft.editing = False
-    tz = _zone(svc, turn.actor)
-    units = await _unit_names(svc, draft.targets)
-    async with svc.db.session() as session:
-        mechanism = await session.get(Mechanism, draft.mechanism) if draft.mechanism else None
-    urgency = Urgency(draft.urgency)
-    ack = _policy(svc).ack_minutes[urgency.value]
-    details = draft.details or ""
-    if len(details) > 300:
-        details = details[:300] + "…"
-    text = tr(
-        "requests.new.summary",
-        units=tr.join(escape(tr.name(u.name)) for u in units.values()),
-        mechanism=escape(mechanism.name) if mechanism else tr("requests.new.none"),
-        urgency=render.urgency_label(tr, urgency),
-        subject=escape(draft.subject),
-        details=escape(details) or tr("requests.new.none"),
-        attachments=len(draft.attachments) or tr("requests.new.none"),
-        deadline=render.local_time(datetime.fromisoformat(draft.reply_due), tz, with_year=True)
-        if draft.reply_due else tr("requests.new.none"),
-        ack=render.duration(tr, timedelta(minutes=ack)),
-    ) + "\n\n" + tr("requests.new.confirm_hint")
-    token = draft.token
-    return flow.Prompt(text, [
-        [(tr("requests.button.submit"), f"{NEW}:submit:{token}"), turn.quit_button()],
-        [(tr("requests.button.edit_details"), f"{NEW}:edit:details:{token}"),
-         (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline:{token}")],
-    ])
-
-
-NEW_REQUEST = flow.GuidedFlow(
-    name="requests_new", draft_key="rq_draft", draft_type=RequestFlowDraft, kind=SUBMIT,
-    callback=NEW, role=Role.officer, ttl=DRAFT_TTL,
-    steps=[
-        flow.Step(TARGET, lambda d: bool(d.targets) and d.targets_done, ask_target),
-        flow.Step(MECHANISM, lambda d: d.mechanism is not None, ask_mechanism),
-        flow.Step(URGENCY, lambda d: d.urgency is not None, ask_urgency),
-        flow.Step(SUBJECT, lambda d: bool(d.subject), ask_subject),
-        flow.Step(DETAILS, lambda d: d.quick or d.details is not None, ask_details),
-        flow.Step(ATTACH, lambda d: d.quick or d.attachments_done, ask_attachments),
-        flow.Step(DEADLINE, lambda d: d.quick or d.deadline_done, ask_deadline),
-    ],
-    confirm=flow.Step(CONFIRM, lambda d: False, ask_confirm),
-    back_to_confirm=lambda d: d.editing,
-    expired_key="requests.new.expired", cancelled_key="requests.new.cancelled",
-    quit_key="requests.button.quit", text_expected_key="requests.new.text_expected",
-    confirm_expects_key="requests.new.review_expects_button",
-)
-
-
 # --------------------------------------------------------------------------- /request
 
 
 @guarded(Role.officer)
 async def request_command(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
+    svc = services(context)
     text = " ".join(context.args or []).strip()
     number = rules.parse_number(text) if text else None
     if number is None and context.args:
@@ -270,558 +118,12 @@ async def request_command(update: Update, context: Context, actor: Actor) -> int
             sequence := rules.parse_sequence(text)) is not None:
         # The short number a /requests button shows: the latest request with it.
         async with svc.db.session() as session:
-            number = await store.number_of_sequence(session, sequence) or \
-                rules.format_number(svc.now().astimezone(_zone(svc, actor)).year, sequence)
+            number = await store.number_of_sequence(session, sequence) or rules.format_number(
+                svc.now().astimezone(flow.reader_zone(svc, actor)).year, sequence)
     if number is not None:
         await _show(update, context, actor, number=number)
-        return await handled(END)
-    if in_group(update):
-        await reply(update, tr("requests.new.group_only_view"))
-        return await handled(END)
-    if actor.user is None or actor.user.unit_id is None:
-        await reply(update, tr("requests.new.no_unit"))
-        return await handled(END)
-    turn = NEW_REQUEST.start(update, context, actor)
-    if not context.args:
-        return await turn.ask(TARGET)
-    return await turn.advance(await _one_shot(turn, list(context.args)))
-
-
-async def _one_shot(turn: Turn, words: list[str]) -> list[str]:
-    """`/request 云南 治安管控互动 特急 主题…`: targets first, then mechanism and urgency
-    in either order, the rest is the subject. Returns notes about what was not understood
-    (the flow then asks for exactly what is missing)."""
-    tr, draft = turn.tr, turn.draft
-    draft.quick = True
-    notes: list[str] = []
-    async with turn.svc.db.session() as session:
-        for part in [p for p in SPLIT_UNITS.split(words[0]) if p]:
-            notes += await _add_target(session, turn, part)
-        index = 1
-        # More units, space-separated: only words that name exactly one unit.
-        while index < len(words) and rules.parse_urgency(words[index]) is None and len(
-                exact := await store.resolve_units(session, words[index], exact_only=True)) == 1:
-            notes += _toggle_target(turn, exact[0], add_only=True)
-            index += 1
-        target_notes = list(notes)
-        first_flag = index
-        while index < len(words) and index < first_flag + 2:
-            word = words[index]
-            before_urgency = draft.urgency is None and index + 1 < len(words) and \
-                rules.parse_urgency(words[index + 1]) is not None
-            if draft.urgency is None and (urgency := rules.parse_urgency(word)):
-                draft.urgency = urgency.value
-            elif draft.mechanism is None and (
-                    mechanism := await store.find_mechanism(session, word)):
-                draft.mechanism = mechanism.id
-            elif draft.mechanism is None and (offered := await store.mechanism_meant(
-                    session, word, before_urgency=before_urgency)) is not None:
-                # Refused with the list (the flow then asks with buttons), not taken
-                # as the start of the subject.
-                notes.append(tr("requests.new.unknown_mechanism_word", query=escape(word[:40]),
-                                names=tr.join(escape(m.name) for m in offered)))
-            else:
-                break
-            index += 1
-    if draft.targets and not target_notes:
-        draft.targets_done = True
-    subject = rules.clean_line(" ".join(words[index:]))
-    if subject:
-        if problem := rules.text_problem(subject, rules.SUBJECT_MAX):
-            notes.append(tr(f"requests.new.subject_{problem.value}", length=len(subject),
-                            limit=rules.SUBJECT_MAX))
-        else:
-            draft.subject = subject
-    return notes
-
-
-async def _add_target(session: Any, turn: Turn, query: str) -> list[str]:
-    """Add the unit `query` names; notes when it names none, several, or one's own."""
-    tr = turn.tr
-    units = await store.resolve_units(session, query)
-    if not units:
-        return [tr("requests.new.unknown_unit", query=escape(query))]
-    if len(units) > 1:
-        turn.draft.candidates = [u.id for u in units]
-        return [tr("requests.new.ambiguous_unit", query=escape(query)) + " " +
-                tr.join(escape(tr.name(u.name)) for u in units)]
-    return _toggle_target(turn, units[0], add_only=True)
-
-
-def _toggle_target(turn: Turn, unit: Unit, *, add_only: bool = False) -> list[str]:
-    tr, targets, user = turn.tr, turn.draft.targets, turn.actor.user
-    if user is not None and unit.id == user.unit_id:
-        return [tr("requests.new.own_unit", unit=escape(unit.name))]
-    if unit.id in targets:
-        if not add_only:
-            targets.remove(unit.id)
-        return []
-    if len(targets) >= rules.TARGETS_MAX:
-        return [tr("requests.new.too_many_targets", limit=rules.TARGETS_MAX)]
-    targets.append(unit.id)
-    return []
-
-
-# --------------------------------------------------------------------------- steps
-
-
-async def target_typed(turn: Turn) -> int:
-    tr, draft = turn.tr, turn.draft
-    notes: list[str] = []
-    async with turn.svc.db.session() as session:
-        for part in [p for p in SPLIT_UNITS.split(message_text(turn.update)) if p]:
-            notes += await _add_target(session, turn, part)
-    if draft.candidates:
-        units = await _unit_names(turn.svc, draft.candidates)
-        draft.candidates = []
-        rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
-        await reply(turn.update, "\n".join(notes), keyboard(rows))
-        return await handled(TARGET)
-    return await turn.ask(TARGET, notes)
-
-
-async def target_pressed(turn: Turn) -> int:
-    svc, tr, draft = turn.svc, turn.tr, turn.draft
-    query = turn.update.callback_query
-    assert query is not None
-    data = turn.query_data
-    if data == f"{NEW}:next":
-        if not draft.targets:
-            await query.answer(tr("requests.new.no_target_yet"), show_alert=True)
-            return await handled(TARGET)
-        draft.targets_done = True
-        units = await _unit_names(svc, draft.targets)
-        await turn.closing(tr.join(escape(tr.name(u.name)) for u in units.values()))
-        return await turn.advance()
-    match = re.fullmatch(rf"{NEW}:t:{DB_ID}", data)
-    unit = (await _unit_names(svc, [int(match.group(1))])).get(int(match.group(1))) \
-        if match else None
-    if unit is None:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(TARGET)
-    notes = _toggle_target(turn, unit)
-    await query.answer(notes[0] if notes else None, show_alert=bool(notes))
-    prompt = await ask_target(turn)
-    await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
-                             courtesy=True)
-    return await handled(TARGET)
-
-
-async def mechanism_chosen(turn: Turn) -> int:
-    tr, update = turn.tr, turn.update
-    query = update.callback_query
-    match = re.fullmatch(rf"{NEW}:m:{DB_ID}", turn.query_data) if query else None
-    async with turn.svc.db.session() as session:
-        if query is not None:
-            mechanism = await session.get(Mechanism, int(match.group(1))) if match else None
-        else:
-            mechanism = await store.find_mechanism(session, message_text(update))
-    if mechanism is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(MECHANISM)
-        return await turn.ask(MECHANISM, [
-            tr("requests.new.unknown_mechanism", query=escape(message_text(update)[:40]))])
-    turn.draft.mechanism = mechanism.id
-    await turn.closing(escape(mechanism.name))
-    return await turn.advance()
-
-
-async def urgency_chosen(turn: Turn) -> int:
-    tr, query = turn.tr, turn.update.callback_query
-    raw = turn.query_data.removeprefix(f"{NEW}:u:") if query else message_text(turn.update)
-    urgency = Urgency(raw) if query and raw in Urgency.__members__ else (
-        None if query else rules.parse_urgency(raw))
-    if urgency is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(URGENCY)
-        return await turn.ask(URGENCY, [
-            tr("requests.new.unknown_urgency", query=escape(raw[:40]))])
-    turn.draft.urgency = urgency.value
-    await turn.closing(render.urgency_label(tr, urgency))
-    return await turn.advance()
-
-
-async def subject_typed(turn: Turn) -> int:
-    subject = rules.clean_line(message_text(turn.update))
-    problem = rules.text_problem(subject, rules.SUBJECT_MAX)
-    if problem is not None:
-        return await turn.stay(SUBJECT, turn.tr(f"requests.new.subject_{problem.value}",
-                                                length=len(subject), limit=rules.SUBJECT_MAX))
-    turn.draft.subject = subject
-    return await turn.advance()
-
-
-async def details_given(turn: Turn) -> int:
-    tr = turn.tr
-    if turn.update.callback_query is not None:
-        turn.draft.details = ""
-        await turn.closing(tr("requests.button.skip"))
-        return await turn.advance()
-    details = rules.clean_block(message_text(turn.update))
-    if len(details) > rules.DETAILS_MAX:
-        return await turn.stay(DETAILS, tr("requests.new.details_too_long", length=len(details),
-                                           limit=rules.DETAILS_MAX))
-    if not details:
-        return await turn.stay(DETAILS, tr("requests.new.text_expected"))
-    turn.draft.details = details
-    return await turn.advance()
-
-
-def _attachment_handler(state: int) -> Any:
-    """A photo or document for the draft (in the attachment step, or at the summary)."""
-
-    async def attach(turn: Turn) -> int:
-        tr, attachments = turn.tr, turn.draft.attachments
-        attachment = flow.attachment_of(turn.update.effective_message)
-        if attachment is None:
-            return await turn.stay(state, tr("requests.new.attachment_expected"))
-        if len(attachments) >= rules.ATTACHMENTS_MAX:
-            return await turn.stay(state, tr("requests.new.too_many_attachments",
-                                             limit=rules.ATTACHMENTS_MAX))
-        attachments.append(attachment)
-        return await turn.stay(state, tr("requests.new.attachment_added", n=len(attachments)))
-
-    return NEW_REQUEST.on(attach)
-
-
-async def attachments_done(turn: Turn) -> int:
-    tr, draft = turn.tr, turn.draft
-    draft.attachments_done = True
-    count = len(draft.attachments)
-    await turn.closing(tr("requests.new.attachment_added", n=count) if count
-                       else tr("requests.button.skip"))
-    return await turn.advance()
-
-
-async def deadline_given(turn: Turn) -> int:
-    svc, tr, draft = turn.svc, turn.tr, turn.draft
-    if turn.update.callback_query is not None:
-        draft.reply_due, draft.deadline_done = None, True
-        await turn.closing(tr("requests.button.no_deadline"))
-        return await turn.advance()
-    text = message_text(turn.update).strip()
-    try:
-        due = parse_deadline(text, svc.now(), flow.reader_zone_name(svc, turn.actor))
-    except DeadlineError as error:
-        key = {"in_the_past": "deadline_past", "too_far": "deadline_too_far"}.get(
-            error.code, "deadline_invalid")
-        return await turn.stay(DEADLINE, tr(f"requests.new.{key}", text=escape(text[:40])))
-    draft.reply_due, draft.deadline_done = due.isoformat(), True
-    return await turn.advance()
-
-
-async def confirm_pressed(turn: Turn) -> int:
-    tr, draft = turn.tr, turn.draft
-    query = turn.update.callback_query
-    assert query is not None
-    data, _, token = turn.query_data.rpartition(":")
-    if not await confirmation_open(turn.update, turn.context, tr, token, SUBMIT):
-        return await handled(CONFIRM)
-    if data in (f"{NEW}:edit:details", f"{NEW}:edit:deadline"):
-        draft.editing = True
-        await query.answer()
-        return await turn.ask(DETAILS if data.endswith("details") else DEADLINE)
-    if data != f"{NEW}:submit" or token != draft.token:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(CONFIRM)
-    return await _submit(turn)
-
-
-async def _submit(turn: Turn) -> int:
-    svc, tr, draft, actor = turn.svc, turn.tr, turn.draft, turn.actor
-    query = turn.update.callback_query
-    assert query is not None and draft.urgency is not None and draft.subject is not None
-    request_draft = Draft(
-        target_unit_ids=list(draft.targets), mechanism_id=draft.mechanism,
-        urgency=Urgency(draft.urgency), subject=draft.subject,
-        details=draft.details or "", attachments=list(draft.attachments),
-        reply_due_at=datetime.fromisoformat(draft.reply_due) if draft.reply_due else None,
-        submission_key=draft.id,
-    )
-
-    async def create(session: AsyncSession) -> tuple[service.Created, dict[int, str | None]]:
-        user = await user_by_telegram_id(session, actor.telegram_id)
-        assert user is not None
-        created = await service.create_requests(session, request_draft, actor=user,
-                                                now=svc.now(), policy=_policy(svc))
-        return created, {r.to_unit_id: r.to_unit.duty_phone for r, _ in created.undelivered}
-
-    try:
-        created, phones = await NEW_REQUEST.submit(turn, create)
-    except DraftProblem as problem:
-        await query.answer()
-        return await turn.ask(CONFIRM, [
-            tr(f"requests.new.problem.{problem.code}", **problem.values)])
-    except AlreadySubmitted as done:
-        end_draft(turn.context, draft.token, NEW_REQUEST.draft_key)
-        await query.answer()
-        await reply(turn.update, tr("requests.new.already_submitted", numbers=tr.join(
-            f"<code>{number}</code>" for number in done.numbers)))
-        return await turn.end()
-    svc.wake_delivery()
-    await svc.rescheduled("requests")
-    await turn.closing(tr("requests.button.submit"))
-    lines = [tr("requests.new.created")]
-    lines += [tr("requests.new.created_line", number=f"<code>{r.number}</code>",
-                 unit=escape(r.to_unit.name)) for r in created.requests]
-    first = created.requests[0]
-    lines.append(tr("requests.new.ack_hint",
-                    ack=render.duration(tr, first.ack_due_at - first.created_at)))
-    for request, told in created.undelivered:
-        lines.append(tr("requests.new.created_undelivered", unit=escape(request.to_unit.name),
-                        count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
-    await reply(turn.update, "\n".join(lines))
-    return await turn.end()
-
-
-# =========================================================================== buttons
-
-
-def _stale_text(tr: Translator, outcome: service.Outcome, tz: Any) -> str:
-    request = outcome.request
-    assert request is not None
-    status = tr(f"requests.status.{request.status.value}")
-    if outcome.first is not None:
-        return tr("requests.act.stale_by", who=render.person(outcome.first.actor),
-                  at=render.local_time(outcome.first.at, tz), status=status)
-    return tr("requests.act.stale", status=status)
-
-
-def _refusal_text(tr: Translator, outcome: service.Outcome, tz: Any) -> str:
-    if outcome.verdict is Verdict.not_found:
-        return tr("requests.act.not_found")
-    if outcome.verdict is Verdict.not_allowed:
-        return tr("requests.act.not_yours")
-    return _stale_text(tr, outcome, tz)
-
-
-@guarded(Role.officer)
-async def button_pressed(update: Update, context: Context, actor: Actor) -> int:
-    """A button on a request: accept at once; ask for a reason, result or unit first."""
-    svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
-    query = update.callback_query
-    assert query is not None
-    press = rules.parse_action_data(query.data)
-    if press is None:
-        await query.answer(tr("requests.act.invalid_button"), show_alert=True)
-        return await handled(END)
-    async with svc.db.session() as session:
-        user = await user_by_telegram_id(session, actor.telegram_id)
-        assert user is not None
-        outcome = await service.check_press(session, press, actor=user)
-        if outcome.verdict is not Verdict.done:
-            await audit(session, "request.press_refused", actor=user,
-                        chat_id=update.effective_chat.id if update.effective_chat else None,
-                        subject_type="request", subject_id=press.request_id,
-                        verdict=outcome.verdict.value, data=query.data)
-    if outcome.verdict is not Verdict.done:
-        await query.answer(_refusal_text(tr, outcome, tz), show_alert=True)
-        return await handled(END)
-    if press.action is Action.accept:
-        return await _apply(update, context, actor, press)
-    request = outcome.request
-    assert request is not None and context.user_data is not None
-    await query.answer()
-    mention = f'<a href="tg://user?id={actor.telegram_id}">{escape(_name(update))}</a>'
-    key = "ask_transfer" if press.action is Action.transfer else f"ask_{press.action.value}"
-    message = update.effective_message
-    assert message is not None
-    prompt = await message.reply_text(
-        tr(f"requests.act.{key}", who=mention, number=request.number, limit=rules.NOTE_MAX),
-        reply_markup=ForceReply(selective=True),
-        do_quote=False,
-    )
-    _close_pending(context, SUPERSEDED)
-    token = offer_confirmation(context, _act_kind(press.action), press.request_id,
-                               ref=prompt_ref(prompt.chat_id, prompt.message_id))
-    context.user_data[PENDING] = {"action": press.action.value, "id": press.request_id,
-                                  "version": press.version, "prompt": prompt.message_id,
-                                  "at": svc.now().isoformat(), "token": token}
-    return await handled(UNIT if press.action is Action.transfer else NOTE)
-
-
-def _act_kind(action: Action) -> str:
-    """The confirmation kind of a reason, result or unit prompt (confirm.what.<kind>)."""
-    return f"request_{action.value}"
-
-
-def _close_pending(context: Context, state: str) -> None:
-    """The waiting prompt is over (answered, cancelled, replaced): its answers are dead."""
-    pending = (context.user_data or {}).get(PENDING) or {}
-    close_confirmation(context, pending.get("token") or "", state)
-
-
-def _name(update: Update) -> str:
-    user = update.effective_user
-    return user.full_name if user else ""
-
-
-def _pending(context: Context, now: datetime) -> Press | None:
-    """The press waiting for a reason, result or unit (None once too old)."""
-    data = (context.user_data or {}).get(PENDING)
-    try:
-        if data and now - datetime.fromisoformat(data["at"]) <= PENDING_TTL:
-            return Press(Action(data["action"]), int(data["id"]), int(data["version"]))
-    except (KeyError, ValueError):
-        pass
-    if context.user_data is not None:
-        context.user_data.pop(PENDING, None)
-    return None
-
-
-def _answers_prompt(update: Update, context: Context) -> bool:
-    """In a group, only a reply to our prompt is the answer (others talk there too); in
-    a private chat any message is, except a reply to another message."""
-    message = update.effective_message
-    replied = message.reply_to_message if message else None
-    data = (context.user_data or {}).get(PENDING) or {}
-    if replied is None:
-        return not in_group(update)
-    return replied.message_id == data.get("prompt")
-
-
-@guarded(Role.officer)
-async def note_typed(update: Update, context: Context, actor: Actor) -> int:
-    press = _pending(context, services(context).now())
-    if press is None:
-        return END  # abandoned long ago: the message is for someone else
-    if not _answers_prompt(update, context):
-        return NOTE
-    return await _apply(update, context, actor, press, note=message_text(update))
-
-
-@guarded(Role.officer)
-async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
-    svc, tr = services(context), actor.tr
-    press = _pending(context, svc.now())
-    query = update.callback_query
-    if press is None:
-        if query is not None:
-            await query.answer(tr("requests.new.expired"), show_alert=True)
-            return await handled(END)
-        return END
-    if query is None and not _answers_prompt(update, context):
-        return UNIT
-    if query is not None:
-        match = re.fullmatch(rf"{ACT}:u:{DB_ID}:({TOKEN})", query.data or "")
-        if match is None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(UNIT)
-        if not await confirmation_open(update, context, tr, match.group(2),
-                                       _act_kind(Action.transfer)):
-            return await handled(UNIT)
-        return await _apply(update, context, actor, press, unit_id=int(match.group(1)))
-    text = rules.clean_line(message_text(update))
-    async with svc.db.session() as session:
-        units = await store.resolve_units(session, text)
-    if not units:
-        await reply(update, tr("requests.new.unknown_unit", query=escape(text[:40])))
-        return await handled(UNIT)
-    if len(units) > 1:
-        token = (context.user_data or {}).get(PENDING, {}).get("token", "")
-        rows = [[(u.name, f"{ACT}:u:{u.id}:{token}")] for u in units]
-        await reply(update, tr("requests.act.transfer_choose", query=escape(text[:40])),
-                    keyboard([*rows, [(tr("requests.button.quit"), f"{ACT}:quit:{token}")]]))
-        return await handled(UNIT)
-    return await _apply(update, context, actor, press, unit_id=units[0].id)
-
-
-async def _apply(update: Update, context: Context, actor: Actor, press: Press, *,
-                 note: str | None = None, unit_id: int | None = None) -> int:
-    """Make the change (locked, version-checked); answer the person acting."""
-    svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
-    query = update.callback_query
-    chat = update.effective_chat
-    try:
-        async with svc.db.session() as session:
-            user = await user_by_telegram_id(session, actor.telegram_id)
-            assert user is not None
-            unit = await session.get(Unit, unit_id) if unit_id is not None else None
-            outcome = await service.act_on_request(
-                session, press, actor=user, now=svc.now(), policy=_policy(svc), note=note,
-                transfer_to=unit, chat_id=chat.id if chat else None,
-            )
-    except StaleDataError:
-        async with svc.db.session() as session:
-            request = await store.load_request(session, request_id=press.request_id)
-        outcome = service.Outcome(Verdict.stale, request,
-                                render.last_change(request) if request else None)
-    if outcome.verdict is Verdict.invalid:
-        problem = outcome.problem or "note_empty"
-        text = tr(f"requests.act.{problem}", length=len(rules.clean_block(note)),
-                  limit=rules.NOTE_MAX)
-        if query is not None:
-            await query.answer(text, show_alert=True)
-        else:
-            await reply(update, text)
-        return await handled(UNIT if press.action is Action.transfer else NOTE)
-    assert context.user_data is not None
-    pending = context.user_data.get(PENDING) or {}
-    answered = (pending.get("id"), pending.get("action")) == (press.request_id,
-                                                               press.action.value)
-    _close_pending(context, USED if answered else SUPERSEDED)
-    context.user_data.pop(PENDING, None)
-    if outcome.verdict is not Verdict.done:
-        text = _refusal_text(tr, outcome, tz)
-        if query is not None:
-            await query.answer(text, show_alert=True)
-        else:
-            await reply(update, text)
-        return await handled(END)
-    svc.wake_delivery()
-    await svc.rescheduled("requests")
-    request = outcome.request
-    assert request is not None
-    done = tr(f"requests.act.done.{_done_key(press.action, outcome.liaisons_told)}",
-              number=request.number, count=outcome.liaisons_told,
-              unit=request.to_unit.name if outcome.new_request is None
-              else outcome.new_request.to_unit.name,
-              new=outcome.new_request.number if outcome.new_request else "")
-    if query is not None:
-        await query.answer(done)
-        if not in_group(update):
-            # The person acting pressed a copy in their own chat: bring it up to date.
-            payload = render.card_payload(tr, request, tz)
-            await edit_query_message(update, payload["text"], _markup(payload), courtesy=True)
-    else:
-        await reply(update, escape(done))
-    return await handled(END)
-
-
-def _done_key(action: Action, liaisons_told: int | None) -> str:
-    """A withdrawal says who on the other side was told: the duty room, its liaisons,
-    or (a unit with neither) nobody."""
-    if action is not Action.cancel or liaisons_told is None:
-        return action.value
-    return "cancel_liaisons" if liaisons_told else "cancel_nobody"
-
-
-def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
-    markup = payload.get("reply_markup")
-    return InlineKeyboardMarkup.de_json(markup, None) if markup else None
-
-
-async def drop_action(update: Update, context: Context) -> int:
-    """/cancel or the ✖️ under a unit choice: the waiting prompt is over. A ✖️ of a
-    choice already over changes nothing."""
-    tr = (await current_actor(update, context)).tr
-    assert context.user_data is not None
-    query = update.callback_query
-    token = (query.data or "").removeprefix(f"{ACT}:quit").lstrip(":") if query else ""
-    if token and not await confirmation_open(update, context, tr, token,
-                                             _act_kind(Action.transfer)):
-        raise ApplicationHandlerStop  # whatever is in progress goes on as it was
-    _close_pending(context, CANCELLED)
-    context.user_data.pop(PENDING, None)
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await edit_query_message(update, tr("requests.act.dropped"), courtesy=True)
-    else:
-        await reply(update, tr("requests.act.dropped"))
-    return await handled(END)
+        return await handled(flow.END)
+    return await start_new(update, context, actor)
 
 
 # =========================================================================== reading
@@ -839,7 +141,7 @@ async def _shown_here(svc: Services, update: Update, tr: Translator) -> bool:
 async def _show(update: Update, context: Context, actor: Actor, *, number: str | None = None,
                 request_id: int | None = None) -> None:
     """One request with its history, and the buttons this reader may press."""
-    svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
+    svc, tr, tz = services(context), actor.tr, flow.reader_zone(services(context), actor)
     chat = update.effective_chat
     if not await _shown_here(svc, update, tr):
         return
@@ -891,7 +193,7 @@ async def _resolve_filters(
     names none (a month or day that does not exist, out of range)."""
     tr = actor.tr
     try:
-        filters_ = rules.parse_filters(words, svc.now(), _zone(svc, actor),
+        filters_ = rules.parse_filters(words, svc.now(), flow.reader_zone(svc, actor),
                                        default_open=default_open)
     except PeriodProblem as problem:
         await reply(update, render.period_problem(tr, problem))
@@ -900,7 +202,7 @@ async def _resolve_filters(
     unit_ids: list[int] | None = None
     if filters_.unit_query:
         async with svc.db.session() as session:
-            units = await store.resolve_units(session, filters_.unit_query)
+            units = await find_units(session, filters_.unit_query, partial=True)
         if units:
             unit_ids = [u.id for u in units]
         else:
@@ -910,7 +212,7 @@ async def _resolve_filters(
 
 async def _list_page(svc: Services, actor: Actor, listing: dict[str, Any],
                      page: int) -> tuple[str, InlineKeyboardMarkup | None]:
-    tr, tz = actor.tr, _zone(svc, actor)
+    tr, tz = actor.tr, flow.reader_zone(svc, actor)
     filters_ = Filters.from_json(listing["filters"])
     async with svc.db.session() as session:
         user = await user_by_telegram_id(session, actor.telegram_id)
@@ -981,7 +283,7 @@ def _period_or_default(filters_: Filters, now: datetime) -> Period:
 
 @guarded(Role.officer, Where.private)
 async def export_command(update: Update, context: Context, actor: Actor) -> None:
-    svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
+    svc, tr, tz = services(context), actor.tr, flow.reader_zone(services(context), actor)
     args = list(context.args or [])
     if not args or rules.fold(args[0]) not in EXPORT_WORDS:
         await reply(update, tr("requests.export.usage"))
@@ -1020,7 +322,7 @@ async def export_command(update: Update, context: Context, actor: Actor) -> None
 
 @guarded(Role.coordinator, Where.private)
 async def stats_command(update: Update, context: Context, actor: Actor) -> None:
-    svc, tr, tz = services(context), actor.tr, _zone(services(context), actor)
+    svc, tr, tz = services(context), actor.tr, flow.reader_zone(services(context), actor)
     resolved = await _resolve_filters(update, svc, actor, list(context.args or []),
                                       default_open=False)
     if resolved is None:
@@ -1077,12 +379,12 @@ def register(application: Application) -> None:
                 DETAILS: [MessageHandler(text, on(details_given)),
                           CallbackQueryHandler(on(details_given), pattern=rf"^{NEW}:skip$"),
                           MessageHandler(other, not_text(DETAILS))],
-                ATTACH: [MessageHandler(files | text, _attachment_handler(ATTACH)),
+                ATTACH: [MessageHandler(files | text, attachment_handler(ATTACH)),
                          CallbackQueryHandler(on(attachments_done), pattern=rf"^{NEW}:done$")],
                 DEADLINE: [MessageHandler(text, on(deadline_given)),
                            CallbackQueryHandler(on(deadline_given), pattern=rf"^{NEW}:nodl$"),
                            MessageHandler(other, not_text(DEADLINE))],
-                CONFIRM: [MessageHandler(files, _attachment_handler(CONFIRM)),
+                CONFIRM: [MessageHandler(files, attachment_handler(CONFIRM)),
                           MessageHandler(text, NEW_REQUEST.typed_at_confirm),
                           CallbackQueryHandler(on(confirm_pressed),
                                                pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],

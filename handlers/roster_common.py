@@ -19,10 +19,11 @@ from core.timeparse import next_date
 from handlers.common import Refusal, escape, in_group
 from i18n import Translator
 from i18n.formats import fmt_clock, fmt_date, fmt_when
-from storage.access import duty_room_by_chat, find_units
+from storage.access import duty_room_by_chat
 from storage.models import DutyRoom, RosterMember, Unit
 from storage.roster import roster_for_room
 from storage.schedules import rooms_named, rooms_of_unit
+from storage.units import find_units
 
 DAYS_SHOWN = 7
 

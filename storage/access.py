@@ -9,13 +9,12 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, or_, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from core.enums import Role
 from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
-from storage.search.vocabulary import load_vocabulary
 
 INVITATION_ALPHABET_BYTES = 12
 
@@ -92,24 +91,6 @@ async def ensure_administrators(
                         subject_type="user", subject_id=telegram_id,
                         default_language=default_language)
     return promoted
-
-
-# --------------------------------------------------------------------------- units
-
-
-async def find_units(session: AsyncSession, name: str) -> list[Unit]:
-    """Units whose code, or one of whose names (full, short, abbreviation, English,
-    alias; in either script, any punctuation), is `name`: the one resolution every
-    command that takes a unit shares with the query parser."""
-    folded = name.strip()
-    if not folded:
-        return []
-    ids = (await load_vocabulary(session)).named("unit", folded)
-    rows = await session.execute(
-        select(Unit).where(or_(Unit.code == folded, Unit.id.in_(ids)))
-        .order_by(Unit.level, Unit.id)
-    )
-    return list(rows.scalars())
 
 
 # --------------------------------------------------------------------------- invitations

@@ -18,7 +18,6 @@ from sqlalchemy.orm import selectinload
 
 from core import requests as rules
 from core.enums import RequestStatus, Role
-from core.normalize import normalize_many
 from core.periods import Period
 from core.requests import Filters, Scope, StatsRow
 from storage.db import dialect_insert
@@ -33,6 +32,7 @@ from storage.models import (
     User,
     ZoneMembership,
 )
+from storage.units import folded_names
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000
@@ -82,33 +82,13 @@ async def units_by_id(session: AsyncSession, unit_ids: Sequence[int]) -> dict[in
         select(Unit).where(Unit.id.in_(list(unit_ids))))).scalars()}
 
 
-# Folded names by the raw names they come from: content-addressed, so never stale, and
-# a directory of thousands of units is folded once per process, not once per lookup.
-_folded: dict[tuple[str, ...], frozenset[str]] = {}
-
-
-def _names(item: Unit | Mechanism) -> frozenset[str]:
-    """Every name of a unit or mechanism, folded (NFKC, Simplified, case)."""
-    raw = [item.name, item.code, *(item.aliases or []), item.english or ""]
-    if isinstance(item, Unit):
-        raw += [item.short_name, item.abbreviation or ""]
-    key = tuple(raw)
-    folded = _folded.get(key)
-    if folded is None:
-        folded = frozenset(name for name in normalize_many([n for n in raw if n]) if name)
-        if len(_folded) > 50_000:
-            _folded.clear()
-        _folded[key] = folded
-    return folded
-
-
 async def find_mechanism(session: AsyncSession, text: str) -> Mechanism | None:
     """By name, code, English name or alias, ignoring case and width."""
     wanted = rules.fold(text)
     if not wanted:
         return None
     for mechanism in await mechanisms(session):
-        if wanted in _names(mechanism):
+        if wanted in folded_names(mechanism):
             return mechanism
     return None
 
@@ -118,24 +98,9 @@ async def mechanism_meant(session: AsyncSession, word: str, *, before_urgency: b
     """When `word`, in the one-shot form's mechanism place, names no mechanism but was
     meant as one (rules.meant_as_mechanism): every mechanism, to list. Else None."""
     found = await mechanisms(session)
-    names = [name for mechanism in found for name in _names(mechanism)]
+    names = [name for mechanism in found for name in folded_names(mechanism)]
     return found if rules.meant_as_mechanism(word, names, before_urgency=before_urgency) \
         else None
-
-
-async def resolve_units(
-    session: AsyncSession, query: str, *, limit: int = 8, exact_only: bool = False
-) -> list[Unit]:
-    """Units a typed name means: exact names (full, short, abbreviation, code, English,
-    alias) first; failing that (unless `exact_only`), units with a name containing it."""
-    wanted = rules.fold(query)
-    if not wanted:
-        return []
-    units = list((await session.execute(select(Unit).order_by(Unit.level, Unit.id))).scalars())
-    exact = [unit for unit in units if wanted in _names(unit)]
-    if exact or exact_only:
-        return exact[:limit]
-    return [unit for unit in units if any(wanted in name for name in _names(unit))][:limit]
 
 
 async def peer_units(session: AsyncSession, unit_id: int | None, *, limit: int = 12) -> list[Unit]:

@@ -1,0 +1,59 @@
+"""Units by what people type: `find_units` is the one resolution of a typed unit name
+for every command (and the CLI), on the query parser's vocabulary; `folded_names` are
+the names a partial match, and the mechanisms' lookup, compare."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.normalize import normalize, normalize_many
+from storage.models import Mechanism, Unit
+from storage.search.vocabulary import load_vocabulary
+
+# A partial name offers at most this many units (they become buttons to choose from).
+PARTIAL_LIMIT = 8
+
+# Folded names by the raw names they come from: content-addressed, so never stale, and
+# a directory of thousands of units is folded once per process, not once per lookup.
+_folded: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def folded_names(item: Unit | Mechanism) -> frozenset[str]:
+    """Every name of a unit or mechanism, folded (NFKC, Simplified, case)."""
+    raw = [item.name, item.code, *(item.aliases or []), item.english or ""]
+    if isinstance(item, Unit):
+        raw += [item.short_name, item.abbreviation or ""]
+    key = tuple(raw)
+    folded = _folded.get(key)
+    if folded is None:
+        folded = frozenset(name for name in normalize_many([n for n in raw if n]) if name)
+        if len(_folded) > 50_000:
+            _folded.clear()
+        _folded[key] = folded
+    return folded
+
+
+async def find_units(session: AsyncSession, name: str, *, partial: bool = False) -> list[Unit]:
+    """Units whose code (any case), or one of whose names (full, short, abbreviation,
+    English, alias; in either script, any punctuation), is `name`: the resolution every
+    command that takes a unit shares with the query parser. With `partial` (a name typed
+    to choose among units), failing that, the units one of whose names contains it; then
+    PARTIAL_LIMIT at most, exact or not."""
+    typed = name.strip()
+    folded = normalize(typed)
+    if not folded:
+        return []
+    ids = (await load_vocabulary(session)).named("unit", typed)
+    exact = list((await session.execute(
+        select(Unit).where(or_(Unit.code == typed, func.lower(Unit.code) == folded,
+                               Unit.id.in_(ids)))
+        .order_by(Unit.level, Unit.id)
+    )).scalars())
+    if not partial:
+        return exact
+    if exact:
+        return exact[:PARTIAL_LIMIT]
+    units = (await session.execute(select(Unit).order_by(Unit.level, Unit.id))).scalars()
+    return [unit for unit in units if any(folded in n for n in folded_names(unit))][
+        :PARTIAL_LIMIT]
