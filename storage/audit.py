@@ -367,11 +367,13 @@ def _about_user(user: User) -> Any:
 
 def _about_unit(unit: Unit) -> Any:
     members = select(User.id).where(User.unit_id == unit.id)
+    member_ids = select(cast(User.telegram_id, String)).where(User.unit_id == unit.id)
     liaisons = select(cast(Liaison.id, String)).where(Liaison.unit_id == unit.id)
     requests = select(AssistanceRequest.number).where(
         or_(AssistanceRequest.from_unit_id == unit.id, AssistanceRequest.to_unit_id == unit.id))
     return or_(
         AuditEntry.actor_user_id.in_(members),
+        (AuditEntry.subject_type == "user") & AuditEntry.subject_id.in_(member_ids),
         AuditEntry.detail["unit"].as_string() == unit.code,
         (AuditEntry.subject_type == "liaison") & AuditEntry.subject_id.in_(liaisons),
         (AuditEntry.subject_type == "request") & AuditEntry.subject_id.in_(requests),
@@ -382,18 +384,23 @@ def _about_unit(unit: Unit) -> Any:
 
 async def entries_about(
     session: AsyncSession, *, user: User | None = None, unit: Unit | None = None,
-    start: datetime, end: datetime, offset: int = 0, limit: int = 20,
-) -> tuple[int, list[AuditEntry]]:
+    start: datetime, end: datetime, upto: int | None = None, offset: int = 0,
+    limit: int = 20,
+) -> tuple[int, int, list[AuditEntry]]:
     """Entries in [start, end) by or about `user` (what they saw and changed, and what
-    was changed about them) or `unit` (by its members, about its liaisons, requests
-    and duty lines); newest first. Returns (how many in all, this page)."""
+    was changed about them) or `unit` (by its members and about them, about its
+    liaisons, requests and duty lines; members as they are now); newest first.
+    Pages of one listing hold still: entries after `upto` (an id; the newest when the
+    listing began, when None) are left out. Returns (how many in all, `upto`, this page)."""
+    if upto is None:
+        upto = int(await session.scalar(select(func.max(AuditEntry.id))) or 0)
     about = _about_user(user) if user is not None else _about_unit(unit)  # type: ignore[arg-type]
-    where = (AuditEntry.at >= start, AuditEntry.at < end, about)
+    where = (AuditEntry.id <= upto, AuditEntry.at >= start, AuditEntry.at < end, about)
     total = await session.scalar(select(func.count()).select_from(AuditEntry).where(*where))
     page = (await session.execute(
         select(AuditEntry).where(*where).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
         .offset(offset).limit(limit))).scalars()
-    return int(total or 0), list(page)
+    return int(total or 0), upto, list(page)
 
 
 async def actors_of(session: AsyncSession, entries: Sequence[AuditEntry]) -> dict[int, User]:
