@@ -4,7 +4,8 @@ Entries older than AUDIT_RETENTION_DAYS are written to a dated gzip file of JSON
 in AUDIT_ARCHIVE_DIR, then removed; the head keeps the last removed entry's sequence
 number and hash, so `python -m bot audit verify` still verifies what stays
 (storage/audit.py). Entries whose chain does not hold are never archived: they stay,
-as evidence, and the error is logged every day until someone looks.
+as evidence, and the error is logged every day until someone looks. Each run logs the
+chain's head (sequence number and hash), an anchor kept outside the database.
 
 The scheduler claims each day's run once (fenced by the leader's lease). A run missed
 while the bot was down runs at the next start; removing what is old is the same
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.scheduler import FeaturePlanner, Occurrence
 from core.clock import local_instant, time_zone
 from storage.access import audit
-from storage.audit import ArchiveRefused, archive_before
+from storage.audit import ArchiveRefused, archive_before, locked_head
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -63,6 +64,10 @@ class AuditRetention(FeaturePlanner):
             log.error("audit retention: nothing archived, the entries to archive do not "
                       "form a sound chain (%s); run `python -m bot audit verify`", refused)
             return
+        head = await locked_head(session)
+        # Once a day, the head in the logs: kept apart from the database, it shows whether
+        # entries sealed before it were later removed from the end, or the log restored.
+        log.info("audit chain head: seq %d, hash %s", head.seq, head.hash)
         if archived is None:
             return
         await audit(session, "audit.archive", subject_type="audit_log",
