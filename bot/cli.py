@@ -53,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--hours", type=int, default=None, help="validity in hours")
     aud = verbs.add_parser("audit", help="the audit log: verify its hash chain, export a period")
     aud_actions = aud.add_subparsers(dest="action", required=True, metavar="ACTION")
-    aud_actions.add_parser("verify", help="walk the hash chain and name the first entry that "
-                           "does not hold (exit 1), else how many were verified")
+    aud_verify = aud_actions.add_parser(
+        "verify", help="walk the hash chain and name the first entry that does not hold "
+        "(exit 1), else say how many were verified")
+    aud_verify.add_argument("archives", nargs="*", type=Path, metavar="ARCHIVE",
+                            help="retention's archive files (AUDIT_ARCHIVE_DIR) to verify "
+                            "first, up to where the database's chain begins")
     aud_export = aud_actions.add_parser(
         "export", help="a period's entries as CSV for inspectors (UTF-8 with BOM, for Excel)")
     aud_export.add_argument("--since", required=True, type=_day, metavar="DATE",
@@ -275,28 +279,34 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     try:
         if args.action == "verify":
-            return await _audit_verify(db)
+            return await _audit_verify(db, args.archives)
         return await _audit_export(settings, db, args)
     finally:
         await db.dispose()
 
 
-async def _audit_verify(db: Database) -> int:
+async def _audit_verify(db: Database, archives: list[Path]) -> int:
     """One line: how many entries held, or the first that does not and how."""
     from storage.audit import verify
 
-    result = await verify(db)
+    result = await verify(db, archives)
     broken = result.broken
     if broken is None:
-        archived = f"; entries up to seq {result.first - 1:,} archived" if result.first > 1 else ""
+        before = ""
+        if result.archived:
+            before = (f"; before them {result.archived:,} archived entries in "
+                      f"{len(archives)} files, seq {result.archived_from:,} to "
+                      f"{result.first - 1:,}")
+        elif result.first > 1:
+            before = f"; entries up to seq {result.first - 1:,} archived"
         print(f"audit chain verified: {result.count:,} entries, seq {result.first:,} to "
-              f"{result.last:,}{archived}; head hash {result.head_hash}")
+              f"{result.last:,}{before}; head hash {result.head_hash}")
         if result.unsealed:
             print(f"{result.unsealed:,} entries are not sealed yet (their transactions are "
                   "still committing)")
         return 0
-    print(f"audit chain BROKEN after {result.count:,} sound entries: "
-          f"{_break_text(broken)}", file=sys.stderr)
+    where = f"in {result.broken_in}: " if result.broken_in else ""
+    print(f"audit chain BROKEN: {where}{_break_text(broken)}", file=sys.stderr)
     return 1
 
 
@@ -316,6 +326,10 @@ def _break_text(broken: Break) -> str:
         Problem.tail: f"the chain's head says seq and hash {broken.expected}, the last entry is "
                       f"{broken.found}: entries at the end were removed, or the head changed",
         Problem.head: "entries are sealed but the chain's head row (audit_chain) is missing",
+        Problem.joint: f"the archive files end at seq and hash {broken.found}, the "
+                       f"database's chain begins after {broken.expected}: an archive file "
+                       "is missing or was changed",
+        Problem.unreadable: f"it cannot be read as an archive file ({broken.found})",
     }[broken.problem]
 
 

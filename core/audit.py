@@ -75,6 +75,8 @@ class Problem(StrEnum):
     content = "content"  # the entry no longer matches its hash: a field was changed
     tail = "tail"  # the head says the chain goes further than the entries do
     head = "head"  # entries are sealed but the head row that anchors them is gone
+    joint = "joint"  # the archive files do not end where the database's chain begins
+    unreadable = "unreadable"  # an archive file, or a line of one, cannot be read
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ChainWalk:
     the head. Stops at the first break."""
 
     def __init__(self, seq: int = 0, hash: str = GENESIS) -> None:
+        self.base_seq, self.base_hash = seq, hash
         self.first_seq = seq + 1
         self.seq, self.hash = seq, hash
         self.count = 0

@@ -23,8 +23,8 @@ import gzip
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,8 +189,10 @@ class Sealer:
 
 @dataclass(frozen=True)
 class Verification:
-    """What a walk of the kept chain found: how many entries held (from `first` to
-    `last`), the head, entries not sealed yet, and the first break if any."""
+    """What a walk of the kept chain found: how many entries held in the database (from
+    `first` to `last`) and in the archive files given (`archived`, from `archived_from`),
+    the head, entries not sealed yet, and the first break if any (in the archive file
+    `broken_in`, or the database when that is None)."""
 
     count: int
     first: int
@@ -198,6 +200,9 @@ class Verification:
     head_hash: str
     unsealed: int
     broken: Break | None
+    archived: int = 0
+    archived_from: int = 0
+    broken_in: Path | None = None
 
 
 def _chain_query() -> Any:
@@ -215,8 +220,11 @@ def _chain_query() -> Any:
     )
 
 
-async def verify(db: Database) -> Verification:
-    """Seal what is pending, then walk the chain from its base to the head."""
+async def verify(db: Database, archives: Sequence[Path] = ()) -> Verification:
+    """Seal what is pending, then walk the chain from its base to the head; with
+    `archives` (retention's files), those first: they must chain to one another and end
+    where the database's chain begins."""
+    archived = await asyncio.to_thread(walk_archives, archives) if archives else None
     await seal_pending(db)
     async with db.reading() as session:
         result = await session.stream(_chain_query())
@@ -229,14 +237,68 @@ async def verify(db: Database) -> Verification:
             if row.id is not None and walk.feed(entry_of(row)) is not None:
                 break
         await result.close()
-        unsealed = await session.scalar(select(func.count()).where(TABLE.c.seq.is_(None)))
+        unsealed = int(await session.scalar(
+            select(func.count()).where(TABLE.c.seq.is_(None))) or 0)
         if walk is None:  # no head row
             sealed = await session.scalar(select(func.count()).where(TABLE.c.seq.is_not(None)))
             broken = Break(Problem.head, 1, None, "audit_chain", "") if sealed else None
-            return Verification(0, 1, 0, GENESIS, int(unsealed or 0), broken)
+            return Verification(0, 1, 0, GENESIS, unsealed, broken)
     walk.end(head_seq, head_hash)
-    return Verification(walk.count, walk.first_seq, walk.seq, head_hash, int(unsealed or 0),
-                        walk.broken)
+    found = Verification(walk.count, walk.first_seq, walk.seq, head_hash, unsealed, walk.broken)
+    if archived is None:
+        return found
+    archive_walk, broken_in = archived
+    if archive_walk.broken is not None:
+        return replace(found, broken=archive_walk.broken, broken_in=broken_in)
+    if (archive_walk.seq, archive_walk.hash) != (walk.base_seq, walk.base_hash):
+        return replace(found, broken=Break(
+            Problem.joint, walk.base_seq, None, f"{walk.base_seq} {walk.base_hash}",
+            f"{archive_walk.seq} {archive_walk.hash}"))
+    return replace(found, archived=archive_walk.count, archived_from=archive_walk.base_seq + 1)
+
+
+class Unreadable(ValueError):
+    """A line of an archive file that is not an archived entry."""
+
+    def __init__(self, line: int, error: Exception) -> None:
+        super().__init__(f"line {line}: {error}")
+
+
+def _archive_entries(path: Path) -> Iterator[Entry]:
+    with gzip.open(path, "rt", encoding="utf-8") as archive:
+        for number, line in enumerate(archive, start=1):
+            if line.strip():
+                try:
+                    value = json.loads(line)
+                    entry = Entry(**{**value, "at": datetime.fromisoformat(value["at"])})
+                except (ValueError, TypeError, KeyError) as error:
+                    raise Unreadable(number, error) from None
+                yield entry
+
+
+def _first_seq(path: Path) -> int:
+    try:
+        return next((entry.seq or 0 for entry in _archive_entries(path)), 0)
+    except (Unreadable, OSError):
+        return 0  # walked first, and reported
+
+
+def walk_archives(paths: Sequence[Path]) -> tuple[ChainWalk, Path | None]:
+    """Walk archive files in chain order, from the first one's first entry; returns the
+    walk and the file it broke in (None: it held)."""
+    walk: ChainWalk | None = None
+    for path in sorted(paths, key=_first_seq):
+        try:
+            for entry in _archive_entries(path):
+                if walk is None:
+                    walk = ChainWalk((entry.seq or 1) - 1, entry.prev_hash or GENESIS)
+                if walk.feed(entry) is not None:
+                    return walk, path
+        except (Unreadable, OSError) as error:
+            walk = walk or ChainWalk()
+            walk.broken = Break(Problem.unreadable, walk.seq + 1, None, "", str(error))
+            return walk, path
+    return walk or ChainWalk(), None
 
 
 # --------------------------------------------------------------------------- retention

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gzip
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -39,6 +41,11 @@ async def write(db: Database, count: int, *, start: int = 0) -> None:
         async with db.session() as session:
             await audit(session, "user.language", actor_telegram_id=900 + n,
                         subject_type="user", subject_id=900 + n, language="en", 名="值")
+
+
+def write_archive(path: Path, entries: list[dict[str, object]]) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as archive:
+        archive.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
 
 
 def names(directory: Path) -> list[str]:
@@ -253,6 +260,21 @@ async def test_retention_archives_old_entries_and_the_chain_still_verifies(
         async with db.reading() as session:
             head = (await session.execute(select(AuditChain))).scalar_one()
         assert (head.base_seq, head.base_hash) == (3, archived[-1]["hash"])
+
+        # The archive verifies with the database: it ends where the kept chain begins.
+        with_archive = await verify(db, [archive_dir / files[0]])
+        assert with_archive.broken is None
+        assert (with_archive.archived, with_archive.archived_from) == (3, 1)
+        changed = tmp_path / "changed.jsonl.gz"
+        write_archive(changed, [{**e, "detail": {"query": "云南"}} if e["seq"] == 2 else e
+                                for e in archived])
+        broken = await verify(db, [changed])
+        assert broken.broken is not None and broken.broken_in == changed
+        assert (broken.broken.problem, broken.broken.seq) == (Problem.content, 2)
+        write_archive(changed, archived[:2])  # the last archived entry lost
+        assert (await verify(db, [changed])).broken.problem is Problem.joint  # type: ignore[union-attr]
+        changed.write_bytes(b"not gzip")
+        assert (await verify(db, [changed])).broken.problem is Problem.unreadable  # type: ignore[union-attr]
 
         clock.advance(days=1)  # the next day's run: nothing is old enough
         await bot.run_due()
