@@ -37,7 +37,7 @@ from handlers.common import (
 from handlers.contact_common import recalled_query, remember_query
 from handlers.flow import reader_zone_name
 from i18n import Translator
-from storage.access import audit, find_units, user_by_telegram_id
+from storage.access import audit, find_units
 from storage.audit import actors_of, entries_about, subjects_of
 from storage.models import Unit, User
 from views.audit import entry_line, page_text, period_days, person
@@ -46,7 +46,7 @@ from views.requests import period_problem
 COMMANDS = [CommandInfo("audit", Role.admin, Where.private, "audit.command")]
 
 # aud:<query id>:<offset>:<the newest entry id when the listing began>
-CALLBACK = re.compile(r"^aud:(\d{1,9}):(\d{1,6}):(\d{1,18})$")
+CALLBACK = re.compile(r"^aud:(\d{1,9}):(\d{1,6}):(\d{1,9})$")
 PAGE_SIZE = 15
 DEFAULT_DAYS = timedelta(days=30)  # with no period: the last 30 days, today included
 USER_ID = re.compile(r"-?[0-9]{1,15}")
@@ -113,8 +113,7 @@ async def audit_page(svc: Services, actor: Actor, query: str, query_id: str, off
         lines = [entry_line(tr, entry, actors, subjects, zone_name, svc.now())
                  for entry in entries]
         label = subject.label(tr)
-        await audit(session, "audit.view", actor=await user_by_telegram_id(
-                    session, actor.telegram_id),
+        await audit(session, "audit.view", actor=actor.user,
                     subject_type="user" if subject.user else "units",
                     subject_id=subject.user.telegram_id if subject.user
                     else subject.unit.id if subject.unit else None,

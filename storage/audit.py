@@ -99,7 +99,8 @@ def entry_of(row: Row[Any]) -> Entry:
 
 async def locked_head(session: AsyncSession) -> AuditChain:
     """The head row, locked until the transaction ends; made at the genesis when there is
-    none and nothing is sealed yet (a database emptied by hand, or by the tests)."""
+    none and nothing is sealed yet (the first seal after migration 0014, or a database
+    emptied by hand or by the tests)."""
     query = select(AuditChain).where(AuditChain.id == HEAD_ID).with_for_update()
     head = (await session.execute(query)).scalar_one_or_none()
     if head is not None:
@@ -264,7 +265,8 @@ class Unreadable(ValueError):
         super().__init__(f"line {line}: {error}")
 
 
-def _archive_entries(path: Path) -> Iterator[Entry]:
+def archive_entries(path: Path) -> Iterator[Entry]:
+    """An archive file's entries, as sealed (Unreadable at a line that is not one)."""
     with gzip.open(path, "rt", encoding="utf-8") as archive:
         for number, line in enumerate(archive, start=1):
             if line.strip():
@@ -278,7 +280,7 @@ def _archive_entries(path: Path) -> Iterator[Entry]:
 
 def _first_seq(path: Path) -> int:
     try:
-        return next((entry.seq or 0 for entry in _archive_entries(path)), 0)
+        return next((entry.seq or 0 for entry in archive_entries(path)), 0)
     except (Unreadable, OSError):
         return 0  # walked first, and reported
 
@@ -289,7 +291,7 @@ def walk_archives(paths: Sequence[Path]) -> tuple[ChainWalk, Path | None]:
     walk: ChainWalk | None = None
     for path in sorted(paths, key=_first_seq):
         try:
-            for entry in _archive_entries(path):
+            for entry in archive_entries(path):
                 if walk is None:
                     walk = ChainWalk((entry.seq or 1) - 1, entry.prev_hash or GENESIS)
                 if walk.feed(entry) is not None:
@@ -394,12 +396,6 @@ async def _sealed_between(session: AsyncSession, after: int,
         entries = [entry_of(row) for row in rows]
         yield entries
         after = entries[-1].seq or last
-
-
-def read_archive(path: Path) -> list[dict[str, Any]]:
-    """An archive file's entries (for inspection and the tests)."""
-    with gzip.open(path, "rt", encoding="utf-8") as archive:
-        return [json.loads(line) for line in archive if line.strip()]
 
 
 # --------------------------------------------------------------------------- reading

@@ -9,7 +9,7 @@ import asyncio
 import csv
 import gzip
 import io
-import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -25,7 +25,8 @@ from storage.audit import (
     ArchiveRefused,
     ChainHeadMissing,
     archive_before,
-    read_archive,
+    archive_entries,
+    archive_line,
     seal_pending,
     verify,
 )
@@ -43,9 +44,9 @@ async def write(db: Database, count: int, *, start: int = 0) -> None:
                         subject_type="user", subject_id=900 + n, language="en", 名="值")
 
 
-def write_archive(path: Path, entries: list[dict[str, object]]) -> None:
-    with gzip.open(path, "wt", encoding="utf-8") as archive:
-        archive.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+def write_archive(path: Path, entries: list[Entry]) -> None:
+    with gzip.open(path, "wb") as archive:
+        archive.writelines(archive_line(e) for e in entries)
 
 
 def names(directory: Path) -> list[str]:
@@ -246,10 +247,9 @@ async def test_retention_archives_old_entries_and_the_chain_still_verifies(
 
         files = names(archive_dir)
         assert files == ["audit-2026-12-07-0000000001-0000000003.jsonl.gz"]
-        archived = read_archive(archive_dir / files[0])
-        assert [(e["seq"], e["subject_id"]) for e in archived] == [(1, "400"), (2, "300"),
-                                                                    (3, "200")]
-        assert archived[0]["prev_hash"] == GENESIS
+        archived = list(archive_entries(archive_dir / files[0]))
+        assert [(e.seq, e.subject_id) for e in archived] == [(1, "400"), (2, "300"), (3, "200")]
+        assert archived[0].prev_hash == GENESIS
         kept = await chain(db)
         assert [e.subject_id for e in kept if e.action == "contact.view"] == ["100", "10"]
         record = next(e for e in kept if e.action == "audit.archive")
@@ -259,14 +259,14 @@ async def test_retention_archives_old_entries_and_the_chain_still_verifies(
         assert result.broken is None and (result.first, result.count) == (4, 3)
         async with db.reading() as session:
             head = (await session.execute(select(AuditChain))).scalar_one()
-        assert (head.base_seq, head.base_hash) == (3, archived[-1]["hash"])
+        assert (head.base_seq, head.base_hash) == (3, archived[-1].hash)
 
         # The archive verifies with the database: it ends where the kept chain begins.
         with_archive = await verify(db, [archive_dir / files[0]])
         assert with_archive.broken is None
         assert (with_archive.archived, with_archive.archived_from) == (3, 1)
         changed = tmp_path / "changed.jsonl.gz"
-        write_archive(changed, [{**e, "detail": {"query": "云南"}} if e["seq"] == 2 else e
+        write_archive(changed, [replace(e, detail={"query": "云南"}) if e.seq == 2 else e
                                 for e in archived])
         broken = await verify(db, [changed])
         assert broken.broken is not None and broken.broken_in == changed

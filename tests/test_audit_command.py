@@ -69,6 +69,8 @@ async def test_long_records_come_in_pages(desk: BotHarness) -> None:
     # The listing holds still: looking at it (audited, about the officer) adds no line.
     newer = await desk.press(SAMPLE_ADMIN, older, "‹ 较新")
     assert newer.text == first.text
+    forged = await desk.press_data(SAMPLE_ADMIN, first.messages[-1], "aud:999:0:1")
+    assert forged.alerts == ["此按钮已失效，请重新发起操作。"] and not forged.messages
 
 
 async def test_what_names_nobody_and_who_may_not_ask_get_a_polite_answer(

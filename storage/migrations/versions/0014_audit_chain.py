@@ -7,9 +7,10 @@ Create Date: 2026-12-06 09:00:00
 Issue #17, an audit log that cannot be changed quietly. Each entry gets its place in
 the chain (`seq`), the hash of the entry before it and its own hash (core/audit.py);
 `audit_chain` holds the head (the last sealed entry) and where the kept chain starts
-once retention has archived the oldest entries. Entries are written unsealed and
-sealed just after their commit (storage/audit.py): the entries already here are sealed
-by the first seal after this migration, in id order.
+once retention has archived the oldest entries; its one row is made by the first seal.
+Entries are written unsealed and sealed just after their commit (storage/audit.py):
+the entries already here are sealed by the first seal after this migration, in id
+order.
 
 The entries' user no longer becomes NULL when the user row is deleted (a sealed entry
 must not change): such a delete is refused while entries name the user, who is
@@ -28,7 +29,6 @@ down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-GENESIS = "0" * 64
 FOREIGN_KEY = "fk_audit_log_actor_user_id_users"
 
 
@@ -44,8 +44,6 @@ def upgrade() -> None:
         sa.Column("archived_at", storage.models.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_chain")),
     )
-    op.execute(sa.text("INSERT INTO audit_chain (id, seq, hash, base_seq, base_hash) "
-                       f"VALUES (1, 0, '{GENESIS}', 0, '{GENESIS}')"))
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.add_column(sa.Column("seq", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("prev_hash", sa.String(length=64), nullable=True))
