@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardMarkup, Update
@@ -65,6 +67,13 @@ class Subject:
         assert self.unit is not None
         return tr.name(self.unit.name)
 
+    def audited_as(self) -> dict[str, Any]:
+        """The subject of the `audit.view` entry that records looking at this."""
+        if self.user is not None:
+            return {"subject_type": "user", "subject_id": self.user.telegram_id}
+        assert self.unit is not None
+        return {"subject_type": "units", "subject_id": self.unit.id}
+
 
 async def resolve_subject(session: AsyncSession, tr: Translator, who: str) -> Subject:
     """A Telegram id or @username is a user; anything else a unit, else a username.
@@ -78,11 +87,9 @@ async def resolve_subject(session: AsyncSession, tr: Translator, who: str) -> Su
         raise unknown from None
 
 
-def split_query(words: list[str], svc: Services, actor: Actor,
+def split_query(words: list[str], now: datetime, zone: ZoneInfo,
                 tr: Translator) -> tuple[str, Period]:
     """(who, the period): the last word is the period when it reads as one."""
-    zone = time_zone(reader_zone_name(svc, actor), svc.settings.bot_timezone)
-    now = svc.now()
     try:
         period = parse_period(words[-1], now, zone) if len(words) > 1 else None
     except PeriodProblem as problem:
@@ -99,28 +106,25 @@ async def audit_page(svc: Services, actor: Actor, query: str, query_id: str, off
     """The page at `offset` of what the log holds about the query's subject (up to entry
     `upto`, so the pages of one listing hold still), and the buttons to the pages around
     it; the look is audited in the same unit of work."""
-    tr = actor.tr
-    who, period = split_query(query.split(), svc, actor, tr)
+    tr, now = actor.tr, svc.now()
+    zone_name = reader_zone_name(svc, actor)
+    zone = time_zone(zone_name, svc.settings.bot_timezone)
+    who, period = split_query(query.split(), now, zone, tr)
     if not who:
         raise Refusal(tr("audit.usage"))
-    zone_name = reader_zone_name(svc, actor)
     async with svc.db.session() as session:
         subject = await resolve_subject(session, tr, who)
         total, upto, entries = await entries_about(
             session, user=subject.user, unit=subject.unit, start=period.start,
             end=period.end, upto=upto, offset=offset, limit=PAGE_SIZE)
         actors, subjects = await actors_of(session, entries), await subjects_of(session, entries)
-        lines = [entry_line(tr, entry, actors, subjects, zone_name, svc.now())
-                 for entry in entries]
+        lines = [entry_line(tr, entry, actors, subjects, zone_name, now) for entry in entries]
         label = subject.label(tr)
-        await audit(session, "audit.view", actor=actor.user,
-                    subject_type="user" if subject.user else "units",
-                    subject_id=subject.user.telegram_id if subject.user
-                    else subject.unit.id if subject.unit else None,
+        await audit(session, "audit.view", actor=actor.user, **subject.audited_as(),
                     start=period.start.isoformat(), end=period.end.isoformat(),
                     offset=offset, shown=len(entries))
-    text = page_text(tr, label, period_days(period.start, period.end, time_zone(
-        zone_name, svc.settings.bot_timezone)), total, offset, lines)
+    text = page_text(tr, label, period_days(period.start, period.end, zone), total, offset,
+                     lines)
     buttons: list[tuple[str, str]] = []
     if offset > 0:
         buttons.append((tr("audit.newer"),

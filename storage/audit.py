@@ -174,6 +174,10 @@ class Sealer:
             self._wanted = False
             try:
                 await seal_pending(self._db)
+            except ChainHeadMissing as error:
+                log.error("audit entries not sealed: %s; run `python -m bot audit verify`",
+                          error)
+                return
             except Exception as error:
                 log.warning("audit entries not sealed yet (the next seal takes them): %s",
                             error)
@@ -356,8 +360,8 @@ async def archive_before(session: AsyncSession, cutoff: datetime, directory: Pat
         with gzip.open(partial, "wb") as archive:
             async for entries in _sealed_between(session, head.base_seq, last):
                 for entry in entries:
-                    if walk.feed(entry) is not None:
-                        raise ArchiveRefused(walk.broken)  # type: ignore[arg-type]
+                    if (broken := walk.feed(entry)) is not None:
+                        raise ArchiveRefused(broken)
                 await asyncio.to_thread(archive.write,
                                         b"".join(archive_line(e) for e in entries))
         if walk.seq != last:
