@@ -12,7 +12,9 @@ RUN pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/*.whl \
     && useradd --create-home --home-dir /var/lib/liaison-desk liaison
 USER liaison
 # A SQLite database (DATABASE_URL unset) goes to data/ here; compose uses PostgreSQL.
+# data/audit (AUDIT_ARCHIVE_DIR) is made here so a volume mounted on it is the user's.
 WORKDIR /var/lib/liaison-desk
+RUN mkdir -p data/audit
 HEALTHCHECK --interval=30s --timeout=20s --start-period=30s --retries=3 \
     CMD ["python", "-m", "bot", "check"]
 CMD ["python", "-m", "bot", "run"]

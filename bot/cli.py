@@ -1,4 +1,5 @@
-"""`python -m bot <verb>`: run, console, import, export, db upgrade, check, invite.
+"""`python -m bot <verb>`: run, console, import, export, db upgrade, check, invite,
+audit verify, audit export.
 
 Configuration problems end the process with one line naming the variable and exit
 code 2, never a traceback.
@@ -11,11 +12,16 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import INVITATION_MAX_HOURS, ConfigError, Settings, load_settings
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from core.audit import Break
+    from storage.db import Database
 
 EXIT_CONFIG = 2
 # data/sample.yaml, shipped inside the package (bot/sample.yaml links to it in the
@@ -45,7 +51,30 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("role", nargs="?", default="officer",
                      help="officer, duty_officer, coordinator or admin (default officer)")
     inv.add_argument("--hours", type=int, default=None, help="validity in hours")
+    aud = verbs.add_parser("audit", help="the audit log: verify its hash chain, export a period")
+    aud_actions = aud.add_subparsers(dest="action", required=True, metavar="ACTION")
+    aud_verify = aud_actions.add_parser(
+        "verify", help="walk the hash chain and name the first entry that does not hold "
+        "(exit 1), else say how many were verified")
+    aud_verify.add_argument("archives", nargs="*", type=Path, metavar="ARCHIVE",
+                            help="retention's archive files (AUDIT_ARCHIVE_DIR) to verify "
+                            "first, up to where the database's chain begins")
+    aud_export = aud_actions.add_parser(
+        "export", help="a period's entries as CSV for inspectors (UTF-8 with BOM, for Excel)")
+    aud_export.add_argument("--since", required=True, type=_day, metavar="DATE",
+                            help="first day, YYYY-MM-DD, in BOT_TIMEZONE")
+    aud_export.add_argument("--until", required=True, type=_day, metavar="DATE",
+                            help="last day (included), YYYY-MM-DD")
+    aud_export.add_argument("--out", type=Path, default=None, metavar="FILE",
+                            help="where to write (default audit-SINCE-UNTIL.csv)")
     return parser
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, fmt=settings.log_format, secrets=settings.log_secrets())
     verbs: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
         "run": _run, "console": _console, "import": _import, "export": _export,
-        "db": _db, "check": _check, "invite": _invite,
+        "db": _db, "check": _check, "invite": _invite, "audit": _audit,
     }
     try:
         return asyncio.run(verbs[args.verb](settings, args))
@@ -238,3 +267,106 @@ async def _bot_username(settings: Settings) -> str | None:
     except TelegramError as exc:
         log.warning("could not ask Telegram for the bot's username: %s", exc)
         return None
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.db import Database
+    from storage.migrate import is_up_to_date
+
+    if not await is_up_to_date(settings.database_url):
+        print("the database has pending migrations: run `python -m bot db upgrade` first",
+              file=sys.stderr)
+        return 1
+    db = Database(settings.database_url)
+    try:
+        if args.action == "verify":
+            return await _audit_verify(db, args.archives)
+        return await _audit_export(settings, db, args)
+    finally:
+        await db.dispose()
+
+
+async def _audit_verify(db: Database, archives: list[Path]) -> int:
+    """One line: how many entries held, or the first that does not and how."""
+    from storage.audit import verify
+
+    result = await verify(db, archives)
+    broken = result.broken
+    if broken is None:
+        before = ""
+        if result.archived:
+            before = (f"; before them {result.archived:,} archived entries in "
+                      f"{len(archives)} files, seq {result.archived_from:,} to "
+                      f"{result.first - 1:,}")
+        elif result.first > 1:
+            before = f"; entries up to seq {result.first - 1:,} archived"
+        print(f"audit chain verified: {result.count:,} entries, seq {result.first:,} to "
+              f"{result.last:,}{before}; head hash {result.head_hash}")
+        if result.unsealed:
+            print(f"{result.unsealed:,} entries are not sealed yet (their transactions are "
+                  "still committing)")
+        return 0
+    where = f"in {result.broken_in}: " if result.broken_in else ""
+    print(f"audit chain BROKEN: {where}{_break_text(broken)}", file=sys.stderr)
+    return 1
+
+
+def _break_text(broken: Break) -> str:
+    """What does not hold, for the operator: the entry (id and seq) and what differs."""
+    from core.audit import Problem
+
+    where = f"entry id {broken.id} (seq {broken.seq})"
+    return {
+        Problem.gap: f"seq {broken.expected} is missing, the next entry found is id "
+                     f"{broken.id} with seq {broken.found}: an entry was removed or renumbered",
+        Problem.link: f"{where}: its prev_hash {broken.found} is not the hash of the entry "
+                      f"before it ({broken.expected}): the entry before was changed or removed",
+        Problem.content: f"{where}: its content does not match its hash (stored "
+                         f"{broken.found}, computed {broken.expected}): the entry or its hash "
+                         "was changed after sealing",
+        Problem.tail: f"the chain's head says seq and hash {broken.expected}, the last entry is "
+                      f"{broken.found}: entries at the end were removed, or the head changed",
+        Problem.head: "entries are sealed but the chain's head row (audit_chain) is missing",
+        Problem.joint: f"the archive files end at seq and hash {broken.found}, the "
+                       f"database's chain begins after {broken.expected}: an archive file "
+                       "is missing or was changed",
+        Problem.unreadable: f"it cannot be read as an archive file ({broken.found})",
+    }[broken.problem]
+
+
+async def _audit_export(settings: Settings, db: Database, args: argparse.Namespace) -> int:
+    """A period's entries as CSV, in the desk's language and time zone; the export is
+    itself audited."""
+    from bot.reports import csv_writer
+    from core.clock import local_instant
+    from i18n import Translator
+    from storage.access import audit
+    from storage.audit import actors_of, entries_between, seal_pending, subjects_of
+    from views.audit import export_header, export_rows
+
+    if args.until < args.since:
+        print("--until must not be before --since", file=sys.stderr)
+        return 1
+    zone = settings.timezone
+    start = local_instant(args.since, time(0), zone)
+    end = local_instant(args.until + timedelta(days=1), time(0), zone)
+    out: Path = args.out or Path(f"audit-{args.since}-{args.until}.csv")
+    tr = Translator(settings.default_language)
+    await seal_pending(db)
+    count = 0
+    with out.open("w", encoding="utf-8-sig", newline="") as stream:
+        write = csv_writer(stream)
+        write(export_header(tr, settings.bot_timezone))
+        async with db.reading() as session:
+            async for chunk in entries_between(session, start, end):
+                actors, subjects = await actors_of(session, chunk), await subjects_of(session,
+                                                                                      chunk)
+                for row in export_rows(tr, chunk, actors, subjects, zone):
+                    write(row)
+                count += len(chunk)
+    async with db.session() as session:
+        await audit(session, "audit.export", subject_type="audit_log",
+                    since=args.since.isoformat(), until=args.until.isoformat(), entries=count,
+                    file=out.name, via="shell")
+    print(f"exported {count:,} audit entries from {args.since} to {args.until} to {out}")
+    return 0

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     notice_ack_remind_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
     notice_status_edit_seconds: float = Field(default=3.0, ge=0, le=600)
     load_sample_data: bool = True
+    # The audit log (docs/security.md): entries older than this many days are archived
+    # daily to a gzip file in AUDIT_ARCHIVE_DIR (relative to the working directory, as
+    # the database's default) and removed from the database.
+    audit_retention_days: int = Field(default=190, ge=1, le=100 * 366)
+    audit_archive_dir: str = "data/audit"
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from core.requests import RequestStats
@@ -39,16 +39,28 @@ def _safe(value: Cell) -> Cell:
     return value
 
 
-def to_csv(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
-    """UTF-8 with a byte-order mark, so Excel opens the Chinese text correctly."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
+def csv_writer(stream: TextIO) -> Callable[[Sequence[Cell]], None]:
+    """Writes rows to `stream` as our CSV files hold them: CRLF lines, times to the
+    minute, no cell that a spreadsheet would run as a formula."""
+    writer = csv.writer(stream, lineterminator="\r\n")
+
+    def write(row: Sequence[Cell]) -> None:
         writer.writerow([
             value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime)
             else _safe(value) or "" for value in row
         ])
+
+    return write
+
+
+def to_csv(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
+    """UTF-8 with a byte-order mark, so Excel opens the Chinese text correctly (a file
+    written a row at a time: open it with encoding "utf-8-sig" and use `csv_writer`)."""
+    buffer = io.StringIO()
+    write = csv_writer(buffer)
+    write(header)
+    for row in rows:
+        write(row)
     return buffer.getvalue().encode("utf-8-sig")
 
 

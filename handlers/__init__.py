@@ -7,6 +7,7 @@ that a feature's conversation is waiting for.
 from handlers import (
     admin,
     agreements,
+    audit,
     chair,
     contacts,
     meetings,
@@ -16,5 +17,5 @@ from handlers import (
     start,
 )
 
-FEATURES = [start, admin, contacts, agreements, meetings, roster, chair, requests, notices]
+FEATURES = [start, admin, audit, contacts, agreements, meetings, roster, chair, requests, notices]
 FALLBACKS = [contacts.register_fallbacks, start.register_fallbacks]

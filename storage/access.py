@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from core.enums import Role
+from storage.audit import note_written
 from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
 
 INVITATION_ALPHABET_BYTES = 12
@@ -42,14 +43,17 @@ def audit_row(
 
 
 async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
-    """Record who did or saw what; written in the same unit of work as the change."""
+    """Record who did or saw what; written in the same unit of work as the change, and
+    sealed into the audit chain once that commits (storage/audit.py)."""
     session.add(AuditEntry(**audit_row(action, **fields)))
+    note_written(session)
 
 
 async def audit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Many `audit_row`s in one statement (executemany)."""
     # `__table__` is typed as any FromClause (a class may be mapped to a join): ours is a Table.
     await session.execute(insert(cast(Table, AuditEntry.__table__)), list(rows))
+    note_written(session)
 
 
 def audit_value(value: Any) -> Any:

@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.audit import Sealer, wrote_entries
 from storage.cache import EpochCache, EpochWatch, data_epoch, data_epoch_sql
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -170,6 +171,7 @@ class Database:
         # SQLite has no server to lose, and taking the connection first would take its
         # write lock (BEGIN IMMEDIATE) before the body's first statement.
         self._connect_first = not is_sqlite(self.engine)
+        self.sealer = Sealer(self)
 
     @property
     def dialect(self) -> str:
@@ -177,9 +179,13 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A read/write unit of work, committed on success, rolled back on error."""
+        """A read/write unit of work, committed on success, rolled back on error. Audit
+        entries it wrote are sealed into the chain once it has committed, in the
+        background (storage/audit.py)."""
         async with self._write_turn(), self._unit(self.sessionmaker) as session:
             yield session
+        if wrote_entries(session):
+            self.sealer.request()
 
     @asynccontextmanager
     async def _unit(self, maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
@@ -288,6 +294,7 @@ class Database:
         return await self._retried(attempt)
 
     async def dispose(self) -> None:
+        await self.sealer.settle()
         await self._close_epoch_connection()
         await self.engine.dispose()
 

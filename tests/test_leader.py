@@ -19,6 +19,7 @@ from bot.config import ConfigError, load_settings
 from bot.emulator import BotApiEmulator
 from bot.health import check_scheduler
 from bot.leader import APPLICATION_NAME
+from bot.plans.meetings import NAME as MEETINGS
 from bot.scheduler import JOB_PREFIX, Occurrence, claim_occurrences
 from storage import lease
 from storage.db import Database
@@ -35,7 +36,8 @@ FAST = {"leader_retry_seconds": RETRY, "leader_lease_seconds": LEASE}
 def meeting_jobs(harness: BotHarness) -> set[str]:
     queue = harness.application.job_queue
     assert queue is not None
-    return {job.id for job in queue.scheduler.get_jobs() if job.id.startswith(JOB_PREFIX)}
+    return {job.id for job in queue.scheduler.get_jobs()
+            if job.id.startswith(f"{JOB_PREFIX}{MEETINGS}:")}
 
 
 def postgres_only(database_url: str) -> None:

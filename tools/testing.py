@@ -7,6 +7,7 @@ Used by the tests and the benchmarks (not shipped in the wheel):
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,10 +84,12 @@ class BotHarness:
         **settings: Any,
     ) -> None:
         self.emulator = emulator
-        # The emulator's URLs unless `settings` name others (a proxy in front of it).
+        # The emulator's URLs unless `settings` name others (a proxy in front of it);
+        # audit archives in a directory of the harness's own, never the working one.
+        self._archives = tempfile.TemporaryDirectory(prefix="audit-archive-")
         defaults = {"telegram_base_url": emulator.base_url,
                     "telegram_base_file_url": emulator.base_file_url,
-                    "delivery_rate": UNLIMITED_RATE}
+                    "delivery_rate": UNLIMITED_RATE, "audit_archive_dir": self._archives.name}
         self.settings: Settings = load_settings(
             _env_file=None,
             bot_token=TEST_TOKEN,
@@ -123,6 +126,7 @@ class BotHarness:
     async def __aexit__(self, *exc: object) -> None:
         await shutdown(self.application)
         await self.application.shutdown()
+        self._archives.cleanup()
 
     async def feed(self, update: dict[str, Any]) -> Sent:
         before = len(self.emulator.calls)

@@ -26,3 +26,7 @@ PLANNERS += [request_plans.planner]
 from bot.plans import notices as notice_plans  # noqa: E402
 
 PLANNERS += [notice_plans.planner]
+
+from bot.plans import audit as audit_plans  # noqa: E402
+
+PLANNERS += [audit_plans.planner]

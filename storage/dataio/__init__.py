@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.access import audit
 from storage.dataio.apply import COUNTED, SectionCounts, apply_plan
 from storage.dataio.export import export_document
 from storage.dataio.problems import Positions, Problem, Problems, with_lines
@@ -42,7 +43,6 @@ from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, check_shape
 from storage.dataio.state import existing_from, load_state
 from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
 from storage.db import Database
-from storage.models import AuditEntry
 from storage.search.index import refresh_search_index
 
 __all__ = [
@@ -222,17 +222,11 @@ async def import_document(
     for hook in list(_AFTER_IMPORT):
         await hook(session, report)
     report.seconds = time.perf_counter() - started
-    session.add(AuditEntry(
-        action="data.import",
-        actor_telegram_id=actor_telegram_id,
-        subject_type="data_file",
-        subject_id=(source or "")[-60:] or None,
-        detail={
-            "source": source,
-            "counts": {name: vars(c).copy() for name, c in report.counts.items() if c.total
-                       or c.removed},
-        },
-    ))
+    await audit(session, "data.import", actor_telegram_id=actor_telegram_id,
+                subject_type="data_file", subject_id=(source or "")[-60:] or None,
+                source=source,
+                counts={name: vars(c).copy() for name, c in report.counts.items()
+                        if c.total or c.removed})
     await session.flush()
     return report
 

@@ -36,6 +36,7 @@ from storage.models.rosters import (
 )
 from storage.models.search_index import ClauseSearchRow, LiaisonSearchRow, SearchTokens
 from storage.models.system import (
+    AuditChain,
     AuditEntry,
     ConversationState,
     DataEpoch,
@@ -53,6 +54,7 @@ __all__ = [
     "Agreement",
     "AgreementParty",
     "AssistanceRequest",
+    "AuditChain",
     "AuditEntry",
     "Base",
     "Branch",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.enums import OutboxState
@@ -44,19 +44,47 @@ class OutboxMessage(Base):
 
 
 class AuditEntry(Base):
-    """Who did or saw what, when: every privileged action and every contact shown."""
+    """Who did or saw what, when: every privileged action and every contact shown.
+
+    Written unsealed (`seq`, `prev_hash`, `hash` empty) in the unit of work of what it
+    records; sealed into the hash chain just after (storage/audit.py, core/audit.py).
+    Its user is kept, not nulled, if the user row goes: a sealed entry never changes
+    (users are deactivated, not deleted)."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_unsealed", "id", sqlite_where=text("seq IS NULL"),
+              postgresql_where=text("seq IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(60), index=True)
     subject_type: Mapped[str | None] = mapped_column(String(40))
     subject_id: Mapped[str | None] = mapped_column(String(60))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seq: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChain(Base):
+    """The head of the audit chain (one row, id 1): the last sealed entry's sequence
+    number and hash, and where the kept chain starts (the last entry retention removed,
+    or 0 and the genesis hash). Sealing locks it, so one seal runs at a time."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    base_seq: Mapped[int] = mapped_column(BigInteger)
+    base_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime | None]
+    archived_at: Mapped[datetime | None]
 
 
 class DataEpoch(Base):
