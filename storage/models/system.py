@@ -44,13 +44,16 @@ class OutboxMessage(Base):
 
 
 class AuditEntry(Base):
-    """Who did or saw what, when: every privileged action and every contact shown."""
+    """Who did or saw what, when: every privileged action and every contact shown.
+
+    The lookup quotas count a person's views by (actor, action, time): storage/quota.py."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_actor_action_at", "actor_telegram_id", "action", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(60), index=True)
