@@ -23,6 +23,7 @@ from core.enums import Role
 from core.quota import AlertKind, Item, View
 from storage.access import audit_many, audit_row
 from storage.models import AuditEntry, Unit, User, ZoneMembership
+from storage.schedules import unit_with_ancestors
 
 # What counts: a card, a unit's duty lines. `oncall.overview` (the reader's own zones'
 # duty rooms, /oncall without arguments) is audited but not counted.
@@ -100,19 +101,21 @@ async def units_browsed(session: AsyncSession, telegram_id: int,
         select(A.subject_type, A.subject_id, A.detail).where(*_mine(telegram_id, since)))
     items = {(kind, subject): (detail or {}).get("unit_id") for kind, subject, detail in rows}
     counts = Counter(unit for unit in items.values() if isinstance(unit, int))
-    names = dict((await session.execute(
-        select(Unit.id, Unit.name).where(Unit.id.in_(list(counts))))).tuples())
+    names = {unit: name for unit, name in await session.execute(
+        select(Unit.id, Unit.name).where(Unit.id.in_(list(counts))))}
     return [(names[unit], count) for unit, count in counts.most_common() if unit in names]
 
 
 async def alert_recipients(session: AsyncSession, user: User) -> list[User]:
     """Who is told about the person's lookups: the active coordinators of the zones of
-    the person's unit; administrators when those zones have none (or the person has no
-    unit). Never the person themself."""
+    the person's unit (a member or a partner; a city bureau: its province's);
+    administrators when those zones have none (or the person has no unit). Never the
+    person themself."""
     base = (select(User).options(selectinload(User.unit))
             .where(User.active.is_(True), User.id != user.id).order_by(User.id))
     if user.unit_id is not None:
-        zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id == user.unit_id)
+        units = [unit.id for unit in await unit_with_ancestors(session, user.unit_id)]
+        zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id.in_(units))
         peers = select(ZoneMembership.unit_id).where(ZoneMembership.zone_id.in_(zones))
         found = list((await session.execute(base.where(
             User.role == Role.coordinator, User.unit_id.in_(peers)))).scalars())
