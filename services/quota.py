@@ -55,22 +55,25 @@ async def assess(session: AsyncSession, telegram_id: int, rows: Sequence[dict[st
     asked = store.counted_items(rows)
     if not asked:
         return Assessment()
-    marks = await store.marks(session, telegram_id, now - DAY)
-    lifted = marks.lifted_at
-    judged = verdict(await store.seen_items(session, telegram_id, now - DAY), asked, policy,
-                     now, lifted)
+    past = await _history(session, telegram_id, policy, now)
+    lifted = past.lifted_at
+    judged = verdict(past.seen, asked, policy, now, lifted)
     if not judged.allowed:
         assert judged.window is not None
         kind = AlertKind(judged.window.value)
-        due = (kind,) if alert_due(kind, marks.alerts.get(kind), now, lifted) else ()
+        due = (kind,) if alert_due(kind, past.alerts.get(kind), now, lifted) else ()
         return Assessment(judged, due, lifted_at=lifted)
-    horizon = max(PAGING_WINDOW, policy.burst_window)
-    views = await store.views_since(session, telegram_id, now - horizon)
-    found = pattern([*views, *store.views_of(rows, now)], policy, now, lifted)
+    found = pattern([*past.views, *store.views_of(rows, now)], policy, now, lifted)
     kind = AlertKind.pattern
-    due = (kind,) if found.found and alert_due(kind, marks.alerts.get(kind), now, lifted) \
+    due = (kind,) if found.found and alert_due(kind, past.alerts.get(kind), now, lifted) \
         else ()
     return Assessment(judged, due, found, lifted)
+
+
+async def _history(session: AsyncSession, telegram_id: int, policy: Policy,
+                   now: datetime) -> store.History:
+    return await store.history(session, telegram_id, since=now - DAY,
+                               views_since=now - max(PAGING_WINDOW, policy.burst_window))
 
 
 async def send_alerts(session: AsyncSession, person: User, assessment: Assessment,
@@ -119,9 +122,8 @@ async def unblock(session: AsyncSession, person: User, admin: User, policy: Poli
                   now: datetime, language: str) -> list[Usage] | None:
     """Start the person's counts afresh (audited), and tell them; returns the counts
     before, or None when nothing counted against them (nothing is changed)."""
-    marks = await store.marks(session, person.telegram_id, now - DAY)
-    before = usage(await store.seen_items(session, person.telegram_id, now - DAY), policy,
-                   now, marks.lifted_at)
+    past = await _history(session, person.telegram_id, policy, now)
+    before = usage(past.seen, policy, now, past.lifted_at)
     if not any(u.count for u in before):
         return None
     await store.record(session, store.UNBLOCK, now=now, actor=admin, subject_type="user",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, String, cast, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -41,56 +41,62 @@ def counted_items(rows: Sequence[dict[str, Any]]) -> set[Item]:
 
 def views_of(rows: Sequence[dict[str, Any]], at: datetime) -> list[View]:
     """Audit rows about to be written, as the pattern rules read them."""
-    return [_view(at, row["detail"]) for row in rows if row["action"] in COUNTED]
-
-
-def _view(at: datetime, detail: dict[str, Any]) -> View:
-    unit, offset = detail.get("unit_id"), detail.get("offset")
-    return View(at, None if unit is None else str(unit), detail.get("query"),
-                offset if isinstance(offset, int) else None)
+    return [View(at, None if (unit := row["detail"].get("unit_id")) is None else str(unit),
+                 row["detail"].get("query"), row["detail"].get("offset"))
+            for row in rows if row["action"] in COUNTED]
 
 
 def _mine(telegram_id: int, since: datetime) -> list[Any]:
     return [A.actor_telegram_id == telegram_id, A.action.in_(COUNTED), A.at > since]
 
 
-async def seen_items(session: AsyncSession, telegram_id: int,
-                     since: datetime) -> dict[Item, datetime]:
-    """Each item the person was shown after `since`, with when it was last shown."""
-    rows = await session.execute(
-        select(A.subject_type, A.subject_id, func.max(A.at))
-        .where(*_mine(telegram_id, since)).group_by(A.subject_type, A.subject_id))
-    return {(kind or "", subject or ""): at for kind, subject, at in rows}
+@dataclass
+class History:
+    """What the quotas read of a person, in one round trip (`history`)."""
 
-
-async def views_since(session: AsyncSession, telegram_id: int, since: datetime) -> list[View]:
-    """Every item shown after `since`, one by one (for the pattern rules)."""
-    rows = await session.execute(select(A.at, A.detail).where(*_mine(telegram_id, since)))
-    return [_view(at, detail or {}) for at, detail in rows]
-
-
-@dataclass(frozen=True)
-class Marks:
-    """The person's last lift and the last alert of each kind about them."""
-
+    seen: dict[Item, datetime] = field(default_factory=dict)
+    views: list[View] = field(default_factory=list)
     lifted_at: datetime | None = None
     alerts: dict[AlertKind, datetime] = field(default_factory=dict)
 
 
-async def marks(session: AsyncSession, telegram_id: int, since: datetime) -> Marks:
-    """Lifts and alerts about the person after `since` (the longest quiet period)."""
-    rows = await session.execute(
-        select(A.action, A.at, A.detail)
+async def history(session: AsyncSession, telegram_id: int, *, since: datetime,
+                  views_since: datetime) -> History:
+    """The person's lookups as the quotas read them, in one statement of three parts:
+
+    - each item shown after `since`, with when it was last shown;
+    - each unit, and each page of a search, shown after `views_since`, with when it
+      was last shown (grouped in the database, so re-reading the same counterparts all
+      day costs no more than reading them once);
+    - the last lift and the last alert of each kind about the person after `since`.
+    """
+    text, number = String(), Integer()
+    unit = A.detail["unit_id"].as_integer()
+    query, offset = A.detail["query"].as_string(), A.detail["offset"].as_integer()
+    kind = A.detail["kind"].as_string()
+    seen = select(literal("seen"), A.subject_type, A.subject_id, cast(null(), number),
+                  cast(null(), number), func.max(A.at)) \
+        .where(*_mine(telegram_id, since)).group_by(A.subject_type, A.subject_id)
+    views = select(literal("view"), cast(query, text), cast(null(), text), unit, offset,
+                   func.max(A.at)) \
+        .where(*_mine(telegram_id, views_since)).group_by(unit, query, offset)
+    marks = select(literal("mark"), A.action, cast(kind, text), cast(null(), number),
+                   cast(null(), number), func.max(A.at)) \
         .where(A.action.in_((ALERT, UNBLOCK)), A.subject_type == "user",
-               A.subject_id == str(telegram_id), A.at > since)
-        .order_by(A.at))
-    lifted, alerts = None, {}
-    for action, at, detail in rows:
-        if action == UNBLOCK:
-            lifted = at
-        elif (kind := (detail or {}).get("kind")) in AlertKind.__members__:
-            alerts[AlertKind(kind)] = at
-    return Marks(lifted, alerts)
+               A.subject_id == str(telegram_id), A.at > since).group_by(A.action, kind)
+    found = History()
+    for part, first, second, unit_id, page, at in await session.execute(
+            union_all(seen, views, marks)):
+        if part == "seen":
+            found.seen[(first or "", second or "")] = at
+        elif part == "view":
+            found.views.append(View(at, None if unit_id is None else str(unit_id), first,
+                                    page))
+        elif first == UNBLOCK:
+            found.lifted_at = at
+        elif second in AlertKind.__members__:
+            found.alerts[AlertKind(second)] = at
+    return found
 
 
 async def units_browsed(session: AsyncSession, telegram_id: int,
