@@ -9,7 +9,6 @@ core/quota.py.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,13 +102,14 @@ async def units_browsed(session: AsyncSession, telegram_id: int,
                         since: datetime) -> list[tuple[str, int]]:
     """The units whose items the person was shown after `since`, with how many
     distinct items of each, most first: what an alert names."""
+    unit = A.detail["unit_id"].as_integer()
+    items = select(A.subject_type, A.subject_id, unit.label("unit_id")) \
+        .where(*_mine(telegram_id, since)).distinct().subquery()
+    count = func.count().label("items")
     rows = await session.execute(
-        select(A.subject_type, A.subject_id, A.detail).where(*_mine(telegram_id, since)))
-    items = {(kind, subject): (detail or {}).get("unit_id") for kind, subject, detail in rows}
-    counts = Counter(unit for unit in items.values() if isinstance(unit, int))
-    names = {unit: name for unit, name in await session.execute(
-        select(Unit.id, Unit.name).where(Unit.id.in_(list(counts))))}
-    return [(names[unit], count) for unit, count in counts.most_common() if unit in names]
+        select(Unit.name, count).join(items, items.c.unit_id == Unit.id)
+        .group_by(Unit.id, Unit.name).order_by(count.desc(), Unit.id))
+    return [(name, items_of_unit) for name, items_of_unit in rows]
 
 
 async def alert_recipients(session: AsyncSession, user: User) -> list[User]:
