@@ -100,7 +100,7 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
             budget=budget,
         )
     if svc.view_log is None:
-        svc.view_log = ViewLog(svc.db)
+        svc.view_log = ViewLog(svc.db, now=svc.now)
     if svc.scheduler is None:
         svc.scheduler = Scheduler(
             svc.db, [factory(svc) for factory in PLANNERS], now=svc.now,

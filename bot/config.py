@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.clock import is_zone
+from core.enums import Role
+from core.quota import Policy
 
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 INVITATION_MAX_HOURS = 24 * 90  # an invitation link is valid at most 90 days
@@ -100,6 +102,19 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=190, ge=1, le=100 * 366)
     audit_archive_dir: str = "data/audit"
 
+    # Lookup quotas (core/quota.py, docs/security.md): distinct contact cards and duty
+    # lines a person may be shown in any rolling hour and 24 hours (re-reading one
+    # already shown in the window is free; every limit stays above a page of results);
+    # an alert when items of BURST_UNITS units come within BURST_MINUTES, or one search
+    # is paged through PAGING_PAGES pages in a row. Coordinators and administrators have
+    # LOOKUP_COORDINATOR_FACTOR times the quotas and burst units.
+    lookup_quota_hour: int = Field(default=60, ge=10, le=100_000)
+    lookup_quota_day: int = Field(default=300, ge=10, le=1_000_000)
+    lookup_burst_units: int = Field(default=12, ge=2, le=10_000)
+    lookup_burst_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    lookup_paging_pages: int = Field(default=4, ge=2, le=1000)
+    lookup_coordinator_factor: int = Field(default=3, ge=1, le=100)
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -153,6 +168,25 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return async_database_url(value)
+
+    @field_validator("lookup_quota_day")
+    @classmethod
+    def _day_holds_an_hour(cls, value: int, info: ValidationInfo) -> int:
+        hour = info.data.get("lookup_quota_hour")
+        if hour is not None and value < hour:
+            raise ValueError(f"must be at least LOOKUP_QUOTA_HOUR ({hour})")
+        return value
+
+    def lookup_policy(self, role: Role | None) -> Policy:
+        """The lookup quotas of a person of `role` (coordinators and administrators: the
+        factor's multiple)."""
+        policy = Policy(hour=self.lookup_quota_hour, day=self.lookup_quota_day,
+                        burst_units=self.lookup_burst_units,
+                        burst_minutes=self.lookup_burst_minutes,
+                        paging_pages=self.lookup_paging_pages)
+        if role is not None and role.at_least(Role.coordinator):
+            return policy.scaled(self.lookup_coordinator_factor)
+        return policy
 
     @property
     def timezone(self) -> ZoneInfo:

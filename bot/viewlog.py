@@ -5,12 +5,14 @@ would queue busy desks behind SQLite's single writer. So lookups hand their entr
 here and wait: entries that arrive while a transaction is being written go into the
 next one, together (group commit, bot/batching.py). Each waiter is released only after
 the commit that holds its entries, or gets that commit's error (and its answer is not
-sent).
+sent). Entries are stamped with the bot's clock unless they carry their time: the
+lookup quotas (core/quota.py) count by it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.batching import Batcher
@@ -19,8 +21,9 @@ from storage.db import Database
 
 
 class ViewLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, now: Callable[[], datetime] | None = None) -> None:
         self.db = db
+        self.now = now or (lambda: datetime.now(UTC))
         self._batcher: Batcher[Sequence[dict[str, Any]], None] = Batcher(
             self._write, name="viewlog")
 
@@ -34,6 +37,7 @@ class ViewLog:
             await self._batcher.submit(rows)
 
     async def _write(self, batch: list[Sequence[dict[str, Any]]]) -> list[None]:
+        stamp = self.now()
         async with self.db.session() as session:
-            await audit_many(session, [row for rows in batch for row in rows])
+            await audit_many(session, [{"at": stamp, **row} for rows in batch for row in rows])
         return [None] * len(batch)

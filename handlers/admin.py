@@ -1,4 +1,5 @@
-"""Administration in chat: invitations, duty-room registration, (de)activating users.
+"""Administration in chat: invitations, duty-room registration, (de)activating users,
+lifting a lookup limit.
 
 Each handler decides inside its unit of work and replies after it commits: no
 Telegram call while a transaction is open.
@@ -37,6 +38,7 @@ from handlers.common import (
     reply,
 )
 from i18n import Translator
+from services import quota
 from storage.access import (
     RoomConflict,
     create_invitation,
@@ -55,6 +57,7 @@ COMMANDS = [
     CommandInfo("register_room", Role.coordinator, Where.group, "admin.register_room"),
     CommandInfo("deactivate", Role.admin, Where.private, "admin.deactivate"),
     CommandInfo("activate", Role.admin, Where.private, "admin.activate"),
+    CommandInfo("unblock", Role.admin, Where.private, "admin.unblock"),
 ]
 
 
@@ -222,10 +225,39 @@ async def deactivate_pressed(update: Update, context: Context, actor: Actor) -> 
     await edit_query_message(update, tr("admin.deactivate.done", user=name))
 
 
+@guarded(Role.admin, Where.private)
+async def unblock(update: Update, context: Context, actor: Actor) -> None:
+    """Lift a person's lookup limit: their counts start afresh (core/quota.py), at once."""
+    tr, svc = actor.tr, services(context)
+    try:
+        if len(context.args or []) != 1:
+            raise Refusal(tr("admin.unblock.usage"))
+        async with svc.db.session() as session:
+            user = await target_user(session, tr, context.args[0])
+            if user.telegram_id == actor.telegram_id:
+                raise Refusal(tr("admin.not_yourself"))
+            name = escape(user.full_name or str(user.telegram_id))
+            admin = await user_by_telegram_id(session, actor.telegram_id)
+            assert admin is not None
+            before = await quota.unblock(session, user, admin,
+                                         svc.settings.lookup_policy(user.role),
+                                         now=svc.now(), language=svc.settings.default_language)
+            if before is None:
+                raise Refusal(tr("admin.unblock.nothing", user=name))
+    except Refusal as refusal:
+        await reply(update, refusal.text)
+        return
+    svc.wake_delivery()
+    hour, day = before
+    await reply(update, tr("admin.unblock.done", user=name, hour=hour.count,
+                           hour_limit=hour.limit, day=day.count, day_limit=day.limit))
+
+
 def register(application: Application) -> None:
     application.add_handler(CommandHandler("invite", invite))
     application.add_handler(CommandHandler("register_room", register_room))
     application.add_handler(CommandHandler("deactivate", activation_handler(False)))
     application.add_handler(CommandHandler("activate", activation_handler(True)))
+    application.add_handler(CommandHandler("unblock", unblock))
     application.add_handler(CallbackQueryHandler(deactivate_pressed,
                                                  pattern=f"^{DEACTIVATE_CALLBACK}[yn]:"))

@@ -39,9 +39,10 @@ from handlers.common import (
 from handlers.contact_common import recalled_query, remember_query
 from handlers.flow import reader_zone_name
 from i18n import Translator
-from storage.access import audit, find_units
+from storage.access import audit
 from storage.audit import actors_of, entries_about, subjects_of
 from storage.models import Unit, User
+from storage.units import find_units
 from views.audit import entry_line, page_text, period_days, person
 from views.requests import period_problem
 

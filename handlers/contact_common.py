@@ -133,6 +133,23 @@ async def cards_of(session: AsyncSession, svc: Services, actor: Actor,
     return liaisons, await duties_now(session, svc, actor, {lia.unit_id for lia in liaisons})
 
 
+def card_views(actor: Actor, liaisons: Iterable[Liaison], query: str,
+               **detail: Any) -> list[dict[str, Any]]:
+    """The audit rows of the cards about to be shown (the lookup quotas count them)."""
+    return [audit_row("contact.view", actor=actor.user, subject_type="liaison",
+                      subject_id=lia.id, query=query[:MAX_QUERY], unit=lia.unit.code,
+                      unit_id=lia.unit_id, **detail) for lia in liaisons]
+
+
+def duty_views(actor: Actor, unit_ids: Iterable[int], query: str, *,
+               action: str = "oncall.view") -> list[dict[str, Any]]:
+    """The audit rows of units' duty lines about to be shown (who is on duty, with their
+    phone): counted by the lookup quotas, except `oncall.overview` (the reader's own
+    zones, /oncall without arguments)."""
+    return [audit_row(action, actor=actor.user, subject_type="unit", subject_id=unit_id,
+                      query=query[:MAX_QUERY], unit_id=unit_id) for unit_id in sorted(unit_ids)]
+
+
 @dataclass
 class ContactPage:
     text: str
@@ -208,9 +225,7 @@ async def contact_page(
         header = tr("contacts.header", query=escape(query), first=offset + 1,
                     last=offset + len(liaisons), total=results.total)
     cards = [card(tr, lia, duties.get(lia.unit_id), default_tz) for lia in liaisons]
-    views = [audit_row("contact.view", actor=actor.user, subject_type="liaison",
-                       subject_id=lia.id, query=query[:MAX_QUERY], unit=lia.unit.code)
-             for lia in liaisons]
+    views = card_views(actor, liaisons, query, offset=offset)
     query_id = remember_query(context, query)
     paging = []
     if offset > 0:
@@ -251,12 +266,14 @@ async def _units_without_hits(
     if results.other_branches:
         blocks.append(tr("contacts.other_branches", count=results.other_branches))
         rows = await _elsewhere_rows(session, context, tr, results, first_rows=True)
+    views: list[dict[str, Any]] = []
     if len(unit_ids) <= 3:
         duties = await duties_now(session, svc, actor, unit_ids)
         blocks += [f"<b>{escape(tr.name(duty.unit_name))}</b>\n"
                    + duty_line(tr, duty, svc.settings.bot_timezone)
                    for duty in duties.values()]
-    return ContactPage("\n\n".join(blocks), [], rows, about_units=True)
+        views = duty_views(actor, duties.keys(), query)
+    return ContactPage("\n\n".join(blocks), [], rows, views, about_units=True)
 
 
 def zone_rows(tr: Translator, zones: Iterable[Any]) -> list[list[tuple[str, str]]]:

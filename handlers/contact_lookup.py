@@ -15,13 +15,13 @@ from handlers.common import (
     escape,
     keyboard,
     may_show_details,
-    record_views,
     unregistered_key,
 )
 from handlers.common import reply as send_reply
 from handlers.contact_common import (
     MAX_QUERY,
     card,
+    card_views,
     cards_of,
     clause_line,
     contact_page,
@@ -29,7 +29,7 @@ from handlers.contact_common import (
     remember_query,
     role_label,
 )
-from storage.access import audit_row
+from handlers.lookup_quota import admit, refusal, refuse, settle
 from storage.search.clauses import search_clauses
 from storage.search.liaisons import MatchTier
 
@@ -61,6 +61,11 @@ async def lookup(update: Update, context: Context, text: str) -> None:
         clauses = await search_clauses(session, text, limit=PLAIN_TEXT_CLAUSES,
                                        include_superseded=False)
         results = await find_liaisons(session, svc, actor, text, limit=1)
+        admission = await admit(session, context, actor, contacts.audit)
+    await settle(context, actor, admission)
+    if not admission.allowed:
+        await refuse(update, context, actor, admission)
+        return
     query_id = remember_query(context, text)
     asked_for_people = bool(results.query.unit_ids or results.query.branch_ids) or any(
         tier in results.tier_counts and results.tier_counts[tier]
@@ -79,7 +84,6 @@ async def lookup(update: Update, context: Context, text: str) -> None:
             [(tr("lookup.other_unit"), "ct:menu")]]
     rows += [[(f"📄 {hit.agreement_short_title} {hit.number}", f"ag:c:{hit.clause_id}")]
              for hit in clauses.hits]
-    await record_views(context, contacts.audit)
     await send_reply(update, body, keyboard(rows))
 
 
@@ -120,9 +124,16 @@ async def inline(update: Update, context: Context) -> None:
         liaisons, duties = await cards_of(session, svc, actor, found)
         clauses = await search_clauses(session, query, limit=INLINE_RESULTS // 2,
                                        include_superseded=False)
-    await record_views(context, [
-        audit_row("contact.view", actor=actor.user, subject_type="liaison", subject_id=lia.id,
-                  query=query, via="inline") for lia in liaisons])
+        admission = await admit(session, context, actor,
+                                card_views(actor, liaisons, query, via="inline"))
+    await settle(context, actor, admission)
+    if not admission.allowed:
+        said = refusal(context, actor, admission, short=True)
+        await inline_query.answer([InlineQueryResultArticle(
+            id="quota", title=tr("quota.inline_title"), description=said,
+            input_message_content=InputTextMessageContent(said))],
+            cache_time=0, is_personal=True)
+        return
     results: list[InlineQueryResultArticle] = []
     for lia in liaisons:
         branch = tr.name(lia.branch.name) if lia.branch else ""

@@ -34,7 +34,6 @@ from handlers.common import (
     guarded,
     keyboard,
     may_show_details,
-    record_views,
 )
 from handlers.common import reply as send_reply
 from handlers.contact_common import (
@@ -42,6 +41,7 @@ from handlers.contact_common import (
     ContactPage,
     contact_page,
     duties_now,
+    duty_views,
     no_room_line,
     recalled_query,
     room_lines,
@@ -49,9 +49,9 @@ from handlers.contact_common import (
     zone_rows,
 )
 from handlers.contact_lookup import inline, mentioned, plain_text
+from handlers.lookup_quota import admit, refuse, settle
 from i18n import Translator
 from storage import directory
-from storage.access import audit_row
 from storage.duty import UnitDuty
 from storage.models import DutyRoom
 from storage.schedules import rooms_named
@@ -88,10 +88,14 @@ async def answer_contacts(update: Update, context: Context, actor: Actor, query:
                     tr, await directory.zones(session)))
             else:
                 page = await contact_page(session, context, actor, query, offset)
+            admission = await admit(session, context, actor, page.audit)
     except Refusal as refusal:
         await show(update, refusal.text)
         return
-    await record_views(context, page.audit)
+    await settle(context, actor, admission)
+    if not admission.allowed:
+        await refuse(update, context, actor, admission)
+        return
     await show(update, page.text, page.markup)
 
 
@@ -209,13 +213,18 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
                 raise Refusal(tr("contacts.group_not_room"))
             unit_ids, rooms = await oncall_targets(session, actor, query)
             duties = await duties_now(session, svc, actor, unit_ids)
+            shown = _only_rooms(duties, {room.id for room in rooms}) if rooms \
+                else list(duties.values())
+            admission = await admit(session, context, actor, duty_views(
+                actor, [duty.unit_id for duty in shown], query,
+                action="oncall.view" if query else "oncall.overview"))
     except Refusal as refusal:
         await send_reply(update, refusal.text)
         return
-    await record_views(context, [audit_row(
-        "oncall.view", actor=actor.user, subject_type="units",
-        subject_id=",".join(map(str, sorted(unit_ids)))[:60])])
-    shown = _only_rooms(duties, {room.id for room in rooms}) if rooms else duties.values()
+    await settle(context, actor, admission)
+    if not admission.allowed:
+        await refuse(update, context, actor, admission)
+        return
     await send_reply(update, oncall_text(tr, shown, svc.settings.bot_timezone,
                                          compact_roomless=not query))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -47,3 +48,15 @@ async def test_a_failed_commit_fails_every_lookup_in_it(db: Database) -> None:
     assert await count(db) == 0
     await log.record(viewed(3))  # and the log goes on
     assert await count(db) == 3
+
+
+async def test_entries_are_stamped_with_the_bots_clock(db: Database) -> None:
+    """The lookup quotas count by the bot's clock (a FakeClock in the tests); an entry
+    that carries its own time keeps it."""
+    moment = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    log = ViewLog(db, now=lambda: moment)
+    earlier = moment - timedelta(minutes=5)
+    await log.record([*viewed(1)[:1], {**viewed(1)[1], "at": earlier}])
+    async with db.reading() as session:
+        times = (await session.execute(select(AuditEntry.at).order_by(AuditEntry.id))).scalars()
+        assert list(times) == [moment, earlier]

@@ -49,17 +49,19 @@ class AuditEntry(Base):
     Written unsealed (`seq`, `prev_hash`, `hash` empty) in the unit of work of what it
     records; sealed into the hash chain just after (storage/audit.py, core/audit.py).
     Its user is kept, not nulled, if the user row goes: a sealed entry never changes
-    (users are deactivated, not deleted)."""
+    (users are deactivated, not deleted). The lookup quotas count a person's views by
+    (actor, action, time): storage/quota.py."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_unsealed", "id", sqlite_where=text("seq IS NULL"),
               postgresql_where=text("seq IS NULL")),
+        Index("ix_audit_log_actor_action_at", "actor_telegram_id", "action", "at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(60), index=True)

@@ -1,0 +1,136 @@
+"""What the lookup quotas read: a person's lookups as the audit log holds them.
+
+Nothing is counted twice: the items a person was shown are the audit log's
+`contact.view` (a liaison's card) and `oncall.view` (a unit's duty lines) entries, read
+through the index on (actor, action, time) of migration 0014. Lifts (`lookup.unblock`)
+and alerts (`lookup.alert`) are audit entries about the person too. The rules are in
+core/quota.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, String, cast, func, literal, null, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from core.enums import Role
+from core.quota import AlertKind, Item, View
+from storage.access import audit_many, audit_row
+from storage.models import AuditEntry, Unit, User, ZoneMembership
+from storage.schedules import unit_with_ancestors
+
+# What counts: a card, a unit's duty lines. `oncall.overview` (the reader's own zones'
+# duty rooms, /oncall without arguments) is audited but not counted.
+COUNTED = ("contact.view", "oncall.view")
+REFUSED, ALERT, UNBLOCK = "lookup.refused", "lookup.alert", "lookup.unblock"
+
+A = AuditEntry
+
+
+def counted_items(rows: Sequence[dict[str, Any]]) -> set[Item]:
+    """The items among audit rows about to be written (`storage.access.audit_row`s)."""
+    return {(row["subject_type"], row["subject_id"]) for row in rows
+            if row["action"] in COUNTED}
+
+
+def views_of(rows: Sequence[dict[str, Any]], at: datetime) -> list[View]:
+    """Audit rows about to be written, as the pattern rules read them."""
+    return [View(at, None if (unit := row["detail"].get("unit_id")) is None else str(unit),
+                 row["detail"].get("query"), row["detail"].get("offset"))
+            for row in rows if row["action"] in COUNTED]
+
+
+def _mine(telegram_id: int, since: datetime) -> list[Any]:
+    return [A.actor_telegram_id == telegram_id, A.action.in_(COUNTED), A.at > since]
+
+
+@dataclass
+class History:
+    """What the quotas read of a person, in one round trip (`history`)."""
+
+    seen: dict[Item, datetime] = field(default_factory=dict)
+    views: list[View] = field(default_factory=list)
+    lifted_at: datetime | None = None
+    alerts: dict[AlertKind, datetime] = field(default_factory=dict)
+
+
+async def history(session: AsyncSession, telegram_id: int, *, since: datetime,
+                  views_since: datetime) -> History:
+    """The person's lookups as the quotas read them, in one statement of three parts:
+
+    - each item shown after `since`, with when it was last shown;
+    - each unit, and each page of a search, shown after `views_since`, with when it
+      was last shown (grouped in the database, so re-reading the same counterparts all
+      day costs no more than reading them once);
+    - the last lift and the last alert of each kind about the person after `since`.
+    """
+    text, number = String(), Integer()
+    unit = A.detail["unit_id"].as_integer()
+    query, offset = A.detail["query"].as_string(), A.detail["offset"].as_integer()
+    kind = A.detail["kind"].as_string()
+    seen = select(literal("seen"), A.subject_type, A.subject_id, cast(null(), number),
+                  cast(null(), number), func.max(A.at)) \
+        .where(*_mine(telegram_id, since)).group_by(A.subject_type, A.subject_id)
+    views = select(literal("view"), cast(query, text), cast(null(), text), unit, offset,
+                   func.max(A.at)) \
+        .where(*_mine(telegram_id, views_since)).group_by(unit, query, offset)
+    marks = select(literal("mark"), A.action, cast(kind, text), cast(null(), number),
+                   cast(null(), number), func.max(A.at)) \
+        .where(A.action.in_((ALERT, UNBLOCK)), A.subject_type == "user",
+               A.subject_id == str(telegram_id), A.at > since).group_by(A.action, kind)
+    found = History()
+    for part, first, second, unit_id, page, at in await session.execute(
+            union_all(seen, views, marks)):
+        if part == "seen":
+            found.seen[(first or "", second or "")] = at
+        elif part == "view":
+            found.views.append(View(at, None if unit_id is None else str(unit_id), first,
+                                    page))
+        elif first == UNBLOCK:
+            found.lifted_at = at
+        elif second in AlertKind.__members__:
+            found.alerts[AlertKind(second)] = at
+    return found
+
+
+async def units_browsed(session: AsyncSession, telegram_id: int,
+                        since: datetime) -> list[tuple[str, int]]:
+    """The units whose items the person was shown after `since`, with how many
+    distinct items of each, most first: what an alert names."""
+    unit = A.detail["unit_id"].as_integer()
+    items = select(A.subject_type, A.subject_id, unit.label("unit_id")) \
+        .where(*_mine(telegram_id, since)).distinct().subquery()
+    count = func.count().label("items")
+    rows = await session.execute(
+        select(Unit.name, count).join(items, items.c.unit_id == Unit.id)
+        .group_by(Unit.id, Unit.name).order_by(count.desc(), Unit.id))
+    return [(name, items_of_unit) for name, items_of_unit in rows]
+
+
+async def alert_recipients(session: AsyncSession, user: User) -> list[User]:
+    """Who is told about the person's lookups: the active coordinators of the zones of
+    the person's unit (a member or a partner; a city bureau: its province's);
+    administrators when those zones have none (or the person has no unit). Never the
+    person themself."""
+    base = (select(User).options(selectinload(User.unit))
+            .where(User.active.is_(True), User.id != user.id).order_by(User.id))
+    if user.unit_id is not None:
+        units = [unit.id for unit in await unit_with_ancestors(session, user.unit_id)]
+        zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id.in_(units))
+        peers = select(ZoneMembership.unit_id).where(ZoneMembership.zone_id.in_(zones))
+        found = list((await session.execute(base.where(
+            User.role == Role.coordinator, User.unit_id.in_(peers)))).scalars())
+        if found:
+            return found
+    return list((await session.execute(base.where(User.role == Role.admin))).scalars())
+
+
+async def record(session: AsyncSession, action: str, *, now: datetime,
+                 **fields: Any) -> None:
+    """An audit entry at `now`, the clock the quotas count by."""
+    await audit_many(session, [{**audit_row(action, **fields), "at": now}])
