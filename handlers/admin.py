@@ -45,6 +45,7 @@ from storage.access import (
     user_by_telegram_id,
 )
 from storage.models import Unit, User
+from views.buttons import Button, Style
 
 # /deactivate asks first (handlers/common.py confirmations); its buttons carry the token.
 DEACTIVATE, DEACTIVATE_CALLBACK = "user_deactivate", "adm:d:"
@@ -190,7 +191,8 @@ def activation_handler(active: bool):  # type: ignore[no-untyped-def]
             return
         token = offer_confirmation(context, DEACTIVATE, context.args[0].strip())
         await reply(update, tr("admin.deactivate.confirm", who=described), keyboard([[
-            (tr("admin.deactivate.button_yes"), f"{DEACTIVATE_CALLBACK}y:{token}"),
+            Button(tr("admin.deactivate.button_yes"), f"{DEACTIVATE_CALLBACK}y:{token}",
+                   Style.danger),
             (tr("admin.deactivate.button_no"), f"{DEACTIVATE_CALLBACK}n:{token}")]]))
 
     return handler

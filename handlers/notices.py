@@ -75,6 +75,7 @@ from storage.models import Unit, Zone
 from storage.requests import resolve_units
 from storage.schedules import all_zones, find_zones
 from views import requests as render
+from views.buttons import Button, Style
 from views.notices import first_line, kind_label, report_table, severity_label
 
 COMMANDS = [
@@ -180,7 +181,8 @@ async def ask_audience(turn: Turn) -> flow.Prompt:
     buttons = [(("✅ " if u.id in chosen_units else "") + u.short_name, f"{NEW}:a:u:{u.id}")
                for u in offered]
     rows += [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
-    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
+    rows.append([Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary),
+                 turn.quit_button()])
     return flow.Prompt("\n".join(lines), rows, with_notes=True)
 
 
@@ -230,7 +232,7 @@ async def ask_confirm(turn: Turn) -> flow.Prompt:
     )
     token = draft.token
     return flow.Prompt(text, [
-        [(tr("notices.button.send"), f"{NEW}:send:{token}"),
+        [Button(tr("notices.button.send"), f"{NEW}:send:{token}", Style.success),
          (tr("notices.button.schedule"), f"{NEW}:when:{token}")],
         [turn.quit_button()],
     ])
@@ -375,7 +377,8 @@ async def audience_typed(turn: Turn) -> int:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
     if candidates:
         rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
-        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
+        rows.append([Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary),
+                     turn.quit_button()])
         await reply(turn.update, "\n".join(notes), keyboard(rows))
         return await handled(AUDIENCE)
     return await turn.ask(AUDIENCE, notes)
@@ -622,7 +625,8 @@ async def _show(update: Update, context: Context, actor: Actor, notice_id: int) 
     rows = []
     if status is not NoticeStatus.withdrawn:
         rows.append([(tr("notices.button.correct"), f"{MANAGE}:c:{notice_id}"),
-                     (tr("notices.button.withdraw"), f"{MANAGE}:w:{notice_id}")])
+                     Button(tr("notices.button.withdraw"), f"{MANAGE}:w:{notice_id}",
+                            Style.danger)])
     rows.append([(tr("notices.button.export"), f"{MANAGE}:x:{notice_id}")])
     await reply(update, text, keyboard(rows))
 
@@ -658,7 +662,8 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
         await query.answer()
         token = offer_confirmation(context, WITHDRAW, number)
         await reply(update, tr("notices.withdraw.confirm"), keyboard([[
-            (tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}:{token}"),
+            Button(tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}:{token}",
+                   Style.danger),
             (tr("notices.button.cancel"), f"{MANAGE}:n:{number}:{token}")]]))
     elif action == "n":
         close_confirmation(context, token, CANCELLED)

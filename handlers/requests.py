@@ -69,6 +69,7 @@ from storage.access import audit, user_by_telegram_id
 from storage.db import AlreadySubmitted
 from storage.models import Mechanism, Unit
 from views import requests as render
+from views.buttons import Button, Style
 from views.request_reports import export_table
 
 COMMANDS = [
@@ -160,7 +161,8 @@ async def ask_target(turn: Turn) -> flow.Prompt:
     buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
                for unit in options]
     rows = [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
-    rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
+    rows.append([Button(tr("requests.button.next"), f"{NEW}:next", Style.primary),
+                 turn.quit_button()])
     return flow.Prompt("\n".join(lines), rows, with_notes=True)
 
 
@@ -229,7 +231,8 @@ async def ask_confirm(turn: Turn) -> flow.Prompt:
     ) + "\n\n" + tr("requests.new.confirm_hint")
     token = draft.token
     return flow.Prompt(text, [
-        [(tr("requests.button.submit"), f"{NEW}:submit:{token}"), turn.quit_button()],
+        [Button(tr("requests.button.submit"), f"{NEW}:submit:{token}", Style.success),
+         turn.quit_button()],
         [(tr("requests.button.edit_details"), f"{NEW}:edit:details:{token}"),
          (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline:{token}")],
     ])
@@ -374,7 +377,8 @@ async def target_typed(turn: Turn) -> int:
         units = await _unit_names(turn.svc, draft.candidates)
         draft.candidates = []
         rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
+        rows.append([Button(tr("requests.button.next"), f"{NEW}:next", Style.primary),
+                     turn.quit_button()])
         await reply(turn.update, "\n".join(notes), keyboard(rows))
         return await handled(TARGET)
     return await turn.ask(TARGET, notes)
@@ -863,10 +867,7 @@ async def _show(update: Update, context: Context, actor: Actor, *, number: str |
     actions = rules.available_actions(
         request.status, user.role, user.unit_id, from_unit_id=request.from_unit_id,
         to_unit_id=request.to_unit_id, include_cancel=side_from)
-    buttons = [(tr(f"requests.button.{a.value}"), rules.action_data(a, request.id,
-                                                                    request.version))
-               for a in actions]
-    markup = keyboard([buttons[i:i + 2] for i in range(0, len(buttons), 2)]) if buttons else None
+    markup = keyboard(render.action_rows(tr, request, actions)) if actions else None
     text = render.card(tr, request, tz) + "\n\n" + render.history(tr, request, tz)
     await reply(update, text, markup)
 

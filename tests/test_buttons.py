@@ -1,0 +1,96 @@
+"""Telegram's newer buttons through the real Application, on both databases: request,
+notice and confirmation buttons coloured by what they do (also after the outbox stored
+and sent them)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.emulator import ApiCall, BotApiEmulator
+from core.clock import FakeClock
+from storage import outbox
+from storage.db import Database
+from tests.conftest import ADMIN_ID
+from tests.test_requests_support import SICHUAN_ROOM, T0, Directory, add_people, make_directory
+from tools.testing import BotHarness, Sent
+from views.buttons import Button, Style, markup
+
+REQUESTER, DUTY, ADMIN = 101, 201, 901  # of tests.test_requests_support
+
+
+def keys(call: ApiCall | Sent) -> list[dict[str, Any]]:
+    """The inline buttons of a message as Telegram got them, row after row."""
+    if isinstance(call, Sent):
+        call = [c for c in call.messages if c.params.get("reply_markup")][-1]
+    return [button for row in (call.params.get("reply_markup") or {}).get(
+        "inline_keyboard", []) for button in row]
+
+
+def styles(call: ApiCall | Sent) -> dict[str, str | None]:
+    """Label → style of the buttons that send the bot something."""
+    return {b["text"]: b.get("style") for b in keys(call) if "callback_data" in b}
+
+
+# --------------------------------------------------------------------------- colours
+
+
+@pytest.fixture
+async def directory(db: Database) -> Directory:
+    return await make_directory(db)
+
+
+@pytest.fixture
+async def desk_of_requests(emulator: BotApiEmulator, database_url: str,
+                           directory: Directory) -> AsyncIterator[BotHarness]:
+    add_people(emulator, {SICHUAN_ROOM: ("四川省厅值班室", [DUTY])})
+    async with BotHarness(emulator, database_url, now=FakeClock(T0),
+                          notice_status_edit_seconds=0) as harness:
+        yield harness
+
+
+async def test_request_buttons_are_coloured_by_what_they_do(
+        desk_of_requests: BotHarness) -> None:
+    bot = desk_of_requests
+    summary = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查涉枪线索")
+    assert styles(summary) == {"✅ 提交": "success", "✖️ 取消": None,
+                               "✏️ 补充说明": None, "⏰ 答复期限": None}
+    await bot.press(REQUESTER, summary, "提交")
+    card = next(c for c in (await bot.deliver()).messages if c.chat_id == SICHUAN_ROOM)
+    assert styles(card) == {"✅ 接收": "success", "⛔ 拒绝": "danger", "↪️ 转办": None,
+                            "🏁 完成": "success"}
+    # The card shows what Telegram kept, colours included.
+    shown = bot.emulator.message(*card.message_ref)
+    assert shown is not None and shown["reply_markup"] == card.params["reply_markup"]
+    await bot.press(DUTY, card, "接收")
+    # The card's edit went through the outbox (stored as JSON) and the delivery worker.
+    [edit] = [c for c in (await bot.deliver()).calls if c.method == "editMessageText"]
+    assert styles(edit) == {"↪️ 转办": None, "🏁 完成": "success"}
+    # The requester's own view offers the withdrawal, in red.
+    view = await bot.send(REQUESTER, "/request XZ-2026-000001")
+    assert styles(view) == {"🚫 撤回": "danger"}
+
+
+async def test_the_notice_is_sent_and_acknowledged_with_green_buttons(
+        desk_of_requests: BotHarness) -> None:
+    bot = desk_of_requests
+    preview = await bot.send(ADMIN, "/notice 预警 紧急 全部 今晚至明晨有强降雨，请加强备勤")
+    assert styles(preview)["📤 发送"] == "success"
+    await bot.press(ADMIN, preview, "发送")
+    [room_message] = [c for c in (await bot.deliver()).messages if c.chat_id == SICHUAN_ROOM]
+    assert [(b["text"], b.get("style")) for b in keys(room_message)] == [("✅ 收到", "success")]
+
+
+async def test_outbox_rows_keep_colours_and_copy_buttons(bot: BotHarness) -> None:
+    """An outbox row's keyboard is stored as JSON and sent as it was built."""
+    keyboard = markup([[Button("✅ 收到", "ntk:1:2:1", Style.success)],
+                       [Button("📋 复制 值班室 028-5550-0100", copy="028-5550-0100")]])
+    async with bot.db.session() as session:
+        await outbox.enqueue(session, chat_id=ADMIN_ID, kind="test", text="通报",
+                             payload={"reply_markup": keyboard}, dedup_key="buttons:1")
+    [sent] = (await bot.deliver()).messages
+    assert sent.ok and sent.params["reply_markup"] == keyboard
+    shown = bot.emulator.message(*sent.message_ref)
+    assert shown is not None and shown["reply_markup"] == keyboard
