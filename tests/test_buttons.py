@@ -1,6 +1,6 @@
 """Telegram's newer buttons through the real Application, on both databases: request,
 notice and confirmation buttons coloured by what they do (also after the outbox stored
-and sent them)."""
+and sent them), and copy buttons for the phone numbers on contact cards and duty lines."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from bot.emulator import ApiCall, BotApiEmulator
 from core.clock import FakeClock
 from storage import outbox
 from storage.db import Database
-from tests.conftest import ADMIN_ID
+from tests.conftest import ADMIN_ID, SAMPLE_ADMIN, SAMPLE_OFFICER, SAMPLE_SICHUAN_ROOM
 from tests.test_requests_support import SICHUAN_ROOM, T0, Directory, add_people, make_directory
 from tools.testing import BotHarness, Sent
 from views.buttons import Button, Style, markup
+from views.contacts import COPY_PHONES_MAX
 
 REQUESTER, DUTY, ADMIN = 101, 201, 901  # of tests.test_requests_support
+SAMPLE_ENGLISH = 910000011  # 孙浩然, officer in 江苏, English
 
 
 def keys(call: ApiCall | Sent) -> list[dict[str, Any]]:
@@ -32,6 +34,11 @@ def keys(call: ApiCall | Sent) -> list[dict[str, Any]]:
 def styles(call: ApiCall | Sent) -> dict[str, str | None]:
     """Label → style of the buttons that send the bot something."""
     return {b["text"]: b.get("style") for b in keys(call) if "callback_data" in b}
+
+
+def copies(call: ApiCall | Sent) -> list[tuple[str, str]]:
+    """(label, text copied) of the copy buttons."""
+    return [(b["text"], b["copy_text"]["text"]) for b in keys(call) if "copy_text" in b]
 
 
 # --------------------------------------------------------------------------- colours
@@ -94,3 +101,57 @@ async def test_outbox_rows_keep_colours_and_copy_buttons(bot: BotHarness) -> Non
     assert sent.ok and sent.params["reply_markup"] == keyboard
     shown = bot.emulator.message(*sent.message_ref)
     assert shown is not None and shown["reply_markup"] == keyboard
+
+
+# --------------------------------------------------------------------------- copy buttons
+
+
+async def test_each_number_on_a_card_is_copied_in_one_tap(desk: BotHarness) -> None:
+    sent = await desk.send(SAMPLE_ADMIN, "/contact 四川 刑侦")
+    assert copies(sent) == [
+        ("📋 复制 张伟 +86 100 0000 0148", "+86 100 0000 0148"),
+        ("📋 复制 张伟 028-5550-0131", "028-5550-0131"),
+        ("📋 复制 罗晓燕 +86 100 0000 0149", "+86 100 0000 0149"),
+        ("📋 复制 罗晓燕 028-5550-0132", "028-5550-0132"),
+        # The unit's duty line, once for both cards: who is on duty, the room.
+        ("📋 复制 邓建平 +86 100 0000 0224", "+86 100 0000 0224"),
+        ("📋 复制 四川省公安厅指挥中心值班室 028-5550-0100", "028-5550-0100"),
+    ]
+    assert all(number in sent.text for _, number in copies(sent))
+    rows = sent.messages[-1].params["reply_markup"]["inline_keyboard"]
+    assert all(len(row) == 1 for row in rows[:6])  # one a row: names and numbers whole
+    assert "callback_data" in rows[6][0]  # the page's own buttons come after them
+
+
+async def test_a_full_page_offers_its_cards_numbers_and_keeps_its_paging(
+        desk: BotHarness) -> None:
+    first = await desk.send(SAMPLE_ADMIN, "/contact 四川")
+    offered = copies(first)
+    assert len(offered) == COPY_PHONES_MAX  # five cards of two numbers each
+    assert all(number in first.text for _, number in offered)
+    assert "下一页 ▶" in styles(first)
+    second = await desk.press(SAMPLE_ADMIN, first, "下一页")
+    assert copies(second) and not set(copies(second)) & set(offered)
+
+
+async def test_copy_buttons_speak_the_readers_language(desk: BotHarness) -> None:
+    hant = await desk.send(SAMPLE_OFFICER, "/contact 四川 刑偵")
+    assert copies(hant)[0] == ("📋 複製 张伟 +86 100 0000 0148", "+86 100 0000 0148")
+    english = await desk.send(SAMPLE_ENGLISH, "/contact Sichuan CID")
+    assert copies(english)[0] == ("📋 Copy 张伟: +86 100 0000 0148", "+86 100 0000 0148")
+
+
+async def test_lookups_oncall_and_inline_cards_offer_their_numbers(desk: BotHarness) -> None:
+    plain = await desk.send(SAMPLE_ADMIN, "四川 刑侦")
+    assert copies(plain)[0] == ("📋 复制 张伟 +86 100 0000 0148", "+86 100 0000 0148")
+    assert "👤 只看联系人" in styles(plain)  # the lookup's own buttons stay
+    oncall = await desk.send(SAMPLE_ADMIN, "/oncall 四川", chat_id=SAMPLE_SICHUAN_ROOM)
+    assert copies(oncall) == [
+        ("📋 复制 邓建平 +86 100 0000 0224", "+86 100 0000 0224"),
+        ("📋 复制 四川省公安厅指挥中心值班室 028-5550-0100", "028-5550-0100")]
+    await desk.feed(desk.emulator.make_inline_query_update(SAMPLE_ADMIN, "四川 刑侦"))
+    answer = desk.emulator.calls[-1]
+    assert answer.method == "answerInlineQuery" and answer.ok
+    card = next(r for r in answer.params["results"] if r["title"].startswith("张伟"))
+    assert [b["copy_text"]["text"] for row in card["reply_markup"]["inline_keyboard"]
+            for b in row][:2] == ["+86 100 0000 0148", "028-5550-0131"]
