@@ -1,6 +1,7 @@
 """Telegram's newer buttons through the real Application, on both databases: request,
 notice and confirmation buttons coloured by what they do (also after the outbox stored
-and sent them), and copy buttons for the phone numbers on contact cards and duty lines."""
+and sent them), copy buttons for the phone numbers on contact cards and duty lines, and
+the default command menus per scope and language, as the emulator recorded them."""
 
 from __future__ import annotations
 
@@ -155,3 +156,42 @@ async def test_lookups_oncall_and_inline_cards_offer_their_numbers(desk: BotHarn
     card = next(r for r in answer.params["results"] if r["title"].startswith("张伟"))
     assert [b["copy_text"]["text"] for row in card["reply_markup"]["inline_keyboard"]
             for b in row][:2] == ["+86 100 0000 0148", "028-5550-0131"]
+
+
+# --------------------------------------------------------------------------- command menus
+
+
+async def test_default_menus_per_scope_and_language(desk: BotHarness) -> None:
+    emulator = desk.emulator
+
+    def names(scope: str, language: str = "") -> set[str]:
+        return {c["command"] for c in emulator.commands_for({"type": scope}, language)}
+
+    private, groups, admins = (names("all_private_chats"), names("all_group_chats"),
+                               names("all_chat_administrators"))
+    assert {"contact", "request", "lang", "export"} <= private
+    assert not {"register_room", "notice", "invite"} & private
+    assert {"contact", "oncall", "roster"} <= groups
+    assert not {"lang", "export", "register_room", "missed"} & groups
+    # A duty room's administrators register and run it: a coordinator's group menu.
+    assert admins == groups | {"register_room", "missed"}
+    for scope in ("all_private_chats", "all_group_chats", "all_chat_administrators"):
+        assert names(scope, "en") == names(scope)
+    contact = {language: next(c["description"] for c in emulator.commands_for(
+        {"type": "all_chat_administrators"}, language) if c["command"] == "contact")
+        for language in ("", "en")}
+    assert contact == {"": "查询联络员（单位、警种、姓名或电话）",
+                       "en": "Find a liaison (unit, branch, name or phone)"}
+    menus = [c for c in emulator.calls if c.method == "setMyCommands"]
+    assert len(menus) == 6 and all(c.ok for c in menus)
+    # Telegram takes two-letter codes: no zh-hant menu for a whole scope.
+    assert {c.params.get("language_code", "") for c in menus} == {"", "en"}
+
+
+async def test_a_traditional_reader_gets_a_menu_of_their_own(desk: BotHarness) -> None:
+    choose = await desk.send(SAMPLE_ADMIN, "/lang")
+    await desk.press(SAMPLE_ADMIN, choose, "繁體中文")
+    mine = desk.emulator.commands_for({"type": "chat", "chat_id": SAMPLE_ADMIN})
+    contact = next(c for c in mine if c["command"] == "contact")
+    assert contact["description"] == "查詢聯絡員（單位、警種、姓名或電話）"
+    assert {"invite", "deactivate"} <= {c["command"] for c in mine}  # an administrator's
