@@ -5,19 +5,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from telegram import (
-    BotCommandScopeAllGroupChats,
-    BotCommandScopeAllPrivateChats,
-    LinkPreviewOptions,
-    Update,
-)
+from telegram import LinkPreviewOptions, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot.answers import AnsweringApplication, DeskBot
 from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
-from bot.commands import CommandInfo, menu, visible_commands
+from bot.commands import CommandInfo, default_menus
 from bot.config import BotMode, Settings
 from bot.delivery.worker import DeliveryWorker
 from bot.leader import Leader
@@ -29,19 +24,15 @@ from bot.scheduler import Scheduler
 from bot.services import SERVICES_KEY, Services, resolve_actor
 from bot.updates import OrderedUpdateProcessor
 from bot.viewlog import ViewLog
-from core.enums import Role
 from handlers import FALLBACKS, FEATURES
 from handlers.common import COMMANDS_KEY, last_known_language
-from i18n import DEFAULT_LANGUAGE, Translator, t
+from i18n import DEFAULT_LANGUAGE, t
 from storage.access import ensure_administrators
 from storage.db import Database, is_unreachable
 from storage.search.index import ensure_search_index
 
 log = logging.getLogger(__name__)
 
-# Telegram's command menus take a two-letter language code: zh-Hant readers get theirs
-# per chat when they register or switch language.
-MENU_LANGUAGES = {None: DEFAULT_LANGUAGE, "en": "en"}
 BOT_API_CONNECTIONS = 8
 BOT_API_POOL_TIMEOUT = 10.0
 ERRORS_TOLD_KEY = "errors_told"  # in bot_data: updates whose failure the user was told
@@ -169,21 +160,16 @@ async def shutdown(application: Application) -> None:
 
 
 async def set_default_menus(application: Application) -> None:
-    """Menus for officers by default; per-chat menus refine them by role and language."""
-    commands = application.bot_data[COMMANDS_KEY]
-    for language_code, language in MENU_LANGUAGES.items():
-        tr = Translator(language)
-        for scope, in_group in (
-            (BotCommandScopeAllPrivateChats(), False),
-            (BotCommandScopeAllGroupChats(), True),
-        ):
-            visible = visible_commands(commands, Role.officer, in_group=in_group)
-            try:
-                await application.bot.set_my_commands(
-                    menu(visible, tr), scope=scope, language_code=language_code
-                )
-            except TelegramError as exc:
-                log.warning("could not set the default command menu: %s", exc)
+    """The menus of every scope and language (bot.commands.default_menus); per-chat menus
+    refine them by role and language."""
+    svc: Services = application.bot_data[SERVICES_KEY]
+    for scope, language_code, commands in default_menus(application.bot_data[COMMANDS_KEY],
+                                                        svc.settings.default_language):
+        try:
+            await application.bot.set_my_commands(commands, scope=scope,
+                                                   language_code=language_code or None)
+        except TelegramError as exc:
+            log.warning("could not set the default command menu: %s", exc)
 
 
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -67,7 +67,8 @@ class Button:
 
     message_ref: tuple[int, int]
     label: str
-    data: str | None  # None: not the bot's (a link, an inline query)
+    data: str | None  # None: not the bot's (a link, an inline query, a copy button)
+    copy: str | None = None  # what a copy button puts on the clipboard
 
 
 @dataclass
@@ -226,7 +227,8 @@ class Console:
             labels = []
             for button in row:
                 label = str(button.get("text", ""))
-                self.state.buttons.append(Button(ref, label, button.get("callback_data")))
+                self.state.buttons.append(Button(ref, label, button.get("callback_data"),
+                                                 (button.get("copy_text") or {}).get("text")))
                 labels.append(f"[{len(self.state.buttons)} {label}]")
             self.say("  " + " ".join(labels))
 
@@ -320,6 +322,9 @@ class Console:
         if not self.state.buttons:
             raise Problem("no button to press: :show shows this chat's messages with theirs")
         button = self.state.buttons[number(args[0], 1, len(self.state.buttons), "buttons") - 1]
+        if button.copy is not None:
+            self.say(f"  (copied: {button.copy})")
+            return
         if button.data is None:
             raise Problem(f"[{button.label}] opens a link, not a button of the bot: "
                           "the console cannot follow it")

@@ -48,6 +48,7 @@ from storage.access import (
 )
 from storage.models import Unit, User
 from storage.units import find_units
+from views.buttons import Button, Style
 
 # /deactivate asks first (handlers/common.py confirmations); its buttons carry the token.
 DEACTIVATE, DEACTIVATE_CALLBACK = "user_deactivate", "adm:d:"
@@ -194,7 +195,8 @@ def activation_handler(active: bool) -> Callable[[Update, Context], Awaitable[An
             return
         token = offer_confirmation(context, DEACTIVATE, context.args[0].strip())
         await reply(update, tr("admin.deactivate.confirm", who=described), keyboard([[
-            (tr("admin.deactivate.button_yes"), f"{DEACTIVATE_CALLBACK}y:{token}"),
+            Button(tr("admin.deactivate.button_yes"), f"{DEACTIVATE_CALLBACK}y:{token}",
+                   Style.danger),
             (tr("admin.deactivate.button_no"), f"{DEACTIVATE_CALLBACK}n:{token}")]]))
 
     return handler

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     BotCommandScopeChat,
+    CopyTextButton,
     ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -33,11 +34,14 @@ from i18n import language_from_telegram
 from storage.access import duty_room_by_chat
 from storage.db import submit_once
 from views import HTML
+from views.buttons import Button
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
 Created = TypeVar("Created")
 Handler = Callable[[Update, Context, Actor], Awaitable[Any]]
+# A button of `keyboard`: (label, callback_data), or a Button (a colour, a copy button).
+Key = tuple[str, str] | Button
 TELEGRAM_TEXT_LIMIT = 4096
 
 escape = html.escape
@@ -63,11 +67,19 @@ async def may_show_details(session: AsyncSession, update: Update) -> bool:
         chat is not None and await duty_room_by_chat(session, chat.id) is not None)
 
 
-def keyboard(rows: Sequence[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
-    """Rows of (label, callback_data) pairs."""
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
-    )
+def keyboard(rows: Sequence[Sequence[Key]]) -> InlineKeyboardMarkup:
+    """Rows of (label, callback_data) pairs or Buttons."""
+    return InlineKeyboardMarkup([[_inline_button(key) for key in row] for row in rows])
+
+
+def _inline_button(key: Key) -> InlineKeyboardButton:
+    if not isinstance(key, Button):
+        label, data = key
+        return InlineKeyboardButton(label, callback_data=data)
+    style = key.style.value if key.style is not None else None
+    if key.copy:
+        return InlineKeyboardButton(key.text, copy_text=CopyTextButton(key.copy), style=style)
+    return InlineKeyboardButton(key.text, callback_data=key.data, style=style)
 
 
 async def reply(

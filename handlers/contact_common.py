@@ -16,7 +16,7 @@ from telegram import Update
 from bot.services import Actor, Services, services
 from core.enums import LiaisonRole
 from core.vocabulary import Vocabulary
-from handlers.common import Context, edit_query_message, escape, keyboard
+from handlers.common import Context, Key, edit_query_message, escape, keyboard
 from handlers.common import reply as send_reply
 from i18n import Translator
 from i18n.formats import local_time
@@ -27,6 +27,8 @@ from storage.models import Liaison
 from storage.search.clauses import ClauseHit
 from storage.search.liaisons import LiaisonResults, search_liaisons_cached
 from storage.search.vocabulary import load_vocabulary
+from views.buttons import Button
+from views.contacts import copy_phone_rows
 
 PAGE_SIZE = 5
 
@@ -110,6 +112,39 @@ def card(tr: Translator, liaison: Liaison, duty: UnitDuty | None, default_tz: st
     return "\n".join(lines)
 
 
+def duty_numbers(tr: Translator, duties: Iterable[UnitDuty | None], *,
+                 parents: bool = True) -> list[tuple[str, str]]:
+    """The numbers the duty lines show, whose first, in the order shown: each room's
+    officer on duty and the room's phone; a unit without a room, its duty phone (or,
+    with `parents`, its parent's when it has none)."""
+    numbers: list[tuple[str | None, str | None]] = []
+    for duty in duties:
+        if duty is None:
+            continue
+        for room in duty.rooms:
+            if room.officer and room.until:
+                numbers.append((room.officer, room.officer_phone))
+            numbers.append((tr.name(room.room_title), room.room_phone))
+        if duty.rooms:
+            continue
+        if duty.duty_phone:
+            numbers.append((tr.name(duty.unit_name), duty.duty_phone))
+        elif parents and duty.parent_name:
+            numbers.append((tr.name(duty.parent_name), duty.parent_phone))
+    return [(whose, number) for whose, number in numbers if whose and number]
+
+
+def card_copies(tr: Translator, liaisons: Iterable[Liaison],
+                duties: dict[int, UnitDuty]) -> list[list[Button]]:
+    """Copy buttons for the numbers on cards: the liaisons' own first, then their units'
+    duty lines (views.contacts)."""
+    liaisons = list(liaisons)
+    units = list(dict.fromkeys(lia.unit_id for lia in liaisons))
+    return copy_phone_rows(tr, [
+        *((lia.name, str(phone)) for lia in liaisons for phone in lia.phones or []),
+        *duty_numbers(tr, (duties.get(unit) for unit in units))])
+
+
 # Lookups read through the data-epoch caches (storage/cache.py), one per kind of answer.
 
 
@@ -154,14 +189,15 @@ def duty_views(actor: Actor, unit_ids: Iterable[int], query: str, *,
 class ContactPage:
     text: str
     liaison_ids: list[int]
-    rows: list[list[tuple[str, str]]] = field(default_factory=list)  # inline buttons
+    rows: list[list[Key]] = field(default_factory=list)  # inline buttons
     audit: list[dict[str, Any]] = field(default_factory=list)  # to record before showing
     about_units: bool = False  # says something of the units asked for, even with no card
-    paging: list[tuple[str, str]] = field(default_factory=list)
+    paging: list[Key] = field(default_factory=list)
+    copies: list[list[Button]] = field(default_factory=list)  # the numbers shown
 
     @property
     def markup(self) -> Any:
-        rows = [self.paging, *self.rows] if self.paging else self.rows
+        rows = [*self.copies, *([self.paging] if self.paging else []), *self.rows]
         return keyboard(rows) if rows else None
 
 
@@ -232,7 +268,7 @@ async def contact_page(
         paging.append((tr("common.previous"), f"ct:pg:{query_id}:{max(0, offset - limit)}"))
     if results.has_more:
         paging.append((tr("common.next"), f"ct:pg:{query_id}:{offset + limit}"))
-    rows: list[list[tuple[str, str]]] = []
+    rows: list[list[Key]] = []
     blocks = [header, *cards]
     if results.other_branches and not results.has_more:
         asked_units = set(parsed.unit_ids) or set(vocabulary.units_of_zones(parsed.zone_ids))
@@ -240,7 +276,8 @@ async def contact_page(
                          units=_labels(tr, vocabulary, "unit", asked_units)))
         rows += await _elsewhere_rows(session, context, tr, results, first_rows=False)
     return ContactPage("\n\n".join(blocks), [lia.id for lia in liaisons], rows, views,
-                       about_units=True, paging=paging)
+                       about_units=True, paging=paging,
+                       copies=card_copies(tr, liaisons, duties))
 
 
 async def _units_without_hits(
@@ -262,7 +299,8 @@ async def _units_without_hits(
     else:
         text = tr("contacts.no_liaisons", query=escape(query), units=units)
     blocks = [text]
-    rows: list[list[tuple[str, str]]] = []
+    rows: list[list[Key]] = []
+    copies: list[list[Button]] = []
     if results.other_branches:
         blocks.append(tr("contacts.other_branches", count=results.other_branches))
         rows = await _elsewhere_rows(session, context, tr, results, first_rows=True)
@@ -273,10 +311,11 @@ async def _units_without_hits(
                    + duty_line(tr, duty, svc.settings.bot_timezone)
                    for duty in duties.values()]
         views = duty_views(actor, duties.keys(), query)
-    return ContactPage("\n\n".join(blocks), [], rows, views, about_units=True)
+        copies = copy_phone_rows(tr, duty_numbers(tr, duties.values()))
+    return ContactPage("\n\n".join(blocks), [], rows, views, about_units=True, copies=copies)
 
 
-def zone_rows(tr: Translator, zones: Iterable[Any]) -> list[list[tuple[str, str]]]:
+def zone_rows(tr: Translator, zones: Iterable[Any]) -> list[list[Key]]:
     return [[(tr.name(z.short_name), f"ct:z:{z.id}")] for z in zones]
 
 

@@ -21,6 +21,7 @@ from handlers.common import reply as send_reply
 from handlers.contact_common import (
     MAX_QUERY,
     card,
+    card_copies,
     card_views,
     cards_of,
     clause_line,
@@ -78,7 +79,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
     blocks = [contact_block, clause_block] if asked_for_people or not clause_block else \
         [clause_block, contact_block]
     body = "\n\n".join(b for b in blocks if b) or contacts.text
-    rows = [*(contacts.rows if contact_block else []),
+    rows = [*([*contacts.copies, *contacts.rows] if contact_block else []),
             [(tr("lookup.only_contacts"), f"ct:only:{query_id}"),
              (tr("lookup.only_clauses"), f"ag:only:{query_id}")],
             [(tr("lookup.other_unit"), "ct:menu")]]
@@ -137,11 +138,13 @@ async def inline(update: Update, context: Context) -> None:
     results: list[InlineQueryResultArticle] = []
     for lia in liaisons:
         branch = tr.name(lia.branch.name) if lia.branch else ""
+        copies = card_copies(tr, [lia], duties)
         results.append(InlineQueryResultArticle(
             id=f"l{lia.id}", title=f"{lia.name} · {tr.name(lia.unit.short_name)} {branch}".strip(),
             description=" / ".join(str(p) for p in lia.phones or []) or role_label(tr, lia),
             input_message_content=InputTextMessageContent(
-                card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone))))
+                card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone)),
+            reply_markup=keyboard(copies) if copies else None))
     for hit in clauses.hits:
         results.append(InlineQueryResultArticle(
             id=f"c{hit.clause_id}", title=f"{hit.agreement_short_title} {hit.number}",

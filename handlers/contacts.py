@@ -41,6 +41,7 @@ from handlers.contact_common import (
     ContactPage,
     contact_page,
     duties_now,
+    duty_numbers,
     duty_views,
     no_room_line,
     recalled_query,
@@ -56,6 +57,7 @@ from storage.duty import UnitDuty
 from storage.models import DutyRoom
 from storage.schedules import rooms_named
 from storage.search.vocabulary import load_vocabulary
+from views.contacts import copy_phone_rows
 
 COMMANDS = [
     CommandInfo("contact", Role.officer, Where.anywhere, "contacts.command"),
@@ -225,8 +227,11 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
     if not admission.allowed:
         await refuse(update, context, actor, admission)
         return
+    # Without a query the units without a room are one line of names and duty phones.
+    copies = copy_phone_rows(tr, duty_numbers(tr, shown, parents=bool(query)))
     await send_reply(update, oncall_text(tr, shown, svc.settings.bot_timezone,
-                                         compact_roomless=not query))
+                                         compact_roomless=not query),
+                     keyboard(copies) if copies else None)
 
 
 def register(application: Application) -> None:

@@ -34,6 +34,7 @@ from core.enums import Role
 from handlers.common import (
     CANCELLED,
     Context,
+    Key,
     close_confirmation,
     confirmation,
     confirmation_open,
@@ -100,11 +101,11 @@ def reader_zone(svc: Services, actor: Actor) -> ZoneInfo:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A step's question: its text and rows of (label, callback data) buttons.
+    """A step's question: its text and rows of buttons (handlers.common.keyboard).
     `with_notes`: the text already shows the turn's notes (else they go before it)."""
 
     text: str
-    buttons: Sequence[Sequence[tuple[str, str]]] = ()
+    buttons: Sequence[Sequence[Key]] = ()
     with_notes: bool = False
 
 

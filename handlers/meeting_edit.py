@@ -56,6 +56,7 @@ from storage import outbox
 from storage.meetings import cancel_meeting, get_meeting, update_meeting
 from storage.models import DutyRoom, Meeting, MeetingParticipant
 from storage.schedules import rooms_for_units
+from views.buttons import Button, Style
 
 # Confirmation kind (handlers/common.py) of /meeting cancel's question.
 CANCEL = "meeting_cancel"
@@ -242,7 +243,7 @@ async def cancel_command(
         return
     token = offer_confirmation(context, CANCEL, meeting_id, extra={"reason": reason})
     await reply(update, question, keyboard([[
-        (tr("meetings.buttons.cancel_yes"), f"{CB}:mc:y:{token}"),
+        Button(tr("meetings.buttons.cancel_yes"), f"{CB}:mc:y:{token}", Style.danger),
         (tr("meetings.buttons.cancel_no"), f"{CB}:mc:n:{token}")]]))
 
 

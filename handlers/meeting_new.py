@@ -55,6 +55,7 @@ from storage.db import AlreadySubmitted
 from storage.meetings import create_meeting, meeting_by_submission
 from storage.models import Meeting
 from storage.schedules import all_zones, rooms_for_units, units_by_ids, zones_of_unit
+from views.buttons import Button, Style
 
 # Conversation states (ints: persisted as JSON).
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)
@@ -139,7 +140,7 @@ async def ask_agenda(turn: Turn) -> flow.Prompt:
 async def ask_confirm(turn: Turn) -> flow.Prompt:
     tr, token = turn.tr, turn.draft.token
     return flow.Prompt(await preview_text(turn.svc, tr, turn.draft), [
-        [(tr("meetings.buttons.confirm"), f"{CB}:new:ok:{token}"),
+        [Button(tr("meetings.buttons.confirm"), f"{CB}:new:ok:{token}", Style.success),
          (tr("meetings.buttons.discard"), f"{CB}:new:no:{token}")]])
 
 

@@ -114,8 +114,7 @@ async def record_rsvp(
 async def _edit_pressed(update: Update, context: Context, text: str, press: Press) -> None:
     svc = services(context)
     tr = Translator(svc.settings.default_language)
-    raw = plan.rsvp_keyboard(tr, press.meeting_id, press.context)
-    rows = [[(b["text"], b["callback_data"]) for b in row] for row in raw["inline_keyboard"]]
+    rows = plan.rsvp_rows(tr, press.meeting_id, press.context)
     # Unchanged, or no longer editable: the answer is recorded anyway.
     await edit_query_message(update, text, keyboard(rows), courtesy=True)
 
@@ -196,9 +195,8 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
     if text is not None and pending.get("message"):
         chat_id, message_id = pending["message"]
         svc = services(context)
-        raw = plan.rsvp_keyboard(Translator(svc.settings.default_language), press.meeting_id,
-                                 press.context)
-        rows = [[(b["text"], b["callback_data"]) for b in row] for row in raw["inline_keyboard"]]
+        rows = plan.rsvp_rows(Translator(svc.settings.default_language), press.meeting_id,
+                              press.context)
         with contextlib.suppress(BadRequest):
             await context.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
                                                 reply_markup=keyboard(rows))

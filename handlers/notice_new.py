@@ -63,6 +63,7 @@ from storage.models import Unit, Zone
 from storage.schedules import all_zones, find_zones
 from storage.units import find_units
 from views import requests as render
+from views.buttons import Button, Style
 from views.notices import kind_label, severity_label
 
 SPLIT = re.compile(r"[\s、，,;；/+]+")
@@ -135,7 +136,8 @@ async def ask_audience(turn: Turn) -> flow.Prompt:
     buttons = [(("✅ " if u.id in chosen_units else "") + u.short_name, f"{NEW}:a:u:{u.id}")
                for u in offered]
     rows += [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
-    rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
+    rows.append([Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary),
+                 turn.quit_button()])
     return flow.Prompt("\n".join(lines), rows, with_notes=True)
 
 
@@ -184,7 +186,7 @@ async def ask_confirm(turn: Turn) -> flow.Prompt:
     )
     token = draft.token
     return flow.Prompt(text, [
-        [(tr("notices.button.send"), f"{NEW}:send:{token}"),
+        [Button(tr("notices.button.send"), f"{NEW}:send:{token}", Style.success),
          (tr("notices.button.schedule"), f"{NEW}:when:{token}")],
         [turn.quit_button()],
     ])
@@ -331,7 +333,8 @@ async def audience_typed(turn: Turn) -> int:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
     if candidates:
         rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
-        rows.append([(tr("notices.button.next"), f"{NEW}:a:next"), turn.quit_button()])
+        rows.append([Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary),
+                     turn.quit_button()])
         await reply(turn.update, "\n".join(notes), keyboard(rows))
         return await handled(AUDIENCE)
     return await turn.ask(AUDIENCE, notes)

@@ -80,6 +80,7 @@ from services import notices as service
 from storage import notices as store
 from storage.access import audit, user_by_telegram_id
 from views import requests as render
+from views.buttons import Button, Style
 from views.notices import first_line, kind_label, report_table, severity_label
 
 COMMANDS = [
@@ -164,7 +165,8 @@ async def _show(update: Update, context: Context, actor: Actor, notice_id: int) 
     rows = []
     if status is not NoticeStatus.withdrawn:
         rows.append([(tr("notices.button.correct"), f"{MANAGE}:c:{notice_id}"),
-                     (tr("notices.button.withdraw"), f"{MANAGE}:w:{notice_id}")])
+                     Button(tr("notices.button.withdraw"), f"{MANAGE}:w:{notice_id}",
+                            Style.danger)])
     rows.append([(tr("notices.button.export"), f"{MANAGE}:x:{notice_id}")])
     await reply(update, text, keyboard(rows))
 
@@ -200,7 +202,8 @@ async def manage_pressed(update: Update, context: Context, actor: Actor) -> None
         await query.answer()
         token = offer_confirmation(context, WITHDRAW, number)
         await reply(update, tr("notices.withdraw.confirm"), keyboard([[
-            (tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}:{token}"),
+            Button(tr("notices.button.withdraw_yes"), f"{MANAGE}:y:{number}:{token}",
+                   Style.danger),
             (tr("notices.button.cancel"), f"{MANAGE}:n:{number}:{token}")]]))
     elif action == "n":
         close_confirmation(context, token, CANCELLED)

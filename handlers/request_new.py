@@ -31,6 +31,7 @@ from storage import requests as store
 from storage.models import Mechanism, Unit
 from storage.units import find_units
 from views import requests as render
+from views.buttons import Button, Style
 
 # Confirmation kind of a draft's summary (handlers/common.py).
 SUBMIT = "request_submit"
@@ -87,7 +88,8 @@ async def ask_target(turn: Turn) -> flow.Prompt:
     buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
                for unit in options]
     rows = [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
-    rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
+    rows.append([Button(tr("requests.button.next"), f"{NEW}:next", Style.primary),
+                 turn.quit_button()])
     return flow.Prompt("\n".join(lines), rows, with_notes=True)
 
 
@@ -156,7 +158,8 @@ async def ask_confirm(turn: Turn) -> flow.Prompt:
     ) + "\n\n" + tr("requests.new.confirm_hint")
     token = draft.token
     return flow.Prompt(text, [
-        [(tr("requests.button.submit"), f"{NEW}:submit:{token}"), turn.quit_button()],
+        [Button(tr("requests.button.submit"), f"{NEW}:submit:{token}", Style.success),
+         turn.quit_button()],
         [(tr("requests.button.edit_details"), f"{NEW}:edit:details:{token}"),
          (tr("requests.button.edit_deadline"), f"{NEW}:edit:deadline:{token}")],
     ])
@@ -289,7 +292,8 @@ async def target_typed(turn: Turn) -> int:
         units = await _unit_names(turn.svc, draft.candidates)
         draft.candidates = []
         rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        rows.append([(tr("requests.button.next"), f"{NEW}:next"), turn.quit_button()])
+        rows.append([Button(tr("requests.button.next"), f"{NEW}:next", Style.primary),
+                     turn.quit_button()])
         await reply(turn.update, "\n".join(notes), keyboard(rows))
         return await handled(TARGET)
     return await turn.ask(TARGET, notes)

@@ -166,10 +166,7 @@ async def _show(update: Update, context: Context, actor: Actor, *, number: str |
     actions = rules.available_actions(
         request.status, user.role, user.unit_id, from_unit_id=request.from_unit_id,
         to_unit_id=request.to_unit_id, include_cancel=side_from)
-    buttons = [(tr(f"requests.button.{a.value}"), rules.action_data(a, request.id,
-                                                                    request.version))
-               for a in actions]
-    markup = keyboard([buttons[i:i + 2] for i in range(0, len(buttons), 2)]) if buttons else None
+    markup = keyboard(render.action_rows(tr, request, actions)) if actions else None
     text = render.card(tr, request, tz) + "\n\n" + render.history(tr, request, tz)
     await reply(update, text, markup)
 

@@ -63,6 +63,7 @@ from storage.roster import (
     set_roster_members,
 )
 from storage.schedules import rooms_named, rooms_of_unit
+from views.buttons import Button, Style
 
 EDIT_CB = "rosteredit"
 
@@ -274,7 +275,8 @@ async def edit_command(
                     actor=user, now=now, chat_id=update.effective_chat.id
                     if update.effective_chat else None)
                 markup = keyboard([[
-                    (tr("roster.buttons.apply"), f"{EDIT_CB}:{proposed.id}:ok"),
+                    Button(tr("roster.buttons.apply"), f"{EDIT_CB}:{proposed.id}:ok",
+                           Style.success),
                     (tr("roster.buttons.discard"), f"{EDIT_CB}:{proposed.id}:no"),
                 ]])
     except Refusal as refusal:

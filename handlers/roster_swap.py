@@ -42,6 +42,7 @@ from storage.roster import (
     swaps_touching,
 )
 from storage.schedules import rooms_of_unit
+from views.buttons import Button, Style, markup
 
 CB = "swap"
 
@@ -122,10 +123,10 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
                                      counterpart_shift_start=theirs.start, actor=user, now=now,
                                      chat_id=room.chat_id)
             room_tr = Translator(svc.settings.default_language)
-            buttons = {"inline_keyboard": [[
-                {"text": room_tr("roster.buttons.confirm"), "callback_data": f"{CB}:{swap.id}:ok"},
-                {"text": room_tr("roster.buttons.reject"), "callback_data": f"{CB}:{swap.id}:no"},
-            ]]}
+            buttons = markup([[
+                Button(room_tr("roster.buttons.confirm"), f"{CB}:{swap.id}:ok", Style.success),
+                Button(room_tr("roster.buttons.reject"), f"{CB}:{swap.id}:no", Style.danger),
+            ]])
             # An officer without an active account cannot answer: a coordinator confirms.
             account = (await member_users(session, [counterpart])).get(counterpart.id)
             telegram = account.telegram_id if account is not None and account.active else None

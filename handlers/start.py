@@ -44,6 +44,7 @@ from storage.access import (
     set_user_language,
     user_by_telegram_id,
 )
+from views.buttons import Button, Style
 
 COMMANDS = [
     CommandInfo("start", None, Where.anywhere, "start.command"),
@@ -105,7 +106,8 @@ async def _asked_to_move(update: Update, context: Context, actor: Actor, code: s
     token = offer_confirmation(context, MOVE, code)
     await reply(update, tr("start.invitation_move", **here, new_role=tr(f"roles.{new_role.value}"),
                            new_unit=escape(invitation.unit.name)),
-                keyboard([[(tr("start.button.move"), f"{MOVE_CALLBACK}y:{token}"),
+                keyboard([[Button(tr("start.button.move"), f"{MOVE_CALLBACK}y:{token}",
+                                  Style.success),
                            (tr("start.button.keep"), f"{MOVE_CALLBACK}n:{token}")]]))
     return True
 

@@ -87,7 +87,7 @@ async def test_every_console_command_with_good_and_bad_arguments(
         ":chats", ":chat", ":chat 99", ":chat -1", ":chat x", ":chat 3",
         ":show", ":show 0", ":show x", ":show 1 2", ":show 999999999",
         ":press", ":press x", ":press 99", ":press 0",
-        ":chat 0", "四川 刑侦", ":show 1", ":press 98", ":press 1",
+        ":chat 0", "四川 刑侦", ":show 1", ":press 98", ":press 1", ":press 7",
         LONG, "长" * 4096, "::)", ":chat 3", "/oncall", ":user 2", ":show 2", ":QUIT",
     ]
     answers = await session(test_databases, tmp_path, lines)
@@ -118,7 +118,9 @@ async def test_every_console_command_with_good_and_bad_arguments(
     assert "now in private chat" in said[":chat 0"]
     assert "[1 " in said["四川 刑侦"] and "[1 " in said[":show 1"]  # numbered buttons
     assert "'98' is not one of the buttons: type a number from 1 to " in said[":press 98"]
-    assert "(pressed " in said[":press 1"] and "bot (edited):" in said[":press 1"]
+    # The card's numbers come first, as copy buttons; the seventh button is the bot's.
+    assert said[":press 1"] == "  (copied: +86 100 0000 0148)\n"
+    assert "(pressed " in said[":press 7"] and "bot (edited):" in said[":press 7"]
     assert "Telegram takes at most 4096 characters in a message; this one has 5000" in said[LONG]
     assert "bot:" in said["长" * 4096]  # at the limit, it is sent
     assert "「:)」" in said["::)"]  # a doubled colon sends the text

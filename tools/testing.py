@@ -139,14 +139,15 @@ class BotHarness:
         )
 
     async def press(self, user_id: int, sent: Sent | ApiCall, label: str) -> Sent:
-        """Press the button whose label contains `label` (or whose data equals it)."""
+        """Press the button whose label contains `label` (or whose data equals it); only
+        buttons that send the bot something (not a copy button) are pressed."""
         call = sent if isinstance(sent, ApiCall) else _last_with_buttons(sent.messages)
         data = None
         for row in (call.params.get("reply_markup") or {}).get("inline_keyboard", []):
             for button in row:
-                if label in (button.get("text", ""), button.get("callback_data")) or label in \
-                        button.get("text", ""):
-                    data = button.get("callback_data")
+                if "callback_data" in button and (
+                        label == button["callback_data"] or label in button.get("text", "")):
+                    data = button["callback_data"]
                     break
             if data:
                 break

@@ -17,6 +17,7 @@ from i18n import Translator
 from storage.models import DutyRoom, Notice, NoticeDelivery, RoomState, User
 from views import HTML
 from views import requests as render
+from views.buttons import Button, Style, markup
 
 SEVERITY_ICONS = {Severity.info: "🔵", Severity.important: "🟠", Severity.critical: "🔴"}
 LIST_LIMIT = 12  # rooms named per section of the status message
@@ -86,9 +87,9 @@ def room_text(tr: Translator, notice: Notice, delivery: NoticeDelivery | None,
 
 
 def ack_markup(tr: Translator, notice: Notice, room_id: int) -> dict[str, Any]:
-    return {"inline_keyboard": [[{"text": tr("notices.button.ack"),
-                                  "callback_data": ack_data(notice.id, room_id,
-                                                            notice.revision)}]]}
+    """The 收到 button: acknowledging agrees, so it is green."""
+    return markup([[Button(tr("notices.button.ack"),
+                           ack_data(notice.id, room_id, notice.revision), Style.success)]])
 
 
 def room_payload(tr: Translator, notice: Notice, room: DutyRoom,

@@ -23,6 +23,7 @@ from i18n import Translator
 from i18n.formats import fmt_minutes
 from storage.models import AssistanceRequest, DutyRoom, RequestEvent, Unit, User
 from views import HTML
+from views.buttons import Button, Style, in_rows, markup
 
 
 def urgency_label(tr: Translator, urgency: Urgency) -> str:
@@ -204,18 +205,27 @@ def user_translator(policy: Policy, user: User | None) -> Translator:
 # --------------------------------------------------------------------------- messages
 
 
+# Accepting and completing agree, declining and withdrawing refuse or undo; a transfer
+# keeps the app's own style (views.buttons.Style).
+ACTION_STYLES = {Action.accept: Style.success, Action.complete: Style.success,
+                 Action.decline: Style.danger, Action.cancel: Style.danger}
+
+
+def action_rows(tr: Translator, request: AssistanceRequest,
+                actions: Sequence[Action]) -> list[list[Button]]:
+    """The buttons of `actions` on a request, two a row, coloured by what they do."""
+    return in_rows([Button(tr(f"requests.button.{a.value}"),
+                           rules.action_data(a, request.id, request.version),
+                           ACTION_STYLES.get(a)) for a in actions], 2)
+
+
 def buttons(tr: Translator, request: AssistanceRequest, *, include_cancel: bool = False
             ) -> dict[str, Any] | None:
     """The inline keyboard of a request in its current state (None when final)."""
     candidates = [*rules.TARGET_ACTIONS, Action.cancel] if include_cancel \
         else list(rules.TARGET_ACTIONS)
     actions = [a for a in candidates if rules.allowed(a, request.status)]
-    if not actions:
-        return None
-    keys = [{"text": tr(f"requests.button.{a.value}"),
-             "callback_data": rules.action_data(a, request.id, request.version)}
-            for a in actions]
-    return {"inline_keyboard": [keys[i:i + 2] for i in range(0, len(keys), 2)]}
+    return markup(action_rows(tr, request, actions)) if actions else None
 
 
 def card_payload(

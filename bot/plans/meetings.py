@@ -30,6 +30,7 @@ from storage.meetings import get_meeting, meetings_starting_between
 from storage.models import DutyRoom, Meeting, Unit, User
 from storage.schedules import rooms_for_units
 from views import HTML
+from views.buttons import Button, Style, markup
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -132,17 +133,21 @@ def rsvp_line(tr: Translator, meeting: Meeting, unit_id: int) -> str:
     return tr("meetings.rsvp.line", answer=answer)
 
 
-def rsvp_keyboard(tr: Translator, meeting_id: int, context: str) -> dict[str, Any]:
-    """RSVP buttons; `context` says which message they sit on, so an answer can re-render it
-    (i: invitation, c: change, r<minutes>: a reminder)."""
-    def button(code: str, key: str) -> dict[str, str]:
-        return {"text": tr(f"meetings.buttons.{key}"),
-                "callback_data": f"{CALLBACK}:r:{meeting_id}:{code}:{context}"}
+def rsvp_rows(tr: Translator, meeting_id: int, context: str) -> list[list[Button]]:
+    """RSVP buttons (attending green, declining red); `context` says which message they
+    sit on, so an answer can re-render it (i: invitation, c: change, r<minutes>: a
+    reminder)."""
+    def button(code: str, key: str, style: Style | None = None) -> Button:
+        return Button(tr(f"meetings.buttons.{key}"),
+                      f"{CALLBACK}:r:{meeting_id}:{code}:{context}", style)
 
-    return {"inline_keyboard": [[button("a", "attend"), button("d", "decline"),
-                                 button("g", "delegate")],
-                                [{"text": tr("meetings.buttons.ics"),
-                                  "callback_data": f"{CALLBACK}:ics:{meeting_id}"}]]}
+    return [[button("a", "attend", Style.success), button("d", "decline", Style.danger),
+             button("g", "delegate")],
+            [Button(tr("meetings.buttons.ics"), f"{CALLBACK}:ics:{meeting_id}")]]
+
+
+def rsvp_keyboard(tr: Translator, meeting_id: int, context: str) -> dict[str, Any]:
+    return markup(rsvp_rows(tr, meeting_id, context))
 
 
 def room_message(

@@ -17,7 +17,10 @@ import pytest
 from telegram import (
     Bot,
     BotCommand,
+    BotCommandScopeAllChatAdministrators,
     BotCommandScopeAllGroupChats,
+    BotCommandScopeChat,
+    CopyTextButton,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InlineQueryResultArticle,
@@ -219,6 +222,75 @@ async def test_every_method_of_the_spec_answers_like_telegram(emu: BotApiEmulato
             else:
                 assert body["description"].startswith(("Bad Request: ", "Forbidden: ",
                                                        "Conflict: ")), method.name
+
+
+async def test_button_styles_and_copy_buttons_are_kept_on_the_message(
+        emu: BotApiEmulator, bot: Bot) -> None:
+    markup = InlineKeyboardMarkup([
+        [InlineKeyboardButton("接收", callback_data="a:1", style="success"),
+         InlineKeyboardButton("拒绝", callback_data="d:1", style="danger")],
+        [InlineKeyboardButton("📋 张伟 +86 100 0000 0148",
+                              copy_text=CopyTextButton("+86 100 0000 0148"))],
+    ])
+    sent = await bot.send_message(GROUP, "协作请求", reply_markup=markup)
+    shown = emu.message(GROUP, sent.message_id)
+    assert shown is not None
+    [[accept, decline], [copy]] = shown["reply_markup"]["inline_keyboard"]
+    assert (accept["style"], decline["style"]) == ("success", "danger")
+    assert copy["copy_text"] == {"text": "+86 100 0000 0148"}
+    assert sent.reply_markup is not None
+    assert sent.reply_markup.inline_keyboard[1][0].copy_text == CopyTextButton("+86 100 0000 0148")
+
+
+@pytest.mark.parametrize(("button", "problem"), [
+    ({"text": "接收", "callback_data": "a", "style": "green"},
+     "style: must be one of danger, success, primary, not 'green'"),
+    ({"text": "复制", "copy_text": {"text": "1" * 257}},
+     "copy_text.text: 257 characters, not 1-256"),
+    ({"text": "复制", "copy_text": {"text": ""}}, "copy_text.text: 0 characters, not 1-256"),
+    ({"text": "复制", "copy_text": {}}, "copy_text.text: missing"),
+    ({"text": "两用", "callback_data": "a", "copy_text": {"text": "1"}},
+     "(has callback_data, copy_text)"),
+    ({"text": "什么也不做"}, "(has none)"),
+])
+async def test_buttons_breaking_the_specs_rules_are_refused(
+        emu: BotApiEmulator, button: dict[str, Any], problem: str) -> None:
+    """The rules the spec states in prose (allowed values, lengths, one kind per button)
+    are checked inside nested objects: keyboard → button → copy_text."""
+    response = await raw(emu, "sendMessage", chat_id=USER, text="x",
+                         reply_markup={"inline_keyboard": [[button]]})
+    assert response.status_code == 400
+    description = response.json()["description"]
+    assert description.startswith("Bad Request: invalid reply_markup: "
+                                  "reply_markup.inline_keyboard[0][0]")
+    assert description.endswith(problem)
+    assert emu.sent_texts(USER) == []
+
+
+async def test_a_style_or_a_copy_button_refused_through_ptb(emu: BotApiEmulator,
+                                                             bot: Bot) -> None:
+    with pytest.raises(BadRequest, match=r"style: must be one of danger, success, primary"):
+        await bot.send_message(USER, "x", reply_markup=InlineKeyboardMarkup(
+            [[InlineKeyboardButton("b", callback_data="b", style="warning")]]))
+    with pytest.raises(BadRequest, match=r"copy_text\.text: 300 characters"):
+        await bot.send_message(USER, "x", reply_markup=InlineKeyboardMarkup(
+            [[InlineKeyboardButton("b", copy_text=CopyTextButton("9" * 300))]]))
+    with pytest.raises(BadRequest, match=r"exactly one of"):
+        await bot.send_message(USER, "x", reply_markup=InlineKeyboardMarkup(
+            [[InlineKeyboardButton("b", callback_data="b", copy_text=CopyTextButton("9"))]]))
+    assert emu.sent_texts(USER) == []
+
+
+async def test_the_rules_come_from_the_spec_text() -> None:
+    spec = load_spec()
+    assert spec.problems("BotCommandScope", {"type": "chat", "chat_id": 1}) == []
+    assert [str(p) for p in spec.problems("BotCommandScope", {"type": "chat"})] == [
+        "result: matches no subtype of BotCommandScope", "result.chat_id: missing"]
+    assert spec.default("BotCommandScope") == {"type": "default"}
+    assert spec.default("MenuButton") == {"type": "commands"}
+    assert [p.rule for p in spec.problems(
+        "InlineQueryResultsButton", {"text": "t", "web_app": {"url": "https://x.org"},
+                                     "start_parameter": "s"})] == ["InlineQueryResultsButton"]
 
 
 # --------------------------------------------------------------------------- the bot
@@ -443,6 +515,26 @@ async def test_commands_are_stored_per_scope_and_language(emu: BotApiEmulator, b
         await bot.set_my_commands([BotCommand("Help", "大写不行")])
     with pytest.raises(BadRequest, match=r"(?i)LANGUAGE_CODE_INVALID"):
         await bot.set_my_commands([BotCommand("help", "帮助")], language_code="zh-hans")
+    with pytest.raises(BadRequest, match=r"(?i)BOT_COMMAND_DESCRIPTION_INVALID"):
+        await bot.set_my_commands([BotCommand("help", "长" * 257)])
+
+
+async def test_menus_per_scope_and_an_unknown_scope(emu: BotApiEmulator, bot: Bot) -> None:
+    await bot.set_my_commands([BotCommand("register_room", "登记值班室")],
+                              scope=BotCommandScopeAllChatAdministrators())
+    await bot.set_my_commands([BotCommand("help", "說明")], scope=BotCommandScopeChat(USER))
+    assert emu.commands_for({"type": "all_chat_administrators"})[0]["command"] == \
+        "register_room"
+    assert emu.commands_for({"type": "chat", "chat_id": USER}) == [
+        {"command": "help", "description": "說明"}]
+    for scope in ({"type": "all_duty_rooms"}, {"type": "chat"}, {"chat_id": USER}):
+        response = await raw(emu, "setMyCommands", commands=[{"command": "help",
+                                                              "description": "帮助"}],
+                             scope=scope)
+        assert response.status_code == 400, scope
+        assert response.json()["description"].startswith(
+            "Bad Request: invalid scope: scope: matches no subtype of BotCommandScope")
+    assert emu.commands_for({"type": "all_duty_rooms"}) == []
 
 
 # --------------------------------------------------------------------------- faults
