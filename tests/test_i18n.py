@@ -39,3 +39,12 @@ def test_unknown_language_falls_back_to_simplified_chinese() -> None:
 )
 def test_telegram_language_codes(code: str | None, language: str) -> None:
     assert language_from_telegram(code) == language
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_refusals_fit_a_button_alert(language: str) -> None:
+    """A pressed button's refusal is shown as an alert (answerCallbackQuery), which
+    Telegram cuts at 200 characters."""
+    for key, template in catalogue(language).items():
+        if key.startswith("errors.") and not placeholders(template):
+            assert len(template) <= 200, (language, key, len(template))
