@@ -28,7 +28,7 @@ async def test_a_unit_without_the_branch_says_so_and_offers_its_other_branches(
     assert "河北省公安厅没有治安联络员" in sent.text
     assert "共 6 位" not in sent.text and "👤" not in sent.text  # no card passed off as 治安
     assert "☎️ 值班电话：0311-5550-0150" in sent.text  # the unit can still be called
-    labels = [label for label, _ in sent.buttons()]
+    labels = [label for label, data in sent.buttons() if data]  # not the copy buttons
     assert labels == ["刑侦", "禁毒", "交管", "情报指挥", "全部警种"]
     picked = await hant_desk.press(HANT_OFFICER, sent, "刑侦")
     assert "刑侦联络员共 2 位" in picked.text and picked.text.count("👤") == 2

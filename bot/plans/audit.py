@@ -38,6 +38,7 @@ RUN_AT = time(3, 30)
 
 class AuditRetention(FeaturePlanner):
     name = NAME
+    catches_up = True
 
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
