@@ -60,7 +60,8 @@ def stamped_now(column: Column[object]) -> bool:
     """A time the import takes from the real clock (a copy has the first import's), or
     the audit chain's hashes over such a time, or when it was sealed."""
     return (isinstance(column.type, UTCDateTime) and column.default is not None
-            and getattr(column.default, "is_callable", False)) or column.name.endswith("hash") or column.name == "sealed_at"
+            and getattr(column.default, "is_callable", False)) \
+        or column.name.endswith("hash") or column.name == "sealed_at"
 
 
 async def rows_of_every_table(url: str) -> dict[str, list[tuple[object, ...]]]:
