@@ -40,7 +40,8 @@ async def find_units(session: AsyncSession, name: str, *, partial: bool = False)
     command that takes a unit shares with the query parser. With `partial` (a name typed
     to choose among units), failing that, the units one of whose names contains it; then
     PARTIAL_LIMIT at most, exact or not."""
-    typed = name.strip()
+    # Control characters name nothing, and PostgreSQL's text refuses a NUL outright.
+    typed = "".join(c for c in name if c.isprintable()).strip()
     folded = normalize(typed)
     if not folded:
         return []

@@ -68,7 +68,7 @@ async def test_part_of_a_name_only_when_partial_and_nothing_is_named_exactly(
         assert await found(db, typed) == []
         assert await found(db, typed, partial=True) == [ids[u] for u in units], typed
     assert set(await found(db, "公安", partial=True)) == set(ids.values())
-    for nothing in ("", "   ", "山东", "nowhere"):
+    for nothing in ("", "   ", "山东", "nowhere", "\x00\x07", "\x00"):
         assert await found(db, nothing) == await found(db, nothing, partial=True) == []
 
 
