@@ -159,6 +159,15 @@ class Turn(Generic[D]):
         await reply(self.update, text, keyboard(prompt.buttons) if prompt.buttons else None)
         raise ApplicationHandlerStop(state)
 
+    async def offer(self, state: int, notes: Sequence[str], choices: Sequence[Key],
+                    next_key: Key) -> int:
+        """Candidates to press (units a typed name may mean), one a row under the notes,
+        then the step's next and ✖️ buttons; the flow stays at `state`."""
+        rows: list[list[Key]] = [[choice] for choice in choices]
+        rows.append([next_key, self.quit_button()])
+        await reply(self.update, "\n".join(notes), keyboard(rows))
+        raise ApplicationHandlerStop(state)
+
     async def advance(self, notes: Sequence[str] = ()) -> int:
         """Ask the first question the draft does not answer yet (else the confirm step)."""
         return await self.ask(self.flow.next_state(self.draft), notes)

@@ -332,11 +332,9 @@ async def audience_typed(turn: Turn) -> int:
             else:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
     if candidates:
-        rows = [[(u.name, f"{NEW}:a:u:{u.id}")] for u in candidates]
-        rows.append([Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary),
-                     turn.quit_button()])
-        await reply(turn.update, "\n".join(notes), keyboard(rows))
-        return await handled(AUDIENCE)
+        choices = [(u.name, f"{NEW}:a:u:{u.id}") for u in candidates]
+        return await turn.offer(AUDIENCE, notes, choices,
+                                Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary))
     return await turn.ask(AUDIENCE, notes)
 
 

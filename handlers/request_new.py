@@ -291,11 +291,9 @@ async def target_typed(turn: Turn) -> int:
     if draft.candidates:
         units = await _unit_names(turn.svc, draft.candidates)
         draft.candidates = []
-        rows = [[(u.name, f"{NEW}:t:{u.id}")] for u in units.values()]
-        rows.append([Button(tr("requests.button.next"), f"{NEW}:next", Style.primary),
-                     turn.quit_button()])
-        await reply(turn.update, "\n".join(notes), keyboard(rows))
-        return await handled(TARGET)
+        choices = [(u.name, f"{NEW}:t:{u.id}") for u in units.values()]
+        return await turn.offer(TARGET, notes, choices,
+                                Button(tr("requests.button.next"), f"{NEW}:next", Style.primary))
     return await turn.ask(TARGET, notes)
 
 
