@@ -176,9 +176,12 @@ class Sealer:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._wanted = False
+        self._closed = False
         self._task: asyncio.Task[None] | None = None
 
     def request(self) -> None:
+        if self._closed:  # the engine is being disposed: the next process's seal takes them
+            return
         self._wanted = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="audit-seal")
@@ -197,8 +200,10 @@ class Sealer:
                             error)
                 return
 
-    async def settle(self) -> None:
-        """Wait for the seal under way, if any (before the engine is disposed)."""
+    async def settle(self, *, close: bool = False) -> None:
+        """Wait for the seal under way, if any; with `close`, start none after it (a seal
+        begun on a disposed engine would open a connection nobody closes)."""
+        self._closed = self._closed or close
         while self._task is not None and not self._task.done():
             await asyncio.wait([self._task])
 

@@ -294,7 +294,7 @@ class Database:
         return await self._retried(attempt)
 
     async def dispose(self) -> None:
-        await self.sealer.settle()
+        await self.sealer.settle(close=True)
         await self._close_epoch_connection()
         await self.engine.dispose()
 
