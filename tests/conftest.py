@@ -51,18 +51,31 @@ async def database_url(
     return await clean_postgres(test_databases, postgres_ok)
 
 
-def skip_unless_postgres_chosen() -> None:
-    """TEST_DATABASES=sqlite leaves PostgreSQL out on purpose: chosen, not missing, so a
-    skip even under CI (a missing server goes through unavailable() instead)."""
-    if "postgresql" not in BACKENDS:
-        pytest.skip("PostgreSQL is not among TEST_DATABASES")
+# Fixtures that give a test PostgreSQL of its own, outside `database_url`'s parameters.
+POSTGRES_ONLY = {"postgres_url", "private_postgres"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """TEST_DATABASES leaves a database out on purpose (chosen, not missing): the tests
+    only it runs are deselected, as `database_url`'s parameters leave its half out. A
+    server that is missing goes through unavailable() instead."""
+    def left_out(item: pytest.Item) -> bool:
+        marker = item.get_closest_marker("database")
+        needs = {marker.args[0]} if marker else set()
+        if POSTGRES_ONLY & set(getattr(item, "fixturenames", ())):
+            needs.add("postgresql")
+        return not needs <= set(BACKENDS)
+
+    deselected = [item for item in items if left_out(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not left_out(item)]
 
 
 @pytest.fixture
 async def postgres_url(test_databases: TestDatabases, postgres_ok: bool) -> str:
     """A clean PostgreSQL database, for what only PostgreSQL does (several processes
     sharing it, a pooler in front): not run on SQLite at all."""
-    skip_unless_postgres_chosen()
     return await clean_postgres(test_databases, postgres_ok)
 
 
@@ -98,7 +111,6 @@ async def sqlite_db(test_databases: TestDatabases, tmp_path: Path) -> AsyncItera
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     """A cluster of its own for a test that stops and starts the server."""
-    skip_unless_postgres_chosen()
     if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
         unavailable(f"no PostgreSQL binaries in {PG_BIN} to start a private cluster")
     cluster = PrivatePostgres()

@@ -64,7 +64,6 @@ from storage.models import (
     Unit,
 )
 from tests.cluster import eventually
-from tests.conftest import BACKENDS
 from tests.private_postgres import PrivatePostgres
 from tools.testing import BotHarness
 
@@ -464,10 +463,9 @@ async def check_the_day(desk: BotHarness, numbers: dict[str, str], rooms: list[i
         assert shown is not None and shown.get("text") == plain(row.payload["text"]), key
 
 
+@pytest.mark.database("sqlite")
 async def test_a_faulty_day_on_sqlite(emulator: BotApiEmulator, test_databases: Any,
                                       tmp_path: Path) -> None:
-    if "sqlite" not in BACKENDS:
-        pytest.skip("SQLite is not among TEST_DATABASES")
     await run_day(await test_databases.sqlite_url(tmp_path), emulator, None)
 
 
