@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import broadcast, lookup, reminders, throughput
+from bench import VERDICTS, broadcast, lookup, reminders, throughput
 
 Row = tuple[str, str, str, bool | None]  # figure name, value, target, verdict (None: info)
 
@@ -108,9 +108,8 @@ def machine() -> str:
 
 
 def table(rows: list[Row]) -> str:
-    verdicts = {True: "OK", False: "MISSED", None: "-"}
     lines = [("figure", "measured", "target", "verdict")]
-    lines += [(name, value, target, verdicts[ok]) for name, value, target, ok in rows]
+    lines += [(name, value, target, VERDICTS[ok]) for name, value, target, ok in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     out = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
            for line in lines]

@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import collections
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -43,7 +44,7 @@ from typing import Any
 from sqlalchemy import func, select
 from telegram import Update
 
-from bench import add_backend_option, chosen_backends
+from bench import add_backend_option, chosen_backends, judged, percentile
 from bench.common import add_duty_rooms, bot_harness, emulator_process, fresh_database
 from bot.emulator import BotApiEmulator
 from bot.plans.notices import status_refresher
@@ -274,16 +275,15 @@ def reply_figures(calls: list[tuple[int | None, bool, float, str | None, int]],
         if turn[officer] < len(answered_at[officer]):
             latencies.append(answered_at[officer][turn[officer]] - at)
         turn[officer] += 1
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else 0.0
+    p99 = percentile(latencies, 0.99)
     answered = len(latencies)
     return {
         "replies_asked": len(asked),
         "replies_answered": answered,
         "replies_429": refused,
-        "reply_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else 0.0,
+        "reply_p50_s": round(percentile(latencies, 0.50), 3),
         "reply_p99_s": round(p99, 3),
-        "reply_max_s": round(latencies[-1], 3) if latencies else 0.0,
+        "reply_max_s": round(max(latencies, default=math.nan), 3),
         "reply_target_p99_s": TARGET_REPLY_P99_S,
         "replies_ok": answered == len(asked) > 0 and p99 < TARGET_REPLY_P99_S,
     }
@@ -311,9 +311,10 @@ def run(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
 
 
 def print_run(f: dict[str, Any]) -> None:
+    target = f"target ≤ {f['target']}"
     print(f"{f['backend']:>10} · {f['mode']:<10} {f['delivered']}/{f['rooms']} rooms in "
           f"{f['seconds']:.1f} s (limits allow {f['allowed_seconds']:.1f} s): ratio "
-          f"{f['ratio']:.3f} [{'OK' if f['ok'] else 'MISSED'}: target ≤ {f['target']}]; "
+          f"{f['ratio']:.3f} {judged(f['ok'], target)}; "
           f"lost {f['lost']}, sent twice {f['duplicates']} (+{f['ambiguous_duplicates']} "
           f"after a stall the client gave up on); {f['calls']} calls, "
           f"{f['injected_faults']} injected faults, {f['emulator_429']} over-limit 429s, "
@@ -322,8 +323,9 @@ def print_run(f: dict[str, Any]) -> None:
         print(f"{'':>10}   replies: {f['replies_answered']}/{f['replies_asked']} lookups "
               f"answered during the broadcast, {f['replies_429']} answered 429 first; ask → "
               f"answer p50 {f['reply_p50_s']:.3f} s, p99 {f['reply_p99_s']:.3f} s, max "
-              f"{f['reply_max_s']:.3f} s [{'OK' if f['replies_ok'] else 'MISSED'}: all "
-              f"answered, p99 < {f['reply_target_p99_s']:.0f} s]", flush=True)
+              f"{f['reply_max_s']:.3f} s "
+              + judged(f["replies_ok"], f"all answered, p99 < {f['reply_target_p99_s']:.0f} s"),
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

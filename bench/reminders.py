@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bench import add_backend_option, chosen_backends
+from bench import add_backend_option, chosen_backends, judged, percentile
 from bench.common import add_duty_rooms, bot_harness, emulator_process, fresh_database
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
@@ -81,14 +81,6 @@ def meeting_of(call: Any) -> int | None:
             if data.startswith("mtg:r:"):
                 return int(data.split(":")[2])
     return None
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _emulator_process(conn: Any, rooms: int, real_limits: bool) -> None:
@@ -199,7 +191,7 @@ def print_run(figures: dict[str, Any]) -> None:
     verdict = ""
     if figures["mode"] == "scheduler + outbox":
         ok = figures["p99_s"] < TARGET_P99_S and figures["delivered"] == figures["reminders"]
-        verdict = f"  [{'OK' if ok else 'MISSED'}: target p99 < {TARGET_P99_S:.0f} s]"
+        verdict = "  " + judged(ok, f"target p99 < {TARGET_P99_S:.0f} s")
     print(f"{figures['backend']:>10} · {figures['mode']:<18} "
           f"{figures['delivered']}/{figures['reminders']} delivered, "
           f"lateness p50 {figures['p50_s']:.3f} s, p99 {figures['p99_s']:.3f} s, "

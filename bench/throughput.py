@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.throughput [--rows 100000] [--updates 1000] [--rounds 3]
 
-A SQLite database is migrated and loaded with `rows` liaisons (bench.lookup's synthetic
+A SQLite database is migrated and loaded with `rows` liaisons (bench.directory's synthetic
 directory, search index built). The Bot API emulator runs in its own process. Then, in
 the same run, against the same emulator, each through PTB's real HTTP stack (getUpdates
 long polling), with the updates coming from OFFICERS people in turn (a desk's load is
@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.lookup import PROVINCES, _load
+from bench.directory import PROVINCES, load
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.search.index import refresh_search_index
@@ -106,7 +106,7 @@ async def prepare(url: str, rows: int) -> float:
     await upgrade(url)
     db = Database(url)
     try:
-        await _load(db, rows, max(50, rows // 10))
+        await load(db, rows, max(50, rows // 10))
         async with db.session() as session:
             await refresh_search_index(session)
     finally:
