@@ -9,6 +9,7 @@ from handlers import (
     agreements,
     audit,
     chair,
+    chat_membership,
     contacts,
     meetings,
     notices,
@@ -17,5 +18,6 @@ from handlers import (
     start,
 )
 
-FEATURES = [start, admin, audit, contacts, agreements, meetings, roster, chair, requests, notices]
+FEATURES = [start, chat_membership, admin, audit, contacts, agreements, meetings, roster, chair,
+            requests, notices]
 FALLBACKS = [contacts.register_fallbacks, start.register_fallbacks]

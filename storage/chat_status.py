@@ -66,14 +66,17 @@ async def mark_chat_unreachable(
     return len(result.all())
 
 
-async def mark_chat_reachable(session: AsyncSession, chat_id: int) -> None:
-    """The bot is back in the chat (for example re-added to the group)."""
-    await session.execute(
+async def mark_chat_reachable(session: AsyncSession, chat_id: int) -> bool:
+    """The bot is back in the chat (re-added to the group, unblocked): send there again.
+    Returns whether the chat was marked unreachable."""
+    result = await session.execute(
         update(ChatStatus)
-        .where(ChatStatus.chat_id == chat_id)
+        .where(ChatStatus.chat_id == chat_id, ChatStatus.unreachable_since.is_not(None))
         .values(unreachable_since=None, reason=None, updated_at=utcnow())
+        .returning(ChatStatus.chat_id)
         .execution_options(synchronize_session=False)
     )
+    return bool(result.all())
 
 
 async def mark_chat_migrated(session: AsyncSession, chat_id: int, new_chat_id: int) -> int:
@@ -89,6 +92,3 @@ async def mark_chat_migrated(session: AsyncSession, chat_id: int, new_chat_id: i
     )
     return len(result.all())
 
-
-async def chat_status(session: AsyncSession, chat_id: int) -> ChatStatus | None:
-    return await session.get(ChatStatus, chat_id)

@@ -190,14 +190,16 @@ async def test_unreachable_chats_fail_fast(db: Database) -> None:
     assert [r.dedup_key for r in await claim(db)] == ["other"]
     async with db.session() as session:
         assert await outbox_claims.fail_unreachable(session, T0) == 1
-        status = await chat_status.chat_status(session, 777)
+        status = await session.get(ChatStatus, 777)
     assert status is not None and status.unreachable_since is not None
     assert status.reason == "Forbidden: bot was blocked"
     after = await row(db, "after")
     assert after.state == OutboxState.failed
     assert after.last_error == "chat unreachable: Forbidden: bot was blocked"
     async with db.session() as session:
-        await chat_status.mark_chat_reachable(session, 777)
+        assert await chat_status.mark_chat_reachable(session, 777)
+        assert not await chat_status.mark_chat_reachable(session, 777)  # nothing to clear
+        assert not await chat_status.mark_chat_reachable(session, 778)
     await add(db, "back", 777)
     assert [r.dedup_key for r in await claim(db)] == ["back"]
 

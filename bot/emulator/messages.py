@@ -46,6 +46,8 @@ class Messages(TelegramState):
             raise ApiError(400, "Bad Request: chat_id is empty")
         chat = self.chat(chat_id)
         status = self.member_status(chat_id, self.bot_id)
+        if status == "kicked" and chat["type"] == "private":
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
         if status in {"left", "kicked"}:
             verb = "kicked from" if status == "kicked" else "not a member of"
             raise ApiError(403, f"Forbidden: bot is {verb} the {chat['type']} chat")

@@ -114,8 +114,9 @@ class TelegramState:
         self._members[(chat_id, user_id)] = status
 
     def member_status(self, chat_id: int, user_id: int) -> str:
-        if chat_id > 0:
-            return "member" if user_id in (chat_id, self.bot_id) else "left"
+        if chat_id > 0:  # a private chat: its user, and the bot unless the user blocked it
+            default = "member" if user_id in (chat_id, self.bot_id) else "left"
+            return self._members.get((chat_id, user_id), default)
         return self._members.get((chat_id, user_id), "left")
 
     def user(self, user_id: int) -> dict[str, Any]:

@@ -112,7 +112,8 @@ class UpdatesIn(TelegramState):
                                    new_status: str = "member",
                                    old_status: str | None = None) -> dict[str, Any]:
         """The bot added to (new_status "member"/"administrator") or removed from ("left",
-        "kicked") a group by a user; the bot's status in the group changes accordingly."""
+        "kicked") a group by a user, or blocked ("kicked") and unblocked ("member") by the
+        user of a private chat; the bot's status there changes accordingly."""
         chat = self._known_chat(chat_id)
         old_status = old_status or self.member_status(chat_id, self.bot_id)
         self.set_member_status(chat_id, self.bot_id, new_status)
