@@ -29,6 +29,7 @@ from storage.models import (
     User,
     ZoneMembership,
 )
+from storage.units import SENIOR_FIRST
 
 PAGE_SIZE = 8
 
@@ -74,7 +75,7 @@ async def units_with_rooms(session: AsyncSession, *, limit: int = 12) -> list[Un
     rooms = select(DutyRoom.unit_id).where(DutyRoom.active.is_(True),
                                            DutyRoom.chat_id.is_not(None))
     return list((await session.execute(select(Unit).where(Unit.id.in_(rooms)).order_by(
-        Unit.level, Unit.id).limit(limit))).scalars())
+        *SENIOR_FIRST).limit(limit))).scalars())
 
 
 async def duty_room(session: AsyncSession, room_id: int) -> DutyRoom:
@@ -185,7 +186,7 @@ async def room_states(session: AsyncSession, notice: Notice, *, where: Any = Non
         .outerjoin(acker, acker.id == NoticeDelivery.acknowledged_by_id)
         .outerjoin(OutboxMessage, OutboxMessage.dedup_key == NoticeDelivery.message_key)
         .where(NoticeDelivery.notice_id == notice.id)
-        .order_by(*([NoticeDelivery.acknowledged_at] if by_ack else []), Unit.level, Unit.id,
+        .order_by(*([NoticeDelivery.acknowledged_at] if by_ack else []), *SENIOR_FIRST,
                   DutyRoom.id)
         .limit(limit)
     )

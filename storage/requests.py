@@ -32,7 +32,7 @@ from storage.models import (
     User,
     ZoneMembership,
 )
-from storage.units import folded_names
+from storage.units import SENIOR_FIRST, folded_names
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000
@@ -106,7 +106,7 @@ async def mechanism_meant(session: AsyncSession, word: str, *, before_urgency: b
 async def peer_units(session: AsyncSession, unit_id: int | None, *, limit: int = 12) -> list[Unit]:
     """Units to offer as targets: those sharing a zone with `unit_id` (provinces first);
     province-level units when there are none."""
-    statement = select(Unit).order_by(Unit.level, Unit.id)
+    statement = select(Unit).order_by(*SENIOR_FIRST)
     if unit_id is not None:
         zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id == unit_id)
         peers = select(ZoneMembership.unit_id).where(ZoneMembership.zone_id.in_(zones))

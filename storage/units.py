@@ -4,15 +4,24 @@ the names a partial match, and the mechanisms' lookup, compare."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.enums import UnitLevel
 from core.normalize import normalize, normalize_many
 from storage.models import Mechanism, Unit
 from storage.search.vocabulary import load_vocabulary
 
 # A partial name offers at most this many units (they become buttons to choose from).
 PARTIAL_LIMIT = 8
+
+# Ministry, provinces, cities, counties: the enum's order. Ordering by the column itself
+# would be alphabetical (city < county < ministry < province): cities before provinces.
+SENIOR_FIRST: tuple[ColumnElement[int], ...] = (
+    case({level: rank for rank, level in enumerate(UnitLevel)}, value=Unit.level,
+         else_=len(UnitLevel)),
+    Unit.id,
+)
 
 # Folded names by the raw names they come from: content-addressed, so never stale, and
 # a directory of thousands of units is folded once per process, not once per lookup.
@@ -49,12 +58,12 @@ async def find_units(session: AsyncSession, name: str, *, partial: bool = False)
     exact = list((await session.execute(
         select(Unit).where(or_(Unit.code == typed, func.lower(Unit.code) == folded,
                                Unit.id.in_(ids)))
-        .order_by(Unit.level, Unit.id)
+        .order_by(*SENIOR_FIRST)
     )).scalars())
     if not partial:
         return exact
     if exact:
         return exact[:PARTIAL_LIMIT]
-    units = (await session.execute(select(Unit).order_by(Unit.level, Unit.id))).scalars()
+    units = (await session.execute(select(Unit).order_by(*SENIOR_FIRST))).scalars()
     return [unit for unit in units if any(folded in n for n in folded_names(unit))][
         :PARTIAL_LIMIT]

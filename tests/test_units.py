@@ -93,3 +93,17 @@ async def test_every_name_of_every_unit_finds_it(db: Database, path: str) -> Non
                          unit.english, *(unit.aliases or [])]:
                 for typed in {name, normalize(name)} if name else ():
                     assert unit in await find_units(session, typed), (typed, unit.name)
+
+
+async def test_units_are_offered_senior_first_not_alphabetically(db: Database) -> None:
+    """Ministry, province, city, county, whatever order they were added in: by the level's
+    text, 城市 (city) came before 省 (province) and the ministry after both."""
+    async with db.session() as session:
+        added = [Unit(code=f"l{n}", name=f"{place}公安{kind}", short_name=place, level=level)
+                 for n, (place, kind, level) in enumerate([
+                     ("张掖", "局", UnitLevel.city), ("甘州", "分局", UnitLevel.county),
+                     ("甘肃", "厅", UnitLevel.province), ("公安部", "", UnitLevel.ministry)])]
+        session.add_all(added)
+    async with db.reading() as session:
+        offered = [unit.short_name for unit in await find_units(session, "公安", partial=True)]
+    assert offered == ["公安部", "甘肃", "张掖", "甘州"]
