@@ -4,8 +4,11 @@ the names a partial match, and the mechanisms' lookup, compare."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from core.enums import UnitLevel
 from core.normalize import normalize, normalize_many
@@ -17,7 +20,7 @@ PARTIAL_LIMIT = 8
 
 # Ministry, provinces, cities, counties: the enum's order. Ordering by the column itself
 # would be alphabetical (city < county < ministry < province): cities before provinces.
-SENIOR_FIRST: tuple[ColumnElement[int], ...] = (
+SENIOR_FIRST: tuple[ColumnElement[Any] | InstrumentedAttribute[int], ...] = (
     case({level: rank for rank, level in enumerate(UnitLevel)}, value=Unit.level,
          else_=len(UnitLevel)),
     Unit.id,
