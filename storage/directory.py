@@ -22,6 +22,7 @@ from storage.models import (
     Zone,
     ZoneMembership,
 )
+from storage.units import zone_ids_of
 
 # In force first, superseded last: the order readers should meet agreements in.
 STATUS_ORDER = case(
@@ -69,10 +70,8 @@ async def zone_units(session: AsyncSession, zone_id: int) -> list[Unit]:
 
 
 async def zone_ids_of_unit(session: AsyncSession, unit_id: int) -> list[int]:
-    rows = await session.execute(
-        select(ZoneMembership.zone_id).where(ZoneMembership.unit_id == unit_id)
-    )
-    return list(rows.scalars())
+    """Its own zones and its ancestors' (storage.units.zone_ids_of)."""
+    return list((await session.execute(zone_ids_of(unit_id))).scalars())
 
 
 async def units_of_zones(session: AsyncSession, zone_ids: Iterable[int]) -> list[int]:

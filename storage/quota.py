@@ -22,7 +22,7 @@ from core.enums import Role
 from core.quota import AlertKind, Item, View
 from storage.access import audit_many, audit_row
 from storage.models import AuditEntry, Unit, User, ZoneMembership
-from storage.schedules import unit_with_ancestors
+from storage.units import zone_ids_of
 
 # What counts: a card, a unit's duty lines. `oncall.overview` (the reader's own zones'
 # duty rooms, /oncall without arguments) is audited but not counted.
@@ -120,9 +120,8 @@ async def alert_recipients(session: AsyncSession, user: User) -> list[User]:
     base = (select(User).options(selectinload(User.unit))
             .where(User.active.is_(True), User.id != user.id).order_by(User.id))
     if user.unit_id is not None:
-        units = [unit.id for unit in await unit_with_ancestors(session, user.unit_id)]
-        zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id.in_(units))
-        peers = select(ZoneMembership.unit_id).where(ZoneMembership.zone_id.in_(zones))
+        peers = select(ZoneMembership.unit_id).where(
+            ZoneMembership.zone_id.in_(zone_ids_of(user.unit_id)))
         found = list((await session.execute(base.where(
             User.role == Role.coordinator, User.unit_id.in_(peers)))).scalars())
         if found:

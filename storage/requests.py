@@ -32,7 +32,7 @@ from storage.models import (
     User,
     ZoneMembership,
 )
-from storage.units import SENIOR_FIRST, folded_names
+from storage.units import SENIOR_FIRST, folded_names, zone_ids_of
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000
@@ -108,8 +108,8 @@ async def peer_units(session: AsyncSession, unit_id: int | None, *, limit: int =
     province-level units when there are none."""
     statement = select(Unit).order_by(*SENIOR_FIRST)
     if unit_id is not None:
-        zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id == unit_id)
-        peers = select(ZoneMembership.unit_id).where(ZoneMembership.zone_id.in_(zones))
+        peers = select(ZoneMembership.unit_id).where(
+            ZoneMembership.zone_id.in_(zone_ids_of(unit_id)))
         found = list((await session.execute(
             statement.where(Unit.id.in_(peers), Unit.id != unit_id).limit(limit))).scalars())
         if found:
@@ -154,10 +154,10 @@ async def liaison_reader(session: AsyncSession, liaison: Liaison) -> User | None
 
 
 async def zone_coordinators(session: AsyncSession, unit_id: int) -> list[User]:
-    """Active coordinators (and administrators) of units sharing a zone with `unit_id`;
-    every active coordinator when the unit's zones have none."""
-    zones = select(ZoneMembership.zone_id).where(ZoneMembership.unit_id == unit_id)
-    peers = select(ZoneMembership.unit_id).where(ZoneMembership.zone_id.in_(zones))
+    """Active coordinators (and administrators) of units sharing a zone with `unit_id`
+    (a city bureau: its province's zones); every active coordinator when there are none."""
+    peers = select(ZoneMembership.unit_id).where(
+        ZoneMembership.zone_id.in_(zone_ids_of(unit_id)))
     senior = [Role.coordinator, Role.admin]
     base = (
         select(User).options(selectinload(User.unit))

@@ -31,6 +31,7 @@ from storage.models import (
     ZoneMembership,
 )
 from storage.search.vocabulary import load_vocabulary
+from storage.units import zone_ids_of
 
 OPEN_REQUEST_STATES = (RequestStatus.open, RequestStatus.accepted)
 
@@ -108,12 +109,9 @@ async def find_zones(session: AsyncSession, text: str) -> list[Zone]:
 
 
 async def zones_of_unit(session: AsyncSession, unit_id: int) -> list[Zone]:
+    """Its own zones and its ancestors' (storage.units.zone_ids_of)."""
     rows = await session.execute(
-        select(Zone)
-        .join(ZoneMembership, ZoneMembership.zone_id == Zone.id)
-        .where(ZoneMembership.unit_id == unit_id)
-        .order_by(Zone.id)
-    )
+        select(Zone).where(Zone.id.in_(zone_ids_of(unit_id))).order_by(Zone.id))
     return list(rows.scalars())
 
 

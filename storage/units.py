@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from core.enums import UnitLevel
 from core.normalize import normalize, normalize_many
-from storage.models import Mechanism, Unit
+from storage.models import Mechanism, Unit, ZoneMembership
 from storage.search.vocabulary import load_vocabulary
 
 # A partial name offers at most this many units (they become buttons to choose from).
@@ -44,6 +44,17 @@ def folded_names(item: Unit | Mechanism) -> frozenset[str]:
             _folded.clear()
         _folded[key] = folded
     return folded
+
+
+def zone_ids_of(unit_id: int) -> Select[int]:
+    """The zones a unit belongs to, as a subquery: its own and its ancestors' (a city
+    bureau sits in its province's zones without a membership of its own)."""
+    lineage = select(Unit.id, Unit.parent_id).where(Unit.id == unit_id).cte(
+        "lineage", recursive=True)
+    parent = aliased(Unit)
+    lineage = lineage.union(  # UNION, not UNION ALL: a cycle of parents ends
+        select(parent.id, parent.parent_id).join(lineage, parent.id == lineage.c.parent_id))
+    return select(ZoneMembership.zone_id).where(ZoneMembership.unit_id.in_(select(lineage.c.id)))
 
 
 async def find_units(session: AsyncSession, name: str, *, partial: bool = False) -> list[Unit]:

@@ -15,6 +15,7 @@ from tools.testing import BotHarness
 ADMIN = 910000001  # 周立新, administrator, zh-Hans
 OFFICER = 910000007  # 王雅琴, officer in 四川, zh-Hant
 STRANGER = 910000099
+KUNMING_OFFICER = 910000012  # 杨丽华, officer in 昆明 (a city bureau of 云南), zh-Hant
 SICHUAN_ROOM = -1001000000103
 OTHER_GROUP = -1009999999999
 
@@ -187,6 +188,14 @@ async def test_oncall_defaults_to_the_users_zones(desk: BotHarness) -> None:
     assert "甘肃省公安厅指挥中心值班室" in sent.text and "青海省公安厅指挥中心值班室" in sent.text
     unknown = await desk.send(ADMIN, "/oncall 火星")
     assert "没有找到单位" in unknown.text
+
+
+async def test_a_city_bureau_officer_sees_the_zones_of_the_province(desk: BotHarness) -> None:
+    """昆明 (a city under 云南) is in no zone itself: its officer's /oncall was refused
+    with the usage text; the bureau sits in 云南's zones."""
+    sent = await desk.send(KUNMING_OFFICER, "/oncall")  # 泛西南, in Traditional
+    assert "雲南省公安廳指揮中心值班室" in sent.text and "在班：邓建平" in sent.text
+    assert "甘肅" not in sent.text  # 西北 is not 云南's zone
 
 
 async def test_pressing_a_button_that_changes_nothing_is_quietly_fine(

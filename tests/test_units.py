@@ -13,7 +13,8 @@ from core.normalize import normalize
 from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Unit
-from storage.units import PARTIAL_LIMIT, find_units
+from storage.requests import peer_units
+from storage.units import PARTIAL_LIMIT, find_units, zone_ids_of
 
 
 async def seed(db: Database) -> dict[str, int]:
@@ -107,3 +108,20 @@ async def test_units_are_offered_senior_first_not_alphabetically(db: Database) -
     async with db.reading() as session:
         offered = [unit.short_name for unit in await find_units(session, "公安", partial=True)]
     assert offered == ["公安部", "甘肃", "张掖", "甘州"]
+
+
+async def test_a_city_or_county_is_in_the_zones_of_its_province(db: Database) -> None:
+    """Only provinces are zone members in real directories: a county (甘州) under a city
+    (张掖) under 甘肃 is in 甘肃's zone; a cycle of parents in bad data still ends."""
+    await import_file(db, "data/sample.yaml")
+    async with db.session() as session:
+        unit = {u.short_name: u for u in (await session.execute(select(Unit))).scalars()}
+        zone_of_gansu = set((await session.execute(zone_ids_of(unit["甘肃"].id))).scalars())
+        for place in ("张掖", "甘州"):
+            assert set((await session.execute(zone_ids_of(unit[place].id))).scalars()) \
+                == zone_of_gansu != set()
+        peers = {u.short_name for u in await peer_units(session, unit["甘州"].id)}
+        assert {"甘肃", "青海", "四川"} <= peers and "上海" not in peers  # 四川: a partner
+        unit["张掖"].parent_id = unit["甘州"].id  # 张掖 → 甘州 → 张掖 …
+        await session.flush()
+        assert set((await session.execute(zone_ids_of(unit["甘州"].id))).scalars()) == set()
