@@ -14,6 +14,7 @@ from tests.conftest import (
     HANT_DUTY_OFFICER,
     HANT_ENGLISH,
     HANT_OFFICER,
+    HANT_SIMPLIFIED_DUTY,
     SAMPLE_ADMIN,
 )
 from tools.testing import BotHarness
@@ -168,3 +169,20 @@ async def test_roster_takes_a_room_by_its_name_and_never_drops_one(hant_desk: Bo
     admin = await hant_desk.send(HANT_ADMIN, "/roster")  # in 北京, on neither roster
     assert "有多個值班室" in admin.text
     assert "尚未登记值班室" in (await hant_desk.send(HANT_OFFICER, "/roster 河北")).text
+
+
+async def test_a_request_card_names_its_units_in_the_readers_script(
+    hant_desk: BotHarness,
+) -> None:
+    """The data is Traditional only; a Simplified reader's card, list and history name
+    both units in Simplified (they were shown as stored)."""
+    sent = await hant_desk.send(HANT_SIMPLIFIED_DUTY,
+                                "/request 河北 情報資訊互享 特急 协查涉枪线索")
+    created = await hant_desk.press(HANT_SIMPLIFIED_DUTY, sent, "提交")
+    number = next(word for word in created.text.replace("<code>", " ").replace(
+        "</code>", " ").split() if word.startswith("XZ-"))
+    card = await hant_desk.send(HANT_SIMPLIFIED_DUTY, f"/request {number}")
+    assert "北京市公安局 → 河北省公安厅" in card.text, card.text
+    assert "公安廳" not in card.text and "情报资讯互享" in card.text
+    listed = await hant_desk.send(HANT_SIMPLIFIED_DUTY, "/requests")
+    assert "公安廳" not in listed.text

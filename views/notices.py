@@ -143,7 +143,8 @@ def status_text(tr: Translator, notice: Notice, tz: Any, *, now: datetime, tally
         lines.append(tr("notices.status.acked_header"))
         for state in acknowledged:
             revision = state.delivery.acknowledged_revision or 1
-            lines.append(tr("notices.status.acked_line", room=escape(state.unit.short_name),
+            lines.append(tr("notices.status.acked_line",
+                            room=escape(tr.name(state.unit.short_name)),
                             who=_who(state.acknowledger),
                             at=render.local_time(state.delivery.acknowledged_at or now, tz))
                          + (tr("notices.status.old_revision", revision=revision)

@@ -82,7 +82,7 @@ def status_lines(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> li
     when = local_time(event.at, tz) if event else ""
     if status is RequestStatus.transferred and request.transferred_to is not None:
         lines = [tr("requests.card.transferred", status=label, who=who, at=when,
-                    unit=escape(request.transferred_to.to_unit.name),
+                    unit=escape(tr.name(request.transferred_to.to_unit.name)),
                     number=request.transferred_to.number)]
     else:
         lines = [tr("requests.card.changed", status=label, who=who, at=when)]
@@ -102,11 +102,12 @@ def card(
         tr("requests.card.title", urgency=urgency_label(tr, request.urgency),
            number=request.number),
         f"<b>{escape(request.subject)}</b>",
-        tr("requests.card.route", source=escape(request.from_unit.name),
-           target=escape(request.to_unit.name)),
+        tr("requests.card.route", source=escape(tr.name(request.from_unit.name)),
+           target=escape(tr.name(request.to_unit.name))),
     ]
     if request.mechanism is not None:
-        lines.append(tr("requests.card.mechanism", mechanism=escape(request.mechanism.name)))
+        lines.append(tr("requests.card.mechanism",
+                        mechanism=escape(tr.name(request.mechanism.name))))
     lines.append(tr("requests.card.created", who=escape(person(request.created_by)),
                     at=local_time(request.created_at, tz)))
     if request.reply_due_at is not None:
@@ -145,8 +146,8 @@ def list_line(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
         "requests.list.line",
         badge=URGENCY_BADGES[request.urgency],
         number=request.number,
-        source=escape(request.from_unit.short_name or request.from_unit.name),
-        target=escape(request.to_unit.short_name or request.to_unit.name),
+        source=escape(tr.name(request.from_unit.short_name or request.from_unit.name)),
+        target=escape(tr.name(request.to_unit.short_name or request.to_unit.name)),
         subject=escape(subject),
         status=status_label(tr, request.status) + flag,
         at=local_time(request.created_at, tz),
@@ -254,14 +255,14 @@ def attachment_message(attachment: dict[str, Any], number: str) -> tuple[str, di
 
 def no_room_text(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
     """To a liaison of a unit without a duty room: the request, told privately."""
-    return tr("requests.notice.no_room_liaison", unit=escape(request.to_unit.name)) + \
+    return tr("requests.notice.no_room_liaison", unit=escape(tr.name(request.to_unit.name))) + \
         "\n\n" + card(tr, request, tz)
 
 
 def changed_text(tr: Translator, request: AssistanceRequest, tz: ZoneInfo) -> str:
     """To the requester: their request changed, and how it stands now."""
     text = tr("requests.notice.changed", number=request.number,
-              subject=escape(request.subject), unit=escape(request.to_unit.name))
+              subject=escape(request.subject), unit=escape(tr.name(request.to_unit.name)))
     return text + "\n" + "\n".join(status_lines(tr, request, tz))
 
 
@@ -270,7 +271,7 @@ def remind_room_text(tr: Translator, request: AssistanceRequest, now: datetime, 
     """The acknowledgement deadline passed: the reminder."""
     text = tr("requests.notice.remind_room", number=request.number,
               urgency=urgency_label(tr, request.urgency), subject=escape(request.subject),
-              source=escape(request.from_unit.name),
+              source=escape(tr.name(request.from_unit.name)),
               elapsed=duration(tr, now - request.created_at))
     if late:
         text += "\n" + tr("requests.notice.late")
@@ -281,7 +282,8 @@ def alert_coordinators_text(tr: Translator, request: AssistanceRequest, tz: Zone
                             now: datetime, *, late: bool) -> str:
     """Twice the deadline and no answer: the alert to a coordinator, with the card."""
     text = tr("requests.notice.alert_coordinators", number=request.number,
-              unit=escape(request.to_unit.name), elapsed=duration(tr, now - request.created_at))
+              unit=escape(tr.name(request.to_unit.name)),
+              elapsed=duration(tr, now - request.created_at))
     if late:
         text += "\n" + tr("requests.notice.late")
     return text + "\n\n" + card(tr, request, tz)
@@ -291,7 +293,7 @@ def reply_overdue_room_text(tr: Translator, request: AssistanceRequest, tz: Zone
     assert request.reply_due_at is not None
     return tr("requests.notice.reply_overdue_room", number=request.number,
               subject=escape(request.subject), due=local_time(request.reply_due_at, tz),
-              source=escape(request.from_unit.name))
+              source=escape(tr.name(request.from_unit.name)))
 
 
 def reply_overdue_requester_text(tr: Translator, request: AssistanceRequest,
@@ -299,4 +301,4 @@ def reply_overdue_requester_text(tr: Translator, request: AssistanceRequest,
     assert request.reply_due_at is not None
     return tr("requests.notice.reply_overdue_requester", number=request.number,
               subject=escape(request.subject), due=local_time(request.reply_due_at, tz),
-              unit=escape(request.to_unit.name), status=status_label(tr, request.status))
+              unit=escape(tr.name(request.to_unit.name)), status=status_label(tr, request.status))

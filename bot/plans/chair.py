@@ -115,9 +115,9 @@ class ChairPlanner(FeaturePlanner):
         following = unit_at(rotation, chair_at(spec, term_start(spec, index + 1)))
         tr = Translator(self.svc.settings.default_language)
         rooms = await rooms_for_units(session, [outgoing.id, incoming.id])
-        values = {"zone": escape(rotation.zone.name), "outgoing": escape(unit_name(outgoing)),
-                  "incoming": escape(unit_name(incoming)),
-                  "next": escape(unit_name(following))}
+        values = {key: escape(tr.name(name)) for key, name in (
+            ("zone", rotation.zone.name), ("outgoing", unit_name(outgoing)),
+            ("incoming", unit_name(incoming)), ("next", unit_name(following)))}
         reminder = occurrence.data["what"] == "chair_reminder"
         for unit in dict.fromkeys([outgoing, incoming]):
             room = rooms.get(unit.id)

@@ -175,7 +175,7 @@ def request_line(
             deadline += " " + tr("roster.brief.overdue")
     source = request.from_unit.short_name if request.from_unit else ""
     return tr("roster.brief.request", number=escape(request.number),
-              urgency=tr(f"roster.urgency.{request.urgency.value}"), source=escape(source),
+              urgency=tr(f"roster.urgency.{request.urgency.value}"), source=escape(tr.name(source)),
               subject=escape(_short(request.subject)), deadline=deadline)
 
 
@@ -195,7 +195,7 @@ async def brief_text(
     zone_name = view.roster.timezone or default_zone
     previous = view.previous(shift)
     incoming = view.member(shift)
-    lines = [tr("roster.brief.head", room=escape(room.title))]
+    lines = [tr("roster.brief.head", room=escape(tr.name(room.title)))]
     if late_due is not None:
         lines.append(tr("roster.brief.late", due=fmt_when(tr, late_due, zone_name, now=now)))
     lines.append(tr("roster.brief.when", when=fmt_when(tr, shift.start, zone_name, now=now),
@@ -312,7 +312,7 @@ class RosterPlanner(FeaturePlanner):
         tr = Translator(language)
         zone_name = view.roster.timezone or self.svc.settings.bot_timezone
         lines = [tr("roster.remind.text", name=escape(member.name),
-                    room=escape(view.roster.duty_room.title),
+                    room=escape(tr.name(view.roster.duty_room.title)),
                     when=fmt_when(tr, shift.start, zone_name, now=now),
                     until=fmt_clock(shift.end, zone_name),
                     lead=fmt_minutes(tr, int(occurrence.data["offset"])))]
