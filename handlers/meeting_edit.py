@@ -54,7 +54,7 @@ from i18n import Translator
 from i18n.formats import fmt_span
 from storage import outbox
 from storage.meetings import cancel_meeting, get_meeting, update_meeting
-from storage.models import DutyRoom, Meeting, MeetingParticipant
+from storage.models import Meeting
 from storage.schedules import rooms_for_units
 from views.buttons import Button, Style
 
@@ -87,21 +87,14 @@ def _meeting_id(tr: Translator, text: str | None) -> int:
     return meeting_id
 
 
-async def participant_rooms(
-    session: AsyncSession, svc: Services, meeting: Meeting
-) -> tuple[list[tuple[MeetingParticipant, DutyRoom, str]], list[str]]:
-    """(participant, its duty room, the zone its times are shown in) for every
-    participant with a room, and the names of those without one."""
-    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
-    reachable, unreachable = [], []
-    for participant in meeting.participants:
-        room = rooms.get(participant.unit_id)
-        if room is None or room.chat_id is None:
-            unreachable.append(participant.unit.short_name or participant.unit.name)
-            continue
-        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
-        reachable.append((participant, room, zone_name))
-    return reachable, unreachable
+async def _live_meeting(session: AsyncSession, tr: Translator, meeting_id: int) -> Meeting:
+    """The meeting to edit or to cancel: it exists and is not cancelled already."""
+    meeting = await get_meeting(session, meeting_id)
+    if meeting is None:
+        raise Refusal(tr("meetings.errors.not_found"))
+    if meeting.status is MeetingStatus.cancelled:
+        raise Refusal(tr("meetings.errors.cancelled"))
+    return meeting
 
 
 async def announce_change(
@@ -112,7 +105,7 @@ async def announce_change(
     tr = Translator(svc.settings.default_language)
     names = tr.join(tr(f"meetings.fields.{name}") for name in changed if name != "zone_id")
     key = f"meeting:{meeting.id}:rev{meeting.revision}"
-    reachable, unreachable = await participant_rooms(session, svc, meeting)
+    reachable, unreachable = await plan.participant_rooms(session, meeting, default_zone(svc))
     for participant, room, zone_name in reachable:
         text = plan.room_message(tr, meeting, participant.unit_id, zone_name, "c", now=now)
         text += "\n" + tr("meetings.notify.what_changed", fields=names)
@@ -142,11 +135,7 @@ async def edit_meeting(update: Update, context: Context, actor: Actor, args: lis
             raise Refusal(tr("meetings.edit.unknown_field", field=escape(args[1])))
         value = " ".join(args[2:]).strip()
         async with svc.db.session() as session:
-            meeting = await get_meeting(session, meeting_id)
-            if meeting is None:
-                raise Refusal(tr("meetings.errors.not_found"))
-            if meeting.status is MeetingStatus.cancelled:
-                raise Refusal(tr("meetings.errors.cancelled"))
+            meeting = await _live_meeting(session, tr, meeting_id)
             zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
             changes: dict[str, Any] = {}
             unit_ids = None
@@ -229,11 +218,7 @@ async def cancel_command(
         if reason and len(reason) > PLACE_LIMIT:
             raise Refusal(tr("errors.too_long", limit=PLACE_LIMIT))
         async with svc.db.session() as session:
-            meeting = await get_meeting(session, meeting_id)
-            if meeting is None:
-                raise Refusal(tr("meetings.errors.not_found"))
-            if meeting.status is MeetingStatus.cancelled:
-                raise Refusal(tr("meetings.errors.cancelled"))
+            meeting = await _live_meeting(session, tr, meeting_id)
             question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
                           when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
                                         plan.meeting_zone(meeting, actor_zone(svc, actor)),
@@ -287,7 +272,7 @@ async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
         if not await cancel_meeting(session, meeting, actor=user, reason=reason):
             raise Refusal(tr("meetings.errors.cancelled"))
         room_tr = Translator(svc.settings.default_language)
-        reachable, unreachable = await participant_rooms(session, svc, meeting)
+        reachable, unreachable = await plan.participant_rooms(session, meeting, default_zone(svc))
         for _, room, zone_name in reachable:
             text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
                            when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,
