@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, Generic, Self, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -42,6 +43,7 @@ from handlers.common import (
     dead_button,
     edit_query_message,
     guarded,
+    handled,
     keyboard,
     offer_confirmation,
     reply,
@@ -51,6 +53,7 @@ from i18n import Translator
 
 END = ConversationHandler.END
 Created = TypeVar("Created")
+E = TypeVar("E", bound=Enum)
 
 
 @dataclass
@@ -142,6 +145,20 @@ class Turn(Generic[D]):
     def query_data(self) -> str:
         query = self.update.callback_query
         return (query.data or "") if query is not None else ""
+
+    def pressed(self, prefix: str, kind: type[E]) -> E | None:
+        """The member of `kind` the pressed button names after `prefix` (None: no member)."""
+        raw = self.query_data.removeprefix(prefix)
+        return kind(raw) if raw in kind.__members__ else None
+
+    async def unclear(self, state: int, unknown: str) -> int:
+        """A choice step's answer that means nothing: a button (stale, or forged) says so,
+        a typed word is asked again after `unknown`; the draft is unchanged."""
+        query = self.update.callback_query
+        if query is not None:
+            await query.answer(self.tr("errors.stale_button"), show_alert=True)
+            return await handled(state)
+        return await self.ask(state, [unknown])
 
     def quit_button(self) -> tuple[str, str]:
         """The ✖️ of this draft: it cancels this draft only."""

@@ -5,6 +5,7 @@ or scheduling it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,7 @@ from handlers.common import (
     keyboard,
     reply,
 )
-from handlers.flow import Draft
+from handlers.flow import Draft, E
 from handlers.notice_common import (
     AUDIENCE,
     CONFIRM,
@@ -280,36 +281,26 @@ def _toggle(audience: dict[str, Any], part: str, item: int, *, add_only: bool = 
 
 
 async def kind_chosen(turn: Turn) -> int:
-    tr, query = turn.tr, turn.update.callback_query
-    raw = turn.query_data.removeprefix(f"{NEW}:k:") if query \
-        else folded_word(text_of(turn.update))
-    kind = NoticeKind(raw) if query and raw in NoticeKind.__members__ else (
-        None if query else KIND_WORDS.get(raw))
-    if kind is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(KIND)
-        return await turn.ask(KIND, [
-            tr("notices.new.unknown_kind", text=escape(text_of(turn.update)[:40]))])
-    turn.draft.kind = kind.value
-    await turn.closing(kind_label(tr, kind))
-    return await turn.advance()
+    return await _chosen_from(turn, KIND, "kind", NoticeKind, KIND_WORDS, kind_label)
 
 
 async def severity_chosen(turn: Turn) -> int:
-    tr, query = turn.tr, turn.update.callback_query
-    raw = turn.query_data.removeprefix(f"{NEW}:s:") if query \
-        else folded_word(text_of(turn.update))
-    severity = Severity(raw) if query and raw in Severity.__members__ else (
-        None if query else SEVERITY_WORDS.get(raw))
-    if severity is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(SEVERITY)
-        return await turn.ask(SEVERITY, [
-            tr("notices.new.unknown_severity", text=escape(text_of(turn.update)[:40]))])
-    turn.draft.severity = severity.value
-    await turn.closing(severity_label(tr, severity))
+    return await _chosen_from(turn, SEVERITY, "severity", Severity, SEVERITY_WORDS,
+                              severity_label)
+
+
+async def _chosen_from(turn: Turn, state: int, field: str, kind: type[E], words: dict[str, E],
+                       label: Callable[[Translator, E], str]) -> int:
+    """The notice's kind or severity, pressed (`{NEW}:k:` or `{NEW}:s:` and the member) or
+    typed as one of its `words`; kept in the draft's `field`."""
+    text = text_of(turn.update)
+    value = turn.pressed(f"{NEW}:{field[0]}:", kind) if turn.update.callback_query \
+        else words.get(folded_word(text))
+    if value is None:
+        return await turn.unclear(
+            state, turn.tr(f"notices.new.unknown_{field}", text=escape(text[:40])))
+    setattr(turn.draft, field, value.value)
+    await turn.closing(label(turn.tr, value))
     return await turn.advance()
 
 
