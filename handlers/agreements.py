@@ -12,7 +12,7 @@ from bot.commands import CommandInfo, Where
 from bot.services import Actor, services
 from core.enums import AgreementStatus, Role
 from handlers.common import Context, Refusal, escape, guarded, keyboard, may_show_details
-from handlers.contact_common import MAX_QUERY, clause_line, recalled_query, remember_query, show
+from handlers.contact_common import MAX_QUERY, clause_line, paging_row, recalled_query, show
 from i18n import Translator
 from storage import directory
 from storage.models import Agreement, Clause
@@ -56,12 +56,7 @@ async def search_page(context: Context, actor: Actor, query: str,
     header = tr("agreements.header", query=escape(query), total=results.total)
     rows = [[(f"📄 {hit.agreement_short_title} {hit.number}", f"ag:c:{hit.clause_id}")]
             for hit in results.hits]
-    query_id = remember_query(context, query)
-    paging = []
-    if offset > 0:
-        paging.append((tr("common.previous"), f"ag:pg:{query_id}:{max(0, offset - PAGE_SIZE)}"))
-    if results.has_more:
-        paging.append((tr("common.next"), f"ag:pg:{query_id}:{offset + PAGE_SIZE}"))
+    paging = paging_row(context, tr, "ag", query, offset, PAGE_SIZE, more=results.has_more)
     if paging:
         rows.append(paging)
     text = "\n\n".join([header, *(clause_line(tr, hit) for hit in results.hits)])
