@@ -188,8 +188,7 @@ async def got_kind(turn: Turn) -> int:
     assert query is not None
     value = turn.query_data.rsplit(":", 1)[1]
     if value not in MeetingKind.__members__:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        raise ApplicationHandlerStop(KIND)
+        return await turn.alert(KIND, tr("errors.stale_button"))
     turn.draft.kind = value
     await query.answer()
     await edit_query_message(turn.update, tr("meetings.new.kind_chosen",

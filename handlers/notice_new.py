@@ -32,12 +32,10 @@ from handlers import flow
 from handlers.common import (
     Context,
     confirmation_open,
-    edit_query_message,
     end_draft,
     escape,
     guarded,
     handled,
-    keyboard,
     reply,
 )
 from handlers.flow import Draft, E
@@ -322,22 +320,17 @@ async def audience_typed(turn: Turn) -> int:
                                 units=tr.join(escape(tr.name(u.name)) for u in units)))
             else:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
-    if candidates:
-        choices = [(u.name, f"{NEW}:a:u:{u.id}") for u in candidates]
-        return await turn.offer(AUDIENCE, notes, choices,
-                                Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary))
-    return await turn.ask(AUDIENCE, notes)
+    choices = [(u.name, f"{NEW}:a:u:{u.id}") for u in candidates]
+    return await turn.offer(AUDIENCE, notes, choices,
+                            Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary))
 
 
 async def audience_pressed(turn: Turn) -> int:
     svc, tr, draft = turn.svc, turn.tr, turn.draft
-    query = turn.update.callback_query
-    assert query is not None
     data, audience = turn.query_data, draft.audience
     if data == f"{NEW}:a:next":
         if not _chosen(audience):
-            await query.answer(tr("notices.new.no_audience_yet"), show_alert=True)
-            return await handled(AUDIENCE)
+            return await turn.alert(AUDIENCE, tr("notices.new.no_audience_yet"))
         draft.audience_done = True
         await turn.closing(await _audience_label(svc, tr, audience))
         return await turn.advance()
@@ -353,14 +346,9 @@ async def audience_pressed(turn: Turn) -> int:
         async with svc.db.session() as session:
             found = await session.get(model, item) if model and item else None
         if found is None or match is None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(AUDIENCE)
+            return await turn.alert(AUDIENCE, tr("errors.stale_button"))
         _toggle(audience, "zones" if match.group(1) == "z" else "units", found.id)
-    await query.answer()
-    prompt = await ask_audience(turn)
-    await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
-                             courtesy=True)
-    return await handled(AUDIENCE)
+    return await turn.reshow(AUDIENCE)
 
 
 async def text_given(turn: Turn) -> int:
@@ -412,8 +400,7 @@ async def confirm_pressed(turn: Turn) -> int:
         await query.answer()
         return await turn.ask(WHEN)
     if verb != "send" or token != draft.token or NEW_NOTICE.next_state(draft) != CONFIRM:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(CONFIRM)
+        return await turn.alert(CONFIRM, tr("errors.stale_button"))
     assert draft.kind is not None and draft.severity is not None and draft.text is not None
     when = draft.scheduled_for
     notice_draft = NoticeDraft(

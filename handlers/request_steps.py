@@ -153,8 +153,7 @@ async def confirm_pressed(turn: Turn) -> int:
         await query.answer()
         return await turn.ask(DETAILS if data.endswith("details") else DEADLINE)
     if data != f"{NEW}:submit" or token != draft.token:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(CONFIRM)
+        return await turn.alert(CONFIRM, tr("errors.stale_button"))
     return await _submit(turn)
 
 
