@@ -50,7 +50,7 @@ from handlers.contact_common import (
     zone_rows,
 )
 from handlers.contact_lookup import inline, mentioned, plain_text
-from handlers.lookup_quota import admit, refuse, settle
+from handlers.lookup_quota import admit, cleared
 from i18n import Translator
 from storage import directory
 from storage.duty import UnitDuty
@@ -94,9 +94,7 @@ async def answer_contacts(update: Update, context: Context, actor: Actor, query:
     except Refusal as refusal:
         await show(update, refusal.text)
         return
-    await settle(context, actor, admission)
-    if not admission.allowed:
-        await refuse(update, context, actor, admission)
+    if not await cleared(update, context, actor, admission):
         return
     await show(update, page.text, page.markup)
 
@@ -223,9 +221,7 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
     except Refusal as refusal:
         await send_reply(update, refusal.text)
         return
-    await settle(context, actor, admission)
-    if not admission.allowed:
-        await refuse(update, context, actor, admission)
+    if not await cleared(update, context, actor, admission):
         return
     # Without a query the units without a room are one line of names and duty phones.
     copies = copy_phone_rows(tr, duty_numbers(tr, shown, parents=bool(query)))
