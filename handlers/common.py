@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from copy import deepcopy
@@ -126,6 +127,16 @@ async def edit_query_message(update: Update, text: str,
             raise
 
 
+def pressed(update: Update, tr: Callable[..., str], pattern: re.Pattern[str]) -> re.Match[str]:
+    """The pressed button's data as `pattern` reads it; data it cannot read is a stale
+    button (a `Refusal`)."""
+    query = update.callback_query
+    match = pattern.match((query.data or "") if query is not None else "")
+    if match is None:
+        raise Refusal(tr("errors.stale_button"))
+    return match
+
+
 def message_text(update: Update) -> str:
     """The incoming message's text as typed ('' for a photo, a sticker, a button press)."""
     message = update.effective_message
@@ -183,7 +194,10 @@ def last_known_language(svc: Services, person: User | None) -> str:
 
 
 def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere):
-    """Resolve the actor and refuse politely (changing nothing) when they may not act here."""
+    """Resolve the actor and refuse politely (changing nothing) when they may not act here.
+
+    A `Refusal` the handler raises (its unit of work rolled back) is said the same way:
+    in an alert for a button, else as the reply."""
 
     def decorate(handler: Handler) -> Callable[[Update, Context], Awaitable[Any]]:
         @functools.wraps(handler)
@@ -191,11 +205,16 @@ def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere)
             actor = await current_actor(update, context)
             refusal = _refusal(actor, min_role, where, update)
             if refusal is None:
-                return await handler(update, context, actor)
-            if update.callback_query is not None:
-                await update.callback_query.answer(actor.tr(refusal), show_alert=True)
+                try:
+                    return await handler(update, context, actor)
+                except Refusal as refused:
+                    text = refused.text
             else:
-                await reply(update, actor.tr(refusal))
+                text = actor.tr(refusal)
+            if update.callback_query is not None:
+                await update.callback_query.answer(text, show_alert=True)
+            else:
+                await reply(update, text)
             # Answered: no handler of a later group (the unknown-command reply) answers
             # again; a conversation keeps its state.
             raise ApplicationHandlerStop

@@ -125,82 +125,78 @@ async def announce_change(
 
 async def edit_meeting(update: Update, context: Context, actor: Actor, args: list[str]) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
-    try:
-        _require_coordinator(actor)
-        if len(args) < 3:
-            raise Refusal(tr("meetings.edit.usage"))
-        meeting_id = _meeting_id(tr, args[0])
-        field = EDIT_FIELDS.get(args[1].lower())
-        if field is None:
-            raise Refusal(tr("meetings.edit.unknown_field", field=escape(args[1])))
-        value = " ".join(args[2:]).strip()
-        async with svc.db.session() as session:
-            meeting = await _live_meeting(session, tr, meeting_id)
-            zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
-            changes: dict[str, Any] = {}
-            unit_ids = None
-            if field == "title":
-                changes["title"] = check_text(tr, value, TITLE_LIMIT)
-            elif field == "kind":
-                kind = parse_meeting_kind(value)
-                if kind is None:
-                    raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
-                changes["kind"] = kind
-            elif field == "start":
-                start = parse_time(tr, value, now, zone_name)
-                changes["starts_at"] = start
-                changes["ends_at"] = start + (meeting.ends_at - meeting.starts_at)
-            elif field == "end":
-                end = parse_end(value, meeting.starts_at, now, zone_name)
-                if end is None:
-                    raise Refusal(tr("meetings.errors.time_unrecognised", text=escape(value)))
-                if (problem := end_problem(meeting.starts_at, end)) is not None:
-                    raise Refusal(tr(problem))
-                changes["ends_at"] = end
-            elif field == "place":
-                changes["place"] = None if value.lower() in SKIP else check_text(
-                    tr, value, PLACE_LIMIT)
-            elif field == "link":
-                if value.lower() in SKIP:
-                    changes["video_link"] = None
-                elif URL.fullmatch(value):
-                    changes["video_link"] = value
-                else:
-                    raise Refusal(tr("meetings.errors.bad_link"))
-            elif field == "agenda":
-                changes["agenda"] = None if value.lower() in SKIP else check_text(
-                    tr, value, AGENDA_LIMIT)
-            elif field == "units":
-                unit_ids = [u.id for u in await invited_units(session, tr, value,
-                                                              meeting.zone_id)]
-            elif field == "reminders":
-                offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)
-                if offsets is None:
-                    raise Refusal(tr("meetings.errors.bad_offsets"))
-                changes["reminder_offsets"] = offsets
-            before_units = [p.unit_id for p in meeting.participants]
-            user = await acting_user(session, actor)
-            changed = await update_meeting(session, meeting, actor=user, unit_ids=unit_ids,
-                                           **changes)
-            if not changed:
-                raise Refusal(tr("meetings.edit.unchanged"))
-            meeting = await get_meeting(session, meeting_id)
-            assert meeting is not None
-            await plan.skip_past_reminders(session, meeting, now)
-            removed = [u for u in before_units if u not in {p.unit_id for p in
-                                                            meeting.participants}]
-            unreachable = await announce_change(session, svc, meeting, changed, removed, now)
-            await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
-                                  default_language=svc.settings.default_language,
-                                  edit_key=f"meeting:{meeting.id}:tally:rev{meeting.revision}")
-            text = tr("meetings.edit.done", id=meeting.id,
-                      fields=tr.join(tr(f"meetings.fields.{n}") for n in changed))
-            if unreachable:
-                text += "\n" + tr("meetings.created.unreachable",
-                                  units=escape(tr.join(unreachable)))
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    _require_coordinator(actor)
+    if len(args) < 3:
+        raise Refusal(tr("meetings.edit.usage"))
+    meeting_id = _meeting_id(tr, args[0])
+    field = EDIT_FIELDS.get(args[1].lower())
+    if field is None:
+        raise Refusal(tr("meetings.edit.unknown_field", field=escape(args[1])))
+    value = " ".join(args[2:]).strip()
+    async with svc.db.session() as session:
+        meeting = await _live_meeting(session, tr, meeting_id)
+        zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
+        changes: dict[str, Any] = {}
+        unit_ids = None
+        if field == "title":
+            changes["title"] = check_text(tr, value, TITLE_LIMIT)
+        elif field == "kind":
+            kind = parse_meeting_kind(value)
+            if kind is None:
+                raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
+            changes["kind"] = kind
+        elif field == "start":
+            start = parse_time(tr, value, now, zone_name)
+            changes["starts_at"] = start
+            changes["ends_at"] = start + (meeting.ends_at - meeting.starts_at)
+        elif field == "end":
+            end = parse_end(value, meeting.starts_at, now, zone_name)
+            if end is None:
+                raise Refusal(tr("meetings.errors.time_unrecognised", text=escape(value)))
+            if (problem := end_problem(meeting.starts_at, end)) is not None:
+                raise Refusal(tr(problem))
+            changes["ends_at"] = end
+        elif field == "place":
+            changes["place"] = None if value.lower() in SKIP else check_text(
+                tr, value, PLACE_LIMIT)
+        elif field == "link":
+            if value.lower() in SKIP:
+                changes["video_link"] = None
+            elif URL.fullmatch(value):
+                changes["video_link"] = value
+            else:
+                raise Refusal(tr("meetings.errors.bad_link"))
+        elif field == "agenda":
+            changes["agenda"] = None if value.lower() in SKIP else check_text(
+                tr, value, AGENDA_LIMIT)
+        elif field == "units":
+            unit_ids = [u.id for u in await invited_units(session, tr, value,
+                                                          meeting.zone_id)]
+        elif field == "reminders":
+            offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)
+            if offsets is None:
+                raise Refusal(tr("meetings.errors.bad_offsets"))
+            changes["reminder_offsets"] = offsets
+        before_units = [p.unit_id for p in meeting.participants]
+        user = await acting_user(session, actor)
+        changed = await update_meeting(session, meeting, actor=user, unit_ids=unit_ids,
+                                       **changes)
+        if not changed:
+            raise Refusal(tr("meetings.edit.unchanged"))
+        meeting = await get_meeting(session, meeting_id)
+        assert meeting is not None
+        await plan.skip_past_reminders(session, meeting, now)
+        removed = [u for u in before_units if u not in {p.unit_id for p in
+                                                        meeting.participants}]
+        unreachable = await announce_change(session, svc, meeting, changed, removed, now)
+        await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                              default_language=svc.settings.default_language,
+                              edit_key=f"meeting:{meeting.id}:tally:rev{meeting.revision}")
+        text = tr("meetings.edit.done", id=meeting.id,
+                  fields=tr.join(tr(f"meetings.fields.{n}") for n in changed))
+        if unreachable:
+            text += "\n" + tr("meetings.created.unreachable",
+                              units=escape(tr.join(unreachable)))
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
     await reply(update, text)
@@ -211,21 +207,17 @@ async def cancel_command(
 ) -> None:
     """/meeting cancel ID [REASON]: asks first, naming the meeting and its time."""
     svc, tr, now = services(context), actor.tr, services(context).now()
-    try:
-        _require_coordinator(actor)
-        meeting_id = _meeting_id(tr, args[0] if args else None)
-        reason = " ".join(args[1:]).strip() or None
-        if reason and len(reason) > PLACE_LIMIT:
-            raise Refusal(tr("errors.too_long", limit=PLACE_LIMIT))
-        async with svc.db.session() as session:
-            meeting = await _live_meeting(session, tr, meeting_id)
-            question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
-                          when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
-                                        plan.meeting_zone(meeting, actor_zone(svc, actor)),
-                                        now=now))
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    _require_coordinator(actor)
+    meeting_id = _meeting_id(tr, args[0] if args else None)
+    reason = " ".join(args[1:]).strip() or None
+    if reason and len(reason) > PLACE_LIMIT:
+        raise Refusal(tr("errors.too_long", limit=PLACE_LIMIT))
+    async with svc.db.session() as session:
+        meeting = await _live_meeting(session, tr, meeting_id)
+        question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
+                      when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
+                                    plan.meeting_zone(meeting, actor_zone(svc, actor)),
+                                    now=now))
     token = offer_confirmation(context, CANCEL, meeting_id, extra={"reason": reason})
     await reply(update, question, keyboard([[
         Button(tr("meetings.buttons.cancel_yes"), f"{CB}:mc:y:{token}", Style.danger),
