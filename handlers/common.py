@@ -73,6 +73,28 @@ def keyboard(rows: Sequence[Sequence[Key]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[_inline_button(key) for key in row] for row in rows])
 
 
+def page_count(total: int, size: int) -> int:
+    """How many pages of `size` a list of `total` takes (one, even empty)."""
+    return max((total + size - 1) // size, 1)
+
+
+def list_keyboard(items: Sequence[Key], page: int, pages: int, *, previous: str,
+                  following: str, page_data: Callable[[int], str]
+                  ) -> InlineKeyboardMarkup | None:
+    """A numbered list page's buttons (/requests, /notices): one per item shown, four a
+    row, then `previous` and `following` where there is a page before or after
+    (`page_data` is the callback data of page n)."""
+    rows: list[list[Key]] = [list(items[i:i + 4]) for i in range(0, len(items), 4)]
+    paging: list[Key] = []
+    if page > 0:
+        paging.append((previous, page_data(page - 1)))
+    if page + 1 < pages:
+        paging.append((following, page_data(page + 1)))
+    if paging:
+        rows.append(paging)
+    return keyboard(rows) if rows else None
+
+
 def _inline_button(key: Key) -> InlineKeyboardButton:
     if not isinstance(key, Button):
         label, data = key
