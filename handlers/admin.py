@@ -76,27 +76,23 @@ async def one_unit(session: AsyncSession, tr: Translator, query: str) -> Unit:
 async def invite(update: Update, context: Context, actor: Actor) -> None:
     tr, args = actor.tr, context.args or []
     svc = services(context)
-    try:
-        if not args or len(args) > 2:
-            raise Refusal(tr("admin.invite.usage"))
-        role = parse_role(args[1]) if len(args) == 2 else Role.officer
-        if role is None:
-            raise Refusal(tr("admin.unknown_role", role=escape(args[1])))
-        if not may_invite(actor.role, role):
-            raise Refusal(tr("admin.role_not_allowed", role=tr(f"roles.{role.value}")))
-        async with svc.db.session() as session:
-            unit = await one_unit(session, tr, args[0])
-            invitation = await create_invitation(
-                session,
-                unit=unit,
-                role=role,
-                now=svc.now(),
-                ttl=timedelta(hours=svc.settings.invitation_ttl_hours),
-                created_by=await user_by_telegram_id(session, actor.telegram_id),
-            )
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    if not args or len(args) > 2:
+        raise Refusal(tr("admin.invite.usage"))
+    role = parse_role(args[1]) if len(args) == 2 else Role.officer
+    if role is None:
+        raise Refusal(tr("admin.unknown_role", role=escape(args[1])))
+    if not may_invite(actor.role, role):
+        raise Refusal(tr("admin.role_not_allowed", role=tr(f"roles.{role.value}")))
+    async with svc.db.session() as session:
+        unit = await one_unit(session, tr, args[0])
+        invitation = await create_invitation(
+            session,
+            unit=unit,
+            role=role,
+            now=svc.now(),
+            ttl=timedelta(hours=svc.settings.invitation_ttl_hours),
+            created_by=await user_by_telegram_id(session, actor.telegram_id),
+        )
     link = f"https://t.me/{context.bot.username}?start={invitation.code}"
     await reply(
         update,
@@ -128,9 +124,6 @@ async def register_room(update: Update, context: Context, actor: Actor) -> None:
                 session, unit=unit, chat_id=chat.id, title=chat.title or unit.name,
                 actor=registrar, now=svc.now(),
             )
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
     except RoomConflict as conflict:
         await reply(update, tr("admin.register_room.conflict", unit=escape(conflict.unit_name)))
         return
@@ -182,14 +175,10 @@ def activation_handler(active: bool) -> Callable[[Update, Context], Awaitable[An
     async def handler(update: Update, context: Context, actor: Actor) -> None:
         """/activate acts at once; /deactivate asks first, saying whom it would lock out."""
         tr, svc = actor.tr, services(context)
-        try:
-            if len(context.args or []) != 1:
-                raise Refusal(tr(f"{key}.usage"))
-            name, described = await _set_active(svc, actor, context.args[0], active,
-                                                change=active)
-        except Refusal as refusal:
-            await reply(update, refusal.text)
-            return
+        if len(context.args or []) != 1:
+            raise Refusal(tr(f"{key}.usage"))
+        name, described = await _set_active(svc, actor, context.args[0], active,
+                                            change=active)
         if active:
             await reply(update, tr(f"{key}.done", user=name))
             return
@@ -231,24 +220,20 @@ async def deactivate_pressed(update: Update, context: Context, actor: Actor) -> 
 async def unblock(update: Update, context: Context, actor: Actor) -> None:
     """Lift a person's lookup limit: their counts start afresh (core/quota.py), at once."""
     tr, svc = actor.tr, services(context)
-    try:
-        if len(context.args or []) != 1:
-            raise Refusal(tr("admin.unblock.usage"))
-        async with svc.db.session() as session:
-            user = await target_user(session, tr, context.args[0])
-            if user.telegram_id == actor.telegram_id:
-                raise Refusal(tr("admin.not_yourself"))
-            name = escape(user.full_name or str(user.telegram_id))
-            admin = await user_by_telegram_id(session, actor.telegram_id)
-            assert admin is not None
-            before = await quota.unblock(session, user, admin,
-                                         svc.settings.lookup_policy(user.role),
-                                         now=svc.now(), language=svc.settings.default_language)
-            if before is None:
-                raise Refusal(tr("admin.unblock.nothing", user=name))
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    if len(context.args or []) != 1:
+        raise Refusal(tr("admin.unblock.usage"))
+    async with svc.db.session() as session:
+        user = await target_user(session, tr, context.args[0])
+        if user.telegram_id == actor.telegram_id:
+            raise Refusal(tr("admin.not_yourself"))
+        name = escape(user.full_name or str(user.telegram_id))
+        admin = await user_by_telegram_id(session, actor.telegram_id)
+        assert admin is not None
+        before = await quota.unblock(session, user, admin,
+                                     svc.settings.lookup_policy(user.role),
+                                     now=svc.now(), language=svc.settings.default_language)
+        if before is None:
+            raise Refusal(tr("admin.unblock.nothing", user=name))
     svc.wake_delivery()
     hour, day = before
     await reply(update, tr("admin.unblock.done", user=name, hour=hour.count,

@@ -11,8 +11,16 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from bot.commands import CommandInfo, Where
 from bot.services import Actor, services
 from core.enums import AgreementStatus, Role
-from handlers.common import Context, Refusal, escape, guarded, keyboard, may_show_details
-from handlers.contact_common import MAX_QUERY, clause_line, recalled_query, remember_query, show
+from handlers.common import (
+    Context,
+    Refusal,
+    escape,
+    guarded,
+    keyboard,
+    may_show_details,
+    pressed,
+)
+from handlers.contact_common import MAX_QUERY, clause_line, paging_row, recalled_query, show
 from i18n import Translator
 from storage import directory
 from storage.models import Agreement, Clause
@@ -56,12 +64,7 @@ async def search_page(context: Context, actor: Actor, query: str,
     header = tr("agreements.header", query=escape(query), total=results.total)
     rows = [[(f"📄 {hit.agreement_short_title} {hit.number}", f"ag:c:{hit.clause_id}")]
             for hit in results.hits]
-    query_id = remember_query(context, query)
-    paging = []
-    if offset > 0:
-        paging.append((tr("common.previous"), f"ag:pg:{query_id}:{max(0, offset - PAGE_SIZE)}"))
-    if results.has_more:
-        paging.append((tr("common.next"), f"ag:pg:{query_id}:{offset + PAGE_SIZE}"))
+    paging = paging_row(context, tr, "ag", query, offset, PAGE_SIZE, more=results.has_more)
     if paging:
         rows.append(paging)
     text = "\n\n".join([header, *(clause_line(tr, hit) for hit in results.hits)])
@@ -105,59 +108,50 @@ async def agreement(update: Update, context: Context, actor: Actor) -> None:
 
 @guarded(Role.officer)
 async def agreement_button(update: Update, context: Context, actor: Actor) -> None:
-    query = update.callback_query
-    assert query is not None
     tr, svc = actor.tr, services(context)
-    match = CALLBACK.match(query.data or "")
-    try:
-        if match is None:
+    action, first, second = pressed(update, tr, CALLBACK).groups()
+    if not await shown_here(update, context):
+        raise Refusal(tr("agreements.group_not_room"))
+    if action in {"pg", "only"}:
+        text = recalled_query(context, first)
+        if text is None:
             raise Refusal(tr("errors.stale_button"))
-        if not await shown_here(update, context):
-            raise Refusal(tr("agreements.group_not_room"))
-        action, first, second = match.groups()
-        if action in {"pg", "only"}:
-            text = recalled_query(context, first)
-            if text is None:
-                raise Refusal(tr("errors.stale_button"))
-            body, markup = await search_page(context, actor, text, int(second or 0))
-        elif action == "list":
-            body, markup = await overview(context, actor)
-        elif action == "c" and first:
-            async with svc.db.session() as session:
-                clause, previous, following = await directory.clause_with_neighbours(
-                    session, int(first))
-            if clause is None:
-                raise Refusal(tr("errors.stale_button"))
-            nav = []
-            if previous:
-                nav.append((tr("agreements.previous_clause"), f"ag:c:{previous}"))
-            if following:
-                nav.append((tr("agreements.next_clause"), f"ag:c:{following}"))
-            body = clause_text(tr, clause)
-            markup = keyboard([nav, [(tr("agreements.back_to_list"), "ag:list")]])
-        elif action == "m" and first:
-            async with svc.db.session() as session:
-                clauses = await directory.clauses_of_mechanism(session, int(first))
-            if not clauses:
-                raise Refusal(tr("errors.stale_button"))
-            body = "\n\n".join(
-                [tr("agreements.mechanism_header",
-                    mechanism=escape(tr.name(next(m.name for m in clauses[0].mechanisms
-                                                  if m.id == int(first)))),
-                    total=len(clauses))]
-                + [tr("agreements.mechanism_item", title=escape(c.agreement.short_title),
-                      number=escape(c.number),
-                      superseded=tr("agreements.superseded_mark")
-                      if c.agreement.status is AgreementStatus.superseded else "",
-                      heading=escape(c.heading or c.text[:30])) for c in clauses])
-            markup = keyboard([[(f"📄 {c.agreement.short_title} {c.number}", f"ag:c:{c.id}")]
-                               for c in clauses[:10]]
-                              + [[(tr("agreements.back_to_list"), "ag:list")]])
-        else:
+        body, markup = await search_page(context, actor, text, int(second or 0))
+    elif action == "list":
+        body, markup = await overview(context, actor)
+    elif action == "c" and first:
+        async with svc.db.session() as session:
+            clause, previous, following = await directory.clause_with_neighbours(
+                session, int(first))
+        if clause is None:
             raise Refusal(tr("errors.stale_button"))
-    except Refusal as refusal:
-        await query.answer(refusal.text, show_alert=True)
-        return
+        nav = []
+        if previous:
+            nav.append((tr("agreements.previous_clause"), f"ag:c:{previous}"))
+        if following:
+            nav.append((tr("agreements.next_clause"), f"ag:c:{following}"))
+        body = clause_text(tr, clause)
+        markup = keyboard([nav, [(tr("agreements.back_to_list"), "ag:list")]])
+    elif action == "m" and first:
+        async with svc.db.session() as session:
+            clauses = await directory.clauses_of_mechanism(session, int(first))
+        if not clauses:
+            raise Refusal(tr("errors.stale_button"))
+        body = "\n\n".join(
+            [tr("agreements.mechanism_header",
+                mechanism=escape(tr.name(next(m.name for m in clauses[0].mechanisms
+                                              if m.id == int(first)))),
+                total=len(clauses))]
+            + [tr("agreements.mechanism_item", title=escape(c.agreement.short_title),
+                  number=escape(c.number),
+                  superseded=tr("agreements.superseded_mark")
+                  if c.agreement.status is AgreementStatus.superseded else "",
+                  heading=escape(c.heading or c.text[:30])) for c in clauses])
+        markup = keyboard([[(f"📄 {c.agreement.short_title} {c.number}", f"ag:c:{c.id}")]
+                           for c in clauses[:10]]
+                          + [[(tr("agreements.back_to_list"), "ag:list")]])
+    else:
+        raise Refusal(tr("errors.stale_button"))
     await show(update, body, markup)
 
 

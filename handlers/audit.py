@@ -138,14 +138,10 @@ async def audit_page(svc: Services, actor: Actor, query: str, query_id: str, off
 @guarded(Role.admin, Where.private)
 async def audit_command(update: Update, context: Context, actor: Actor) -> None:
     tr, query = actor.tr, " ".join(context.args or []).strip()
-    try:
-        if not query:
-            raise Refusal(tr("audit.usage"))
-        text, markup = await audit_page(services(context), actor, query,
-                                        remember_query(context, query), 0)
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    if not query:
+        raise Refusal(tr("audit.usage"))
+    text, markup = await audit_page(services(context), actor, query,
+                                    remember_query(context, query), 0)
     await reply(update, text, markup)
 
 

@@ -94,15 +94,11 @@ async def chair_command(update: Update, context: Context, actor: Actor) -> None:
         return
     svc, tr, now = services(context), actor.tr, services(context).now()
     timezone = svc.settings.bot_timezone
-    try:
-        async with svc.db.session() as session:
-            rotations = await rotations_for(session, actor, " ".join(args).strip())
-            if not rotations:
-                raise Refusal(tr("chair.errors.none"))
-            text = "\n\n".join(rotation_text(tr, r, now, timezone) for r in rotations)
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    async with svc.db.session() as session:
+        rotations = await rotations_for(session, actor, " ".join(args).strip())
+        if not rotations:
+            raise Refusal(tr("chair.errors.none"))
+        text = "\n\n".join(rotation_text(tr, r, now, timezone) for r in rotations)
     await reply(update, text)
 
 
@@ -110,47 +106,43 @@ async def set_command(
     update: Update, context: Context, actor: Actor, args: list[str]
 ) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
-    try:
-        if not actor.can(Role.coordinator):
-            raise Refusal(tr("errors.not_allowed"))
-        if len(args) < 4:
-            raise Refusal(tr("chair.set.usage"))
-        zone_text, months_text, day_text = args[0], args[1], args[2]
-        if not months_text.isdecimal() or len(months_text) > 3 or \
-                not 1 <= int(months_text) <= 120:
-            raise Refusal(tr("chair.errors.bad_term"))
-        anchor = parse_day(day_text, now.astimezone(time_zone(svc.settings.bot_timezone)).date())
-        if anchor is None:
-            raise Refusal(tr("chair.errors.bad_day", text=escape(day_text)))
-        names = [n for n in SPLIT.split(" ".join(args[3:])) if n]
-        async with svc.db.session() as session:
-            zones = await find_zones(session, zone_text)
-            if len(zones) != 1:
-                raise Refusal(tr("chair.errors.unknown_zone", zone=escape(zone_text)))
-            members = set(await zone_member_ids(session, zones[0].id))
-            units: list[Unit] = []
-            for name in names:
-                found = await find_units(session, name)
-                if len(found) != 1:
-                    raise Refusal(tr("chair.errors.unknown_unit", unit=escape(name)))
-                if found[0].id not in members:
-                    raise Refusal(tr("chair.errors.not_member", unit=escape(found[0].name),
-                                     zone=escape(zones[0].name)))
-                if found[0] in units:
-                    raise Refusal(tr("chair.errors.duplicate", unit=escape(found[0].name)))
-                units.append(found[0])
-            if len(units) < 2:
-                raise Refusal(tr("chair.errors.too_few"))
-            user = await session.get(User, actor.user.id) if actor.user else None
-            rotation = await save_chair_rotation(
-                session, zones[0], unit_ids=[u.id for u in units], term_months=int(months_text),
-                anchor_date=anchor, actor=user, now=now)
-            text = tr("chair.set.done") + "\n\n" + rotation_text(
-                tr, rotation, now, svc.settings.bot_timezone)
-            await plan.ChairPlanner(svc).skip_due(session, zones[0].id, now)
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    if not actor.can(Role.coordinator):
+        raise Refusal(tr("errors.not_allowed"))
+    if len(args) < 4:
+        raise Refusal(tr("chair.set.usage"))
+    zone_text, months_text, day_text = args[0], args[1], args[2]
+    if not months_text.isdecimal() or len(months_text) > 3 or \
+            not 1 <= int(months_text) <= 120:
+        raise Refusal(tr("chair.errors.bad_term"))
+    anchor = parse_day(day_text, now.astimezone(time_zone(svc.settings.bot_timezone)).date())
+    if anchor is None:
+        raise Refusal(tr("chair.errors.bad_day", text=escape(day_text)))
+    names = [n for n in SPLIT.split(" ".join(args[3:])) if n]
+    async with svc.db.session() as session:
+        zones = await find_zones(session, zone_text)
+        if len(zones) != 1:
+            raise Refusal(tr("chair.errors.unknown_zone", zone=escape(zone_text)))
+        members = set(await zone_member_ids(session, zones[0].id))
+        units: list[Unit] = []
+        for name in names:
+            found = await find_units(session, name)
+            if len(found) != 1:
+                raise Refusal(tr("chair.errors.unknown_unit", unit=escape(name)))
+            if found[0].id not in members:
+                raise Refusal(tr("chair.errors.not_member", unit=escape(found[0].name),
+                                 zone=escape(zones[0].name)))
+            if found[0] in units:
+                raise Refusal(tr("chair.errors.duplicate", unit=escape(found[0].name)))
+            units.append(found[0])
+        if len(units) < 2:
+            raise Refusal(tr("chair.errors.too_few"))
+        user = await session.get(User, actor.user.id) if actor.user else None
+        rotation = await save_chair_rotation(
+            session, zones[0], unit_ids=[u.id for u in units], term_months=int(months_text),
+            anchor_date=anchor, actor=user, now=now)
+        text = tr("chair.set.done") + "\n\n" + rotation_text(
+            tr, rotation, now, svc.settings.bot_timezone)
+        await plan.ChairPlanner(svc).skip_due(session, zones[0].id, now)
     await svc.rescheduled(plan.NAME)
     await reply(update, text)
 

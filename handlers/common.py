@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from copy import deepcopy
@@ -72,6 +73,28 @@ def keyboard(rows: Sequence[Sequence[Key]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[_inline_button(key) for key in row] for row in rows])
 
 
+def page_count(total: int, size: int) -> int:
+    """How many pages of `size` a list of `total` takes (one, even empty)."""
+    return max((total + size - 1) // size, 1)
+
+
+def list_keyboard(items: Sequence[Key], page: int, pages: int, *, previous: str,
+                  following: str, page_data: Callable[[int], str]
+                  ) -> InlineKeyboardMarkup | None:
+    """A numbered list page's buttons (/requests, /notices): one per item shown, four a
+    row, then `previous` and `following` where there is a page before or after
+    (`page_data` is the callback data of page n)."""
+    rows: list[list[Key]] = [list(items[i:i + 4]) for i in range(0, len(items), 4)]
+    paging: list[Key] = []
+    if page > 0:
+        paging.append((previous, page_data(page - 1)))
+    if page + 1 < pages:
+        paging.append((following, page_data(page + 1)))
+    if paging:
+        rows.append(paging)
+    return keyboard(rows) if rows else None
+
+
 def _inline_button(key: Key) -> InlineKeyboardButton:
     if not isinstance(key, Button):
         label, data = key
@@ -124,6 +147,16 @@ async def edit_query_message(update: Update, text: str,
     except BadRequest as error:
         if not courtesy and "not modified" not in str(error).lower():
             raise
+
+
+def pressed(update: Update, tr: Callable[..., str], pattern: re.Pattern[str]) -> re.Match[str]:
+    """The pressed button's data as `pattern` reads it; data it cannot read is a stale
+    button (a `Refusal`)."""
+    query = update.callback_query
+    match = pattern.match((query.data or "") if query is not None else "")
+    if match is None:
+        raise Refusal(tr("errors.stale_button"))
+    return match
 
 
 def message_text(update: Update) -> str:
@@ -183,7 +216,10 @@ def last_known_language(svc: Services, person: User | None) -> str:
 
 
 def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere):
-    """Resolve the actor and refuse politely (changing nothing) when they may not act here."""
+    """Resolve the actor and refuse politely (changing nothing) when they may not act here.
+
+    A `Refusal` the handler raises (its unit of work rolled back) is said the same way:
+    in an alert for a button, else as the reply."""
 
     def decorate(handler: Handler) -> Callable[[Update, Context], Awaitable[Any]]:
         @functools.wraps(handler)
@@ -191,11 +227,16 @@ def guarded(min_role: Role | None = Role.officer, where: Where = Where.anywhere)
             actor = await current_actor(update, context)
             refusal = _refusal(actor, min_role, where, update)
             if refusal is None:
-                return await handler(update, context, actor)
-            if update.callback_query is not None:
-                await update.callback_query.answer(actor.tr(refusal), show_alert=True)
+                try:
+                    return await handler(update, context, actor)
+                except Refusal as refused:
+                    text = refused.text
             else:
-                await reply(update, actor.tr(refusal))
+                text = actor.tr(refusal)
+            if update.callback_query is not None:
+                await update.callback_query.answer(text, show_alert=True)
+            else:
+                await reply(update, text)
             # Answered: no handler of a later group (the unknown-command reply) answers
             # again; a conversation keeps its state.
             raise ApplicationHandlerStop

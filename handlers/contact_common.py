@@ -54,6 +54,19 @@ def recalled_query(context: Context, query_id: str | None) -> str | None:
     return (context.chat_data or {}).get("queries", {}).get(query_id or "")
 
 
+def paging_row(context: Context, tr: Translator, prefix: str, query: str, offset: int,
+               step: int, *, more: bool) -> list[Key]:
+    """The ◀ and ▶ of a page of search results (contacts, clauses): each button carries
+    `<prefix>:pg:<the remembered query>:<the offset of its page>`."""
+    query_id = remember_query(context, query)
+    paging: list[Key] = []
+    if offset > 0:
+        paging.append((tr("common.previous"), f"{prefix}:pg:{query_id}:{max(0, offset - step)}"))
+    if more:
+        paging.append((tr("common.next"), f"{prefix}:pg:{query_id}:{offset + step}"))
+    return paging
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -262,12 +275,7 @@ async def contact_page(
                     last=offset + len(liaisons), total=results.total)
     cards = [card(tr, lia, duties.get(lia.unit_id), default_tz) for lia in liaisons]
     views = card_views(actor, liaisons, query, offset=offset)
-    query_id = remember_query(context, query)
-    paging = []
-    if offset > 0:
-        paging.append((tr("common.previous"), f"ct:pg:{query_id}:{max(0, offset - limit)}"))
-    if results.has_more:
-        paging.append((tr("common.next"), f"ct:pg:{query_id}:{offset + limit}"))
+    paging = paging_row(context, tr, "ct", query, offset, limit, more=results.has_more)
     rows: list[list[Key]] = []
     blocks = [header, *cards]
     if results.other_branches and not results.has_more:

@@ -30,7 +30,7 @@ from handlers.contact_common import (
     remember_query,
     role_label,
 )
-from handlers.lookup_quota import admit, refusal, refuse, settle
+from handlers.lookup_quota import admit, cleared, refusal, settle
 from storage.search.clauses import search_clauses
 from storage.search.liaisons import MatchTier
 
@@ -63,9 +63,7 @@ async def lookup(update: Update, context: Context, text: str) -> None:
                                        include_superseded=False)
         results = await find_liaisons(session, svc, actor, text, limit=1)
         admission = await admit(session, context, actor, contacts.audit)
-    await settle(context, actor, admission)
-    if not admission.allowed:
-        await refuse(update, context, actor, admission)
+    if not await cleared(update, context, actor, admission):
         return
     query_id = remember_query(context, text)
     asked_for_people = bool(results.query.unit_ids or results.query.branch_ids) or any(

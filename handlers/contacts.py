@@ -34,6 +34,7 @@ from handlers.common import (
     guarded,
     keyboard,
     may_show_details,
+    pressed,
 )
 from handlers.common import reply as send_reply
 from handlers.contact_common import (
@@ -50,7 +51,7 @@ from handlers.contact_common import (
     zone_rows,
 )
 from handlers.contact_lookup import inline, mentioned, plain_text
-from handlers.lookup_quota import admit, refuse, settle
+from handlers.lookup_quota import admit, cleared
 from i18n import Translator
 from storage import directory
 from storage.duty import UnitDuty
@@ -94,29 +95,20 @@ async def answer_contacts(update: Update, context: Context, actor: Actor, query:
     except Refusal as refusal:
         await show(update, refusal.text)
         return
-    await settle(context, actor, admission)
-    if not admission.allowed:
-        await refuse(update, context, actor, admission)
+    if not await cleared(update, context, actor, admission):
         return
     await show(update, page.text, page.markup)
 
 
 @guarded(Role.officer)
 async def contact_button(update: Update, context: Context, actor: Actor) -> None:
-    query = update.callback_query
-    assert query is not None
     tr, svc = actor.tr, services(context)
-    match = CALLBACK.match(query.data or "")
-    if match is None:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return
-    action, first, second = match.groups()
+    action, first, second = pressed(update, tr, CALLBACK).groups()
     if action in {"pg", "s", "only"}:
         text = recalled_query(context, first)
         offset = int(second or 0)
         if text is None or offset > 10_000:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return
+            raise Refusal(tr("errors.stale_button"))
         await answer_contacts(update, context, actor, text, offset)
         return
     async with svc.db.session() as session:
@@ -143,8 +135,8 @@ async def contact_button(update: Update, context: Context, actor: Actor) -> None
         else:
             text, markup = "", None
     if not text:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-    elif action == "ub":
+        raise Refusal(tr("errors.stale_button"))
+    if action == "ub":
         await answer_contacts(update, context, actor, text)
     else:
         await show(update, text, markup)
@@ -209,23 +201,17 @@ async def oncall(update: Update, context: Context, actor: Actor) -> None:
     """`/oncall` (your zones), `/oncall UNIT|ZONE`, or `/oncall ROOM` by the room's name."""
     tr, svc = actor.tr, services(context)
     query = " ".join(context.args or []).strip()[:MAX_QUERY]
-    try:
-        async with svc.db.reading() as session:
-            if not await may_show_details(session, update):
-                raise Refusal(tr("contacts.group_not_room"))
-            unit_ids, rooms = await oncall_targets(session, actor, query)
-            duties = await duties_now(session, svc, actor, unit_ids)
-            shown = _only_rooms(duties, {room.id for room in rooms}) if rooms \
-                else list(duties.values())
-            admission = await admit(session, context, actor, duty_views(
-                actor, [duty.unit_id for duty in shown], query,
-                action="oncall.view" if query else "oncall.overview"))
-    except Refusal as refusal:
-        await send_reply(update, refusal.text)
-        return
-    await settle(context, actor, admission)
-    if not admission.allowed:
-        await refuse(update, context, actor, admission)
+    async with svc.db.reading() as session:
+        if not await may_show_details(session, update):
+            raise Refusal(tr("contacts.group_not_room"))
+        unit_ids, rooms = await oncall_targets(session, actor, query)
+        duties = await duties_now(session, svc, actor, unit_ids)
+        shown = _only_rooms(duties, {room.id for room in rooms}) if rooms \
+            else list(duties.values())
+        admission = await admit(session, context, actor, duty_views(
+            actor, [duty.unit_id for duty in shown], query,
+            action="oncall.view" if query else "oncall.overview"))
+    if not await cleared(update, context, actor, admission):
         return
     # Without a query the units without a room are one line of names and duty phones.
     copies = copy_phone_rows(tr, duty_numbers(tr, shown, parents=bool(query)))

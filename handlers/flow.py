@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, Generic, Self, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -42,6 +43,7 @@ from handlers.common import (
     dead_button,
     edit_query_message,
     guarded,
+    handled,
     keyboard,
     offer_confirmation,
     reply,
@@ -51,6 +53,7 @@ from i18n import Translator
 
 END = ConversationHandler.END
 Created = TypeVar("Created")
+E = TypeVar("E", bound=Enum)
 
 
 @dataclass
@@ -143,6 +146,37 @@ class Turn(Generic[D]):
         query = self.update.callback_query
         return (query.data or "") if query is not None else ""
 
+    def pressed(self, prefix: str, kind: type[E]) -> E | None:
+        """The member of `kind` the pressed button names after `prefix` (None: no member)."""
+        raw = self.query_data.removeprefix(prefix)
+        return kind(raw) if raw in kind.__members__ else None
+
+    async def unclear(self, state: int, unknown: str) -> int:
+        """A choice step's answer that means nothing: a button (stale, or forged) says so,
+        a typed word is asked again after `unknown`; the draft is unchanged."""
+        if self.update.callback_query is not None:
+            return await self.alert(state, self.tr("errors.stale_button"))
+        return await self.ask(state, [unknown])
+
+    async def alert(self, state: int, text: str) -> int:
+        """Answer the pressed button with `text` in an alert and wait at `state`."""
+        query = self.update.callback_query
+        assert query is not None
+        await query.answer(text, show_alert=True)
+        return await handled(state)
+
+    async def reshow(self, state: int, note: str | None = None) -> int:
+        """After a press that changed a choice (a unit ticked): the pressed prompt shows
+        the step's question as it now stands, the press answered with `note` in an alert
+        if any, and the step waits on."""
+        query = self.update.callback_query
+        assert query is not None
+        await query.answer(note, show_alert=bool(note))
+        prompt = await self.flow.step_of(state).prompt(self)
+        await edit_query_message(self.update, prompt.text, keyboard(prompt.buttons),
+                                 courtesy=True)
+        return await handled(state)
+
     def quit_button(self) -> tuple[str, str]:
         """The ✖️ of this draft: it cancels this draft only."""
         return self.flow.quit_button(self.tr, self.draft)
@@ -162,7 +196,10 @@ class Turn(Generic[D]):
     async def offer(self, state: int, notes: Sequence[str], choices: Sequence[Key],
                     next_key: Key) -> int:
         """Candidates to press (units a typed name may mean), one a row under the notes,
-        then the step's next and ✖️ buttons; the flow stays at `state`."""
+        then the step's next and ✖️ buttons; without any, the step's question after the
+        notes. The flow stays at `state`."""
+        if not choices:
+            return await self.ask(state, notes)
         rows: list[list[Key]] = [[choice] for choice in choices]
         rows.append([next_key, self.quit_button()])
         await reply(self.update, "\n".join(notes), keyboard(rows))

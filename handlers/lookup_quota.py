@@ -89,3 +89,13 @@ async def settle(context: Context, actor: Actor, admission: Admission) -> None:
                                     language=svc.settings.default_language,
                                     default_zone=svc.settings.bot_timezone)
         svc.wake_delivery()
+
+
+async def cleared(update: Update, context: Context, actor: Actor, admission: Admission) -> bool:
+    """`settle`, then whether the answer may go out: when it may not, the refusal is
+    said (`refuse`) and nothing is to be shown."""
+    await settle(context, actor, admission)
+    if admission.allowed:
+        return True
+    await refuse(update, context, actor, admission)
+    return False

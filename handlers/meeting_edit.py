@@ -54,7 +54,7 @@ from i18n import Translator
 from i18n.formats import fmt_span
 from storage import outbox
 from storage.meetings import cancel_meeting, get_meeting, update_meeting
-from storage.models import DutyRoom, Meeting, MeetingParticipant
+from storage.models import Meeting
 from storage.schedules import rooms_for_units
 from views.buttons import Button, Style
 
@@ -87,21 +87,14 @@ def _meeting_id(tr: Translator, text: str | None) -> int:
     return meeting_id
 
 
-async def participant_rooms(
-    session: AsyncSession, svc: Services, meeting: Meeting
-) -> tuple[list[tuple[MeetingParticipant, DutyRoom, str]], list[str]]:
-    """(participant, its duty room, the zone its times are shown in) for every
-    participant with a room, and the names of those without one."""
-    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants])
-    reachable, unreachable = [], []
-    for participant in meeting.participants:
-        room = rooms.get(participant.unit_id)
-        if room is None or room.chat_id is None:
-            unreachable.append(participant.unit.short_name or participant.unit.name)
-            continue
-        zone_name = plan.room_zone(room, plan.meeting_zone(meeting, default_zone(svc)))
-        reachable.append((participant, room, zone_name))
-    return reachable, unreachable
+async def _live_meeting(session: AsyncSession, tr: Translator, meeting_id: int) -> Meeting:
+    """The meeting to edit or to cancel: it exists and is not cancelled already."""
+    meeting = await get_meeting(session, meeting_id)
+    if meeting is None:
+        raise Refusal(tr("meetings.errors.not_found"))
+    if meeting.status is MeetingStatus.cancelled:
+        raise Refusal(tr("meetings.errors.cancelled"))
+    return meeting
 
 
 async def announce_change(
@@ -112,7 +105,7 @@ async def announce_change(
     tr = Translator(svc.settings.default_language)
     names = tr.join(tr(f"meetings.fields.{name}") for name in changed if name != "zone_id")
     key = f"meeting:{meeting.id}:rev{meeting.revision}"
-    reachable, unreachable = await participant_rooms(session, svc, meeting)
+    reachable, unreachable = await plan.participant_rooms(session, meeting, default_zone(svc))
     for participant, room, zone_name in reachable:
         text = plan.room_message(tr, meeting, participant.unit_id, zone_name, "c", now=now)
         text += "\n" + tr("meetings.notify.what_changed", fields=names)
@@ -132,86 +125,78 @@ async def announce_change(
 
 async def edit_meeting(update: Update, context: Context, actor: Actor, args: list[str]) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
-    try:
-        _require_coordinator(actor)
-        if len(args) < 3:
-            raise Refusal(tr("meetings.edit.usage"))
-        meeting_id = _meeting_id(tr, args[0])
-        field = EDIT_FIELDS.get(args[1].lower())
-        if field is None:
-            raise Refusal(tr("meetings.edit.unknown_field", field=escape(args[1])))
-        value = " ".join(args[2:]).strip()
-        async with svc.db.session() as session:
-            meeting = await get_meeting(session, meeting_id)
-            if meeting is None:
-                raise Refusal(tr("meetings.errors.not_found"))
-            if meeting.status is MeetingStatus.cancelled:
-                raise Refusal(tr("meetings.errors.cancelled"))
-            zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
-            changes: dict[str, Any] = {}
-            unit_ids = None
-            if field == "title":
-                changes["title"] = check_text(tr, value, TITLE_LIMIT)
-            elif field == "kind":
-                kind = parse_meeting_kind(value)
-                if kind is None:
-                    raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
-                changes["kind"] = kind
-            elif field == "start":
-                start = parse_time(tr, value, now, zone_name)
-                changes["starts_at"] = start
-                changes["ends_at"] = start + (meeting.ends_at - meeting.starts_at)
-            elif field == "end":
-                end = parse_end(value, meeting.starts_at, now, zone_name)
-                if end is None:
-                    raise Refusal(tr("meetings.errors.time_unrecognised", text=escape(value)))
-                if (problem := end_problem(meeting.starts_at, end)) is not None:
-                    raise Refusal(tr(problem))
-                changes["ends_at"] = end
-            elif field == "place":
-                changes["place"] = None if value.lower() in SKIP else check_text(
-                    tr, value, PLACE_LIMIT)
-            elif field == "link":
-                if value.lower() in SKIP:
-                    changes["video_link"] = None
-                elif URL.fullmatch(value):
-                    changes["video_link"] = value
-                else:
-                    raise Refusal(tr("meetings.errors.bad_link"))
-            elif field == "agenda":
-                changes["agenda"] = None if value.lower() in SKIP else check_text(
-                    tr, value, AGENDA_LIMIT)
-            elif field == "units":
-                unit_ids = [u.id for u in await invited_units(session, tr, value,
-                                                              meeting.zone_id)]
-            elif field == "reminders":
-                offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)
-                if offsets is None:
-                    raise Refusal(tr("meetings.errors.bad_offsets"))
-                changes["reminder_offsets"] = offsets
-            before_units = [p.unit_id for p in meeting.participants]
-            user = await acting_user(session, actor)
-            changed = await update_meeting(session, meeting, actor=user, unit_ids=unit_ids,
-                                           **changes)
-            if not changed:
-                raise Refusal(tr("meetings.edit.unchanged"))
-            meeting = await get_meeting(session, meeting_id)
-            assert meeting is not None
-            await plan.skip_past_reminders(session, meeting, now)
-            removed = [u for u in before_units if u not in {p.unit_id for p in
-                                                            meeting.participants}]
-            unreachable = await announce_change(session, svc, meeting, changed, removed, now)
-            await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
-                                  default_language=svc.settings.default_language,
-                                  edit_key=f"meeting:{meeting.id}:tally:rev{meeting.revision}")
-            text = tr("meetings.edit.done", id=meeting.id,
-                      fields=tr.join(tr(f"meetings.fields.{n}") for n in changed))
-            if unreachable:
-                text += "\n" + tr("meetings.created.unreachable",
-                                  units=escape(tr.join(unreachable)))
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    _require_coordinator(actor)
+    if len(args) < 3:
+        raise Refusal(tr("meetings.edit.usage"))
+    meeting_id = _meeting_id(tr, args[0])
+    field = EDIT_FIELDS.get(args[1].lower())
+    if field is None:
+        raise Refusal(tr("meetings.edit.unknown_field", field=escape(args[1])))
+    value = " ".join(args[2:]).strip()
+    async with svc.db.session() as session:
+        meeting = await _live_meeting(session, tr, meeting_id)
+        zone_name = plan.meeting_zone(meeting, actor_zone(svc, actor))
+        changes: dict[str, Any] = {}
+        unit_ids = None
+        if field == "title":
+            changes["title"] = check_text(tr, value, TITLE_LIMIT)
+        elif field == "kind":
+            kind = parse_meeting_kind(value)
+            if kind is None:
+                raise Refusal(tr("meetings.errors.unknown_kind", kind=escape(value)))
+            changes["kind"] = kind
+        elif field == "start":
+            start = parse_time(tr, value, now, zone_name)
+            changes["starts_at"] = start
+            changes["ends_at"] = start + (meeting.ends_at - meeting.starts_at)
+        elif field == "end":
+            end = parse_end(value, meeting.starts_at, now, zone_name)
+            if end is None:
+                raise Refusal(tr("meetings.errors.time_unrecognised", text=escape(value)))
+            if (problem := end_problem(meeting.starts_at, end)) is not None:
+                raise Refusal(tr(problem))
+            changes["ends_at"] = end
+        elif field == "place":
+            changes["place"] = None if value.lower() in SKIP else check_text(
+                tr, value, PLACE_LIMIT)
+        elif field == "link":
+            if value.lower() in SKIP:
+                changes["video_link"] = None
+            elif URL.fullmatch(value):
+                changes["video_link"] = value
+            else:
+                raise Refusal(tr("meetings.errors.bad_link"))
+        elif field == "agenda":
+            changes["agenda"] = None if value.lower() in SKIP else check_text(
+                tr, value, AGENDA_LIMIT)
+        elif field == "units":
+            unit_ids = [u.id for u in await invited_units(session, tr, value,
+                                                          meeting.zone_id)]
+        elif field == "reminders":
+            offsets = parse_offsets(value, maximum=MAX_OFFSET_MINUTES)
+            if offsets is None:
+                raise Refusal(tr("meetings.errors.bad_offsets"))
+            changes["reminder_offsets"] = offsets
+        before_units = [p.unit_id for p in meeting.participants]
+        user = await acting_user(session, actor)
+        changed = await update_meeting(session, meeting, actor=user, unit_ids=unit_ids,
+                                       **changes)
+        if not changed:
+            raise Refusal(tr("meetings.edit.unchanged"))
+        meeting = await get_meeting(session, meeting_id)
+        assert meeting is not None
+        await plan.skip_past_reminders(session, meeting, now)
+        removed = [u for u in before_units if u not in {p.unit_id for p in
+                                                        meeting.participants}]
+        unreachable = await announce_change(session, svc, meeting, changed, removed, now)
+        await plan.send_tally(session, meeting, now=now, default_zone=default_zone(svc),
+                              default_language=svc.settings.default_language,
+                              edit_key=f"meeting:{meeting.id}:tally:rev{meeting.revision}")
+        text = tr("meetings.edit.done", id=meeting.id,
+                  fields=tr.join(tr(f"meetings.fields.{n}") for n in changed))
+        if unreachable:
+            text += "\n" + tr("meetings.created.unreachable",
+                              units=escape(tr.join(unreachable)))
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
     await reply(update, text)
@@ -222,25 +207,17 @@ async def cancel_command(
 ) -> None:
     """/meeting cancel ID [REASON]: asks first, naming the meeting and its time."""
     svc, tr, now = services(context), actor.tr, services(context).now()
-    try:
-        _require_coordinator(actor)
-        meeting_id = _meeting_id(tr, args[0] if args else None)
-        reason = " ".join(args[1:]).strip() or None
-        if reason and len(reason) > PLACE_LIMIT:
-            raise Refusal(tr("errors.too_long", limit=PLACE_LIMIT))
-        async with svc.db.session() as session:
-            meeting = await get_meeting(session, meeting_id)
-            if meeting is None:
-                raise Refusal(tr("meetings.errors.not_found"))
-            if meeting.status is MeetingStatus.cancelled:
-                raise Refusal(tr("meetings.errors.cancelled"))
-            question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
-                          when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
-                                        plan.meeting_zone(meeting, actor_zone(svc, actor)),
-                                        now=now))
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    _require_coordinator(actor)
+    meeting_id = _meeting_id(tr, args[0] if args else None)
+    reason = " ".join(args[1:]).strip() or None
+    if reason and len(reason) > PLACE_LIMIT:
+        raise Refusal(tr("errors.too_long", limit=PLACE_LIMIT))
+    async with svc.db.session() as session:
+        meeting = await _live_meeting(session, tr, meeting_id)
+        question = tr("meetings.cancel.confirm", id=meeting.id, title=escape(meeting.title),
+                      when=fmt_span(tr, meeting.starts_at, meeting.ends_at,
+                                    plan.meeting_zone(meeting, actor_zone(svc, actor)),
+                                    now=now))
     token = offer_confirmation(context, CANCEL, meeting_id, extra={"reason": reason})
     await reply(update, question, keyboard([[
         Button(tr("meetings.buttons.cancel_yes"), f"{CB}:mc:y:{token}", Style.danger),
@@ -287,7 +264,7 @@ async def _cancel_meeting(svc: Services, actor: Actor, meeting_id: int,
         if not await cancel_meeting(session, meeting, actor=user, reason=reason):
             raise Refusal(tr("meetings.errors.cancelled"))
         room_tr = Translator(svc.settings.default_language)
-        reachable, unreachable = await participant_rooms(session, svc, meeting)
+        reachable, unreachable = await plan.participant_rooms(session, meeting, default_zone(svc))
         for _, room, zone_name in reachable:
             text = room_tr("meetings.notify.cancelled", title=escape(meeting.title),
                            when=fmt_span(room_tr, meeting.starts_at, meeting.ends_at,

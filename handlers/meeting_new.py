@@ -188,8 +188,7 @@ async def got_kind(turn: Turn) -> int:
     assert query is not None
     value = turn.query_data.rsplit(":", 1)[1]
     if value not in MeetingKind.__members__:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        raise ApplicationHandlerStop(KIND)
+        return await turn.alert(KIND, tr("errors.stale_button"))
     turn.draft.kind = value
     await query.answer()
     await edit_query_message(turn.update, tr("meetings.new.kind_chosen",
@@ -238,11 +237,19 @@ async def got_end(turn: Turn) -> int:
     return await turn.advance()
 
 
-async def got_place(turn: Turn) -> int:
+async def _skippable(turn: Turn, state: int, limit: int) -> str | None:
+    """The answer to a step that may be skipped (None); one too long is refused and the
+    step waits for another (`stay` ends the update)."""
     text = typed_text(turn.update)
-    if text.lower() not in SKIP:
-        if len(text) > PLACE_LIMIT:
-            return await turn.stay(PLACE, turn.tr("errors.too_long", limit=PLACE_LIMIT))
+    if text.lower() in SKIP:
+        return None
+    if len(text) > limit:
+        await turn.stay(state, turn.tr("errors.too_long", limit=limit))
+    return text
+
+
+async def got_place(turn: Turn) -> int:
+    if (text := await _skippable(turn, PLACE, PLACE_LIMIT)) is not None:
         turn.draft.place, turn.draft.video_link = split_place(text)
     turn.draft.place_done = True
     return await turn.advance()
@@ -260,10 +267,7 @@ async def got_units(turn: Turn) -> int:
 
 
 async def got_agenda(turn: Turn) -> int:
-    text = typed_text(turn.update)
-    if text.lower() not in SKIP:
-        if len(text) > AGENDA_LIMIT:
-            return await turn.stay(AGENDA, turn.tr("errors.too_long", limit=AGENDA_LIMIT))
+    if (text := await _skippable(turn, AGENDA, AGENDA_LIMIT)) is not None:
         turn.draft.agenda = text
     turn.draft.agenda_done = True
     return await turn.advance()

@@ -5,6 +5,7 @@ or scheduling it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,15 +32,13 @@ from handlers import flow
 from handlers.common import (
     Context,
     confirmation_open,
-    edit_query_message,
     end_draft,
     escape,
     guarded,
     handled,
-    keyboard,
     reply,
 )
-from handlers.flow import Draft
+from handlers.flow import Draft, E
 from handlers.notice_common import (
     AUDIENCE,
     CONFIRM,
@@ -280,36 +279,26 @@ def _toggle(audience: dict[str, Any], part: str, item: int, *, add_only: bool = 
 
 
 async def kind_chosen(turn: Turn) -> int:
-    tr, query = turn.tr, turn.update.callback_query
-    raw = turn.query_data.removeprefix(f"{NEW}:k:") if query \
-        else folded_word(text_of(turn.update))
-    kind = NoticeKind(raw) if query and raw in NoticeKind.__members__ else (
-        None if query else KIND_WORDS.get(raw))
-    if kind is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(KIND)
-        return await turn.ask(KIND, [
-            tr("notices.new.unknown_kind", text=escape(text_of(turn.update)[:40]))])
-    turn.draft.kind = kind.value
-    await turn.closing(kind_label(tr, kind))
-    return await turn.advance()
+    return await _chosen_from(turn, KIND, "kind", NoticeKind, KIND_WORDS, kind_label)
 
 
 async def severity_chosen(turn: Turn) -> int:
-    tr, query = turn.tr, turn.update.callback_query
-    raw = turn.query_data.removeprefix(f"{NEW}:s:") if query \
-        else folded_word(text_of(turn.update))
-    severity = Severity(raw) if query and raw in Severity.__members__ else (
-        None if query else SEVERITY_WORDS.get(raw))
-    if severity is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(SEVERITY)
-        return await turn.ask(SEVERITY, [
-            tr("notices.new.unknown_severity", text=escape(text_of(turn.update)[:40]))])
-    turn.draft.severity = severity.value
-    await turn.closing(severity_label(tr, severity))
+    return await _chosen_from(turn, SEVERITY, "severity", Severity, SEVERITY_WORDS,
+                              severity_label)
+
+
+async def _chosen_from(turn: Turn, state: int, field: str, kind: type[E], words: dict[str, E],
+                       label: Callable[[Translator, E], str]) -> int:
+    """The notice's kind or severity, pressed (`{NEW}:k:` or `{NEW}:s:` and the member) or
+    typed as one of its `words`; kept in the draft's `field`."""
+    text = text_of(turn.update)
+    value = turn.pressed(f"{NEW}:{field[0]}:", kind) if turn.update.callback_query \
+        else words.get(folded_word(text))
+    if value is None:
+        return await turn.unclear(
+            state, turn.tr(f"notices.new.unknown_{field}", text=escape(text[:40])))
+    setattr(turn.draft, field, value.value)
+    await turn.closing(label(turn.tr, value))
     return await turn.advance()
 
 
@@ -331,22 +320,17 @@ async def audience_typed(turn: Turn) -> int:
                                 units=tr.join(escape(tr.name(u.name)) for u in units)))
             else:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
-    if candidates:
-        choices = [(u.name, f"{NEW}:a:u:{u.id}") for u in candidates]
-        return await turn.offer(AUDIENCE, notes, choices,
-                                Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary))
-    return await turn.ask(AUDIENCE, notes)
+    choices = [(u.name, f"{NEW}:a:u:{u.id}") for u in candidates]
+    return await turn.offer(AUDIENCE, notes, choices,
+                            Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary))
 
 
 async def audience_pressed(turn: Turn) -> int:
     svc, tr, draft = turn.svc, turn.tr, turn.draft
-    query = turn.update.callback_query
-    assert query is not None
     data, audience = turn.query_data, draft.audience
     if data == f"{NEW}:a:next":
         if not _chosen(audience):
-            await query.answer(tr("notices.new.no_audience_yet"), show_alert=True)
-            return await handled(AUDIENCE)
+            return await turn.alert(AUDIENCE, tr("notices.new.no_audience_yet"))
         draft.audience_done = True
         await turn.closing(await _audience_label(svc, tr, audience))
         return await turn.advance()
@@ -362,14 +346,9 @@ async def audience_pressed(turn: Turn) -> int:
         async with svc.db.session() as session:
             found = await session.get(model, item) if model and item else None
         if found is None or match is None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(AUDIENCE)
+            return await turn.alert(AUDIENCE, tr("errors.stale_button"))
         _toggle(audience, "zones" if match.group(1) == "z" else "units", found.id)
-    await query.answer()
-    prompt = await ask_audience(turn)
-    await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
-                             courtesy=True)
-    return await handled(AUDIENCE)
+    return await turn.reshow(AUDIENCE)
 
 
 async def text_given(turn: Turn) -> int:
@@ -421,8 +400,7 @@ async def confirm_pressed(turn: Turn) -> int:
         await query.answer()
         return await turn.ask(WHEN)
     if verb != "send" or token != draft.token or NEW_NOTICE.next_state(draft) != CONFIRM:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(CONFIRM)
+        return await turn.alert(CONFIRM, tr("errors.stale_button"))
     assert draft.kind is not None and draft.severity is not None and draft.text is not None
     when = draft.scheduled_for
     notice_draft = NoticeDraft(

@@ -41,7 +41,9 @@ from handlers.common import (
     escape,
     guarded,
     keyboard,
+    list_keyboard,
     offer_confirmation,
+    page_count,
     reply,
 )
 from handlers.notice_act import (
@@ -100,7 +102,7 @@ async def _list_page(svc: Services, actor: Actor, page: int
     async with svc.db.session() as session:
         found, total = await store.recent_notices(session, page=page)
         counts = await store.tallies(session, [n.id for n in found])
-    pages = max((total + store.PAGE_SIZE - 1) // store.PAGE_SIZE, 1)
+    pages = page_count(total, store.PAGE_SIZE)
     lines = [tr("notices.list.title", total=total, page=min(page + 1, pages), pages=pages)]
     if not found:
         lines.append(tr("notices.list.empty"))
@@ -114,18 +116,11 @@ async def _list_page(svc: Services, actor: Actor, page: int
                         at=render.local_time(moment, zone), rooms=tally.rooms,
                         delivered=tally.delivered, acknowledged=tally.acknowledged,
                         failed=tally.failed, text=escape(first_line(notice.text))))
-    rows: list[list[tuple[str, str]]] = []
     view = [(n.number.rsplit("-", 1)[1].lstrip("0") or "0", f"{MANAGE}:v:{n.id}")
             for n in found]
-    rows += [view[i:i + 4] for i in range(0, len(view), 4)]
-    paging = []
-    if page > 0:
-        paging.append((tr("notices.button.previous"), f"{MANAGE}:p:{page - 1}"))
-    if page + 1 < pages:
-        paging.append((tr("notices.button.following"), f"{MANAGE}:p:{page + 1}"))
-    if paging:
-        rows.append(paging)
-    return "\n".join(lines), keyboard(rows) if rows else None
+    return "\n".join(lines), list_keyboard(
+        view, page, pages, previous=tr("notices.button.previous"),
+        following=tr("notices.button.following"), page_data=lambda n: f"{MANAGE}:p:{n}")
 
 
 @guarded(Role.coordinator, Where.private)

@@ -18,11 +18,9 @@ from core.enums import Role, Urgency
 from handlers import flow
 from handlers.common import (
     Context,
-    edit_query_message,
     escape,
     handled,
     in_group,
-    keyboard,
     message_text,
     reply,
 )
@@ -288,24 +286,19 @@ async def target_typed(turn: Turn) -> int:
     async with turn.svc.db.session() as session:
         for part in [p for p in SPLIT_UNITS.split(message_text(turn.update)) if p]:
             notes += await _add_target(session, turn, part)
-    if draft.candidates:
-        units = await _unit_names(turn.svc, draft.candidates)
-        draft.candidates = []
-        choices = [(u.name, f"{NEW}:t:{u.id}") for u in units.values()]
-        return await turn.offer(TARGET, notes, choices,
-                                Button(tr("requests.button.next"), f"{NEW}:next", Style.primary))
-    return await turn.ask(TARGET, notes)
+    units = await _unit_names(turn.svc, draft.candidates)
+    draft.candidates = []
+    choices = [(u.name, f"{NEW}:t:{u.id}") for u in units.values()]
+    return await turn.offer(TARGET, notes, choices,
+                            Button(tr("requests.button.next"), f"{NEW}:next", Style.primary))
 
 
 async def target_pressed(turn: Turn) -> int:
     svc, tr, draft = turn.svc, turn.tr, turn.draft
-    query = turn.update.callback_query
-    assert query is not None
     data = turn.query_data
     if data == f"{NEW}:next":
         if not draft.targets:
-            await query.answer(tr("requests.new.no_target_yet"), show_alert=True)
-            return await handled(TARGET)
+            return await turn.alert(TARGET, tr("requests.new.no_target_yet"))
         draft.targets_done = True
         units = await _unit_names(svc, draft.targets)
         await turn.closing(tr.join(escape(tr.name(u.name)) for u in units.values()))
@@ -314,11 +307,6 @@ async def target_pressed(turn: Turn) -> int:
     unit = (await _unit_names(svc, [int(match.group(1))])).get(int(match.group(1))) \
         if match else None
     if unit is None:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(TARGET)
+        return await turn.alert(TARGET, tr("errors.stale_button"))
     notes = _toggle_target(turn, unit)
-    await query.answer(notes[0] if notes else None, show_alert=bool(notes))
-    prompt = await ask_target(turn)
-    await edit_query_message(turn.update, prompt.text, keyboard(prompt.buttons),
-                             courtesy=True)
-    return await handled(TARGET)
+    return await turn.reshow(TARGET, notes[0] if notes else None)

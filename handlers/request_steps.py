@@ -53,27 +53,20 @@ async def mechanism_chosen(turn: Turn) -> int:
         else:
             mechanism = await store.find_mechanism(session, message_text(update))
     if mechanism is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(MECHANISM)
-        return await turn.ask(MECHANISM, [
-            tr("requests.new.unknown_mechanism", query=escape(message_text(update)[:40]))])
+        return await turn.unclear(MECHANISM, tr("requests.new.unknown_mechanism",
+                                                query=escape(message_text(update)[:40])))
     turn.draft.mechanism = mechanism.id
     await turn.closing(escape(mechanism.name))
     return await turn.advance()
 
 
 async def urgency_chosen(turn: Turn) -> int:
-    tr, query = turn.tr, turn.update.callback_query
-    raw = turn.query_data.removeprefix(f"{NEW}:u:") if query else message_text(turn.update)
-    urgency = Urgency(raw) if query and raw in Urgency.__members__ else (
-        None if query else rules.parse_urgency(raw))
+    tr, typed = turn.tr, message_text(turn.update)
+    urgency = turn.pressed(f"{NEW}:u:", Urgency) if turn.update.callback_query \
+        else rules.parse_urgency(typed)
     if urgency is None:
-        if query is not None:
-            await query.answer(tr("errors.stale_button"), show_alert=True)
-            return await handled(URGENCY)
-        return await turn.ask(URGENCY, [
-            tr("requests.new.unknown_urgency", query=escape(raw[:40]))])
+        return await turn.unclear(URGENCY, tr("requests.new.unknown_urgency",
+                                              query=escape(typed[:40])))
     turn.draft.urgency = urgency.value
     await turn.closing(render.urgency_label(tr, urgency))
     return await turn.advance()
@@ -160,8 +153,7 @@ async def confirm_pressed(turn: Turn) -> int:
         await query.answer()
         return await turn.ask(DETAILS if data.endswith("details") else DEADLINE)
     if data != f"{NEW}:submit" or token != draft.token:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return await handled(CONFIRM)
+        return await turn.alert(CONFIRM, tr("errors.stale_button"))
     return await _submit(turn)
 
 

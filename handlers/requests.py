@@ -44,7 +44,9 @@ from handlers.common import (
     guarded,
     handled,
     keyboard,
+    list_keyboard,
     may_show_details,
+    page_count,
     reply,
 )
 from handlers.request_act import (
@@ -216,7 +218,7 @@ async def _list_page(svc: Services, actor: Actor, listing: dict[str, Any],
         assert user is not None
         found, total = await store.list_requests(session, filters_, viewer=user,
                                                  unit_ids=listing.get("unit_ids"), page=page)
-    pages = max((total + store.PAGE_SIZE - 1) // store.PAGE_SIZE, 1)
+    pages = page_count(total, store.PAGE_SIZE)
     lines = [*listing.get("notes", [])]
     scope = filters_.scope if filters_.scope is not Scope.mine or not rules.is_coordinator(
         actor.role) else Scope.all
@@ -226,17 +228,10 @@ async def _list_page(svc: Services, actor: Actor, listing: dict[str, Any],
         lines.append(tr("requests.list.empty"))
     lines += [render.list_line(tr, r, tz) for r in found]
     lines += ["", tr("requests.list.hint")]
-    rows: list[list[tuple[str, str]]] = []
     view = [(r.number.rsplit("-", 1)[1], f"{VIEW}:{r.id}") for r in found]
-    rows += [view[i:i + 4] for i in range(0, len(view), 4)]
-    paging = []
-    if page > 0:
-        paging.append((tr("requests.button.previous"), f"{LIST}:{page - 1}"))
-    if page + 1 < pages:
-        paging.append((tr("requests.button.following"), f"{LIST}:{page + 1}"))
-    if paging:
-        rows.append(paging)
-    return "\n".join(lines), keyboard(rows) if rows else None
+    return "\n".join(lines), list_keyboard(
+        view, page, pages, previous=tr("requests.button.previous"),
+        following=tr("requests.button.following"), page_data=lambda n: f"{LIST}:{n}")
 
 
 @guarded(Role.officer)

@@ -52,19 +52,15 @@ async def roster_command(update: Update, context: Context, actor: Actor) -> None
         await remind_command(update, context, actor, args[1:])
         return
     svc, tr, now = services(context), actor.tr, services(context).now()
-    try:
-        async with svc.db.session() as session:
-            room = await room_for(session, update, actor, svc, " ".join(args) or None)
-            roster = await roster_for_room(session, room.id)
-            view = await plan.load_view(session, roster, now, now + timedelta(days=15)) \
-                if roster else None
-            if view is None:
-                raise Refusal(tr("roster.errors.empty", room=escape(room.title)) + "\n"
-                              + tr("roster.edit.usage"))
-            text = roster_text(tr, view, now, actor, svc.settings.bot_timezone)
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    async with svc.db.session() as session:
+        room = await room_for(session, update, actor, svc, " ".join(args) or None)
+        roster = await roster_for_room(session, room.id)
+        view = await plan.load_view(session, roster, now, now + timedelta(days=15)) \
+            if roster else None
+        if view is None:
+            raise Refusal(tr("roster.errors.empty", room=escape(room.title)) + "\n"
+                          + tr("roster.edit.usage"))
+        text = roster_text(tr, view, now, actor, svc.settings.bot_timezone)
     await reply(update, text)
 
 
@@ -78,42 +74,38 @@ async def remind_command(
     if in_group(update):
         await reply(update, tr("errors.private_only"))
         return
-    try:
-        async with svc.db.session() as session:
-            user = await user_by_telegram_id(session, actor.telegram_id)
-            assert user is not None
-            current = plan.shift_offsets(user.preferences or {})
-            if not args:
-                raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current))
-                              if current else tr("roster.remind.current_off"))
-            if normalize(" ".join(args)) in OFF_WORDS:
-                offsets: list[int] = []
-            else:
-                offsets = []
-                for arg in " ".join(args).replace(",", " ").replace("、", " ").split():
-                    minutes = parse_offset(arg)
-                    if minutes is None or not 0 < minutes <= 7 * 24 * 60:
-                        raise Refusal(tr("roster.remind.bad", text=escape(arg)))
-                    offsets.append(minutes)
-                offsets = sorted(set(offsets), reverse=True)
-            preferences = dict(user.preferences or {})
-            preferences[plan.PREFERENCE] = offsets
-            user.preferences = preferences
-            await audit(session, "user.shift_reminders", actor=user, subject_type="user",
-                        subject_id=user.telegram_id, previous=current, offsets=offsets)
-            # A longer offset must not resurrect a reminder whose moment has passed.
-            await session.flush()
-            rosters = await session.execute(
-                select(RosterMember.roster_id).where(
-                    (RosterMember.user_id == user.id)
-                    | (RosterMember.telegram_user_id == user.telegram_id)
-                ).distinct()
-            )
-            for roster_id in rosters.scalars():
-                await plan.skip_due(session, roster_id, svc.now())
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    async with svc.db.session() as session:
+        user = await user_by_telegram_id(session, actor.telegram_id)
+        assert user is not None
+        current = plan.shift_offsets(user.preferences or {})
+        if not args:
+            raise Refusal(tr("roster.remind.current", offsets=_offsets(tr, current))
+                          if current else tr("roster.remind.current_off"))
+        if normalize(" ".join(args)) in OFF_WORDS:
+            offsets: list[int] = []
+        else:
+            offsets = []
+            for arg in " ".join(args).replace(",", " ").replace("、", " ").split():
+                minutes = parse_offset(arg)
+                if minutes is None or not 0 < minutes <= 7 * 24 * 60:
+                    raise Refusal(tr("roster.remind.bad", text=escape(arg)))
+                offsets.append(minutes)
+            offsets = sorted(set(offsets), reverse=True)
+        preferences = dict(user.preferences or {})
+        preferences[plan.PREFERENCE] = offsets
+        user.preferences = preferences
+        await audit(session, "user.shift_reminders", actor=user, subject_type="user",
+                    subject_id=user.telegram_id, previous=current, offsets=offsets)
+        # A longer offset must not resurrect a reminder whose moment has passed.
+        await session.flush()
+        rosters = await session.execute(
+            select(RosterMember.roster_id).where(
+                (RosterMember.user_id == user.id)
+                | (RosterMember.telegram_user_id == user.telegram_id)
+            ).distinct()
+        )
+        for roster_id in rosters.scalars():
+            await plan.skip_due(session, roster_id, svc.now())
     await svc.rescheduled(plan.NAME)
     await reply(update, tr("roster.remind.saved", offsets=_offsets(tr, offsets))
                 if offsets else tr("roster.remind.saved_off"))

@@ -52,6 +52,15 @@ def parse_day(text: str, today: date, *, upcoming: bool = False) -> date | None:
     return day if in_calendar(day) else None
 
 
+def parse_decision(tr: Translator, data: str, prefix: str) -> tuple[int, bool]:
+    """The id a roster button `<prefix>:<id>:ok|no` (a change's preview, a swap) is about,
+    and whether it says yes; any other data is a stale button."""
+    match = re.fullmatch(rf"{prefix}:(\d{{1,9}}):(ok|no)", data)
+    if match is None:
+        raise Refusal(tr("errors.stale_button"))
+    return int(match[1]), match[2] == "ok"
+
+
 def parse_clock(text: str) -> time | None:
     match = re.fullmatch(r"(\d{1,2})[:：](\d{2})", normalize(text))
     if not match or int(match[1]) > 23 or int(match[2]) > 59:

@@ -38,6 +38,7 @@ from handlers.roster_common import (
     member_named,
     parse_clock,
     parse_day,
+    parse_decision,
     pattern_text,
     room_for,
     roster_text,
@@ -240,48 +241,44 @@ async def edit_command(
         await reply(update, tr("roster.edit.usage"))
         return
     markup = None
-    try:
-        async with svc.db.session() as session:
-            room, args = await edit_room(session, update, actor, svc, args)
-            verb = EDIT_VERBS.get(normalize(args[0])) if args else None
-            if verb is None:
-                raise Refusal(tr("roster.edit.usage"))
-            rest = args[1:]
-            if not may_edit(actor, room):
-                raise Refusal(tr("roster.errors.not_allowed"))
-            user = await session.get(User, actor.user.id) if actor.user else None
-            roster = await roster_for_room(session, room.id)
-            room_zone = room.timezone or room.unit.timezone or svc.settings.bot_timezone
-            today = now.astimezone(time_zone(roster.timezone if roster else room_zone)).date()
-            if verb == "override":
-                if roster is None:
-                    raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
-                await override(session, tr, roster, rest, today, now, user, room)
-                await plan.skip_due(session, roster.id, now)
-                roster = await get_roster(session, roster.id)
-                assert roster is not None
-                view = await plan.load_view(session, roster, now, now + timedelta(days=15))
-                text = tr("roster.edit.done") + "\n\n" + (
-                    roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
-                    else tr("roster.errors.empty", room=escape(room.title)))
-            else:
-                change = await edit_change(session, tr, verb, rest, room, roster, today)
-                if roster is None:  # the first edit creates the roster, starting today
-                    change.setdefault("anchor_date", today.isoformat())
-                    change.setdefault("timezone", room_zone)
-                text = await preview_text(session, tr, room, roster, change, now)
-                proposed = await propose_roster_change(
-                    session, room, change, basis=await roster_fingerprint(session, room.id, now),
-                    actor=user, now=now, chat_id=update.effective_chat.id
-                    if update.effective_chat else None)
-                markup = keyboard([[
-                    Button(tr("roster.buttons.apply"), f"{EDIT_CB}:{proposed.id}:ok",
-                           Style.success),
-                    (tr("roster.buttons.discard"), f"{EDIT_CB}:{proposed.id}:no"),
-                ]])
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    async with svc.db.session() as session:
+        room, args = await edit_room(session, update, actor, svc, args)
+        verb = EDIT_VERBS.get(normalize(args[0])) if args else None
+        if verb is None:
+            raise Refusal(tr("roster.edit.usage"))
+        rest = args[1:]
+        if not may_edit(actor, room):
+            raise Refusal(tr("roster.errors.not_allowed"))
+        user = await session.get(User, actor.user.id) if actor.user else None
+        roster = await roster_for_room(session, room.id)
+        room_zone = room.timezone or room.unit.timezone or svc.settings.bot_timezone
+        today = now.astimezone(time_zone(roster.timezone if roster else room_zone)).date()
+        if verb == "override":
+            if roster is None:
+                raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
+            await override(session, tr, roster, rest, today, now, user, room)
+            await plan.skip_due(session, roster.id, now)
+            roster = await get_roster(session, roster.id)
+            assert roster is not None
+            view = await plan.load_view(session, roster, now, now + timedelta(days=15))
+            text = tr("roster.edit.done") + "\n\n" + (
+                roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
+                else tr("roster.errors.empty", room=escape(room.title)))
+        else:
+            change = await edit_change(session, tr, verb, rest, room, roster, today)
+            if roster is None:  # the first edit creates the roster, starting today
+                change.setdefault("anchor_date", today.isoformat())
+                change.setdefault("timezone", room_zone)
+            text = await preview_text(session, tr, room, roster, change, now)
+            proposed = await propose_roster_change(
+                session, room, change, basis=await roster_fingerprint(session, room.id, now),
+                actor=user, now=now, chat_id=update.effective_chat.id
+                if update.effective_chat else None)
+            markup = keyboard([[
+                Button(tr("roster.buttons.apply"), f"{EDIT_CB}:{proposed.id}:ok",
+                       Style.success),
+                (tr("roster.buttons.discard"), f"{EDIT_CB}:{proposed.id}:no"),
+            ]])
     if markup is None:
         await svc.rescheduled(plan.NAME)
     await reply(update, text, markup)
@@ -384,45 +381,37 @@ async def edit_pressed(update: Update, context: Context, actor: Actor) -> None:
     query = update.callback_query
     assert query is not None
     svc, tr, now = services(context), actor.tr, services(context).now()
-    match = re.fullmatch(rf"{EDIT_CB}:(\d{{1,9}}):(ok|no)", query.data or "")
-    if match is None:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return
-    change_id, confirm = int(match[1]), match[2] == "ok"
-    try:
-        async with svc.db.session() as session:
-            change = await get_roster_change(session, change_id)
-            room = (await session.execute(
-                select(DutyRoom).options(selectinload(DutyRoom.unit))
-                .where(DutyRoom.id == change.duty_room_id))).scalar_one_or_none() \
-                if change else None
-            if change is None or room is None:
-                raise Refusal(tr("errors.stale_button"))
-            if not may_edit(actor, room):
-                raise Refusal(tr("roster.errors.not_allowed"))
-            if change.status is not RosterChangeStatus.pending:
-                raise Refusal(tr(f"roster.preview.dead_{change.status.value}"))
-            user = await session.get(User, actor.user.id) if actor.user else None
-            chat_id = query.message.chat.id if query.message else None
-            if not confirm:
-                await decide_roster_change(session, change, RosterChangeStatus.cancelled,
-                                           actor=user, now=now, chat_id=chat_id)
-                result = tr("roster.preview.cancelled")
-            else:
-                if await roster_fingerprint(session, room.id, change.created_at) != \
-                        change.basis:
-                    raise Refusal(tr("roster.preview.dead_changed"))
-                roster = await apply_change(session, room, change.change, user, now)
-                await decide_roster_change(session, change, RosterChangeStatus.confirmed,
-                                           actor=user, now=now, chat_id=chat_id)
-                await plan.skip_due(session, roster.id, now)
-                view = await plan.load_view(session, roster, now, now + timedelta(days=15))
-                result = tr("roster.edit.done") + "\n\n" + (
-                    roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
-                    else tr("roster.errors.empty", room=escape(room.title)))
-    except Refusal as refusal:
-        await query.answer(refusal.text, show_alert=True)
-        return
+    change_id, confirm = parse_decision(tr, query.data or "", EDIT_CB)
+    async with svc.db.session() as session:
+        change = await get_roster_change(session, change_id)
+        room = (await session.execute(
+            select(DutyRoom).options(selectinload(DutyRoom.unit))
+            .where(DutyRoom.id == change.duty_room_id))).scalar_one_or_none() \
+            if change else None
+        if change is None or room is None:
+            raise Refusal(tr("errors.stale_button"))
+        if not may_edit(actor, room):
+            raise Refusal(tr("roster.errors.not_allowed"))
+        if change.status is not RosterChangeStatus.pending:
+            raise Refusal(tr(f"roster.preview.dead_{change.status.value}"))
+        user = await session.get(User, actor.user.id) if actor.user else None
+        chat_id = query.message.chat.id if query.message else None
+        if not confirm:
+            await decide_roster_change(session, change, RosterChangeStatus.cancelled,
+                                       actor=user, now=now, chat_id=chat_id)
+            result = tr("roster.preview.cancelled")
+        else:
+            if await roster_fingerprint(session, room.id, change.created_at) != \
+                    change.basis:
+                raise Refusal(tr("roster.preview.dead_changed"))
+            roster = await apply_change(session, room, change.change, user, now)
+            await decide_roster_change(session, change, RosterChangeStatus.confirmed,
+                                       actor=user, now=now, chat_id=chat_id)
+            await plan.skip_due(session, roster.id, now)
+            view = await plan.load_view(session, roster, now, now + timedelta(days=15))
+            result = tr("roster.edit.done") + "\n\n" + (
+                roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
+                else tr("roster.errors.empty", room=escape(room.title)))
     if confirm:
         await svc.rescheduled(plan.NAME)
     await query.answer()

@@ -5,7 +5,6 @@ A confirmed swap writes overrides and asks the scheduler to re-place the roster 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +19,7 @@ from handlers.common import Context, Refusal, edit_query_message, escape, guarde
 from handlers.roster_common import (
     member_named,
     member_of,
+    parse_decision,
     room_for,
     rooms_on_roster,
     shift_on,
@@ -83,74 +83,70 @@ async def swap_room(
 async def swap_command(update: Update, context: Context, actor: Actor) -> None:
     svc, tr, now = services(context), actor.tr, services(context).now()
     args = context.args or []
-    try:
-        async with svc.db.session() as session:
-            room = await swap_room(session, update, actor, svc)
-            roster = await roster_for_room(session, room.id)
-            view = await plan.load_view(session, roster, now, now + timedelta(days=400)) \
-                if roster else None
-            if view is None:
-                raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
-            today = now.astimezone(time_zone(view.roster.timezone)).date()
-            day, at, rest = take_moment(args, today)
-            if day is None or not rest:
-                raise Refusal(tr("roster.swap_usage"))
-            me = member_of(view, actor)
-            if me is None:
-                raise Refusal(tr("roster.errors.not_member"))
-            counterpart = member_named(view, rest[0])
-            if counterpart is None:
-                raise Refusal(tr("roster.errors.unknown_officer", name=escape(rest[0]),
-                                 names=escape(tr.join(m.name for m in view.members))))
-            if counterpart.id == me.id:
-                raise Refusal(tr("roster.errors.same_officer"))
-            mine = shift_on(view, day, at, me)
-            if mine is None:
-                raise Refusal(tr("roster.errors.no_own_shift", day=fmt_date(tr, day)))
-            their_day, their_at, extra = take_moment(rest[1:], today)
-            if extra:
-                raise Refusal(tr("roster.swap_usage"))
-            theirs = shift_on(view, their_day, their_at, counterpart) if their_day else mine
-            if theirs is None:
-                raise Refusal(tr("roster.errors.no_their_shift", name=escape(counterpart.name),
-                                 day=fmt_date(tr, their_day)))
-            if min(mine.start, theirs.start) <= now:
-                raise Refusal(tr("roster.errors.started"))
-            await refuse_clashing_swap(session, tr, view, me, counterpart, mine, theirs, now)
-            user = await session.get(User, actor.user.id) if actor.user else None
-            swap = await create_swap(session, view.roster, requester=me,
-                                     requester_shift_start=mine.start, counterpart=counterpart,
-                                     counterpart_shift_start=theirs.start, actor=user, now=now,
-                                     chat_id=room.chat_id)
-            room_tr = Translator(svc.settings.default_language)
-            buttons = markup([[
-                Button(room_tr("roster.buttons.confirm"), f"{CB}:{swap.id}:ok", Style.success),
-                Button(room_tr("roster.buttons.reject"), f"{CB}:{swap.id}:no", Style.danger),
-            ]])
-            # An officer without an active account cannot answer: a coordinator confirms.
-            account = (await member_users(session, [counterpart])).get(counterpart.id)
-            telegram = account.telegram_id if account is not None and account.active else None
-            asked = "roster.swap_asked" if telegram else "roster.swap_asked_coordinator"
-            request = room_tr(asked, swap=swap_text(room_tr, view, swap, now),
-                              name=escape(counterpart.name))
-            recipients = {"room": room.chat_id}
-            if telegram:
-                recipients["member"] = telegram
-            else:
-                users, _ = await people_of_unit(session, room.unit_id)
-                recipients |= {f"coordinator{u.telegram_id}": u.telegram_id for u in users
-                               if u.role.at_least(Role.coordinator)}
-            for label, chat_id in recipients.items():
-                if chat_id != actor.telegram_id:
-                    await outbox.enqueue(session, chat_id=chat_id, kind="swap_request",
-                                         text=request,
-                                         payload={**plan.HTML, "reply_markup": buttons},
-                                         dedup_key=f"swap:{swap.id}:ask:{label}", now=now)
-            sent = "roster.swap_sent" if telegram else "roster.swap_sent_coordinator"
-            text = tr(sent, swap=swap_text(tr, view, swap, now), name=escape(counterpart.name))
-    except Refusal as refusal:
-        await reply(update, refusal.text)
-        return
+    async with svc.db.session() as session:
+        room = await swap_room(session, update, actor, svc)
+        roster = await roster_for_room(session, room.id)
+        view = await plan.load_view(session, roster, now, now + timedelta(days=400)) \
+            if roster else None
+        if view is None:
+            raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
+        today = now.astimezone(time_zone(view.roster.timezone)).date()
+        day, at, rest = take_moment(args, today)
+        if day is None or not rest:
+            raise Refusal(tr("roster.swap_usage"))
+        me = member_of(view, actor)
+        if me is None:
+            raise Refusal(tr("roster.errors.not_member"))
+        counterpart = member_named(view, rest[0])
+        if counterpart is None:
+            raise Refusal(tr("roster.errors.unknown_officer", name=escape(rest[0]),
+                             names=escape(tr.join(m.name for m in view.members))))
+        if counterpart.id == me.id:
+            raise Refusal(tr("roster.errors.same_officer"))
+        mine = shift_on(view, day, at, me)
+        if mine is None:
+            raise Refusal(tr("roster.errors.no_own_shift", day=fmt_date(tr, day)))
+        their_day, their_at, extra = take_moment(rest[1:], today)
+        if extra:
+            raise Refusal(tr("roster.swap_usage"))
+        theirs = shift_on(view, their_day, their_at, counterpart) if their_day else mine
+        if theirs is None:
+            raise Refusal(tr("roster.errors.no_their_shift", name=escape(counterpart.name),
+                             day=fmt_date(tr, their_day)))
+        if min(mine.start, theirs.start) <= now:
+            raise Refusal(tr("roster.errors.started"))
+        await refuse_clashing_swap(session, tr, view, me, counterpart, mine, theirs, now)
+        user = await session.get(User, actor.user.id) if actor.user else None
+        swap = await create_swap(session, view.roster, requester=me,
+                                 requester_shift_start=mine.start, counterpart=counterpart,
+                                 counterpart_shift_start=theirs.start, actor=user, now=now,
+                                 chat_id=room.chat_id)
+        room_tr = Translator(svc.settings.default_language)
+        buttons = markup([[
+            Button(room_tr("roster.buttons.confirm"), f"{CB}:{swap.id}:ok", Style.success),
+            Button(room_tr("roster.buttons.reject"), f"{CB}:{swap.id}:no", Style.danger),
+        ]])
+        # An officer without an active account cannot answer: a coordinator confirms.
+        account = (await member_users(session, [counterpart])).get(counterpart.id)
+        telegram = account.telegram_id if account is not None and account.active else None
+        asked = "roster.swap_asked" if telegram else "roster.swap_asked_coordinator"
+        request = room_tr(asked, swap=swap_text(room_tr, view, swap, now),
+                          name=escape(counterpart.name))
+        recipients = {"room": room.chat_id}
+        if telegram:
+            recipients["member"] = telegram
+        else:
+            users, _ = await people_of_unit(session, room.unit_id)
+            recipients |= {f"coordinator{u.telegram_id}": u.telegram_id for u in users
+                           if u.role.at_least(Role.coordinator)}
+        for label, chat_id in recipients.items():
+            if chat_id != actor.telegram_id:
+                await outbox.enqueue(session, chat_id=chat_id, kind="swap_request",
+                                     text=request,
+                                     payload={**plan.HTML, "reply_markup": buttons},
+                                     dedup_key=f"swap:{swap.id}:ask:{label}", now=now)
+        sent = "roster.swap_sent" if telegram else "roster.swap_sent_coordinator"
+        text = tr(sent, swap=swap_text(tr, view, swap, now), name=escape(counterpart.name))
     svc.wake_delivery()
     await reply(update, text)
 
@@ -175,63 +171,55 @@ async def swap_pressed(update: Update, context: Context, actor: Actor) -> None:
     query = update.callback_query
     assert query is not None
     svc, tr, now = services(context), actor.tr, services(context).now()
-    match = re.fullmatch(rf"{CB}:(\d{{1,9}}):(ok|no)", query.data or "")
-    if match is None:
-        await query.answer(tr("errors.stale_button"), show_alert=True)
-        return
-    swap_id, accept = int(match[1]), match[2] == "ok"
-    try:
-        async with svc.db.session() as session:
-            swap = await get_swap(session, swap_id)
-            if swap is None:
-                raise Refusal(tr("errors.stale_button"))
-            if swap.status is not SwapStatus.proposed:
-                raise Refusal(tr(f"roster.errors.swap_{swap.status.value}"))
-            roster = await get_roster(session, swap.roster_id)
-            assert roster is not None
-            view = await plan.load_view(session, roster, now, now + timedelta(days=400))
-            assert view is not None
-            members = {m.id: m for m in view.members}
-            me = member_of(view, actor)
-            is_counterpart = me is not None and me.id == swap.counterpart_member_id
-            is_requester = me is not None and me.id == swap.requester_member_id
-            coordinator = actor.can(Role.coordinator)
-            if not (is_counterpart or coordinator or (is_requester and not accept)):
-                raise Refusal(tr("roster.errors.not_yours"))
-            user = await session.get(User, actor.user.id) if actor.user else None
-            room = roster.duty_room
-            room_tr = Translator(svc.settings.default_language)
-            if not accept:
-                status = SwapStatus.cancelled if is_requester and not coordinator \
-                    else SwapStatus.rejected
-                await decide_swap(session, swap, status, actor=user, now=now,
-                                  chat_id=room.chat_id)
-                result = room_tr(f"roster.swap_{status.value}", swap=swap_text(
-                    room_tr, view, swap, now), by=escape(actor.user.full_name if actor.user
-                                                         else ""))
-            else:
-                if min(swap.requester_shift_start, swap.counterpart_shift_start) <= now:
-                    raise Refusal(tr("roster.errors.started"))
-                overrides = confirm_overrides(tr, view, swap, members)
-                await decide_swap(session, swap, SwapStatus.confirmed, actor=user, now=now,
-                                  overrides=overrides, chat_id=room.chat_id)
-                await plan.skip_due(session, roster.id, now)
-                result = room_tr("roster.swap_confirmed", swap=swap_text(
-                    room_tr, view, swap, now), by=escape(actor.user.full_name if actor.user
-                                                         else ""))
-            await outbox.enqueue(session, chat_id=room.chat_id, kind="swap_result",
+    swap_id, accept = parse_decision(tr, query.data or "", CB)
+    async with svc.db.session() as session:
+        swap = await get_swap(session, swap_id)
+        if swap is None:
+            raise Refusal(tr("errors.stale_button"))
+        if swap.status is not SwapStatus.proposed:
+            raise Refusal(tr(f"roster.errors.swap_{swap.status.value}"))
+        roster = await get_roster(session, swap.roster_id)
+        assert roster is not None
+        view = await plan.load_view(session, roster, now, now + timedelta(days=400))
+        assert view is not None
+        members = {m.id: m for m in view.members}
+        me = member_of(view, actor)
+        is_counterpart = me is not None and me.id == swap.counterpart_member_id
+        is_requester = me is not None and me.id == swap.requester_member_id
+        coordinator = actor.can(Role.coordinator)
+        if not (is_counterpart or coordinator or (is_requester and not accept)):
+            raise Refusal(tr("roster.errors.not_yours"))
+        user = await session.get(User, actor.user.id) if actor.user else None
+        room = roster.duty_room
+        room_tr = Translator(svc.settings.default_language)
+        if not accept:
+            status = SwapStatus.cancelled if is_requester and not coordinator \
+                else SwapStatus.rejected
+            await decide_swap(session, swap, status, actor=user, now=now,
+                              chat_id=room.chat_id)
+            result = room_tr(f"roster.swap_{status.value}", swap=swap_text(
+                room_tr, view, swap, now), by=escape(actor.user.full_name if actor.user
+                                                     else ""))
+        else:
+            if min(swap.requester_shift_start, swap.counterpart_shift_start) <= now:
+                raise Refusal(tr("roster.errors.started"))
+            overrides = confirm_overrides(tr, view, swap, members)
+            await decide_swap(session, swap, SwapStatus.confirmed, actor=user, now=now,
+                              overrides=overrides, chat_id=room.chat_id)
+            await plan.skip_due(session, roster.id, now)
+            result = room_tr("roster.swap_confirmed", swap=swap_text(
+                room_tr, view, swap, now), by=escape(actor.user.full_name if actor.user
+                                                     else ""))
+        await outbox.enqueue(session, chat_id=room.chat_id, kind="swap_result",
+                             text=result, payload=plan.HTML,
+                             dedup_key=f"swap:{swap.id}:result", now=now)
+        requester = members.get(swap.requester_member_id)
+        telegram = (await member_telegram_ids(session, [requester])).get(
+            requester.id) if requester else None
+        if telegram and telegram != actor.telegram_id:
+            await outbox.enqueue(session, chat_id=telegram, kind="swap_result",
                                  text=result, payload=plan.HTML,
-                                 dedup_key=f"swap:{swap.id}:result", now=now)
-            requester = members.get(swap.requester_member_id)
-            telegram = (await member_telegram_ids(session, [requester])).get(
-                requester.id) if requester else None
-            if telegram and telegram != actor.telegram_id:
-                await outbox.enqueue(session, chat_id=telegram, kind="swap_result",
-                                     text=result, payload=plan.HTML,
-                                     dedup_key=f"swap:{swap.id}:result:requester", now=now)
-    except Refusal as refusal:
-        await query.answer(refusal.text, show_alert=True)
-        return
+                                 dedup_key=f"swap:{swap.id}:result:requester", now=now)
     await svc.rescheduled(plan.NAME)
     svc.wake_delivery()
     await query.answer(tr("roster.swap_done"))

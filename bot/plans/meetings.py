@@ -27,7 +27,7 @@ from i18n.formats import fmt_minutes, fmt_span, fmt_when
 from storage import outbox
 from storage.access import audit
 from storage.meetings import get_meeting, meetings_starting_between
-from storage.models import DutyRoom, Meeting, Unit, User
+from storage.models import DutyRoom, Meeting, MeetingParticipant, Unit, User
 from storage.schedules import rooms_for_units
 from views import HTML
 from views.buttons import Button, Style, markup
@@ -210,6 +210,26 @@ def _coordinator_language(user: User | None, default: str) -> str:
     return (user.language if user else None) or default
 
 
+async def participant_rooms(
+    session: AsyncSession, meeting: Meeting, default_zone: str
+) -> tuple[list[tuple[MeetingParticipant, DutyRoom, str]], list[str]]:
+    """(participant, its duty room, the zone its times are shown in) for every
+    participant with a room, and the names of those without one: whom a reminder, a
+    change or a cancellation reaches, and whom the coordinator is told it does not."""
+    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants],
+                                  with_unit=False)
+    reachable, unreachable = [], []
+    for participant in meeting.participants:
+        room = rooms.get(participant.unit_id)
+        if room is None or room.chat_id is None:
+            unreachable.append(participant.unit.short_name or participant.unit.name)
+            continue
+        zone_name = room.timezone or participant.unit.timezone or meeting_zone(
+            meeting, default_zone)
+        reachable.append((participant, room, zone_name))
+    return reachable, unreachable
+
+
 async def notify_rooms(
     session: AsyncSession,
     meeting: Meeting,
@@ -223,16 +243,8 @@ async def notify_rooms(
 ) -> tuple[list[DutyRoom], list[str]]:
     """One message per participant's duty room; returns (rooms, names of unreachable units)."""
     tr = Translator(language)
-    rooms = await rooms_for_units(session, [p.unit_id for p in meeting.participants],
-                                  with_unit=False)
-    reached, unreachable = [], []
-    for participant in meeting.participants:
-        room = rooms.get(participant.unit_id)
-        if room is None or room.chat_id is None:
-            unreachable.append(participant.unit.short_name or participant.unit.name)
-            continue
-        zone_name = room.timezone or participant.unit.timezone or meeting_zone(
-            meeting, default_zone)
+    reachable, unreachable = await participant_rooms(session, meeting, default_zone)
+    for participant, room, zone_name in reachable:
         await outbox.enqueue(
             session,
             chat_id=room.chat_id,
@@ -243,8 +255,7 @@ async def notify_rooms(
             dedup_key=f"{key}:room{room.id}",
             now=now,
         )
-        reached.append(room)
-    return reached, unreachable
+    return [room for _, room, _ in reachable], unreachable
 
 
 async def send_tally(
