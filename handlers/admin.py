@@ -68,7 +68,7 @@ async def one_unit(session: AsyncSession, tr: Translator, query: str) -> Unit:
         return units[0]
     if not units:
         raise Refusal(tr("admin.unknown_unit", query=escape(query)))
-    names = tr.join(f"{escape(u.name)} (<code>{escape(u.code)}</code>)" for u in units)
+    names = tr.join(f"{escape(tr.name(u.name))} (<code>{escape(u.code)}</code>)" for u in units)
     raise Refusal(tr("admin.ambiguous_unit", query=escape(query), units=names))
 
 
@@ -98,7 +98,7 @@ async def invite(update: Update, context: Context, actor: Actor) -> None:
         update,
         tr(
             "admin.invite.created",
-            unit=escape(unit.name),
+            unit=escape(tr.name(unit.name)),
             role=tr(f"roles.{role.value}"),
             hours=svc.settings.invitation_ttl_hours,
             link=escape(link),
@@ -125,10 +125,11 @@ async def register_room(update: Update, context: Context, actor: Actor) -> None:
                 actor=registrar, now=svc.now(),
             )
     except RoomConflict as conflict:
-        await reply(update, tr("admin.register_room.conflict", unit=escape(conflict.unit_name)))
+        await reply(update, tr("admin.register_room.conflict",
+                               unit=escape(tr.name(conflict.unit_name))))
         return
     key = "admin.register_room.moved" if replaced else "admin.register_room.done"
-    await reply(update, tr(key, unit=escape(room.unit.name)))
+    await reply(update, tr(key, unit=escape(tr.name(room.unit.name))))
 
 
 async def target_user(session: AsyncSession, tr: Translator, arg: str) -> User:
@@ -160,7 +161,7 @@ async def _set_active(svc: Any, actor: Actor, target: str, active: bool, *,
             raise Refusal(tr(f"{key}.already", user=name))
         described = tr("admin.deactivate.who", user=name,
                        role=tr(f"roles.{user.role.value}") if user.role else "—",
-                       unit=escape(user.unit.name) if user.unit else tr("start.no_unit"))
+                       unit=escape(tr.name(user.unit.name)) if user.unit else tr("start.no_unit"))
         if change:
             admin = await user_by_telegram_id(session, actor.telegram_id)
             assert admin is not None

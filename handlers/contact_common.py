@@ -87,7 +87,7 @@ def room_lines(tr: Translator, duty: OnDuty, default_tz: str) -> list[str]:
             next=escape(duty.next_officer or "—"),
         ))
     else:
-        lines.append(tr("contacts.no_roster", room=escape(duty.room_title)))
+        lines.append(tr("contacts.no_roster", room=escape(tr.name(duty.room_title))))
     return lines
 
 

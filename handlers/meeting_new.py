@@ -104,7 +104,7 @@ async def ask_zone(turn: Turn) -> flow.Prompt:
         own = await zones_of_unit(session, actor.user.unit_id) if actor.user and \
             actor.user.unit_id else []
         zones = own or await all_zones(session)
-    rows = [[(z.short_name or z.name, f"{CB}:new:zone:{z.id}")] for z in zones[:6]]
+    rows = [[(turn.tr.name(z.short_name or z.name), f"{CB}:new:zone:{z.id}")] for z in zones[:6]]
     rows.append([(turn.tr("meetings.new.no_zone"), f"{CB}:new:zone:0")])
     return flow.Prompt(turn.tr("meetings.new.ask_zone"), rows)
 

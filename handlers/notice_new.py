@@ -126,13 +126,14 @@ async def ask_audience(turn: Turn) -> flow.Prompt:
     chosen_zones = set(audience.get("zones") or [])
     rows = [[(("✅ " if audience.get("all") else "") + tr("notices.new.all_rooms"),
               f"{NEW}:a:all")]]
-    buttons = [(("✅ " if z.id in chosen_zones else "") + (z.short_name or z.name),
+    buttons = [(("✅ " if z.id in chosen_zones else "") + tr.name(z.short_name or z.name),
                 f"{NEW}:a:z:{z.id}") for z in zones[:9]]
     rows += [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
     chosen_units = set(audience.get("units") or [])
     offered = units + [u for u in await _units(svc, chosen_units)
                        if u.id not in {o.id for o in units}]
-    buttons = [(("✅ " if u.id in chosen_units else "") + u.short_name, f"{NEW}:a:u:{u.id}")
+    buttons = [(("✅ " if u.id in chosen_units else "") + tr.name(u.short_name),
+                f"{NEW}:a:u:{u.id}")
                for u in offered]
     rows += [buttons[i:i + 4] for i in range(0, len(buttons), 4)]
     rows.append([Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary),
@@ -320,7 +321,7 @@ async def audience_typed(turn: Turn) -> int:
                                 units=tr.join(escape(tr.name(u.name)) for u in units)))
             else:
                 notes.append(tr("notices.new.unknown_unit", text=escape(word[:40])))
-    choices = [(u.name, f"{NEW}:a:u:{u.id}") for u in candidates]
+    choices = [(tr.name(u.name), f"{NEW}:a:u:{u.id}") for u in candidates]
     return await turn.offer(AUDIENCE, notes, choices,
                             Button(tr("notices.button.next"), f"{NEW}:a:next", Style.primary))
 

@@ -195,7 +195,7 @@ async def unit_typed(update: Update, context: Context, actor: Actor) -> int:
         return await handled(UNIT)
     if len(units) > 1:
         token = (context.user_data or {}).get(PENDING, {}).get("token", "")
-        rows = [[(u.name, f"{ACT}:u:{u.id}:{token}")] for u in units]
+        rows = [[(tr.name(u.name), f"{ACT}:u:{u.id}:{token}")] for u in units]
         await reply(update, tr("requests.act.transfer_choose", query=escape(text[:40])),
                     keyboard([*rows, [(tr("requests.button.quit"), f"{ACT}:quit:{token}")]]))
         return await handled(UNIT)

@@ -83,7 +83,8 @@ async def ask_target(turn: Turn) -> flow.Prompt:
                         units=tr.join(escape(tr.name(u.name)) for u in chosen.values())))
         lines.append(tr("requests.new.ask_more_targets"))
     options = list(offered) + [u for u in chosen.values() if u.id not in {o.id for o in offered}]
-    buttons = [(("✅ " if unit.id in chosen else "") + unit.short_name, f"{NEW}:t:{unit.id}")
+    buttons = [(("✅ " if unit.id in chosen else "") + tr.name(unit.short_name),
+                f"{NEW}:t:{unit.id}")
                for unit in options]
     rows = [buttons[i:i + 3] for i in range(0, len(buttons), 3)]
     rows.append([Button(tr("requests.button.next"), f"{NEW}:next", Style.primary),
@@ -94,7 +95,7 @@ async def ask_target(turn: Turn) -> flow.Prompt:
 async def ask_mechanism(turn: Turn) -> flow.Prompt:
     async with turn.svc.db.session() as session:
         found = await store.mechanisms(session)
-    buttons = [(m.name, f"{NEW}:m:{m.id}") for m in found]
+    buttons = [(turn.tr.name(m.name), f"{NEW}:m:{m.id}") for m in found]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
     return flow.Prompt(turn.tr("requests.new.ask_mechanism"), [*rows, [turn.quit_button()]])
 
@@ -145,7 +146,7 @@ async def ask_confirm(turn: Turn) -> flow.Prompt:
     text = tr(
         "requests.new.summary",
         units=tr.join(escape(tr.name(u.name)) for u in units.values()),
-        mechanism=escape(mechanism.name) if mechanism else tr("requests.new.none"),
+        mechanism=escape(tr.name(mechanism.name)) if mechanism else tr("requests.new.none"),
         urgency=render.urgency_label(tr, urgency),
         subject=escape(draft.subject),
         details=escape(details) or tr("requests.new.none"),
@@ -234,7 +235,7 @@ async def _one_shot(turn: Turn, words: list[str]) -> list[str]:
                 # Refused with the list (the flow then asks with buttons), not taken
                 # as the start of the subject.
                 notes.append(tr("requests.new.unknown_mechanism_word", query=escape(word[:40]),
-                                names=tr.join(escape(m.name) for m in offered)))
+                                names=tr.join(escape(tr.name(m.name)) for m in offered)))
             else:
                 break
             index += 1
@@ -266,7 +267,7 @@ async def _add_target(session: Any, turn: Turn, query: str) -> list[str]:
 def _toggle_target(turn: Turn, unit: Unit, *, add_only: bool = False) -> list[str]:
     tr, targets, user = turn.tr, turn.draft.targets, turn.actor.user
     if user is not None and unit.id == user.unit_id:
-        return [tr("requests.new.own_unit", unit=escape(unit.name))]
+        return [tr("requests.new.own_unit", unit=escape(tr.name(unit.name)))]
     if unit.id in targets:
         if not add_only:
             targets.remove(unit.id)
@@ -288,7 +289,7 @@ async def target_typed(turn: Turn) -> int:
             notes += await _add_target(session, turn, part)
     units = await _unit_names(turn.svc, draft.candidates)
     draft.candidates = []
-    choices = [(u.name, f"{NEW}:t:{u.id}") for u in units.values()]
+    choices = [(tr.name(u.name), f"{NEW}:t:{u.id}") for u in units.values()]
     return await turn.offer(TARGET, notes, choices,
                             Button(tr("requests.button.next"), f"{NEW}:next", Style.primary))
 

@@ -56,7 +56,7 @@ async def mechanism_chosen(turn: Turn) -> int:
         return await turn.unclear(MECHANISM, tr("requests.new.unknown_mechanism",
                                                 query=escape(message_text(update)[:40])))
     turn.draft.mechanism = mechanism.id
-    await turn.closing(escape(mechanism.name))
+    await turn.closing(escape(tr.name(mechanism.name)))
     return await turn.advance()
 
 
@@ -193,12 +193,13 @@ async def _submit(turn: Turn) -> int:
     await turn.closing(tr("requests.button.submit"))
     lines = [tr("requests.new.created")]
     lines += [tr("requests.new.created_line", number=f"<code>{r.number}</code>",
-                 unit=escape(r.to_unit.name)) for r in created.requests]
+                 unit=escape(tr.name(r.to_unit.name))) for r in created.requests]
     first = created.requests[0]
     lines.append(tr("requests.new.ack_hint",
                     ack=render.duration(tr, first.ack_due_at - first.created_at)))
     for request, told in created.undelivered:
-        lines.append(tr("requests.new.created_undelivered", unit=escape(request.to_unit.name),
+        lines.append(tr("requests.new.created_undelivered",
+                        unit=escape(tr.name(request.to_unit.name)),
                         count=told, phone=escape(phones.get(request.to_unit_id) or "—")))
     await reply(turn.update, "\n".join(lines))
     return await turn.end()

@@ -58,7 +58,7 @@ async def roster_command(update: Update, context: Context, actor: Actor) -> None
         view = await plan.load_view(session, roster, now, now + timedelta(days=15)) \
             if roster else None
         if view is None:
-            raise Refusal(tr("roster.errors.empty", room=escape(room.title)) + "\n"
+            raise Refusal(tr("roster.errors.empty", room=escape(tr.name(room.title))) + "\n"
                           + tr("roster.edit.usage"))
         text = roster_text(tr, view, now, actor, svc.settings.bot_timezone)
     await reply(update, text)

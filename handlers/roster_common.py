@@ -205,7 +205,7 @@ def roster_text(
 ) -> str:
     room = view.roster.duty_room
     zone_name = zone_of(view)
-    lines = [tr("roster.view.head", room=escape(room.title),
+    lines = [tr("roster.view.head", room=escape(tr.name(room.title)),
                 pattern=pattern_text(tr, view.spec))]
     if zone_name != default_zone:
         lines.append(tr("roster.view.zone", zone=escape(zone_name)))

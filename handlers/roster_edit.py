@@ -182,7 +182,7 @@ async def known_officers(
         for name in unknown:
             close = closest_names(name, names)
             lines.append(tr("roster.errors.unknown_person", name=escape(name),
-                            unit=escape(room.unit.short_name)) + " " + (
+                            unit=escape(tr.name(room.unit.short_name))) + " " + (
                 tr("roster.errors.did_you_mean", names=escape(tr.join(close))) if close
                 else tr("roster.errors.no_close_names")))
         raise Refusal("\n".join(lines))
@@ -255,7 +255,7 @@ async def edit_command(
         today = now.astimezone(time_zone(roster.timezone if roster else room_zone)).date()
         if verb == "override":
             if roster is None:
-                raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
+                raise Refusal(tr("roster.errors.empty", room=escape(tr.name(room.title))))
             await override(session, tr, roster, rest, today, now, user, room)
             await plan.skip_due(session, roster.id, now)
             roster = await get_roster(session, roster.id)
@@ -263,7 +263,7 @@ async def edit_command(
             view = await plan.load_view(session, roster, now, now + timedelta(days=15))
             text = tr("roster.edit.done") + "\n\n" + (
                 roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
-                else tr("roster.errors.empty", room=escape(room.title)))
+                else tr("roster.errors.empty", room=escape(tr.name(room.title))))
         else:
             change = await edit_change(session, tr, verb, rest, room, roster, today)
             if roster is None:  # the first edit creates the roster, starting today
@@ -322,7 +322,7 @@ async def preview_text(
                                                 else now.date().isoformat())
     anchor = date.fromisoformat(anchor_text)
     zone_name = change.get("timezone") or (roster.timezone if roster else "Asia/Shanghai")
-    lines = [tr("roster.preview.head", room=escape(room.title))]
+    lines = [tr("roster.preview.head", room=escape(tr.name(room.title)))]
     if "officers" in change:
         lines.append(tr("roster.preview.officers", names=escape(
             tr.join(o["name"] for o in officers))))
@@ -411,7 +411,7 @@ async def edit_pressed(update: Update, context: Context, actor: Actor) -> None:
             view = await plan.load_view(session, roster, now, now + timedelta(days=15))
             result = tr("roster.edit.done") + "\n\n" + (
                 roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
-                else tr("roster.errors.empty", room=escape(room.title)))
+                else tr("roster.errors.empty", room=escape(tr.name(room.title))))
     if confirm:
         await svc.rescheduled(plan.NAME)
     await query.answer()
@@ -427,7 +427,7 @@ async def override(
         raise Refusal(tr("roster.edit.override_usage"))
     view = await plan.load_view(session, roster, now, now + timedelta(days=400))
     if view is None:
-        raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
+        raise Refusal(tr("roster.errors.empty", room=escape(tr.name(room.title))))
     shift = shift_on(view, day, at, None)
     if shift is None:
         raise Refusal(tr("roster.errors.no_shift", day=fmt_date(tr, day)))

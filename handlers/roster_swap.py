@@ -89,7 +89,7 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
         view = await plan.load_view(session, roster, now, now + timedelta(days=400)) \
             if roster else None
         if view is None:
-            raise Refusal(tr("roster.errors.empty", room=escape(room.title)))
+            raise Refusal(tr("roster.errors.empty", room=escape(tr.name(room.title))))
         today = now.astimezone(time_zone(view.roster.timezone)).date()
         day, at, rest = take_moment(args, today)
         if day is None or not rest:

@@ -64,7 +64,7 @@ def role_and_unit(tr: Translator, actor: Actor) -> dict[str, str]:
     return {
         "name": escape(user.full_name or str(user.telegram_id)),
         "role": tr(f"roles.{user.role.value}"),
-        "unit": escape(user.unit.name) if user.unit else tr("start.no_unit"),
+        "unit": escape(tr.name(user.unit.name)) if user.unit else tr("start.no_unit"),
     }
 
 
@@ -105,7 +105,7 @@ async def _asked_to_move(update: Update, context: Context, actor: Actor, code: s
         return True
     token = offer_confirmation(context, MOVE, code)
     await reply(update, tr("start.invitation_move", **here, new_role=tr(f"roles.{new_role.value}"),
-                           new_unit=escape(invitation.unit.name)),
+                           new_unit=escape(tr.name(invitation.unit.name))),
                 keyboard([[Button(tr("start.button.move"), f"{MOVE_CALLBACK}y:{token}",
                                   Style.success),
                            (tr("start.button.keep"), f"{MOVE_CALLBACK}n:{token}")]]))

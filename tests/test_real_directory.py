@@ -186,3 +186,6 @@ async def test_a_request_card_names_its_units_in_the_readers_script(
     assert "公安廳" not in card.text and "情报资讯互享" in card.text
     listed = await hant_desk.send(HANT_SIMPLIFIED_DUTY, "/requests")
     assert "公安廳" not in listed.text
+    # A mechanism it does not know: the ones it has, as buttons in the reader's script.
+    asked = await hant_desk.send(HANT_SIMPLIFIED_DUTY, "/request 河北 情报信息互享 特急 线索")
+    assert [label for label, _ in asked.buttons()][:2] == ["情报资讯互享", "执法办案互助"]

@@ -180,12 +180,12 @@ def tally_text(
     groups: dict[Rsvp, list[str]] = {answer: [] for answer in Rsvp}
     unreachable: list[str] = []
     for p in meeting.participants:
-        name = escape(p.unit.short_name or p.unit.name)
+        name = escape(tr.name(p.unit.short_name or p.unit.name))
         if p.rsvp is Rsvp.delegate and p.delegate:
             name += f"（{escape(p.delegate)}）"
         groups[p.rsvp].append(name)
         if p.unit_id not in rooms:
-            unreachable.append(escape(p.unit.short_name or p.unit.name))
+            unreachable.append(escape(tr.name(p.unit.short_name or p.unit.name)))
     answered = sum(len(v) for k, v in groups.items() if k is not Rsvp.pending)
     lines = [tr("meetings.tally.head", id=meeting.id, title=escape(meeting.title),
                 answered=answered, total=len(meeting.participants)),
