@@ -47,7 +47,7 @@ class AuditEntry(Base):
     """Who did or saw what, when: every privileged action and every contact shown.
 
     Written unsealed (`seq`, `prev_hash`, `hash` empty) in the unit of work of what it
-    records; sealed into the hash chain just after (storage/audit.py, core/audit.py).
+    records; sealed into the hash chain just after (storage/audit_chain.py, core/audit.py).
     Its user is kept, not nulled, if the user row goes: a sealed entry never changes
     (users are deactivated, not deleted). The lookup quotas count a person's views by
     (actor, action, time): storage/quota.py."""
