@@ -139,6 +139,15 @@ class Applier:
         self.session.add(row)
         self.counts[section].add(True, True)
 
+    def update_in_order(self, section: str, record: Any, values: dict[str, Any],
+                        rows: list[Any], wanted: Sequence[Mapping[str, Any]],
+                        make: Callable[..., Any]) -> None:
+        """A record the file keeps, with its ordered rows (a roster's officers, a chair
+        rotation's order), made what the file says; counted as updated or unchanged."""
+        changed = assign(record, values)
+        changed = sync_in_order(rows, wanted, make) or changed
+        self.counts[section].add(False, changed)
+
     async def run(self) -> dict[str, SectionCounts]:
         await self.named("branches", Branch, self.state.branches)
         await self.named("mechanisms", Mechanism, self.state.mechanisms)
@@ -334,9 +343,7 @@ class Applier:
                                 members=[RosterMember(**m) for m in members])
                 self.add_new("rosters", roster)
                 continue
-            changed = assign(roster, values)
-            changed = sync_in_order(roster.members, members, RosterMember) or changed
-            self.counts["rosters"].add(False, changed)
+            self.update_in_order("rosters", roster, values, roster.members, members, RosterMember)
         await self.session.flush()
 
     async def chair_rotations(self) -> None:
@@ -353,9 +360,8 @@ class Applier:
                 )
                 self.add_new("chair_rotations", rotation)
                 continue
-            changed = assign(rotation, values)
-            changed = sync_in_order(rotation.entries, order, ChairRotationEntry) or changed
-            self.counts["chair_rotations"].add(False, changed)
+            self.update_in_order("chair_rotations", rotation, values, rotation.entries, order,
+                                 ChairRotationEntry)
         await self.session.flush()
 
     async def agreements(self) -> None:
