@@ -139,6 +139,22 @@ class Applier:
         self.session.add(row)
         self.counts[section].add(True, True)
 
+    async def refer_within(self, section: str, status: Sequence[tuple[Any, bool, bool]],
+                           references: Callable[[dict[str, Any]], dict[str, Any]]) -> list[Any]:
+        """The second pass of a section whose rows refer to rows of the same section (a
+        unit's parent, an agreement's predecessor): once the first has given every row an
+        id, set `references(file row)` on each `status` row (row, created, changed) and
+        count it. Returns the rows that changed."""
+        await self.session.flush()
+        changed_rows = []
+        for (row, created, changed), r in zip(status, self.plan[section], strict=True):
+            changed = assign(row, references(r)) or changed
+            self.counts[section].add(created, changed)
+            if changed:
+                changed_rows.append(row)
+        await self.session.flush()
+        return changed_rows
+
     def update_in_order(self, section: str, record: Any, values: dict[str, Any],
                         rows: list[Any], wanted: Sequence[Mapping[str, Any]],
                         make: Callable[..., Any]) -> None:
@@ -190,11 +206,9 @@ class Applier:
                 status.append((unit, True, True))
             else:
                 status.append((unit, False, assign(unit, values)))
-        await self.session.flush()  # parents second, so ids follow the file's order
-        for (unit, created, changed), r in zip(status, self.plan["units"], strict=True):
-            changed = assign(unit, {"parent_id": self.unit_id(r["parent"])}) or changed
-            self.counts["units"].add(created, changed)
-        await self.session.flush()
+        # Parents second, so ids follow the file's order.
+        await self.refer_within("units", status,
+                                lambda r: {"parent_id": self.unit_id(r["parent"])})
 
     async def zones(self) -> None:
         for r in self.plan["zones"]:
@@ -388,14 +402,9 @@ class Applier:
                                    AgreementParty) or changed
             changed = self.sync_clauses(agreement, r["clauses"]) or changed
             status.append((agreement, False, changed))
-        await self.session.flush()
-        for (agreement, created, changed), r in zip(status, self.plan["agreements"], strict=True):
-            supersedes = self.state.agreements[r["supersedes"]].id if r["supersedes"] else None
-            changed = assign(agreement, {"supersedes_id": supersedes}) or changed
-            self.counts["agreements"].add(created, changed)
-            if changed:
-                self.changed_agreements.append(agreement)
-        await self.session.flush()
+        self.changed_agreements += await self.refer_within("agreements", status, lambda r: {
+            "supersedes_id": self.state.agreements[r["supersedes"]].id if r["supersedes"] else None
+        })
 
     async def search_scope(self) -> dict[str, list[int]] | None:
         """The liaisons and agreements whose search rows must be rebuilt, or None for a
