@@ -288,7 +288,7 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _audit_verify(db: Database, archives: list[Path]) -> int:
     """One line: how many entries held, or the first that does not and how."""
-    from storage.audit import verify
+    from storage.audit_retention import verify
 
     result = await verify(db, archives)
     broken = result.broken
@@ -341,7 +341,8 @@ async def _audit_export(settings: Settings, db: Database, args: argparse.Namespa
     from core.clock import local_instant
     from i18n import Translator
     from storage.access import audit
-    from storage.audit import actors_of, entries_between, seal_pending, subjects_of
+    from storage.audit import actors_of, entries_between, subjects_of
+    from storage.audit_chain import seal_pending
     from views.audit import export_header, export_rows
 
     if args.until < args.since:

@@ -1,6 +1,7 @@
 """The audit log as a hash chain: what a sealed entry's hash covers, and the walk that
-checks a chain of them (storage/audit.py seals and reads them; docs/security.md says
-what the chain shows and what it does not).
+checks a chain of them (storage/audit_chain.py seals them, storage/audit_retention.py
+verifies and archives them; docs/security.md says what the chain shows and what it does
+not).
 
 Each sealed entry has a sequence number (1, 2, 3, … in the order it was sealed), the
 hash of the entry before it (`prev_hash`; `GENESIS` before the first) and its own hash:

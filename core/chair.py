@@ -14,16 +14,15 @@ import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.clock import as_utc, local_instant
+from core.clock import InZone, as_utc, local_instant, named_zone
 from core.schedule import PlannedReminder, reminders_before
 
 DEFAULT_HANDOVER_OFFSETS = (7 * 24 * 60, 24 * 60)
 
 
 @dataclass(frozen=True)
-class ChairSpec:
+class ChairSpec(InZone):
     """What the arithmetic needs from a `ChairRotation` (and the zone's time zone)."""
 
     anchor_date: date
@@ -35,14 +34,7 @@ class ChairSpec:
     def __post_init__(self) -> None:
         if self.term_months < 1 or self.unit_count < 1:
             raise ValueError("a rotation needs a term of at least a month and one unit")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValueError(f"unknown time zone {self.timezone!r}") from None
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        named_zone(self.timezone)
 
 
 @dataclass(frozen=True)

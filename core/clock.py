@@ -40,6 +40,26 @@ def time_zone(name: str | None, default: str = DEFAULT_ZONE) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
+def named_zone(name: str) -> ZoneInfo:
+    """The time zone `name` names; ValueError for one a plan cannot be kept in (a
+    roster's, a chair rotation's, a typed deadline's), unlike `time_zone`'s fallback."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+class InZone:
+    """A plan kept in the time zone `timezone` names (checked with `named_zone` when the
+    plan is made)."""
+
+    timezone: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
 def is_zone(name: str) -> bool:
     """Any name the time-zone database knows (PRC and GMT too)."""
     try:

@@ -56,13 +56,8 @@ class NoticeDraft:
     submission_key: str | None = None
 
 
-class NoticeProblem(Exception):
-    """The draft or change cannot be stored; `code` names a catalogue message."""
-
-    def __init__(self, code: str, **values: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.values = values
+class NoticeProblem(rules.StoreProblem):
+    """A notice's draft or change cannot be stored."""
 
 
 # --------------------------------------------------------------------------- text, audience

@@ -64,13 +64,8 @@ class Draft:
     submission_key: str | None = None
 
 
-class DraftProblem(Exception):
-    """The draft cannot be stored; `code` names a catalogue message."""
-
-    def __init__(self, code: str, **values: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.values = values
+class DraftProblem(rules.StoreProblem):
+    """A request's draft cannot be stored."""
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,16 @@ class TextProblem(StrEnum):
     too_long = "too_long"
 
 
+class StoreProblem(Exception):
+    """A draft or change that cannot be stored (a request's, a notice's): `code` names a
+    catalogue message, `values` fill it."""
+
+    def __init__(self, code: str, **values: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.values = values
+
+
 def clean_line(text: str | None) -> str:
     """One line: whitespace (newlines included) collapsed to single spaces."""
     return " ".join((text or "").split())

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.clock import as_utc, local_instant
+from core.clock import InZone, as_utc, local_instant, named_zone
 
 __all__ = [
     "DEFAULT_STARTS",
@@ -54,7 +53,7 @@ def _minutes(at: time) -> float:
 
 
 @dataclass(frozen=True)
-class RosterSpec:
+class RosterSpec(InZone):
     """What the rotation needs from a `Roster`: pattern, anchor, zone, start times, size."""
 
     pattern: str
@@ -68,10 +67,7 @@ class RosterSpec:
             raise ValueError(f"unknown shift pattern {self.pattern!r}")
         if self.member_count < 1:
             raise ValueError("a roster needs at least one officer")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        named_zone(self.timezone)
         starts = tuple(s.replace(tzinfo=None, fold=0) for s in self.shift_starts)
         object.__setattr__(self, "shift_starts", starts)
         expected = 2 if self.pattern == "day_night" else 1
@@ -102,10 +98,6 @@ class RosterSpec:
             raise ValueError(f"bad shift start time in {shift_starts!r}") from None
         return cls(str(pattern), anchor_date, timezone,
                    starts or DEFAULT_STARTS.get(str(pattern), ()), member_count)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
     @property
     def shifts_per_period(self) -> int:

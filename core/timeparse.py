@@ -37,11 +37,11 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from functools import cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import opencc
 
-from core.clock import as_utc, local_instant
+from core.clock import as_utc, local_instant, named_zone
 
 __all__ = [
     "CODES",
@@ -224,12 +224,7 @@ def parse_deadline(
 
 
 def _zone(tz: str | ZoneInfo) -> ZoneInfo:
-    if isinstance(tz, ZoneInfo):
-        return tz
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown time zone {tz!r}") from None
+    return tz if isinstance(tz, ZoneInfo) else named_zone(tz)
 
 
 def _parse(clean: str, now: datetime, zone: ZoneInfo, default: time | None) -> datetime:

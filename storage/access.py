@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
 from core.enums import Role
-from storage.audit import note_written
+from storage.audit_chain import note_written
 from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
 
 INVITATION_ALPHABET_BYTES = 12
@@ -44,7 +44,7 @@ def audit_row(
 
 async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
     """Record who did or saw what; written in the same unit of work as the change, and
-    sealed into the audit chain once that commits (storage/audit.py)."""
+    sealed into the audit chain once that commits (storage/audit_chain.py)."""
     session.add(AuditEntry(**audit_row(action, **fields)))
     note_written(session)
 

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.audit import Sealer, wrote_entries
+from storage.audit_chain import Sealer, wrote_entries
 from storage.cache import EpochCache, EpochWatch, data_epoch, data_epoch_sql
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -181,7 +181,7 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A read/write unit of work, committed on success, rolled back on error. Audit
         entries it wrote are sealed into the chain once it has committed, in the
-        background (storage/audit.py)."""
+        background (storage/audit_chain.py)."""
         async with self._write_turn(), self._unit(self.sessionmaker) as session:
             yield session
         if wrote_entries(session):

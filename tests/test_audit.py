@@ -21,13 +21,12 @@ from bot.emulator import BotApiEmulator
 from core.audit import GENESIS, ChainWalk, Entry, Problem
 from core.clock import FakeClock
 from storage.access import audit, audit_many, audit_row
-from storage.audit import (
+from storage.audit_chain import ChainHeadMissing, seal_pending
+from storage.audit_retention import (
     ArchiveRefused,
-    ChainHeadMissing,
     archive_before,
     archive_entries,
     archive_line,
-    seal_pending,
     verify,
 )
 from storage.db import Database

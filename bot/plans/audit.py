@@ -3,7 +3,7 @@
 Entries older than AUDIT_RETENTION_DAYS are written to a dated gzip file of JSON lines
 in AUDIT_ARCHIVE_DIR, then removed; the head keeps the last removed entry's sequence
 number and hash, so `python -m bot audit verify` still verifies what stays
-(storage/audit.py). Entries whose chain does not hold are never archived: they stay,
+(storage/audit_retention.py). Entries whose chain does not hold are never archived: they stay,
 as evidence, and the error is logged every day until someone looks. Each run logs the
 chain's head (sequence number and hash), an anchor kept outside the database.
 
@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.scheduler import FeaturePlanner, Occurrence
 from core.clock import local_instant, time_zone
 from storage.access import audit
-from storage.audit import ArchiveRefused, archive_before, locked_head
+from storage.audit_chain import locked_head
+from storage.audit_retention import ArchiveRefused, archive_before
 
 if TYPE_CHECKING:
     from bot.services import Services

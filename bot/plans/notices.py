@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import Occurrence
+from bot.scheduler import FeaturePlanner, Occurrence
 from core.enums import NoticeStatus
 from core.notices import NoticePolicy, notice_id_of_key
 from services import notices as service
@@ -60,11 +60,8 @@ def notice_occurrences(notice: Notice) -> list[Occurrence]:
     return found
 
 
-class NoticePlanner:
+class NoticePlanner(FeaturePlanner):
     name = NAME
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
 
     @property
     def policy(self) -> NoticePolicy:
@@ -73,10 +70,9 @@ class NoticePlanner:
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
     ) -> Sequence[Occurrence]:
-        found: list[Occurrence] = []
-        for notice in await store.planner_candidates(session, start, end):
-            found += [o for o in notice_occurrences(notice) if start <= o.due_at < end]
-        return found
+        notices = await store.planner_candidates(session, start, end)
+        return [o for notice in notices for o in notice_occurrences(notice)
+                if start <= o.due_at < end]
 
     async def fire(
         self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool

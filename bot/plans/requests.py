@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import Occurrence
+from bot.scheduler import FeaturePlanner, Occurrence
 from core.enums import RequestStatus
 from core.request_checks import Policy
 from core.requests import ACTIVE_STATUSES
@@ -58,11 +58,8 @@ def request_occurrences(request: AssistanceRequest) -> list[Occurrence]:
     return found
 
 
-class RequestEscalations:
+class RequestEscalations(FeaturePlanner):
     name = NAME
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
 
     @property
     def policy(self) -> Policy:
@@ -71,10 +68,9 @@ class RequestEscalations:
     async def occurrences(
         self, session: AsyncSession, start: datetime, end: datetime
     ) -> Sequence[Occurrence]:
-        found: list[Occurrence] = []
-        for request in await store.escalation_candidates(session, end):
-            found += [o for o in request_occurrences(request) if start <= o.due_at < end]
-        return found
+        requests = await store.escalation_candidates(session, end)
+        return [o for request in requests for o in request_occurrences(request)
+                if start <= o.due_at < end]
 
     async def fire(
         self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool

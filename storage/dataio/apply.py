@@ -139,6 +139,31 @@ class Applier:
         self.session.add(row)
         self.counts[section].add(True, True)
 
+    async def refer_within(self, section: str, status: Sequence[tuple[Any, bool, bool]],
+                           references: Callable[[dict[str, Any]], dict[str, Any]]) -> list[Any]:
+        """The second pass of a section whose rows refer to rows of the same section (a
+        unit's parent, an agreement's predecessor): once the first has given every row an
+        id, set `references(file row)` on each `status` row (row, created, changed) and
+        count it. Returns the rows that changed."""
+        await self.session.flush()
+        changed_rows = []
+        for (row, created, changed), r in zip(status, self.plan[section], strict=True):
+            changed = assign(row, references(r)) or changed
+            self.counts[section].add(created, changed)
+            if changed:
+                changed_rows.append(row)
+        await self.session.flush()
+        return changed_rows
+
+    def update_in_order(self, section: str, record: Any, values: dict[str, Any],
+                        rows: list[Any], wanted: Sequence[Mapping[str, Any]],
+                        make: Callable[..., Any]) -> None:
+        """A record the file keeps, with its ordered rows (a roster's officers, a chair
+        rotation's order), made what the file says; counted as updated or unchanged."""
+        changed = assign(record, values)
+        changed = sync_in_order(rows, wanted, make) or changed
+        self.counts[section].add(False, changed)
+
     async def run(self) -> dict[str, SectionCounts]:
         await self.named("branches", Branch, self.state.branches)
         await self.named("mechanisms", Mechanism, self.state.mechanisms)
@@ -181,11 +206,9 @@ class Applier:
                 status.append((unit, True, True))
             else:
                 status.append((unit, False, assign(unit, values)))
-        await self.session.flush()  # parents second, so ids follow the file's order
-        for (unit, created, changed), r in zip(status, self.plan["units"], strict=True):
-            changed = assign(unit, {"parent_id": self.unit_id(r["parent"])}) or changed
-            self.counts["units"].add(created, changed)
-        await self.session.flush()
+        # Parents second, so ids follow the file's order.
+        await self.refer_within("units", status,
+                                lambda r: {"parent_id": self.unit_id(r["parent"])})
 
     async def zones(self) -> None:
         for r in self.plan["zones"]:
@@ -334,9 +357,7 @@ class Applier:
                                 members=[RosterMember(**m) for m in members])
                 self.add_new("rosters", roster)
                 continue
-            changed = assign(roster, values)
-            changed = sync_in_order(roster.members, members, RosterMember) or changed
-            self.counts["rosters"].add(False, changed)
+            self.update_in_order("rosters", roster, values, roster.members, members, RosterMember)
         await self.session.flush()
 
     async def chair_rotations(self) -> None:
@@ -353,9 +374,8 @@ class Applier:
                 )
                 self.add_new("chair_rotations", rotation)
                 continue
-            changed = assign(rotation, values)
-            changed = sync_in_order(rotation.entries, order, ChairRotationEntry) or changed
-            self.counts["chair_rotations"].add(False, changed)
+            self.update_in_order("chair_rotations", rotation, values, rotation.entries, order,
+                                 ChairRotationEntry)
         await self.session.flush()
 
     async def agreements(self) -> None:
@@ -382,14 +402,9 @@ class Applier:
                                    AgreementParty) or changed
             changed = self.sync_clauses(agreement, r["clauses"]) or changed
             status.append((agreement, False, changed))
-        await self.session.flush()
-        for (agreement, created, changed), r in zip(status, self.plan["agreements"], strict=True):
-            supersedes = self.state.agreements[r["supersedes"]].id if r["supersedes"] else None
-            changed = assign(agreement, {"supersedes_id": supersedes}) or changed
-            self.counts["agreements"].add(created, changed)
-            if changed:
-                self.changed_agreements.append(agreement)
-        await self.session.flush()
+        self.changed_agreements += await self.refer_within("agreements", status, lambda r: {
+            "supersedes_id": self.state.agreements[r["supersedes"]].id if r["supersedes"] else None
+        })
 
     async def search_scope(self) -> dict[str, list[int]] | None:
         """The liaisons and agreements whose search rows must be rebuilt, or None for a

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import Role
-from storage.models.base import Base, str_enum, utcnow
+from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum, utcnow
 
 if TYPE_CHECKING:
     from storage.models.directory import Unit
@@ -22,7 +22,7 @@ class User(Base):
 
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     full_name: Mapped[str] = mapped_column(String(200), default="")
     username: Mapped[str | None] = mapped_column(String(64))
@@ -31,7 +31,7 @@ class User(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     private_chat_blocked_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[Timestamp]
     preferences: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     unit: Mapped[Unit | None] = relationship()
@@ -42,16 +42,16 @@ class Invitation(Base):
 
     __tablename__ = "invitations"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     code: Mapped[str] = mapped_column(String(64), unique=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = belongs_to("units")
     role: Mapped[Role] = mapped_column(str_enum(Role))
     note: Mapped[str | None] = mapped_column(String(200))
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[UserRef]
+    created_at: Mapped[Timestamp]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
-    used_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    used_by_id: Mapped[UserRef]
     revoked_at: Mapped[datetime | None]
 
     unit: Mapped[Unit] = relationship()
@@ -62,16 +62,14 @@ class DutyRoom(Base):
 
     __tablename__ = "duty_rooms"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    id: Mapped[IntPK]
+    unit_id: Mapped[int] = belongs_to("units", index=True)
     chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     title: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(40))
     timezone: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    registered_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
+    registered_by_id: Mapped[UserRef]
     registered_at: Mapped[datetime | None]
 
     unit: Mapped[Unit] = relationship(back_populates="duty_rooms")

@@ -1,14 +1,15 @@
 """What every model shares: the declarative base with its naming convention, aware UTC
-datetimes on every backend, enums stored as their values."""
+datetimes on every backend, enums stored as their values, and the column shapes many
+tables repeat (SQLAlchemy's `Annotated` idiom: `id: Mapped[IntPK]`)."""
 
 from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, MetaData, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, MappedColumn, mapped_column
 
 
 def utcnow() -> datetime:
@@ -57,3 +58,18 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def belongs_to(table: str, **options: Any) -> MappedColumn[Any]:
+    """A key to the row this one is part of: deleting that row deletes this one."""
+    return mapped_column(ForeignKey(f"{table}.id", ondelete="CASCADE"), **options)
+
+
+# The surrogate key most tables have.
+IntPK = Annotated[int, mapped_column(primary_key=True)]
+# The data file's stable identity for a row (zones, units, terms, agreements, meetings).
+Code = Annotated[str, mapped_column(String(40), unique=True)]
+# A time that is now unless given: when a row was made, recorded, first due.
+Timestamp = Annotated[datetime, mapped_column(default=utcnow)]
+# Who made or decided something; the row stays, with none, when that user row goes.
+UserRef = Annotated[int | None, mapped_column(ForeignKey("users.id", ondelete="SET NULL"))]

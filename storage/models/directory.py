@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import AgreementStatus, LiaisonRole, MembershipKind, UnitLevel
-from storage.models.base import Base, str_enum
+from storage.models.base import Base, Code, IntPK, belongs_to, str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import DutyRoom
@@ -30,8 +30,8 @@ class Zone(Base):
 
     __tablename__ = "zones"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
+    id: Mapped[IntPK]
+    code: Mapped[Code]
     name: Mapped[str] = mapped_column(String(200))
     short_name: Mapped[str] = mapped_column(String(60))
     english: Mapped[str | None] = mapped_column(String(120))
@@ -48,8 +48,8 @@ class Unit(Base):
 
     __tablename__ = "units"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
+    id: Mapped[IntPK]
+    code: Mapped[Code]
     name: Mapped[str] = mapped_column(String(200), unique=True)
     short_name: Mapped[str] = mapped_column(String(60))
     abbreviation: Mapped[str | None] = mapped_column(String(8))
@@ -71,9 +71,9 @@ class ZoneMembership(Base):
     __tablename__ = "zone_memberships"
     __table_args__ = (UniqueConstraint("zone_id", "unit_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id", ondelete="CASCADE"))
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    id: Mapped[IntPK]
+    zone_id: Mapped[int] = belongs_to("zones")
+    unit_id: Mapped[int] = belongs_to("units", index=True)
     kind: Mapped[MembershipKind] = mapped_column(
         str_enum(MembershipKind), default=MembershipKind.member
     )
@@ -86,8 +86,8 @@ class NamedTerm:
     """The columns of a term the data file lists and people type: a code, a unique
     name, its English and its aliases (branches, mechanisms)."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
+    id: Mapped[IntPK]
+    code: Mapped[Code]
     name: Mapped[str] = mapped_column(String(60), unique=True)
     english: Mapped[str | None] = mapped_column(String(120))
     aliases: Mapped[list[Any]] = mapped_column(default=list)
@@ -105,8 +105,8 @@ class Liaison(Base):
     __tablename__ = "liaisons"
     __table_args__ = (UniqueConstraint("unit_id", "branch_id", "name"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"), index=True)
+    id: Mapped[IntPK]
+    unit_id: Mapped[int] = belongs_to("units", index=True)
     branch_id: Mapped[int | None] = mapped_column(
         ForeignKey("branches.id", ondelete="SET NULL"), index=True
     )
@@ -143,8 +143,8 @@ class Agreement(Base):
 
     __tablename__ = "agreements"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
+    id: Mapped[IntPK]
+    code: Mapped[Code]
     title: Mapped[str] = mapped_column(String(300))
     short_title: Mapped[str] = mapped_column(String(80))
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"))
@@ -169,9 +169,9 @@ class AgreementParty(Base):
     __tablename__ = "agreement_parties"
     __table_args__ = (UniqueConstraint("agreement_id", "unit_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    agreement_id: Mapped[int] = belongs_to("agreements")
+    unit_id: Mapped[int] = belongs_to("units")
 
     unit: Mapped[Unit] = relationship()
 
@@ -182,8 +182,8 @@ class Clause(Base):
     __tablename__ = "clauses"
     __table_args__ = (UniqueConstraint("agreement_id", "number"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    agreement_id: Mapped[int] = belongs_to("agreements")
     number: Mapped[str] = mapped_column(String(20))
     position: Mapped[int] = mapped_column(Integer)
     heading: Mapped[str | None] = mapped_column(String(200))
@@ -196,9 +196,5 @@ class Clause(Base):
 class ClauseMechanism(Base):
     __tablename__ = "clause_mechanisms"
 
-    clause_id: Mapped[int] = mapped_column(
-        ForeignKey("clauses.id", ondelete="CASCADE"), primary_key=True
-    )
-    mechanism_id: Mapped[int] = mapped_column(
-        ForeignKey("mechanisms.id", ondelete="CASCADE"), primary_key=True
-    )
+    clause_id: Mapped[int] = belongs_to("clauses", primary_key=True)
+    mechanism_id: Mapped[int] = belongs_to("mechanisms", primary_key=True)

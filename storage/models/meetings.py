@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import MeetingKind, MeetingStatus, Rsvp
-from storage.models.base import Base, str_enum
+from storage.models.base import Base, Code, IntPK, UserRef, belongs_to, str_enum
 
 if TYPE_CHECKING:
     from storage.models.directory import Unit, Zone
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 class Meeting(Base):
     __tablename__ = "meetings"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str | None] = mapped_column(String(40), unique=True)
+    id: Mapped[IntPK]
+    code: Mapped[Code | None]
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"))
     kind: Mapped[MeetingKind] = mapped_column(str_enum(MeetingKind))
     title: Mapped[str] = mapped_column(String(300))
@@ -34,7 +34,7 @@ class Meeting(Base):
     )
     # Minutes before the start at which participants' duty rooms are reminded.
     reminder_offsets: Mapped[list[Any]] = mapped_column(default=lambda: [7 * 24 * 60, 24 * 60, 60])
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by_id: Mapped[UserRef]
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime | None]
     # The identity of the /meeting new draft that created it: a draft confirmed twice
@@ -52,14 +52,12 @@ class MeetingParticipant(Base):
     __tablename__ = "meeting_participants"
     __table_args__ = (UniqueConstraint("meeting_id", "unit_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    meeting_id: Mapped[int] = belongs_to("meetings")
+    unit_id: Mapped[int] = belongs_to("units")
     rsvp: Mapped[Rsvp] = mapped_column(str_enum(Rsvp), default=Rsvp.pending)
     delegate: Mapped[str | None] = mapped_column(String(120))
-    responded_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
+    responded_by_id: Mapped[UserRef]
     responded_at: Mapped[datetime | None]
 
     meeting: Mapped[Meeting] = relationship(back_populates="participants")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import NoticeKind, NoticeStatus, OutboxState, Severity
-from storage.models.base import Base, str_enum, utcnow
+from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import DutyRoom, User
@@ -23,7 +23,7 @@ class Notice(Base):
 
     __tablename__ = "notices"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     number: Mapped[str] = mapped_column(String(24), unique=True)
     kind: Mapped[NoticeKind] = mapped_column(str_enum(NoticeKind))
     severity: Mapped[Severity] = mapped_column(str_enum(Severity), default=Severity.info)
@@ -34,8 +34,8 @@ class Notice(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     scheduled_for: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[UserRef]
+    created_at: Mapped[Timestamp]
     status_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     # Fixed when the notice goes out, so changing the setting never moves a reminder.
     remind_at: Mapped[datetime | None]
@@ -65,13 +65,11 @@ class NoticeDelivery(Base):
     __tablename__ = "notice_deliveries"
     __table_args__ = (UniqueConstraint("notice_id", "duty_room_id"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"))
-    duty_room_id: Mapped[int] = mapped_column(ForeignKey("duty_rooms.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    notice_id: Mapped[int] = belongs_to("notices")
+    duty_room_id: Mapped[int] = belongs_to("duty_rooms")
     acknowledged_at: Mapped[datetime | None]
-    acknowledged_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL")
-    )
+    acknowledged_by_id: Mapped[UserRef]
     acknowledged_revision: Mapped[int | None] = mapped_column(Integer)
     reminded_at: Mapped[datetime | None]
     # The outbox row that put the notice in the room (edits and delivery state use it).

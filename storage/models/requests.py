@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import RequestStatus, Urgency
-from storage.models.base import Base, str_enum, utcnow
+from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import User
@@ -27,7 +27,7 @@ class AssistanceRequest(Base):
         Index("ix_assistance_requests_submission", "submission_key", "to_unit_id", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     number: Mapped[str] = mapped_column(String(24), unique=True)
     group_key: Mapped[str | None] = mapped_column(String(40), index=True)
     from_unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
@@ -40,8 +40,8 @@ class AssistanceRequest(Base):
     status: Mapped[RequestStatus] = mapped_column(
         str_enum(RequestStatus), default=RequestStatus.open
     )
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[UserRef]
+    created_at: Mapped[Timestamp]
     ack_due_at: Mapped[datetime | None]
     reply_due_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
@@ -76,12 +76,10 @@ class AssistanceRequest(Base):
 class RequestEvent(Base):
     __tablename__ = "request_events"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(
-        ForeignKey("assistance_requests.id", ondelete="CASCADE"), index=True
-    )
-    at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    id: Mapped[IntPK]
+    request_id: Mapped[int] = belongs_to("assistance_requests", index=True)
+    at: Mapped[Timestamp]
+    actor_id: Mapped[UserRef]
     action: Mapped[str] = mapped_column(String(40))
     from_status: Mapped[str | None] = mapped_column(String(24))
     to_status: Mapped[str | None] = mapped_column(String(24))

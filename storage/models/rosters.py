@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, UniqueCons
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
-from storage.models.base import Base, str_enum, utcnow
+from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import DutyRoom
@@ -22,10 +22,8 @@ class Roster(Base):
 
     __tablename__ = "rosters"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    duty_room_id: Mapped[int] = mapped_column(
-        ForeignKey("duty_rooms.id", ondelete="CASCADE"), unique=True
-    )
+    id: Mapped[IntPK]
+    duty_room_id: Mapped[int] = belongs_to("duty_rooms", unique=True)
     pattern: Mapped[ShiftPattern] = mapped_column(str_enum(ShiftPattern))
     # Local date on which the officer at position 0 takes the first shift.
     anchor_date: Mapped[date] = mapped_column(Date)
@@ -46,12 +44,12 @@ class RosterMember(Base):
     __tablename__ = "roster_members"
     __table_args__ = (UniqueConstraint("roster_id", "position"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    roster_id: Mapped[int] = mapped_column(ForeignKey("rosters.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    roster_id: Mapped[int] = belongs_to("rosters")
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(60))
     phone: Mapped[str | None] = mapped_column(String(40))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_id: Mapped[UserRef]
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger)
 
     roster: Mapped[Roster] = relationship(back_populates="members")
@@ -63,14 +61,14 @@ class ShiftOverride(Base):
     __tablename__ = "shift_overrides"
     __table_args__ = (UniqueConstraint("roster_id", "shift_start"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    roster_id: Mapped[int] = mapped_column(ForeignKey("rosters.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    roster_id: Mapped[int] = belongs_to("rosters")
     shift_start: Mapped[datetime]
-    member_id: Mapped[int] = mapped_column(ForeignKey("roster_members.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = belongs_to("roster_members")
     reason: Mapped[str | None] = mapped_column(String(200))
-    swap_id: Mapped[int | None] = mapped_column(ForeignKey("shift_swaps.id", ondelete="CASCADE"))
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    swap_id: Mapped[int | None] = belongs_to("shift_swaps")
+    created_by_id: Mapped[UserRef]
+    created_at: Mapped[Timestamp]
 
 
 class ShiftSwap(Base):
@@ -78,16 +76,16 @@ class ShiftSwap(Base):
 
     __tablename__ = "shift_swaps"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    roster_id: Mapped[int] = mapped_column(ForeignKey("rosters.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    roster_id: Mapped[int] = belongs_to("rosters")
     requester_member_id: Mapped[int] = mapped_column(ForeignKey("roster_members.id"))
     requester_shift_start: Mapped[datetime]
     counterpart_member_id: Mapped[int] = mapped_column(ForeignKey("roster_members.id"))
     counterpart_shift_start: Mapped[datetime]
     status: Mapped[SwapStatus] = mapped_column(str_enum(SwapStatus), default=SwapStatus.proposed)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[UserRef]
+    decided_by_id: Mapped[UserRef]
+    created_at: Mapped[Timestamp]
     decided_at: Mapped[datetime | None]
 
 
@@ -98,18 +96,17 @@ class RosterChange(Base):
 
     __tablename__ = "roster_changes"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    duty_room_id: Mapped[int] = mapped_column(
-        ForeignKey("duty_rooms.id", ondelete="CASCADE"), index=True)
+    id: Mapped[IntPK]
+    duty_room_id: Mapped[int] = belongs_to("duty_rooms", index=True)
     status: Mapped[RosterChangeStatus] = mapped_column(
         str_enum(RosterChangeStatus), default=RosterChangeStatus.pending)
     # What to apply: pattern, shift_starts, anchor_date, timezone, officers (as parsed).
     change: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The roster as it was previewed (storage.roster.roster_fingerprint).
     basis: Mapped[str] = mapped_column(String(64))
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by_id: Mapped[UserRef]
+    created_at: Mapped[Timestamp]
+    decided_by_id: Mapped[UserRef]
     decided_at: Mapped[datetime | None]
 
 
@@ -121,8 +118,8 @@ class ChairRotation(Base):
 
     __tablename__ = "chair_rotations"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    zone_id: Mapped[int] = mapped_column(ForeignKey("zones.id", ondelete="CASCADE"), unique=True)
+    id: Mapped[IntPK]
+    zone_id: Mapped[int] = belongs_to("zones", unique=True)
     term_months: Mapped[int] = mapped_column(Integer, default=12)
     # Local date on which the unit at position 0 took the chair.
     anchor_date: Mapped[date] = mapped_column(Date)
@@ -138,9 +135,9 @@ class ChairRotationEntry(Base):
     __tablename__ = "chair_rotation_entries"
     __table_args__ = (UniqueConstraint("rotation_id", "position"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    rotation_id: Mapped[int] = mapped_column(ForeignKey("chair_rotations.id", ondelete="CASCADE"))
+    id: Mapped[IntPK]
+    rotation_id: Mapped[int] = belongs_to("chair_rotations")
     position: Mapped[int] = mapped_column(Integer)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = belongs_to("units")
 
     unit: Mapped[Unit] = relationship()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.models.base import Base
+from storage.models.base import Base, belongs_to
 
 
 class SearchTokens(TypeDecorator[list[str]]):
@@ -57,9 +57,7 @@ class LiaisonSearchRow(Base):
     rowkey: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
     )
-    liaison_id: Mapped[int] = mapped_column(
-        ForeignKey("liaisons.id", ondelete="CASCADE"), unique=True
-    )
+    liaison_id: Mapped[int] = belongs_to("liaisons", unique=True)
     unit_id: Mapped[int] = mapped_column(Integer)
     branch_id: Mapped[int | None] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(60))
@@ -86,7 +84,7 @@ class ClauseSearchRow(Base):
     rowkey: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
     )
-    clause_id: Mapped[int] = mapped_column(ForeignKey("clauses.id", ondelete="CASCADE"), index=True)
+    clause_id: Mapped[int] = belongs_to("clauses", index=True)
     agreement_id: Mapped[int] = mapped_column(Integer, index=True)
     kind: Mapped[int] = mapped_column(Integer)
     status_rank: Mapped[int] = mapped_column(Integer)

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, S
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.enums import OutboxState
-from storage.models.base import Base, str_enum, utcnow
+from storage.models.base import Base, IntPK, Timestamp, str_enum, utcnow
 
 
 class OutboxMessage(Base):
@@ -24,7 +24,7 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
     kind: Mapped[str] = mapped_column(String(40))
@@ -34,9 +34,9 @@ class OutboxMessage(Base):
     reply_to_key: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[OutboxState] = mapped_column(str_enum(OutboxState), default=OutboxState.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[Timestamp]
     lease_until: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[Timestamp]
     sent_at: Mapped[datetime | None]
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(String(500))
@@ -47,7 +47,7 @@ class AuditEntry(Base):
     """Who did or saw what, when: every privileged action and every contact shown.
 
     Written unsealed (`seq`, `prev_hash`, `hash` empty) in the unit of work of what it
-    records; sealed into the hash chain just after (storage/audit.py, core/audit.py).
+    records; sealed into the hash chain just after (storage/audit_chain.py, core/audit.py).
     Its user is kept, not nulled, if the user row goes: a sealed entry never changes
     (users are deactivated, not deleted). The lookup quotas count a person's views by
     (actor, action, time): storage/quota.py."""
@@ -59,7 +59,7 @@ class AuditEntry(Base):
         Index("ix_audit_log_actor_action_at", "actor_telegram_id", "action", "at"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
@@ -103,11 +103,11 @@ class ScheduleMark(Base):
 
     __tablename__ = "schedule_marks"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[IntPK]
     key: Mapped[str] = mapped_column(String(200), unique=True)
     due_at: Mapped[datetime]
     outcome: Mapped[str] = mapped_column(String(20))
-    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_at: Mapped[Timestamp]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -8,7 +8,7 @@ Issue #17, an audit log that cannot be changed quietly. Each entry gets its plac
 the chain (`seq`), the hash of the entry before it and its own hash (core/audit.py);
 `audit_chain` holds the head (the last sealed entry) and where the kept chain starts
 once retention has archived the oldest entries; its one row is made by the first seal.
-Entries are written unsealed and sealed just after their commit (storage/audit.py):
+Entries are written unsealed and sealed just after their commit (storage/audit_chain.py):
 the entries already here are sealed by the first seal after this migration, in id
 order.
 
