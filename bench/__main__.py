@@ -17,10 +17,15 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
-from bench import VERDICTS, broadcast, lookup, reminders, throughput
+from bench import VERDICTS
+from bench import broadcast
+from bench import lookup
+from bench import reminders
+from bench import throughput
 
 Row = tuple[str, str, str, bool | None]  # figure name, value, target, verdict (None: info)
 

@@ -41,19 +41,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 from telegram import Update
 
-from bench import add_backend_option, chosen_backends, judged, percentile
-from bench.common import add_duty_rooms, bot_harness, emulator_process, fresh_database
+from bench import add_backend_option
+from bench import chosen_backends
+from bench import judged
+from bench import percentile
+from bench.common import add_duty_rooms
+from bench.common import bot_harness
+from bench.common import emulator_process
+from bench.common import fresh_database
 from bot.emulator import BotApiEmulator
 from bot.plans.notices import status_refresher
-from core.enums import NoticeKind, OutboxState, Role, Severity
-from core.notices import NoticeDraft, NoticePolicy
+from core.enums import NoticeKind
+from core.enums import OutboxState
+from core.enums import Role
+from core.enums import Severity
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
 from services.notices import create_notice
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import OutboxMessage, Unit, User
+from storage.models import OutboxMessage
+from storage.models import Unit
+from storage.models import User
 from tools.testing import BotHarness
 
 GLOBAL_LIMIT = 30  # sends per second Telegram allows one bot

@@ -7,7 +7,8 @@ import asyncio
 import multiprocessing
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -18,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import system_now
 from storage.migrate import upgrade
-from storage.models import DutyRoom, Unit
+from storage.models import DutyRoom
+from storage.models import Unit
 from tools.testing import BotHarness
 
 
@@ -31,7 +33,8 @@ async def fresh_database(backend: str, workdir: Path) -> AsyncIterator[str]:
         await upgrade(url)
         yield url
         return
-    from tools.testing_db import create_postgres_database, drop_postgres_database
+    from tools.testing_db import create_postgres_database
+    from tools.testing_db import drop_postgres_database
 
     name = f"bench_reminders_{os.getpid()}_{time.time_ns() % 100000}"
     url = await create_postgres_database(name)

@@ -12,21 +12,22 @@ import random
 from typing import Any
 
 import opencc
-from sqlalchemy import insert, text
+from sqlalchemy import insert
+from sqlalchemy import text
 
-from core.enums import AgreementStatus, LiaisonRole, UnitLevel
+from core.enums import AgreementStatus
+from core.enums import LiaisonRole
+from core.enums import UnitLevel
 from storage.db import Database
-from storage.models import (
-    Agreement,
-    Branch,
-    Clause,
-    ClauseMechanism,
-    Liaison,
-    Mechanism,
-    Unit,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import Agreement
+from storage.models import Branch
+from storage.models import Clause
+from storage.models import ClauseMechanism
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Unit
+from storage.models import Zone
+from storage.models import ZoneMembership
 
 SEED = 20241123
 

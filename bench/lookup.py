@@ -22,14 +22,19 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from bench import add_backend_option, chosen_backends, judged, percentile
-from bench.directory import load, query_mix
+from bench import add_backend_option
+from bench import chosen_backends
+from bench import judged
+from bench import percentile
+from bench.directory import load
+from bench.directory import query_mix
 from core.normalize import normalize
 from storage.db import Database
 from storage.migrate import upgrade
@@ -137,11 +142,9 @@ async def _measure_like(db: Database, mix: list[tuple[str, str]], repeat: int) -
 async def _bench_backend(
     backend: str, rows: int, clause_count: int, repeat: int, out: Callable[[str], None]
 ) -> dict[str, Any]:
-    from tools.testing_db import (
-        create_postgres_database,
-        drop_postgres_database,
-        postgres_available,
-    )
+    from tools.testing_db import create_postgres_database
+    from tools.testing_db import drop_postgres_database
+    from tools.testing_db import postgres_available
 
     workdir: tempfile.TemporaryDirectory[str] | None = None
     pg_name = f"liaison_bench_{os.getpid()}"

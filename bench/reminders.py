@@ -28,19 +28,32 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
-from bench import add_backend_option, chosen_backends, judged, percentile
-from bench.common import add_duty_rooms, bot_harness, emulator_process, fresh_database
+from bench import add_backend_option
+from bench import chosen_backends
+from bench import judged
+from bench import percentile
+from bench.common import add_duty_rooms
+from bench.common import bot_harness
+from bench.common import emulator_process
+from bench.common import fresh_database
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
-from core.enums import MeetingKind, OutboxState
+from core.enums import MeetingKind
+from core.enums import OutboxState
 from storage.db import Database
-from storage.models import Meeting, MeetingParticipant, OutboxMessage, ScheduleMark
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import OutboxMessage
+from storage.models import ScheduleMark
 
 TARGET_P99_S = 2.0
 OFFSET_MINUTES = 60

@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.directory import PROVINCES, load
+from bench.directory import PROVINCES
+from bench.directory import load
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.search.index import refresh_search_index
@@ -235,9 +236,14 @@ def run(rows: int = 100_000, updates: int = 1000, rounds: int = ROUNDS) -> dict[
 def echo_bot(page: str | None = None) -> None:
     """The reference: python-telegram-bot answering every text with itself, nothing else
     (or, given `page`, with that HTML and one button, as the bot answers /contact)."""
-    from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+    from telegram import InlineKeyboardButton
+    from telegram import InlineKeyboardMarkup
+    from telegram import Update
     from telegram.constants import ParseMode
-    from telegram.ext import Application, ContextTypes, MessageHandler, filters
+    from telegram.ext import Application
+    from telegram.ext import ContextTypes
+    from telegram.ext import MessageHandler
+    from telegram.ext import filters
 
     markup = InlineKeyboardMarkup([[InlineKeyboardButton("下一页 ›", callback_data="ct:pg:1:5")]])
 

@@ -28,7 +28,8 @@ from typing import Any
 
 from telegram import Update
 from telegram.error import BadRequest
-from telegram.ext import Application, ExtBot
+from telegram.ext import Application
+from telegram.ext import ExtBot
 
 log = logging.getLogger(__name__)
 

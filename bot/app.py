@@ -5,30 +5,46 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from telegram import LinkPreviewOptions, Update
-from telegram.constants import ChatType, ParseMode
+from telegram import LinkPreviewOptions
+from telegram import Update
+from telegram.constants import ChatType
+from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import Application
+from telegram.ext import ApplicationBuilder
+from telegram.ext import ContextTypes
+from telegram.ext import Defaults
 
-from bot.answers import AnsweringApplication, DeskBot
-from bot.bot_api import AiohttpRequest, quiet_typed_method_advice
-from bot.commands import CommandInfo, default_menus
-from bot.config import BotMode, Settings
+from bot.answers import AnsweringApplication
+from bot.answers import DeskBot
+from bot.bot_api import AiohttpRequest
+from bot.bot_api import quiet_typed_method_advice
+from bot.commands import CommandInfo
+from bot.commands import default_menus
+from bot.config import BotMode
+from bot.config import Settings
 from bot.delivery.worker import DeliveryWorker
 from bot.leader import Leader
-from bot.persistence import DatabasePersistence, SharedStateApplication
+from bot.persistence import DatabasePersistence
+from bot.persistence import SharedStateApplication
 from bot.plans import PLANNERS
 from bot.ratebudget.budget import budget_for
 from bot.ratebudget.limiter import BudgetRateLimiter
 from bot.scheduler import Scheduler
-from bot.services import SERVICES_KEY, Services, resolve_actor
+from bot.services import SERVICES_KEY
+from bot.services import Services
+from bot.services import resolve_actor
 from bot.updates import OrderedUpdateProcessor
 from bot.viewlog import ViewLog
-from handlers import FALLBACKS, FEATURES
-from handlers.common import COMMANDS_KEY, last_known_language
-from i18n import DEFAULT_LANGUAGE, t
+from handlers import FALLBACKS
+from handlers import FEATURES
+from handlers.common import COMMANDS_KEY
+from handlers.common import last_known_language
+from i18n import DEFAULT_LANGUAGE
+from i18n import t
 from storage.access import ensure_administrators
-from storage.db import Database, is_unreachable
+from storage.db import Database
+from storage.db import is_unreachable
 from storage.search.index import ensure_search_index
 
 log = logging.getLogger(__name__)

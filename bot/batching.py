@@ -11,8 +11,11 @@ next, however many there are. Each submitter waits for the transaction holding i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Generic
+from typing import TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

@@ -23,8 +23,10 @@ from typing import Any
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
-from telegram.error import NetworkError, TimedOut
-from telegram.request import BaseRequest, RequestData
+from telegram.error import NetworkError
+from telegram.error import TimedOut
+from telegram.request import BaseRequest
+from telegram.request import RequestData
 from telegram.warnings import PTBUserWarning
 
 log = logging.getLogger(__name__)

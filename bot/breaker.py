@@ -26,7 +26,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
+from telegram.error import BadRequest
+from telegram.error import NetworkError
+from telegram.error import TelegramError
+from telegram.error import TimedOut
 
 log = logging.getLogger(__name__)
 

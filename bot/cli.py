@@ -11,12 +11,20 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Awaitable
+from collections.abc import Callable
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.config import INVITATION_MAX_HOURS, ConfigError, Settings, load_settings
+from bot.config import INVITATION_MAX_HOURS
+from bot.config import ConfigError
+from bot.config import Settings
+from bot.config import load_settings
 from bot.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -105,13 +113,15 @@ async def _db(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def prepare_database(settings: Settings) -> None:
     """Migrations first, then the sample data if the database holds no units yet."""
-    from sqlalchemy import func, select
+    from sqlalchemy import func
+    from sqlalchemy import select
 
     from storage.dataio import import_file
     from storage.db import Database
     from storage.migrate import upgrade
     from storage.models import Unit
-    from views.import_report import import_summary, problem_text
+    from views.import_report import import_summary
+    from views.import_report import problem_text
 
     await upgrade(settings.database_url)
     if not settings.load_sample_data:
@@ -154,10 +164,13 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     """Import a data file, or with --check only validate it; problems are told in the
     desk's language, each with the file, line, record and field. Exit 1 on problems."""
     from i18n import t
-    from storage.dataio import check_file, import_file
+    from storage.dataio import check_file
+    from storage.dataio import import_file
     from storage.db import Database
-    from storage.migrate import is_up_to_date, upgrade
-    from views.import_report import import_summary, render_problems
+    from storage.migrate import is_up_to_date
+    from storage.migrate import upgrade
+    from views.import_report import import_summary
+    from views.import_report import render_problems
 
     language = settings.default_language
     if args.check and not await is_up_to_date(settings.database_url):
@@ -341,9 +354,12 @@ async def _audit_export(settings: Settings, db: Database, args: argparse.Namespa
     from core.clock import local_instant
     from i18n import Translator
     from storage.access import audit
-    from storage.audit import actors_of, entries_between, subjects_of
+    from storage.audit import actors_of
+    from storage.audit import entries_between
+    from storage.audit import subjects_of
     from storage.audit_chain import seal_pending
-    from views.audit import export_header, export_rows
+    from views.audit import export_header
+    from views.audit import export_rows
 
     if args.until < args.since:
         print("--until must not be before --since", file=sys.stderr)

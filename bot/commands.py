@@ -8,20 +8,21 @@ at start-up (`default_menus`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from telegram import (
-    BotCommand,
-    BotCommandScope,
-    BotCommandScopeAllChatAdministrators,
-    BotCommandScopeAllGroupChats,
-    BotCommandScopeAllPrivateChats,
-)
+from telegram import BotCommand
+from telegram import BotCommandScope
+from telegram import BotCommandScopeAllChatAdministrators
+from telegram import BotCommandScopeAllGroupChats
+from telegram import BotCommandScopeAllPrivateChats
 
-from core.enums import Role, role_permits
-from i18n import DEFAULT_LANGUAGE, Translator
+from core.enums import Role
+from core.enums import role_permits
+from i18n import DEFAULT_LANGUAGE
+from i18n import Translator
 
 
 class Where(StrEnum):

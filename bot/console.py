@@ -13,24 +13,33 @@ import io
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import TextIO
 
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from bot.app import build_application, shutdown, startup
+from bot.app import build_application
+from bot.app import shutdown
+from bot.app import startup
 from bot.config import Settings
-from bot.emulator import EMULATOR_TOKEN, ApiCall, BotApiEmulator
+from bot.emulator import EMULATOR_TOKEN
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from bot.emulator.records import utf16_len
 from bot.runner import make_services
 from bot.updates import OrderedUpdateProcessor
 from handlers.common import TELEGRAM_TEXT_LIMIT
 from storage import outbox_claims
 from storage.db import Database
-from storage.models import DutyRoom, User
+from storage.models import DutyRoom
+from storage.models import User
 
 QUIET_SECONDS = 0.4
 MAX_WAIT_SECONDS = 8.0

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 from telegram import Bot
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import InvalidToken
+from telegram.error import TelegramError
 
 from bot.app import file_url_for
 from bot.config import Settings

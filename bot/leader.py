@@ -41,13 +41,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine
 from telegram.ext import JobQueue
 
 from bot.scheduler import Scheduler
 from storage import lease
-from storage.db import Database, postgres_engine_arguments, through_pgbouncer
-from storage.lease import ALL_PLANNERS, SCHEDULER, Fence, Fenced
+from storage.db import Database
+from storage.db import postgres_engine_arguments
+from storage.db import through_pgbouncer
+from storage.lease import ALL_PLANNERS
+from storage.lease import SCHEDULER
+from storage.lease import Fence
+from storage.lease import Fenced
 
 log = logging.getLogger(__name__)
 

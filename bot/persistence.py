@@ -18,11 +18,18 @@ from collections import defaultdict
 from copy import deepcopy
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import Application, BasePersistence, ConversationHandler, PersistenceInput
-from telegram.ext._utils.types import CDCData, ConversationDict, ConversationKey
+from telegram.ext import Application
+from telegram.ext import BasePersistence
+from telegram.ext import ConversationHandler
+from telegram.ext import PersistenceInput
+from telegram.ext._utils.types import CDCData
+from telegram.ext._utils.types import ConversationDict
+from telegram.ext._utils.types import ConversationKey
 
 from bot.answers import AnsweringApplication
 from storage.db import Database

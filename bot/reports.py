@@ -11,16 +11,22 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from core.requests import RequestStats
 from i18n import Translator
-from views.request_reports import COLUMNS, TIME_COLUMNS, Cell, stats_figure
+from views.request_reports import COLUMNS
+from views.request_reports import TIME_COLUMNS
+from views.request_reports import Cell
+from views.request_reports import stats_figure
 
 FONT_PATH = Path(__file__).resolve().parent / "fonts" / "LiaisonDeskCJK-Regular.otf"
 FONT_FAMILY = "Liaison Desk CJK"
@@ -66,7 +72,8 @@ def to_csv(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
 
 def to_xlsx(header: Sequence[str], rows: Sequence[Sequence[Cell]], title: str) -> bytes:
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
+    from openpyxl.styles import Alignment
+    from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
     workbook = Workbook()

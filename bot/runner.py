@@ -19,14 +19,22 @@ import signal
 
 from aiohttp import web
 from telegram import Update
-from telegram.error import InvalidToken, NetworkError, RetryAfter
+from telegram.error import InvalidToken
+from telegram.error import NetworkError
+from telegram.error import RetryAfter
 from telegram.ext import Application
 
-from bot.app import build_application, go_online, prepare, shutdown
-from bot.config import BotMode, Settings
-from bot.services import SERVICES_KEY, Services
+from bot.app import build_application
+from bot.app import go_online
+from bot.app import prepare
+from bot.app import shutdown
+from bot.config import BotMode
+from bot.config import Settings
+from bot.services import SERVICES_KEY
+from bot.services import Services
 from storage.db import Database
-from storage.handled import claim_update, prune_handled
+from storage.handled import claim_update
+from storage.handled import prune_handled
 
 log = logging.getLogger(__name__)
 

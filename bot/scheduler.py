@@ -32,10 +32,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from sqlalchemy import select
@@ -46,8 +51,10 @@ from telegram.ext import JobQueue
 
 from bot.batching import Batcher
 from core.schedule import classify_due
-from storage.db import Database, dialect_insert
-from storage.lease import Fence, Fenced
+from storage.db import Database
+from storage.db import dialect_insert
+from storage.lease import Fence
+from storage.lease import Fenced
 from storage.models import ScheduleMark
 from storage.schedules import beat
 

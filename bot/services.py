@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import User as TelegramUser
 from telegram.ext import CallbackContext
 
 from bot.config import Settings
-from core.enums import Role, role_permits
-from i18n import Translator, language_from_telegram
+from core.enums import Role
+from core.enums import role_permits
+from i18n import Translator
+from i18n import language_from_telegram
 from storage.access import user_by_telegram_id
 from storage.db import Database
 from storage.models import User

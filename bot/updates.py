@@ -11,8 +11,10 @@ for nothing else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager
 from typing import Any
 
 from telegram import Update

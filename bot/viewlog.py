@@ -11,8 +11,10 @@ lookup quotas (core/quota.py) count by it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from bot.batching import Batcher

@@ -13,10 +13,16 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date
+from datetime import datetime
+from datetime import time
 
-from core.clock import InZone, as_utc, local_instant, named_zone
-from core.schedule import PlannedReminder, reminders_before
+from core.clock import InZone
+from core.clock import as_utc
+from core.clock import local_instant
+from core.clock import named_zone
+from core.schedule import PlannedReminder
+from core.schedule import reminders_before
 
 DEFAULT_HANDOVER_OFFSETS = (7 * 24 * 60, 24 * 60)
 

@@ -8,9 +8,15 @@ expect.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Protocol, runtime_checkable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
+from typing import Protocol
+from typing import runtime_checkable
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
 
 # The days a command may name: wide enough for any record of the desk, narrow enough
 # that a day before or after it is never out of Python's or the database's range.

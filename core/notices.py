@@ -11,12 +11,16 @@ Keys: the room message is `notice:<id>:room:<room id>` (kept as the delivery's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from core import requests as rules
-from core.enums import NoticeKind, Role, Severity, role_permits
+from core.enums import NoticeKind
+from core.enums import Role
+from core.enums import Severity
+from core.enums import role_permits
 
 PREFIX = "TB"
 TEXT_MAX = 3000

@@ -10,10 +10,15 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from core.clock import FIRST_DAY, LAST_DAY
+from core.clock import FIRST_DAY
+from core.clock import LAST_DAY
 from core.normalize import normalize
 
 

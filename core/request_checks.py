@@ -7,15 +7,19 @@ apply); services/requests.py runs them inside the unit of work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from core import requests as rules
 from core.clock import time_zone
-from core.enums import RequestStatus, Role, Urgency
-from core.requests import Action, Press
+from core.enums import RequestStatus
+from core.enums import Role
+from core.enums import Urgency
+from core.requests import Action
+from core.requests import Press
 from core.schedule import DEFAULT_ACK_DEADLINES
 
 # --------------------------------------------------------------------------- policy

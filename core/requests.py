@@ -11,16 +11,23 @@ import re
 import statistics
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.enums import RequestStatus, Role, Urgency
+from core.enums import RequestStatus
+from core.enums import Role
+from core.enums import Urgency
 from core.normalize import normalize
-from core.periods import Period, parse_period
+from core.periods import Period
+from core.periods import parse_period
 
 # --------------------------------------------------------------------------- numbers
 

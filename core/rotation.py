@@ -13,11 +13,19 @@ an override (also how swaps are stored) names one shift by its start instant.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import replace
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 
-from core.clock import InZone, as_utc, local_instant, named_zone
+from core.clock import InZone
+from core.clock import as_utc
+from core.clock import local_instant
+from core.clock import named_zone
 
 __all__ = [
     "DEFAULT_STARTS",

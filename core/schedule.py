@@ -8,9 +8,11 @@ windows by urgency are minutes too (settings override them), or timedeltas.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Literal
 

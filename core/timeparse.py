@@ -35,13 +35,18 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
 import opencc
 
-from core.clock import as_utc, local_instant, named_zone
+from core.clock import as_utc
+from core.clock import local_instant
+from core.clock import named_zone
 
 __all__ = [
     "CODES",

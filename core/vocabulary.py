@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.normalize import (
-    ADMIN_SUFFIXES,
-    BRANCH_SUFFIXES,
-    POLICE_SUFFIXES,
-    fold_branch_suffix,
-    fold_unit_suffix,
-    fold_zone_suffix,
-    name_key,
-    normalize,
-)
+from core.normalize import ADMIN_SUFFIXES
+from core.normalize import BRANCH_SUFFIXES
+from core.normalize import POLICE_SUFFIXES
+from core.normalize import fold_branch_suffix
+from core.normalize import fold_unit_suffix
+from core.normalize import fold_zone_suffix
+from core.normalize import name_key
+from core.normalize import normalize
 
 __all__ = [
     "ParsedQuery",

@@ -8,7 +8,8 @@ Telegram call while a transaction is open.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,39 +17,42 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from telegram import Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
 
-from bot.commands import CommandInfo, Where
-from bot.services import Actor, services
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.services import Actor
+from bot.services import services
 from core.enums import Role
-from core.roles import may_invite, parse_role
-from handlers.common import (
-    CANCELLED,
-    USED,
-    Context,
-    Refusal,
-    close_confirmation,
-    confirmation,
-    confirmation_open,
-    edit_query_message,
-    escape,
-    guarded,
-    keyboard,
-    offer_confirmation,
-    reply,
-)
+from core.roles import may_invite
+from core.roles import parse_role
+from handlers.common import CANCELLED
+from handlers.common import USED
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import close_confirmation
+from handlers.common import confirmation
+from handlers.common import confirmation_open
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import offer_confirmation
+from handlers.common import reply
 from i18n import Translator
 from services import quota
-from storage.access import (
-    RoomConflict,
-    create_invitation,
-    register_duty_room,
-    set_user_active,
-    user_by_telegram_id,
-)
-from storage.models import Unit, User
+from storage.access import RoomConflict
+from storage.access import create_invitation
+from storage.access import register_duty_room
+from storage.access import set_user_active
+from storage.access import user_by_telegram_id
+from storage.models import Unit
+from storage.models import User
 from storage.units import find_units
-from views.buttons import Button, Style
+from views.buttons import Button
+from views.buttons import Style
 
 # /deactivate asks first (handlers/common.py confirmations); its buttons carry the token.
 DEACTIVATE, DEACTIVATE_CALLBACK = "user_deactivate", "adm:d:"

@@ -6,24 +6,32 @@ from __future__ import annotations
 import re
 
 from telegram import Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
 
-from bot.commands import CommandInfo, Where
-from bot.services import Actor, services
-from core.enums import AgreementStatus, Role
-from handlers.common import (
-    Context,
-    Refusal,
-    escape,
-    guarded,
-    keyboard,
-    may_show_details,
-    pressed,
-)
-from handlers.contact_common import MAX_QUERY, clause_line, paging_row, recalled_query, show
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.services import Actor
+from bot.services import services
+from core.enums import AgreementStatus
+from core.enums import Role
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import may_show_details
+from handlers.common import pressed
+from handlers.contact_common import MAX_QUERY
+from handlers.contact_common import clause_line
+from handlers.contact_common import paging_row
+from handlers.contact_common import recalled_query
+from handlers.contact_common import show
 from i18n import Translator
 from storage import directory
-from storage.models import Agreement, Clause
+from storage.models import Agreement
+from storage.models import Clause
 from storage.search.clauses import search_clauses
 
 COMMANDS = [CommandInfo("agreement", Role.officer, Where.anywhere, "agreements.command")]

@@ -13,37 +13,54 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram import InlineKeyboardMarkup
+from telegram import Update
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
 
-from bot.commands import CommandInfo, Where
-from bot.services import Actor, Services, services
-from core.clock import local_instant, time_zone
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
+from core.clock import local_instant
+from core.clock import time_zone
 from core.enums import Role
-from core.periods import Period, PeriodProblem, parse_period
-from handlers.admin import one_unit, target_user
-from handlers.common import (
-    Context,
-    Refusal,
-    edit_query_message,
-    escape,
-    guarded,
-    keyboard,
-    reply,
-)
-from handlers.contact_common import recalled_query, remember_query
+from core.periods import Period
+from core.periods import PeriodProblem
+from core.periods import parse_period
+from handlers.admin import one_unit
+from handlers.admin import target_user
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import reply
+from handlers.contact_common import recalled_query
+from handlers.contact_common import remember_query
 from handlers.flow import reader_zone_name
 from i18n import Translator
 from storage.access import audit
-from storage.audit import actors_of, entries_about, subjects_of
-from storage.models import Unit, User
+from storage.audit import actors_of
+from storage.audit import entries_about
+from storage.audit import subjects_of
+from storage.models import Unit
+from storage.models import User
 from storage.units import find_units
-from views.audit import entry_line, page_text, period_days, person
+from views.audit import entry_line
+from views.audit import page_text
+from views.audit import period_days
+from views.audit import person
 from views.requests import period_problem
 
 COMMANDS = [CommandInfo("audit", Role.admin, Where.private, "audit.command")]

@@ -11,21 +11,34 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import Application, CommandHandler
+from telegram.ext import Application
+from telegram.ext import CommandHandler
 
-from bot.commands import CommandInfo, Where
+from bot.commands import CommandInfo
+from bot.commands import Where
 from bot.plans import chair as plan
-from bot.services import Actor, services
+from bot.services import Actor
+from bot.services import services
 from core.chair import chair_at
 from core.clock import time_zone
 from core.enums import Role
-from handlers.common import Context, Refusal, escape, guarded, reply
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import reply
 from handlers.roster_common import parse_day
 from i18n import Translator
 from i18n.formats import fmt_when
-from storage.chair import chair_rotation_for_zone, chair_rotations, save_chair_rotation
-from storage.models import ChairRotation, Unit, User
-from storage.schedules import find_zones, zone_member_ids, zones_of_unit
+from storage.chair import chair_rotation_for_zone
+from storage.chair import chair_rotations
+from storage.chair import save_chair_rotation
+from storage.models import ChairRotation
+from storage.models import Unit
+from storage.models import User
+from storage.schedules import find_zones
+from storage.schedules import zone_member_ids
+from storage.schedules import zones_of_unit
 from storage.units import find_units
 
 COMMANDS = [

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 
-from telegram import ChatMember, ChatMemberRestricted, Update
-from telegram.ext import Application, ChatMemberHandler
+from telegram import ChatMember
+from telegram import ChatMemberRestricted
+from telegram import Update
+from telegram.ext import Application
+from telegram.ext import ChatMemberHandler
 
 from bot.commands import CommandInfo
 from bot.services import services
 from handlers.common import Context
 from storage.access import audit
-from storage.chat_status import mark_chat_reachable, mark_chat_unreachable
+from storage.chat_status import mark_chat_reachable
+from storage.chat_status import mark_chat_unreachable
 
 log = logging.getLogger(__name__)
 

@@ -7,30 +7,41 @@ import html
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
 from copy import deepcopy
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import (
-    BotCommandScopeChat,
-    CopyTextButton,
-    ForceReply,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    Message,
-    Update,
-    User,
-)
+from telegram import BotCommandScopeChat
+from telegram import CopyTextButton
+from telegram import ForceReply
+from telegram import InlineKeyboardButton
+from telegram import InlineKeyboardMarkup
+from telegram import Message
+from telegram import Update
+from telegram import User
 from telegram.constants import ChatType
-from telegram.error import BadRequest, TelegramError
-from telegram.ext import Application, ApplicationHandlerStop, ContextTypes
+from telegram.error import BadRequest
+from telegram.error import TelegramError
+from telegram.ext import Application
+from telegram.ext import ApplicationHandlerStop
+from telegram.ext import ContextTypes
 from telegram.ext.filters import MessageFilter
 
-from bot.commands import CommandInfo, Where, menu, visible_commands
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.commands import menu
+from bot.commands import visible_commands
 from bot.persistence import write_flow_end
-from bot.services import Actor, Services, resolve_actor, services
-from core.enums import Role, role_permits
+from bot.services import Actor
+from bot.services import Services
+from bot.services import resolve_actor
+from bot.services import services
+from core.enums import Role
+from core.enums import role_permits
 from i18n import language_from_telegram
 from storage.access import duty_room_by_chat
 from storage.db import submit_once

@@ -7,25 +7,35 @@ Contact details are sensitive: every card shown is written to the audit log.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
-from bot.services import Actor, Services, services
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
 from core.enums import LiaisonRole
 from core.vocabulary import Vocabulary
-from handlers.common import Context, Key, edit_query_message, escape, keyboard
+from handlers.common import Context
+from handlers.common import Key
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import keyboard
 from handlers.common import reply as send_reply
 from i18n import Translator
 from i18n.formats import local_time
 from storage import directory
 from storage.access import audit_row
-from storage.duty import OnDuty, UnitDuty, on_duty_cached
+from storage.duty import OnDuty
+from storage.duty import UnitDuty
+from storage.duty import on_duty_cached
 from storage.models import Liaison
 from storage.search.clauses import ClauseHit
-from storage.search.liaisons import LiaisonResults, search_liaisons_cached
+from storage.search.liaisons import LiaisonResults
+from storage.search.liaisons import search_liaisons_cached
 from storage.search.vocabulary import load_vocabulary
 from views.buttons import Button
 from views.contacts import copy_phone_rows

@@ -6,31 +6,32 @@ from __future__ import annotations
 
 import re
 
-from telegram import InlineQueryResultArticle, InputTextMessageContent, Update
+from telegram import InlineQueryResultArticle
+from telegram import InputTextMessageContent
+from telegram import Update
 
 from bot.services import services
-from handlers.common import (
-    Context,
-    current_actor,
-    escape,
-    keyboard,
-    may_show_details,
-    unregistered_key,
-)
+from handlers.common import Context
+from handlers.common import current_actor
+from handlers.common import escape
+from handlers.common import keyboard
+from handlers.common import may_show_details
 from handlers.common import reply as send_reply
-from handlers.contact_common import (
-    MAX_QUERY,
-    card,
-    card_copies,
-    card_views,
-    cards_of,
-    clause_line,
-    contact_page,
-    find_liaisons,
-    remember_query,
-    role_label,
-)
-from handlers.lookup_quota import admit, cleared, refusal, settle
+from handlers.common import unregistered_key
+from handlers.contact_common import MAX_QUERY
+from handlers.contact_common import card
+from handlers.contact_common import card_copies
+from handlers.contact_common import card_views
+from handlers.contact_common import cards_of
+from handlers.contact_common import clause_line
+from handlers.contact_common import contact_page
+from handlers.contact_common import find_liaisons
+from handlers.contact_common import remember_query
+from handlers.contact_common import role_label
+from handlers.lookup_quota import admit
+from handlers.lookup_quota import cleared
+from handlers.lookup_quota import refusal
+from handlers.lookup_quota import settle
 from storage.search.clauses import search_clauses
 from storage.search.liaisons import MatchTier
 

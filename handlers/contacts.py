@@ -14,44 +14,43 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    InlineQueryHandler,
-    MessageHandler,
-    filters,
-)
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import InlineQueryHandler
+from telegram.ext import MessageHandler
+from telegram.ext import filters
 
-from bot.commands import CommandInfo, Where
-from bot.services import Actor, services
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.services import Actor
+from bot.services import services
 from core.enums import Role
 from core.vocabulary import parse_query
-from handlers.common import (
-    Context,
-    Refusal,
-    escape,
-    guarded,
-    keyboard,
-    may_show_details,
-    pressed,
-)
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import may_show_details
+from handlers.common import pressed
 from handlers.common import reply as send_reply
-from handlers.contact_common import (
-    MAX_QUERY,
-    ContactPage,
-    contact_page,
-    duties_now,
-    duty_numbers,
-    duty_views,
-    no_room_line,
-    recalled_query,
-    room_lines,
-    show,
-    zone_rows,
-)
-from handlers.contact_lookup import inline, mentioned, plain_text
-from handlers.lookup_quota import admit, cleared
+from handlers.contact_common import MAX_QUERY
+from handlers.contact_common import ContactPage
+from handlers.contact_common import contact_page
+from handlers.contact_common import duties_now
+from handlers.contact_common import duty_numbers
+from handlers.contact_common import duty_views
+from handlers.contact_common import no_room_line
+from handlers.contact_common import recalled_query
+from handlers.contact_common import room_lines
+from handlers.contact_common import show
+from handlers.contact_common import zone_rows
+from handlers.contact_lookup import inline
+from handlers.contact_lookup import mentioned
+from handlers.contact_lookup import plain_text
+from handlers.lookup_quota import admit
+from handlers.lookup_quota import cleared
 from i18n import Translator
 from storage import directory
 from storage.duty import UnitDuty

@@ -11,44 +11,53 @@ of a draft that is over.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import fields
+from datetime import datetime
+from datetime import timedelta
 from enum import Enum
-from typing import Any, Generic, Self, TypeVar
+from typing import Any
+from typing import Generic
+from typing import Self
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Message, Update
-from telegram.ext import (
-    ApplicationHandlerStop,
-    BaseHandler,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-)
+from telegram import Message
+from telegram import Update
+from telegram.ext import ApplicationHandlerStop
+from telegram.ext import BaseHandler
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import ConversationHandler
 
 from bot.commands import Where
-from bot.services import Actor, Services, services
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
 from core.clock import time_zone
 from core.enums import Role
-from handlers.common import (
-    CANCELLED,
-    Context,
-    Key,
-    close_confirmation,
-    confirmation,
-    confirmation_open,
-    current_actor,
-    dead_button,
-    edit_query_message,
-    guarded,
-    handled,
-    keyboard,
-    offer_confirmation,
-    reply,
-    submit_ending_flow,
-)
+from handlers.common import CANCELLED
+from handlers.common import Context
+from handlers.common import Key
+from handlers.common import close_confirmation
+from handlers.common import confirmation
+from handlers.common import confirmation_open
+from handlers.common import current_actor
+from handlers.common import dead_button
+from handlers.common import edit_query_message
+from handlers.common import guarded
+from handlers.common import handled
+from handlers.common import keyboard
+from handlers.common import offer_confirmation
+from handlers.common import reply
+from handlers.common import submit_ending_flow
 from i18n import Translator
 
 END = ConversationHandler.END

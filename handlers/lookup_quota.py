@@ -16,9 +16,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
-from bot.services import Actor, services
+from bot.services import Actor
+from bot.services import services
 from core.quota import Policy
-from handlers.common import Context, record_views, reply
+from handlers.common import Context
+from handlers.common import record_views
+from handlers.common import reply
 from services import quota
 from storage.access import audit_row
 from storage.quota import REFUSED

@@ -5,25 +5,40 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
 from bot.plans import meetings as plan
-from bot.services import Actor, Services
+from bot.services import Actor
+from bot.services import Services
 from core.clock import time_zone
-from core.enums import MeetingStatus, Role
+from core.enums import MeetingStatus
+from core.enums import Role
 from core.meetings import parse_offset
 from core.normalize import normalize
-from core.timeparse import DeadlineError, parse_deadline
-from handlers.common import Context, Refusal, escape, in_group, message_text
+from core.timeparse import DeadlineError
+from core.timeparse import parse_deadline
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import escape
+from handlers.common import in_group
+from handlers.common import message_text
 from i18n import Translator
-from storage.access import duty_room_by_chat, user_by_telegram_id
-from storage.models import Meeting, Unit, User
-from storage.schedules import unit_with_ancestors, units_by_ids, zone_member_ids
+from storage.access import duty_room_by_chat
+from storage.access import user_by_telegram_id
+from storage.models import Meeting
+from storage.models import Unit
+from storage.models import User
+from storage.schedules import unit_with_ancestors
+from storage.schedules import units_by_ids
+from storage.schedules import zone_member_ids
 from storage.units import find_units
-from views.calendar import CalendarEvent, calendar_bytes, meeting_uid
+from views.calendar import CalendarEvent
+from views.calendar import calendar_bytes
+from views.calendar import meeting_uid
 
 CB = plan.CALLBACK
 TITLE_LIMIT = 120

@@ -14,49 +14,52 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
 from bot.plans import meetings as plan
-from bot.services import Actor, Services, services
-from core.enums import MeetingStatus, Role
-from core.meetings import parse_meeting_kind, parse_offsets
-from handlers.common import (
-    CANCELLED,
-    USED,
-    Context,
-    Refusal,
-    close_confirmation,
-    confirmation,
-    confirmation_open,
-    escape,
-    guarded,
-    keyboard,
-    offer_confirmation,
-    reply,
-)
-from handlers.meeting_common import (
-    AGENDA_LIMIT,
-    CB,
-    MAX_OFFSET_MINUTES,
-    PLACE_LIMIT,
-    SKIP,
-    TITLE_LIMIT,
-    URL,
-    acting_user,
-    actor_zone,
-    check_text,
-    default_zone,
-    end_problem,
-    invited_units,
-    is_coordinator,
-    parse_end,
-    parse_meeting_id,
-    parse_time,
-)
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
+from core.enums import MeetingStatus
+from core.enums import Role
+from core.meetings import parse_meeting_kind
+from core.meetings import parse_offsets
+from handlers.common import CANCELLED
+from handlers.common import USED
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import close_confirmation
+from handlers.common import confirmation
+from handlers.common import confirmation_open
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import offer_confirmation
+from handlers.common import reply
+from handlers.meeting_common import AGENDA_LIMIT
+from handlers.meeting_common import CB
+from handlers.meeting_common import MAX_OFFSET_MINUTES
+from handlers.meeting_common import PLACE_LIMIT
+from handlers.meeting_common import SKIP
+from handlers.meeting_common import TITLE_LIMIT
+from handlers.meeting_common import URL
+from handlers.meeting_common import acting_user
+from handlers.meeting_common import actor_zone
+from handlers.meeting_common import check_text
+from handlers.meeting_common import default_zone
+from handlers.meeting_common import end_problem
+from handlers.meeting_common import invited_units
+from handlers.meeting_common import is_coordinator
+from handlers.meeting_common import parse_end
+from handlers.meeting_common import parse_meeting_id
+from handlers.meeting_common import parse_time
 from i18n import Translator
 from i18n.formats import fmt_span
 from storage import outbox
-from storage.meetings import cancel_meeting, get_meeting, update_meeting
+from storage.meetings import cancel_meeting
+from storage.meetings import get_meeting
+from storage.meetings import update_meeting
 from storage.models import Meeting
 from storage.schedules import rooms_for_units
-from views.buttons import Button, Style
+from views.buttons import Button
+from views.buttons import Style
 
 # Confirmation kind (handlers/common.py) of /meeting cancel's question.
 CANCEL = "meeting_cancel"

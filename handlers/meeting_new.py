@@ -4,58 +4,65 @@ its preview, once confirmed, creates the meeting and its invitations."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
 from bot.plans import meetings as plan
-from bot.services import Actor, Services, services
-from core.enums import MeetingKind, Role
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
+from core.enums import MeetingKind
+from core.enums import Role
 from core.schedule import DEFAULT_MEETING_OFFSETS
 from core.timeparse import DeadlineError
 from handlers import flow
-from handlers.common import (
-    Context,
-    Refusal,
-    confirmation_open,
-    edit_query_message,
-    end_draft,
-    escape,
-    in_group,
-    reply,
-)
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import confirmation_open
+from handlers.common import edit_query_message
+from handlers.common import end_draft
+from handlers.common import escape
+from handlers.common import in_group
+from handlers.common import reply
 from handlers.flow import Draft
-from handlers.meeting_common import (
-    AGENDA_LIMIT,
-    CB,
-    PENDING_DELEGATE,
-    PLACE_LIMIT,
-    SKIP,
-    TITLE_LIMIT,
-    acting_user,
-    actor_zone,
-    check_text,
-    default_zone,
-    end_problem,
-    invited_units,
-    is_coordinator,
-    parse_end,
-    parse_meeting_id,
-    parse_start,
-    split_place,
-    time_problem,
-    typed_text,
-)
+from handlers.meeting_common import AGENDA_LIMIT
+from handlers.meeting_common import CB
+from handlers.meeting_common import PENDING_DELEGATE
+from handlers.meeting_common import PLACE_LIMIT
+from handlers.meeting_common import SKIP
+from handlers.meeting_common import TITLE_LIMIT
+from handlers.meeting_common import acting_user
+from handlers.meeting_common import actor_zone
+from handlers.meeting_common import check_text
+from handlers.meeting_common import default_zone
+from handlers.meeting_common import end_problem
+from handlers.meeting_common import invited_units
+from handlers.meeting_common import is_coordinator
+from handlers.meeting_common import parse_end
+from handlers.meeting_common import parse_meeting_id
+from handlers.meeting_common import parse_start
+from handlers.meeting_common import split_place
+from handlers.meeting_common import time_problem
+from handlers.meeting_common import typed_text
 from i18n import Translator
-from i18n.formats import fmt_minutes, fmt_when
+from i18n.formats import fmt_minutes
+from i18n.formats import fmt_when
 from storage.db import AlreadySubmitted
-from storage.meetings import create_meeting, meeting_by_submission
+from storage.meetings import create_meeting
+from storage.meetings import meeting_by_submission
 from storage.models import Meeting
-from storage.schedules import all_zones, rooms_for_units, units_by_ids, zones_of_unit
-from views.buttons import Button, Style
+from storage.schedules import all_zones
+from storage.schedules import rooms_for_units
+from storage.schedules import units_by_ids
+from storage.schedules import zones_of_unit
+from views.buttons import Button
+from views.buttons import Style
 
 # Conversation states (ints: persisted as JSON).
 TITLE, KIND, ZONE, START, END, PLACE, UNITS, AGENDA, CONFIRM = range(9)

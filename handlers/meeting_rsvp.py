@@ -9,38 +9,39 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import ForceReply, Update
+from telegram import ForceReply
+from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import ConversationHandler
 
 from bot.plans import meetings as plan
-from bot.services import Actor, services
-from core.enums import MeetingStatus, Role, Rsvp
-from handlers.common import (
-    USED,
-    Context,
-    close_confirmation,
-    edit_query_message,
-    escape,
-    guarded,
-    handled,
-    in_group,
-    keyboard,
-    offer_confirmation,
-    prompt_ref,
-    reply,
-)
-from handlers.meeting_common import (
-    CB,
-    PENDING_DELEGATE,
-    acting_user,
-    actor_zone,
-    default_zone,
-    typed_text,
-)
+from bot.services import Actor
+from bot.services import services
+from core.enums import MeetingStatus
+from core.enums import Role
+from core.enums import Rsvp
+from handlers.common import USED
+from handlers.common import Context
+from handlers.common import close_confirmation
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import handled
+from handlers.common import in_group
+from handlers.common import keyboard
+from handlers.common import offer_confirmation
+from handlers.common import prompt_ref
+from handlers.common import reply
+from handlers.meeting_common import CB
+from handlers.meeting_common import PENDING_DELEGATE
+from handlers.meeting_common import acting_user
+from handlers.meeting_common import actor_zone
+from handlers.meeting_common import default_zone
+from handlers.meeting_common import typed_text
 from i18n import Translator
 from storage.access import duty_room_by_chat
-from storage.meetings import get_meeting, set_rsvp
+from storage.meetings import get_meeting
+from storage.meetings import set_rsvp
 from storage.schedules import rooms_for_units
 
 # The delegate's conversation state (an int: persisted as JSON).

@@ -10,70 +10,77 @@ from __future__ import annotations
 
 import re
 import warnings
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 
 from telegram import Update
-from telegram.ext import (
-    Application,
-    ApplicationHandlerStop,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    filters,
-)
+from telegram.ext import Application
+from telegram.ext import ApplicationHandlerStop
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import ConversationHandler
+from telegram.ext import MessageHandler
+from telegram.ext import filters
 from telegram.warnings import PTBUserWarning
 
-from bot.commands import CommandInfo, Where
+from bot.commands import CommandInfo
+from bot.commands import Where
 from bot.plans import meetings as plan
-from bot.services import SERVICES_KEY, Actor, Services, services
-from core.enums import MeetingStatus, Role
-from handlers.common import Context, escape, guarded, keyboard, reply
-from handlers.meeting_common import (
-    CB,
-    Scope,
-    actor_zone,
-    is_coordinator,
-    may_see,
-    parse_meeting_id,
-    reader_scope,
-    send_calendar,
-)
-from handlers.meeting_edit import cancel_command, cancel_pressed, edit_meeting
-from handlers.meeting_new import (
-    AGENDA,
-    CONFIRM,
-    END,
-    KIND,
-    NEW_MEETING,
-    PLACE,
-    START,
-    TITLE,
-    UNITS,
-    ZONE,
-    got_agenda,
-    got_confirm,
-    got_end,
-    got_kind,
-    got_place,
-    got_start,
-    got_title,
-    got_units,
-    got_zone,
-    start_new,
-)
-from handlers.meeting_rsvp import (
-    DELEGATE,
-    delegate_named,
-    delegate_pressed,
-    rsvp_pressed,
-    tally_pressed,
-)
+from bot.services import SERVICES_KEY
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
+from core.enums import MeetingStatus
+from core.enums import Role
+from handlers.common import Context
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import reply
+from handlers.meeting_common import CB
+from handlers.meeting_common import Scope
+from handlers.meeting_common import actor_zone
+from handlers.meeting_common import is_coordinator
+from handlers.meeting_common import may_see
+from handlers.meeting_common import parse_meeting_id
+from handlers.meeting_common import reader_scope
+from handlers.meeting_common import send_calendar
+from handlers.meeting_edit import cancel_command
+from handlers.meeting_edit import cancel_pressed
+from handlers.meeting_edit import edit_meeting
+from handlers.meeting_new import AGENDA
+from handlers.meeting_new import CONFIRM
+from handlers.meeting_new import END
+from handlers.meeting_new import KIND
+from handlers.meeting_new import NEW_MEETING
+from handlers.meeting_new import PLACE
+from handlers.meeting_new import START
+from handlers.meeting_new import TITLE
+from handlers.meeting_new import UNITS
+from handlers.meeting_new import ZONE
+from handlers.meeting_new import got_agenda
+from handlers.meeting_new import got_confirm
+from handlers.meeting_new import got_end
+from handlers.meeting_new import got_kind
+from handlers.meeting_new import got_place
+from handlers.meeting_new import got_start
+from handlers.meeting_new import got_title
+from handlers.meeting_new import got_units
+from handlers.meeting_new import got_zone
+from handlers.meeting_new import start_new
+from handlers.meeting_rsvp import DELEGATE
+from handlers.meeting_rsvp import delegate_named
+from handlers.meeting_rsvp import delegate_pressed
+from handlers.meeting_rsvp import rsvp_pressed
+from handlers.meeting_rsvp import tally_pressed
 from i18n import Translator
-from i18n.formats import fmt_minutes, fmt_when
-from storage.meetings import get_meeting, upcoming_meetings
+from i18n.formats import fmt_minutes
+from i18n.formats import fmt_when
+from storage.meetings import get_meeting
+from storage.meetings import upcoming_meetings
 from storage.models import Meeting
-from storage.schedules import missed_marks, rooms_for_units
+from storage.schedules import missed_marks
+from storage.schedules import rooms_for_units
 
 COMMANDS = [
     CommandInfo("meetings", Role.officer, Where.anywhere, "meetings.list"),

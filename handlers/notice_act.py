@@ -11,30 +11,31 @@ from telegram import Update
 
 from bot.commands import Where
 from bot.plans import notices as plan
-from bot.services import Actor, services
-from core.enums import NoticeStatus, Role
-from core.notices import TEXT_MAX, NoticeProblem, Verdict, parse_id
+from bot.services import Actor
+from bot.services import services
+from core.enums import NoticeStatus
+from core.enums import Role
+from core.notices import TEXT_MAX
+from core.notices import NoticeProblem
+from core.notices import Verdict
+from core.notices import parse_id
 from handlers import flow
-from handlers.common import (
-    USED,
-    Context,
-    close_confirmation,
-    edit_query_message,
-    guarded,
-    handled,
-    keyboard,
-    offer_confirmation,
-    reply,
-)
-from handlers.notice_common import (
-    CORRECT,
-    CORRECTING,
-    DRAFT_TTL,
-    MANAGE,
-    NEW,
-    policy,
-    text_of,
-)
+from handlers.common import USED
+from handlers.common import Context
+from handlers.common import close_confirmation
+from handlers.common import edit_query_message
+from handlers.common import guarded
+from handlers.common import handled
+from handlers.common import keyboard
+from handlers.common import offer_confirmation
+from handlers.common import reply
+from handlers.notice_common import CORRECT
+from handlers.notice_common import CORRECTING
+from handlers.notice_common import DRAFT_TTL
+from handlers.notice_common import MANAGE
+from handlers.notice_common import NEW
+from handlers.notice_common import policy
+from handlers.notice_common import text_of
 from i18n import Translator
 from services import notices as service
 from storage import notices as store

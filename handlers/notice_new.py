@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
@@ -15,55 +16,58 @@ from telegram import Update
 
 from bot.commands import Where
 from bot.plans import notices as plan
-from bot.services import Actor, Services
-from core.enums import NoticeKind, Role, Severity
-from core.notices import (
-    KIND_ORDER,
-    SEVERITY_ORDER,
-    TEXT_MAX,
-    NoticeDraft,
-    NoticeProblem,
-    clean_text,
-    parse_id,
-    text_problem,
-)
-from core.timeparse import DeadlineError, parse_deadline
+from bot.services import Actor
+from bot.services import Services
+from core.enums import NoticeKind
+from core.enums import Role
+from core.enums import Severity
+from core.notices import KIND_ORDER
+from core.notices import SEVERITY_ORDER
+from core.notices import TEXT_MAX
+from core.notices import NoticeDraft
+from core.notices import NoticeProblem
+from core.notices import clean_text
+from core.notices import parse_id
+from core.notices import text_problem
+from core.timeparse import DeadlineError
+from core.timeparse import parse_deadline
 from handlers import flow
-from handlers.common import (
-    Context,
-    confirmation_open,
-    end_draft,
-    escape,
-    guarded,
-    handled,
-    reply,
-)
-from handlers.flow import Draft, E
-from handlers.notice_common import (
-    AUDIENCE,
-    CONFIRM,
-    CORRECTING,
-    DRAFT_TTL,
-    KIND,
-    NEW,
-    SEVERITY,
-    TEXT,
-    WHEN,
-    folded_word,
-    policy,
-    text_of,
-)
+from handlers.common import Context
+from handlers.common import confirmation_open
+from handlers.common import end_draft
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import handled
+from handlers.common import reply
+from handlers.flow import Draft
+from handlers.flow import E
+from handlers.notice_common import AUDIENCE
+from handlers.notice_common import CONFIRM
+from handlers.notice_common import CORRECTING
+from handlers.notice_common import DRAFT_TTL
+from handlers.notice_common import KIND
+from handlers.notice_common import NEW
+from handlers.notice_common import SEVERITY
+from handlers.notice_common import TEXT
+from handlers.notice_common import WHEN
+from handlers.notice_common import folded_word
+from handlers.notice_common import policy
+from handlers.notice_common import text_of
 from i18n import Translator
 from services import notices as service
 from storage import notices as store
 from storage.access import user_by_telegram_id
 from storage.db import AlreadySubmitted
-from storage.models import Unit, Zone
-from storage.schedules import all_zones, find_zones
+from storage.models import Unit
+from storage.models import Zone
+from storage.schedules import all_zones
+from storage.schedules import find_zones
 from storage.units import find_units
 from views import requests as render
-from views.buttons import Button, Style
-from views.notices import kind_label, severity_label
+from views.buttons import Button
+from views.buttons import Style
+from views.notices import kind_label
+from views.notices import severity_label
 
 SPLIT = re.compile(r"[\s、，,;；/+]+")
 ALL_WORDS = {"全部", "全部值班室", "所有", "all"}

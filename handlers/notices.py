@@ -15,75 +15,77 @@ import asyncio
 import re
 import warnings
 
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    MessageHandler,
-    filters,
-)
+from telegram import InlineKeyboardMarkup
+from telegram import Update
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import MessageHandler
+from telegram.ext import filters
 from telegram.warnings import PTBUserWarning
 
 from bot import reports
-from bot.commands import CommandInfo, Where
+from bot.commands import CommandInfo
+from bot.commands import Where
 from bot.plans import notices as plan
-from bot.services import SERVICES_KEY, Actor, Services, services
-from core.enums import NoticeStatus, Role
-from core.notices import CALLBACK, parse_id
+from bot.services import SERVICES_KEY
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
+from core.enums import NoticeStatus
+from core.enums import Role
+from core.notices import CALLBACK
+from core.notices import parse_id
 from handlers import flow
-from handlers.common import (
-    CANCELLED,
-    Context,
-    close_confirmation,
-    confirmation_open,
-    edit_query_message,
-    escape,
-    guarded,
-    keyboard,
-    list_keyboard,
-    offer_confirmation,
-    page_count,
-    reply,
-)
-from handlers.notice_act import (
-    ack_pressed,
-    correct_pressed,
-    correction_not_text,
-    correction_typed,
-    withdraw,
-)
-from handlers.notice_common import (
-    AUDIENCE,
-    CONFIRM,
-    CORRECT,
-    KIND,
-    MANAGE,
-    NEW,
-    SEVERITY,
-    TEXT,
-    TOKEN,
-    WHEN,
-    folded_word,
-    policy,
-)
-from handlers.notice_new import (
-    NEW_NOTICE,
-    audience_pressed,
-    audience_typed,
-    confirm_pressed,
-    kind_chosen,
-    notice_command,
-    severity_chosen,
-    text_given,
-    when_given,
-)
+from handlers.common import CANCELLED
+from handlers.common import Context
+from handlers.common import close_confirmation
+from handlers.common import confirmation_open
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import keyboard
+from handlers.common import list_keyboard
+from handlers.common import offer_confirmation
+from handlers.common import page_count
+from handlers.common import reply
+from handlers.notice_act import ack_pressed
+from handlers.notice_act import correct_pressed
+from handlers.notice_act import correction_not_text
+from handlers.notice_act import correction_typed
+from handlers.notice_act import withdraw
+from handlers.notice_common import AUDIENCE
+from handlers.notice_common import CONFIRM
+from handlers.notice_common import CORRECT
+from handlers.notice_common import KIND
+from handlers.notice_common import MANAGE
+from handlers.notice_common import NEW
+from handlers.notice_common import SEVERITY
+from handlers.notice_common import TEXT
+from handlers.notice_common import TOKEN
+from handlers.notice_common import WHEN
+from handlers.notice_common import folded_word
+from handlers.notice_common import policy
+from handlers.notice_new import NEW_NOTICE
+from handlers.notice_new import audience_pressed
+from handlers.notice_new import audience_typed
+from handlers.notice_new import confirm_pressed
+from handlers.notice_new import kind_chosen
+from handlers.notice_new import notice_command
+from handlers.notice_new import severity_chosen
+from handlers.notice_new import text_given
+from handlers.notice_new import when_given
 from services import notices as service
 from storage import notices as store
-from storage.access import audit, user_by_telegram_id
+from storage.access import audit
+from storage.access import user_by_telegram_id
 from views import requests as render
-from views.buttons import Button, Style
-from views.notices import first_line, kind_label, report_table, severity_label
+from views.buttons import Button
+from views.buttons import Style
+from views.notices import first_line
+from views.notices import kind_label
+from views.notices import report_table
+from views.notices import severity_label
 
 COMMANDS = [
     CommandInfo("notice", Role.coordinator, Where.private, "notices.command"),

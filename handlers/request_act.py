@@ -6,43 +6,50 @@ person answers in the same chat. A forged, foreign or stale press changes nothin
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm.exc import StaleDataError
-from telegram import ForceReply, InlineKeyboardMarkup, Update
+from telegram import ForceReply
+from telegram import InlineKeyboardMarkup
+from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
-from bot.services import Actor, services
+from bot.services import Actor
+from bot.services import services
 from core import requests as rules
 from core.enums import Role
 from core.request_checks import Verdict
-from core.requests import Action, Press
+from core.requests import Action
+from core.requests import Press
 from handlers import flow
-from handlers.common import (
-    CANCELLED,
-    SUPERSEDED,
-    USED,
-    Context,
-    close_confirmation,
-    confirmation_open,
-    current_actor,
-    edit_query_message,
-    escape,
-    guarded,
-    handled,
-    in_group,
-    keyboard,
-    message_text,
-    offer_confirmation,
-    prompt_ref,
-    reply,
-)
-from handlers.request_common import ACT, DB_ID, TOKEN, policy
+from handlers.common import CANCELLED
+from handlers.common import SUPERSEDED
+from handlers.common import USED
+from handlers.common import Context
+from handlers.common import close_confirmation
+from handlers.common import confirmation_open
+from handlers.common import current_actor
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import handled
+from handlers.common import in_group
+from handlers.common import keyboard
+from handlers.common import message_text
+from handlers.common import offer_confirmation
+from handlers.common import prompt_ref
+from handlers.common import reply
+from handlers.request_common import ACT
+from handlers.request_common import DB_ID
+from handlers.request_common import TOKEN
+from handlers.request_common import policy
 from i18n import Translator
 from services import requests as service
 from storage import requests as store
-from storage.access import audit, user_by_telegram_id
+from storage.access import audit
+from storage.access import user_by_telegram_id
 from storage.models import Unit
 from storage.units import find_units
 from views import requests as render

@@ -6,30 +6,36 @@ pressed, or first in the one line); request_steps.py answers the others and subm
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from telegram import Update
 
-from bot.services import Actor, Services
+from bot.services import Actor
+from bot.services import Services
 from core import requests as rules
-from core.enums import Role, Urgency
+from core.enums import Role
+from core.enums import Urgency
 from handlers import flow
-from handlers.common import (
-    Context,
-    escape,
-    handled,
-    in_group,
-    message_text,
-    reply,
-)
-from handlers.request_common import DB_ID, NEW, policy
+from handlers.common import Context
+from handlers.common import escape
+from handlers.common import handled
+from handlers.common import in_group
+from handlers.common import message_text
+from handlers.common import reply
+from handlers.request_common import DB_ID
+from handlers.request_common import NEW
+from handlers.request_common import policy
 from storage import requests as store
-from storage.models import Mechanism, Unit
+from storage.models import Mechanism
+from storage.models import Unit
 from storage.units import find_units
 from views import requests as render
-from views.buttons import Button, Style
+from views.buttons import Button
+from views.buttons import Style
 
 # Confirmation kind of a draft's summary (handlers/common.py).
 SUBMIT = "request_submit"

@@ -12,29 +12,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import requests as rules
 from core.enums import Urgency
-from core.request_checks import Draft, DraftProblem
-from core.timeparse import DeadlineError, parse_deadline
+from core.request_checks import Draft
+from core.request_checks import DraftProblem
+from core.timeparse import DeadlineError
+from core.timeparse import parse_deadline
 from handlers import flow
-from handlers.common import (
-    confirmation_open,
-    end_draft,
-    escape,
-    handled,
-    message_text,
-    reply,
-)
-from handlers.request_common import DB_ID, NEW, policy
-from handlers.request_new import (
-    CONFIRM,
-    DEADLINE,
-    DETAILS,
-    MECHANISM,
-    NEW_REQUEST,
-    SUBJECT,
-    SUBMIT,
-    URGENCY,
-    Turn,
-)
+from handlers.common import confirmation_open
+from handlers.common import end_draft
+from handlers.common import escape
+from handlers.common import handled
+from handlers.common import message_text
+from handlers.common import reply
+from handlers.request_common import DB_ID
+from handlers.request_common import NEW
+from handlers.request_common import policy
+from handlers.request_new import CONFIRM
+from handlers.request_new import DEADLINE
+from handlers.request_new import DETAILS
+from handlers.request_new import MECHANISM
+from handlers.request_new import NEW_REQUEST
+from handlers.request_new import SUBJECT
+from handlers.request_new import SUBMIT
+from handlers.request_new import URGENCY
+from handlers.request_new import Turn
 from services import requests as service
 from storage import requests as store
 from storage.access import user_by_telegram_id

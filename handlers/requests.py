@@ -15,76 +15,79 @@ from __future__ import annotations
 import asyncio
 import re
 import warnings
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    filters,
-)
+from telegram import InlineKeyboardMarkup
+from telegram import Update
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import ConversationHandler
+from telegram.ext import MessageHandler
+from telegram.ext import filters
 from telegram.warnings import PTBUserWarning
 
 from bot import reports
-from bot.commands import CommandInfo, Where
-from bot.services import Actor, Services, services
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
 from core import requests as rules
 from core.enums import Role
-from core.periods import Period, PeriodProblem
-from core.requests import Filters, Scope
+from core.periods import Period
+from core.periods import PeriodProblem
+from core.requests import Filters
+from core.requests import Scope
 from handlers import flow
-from handlers.common import (
-    Context,
-    edit_query_message,
-    escape,
-    guarded,
-    handled,
-    keyboard,
-    list_keyboard,
-    may_show_details,
-    page_count,
-    reply,
-)
-from handlers.request_act import (
-    NOTE,
-    UNIT,
-    button_pressed,
-    drop_action,
-    note_typed,
-    unit_typed,
-)
-from handlers.request_common import ACT, DB_ID, LIST, NEW, TOKEN, VIEW
-from handlers.request_new import (
-    ATTACH,
-    CONFIRM,
-    DEADLINE,
-    DETAILS,
-    MECHANISM,
-    NEW_REQUEST,
-    SUBJECT,
-    TARGET,
-    URGENCY,
-    start_new,
-    target_pressed,
-    target_typed,
-)
-from handlers.request_steps import (
-    attachment_handler,
-    attachments_done,
-    confirm_pressed,
-    deadline_given,
-    details_given,
-    mechanism_chosen,
-    subject_typed,
-    urgency_chosen,
-)
+from handlers.common import Context
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import handled
+from handlers.common import keyboard
+from handlers.common import list_keyboard
+from handlers.common import may_show_details
+from handlers.common import page_count
+from handlers.common import reply
+from handlers.request_act import NOTE
+from handlers.request_act import UNIT
+from handlers.request_act import button_pressed
+from handlers.request_act import drop_action
+from handlers.request_act import note_typed
+from handlers.request_act import unit_typed
+from handlers.request_common import ACT
+from handlers.request_common import DB_ID
+from handlers.request_common import LIST
+from handlers.request_common import NEW
+from handlers.request_common import TOKEN
+from handlers.request_common import VIEW
+from handlers.request_new import ATTACH
+from handlers.request_new import CONFIRM
+from handlers.request_new import DEADLINE
+from handlers.request_new import DETAILS
+from handlers.request_new import MECHANISM
+from handlers.request_new import NEW_REQUEST
+from handlers.request_new import SUBJECT
+from handlers.request_new import TARGET
+from handlers.request_new import URGENCY
+from handlers.request_new import start_new
+from handlers.request_new import target_pressed
+from handlers.request_new import target_typed
+from handlers.request_steps import attachment_handler
+from handlers.request_steps import attachments_done
+from handlers.request_steps import confirm_pressed
+from handlers.request_steps import deadline_given
+from handlers.request_steps import details_given
+from handlers.request_steps import mechanism_chosen
+from handlers.request_steps import subject_typed
+from handlers.request_steps import urgency_chosen
 from i18n import Translator
 from storage import requests as store
-from storage.access import audit, user_by_telegram_id
+from storage.access import audit
+from storage.access import user_by_telegram_id
 from storage.units import find_units
 from views import requests as render
 from views.request_reports import export_table

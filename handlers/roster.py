@@ -12,21 +12,36 @@ from datetime import timedelta
 
 from sqlalchemy import select
 from telegram import Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram.ext import Application
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
 
-from bot.commands import CommandInfo, Where
+from bot.commands import CommandInfo
+from bot.commands import Where
 from bot.plans import roster as plan
-from bot.services import Actor, services
+from bot.services import Actor
+from bot.services import services
 from core.enums import Role
 from core.meetings import parse_offset
 from core.normalize import normalize
-from handlers.common import Context, Refusal, escape, guarded, in_group, reply
-from handlers.roster_common import room_for, roster_text
-from handlers.roster_edit import EDIT_CB, edit_command, edit_pressed
-from handlers.roster_swap import CB, swap_command, swap_pressed
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import in_group
+from handlers.common import reply
+from handlers.roster_common import room_for
+from handlers.roster_common import roster_text
+from handlers.roster_edit import EDIT_CB
+from handlers.roster_edit import edit_command
+from handlers.roster_edit import edit_pressed
+from handlers.roster_swap import CB
+from handlers.roster_swap import swap_command
+from handlers.roster_swap import swap_pressed
 from i18n import Translator
 from i18n.formats import fmt_minutes
-from storage.access import audit, user_by_telegram_id
+from storage.access import audit
+from storage.access import user_by_telegram_id
 from storage.models import RosterMember
 from storage.roster import roster_for_room
 

@@ -4,25 +4,39 @@ and its members, and rendering a roster's shifts."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
 from bot.plans import roster as plan
-from bot.services import Actor, Services
-from core.clock import in_calendar, time_zone
-from core.enums import Role, ShiftPattern
+from bot.services import Actor
+from bot.services import Services
+from core.clock import in_calendar
+from core.clock import time_zone
+from core.enums import Role
+from core.enums import ShiftPattern
 from core.normalize import normalize
-from core.rotation import RosterSpec, Shift
+from core.rotation import RosterSpec
+from core.rotation import Shift
 from core.timeparse import next_date
-from handlers.common import Refusal, escape, in_group
+from handlers.common import Refusal
+from handlers.common import escape
+from handlers.common import in_group
 from i18n import Translator
-from i18n.formats import fmt_clock, fmt_date, fmt_when
+from i18n.formats import fmt_clock
+from i18n.formats import fmt_date
+from i18n.formats import fmt_when
 from storage.access import duty_room_by_chat
-from storage.models import DutyRoom, RosterMember, Unit
+from storage.models import DutyRoom
+from storage.models import RosterMember
+from storage.models import Unit
 from storage.roster import roster_for_room
-from storage.schedules import rooms_named, rooms_of_unit
+from storage.schedules import rooms_named
+from storage.schedules import rooms_of_unit
 from storage.units import find_units
 
 DAYS_SHOWN = 7

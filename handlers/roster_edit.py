@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -17,54 +19,58 @@ from sqlalchemy.orm import selectinload
 from telegram import Update
 
 from bot.plans import roster as plan
-from bot.services import Actor, Services, services
-from core.clock import time_zone, valid_zone
-from core.enums import Role, RosterChangeStatus, ShiftPattern
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
+from core.clock import time_zone
+from core.clock import valid_zone
+from core.enums import Role
+from core.enums import RosterChangeStatus
+from core.enums import ShiftPattern
 from core.normalize import normalize
-from core.rotation import RosterSpec, upcoming_shifts
+from core.rotation import RosterSpec
+from core.rotation import upcoming_shifts
 from core.vocabulary import closest_names
-from handlers.common import (
-    Context,
-    Refusal,
-    edit_query_message,
-    escape,
-    guarded,
-    in_group,
-    keyboard,
-    reply,
-)
-from handlers.roster_common import (
-    may_edit,
-    member_named,
-    parse_clock,
-    parse_day,
-    parse_decision,
-    pattern_text,
-    room_for,
-    roster_text,
-    shift_line,
-    shift_on,
-    take_moment,
-)
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import in_group
+from handlers.common import keyboard
+from handlers.common import reply
+from handlers.roster_common import may_edit
+from handlers.roster_common import member_named
+from handlers.roster_common import parse_clock
+from handlers.roster_common import parse_day
+from handlers.roster_common import parse_decision
+from handlers.roster_common import pattern_text
+from handlers.roster_common import room_for
+from handlers.roster_common import roster_text
+from handlers.roster_common import shift_line
+from handlers.roster_common import shift_on
+from handlers.roster_common import take_moment
 from i18n import Translator
 from i18n.formats import fmt_date
 from storage.access import user_by_telegram_id
-from storage.models import DutyRoom, Roster, User
-from storage.roster import (
-    decide_roster_change,
-    get_roster,
-    get_roster_change,
-    overrides_between,
-    people_of_unit,
-    propose_roster_change,
-    roster_fingerprint,
-    roster_for_room,
-    save_roster,
-    set_override,
-    set_roster_members,
-)
-from storage.schedules import rooms_named, rooms_of_unit
-from views.buttons import Button, Style
+from storage.models import DutyRoom
+from storage.models import Roster
+from storage.models import User
+from storage.roster import decide_roster_change
+from storage.roster import get_roster
+from storage.roster import get_roster_change
+from storage.roster import overrides_between
+from storage.roster import people_of_unit
+from storage.roster import propose_roster_change
+from storage.roster import roster_fingerprint
+from storage.roster import roster_for_room
+from storage.roster import save_roster
+from storage.roster import set_override
+from storage.roster import set_roster_members
+from storage.schedules import rooms_named
+from storage.schedules import rooms_of_unit
+from views.buttons import Button
+from views.buttons import Style
 
 EDIT_CB = "rosteredit"
 

@@ -5,44 +5,57 @@ A confirmed swap writes overrides and asks the scheduler to re-place the roster 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 
 from bot.plans import roster as plan
-from bot.services import Actor, Services, services
+from bot.services import Actor
+from bot.services import Services
+from bot.services import services
 from core.clock import time_zone
-from core.enums import Role, SwapStatus
-from core.rotation import Shift, swap_overrides
-from handlers.common import Context, Refusal, edit_query_message, escape, guarded, in_group, reply
-from handlers.roster_common import (
-    member_named,
-    member_of,
-    parse_decision,
-    room_for,
-    rooms_on_roster,
-    shift_on,
-    take_moment,
-    zone_of,
-)
+from core.enums import Role
+from core.enums import SwapStatus
+from core.rotation import Shift
+from core.rotation import swap_overrides
+from handlers.common import Context
+from handlers.common import Refusal
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import in_group
+from handlers.common import reply
+from handlers.roster_common import member_named
+from handlers.roster_common import member_of
+from handlers.roster_common import parse_decision
+from handlers.roster_common import room_for
+from handlers.roster_common import rooms_on_roster
+from handlers.roster_common import shift_on
+from handlers.roster_common import take_moment
+from handlers.roster_common import zone_of
 from i18n import Translator
-from i18n.formats import fmt_date, fmt_when
+from i18n.formats import fmt_date
+from i18n.formats import fmt_when
 from storage import outbox
-from storage.models import DutyRoom, RosterMember, ShiftSwap, User
-from storage.roster import (
-    create_swap,
-    decide_swap,
-    get_roster,
-    get_swap,
-    member_telegram_ids,
-    member_users,
-    people_of_unit,
-    roster_for_room,
-    swaps_touching,
-)
+from storage.models import DutyRoom
+from storage.models import RosterMember
+from storage.models import ShiftSwap
+from storage.models import User
+from storage.roster import create_swap
+from storage.roster import decide_swap
+from storage.roster import get_roster
+from storage.roster import get_swap
+from storage.roster import member_telegram_ids
+from storage.roster import member_users
+from storage.roster import people_of_unit
+from storage.roster import roster_for_room
+from storage.roster import swaps_touching
 from storage.schedules import rooms_of_unit
-from views.buttons import Button, Style, markup
+from views.buttons import Button
+from views.buttons import Style
+from views.buttons import markup
 
 CB = "swap"
 

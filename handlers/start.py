@@ -3,48 +3,47 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import (
-    Application,
-    ApplicationHandlerStop,
-    CallbackQueryHandler,
-    CommandHandler,
-    MessageHandler,
-    filters,
-)
+from telegram.ext import Application
+from telegram.ext import ApplicationHandlerStop
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import MessageHandler
+from telegram.ext import filters
 
-from bot.commands import CommandInfo, Where, visible_commands
-from bot.services import Actor, services
-from handlers.common import (
-    CANCELLED,
-    USED,
-    Context,
-    RepliesToDeadPrompt,
-    all_commands,
-    close_confirmation,
-    confirmation,
-    confirmation_open,
-    current_actor,
-    dead_prompt_answered,
-    edit_query_message,
-    escape,
-    guarded,
-    in_group,
-    keyboard,
-    offer_confirmation,
-    refresh_chat_menu,
-    reply,
-    unregistered_key,
-)
-from i18n import LANGUAGES, Translator
-from storage.access import (
-    invitation_by_code,
-    invitation_problem,
-    redeem_invitation,
-    role_after,
-    set_user_language,
-    user_by_telegram_id,
-)
-from views.buttons import Button, Style
+from bot.commands import CommandInfo
+from bot.commands import Where
+from bot.commands import visible_commands
+from bot.services import Actor
+from bot.services import services
+from handlers.common import CANCELLED
+from handlers.common import USED
+from handlers.common import Context
+from handlers.common import RepliesToDeadPrompt
+from handlers.common import all_commands
+from handlers.common import close_confirmation
+from handlers.common import confirmation
+from handlers.common import confirmation_open
+from handlers.common import current_actor
+from handlers.common import dead_prompt_answered
+from handlers.common import edit_query_message
+from handlers.common import escape
+from handlers.common import guarded
+from handlers.common import in_group
+from handlers.common import keyboard
+from handlers.common import offer_confirmation
+from handlers.common import refresh_chat_menu
+from handlers.common import reply
+from handlers.common import unregistered_key
+from i18n import LANGUAGES
+from i18n import Translator
+from storage.access import invitation_by_code
+from storage.access import invitation_problem
+from storage.access import redeem_invitation
+from storage.access import role_after
+from storage.access import set_user_language
+from storage.access import user_by_telegram_id
+from views.buttons import Button
+from views.buttons import Style
 
 COMMANDS = [
     CommandInfo("start", None, Where.anywhere, "start.command"),

@@ -3,10 +3,12 @@ place for the formats every feature shows (meetings, rosters, the chair, contact
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from core.clock import DEFAULT_ZONE, time_zone
+from core.clock import DEFAULT_ZONE
+from core.clock import time_zone
 from i18n import Translator
 
 

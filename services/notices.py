@@ -12,8 +12,10 @@ core/notices.py (with the outbox rows' keys), the queries in storage/notices.py.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
 from html import escape
 from typing import Any
 
@@ -21,14 +23,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import notices as rules
 from core.clock import time_zone
-from core.enums import NoticeStatus, OutboxState
-from core.notices import NoticeDraft, NoticePolicy, NoticeProblem, Verdict
+from core.enums import NoticeStatus
+from core.enums import OutboxState
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
+from core.notices import NoticeProblem
+from core.notices import Verdict
 from i18n import Translator
 from storage import notices as store
 from storage.access import audit
 from storage.db import AlreadySubmitted
-from storage.models import DutyRoom, Notice, NoticeDelivery, User
-from storage.outbox import enqueue, enqueue_edit, enqueue_many
+from storage.models import DutyRoom
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import User
+from storage.outbox import enqueue
+from storage.outbox import enqueue_edit
+from storage.outbox import enqueue_many
 from views import html_message
 from views import notices as view
 

@@ -7,29 +7,28 @@ The rules are core/quota.py, the counts storage/quota.py, the words views/quota.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.quota import (
-    ALLOWED,
-    DAY,
-    PAGING_WINDOW,
-    AlertKind,
-    Pattern,
-    Policy,
-    Usage,
-    Verdict,
-    Window,
-    alert_due,
-    alert_key,
-    pattern,
-    usage,
-    verdict,
-    window_start,
-)
+from core.quota import ALLOWED
+from core.quota import DAY
+from core.quota import PAGING_WINDOW
+from core.quota import AlertKind
+from core.quota import Pattern
+from core.quota import Policy
+from core.quota import Usage
+from core.quota import Verdict
+from core.quota import Window
+from core.quota import alert_due
+from core.quota import alert_key
+from core.quota import pattern
+from core.quota import usage
+from core.quota import verdict
+from core.quota import window_start
 from i18n import Translator
 from storage import quota as store
 from storage.models import User

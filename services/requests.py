@@ -19,23 +19,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import requests as rules
 from core.enums import RequestStatus
-from core.request_checks import (
-    Draft,
-    DraftProblem,
-    Policy,
-    Verdict,
-    action_problem,
-    check_draft,
-    press_verdict,
-)
-from core.requests import Action, Press
+from core.request_checks import Draft
+from core.request_checks import DraftProblem
+from core.request_checks import Policy
+from core.request_checks import Verdict
+from core.request_checks import action_problem
+from core.request_checks import check_draft
+from core.request_checks import press_verdict
+from core.requests import Action
+from core.requests import Press
 from core.schedule import ack_deadline
 from i18n import Translator
 from storage import requests as store
 from storage.access import audit
 from storage.db import AlreadySubmitted
-from storage.models import AssistanceRequest, DutyRoom, Liaison, RequestEvent, Unit, User
-from storage.outbox import enqueue, enqueue_edit, get_message
+from storage.models import AssistanceRequest
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import RequestEvent
+from storage.models import Unit
+from storage.models import User
+from storage.outbox import enqueue
+from storage.outbox import enqueue_edit
+from storage.outbox import get_message
 from views import html_message
 from views import requests as render
 

@@ -5,17 +5,27 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
+from typing import cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table
+from sqlalchemy import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import selectinload
 
 from core.enums import Role
 from storage.audit_chain import note_written
-from storage.models import AuditEntry, DutyRoom, Invitation, Unit, User
+from storage.models import AuditEntry
+from storage.models import DutyRoom
+from storage.models import Invitation
+from storage.models import Unit
+from storage.models import User
 
 INVITATION_ALPHABET_BYTES = 12
 

@@ -4,26 +4,30 @@ The chain they are sealed into is storage/audit_chain.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, or_, select
+from sqlalchemy import String
+from sqlalchemy import cast
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from core.audit import Named
 from storage.audit_chain import READ_CHUNK
-from storage.models import (
-    AssistanceRequest,
-    AuditEntry,
-    DutyRoom,
-    Liaison,
-    Meeting,
-    Unit,
-    User,
-    Zone,
-)
+from storage.models import AssistanceRequest
+from storage.models import AuditEntry
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Meeting
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
 
 
 async def entries_between(session: AsyncSession, start: datetime,

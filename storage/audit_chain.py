@@ -22,15 +22,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import exists
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import GENESIS, Entry, entry_hash
-from storage.models import AuditChain, AuditEntry, utcnow
+from core.audit import GENESIS
+from core.audit import Entry
+from core.audit import entry_hash
+from storage.models import AuditChain
+from storage.models import AuditEntry
+from storage.models import utcnow
 
 if TYPE_CHECKING:
     from storage.db import Database

@@ -11,28 +11,38 @@ import asyncio
 import gzip
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import GENESIS, Break, ChainWalk, Entry, Problem, canonical
-from storage.audit_chain import (
-    COLUMNS,
-    HEAD_ID,
-    READ_CHUNK,
-    SEAL_CHUNK,
-    TABLE,
-    entry_of,
-    locked_head,
-    seal,
-    seal_pending,
-)
-from storage.models import AuditChain, AuditEntry
+from core.audit import GENESIS
+from core.audit import Break
+from core.audit import ChainWalk
+from core.audit import Entry
+from core.audit import Problem
+from core.audit import canonical
+from storage.audit_chain import COLUMNS
+from storage.audit_chain import HEAD_ID
+from storage.audit_chain import READ_CHUNK
+from storage.audit_chain import SEAL_CHUNK
+from storage.audit_chain import TABLE
+from storage.audit_chain import entry_of
+from storage.audit_chain import locked_head
+from storage.audit_chain import seal
+from storage.audit_chain import seal_pending
+from storage.models import AuditChain
+from storage.models import AuditEntry
 
 if TYPE_CHECKING:
     from storage.db import Database

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
+from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from storage.access import audit
-from storage.models import ChairRotation, ChairRotationEntry, User, Zone
+from storage.models import ChairRotation
+from storage.models import ChairRotationEntry
+from storage.models import User
+from storage.models import Zone
 
 
 def _rotation_query() -> Select[tuple[ChairRotation]]:

@@ -12,12 +12,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.enums import OutboxState
 from storage.db import dialect_insert
-from storage.models import ChatStatus, OutboxMessage, utcnow
+from storage.models import ChatStatus
+from storage.models import OutboxMessage
+from storage.models import utcnow
 
 REASON_MAX = 200  # chat_status.reason's length
 

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 
-from sqlalchemy import Select, case, select
+from sqlalchemy import Select
+from sqlalchemy import case
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import selectinload
 
 from core.enums import AgreementStatus
 from storage.cache import EpochCache
-from storage.models import (
-    Agreement,
-    AgreementParty,
-    Branch,
-    Clause,
-    ClauseMechanism,
-    Liaison,
-    Mechanism,
-    Unit,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import Agreement
+from storage.models import AgreementParty
+from storage.models import Branch
+from storage.models import Clause
+from storage.models import ClauseMechanism
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Unit
+from storage.models import Zone
+from storage.models import ZoneMembership
 from storage.units import zone_ids_of
 
 # In force first, superseded last: the order readers should meet agreements in.

@@ -6,22 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from core.rotation import (
-    RosterSpec,
-    Shift,
-    apply_overrides,
-    boundary,
-    shift_at,
-    who_is_on_duty,
-)
+from core.rotation import RosterSpec
+from core.rotation import Shift
+from core.rotation import apply_overrides
+from core.rotation import boundary
+from core.rotation import shift_at
+from core.rotation import who_is_on_duty
 from storage.cache import EpochCache
-from storage.models import DutyRoom, Roster, RosterMember, ShiftOverride, Unit
+from storage.models import DutyRoom
+from storage.models import Roster
+from storage.models import RosterMember
+from storage.models import ShiftOverride
+from storage.models import Unit
 from storage.roster import overrides_between
 
 # Overrides are loaded for shifts starting this much either side of the instants asked

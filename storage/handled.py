@@ -10,10 +10,13 @@ the update only if the claim is new. Claims older than `KEEP` are pruned by
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, cast
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+from typing import cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert

@@ -7,18 +7,26 @@ written by the callers (handlers, planners) in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import selectinload
 
-from core.enums import MeetingKind, MeetingStatus, Rsvp
-from storage.access import audit, audit_value
+from core.enums import MeetingKind
+from core.enums import MeetingStatus
+from core.enums import Rsvp
+from storage.access import audit
+from storage.access import audit_value
 from storage.db import AlreadySubmitted
-from storage.models import Meeting, MeetingParticipant, User
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import User
 
 
 def _meeting_query() -> Select[tuple[Meeting]]:

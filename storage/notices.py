@@ -8,27 +8,36 @@ the rendering (views/notices.py) in one unit of work.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, case, func, insert, or_, select, update
+from sqlalchemy import Row
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm import selectinload
 
-from core.enums import NoticeStatus, OutboxState
-from core.notices import PREFIX, Tally, room_key
+from core.enums import NoticeStatus
+from core.enums import OutboxState
+from core.notices import PREFIX
+from core.notices import Tally
+from core.notices import room_key
 from storage.db import dialect_insert
-from storage.models import (
-    DutyRoom,
-    Notice,
-    NoticeCounter,
-    NoticeDelivery,
-    OutboxMessage,
-    RoomState,
-    Unit,
-    User,
-    ZoneMembership,
-)
+from storage.models import DutyRoom
+from storage.models import Notice
+from storage.models import NoticeCounter
+from storage.models import NoticeDelivery
+from storage.models import OutboxMessage
+from storage.models import RoomState
+from storage.models import Unit
+from storage.models import User
+from storage.models import ZoneMembership
 from storage.units import SENIOR_FIRST
 
 PAGE_SIZE = 8

@@ -8,17 +8,22 @@ short transaction, sends outside any transaction, and records the outcome in ano
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.enums import OutboxState
 from storage.chat_status import unreachable_chats
 from storage.db import dialect_insert
-from storage.models import OutboxMessage, utcnow
+from storage.models import OutboxMessage
+from storage.models import utcnow
 
 SUPERSEDED = "superseded"
 

@@ -23,17 +23,27 @@ leases can be short: a dead worker's rows are due again soon after it stopped re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from collections.abc import Mapping
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_
+from sqlalchemy import exists
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core.enums import OutboxState
-from storage.chat_status import migrated_chats, unreachable_chats
-from storage.models import ChatStatus, OutboxMessage
+from storage.chat_status import migrated_chats
+from storage.chat_status import unreachable_chats
+from storage.models import ChatStatus
+from storage.models import OutboxMessage
 
 ERROR_MAX = 500
 

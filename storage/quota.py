@@ -10,18 +10,32 @@ core/quota.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, cast, func, literal, null, select, union_all
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import cast
+from sqlalchemy import func
+from sqlalchemy import literal
+from sqlalchemy import null
+from sqlalchemy import select
+from sqlalchemy import union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.enums import Role
-from core.quota import AlertKind, Item, View
-from storage.access import audit_many, audit_row
-from storage.models import AuditEntry, Unit, User, ZoneMembership
+from core.quota import AlertKind
+from core.quota import Item
+from core.quota import View
+from storage.access import audit_many
+from storage.access import audit_row
+from storage.models import AuditEntry
+from storage.models import Unit
+from storage.models import User
+from storage.models import ZoneMembership
 from storage.units import zone_ids_of
 
 # What counts: a card, a unit's duty lines. `oncall.overview` (the reader's own zones'

@@ -12,27 +12,33 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core import requests as rules
-from core.enums import RequestStatus, Role
+from core.enums import RequestStatus
+from core.enums import Role
 from core.periods import Period
-from core.requests import Filters, Scope, StatsRow
+from core.requests import Filters
+from core.requests import Scope
+from core.requests import StatsRow
 from storage.db import dialect_insert
-from storage.models import (
-    AssistanceRequest,
-    DutyRoom,
-    Liaison,
-    Mechanism,
-    RequestCounter,
-    RequestEvent,
-    Unit,
-    User,
-    ZoneMembership,
-)
-from storage.units import SENIOR_FIRST, folded_names, zone_ids_of
+from storage.models import AssistanceRequest
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import RequestCounter
+from storage.models import RequestEvent
+from storage.models import Unit
+from storage.models import User
+from storage.models import ZoneMembership
+from storage.units import SENIOR_FIRST
+from storage.units import folded_names
+from storage.units import zone_ids_of
 
 PAGE_SIZE = 8
 EXPORT_LIMIT = 20_000

@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Iterable
+from collections.abc import Sequence
+from datetime import date
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
+from core.enums import RosterChangeStatus
+from core.enums import ShiftPattern
+from core.enums import SwapStatus
 from core.normalize import normalize
-from storage.access import audit, audit_value
-from storage.models import (
-    DutyRoom,
-    Liaison,
-    Roster,
-    RosterChange,
-    RosterMember,
-    ShiftOverride,
-    ShiftSwap,
-    User,
-)
+from storage.access import audit
+from storage.access import audit_value
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Roster
+from storage.models import RosterChange
+from storage.models import RosterMember
+from storage.models import ShiftOverride
+from storage.models import ShiftSwap
+from storage.models import User
 from storage.schedules import users_by_ids
 
 

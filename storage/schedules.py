@@ -12,24 +12,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from core.enums import NoticeStatus, RequestStatus
+from core.enums import NoticeStatus
+from core.enums import RequestStatus
 from core.normalize import name_key
-from storage.models import (
-    AssistanceRequest,
-    DutyRoom,
-    Notice,
-    NoticeDelivery,
-    ScheduleMark,
-    SchedulerHeartbeat,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import AssistanceRequest
+from storage.models import DutyRoom
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import ScheduleMark
+from storage.models import SchedulerHeartbeat
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
 from storage.search.vocabulary import load_vocabulary
 from storage.units import zone_ids_of
 

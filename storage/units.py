@@ -6,13 +6,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import ColumnElement
+from sqlalchemy import Select
+from sqlalchemy import case
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import aliased
 
 from core.enums import UnitLevel
-from core.normalize import normalize, normalize_many
-from storage.models import Mechanism, Unit, ZoneMembership
+from core.normalize import normalize
+from core.normalize import normalize_many
+from storage.models import Mechanism
+from storage.models import Unit
+from storage.models import ZoneMembership
 from storage.search.vocabulary import load_vocabulary
 
 # A partial name offers at most this many units (they become buttons to choose from).

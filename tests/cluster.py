@@ -14,20 +14,35 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientSession, web
-from sqlalchemy import func, select
+from aiohttp import ClientSession
+from aiohttp import web
+from sqlalchemy import func
+from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
-from core.enums import MeetingKind, NoticeKind, OutboxState, Role, Severity
-from core.notices import NoticeDraft, NoticePolicy
+from core.enums import MeetingKind
+from core.enums import NoticeKind
+from core.enums import OutboxState
+from core.enums import Role
+from core.enums import Severity
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
 from services.notices import create_notice
 from storage.db import Database
-from storage.models import DutyRoom, Meeting, MeetingParticipant, OutboxMessage, Unit, User, utcnow
+from storage.models import DutyRoom
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import OutboxMessage
+from storage.models import Unit
+from storage.models import User
+from storage.models import utcnow
 from tools.testing import TEST_TOKEN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

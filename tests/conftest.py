@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,10 +21,14 @@ import pytest
 from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
 from storage.db import Database
-from storage.models import Unit, Zone, ZoneMembership
-from tests.private_postgres import PG_BIN, PrivatePostgres
+from storage.models import Unit
+from storage.models import Zone
+from storage.models import ZoneMembership
+from tests.private_postgres import PG_BIN
+from tests.private_postgres import PrivatePostgres
 from tools.testing import BotHarness
-from tools.testing_db import TestDatabases, postgres_available
+from tools.testing_db import TestDatabases
+from tools.testing_db import postgres_available
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
 

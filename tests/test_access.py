@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from core.enums import Role
 from storage.access import user_by_telegram_id
-from storage.models import AuditEntry, DutyRoom, Invitation, User
+from storage.models import AuditEntry
+from storage.models import DutyRoom
+from storage.models import Invitation
+from storage.models import User
 from tools.testing import BotHarness
 
 ADMIN_ID = 910000001

@@ -12,16 +12,22 @@ from collections.abc import AsyncIterator
 
 import pytest
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, ContextTypes
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import ContextTypes
 
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage import requests as request_store
 from storage.db import Database
 from tests import test_meetings as meetings
-from tests.test_requests_support import SICHUAN_ROOM, T0, add_people, make_directory
-from tools.testing import BotHarness, Sent
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 REQUESTER, DUTY = 101, 201
 TOO_OLD = "query is too old"

@@ -10,27 +10,37 @@ import csv
 import gzip
 import io
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
 
 from bot.emulator import BotApiEmulator
-from core.audit import GENESIS, ChainWalk, Entry, Problem
+from core.audit import GENESIS
+from core.audit import ChainWalk
+from core.audit import Entry
+from core.audit import Problem
 from core.clock import FakeClock
-from storage.access import audit, audit_many, audit_row
-from storage.audit_chain import ChainHeadMissing, seal_pending
-from storage.audit_retention import (
-    ArchiveRefused,
-    archive_before,
-    archive_entries,
-    archive_line,
-    verify,
-)
+from storage.access import audit
+from storage.access import audit_many
+from storage.access import audit_row
+from storage.audit_chain import ChainHeadMissing
+from storage.audit_chain import seal_pending
+from storage.audit_retention import ArchiveRefused
+from storage.audit_retention import archive_before
+from storage.audit_retention import archive_entries
+from storage.audit_retention import archive_line
+from storage.audit_retention import verify
 from storage.db import Database
-from storage.models import AuditChain, AuditEntry
+from storage.models import AuditChain
+from storage.models import AuditEntry
 from tests.test_cli import run
 from tools.testing import BotHarness
 

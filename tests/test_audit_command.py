@@ -5,12 +5,17 @@ what names nobody; nothing of the log for anyone else."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from storage.models import AuditEntry
-from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER, SAMPLE_SICHUAN_ROOM, SAMPLE_STRANGER
+from tests.conftest import SAMPLE_ADMIN
+from tests.conftest import SAMPLE_OFFICER
+from tests.conftest import SAMPLE_SICHUAN_ROOM
+from tests.conftest import SAMPLE_STRANGER
 from tools.testing import BotHarness
 
 LINE = re.compile(r"^\d+月\d+日（周.） \d\d:\d\d ", re.MULTILINE)

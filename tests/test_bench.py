@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench import broadcast, lookup, throughput
-from bench.__main__ import BENCHMARKS, QUICK, table
+from bench import broadcast
+from bench import lookup
+from bench import throughput
+from bench.__main__ import BENCHMARKS
+from bench.__main__ import QUICK
+from bench.__main__ import table
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

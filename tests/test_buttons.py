@@ -10,14 +10,25 @@ from typing import Any
 
 import pytest
 
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
 from storage import outbox
 from storage.db import Database
-from tests.conftest import ADMIN_ID, SAMPLE_ADMIN, SAMPLE_OFFICER, SAMPLE_SICHUAN_ROOM
-from tests.test_requests_support import SICHUAN_ROOM, T0, Directory, add_people, make_directory
-from tools.testing import BotHarness, Sent
-from views.buttons import Button, Style, markup
+from tests.conftest import ADMIN_ID
+from tests.conftest import SAMPLE_ADMIN
+from tests.conftest import SAMPLE_OFFICER
+from tests.conftest import SAMPLE_SICHUAN_ROOM
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import Directory
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
+from views.buttons import Button
+from views.buttons import Style
+from views.buttons import markup
 from views.contacts import COPY_PHONES_MAX
 
 REQUESTER, DUTY, ADMIN = 101, 201, 901  # of tests.test_requests_support

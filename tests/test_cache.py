@@ -4,17 +4,26 @@ they read (whoever writes it), and a new epoch empties the caches."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete
+from sqlalchemy import update
 
-from storage.access import audit, duty_room_by_chat
-from storage.cache import EpochCache, EpochWatch, bump_data_epoch, data_epoch
+from storage.access import audit
+from storage.access import duty_room_by_chat
+from storage.cache import EpochCache
+from storage.cache import EpochWatch
+from storage.cache import bump_data_epoch
+from storage.cache import data_epoch
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import Liaison, User, Zone
-from storage.roster import roster_for_room, set_override
+from storage.models import Liaison
+from storage.models import User
+from storage.models import Zone
+from storage.roster import roster_for_room
+from storage.roster import set_override
 from tools.testing import BotHarness
 
 ADMIN = 910000001

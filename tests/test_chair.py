@@ -5,7 +5,10 @@ month-end terms, /chair set, and a handover missed while the bot was down."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,17 +18,15 @@ from bot.plans.chair import ChairPlanner
 from core.clock import FakeClock
 from core.enums import Role
 from storage.db import Database
-from storage.models import (
-    AuditEntry,
-    ChairRotation,
-    ChairRotationEntry,
-    DutyRoom,
-    ScheduleMark,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import AuditEntry
+from storage.models import ChairRotation
+from storage.models import ChairRotationEntry
+from storage.models import DutyRoom
+from storage.models import ScheduleMark
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
 from tools.testing import BotHarness
 
 ADMIN_ID = 910000001

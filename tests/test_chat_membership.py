@@ -8,8 +8,13 @@ from sqlalchemy import select
 
 from core.enums import OutboxState
 from storage import outbox
-from storage.models import AuditEntry, ChatStatus, OutboxMessage
-from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER, SAMPLE_OTHER_GROUP, SAMPLE_SICHUAN_ROOM
+from storage.models import AuditEntry
+from storage.models import ChatStatus
+from storage.models import OutboxMessage
+from tests.conftest import SAMPLE_ADMIN
+from tests.conftest import SAMPLE_OFFICER
+from tests.conftest import SAMPLE_OTHER_GROUP
+from tests.conftest import SAMPLE_SICHUAN_ROOM
 from tools.testing import BotHarness
 
 

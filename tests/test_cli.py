@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from storage.db import Database
-from storage.models import Invitation, Unit
+from storage.models import Invitation
+from storage.models import Unit
 
 ROOT = Path(__file__).resolve().parent.parent
 

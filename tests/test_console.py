@@ -9,12 +9,17 @@ import re
 import signal
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.config import load_settings
-from bot.console import Console, ConsoleState, Person, run_console
+from bot.console import Console
+from bot.console import ConsoleState
+from bot.console import Person
+from bot.console import run_console
 from bot.emulator import BotApiEmulator
 from storage.dataio import import_file
 from storage.db import Database

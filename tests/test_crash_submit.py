@@ -13,16 +13,30 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.enums import OutboxState
 from i18n import t
 from storage.db import Database
-from storage.models import AssistanceRequest, ConversationState, Notice, OutboxMessage
-from tests.cluster import BotProcess, eventually, free_port, webhook_env
-from tests.test_requests_support import SICHUAN_ROOM, YUNNAN_ROOM, Directory, make_directory
-from tests.test_submit_once import ADMIN, REQUESTER, people, sent_to
+from storage.models import AssistanceRequest
+from storage.models import ConversationState
+from storage.models import Notice
+from storage.models import OutboxMessage
+from tests.cluster import BotProcess
+from tests.cluster import eventually
+from tests.cluster import free_port
+from tests.cluster import webhook_env
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import YUNNAN_ROOM
+from tests.test_requests_support import Directory
+from tests.test_requests_support import make_directory
+from tests.test_submit_once import ADMIN
+from tests.test_submit_once import REQUESTER
+from tests.test_submit_once import people
+from tests.test_submit_once import sent_to
 
 # A row the killed process had claimed goes out after its lease: 9 s, not 60.
 FAST = {"bot_mode": "polling", "delivery_poll_seconds": 0.2, "delivery_lease_seconds": 9,

@@ -3,52 +3,56 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, date, datetime
+from datetime import UTC
+from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from core.enums import AgreementStatus, MeetingKind, ShiftPattern, UnitLevel
-from storage.dataio import (
-    SECTIONS,
-    dump_document,
-    export_document,
-    export_file,
-    import_document,
-    import_file,
-    parse_document,
-    validate,
-    validate_in,
-)
+from core.enums import AgreementStatus
+from core.enums import MeetingKind
+from core.enums import ShiftPattern
+from core.enums import UnitLevel
+from storage.dataio import SECTIONS
+from storage.dataio import dump_document
+from storage.dataio import export_document
+from storage.dataio import export_file
+from storage.dataio import import_document
+from storage.dataio import import_file
+from storage.dataio import parse_document
+from storage.dataio import validate
+from storage.dataio import validate_in
 from storage.db import Database
-from storage.models import (
-    Agreement,
-    AgreementParty,
-    AuditEntry,
-    Base,
-    Branch,
-    ChairRotation,
-    ChairRotationEntry,
-    Clause,
-    ClauseMechanism,
-    ClauseSearchRow,
-    DutyRoom,
-    Liaison,
-    LiaisonSearchRow,
-    Mechanism,
-    Meeting,
-    MeetingParticipant,
-    Roster,
-    RosterMember,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
-from views.import_report import import_summary, problem_message, problem_text
+from storage.models import Agreement
+from storage.models import AgreementParty
+from storage.models import AuditEntry
+from storage.models import Base
+from storage.models import Branch
+from storage.models import ChairRotation
+from storage.models import ChairRotationEntry
+from storage.models import Clause
+from storage.models import ClauseMechanism
+from storage.models import ClauseSearchRow
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import LiaisonSearchRow
+from storage.models import Mechanism
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import Roster
+from storage.models import RosterMember
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
+from views.import_report import import_summary
+from views.import_report import problem_message
+from views.import_report import problem_text
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
 COUNTED_MODELS = (

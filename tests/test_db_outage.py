@@ -13,14 +13,21 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
 
 from i18n import t
-from storage.db import Database, DatabaseUnavailable, is_unreachable
+from storage.db import Database
+from storage.db import DatabaseUnavailable
+from storage.db import is_unreachable
 from storage.migrate import upgrade
-from storage.models import AssistanceRequest, AuditEntry, OutboxMessage
+from storage.models import AssistanceRequest
+from storage.models import AuditEntry
+from storage.models import OutboxMessage
 from tests.cluster import eventually
-from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER
+from tests.conftest import SAMPLE_ADMIN
+from tests.conftest import SAMPLE_OFFICER
 from tests.private_postgres import PrivatePostgres
 from tools.testing import BotHarness
 

@@ -11,17 +11,25 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import BadRequest, ChatMigrated
+from telegram import Bot
+from telegram import InlineKeyboardButton
+from telegram import InlineKeyboardMarkup
+from telegram.error import BadRequest
+from telegram.error import ChatMigrated
 from telegram.request import HTTPXRequest
 
 from bot.delivery.worker import DeliveryWorker
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from bot.ratebudget.window import SlidingWindow
 from core.enums import OutboxState
-from storage import outbox, outbox_claims
-from storage.db import Database, DatabaseUnavailable
-from storage.models import ChatStatus, OutboxMessage, utcnow
+from storage import outbox
+from storage import outbox_claims
+from storage.db import Database
+from storage.db import DatabaseUnavailable
+from storage.models import ChatStatus
+from storage.models import OutboxMessage
+from storage.models import utcnow
 from tests.cluster import eventually
 
 GROUPS = [-100100 - i for i in range(5)]

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from core.chair import (
-    DEFAULT_HANDOVER_OFFSETS,
-    ChairSpec,
-    add_months,
-    chair_at,
-    handover_reminder_instants,
-    term_by_index,
-    term_start,
-)
+from core.chair import DEFAULT_HANDOVER_OFFSETS
+from core.chair import ChairSpec
+from core.chair import add_months
+from core.chair import chair_at
+from core.chair import handover_reminder_instants
+from core.chair import term_by_index
+from core.chair import term_start
 
 SH = "Asia/Shanghai"
 

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
+from datetime import timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from core.enums import ShiftPattern
-from core.rotation import (
-    RosterSpec,
-    Shift,
-    apply_overrides,
-    boundary,
-    next_handover,
-    shift_at,
-    shift_by_index,
-    shifts_between,
-    swap_overrides,
-    upcoming_shifts,
-    who_is_on_duty,
-)
+from core.rotation import RosterSpec
+from core.rotation import Shift
+from core.rotation import apply_overrides
+from core.rotation import boundary
+from core.rotation import next_handover
+from core.rotation import shift_at
+from core.rotation import shift_by_index
+from core.rotation import shifts_between
+from core.rotation import swap_overrides
+from core.rotation import upcoming_shifts
+from core.rotation import who_is_on_duty
 
 SH = "Asia/Shanghai"
 

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from core.clock import (
-    Clock,
-    FakeClock,
-    SystemClock,
-    as_utc,
-    is_zone,
-    local_instant,
-    time_zone,
-    valid_zone,
-)
+from core.clock import Clock
+from core.clock import FakeClock
+from core.clock import SystemClock
+from core.clock import as_utc
+from core.clock import is_zone
+from core.clock import local_instant
+from core.clock import time_zone
+from core.clock import valid_zone
 from core.enums import Urgency
-from core.schedule import (
-    DEFAULT_ACK_DEADLINES,
-    DEFAULT_MEETING_OFFSETS,
-    PlannedReminder,
-    ack_deadline,
-    classify_due,
-    escalation_plan,
-    offset_label,
-    reminders_before,
-)
+from core.schedule import DEFAULT_ACK_DEADLINES
+from core.schedule import DEFAULT_MEETING_OFFSETS
+from core.schedule import PlannedReminder
+from core.schedule import ack_deadline
+from core.schedule import classify_due
+from core.schedule import escalation_plan
+from core.schedule import offset_label
+from core.schedule import reminders_before
 
 START = datetime(2026, 12, 10, 1, 30, tzinfo=UTC)
 

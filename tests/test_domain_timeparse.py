@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import example
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from core.timeparse import CODES, DeadlineError, next_date, normalise, parse_deadline
+from core.timeparse import CODES
+from core.timeparse import DeadlineError
+from core.timeparse import next_date
+from core.timeparse import normalise
+from core.timeparse import parse_deadline
 
 SH = "Asia/Shanghai"
 # Sunday 22 November 2026, 15:00 in Beijing.

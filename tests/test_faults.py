@@ -33,9 +33,12 @@ import asyncio
 import html
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +49,27 @@ from sqlalchemy.orm import selectinload
 from bot.emulator import BotApiEmulator
 from bot.emulator.faults import FaultKind
 from core.clock import FakeClock
-from core.enums import NoticeKind, OutboxState, RequestStatus, Severity, UnitLevel
-from core.notices import NoticeDraft, NoticePolicy, ack_data
+from core.enums import NoticeKind
+from core.enums import OutboxState
+from core.enums import RequestStatus
+from core.enums import Severity
+from core.enums import UnitLevel
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
+from core.notices import ack_data
 from services.notices import create_notice
 from storage import outbox
 from storage.access import user_by_telegram_id
 from storage.dataio import import_file
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import (
-    AssistanceRequest,
-    DutyRoom,
-    Notice,
-    NoticeDelivery,
-    OutboxMessage,
-    ScheduleMark,
-    Unit,
-)
+from storage.models import AssistanceRequest
+from storage.models import DutyRoom
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import OutboxMessage
+from storage.models import ScheduleMark
+from storage.models import Unit
 from tests.cluster import eventually
 from tests.private_postgres import PrivatePostgres
 from tools.testing import BotHarness

@@ -25,40 +25,48 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck
+from hypothesis import Phase
+from hypothesis import example
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bot.app import all_feature_commands
 from bot.config import LANGUAGES
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
-from core.enums import NoticeKind, Severity
-from core.notices import NoticeDraft, NoticePolicy
+from core.enums import NoticeKind
+from core.enums import Severity
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
 from i18n import t
 from services.notices import create_notice
 from storage.access import user_by_telegram_id
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import (
-    Agreement,
-    AssistanceRequest,
-    Branch,
-    Clause,
-    DutyRoom,
-    Liaison,
-    Mechanism,
-    Meeting,
-    Notice,
-    RosterMember,
-    Unit,
-    Zone,
-)
-from tools.testing import BotHarness, Sent
+from storage.models import Agreement
+from storage.models import AssistanceRequest
+from storage.models import Branch
+from storage.models import Clause
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Meeting
+from storage.models import Notice
+from storage.models import RosterMember
+from storage.models import Unit
+from storage.models import Zone
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 # Sample data people: an administrator (甘肃), a coordinator (甘肃), 四川's duty officer and
 # an officer of 四川 who reads Traditional Chinese; and someone nobody registered.

@@ -6,7 +6,10 @@ import string
 
 import pytest
 
-from i18n import LANGUAGES, catalogue, language_from_telegram, t
+from i18n import LANGUAGES
+from i18n import catalogue
+from i18n import language_from_telegram
+from i18n import t
 
 
 def placeholders(template: str) -> set[str]:

@@ -14,30 +14,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from bot import cli
 from core.enums import MeetingKind
-from storage.dataio import (
-    MAX_FILE_BYTES,
-    check_file,
-    export_document,
-    import_document,
-    import_file,
-    parse_document,
-    validate,
-    validate_in,
-)
+from storage.dataio import MAX_FILE_BYTES
+from storage.dataio import check_file
+from storage.dataio import export_document
+from storage.dataio import import_document
+from storage.dataio import import_file
+from storage.dataio import parse_document
+from storage.dataio import validate
+from storage.dataio import validate_in
 from storage.dataio.yamlio import MAX_DEPTH
 from storage.db import Database
-from storage.models import ChairRotation, DutyRoom, Liaison, Meeting, Roster, Unit
+from storage.models import ChairRotation
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Meeting
+from storage.models import Roster
+from storage.models import Unit
 from storage.search.liaisons import search_liaisons
-from views.import_report import (
-    SHOWN_PROBLEMS,
-    import_summary,
-    problem_text,
-    render_problem,
-)
+from views.import_report import SHOWN_PROBLEMS
+from views.import_report import import_summary
+from views.import_report import problem_text
+from views.import_report import render_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample.yaml"

@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError
+from bot.config import load_settings
 from bot.emulator import BotApiEmulator
 from bot.health import check_scheduler
 from bot.leader import APPLICATION_NAME
 from bot.plans.meetings import NAME as MEETINGS
-from bot.scheduler import JOB_PREFIX, Occurrence, claim_occurrences
+from bot.scheduler import JOB_PREFIX
+from bot.scheduler import Occurrence
+from bot.scheduler import claim_occurrences
 from storage import lease
 from storage.db import Database
-from storage.lease import SCHEDULER, Fence, Fenced
+from storage.lease import SCHEDULER
+from storage.lease import Fence
+from storage.lease import Fenced
 from storage.models import ScheduleMark
-from tests.cluster import FIRST_ROOM, eventually, reminders_sent, seed_reminder
+from tests.cluster import FIRST_ROOM
+from tests.cluster import eventually
+from tests.cluster import reminders_sent
+from tests.cluster import seed_reminder
 from tools.testing import BotHarness
 
 RETRY = 0.2

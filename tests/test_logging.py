@@ -16,12 +16,20 @@ import pytest
 
 from bot.config import load_settings
 from bot.emulator import BotApiEmulator
-from bot.logs import PHONE, REDACTED, RedactingFilter, setup_logging
+from bot.logs import PHONE
+from bot.logs import REDACTED
+from bot.logs import RedactingFilter
+from bot.logs import setup_logging
 from core.normalize import normalize_phone
 from storage.dataio.yamlio import load_yaml
-from tests.cluster import SECRET, BotProcess, eventually, free_port, webhook_env
+from tests.cluster import SECRET
+from tests.cluster import BotProcess
+from tests.cluster import eventually
+from tests.cluster import free_port
+from tests.cluster import webhook_env
 from tests.conftest import SAMPLE_ADMIN
-from tools.testing import TEST_TOKEN, BotHarness
+from tools.testing import TEST_TOKEN
+from tools.testing import BotHarness
 
 ADMIN_ID = 910000001
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
-from storage.models import AuditEntry, OutboxMessage
-from tools.testing import BotHarness, Sent
+from storage.models import AuditEntry
+from storage.models import OutboxMessage
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 ADMIN = 910000001  # 周立新, administrator in 甘肃 (西北), zh-Hans
 NORTHWEST_COORDINATOR = 910000002  # 马建军, coordinator in 甘肃: 西北, where 四川 is a partner

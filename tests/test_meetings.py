@@ -5,7 +5,9 @@ cancellation notices, calendars that parse back, and polite refusals."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
 from icalendar import Calendar
@@ -14,20 +16,23 @@ from sqlalchemy import select
 from bot.emulator import BotApiEmulator
 from bot.plans.meetings import send_tally
 from core.clock import FakeClock
-from core.enums import MeetingKind, MeetingStatus, Role, Rsvp
+from core.enums import MeetingKind
+from core.enums import MeetingStatus
+from core.enums import Role
+from core.enums import Rsvp
 from storage.db import Database
-from storage.meetings import create_meeting, get_meeting
-from storage.models import (
-    AuditEntry,
-    DutyRoom,
-    Meeting,
-    ScheduleMark,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
-from tools.testing import BotHarness, Sent
+from storage.meetings import create_meeting
+from storage.meetings import get_meeting
+from storage.models import AuditEntry
+from storage.models import DutyRoom
+from storage.models import Meeting
+from storage.models import ScheduleMark
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 ADMIN_ID = 910000001
 COORD_ID = 910000011

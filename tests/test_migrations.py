@@ -10,7 +10,8 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
-from storage.migrate import FTS_TABLE_SUFFIXES, autogenerate_filter
+from storage.migrate import FTS_TABLE_SUFFIXES
+from storage.migrate import autogenerate_filter
 from storage.models import Base
 
 

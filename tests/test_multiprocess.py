@@ -16,11 +16,16 @@ import contextlib
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
 
 from bot.breaker import THRESHOLD
 from bot.emulator import BotApiEmulator
@@ -28,23 +33,22 @@ from bot.leader import CHANNEL
 from core.enums import OutboxState
 from storage import lease
 from storage.db import Database
-from storage.models import OutboxMessage, ScheduleMark
-from tests.cluster import (
-    COORDINATOR,
-    BotProcess,
-    RoundRobinProxy,
-    all_sent,
-    broadcast,
-    broadcast_counts,
-    eventually,
-    extra_attempts,
-    free_port,
-    reminders_sent,
-    rooms,
-    rows_in_state,
-    seed_reminder,
-    webhook_env,
-)
+from storage.models import OutboxMessage
+from storage.models import ScheduleMark
+from tests.cluster import COORDINATOR
+from tests.cluster import BotProcess
+from tests.cluster import RoundRobinProxy
+from tests.cluster import all_sent
+from tests.cluster import broadcast
+from tests.cluster import broadcast_counts
+from tests.cluster import eventually
+from tests.cluster import extra_attempts
+from tests.cluster import free_port
+from tests.cluster import reminders_sent
+from tests.cluster import rooms
+from tests.cluster import rows_in_state
+from tests.cluster import seed_reminder
+from tests.cluster import webhook_env
 from tools.testing import TEST_TOKEN
 
 ROOMS = 500

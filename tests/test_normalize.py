@@ -6,18 +6,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.normalize import (
-    fold_unit_suffix,
-    fold_zone_suffix,
-    normalize,
-    normalize_many,
-    normalize_phone,
-    normalize_with_map,
-    query_terms,
-    snippet,
-)
-from core.tokens import FILLER, char_tokens, stream_tokens, term_pattern
-from core.vocabulary import VocabItem, Vocabulary, closest_names, parse_query, suggest
+from core.normalize import fold_unit_suffix
+from core.normalize import fold_zone_suffix
+from core.normalize import normalize
+from core.normalize import normalize_many
+from core.normalize import normalize_phone
+from core.normalize import normalize_with_map
+from core.normalize import query_terms
+from core.normalize import snippet
+from core.tokens import FILLER
+from core.tokens import char_tokens
+from core.tokens import stream_tokens
+from core.tokens import term_pattern
+from core.vocabulary import VocabItem
+from core.vocabulary import Vocabulary
+from core.vocabulary import closest_names
+from core.vocabulary import parse_query
+from core.vocabulary import suggest
 
 SICHUAN, GANSU, YUNNAN, XINJIANG, NEIMENG, CHENGDU = 1, 2, 3, 4, 5, 6
 CID, ORDER, NARCOTICS = 11, 12, 13

@@ -11,25 +11,34 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
-from core.enums import NoticeKind, NoticeStatus, Severity
-from core.notices import TEXT_MAX, NoticeDraft, NoticePolicy
-from services.notices import create_notice, send_notice
+from core.enums import NoticeKind
+from core.enums import NoticeStatus
+from core.enums import Severity
+from core.notices import TEXT_MAX
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
+from services.notices import create_notice
+from services.notices import send_notice
 from storage import notices as store
 from storage.db import Database
-from storage.models import DutyRoom, Notice, NoticeDelivery, OutboxMessage, User
-from tests.test_requests_support import (
-    SICHUAN_ROOM,
-    T0,
-    YUNNAN_ROOM,
-    Directory,
-    add_people,
-    make_directory,
-)
-from tools.testing import BotHarness, Sent
+from storage.models import DutyRoom
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import OutboxMessage
+from storage.models import User
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import YUNNAN_ROOM
+from tests.test_requests_support import Directory
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 CHONGQING_ROOM = -1001000000301  # registered, but the bot is not in it: delivery fails
 COORDINATOR = 401  # English

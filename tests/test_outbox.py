@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from sqlalchemy import func
+from sqlalchemy import select
+from telegram import InlineKeyboardButton
+from telegram import InlineKeyboardMarkup
 
 from core.enums import OutboxState
-from storage import chat_status, outbox, outbox_claims
+from storage import chat_status
+from storage import outbox
+from storage import outbox_claims
 from storage.db import Database
-from storage.models import ChatStatus, OutboxMessage
+from storage.models import ChatStatus
+from storage.models import OutboxMessage
 
 T0 = datetime(2030, 1, 1, 8, 0, tzinfo=UTC)
 GROUP_A, GROUP_B, GROUP_C = -1001, -1002, -1003

@@ -9,15 +9,19 @@ that ends before it starts, instead of taking such a word for a unit's name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 from telegram.ext import ConversationHandler
 
 from bot.config import LANGUAGES
-from core.periods import Period, PeriodProblem, parse_period
+from core.periods import Period
+from core.periods import PeriodProblem
+from core.periods import parse_period
 from i18n import t
 from tools.testing import BotHarness
 

@@ -15,7 +15,9 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,17 +25,17 @@ from sqlalchemy.engine import make_url
 
 from bot.emulator import BotApiEmulator
 from bot.scheduler import JOB_PREFIX
-from tests.cluster import (
-    FIRST_ROOM,
-    all_sent,
-    broadcast,
-    broadcast_counts,
-    eventually,
-    reminders_sent,
-    rooms,
-    seed_reminder,
-)
-from tests.conftest import SAMPLE_ADMIN, SAMPLE_OFFICER, unavailable
+from tests.cluster import FIRST_ROOM
+from tests.cluster import all_sent
+from tests.cluster import broadcast
+from tests.cluster import broadcast_counts
+from tests.cluster import eventually
+from tests.cluster import reminders_sent
+from tests.cluster import rooms
+from tests.cluster import seed_reminder
+from tests.conftest import SAMPLE_ADMIN
+from tests.conftest import SAMPLE_OFFICER
+from tests.conftest import unavailable
 from tests.test_leader import meeting_jobs as due_jobs
 from tools.testing import BotHarness
 from tools.testing_db import postgres_admin_url

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
-from core.quota import (
-    AlertKind,
-    Policy,
-    View,
-    Window,
-    alert_due,
-    alert_key,
-    paging_run,
-    pattern,
-    usage,
-    verdict,
-)
+from core.quota import AlertKind
+from core.quota import Policy
+from core.quota import View
+from core.quota import Window
+from core.quota import alert_due
+from core.quota import alert_key
+from core.quota import paging_run
+from core.quota import pattern
+from core.quota import usage
+from core.quota import verdict
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 POLICY = Policy(hour=10, day=20, burst_units=4, burst_minutes=10, paging_pages=4)

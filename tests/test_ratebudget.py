@@ -22,15 +22,28 @@ from sqlalchemy import select
 from telegram.error import RetryAfter
 
 from bot.emulator import BotApiEmulator
-from bot.ratebudget.budget import BOOKING_MAX, OUTBOX_HORIZON, SLOT_GRACE, Priority, SendBudget
-from bot.ratebudget.ledger import MARGIN, SlotLedger, local_slots
-from bot.ratebudget.limiter import BudgetRateLimiter, budgeted, slot_taken
-from core.enums import NoticeKind, Role, Severity
-from core.notices import NoticeDraft, NoticePolicy
+from bot.ratebudget.budget import BOOKING_MAX
+from bot.ratebudget.budget import OUTBOX_HORIZON
+from bot.ratebudget.budget import SLOT_GRACE
+from bot.ratebudget.budget import Priority
+from bot.ratebudget.budget import SendBudget
+from bot.ratebudget.ledger import MARGIN
+from bot.ratebudget.ledger import SlotLedger
+from bot.ratebudget.ledger import local_slots
+from bot.ratebudget.limiter import BudgetRateLimiter
+from bot.ratebudget.limiter import budgeted
+from bot.ratebudget.limiter import slot_taken
+from core.enums import NoticeKind
+from core.enums import Role
+from core.enums import Severity
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
 from services.notices import create_notice
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import DutyRoom, Unit, User
+from storage.models import DutyRoom
+from storage.models import Unit
+from storage.models import User
 from storage.sendbudget import Booking
 from tests.cluster import eventually
 from tests.conftest import SAMPLE_NOW

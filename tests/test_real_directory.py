@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import (
-    HANT_ADMIN,
-    HANT_COORDINATOR,
-    HANT_DUTY_OFFICER,
-    HANT_ENGLISH,
-    HANT_OFFICER,
-    HANT_SIMPLIFIED_DUTY,
-    SAMPLE_ADMIN,
-)
+from tests.conftest import HANT_ADMIN
+from tests.conftest import HANT_COORDINATOR
+from tests.conftest import HANT_DUTY_OFFICER
+from tests.conftest import HANT_ENGLISH
+from tests.conftest import HANT_OFFICER
+from tests.conftest import HANT_SIMPLIFIED_DUTY
+from tests.conftest import SAMPLE_ADMIN
 from tools.testing import BotHarness
 
 # --------------------------------------------------------------------------- honest counts

@@ -10,20 +10,21 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage import requests as store
 from storage.db import Database
-from storage.models import AssistanceRequest, AuditEntry
-from tests.test_requests_support import (
-    SICHUAN_ROOM,
-    T0,
-    Directory,
-    add_people,
-    make_directory,
-)
-from tools.testing import BotHarness, Sent
+from storage.models import AssistanceRequest
+from storage.models import AuditEntry
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import Directory
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 REQUESTER, DUTY, DUTY2, CQ_LIAISON, COORDINATOR, OUTSIDER = 101, 201, 202, 301, 401, 501
 

@@ -3,18 +3,32 @@ data, periods and filters, statistics, and rendering in three languages."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from core import requests as rules
 from core.clock import time_zone
-from core.enums import RequestStatus, Role, Urgency
-from core.periods import Period, parse_period
-from core.requests import Action, Filters, Press, Scope, StatsRow
-from i18n import LANGUAGES, Translator
-from storage.models import AssistanceRequest, Mechanism, RequestEvent, Unit, User
+from core.enums import RequestStatus
+from core.enums import Role
+from core.enums import Urgency
+from core.periods import Period
+from core.periods import parse_period
+from core.requests import Action
+from core.requests import Filters
+from core.requests import Press
+from core.requests import Scope
+from core.requests import StatsRow
+from i18n import LANGUAGES
+from i18n import Translator
+from storage.models import AssistanceRequest
+from storage.models import Mechanism
+from storage.models import RequestEvent
+from storage.models import Unit
+from storage.models import User
 from views import requests as render
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -10,19 +10,20 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
 from storage import requests as store
 from storage.db import Database
-from storage.models import DutyRoom, ScheduleMark
-from tests.test_requests_support import (
-    SICHUAN_ROOM,
-    T0,
-    Directory,
-    add_people,
-    make_directory,
-)
-from tools.testing import BotHarness, Sent
+from storage.models import DutyRoom
+from storage.models import ScheduleMark
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import Directory
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 REQUESTER, DUTY, CQ_LIAISON, COORDINATOR = 101, 201, 301, 401
 CHONGQING_ROOM = -1001000000301

@@ -8,22 +8,23 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from core import requests as rules
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage.db import Database
-from storage.models import AssistanceRequest, OutboxMessage
-from tests.test_requests_support import (
-    SICHUAN_ROOM,
-    T0,
-    Directory,
-    add_people,
-    make_directory,
-)
-from tools.testing import BotHarness, Sent
+from storage.models import AssistanceRequest
+from storage.models import OutboxMessage
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import Directory
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 
 @pytest.fixture

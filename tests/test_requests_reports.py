@@ -7,7 +7,9 @@ import csv
 import io
 import warnings
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,14 +20,20 @@ from openpyxl import load_workbook
 from PIL import Image
 
 from bot import reports
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
 from core.enums import RequestStatus
 from core.periods import Period
 from core.requests import RequestStats
-from i18n import LANGUAGES, Translator
+from i18n import LANGUAGES
+from i18n import Translator
 from storage.db import Database
-from tests.test_requests_support import PEOPLE, SICHUAN_ROOM, T0, Directory, make_directory
+from tests.test_requests_support import PEOPLE
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import Directory
+from tests.test_requests_support import make_directory
 from tools.testing import BotHarness
 from views.request_reports import stats_figure
 

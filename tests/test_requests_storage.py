@@ -8,26 +8,35 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
 from core import requests as rules
-from core.enums import RequestStatus, Urgency
+from core.enums import RequestStatus
+from core.enums import Urgency
 from core.periods import Period
-from core.request_checks import Draft, DraftProblem, Policy, Verdict
-from core.requests import Action, Filters, Press, Scope
+from core.request_checks import Draft
+from core.request_checks import DraftProblem
+from core.request_checks import Policy
+from core.request_checks import Verdict
+from core.requests import Action
+from core.requests import Filters
+from core.requests import Press
+from core.requests import Scope
 from services import requests as service
 from storage import requests as store
 from storage.access import user_by_telegram_id
 from storage.db import Database
-from storage.models import (
-    AssistanceRequest,
-    AuditEntry,
-    OutboxMessage,
-    RequestCounter,
-    RequestEvent,
-    Unit,
-)
-from tests.test_requests_support import SICHUAN_ROOM, T0, Directory, make_directory
+from storage.models import AssistanceRequest
+from storage.models import AuditEntry
+from storage.models import OutboxMessage
+from storage.models import RequestCounter
+from storage.models import RequestEvent
+from storage.models import Unit
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import Directory
+from tests.test_requests_support import make_directory
 
 POLICY = Policy()
 

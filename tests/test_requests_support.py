@@ -4,12 +4,19 @@ outside it, a duty room for 四川 only, a linked liaison for 重庆, people in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 
 from bot.emulator import BotApiEmulator
 from core.enums import Role
 from storage.db import Database
-from storage.models import DutyRoom, Liaison, Mechanism, Unit, User, Zone, ZoneMembership
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)  # 09:00 in Beijing
 SICHUAN_ROOM = -1001000000201

@@ -5,7 +5,10 @@ swaps (nobody is reminded of a shift swapped away), restarts, and DST-safe hando
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,38 +16,34 @@ from sqlalchemy import select
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
 from core.clock import FakeClock
-from core.enums import (
-    MeetingKind,
-    NoticeKind,
-    NoticeStatus,
-    RequestStatus,
-    Role,
-    ShiftPattern,
-    SwapStatus,
-    Urgency,
-)
+from core.enums import MeetingKind
+from core.enums import NoticeKind
+from core.enums import NoticeStatus
+from core.enums import RequestStatus
+from core.enums import Role
+from core.enums import ShiftPattern
+from core.enums import SwapStatus
+from core.enums import Urgency
 from handlers.roster_common import parse_day
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import (
-    AssistanceRequest,
-    AuditEntry,
-    DutyRoom,
-    Liaison,
-    Meeting,
-    MeetingParticipant,
-    Notice,
-    NoticeDelivery,
-    Roster,
-    RosterMember,
-    ScheduleMark,
-    ShiftOverride,
-    ShiftSwap,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import AssistanceRequest
+from storage.models import AuditEntry
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import Roster
+from storage.models import RosterMember
+from storage.models import ScheduleMark
+from storage.models import ShiftOverride
+from storage.models import ShiftSwap
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
 from tools.testing import BotHarness
 
 ADMIN_ID = 910000001

@@ -6,28 +6,28 @@ with an officer without the bot confirmed by a coordinator, and units with two r
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select
 
-from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
-from storage.models import (
-    AuditEntry,
-    DutyRoom,
-    Roster,
-    RosterChange,
-    RosterMember,
-    ShiftOverride,
-    ShiftSwap,
-)
-from tests.conftest import (
-    HANT_ADMIN,
-    HANT_BEIJING_ROOM,
-    HANT_BEIJING_TRAFFIC_ROOM,
-    HANT_DUTY_OFFICER,
-    HANT_SIMPLIFIED_DUTY,
-    SAMPLE_ADMIN,
-    SAMPLE_STRANGER,
-)
-from tools.testing import BotHarness, Sent
+from core.enums import RosterChangeStatus
+from core.enums import ShiftPattern
+from core.enums import SwapStatus
+from storage.models import AuditEntry
+from storage.models import DutyRoom
+from storage.models import Roster
+from storage.models import RosterChange
+from storage.models import RosterMember
+from storage.models import ShiftOverride
+from storage.models import ShiftSwap
+from tests.conftest import HANT_ADMIN
+from tests.conftest import HANT_BEIJING_ROOM
+from tests.conftest import HANT_BEIJING_TRAFFIC_ROOM
+from tests.conftest import HANT_DUTY_OFFICER
+from tests.conftest import HANT_SIMPLIFIED_DUTY
+from tests.conftest import SAMPLE_ADMIN
+from tests.conftest import SAMPLE_STRANGER
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 # data/sample.yaml: 甘肃's daily roster from 2 November 08:30 — 张伟, 马建军, 何文静, 冯海涛,
 # 杨帆, 马占林. At SAMPLE_NOW (Wednesday 25 November, 11:00) 马占林 is on duty; then

@@ -13,14 +13,18 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import build_application
-from bot.config import Settings, load_settings
+from bot.config import Settings
+from bot.config import load_settings
 from bot.emulator import BotApiEmulator
 from bot.health import check_telegram
-from bot.runner import StartRefused, make_services, serve
+from bot.runner import StartRefused
+from bot.runner import make_services
+from bot.runner import serve
 from core.enums import OutboxState
 from storage import outbox
 from storage.models import OutboxMessage
-from tests.cluster import eventually, free_port
+from tests.cluster import eventually
+from tests.cluster import free_port
 from tools.testing import TEST_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from collections.abc import Sequence
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event
+from sqlalchemy import func
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import ApplicationBuilder
 
 from bot import scheduler as scheduler_module
-from bot.scheduler import Occurrence, Outcome, Scheduler
+from bot.scheduler import Occurrence
+from bot.scheduler import Outcome
+from bot.scheduler import Scheduler
 from storage import outbox
 from storage.db import Database
-from storage.models import OutboxMessage, ScheduleMark, SchedulerHeartbeat
+from storage.models import OutboxMessage
+from storage.models import ScheduleMark
+from storage.models import SchedulerHeartbeat
 from storage.schedules import beat
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)

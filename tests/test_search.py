@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy import update
 
-from core.enums import AgreementStatus, LiaisonRole, UnitLevel
+from core.enums import AgreementStatus
+from core.enums import LiaisonRole
+from core.enums import UnitLevel
 from storage.db import Database
-from storage.models import Agreement, Branch, Clause, Liaison, Mechanism, Unit, Zone, ZoneMembership
+from storage.models import Agreement
+from storage.models import Branch
+from storage.models import Clause
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Unit
+from storage.models import Zone
+from storage.models import ZoneMembership
 from storage.search.clauses import search_clauses
-from storage.search.index import ensure_search_index, refresh_search_index
-from storage.search.liaisons import LiaisonResults, MatchTier, search_liaisons
+from storage.search.index import ensure_search_index
+from storage.search.index import refresh_search_index
+from storage.search.liaisons import LiaisonResults
+from storage.search.liaisons import MatchTier
+from storage.search.liaisons import search_liaisons
 from storage.search.probe import check_search_backend
 from storage.search.vocabulary import suggest
 
@@ -531,7 +546,8 @@ async def test_ensure_index_and_backend_probe(db: Database) -> None:
         await session.execute(delete(Liaison).where(Liaison.active.is_(False)))
     # Empty the index, as right after the migration on an existing database.
     async with db.session() as session:
-        from storage.models import ClauseSearchRow, LiaisonSearchRow
+        from storage.models import ClauseSearchRow
+        from storage.models import LiaisonSearchRow
 
         await session.execute(delete(LiaisonSearchRow))
         await session.execute(delete(ClauseSearchRow))

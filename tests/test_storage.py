@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
 
 from storage import db as storage_db
 from storage.db import Database
-from storage.models import Unit, User
+from storage.models import Unit
+from storage.models import User
 
 
 async def test_times_come_back_aware_utc(db: Database) -> None:

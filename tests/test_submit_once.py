@@ -16,37 +16,43 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete
+from sqlalchemy import select
 
-from bot.emulator import ApiCall, BotApiEmulator
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
 from core.clock import FakeClock
-from core.enums import MeetingKind, NoticeKind, Severity, Urgency
-from core.notices import NoticeDraft, NoticePolicy
-from core.request_checks import Draft, Policy
+from core.enums import MeetingKind
+from core.enums import NoticeKind
+from core.enums import Severity
+from core.enums import Urgency
+from core.notices import NoticeDraft
+from core.notices import NoticePolicy
+from core.request_checks import Draft
+from core.request_checks import Policy
 from services import requests as request_service
 from services.notices import create_notice
 from storage.access import user_by_telegram_id
-from storage.db import AlreadySubmitted, Database, submit_once
+from storage.db import AlreadySubmitted
+from storage.db import Database
+from storage.db import submit_once
 from storage.meetings import create_meeting
-from storage.models import (
-    AssistanceRequest,
-    ConversationState,
-    Meeting,
-    Notice,
-    NoticeDelivery,
-    OutboxMessage,
-    User,
-)
+from storage.models import AssistanceRequest
+from storage.models import ConversationState
+from storage.models import Meeting
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import OutboxMessage
+from storage.models import User
 from tests import test_meetings as meetings
-from tests.test_requests_support import (
-    SICHUAN_ROOM,
-    T0,
-    YUNNAN_ROOM,
-    Directory,
-    add_people,
-    make_directory,
-)
-from tools.testing import BotHarness, Sent
+from tests.test_requests_support import SICHUAN_ROOM
+from tests.test_requests_support import T0
+from tests.test_requests_support import YUNNAN_ROOM
+from tests.test_requests_support import Directory
+from tests.test_requests_support import add_people
+from tests.test_requests_support import make_directory
+from tools.testing import BotHarness
+from tools.testing import Sent
 
 REQUESTER, ADMIN = 101, 901
 

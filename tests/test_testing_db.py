@@ -7,22 +7,24 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, select
+from sqlalchemy import Column
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
 from storage.dataio import import_file
 from storage.db import Database
-from storage.models import Base, Unit, UTCDateTime
-from tests.conftest import SAMPLE_NOW, unavailable
-from tools.testing_db import (
-    TABLES,
-    TestDatabases,
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_admin_url,
-    postgres_available,
-)
+from storage.models import Base
+from storage.models import Unit
+from storage.models import UTCDateTime
+from tests.conftest import SAMPLE_NOW
+from tests.conftest import unavailable
+from tools.testing_db import TABLES
+from tools.testing_db import TestDatabases
+from tools.testing_db import create_postgres_database
+from tools.testing_db import drop_postgres_database
+from tools.testing_db import postgres_admin_url
+from tools.testing_db import postgres_available
 
 
 @pytest.mark.parametrize("given", [

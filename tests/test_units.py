@@ -14,7 +14,9 @@ from storage.dataio import import_file
 from storage.db import Database
 from storage.models import Unit
 from storage.requests import peer_units
-from storage.units import PARTIAL_LIMIT, find_units, zone_ids_of
+from storage.units import PARTIAL_LIMIT
+from storage.units import find_units
+from storage.units import zone_ids_of
 
 
 async def seed(db: Database) -> dict[str, int]:

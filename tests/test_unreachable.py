@@ -15,26 +15,31 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 from telegram import Bot
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest
+from telegram.error import Forbidden
+from telegram.error import NetworkError
+from telegram.error import RetryAfter
+from telegram.error import TimedOut
 
-from bot.breaker import THRESHOLD, CircuitBreaker, heard
+from bot.breaker import THRESHOLD
+from bot.breaker import CircuitBreaker
+from bot.breaker import heard
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from core.enums import OutboxState
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage
-from tests.cluster import (
-    RoundRobinProxy,
-    all_sent,
-    broadcast,
-    broadcast_counts,
-    eventually,
-    extra_attempts,
-    rooms,
-    rows_in_state,
-)
-from tools.testing import TEST_TOKEN, BotHarness
+from tests.cluster import RoundRobinProxy
+from tests.cluster import all_sent
+from tests.cluster import broadcast
+from tests.cluster import broadcast_counts
+from tests.cluster import eventually
+from tests.cluster import extra_attempts
+from tests.cluster import rooms
+from tests.cluster import rows_in_state
+from tools.testing import TEST_TOKEN
+from tools.testing import BotHarness
 
 ROOMS = 40
 GROUP = -1004000000001

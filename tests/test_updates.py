@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
-from telegram import Chat, Message, Update, User
+from telegram import Chat
+from telegram import Message
+from telegram import Update
+from telegram import User
 
 from bot.app import build_application
 from bot.config import Settings
-from bot.updates import OrderedUpdateProcessor, ordering_keys
+from bot.updates import OrderedUpdateProcessor
+from bot.updates import ordering_keys
 
 GROUP = -100123
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from typing import cast
 
 import pytest
@@ -16,15 +18,25 @@ from sqlalchemy import select
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.config import BotMode, Settings, load_settings
+from bot.config import BotMode
+from bot.config import Settings
+from bot.config import load_settings
 from bot.emulator import BotApiEmulator
-from bot.runner import StartRefused, make_services, serve
+from bot.runner import StartRefused
+from bot.runner import make_services
+from bot.runner import serve
 from bot.updates import OrderedUpdateProcessor
 from storage.db import Database
 from storage.models import HandledUpdate
-from tests.cluster import SECRET, RoundRobinProxy, eventually, free_port
-from tests.test_requests_support import PEOPLE, make_directory
-from tools.testing import MESSAGE_METHODS, TEST_TOKEN, Sent
+from tests.cluster import SECRET
+from tests.cluster import RoundRobinProxy
+from tests.cluster import eventually
+from tests.cluster import free_port
+from tests.test_requests_support import PEOPLE
+from tests.test_requests_support import make_directory
+from tools.testing import MESSAGE_METHODS
+from tools.testing import TEST_TOKEN
+from tools.testing import Sent
 
 ADMIN_ID = 910000001
 USERS = range(930000001, 930000021)

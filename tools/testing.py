@@ -8,7 +8,8 @@ Used by the tests and the benchmarks (not shipped in the wheel):
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,11 +17,16 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application
 
-from bot.app import build_application, shutdown, startup
-from bot.config import Settings, load_settings
+from bot.app import build_application
+from bot.app import shutdown
+from bot.app import startup
+from bot.config import Settings
+from bot.config import load_settings
 from bot.emulator import EMULATOR_TOKEN as TEST_TOKEN
-from bot.emulator import ApiCall, BotApiEmulator
-from bot.services import Services, system_now
+from bot.emulator import ApiCall
+from bot.emulator import BotApiEmulator
+from bot.services import Services
+from bot.services import system_now
 from storage.db import Database
 
 

@@ -27,7 +27,10 @@ from sqlalchemy.engine import make_url
 
 from bot.config import async_database_url
 from storage.dataio import import_file
-from storage.db import PGBOUNCER_FLAG, Database, create_engine, through_pgbouncer
+from storage.db import PGBOUNCER_FLAG
+from storage.db import Database
+from storage.db import create_engine
+from storage.db import through_pgbouncer
 from storage.migrate import upgrade
 from storage.models import Base
 

@@ -6,15 +6,20 @@ it is called now), and the exact action recorded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timedelta
 from html import escape
 from zoneinfo import ZoneInfo
 
-from core.audit import Named, action_kind, canonical
+from core.audit import Named
+from core.audit import action_kind
+from core.audit import canonical
 from i18n import Translator
 from i18n.formats import fmt_when
-from storage.models import AuditEntry, User
+from storage.models import AuditEntry
+from storage.models import User
 
 # Subject types with a name in the catalogue (audit.subject.<type>); others are shown
 # as recorded.

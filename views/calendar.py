@@ -8,12 +8,16 @@ matching VTIMEZONE, so a meeting in Asia/Urumqi shows at the right hour anywhere
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event
+from icalendar import Calendar
+from icalendar import Event
 
 PRODID = "-//Liaison Desk//警务协作值班助手//ZH"
 UID_DOMAIN = "liaison-desk"

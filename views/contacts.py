@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable
 
 from i18n import Translator
-from views.buttons import COPY_TEXT_MAX, Button
+from views.buttons import COPY_TEXT_MAX
+from views.buttons import Button
 
 # One button a row, so every label shows the whole name and number. A page of five
 # cards with two numbers each fits; past that the keyboard would bury the page's other

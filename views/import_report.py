@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 from i18n import t
 from storage.dataio import ImportReport
-from storage.dataio.problems import KIND_SUFFIX, REF_SUFFIX, Problem, segments
+from storage.dataio.problems import KIND_SUFFIX
+from storage.dataio.problems import REF_SUFFIX
+from storage.dataio.problems import Problem
+from storage.dataio.problems import segments
 
 SHOWN_PROBLEMS = 50  # a report lists this many problems, then counts the rest
 

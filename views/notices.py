@@ -11,13 +11,25 @@ from html import escape
 from typing import Any
 
 from core.clock import time_zone
-from core.enums import NoticeKind, NoticeStatus, OutboxState, Severity
-from core.notices import NoticePolicy, Tally, ack_data, went_late
+from core.enums import NoticeKind
+from core.enums import NoticeStatus
+from core.enums import OutboxState
+from core.enums import Severity
+from core.notices import NoticePolicy
+from core.notices import Tally
+from core.notices import ack_data
+from core.notices import went_late
 from i18n import Translator
-from storage.models import DutyRoom, Notice, NoticeDelivery, RoomState, User
+from storage.models import DutyRoom
+from storage.models import Notice
+from storage.models import NoticeDelivery
+from storage.models import RoomState
+from storage.models import User
 from views import HTML
 from views import requests as render
-from views.buttons import Button, Style, markup
+from views.buttons import Button
+from views.buttons import Style
+from views.buttons import markup
 
 SEVERITY_ICONS = {Severity.info: "🔵", Severity.important: "🟠", Severity.critical: "🔴"}
 LIST_LIMIT = 12  # rooms named per section of the status message

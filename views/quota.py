@@ -5,7 +5,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from core.quota import AlertKind, Pattern, Policy, Verdict, Window
+from core.quota import AlertKind
+from core.quota import Pattern
+from core.quota import Policy
+from core.quota import Verdict
+from core.quota import Window
 from i18n import Translator
 from i18n.formats import local_time
 from storage.models import User

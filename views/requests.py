@@ -6,7 +6,8 @@ are sent, in their language and time zone."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,16 +15,29 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import inspect
 
 from core import requests as rules
-from core.clock import FIRST_DAY, LAST_DAY, time_zone
-from core.enums import RequestStatus, Urgency
+from core.clock import FIRST_DAY
+from core.clock import LAST_DAY
+from core.clock import time_zone
+from core.enums import RequestStatus
+from core.enums import Urgency
 from core.periods import PeriodProblem
 from core.request_checks import Policy
-from core.requests import STATUS_ICONS, URGENCY_BADGES, Action, RequestStats
+from core.requests import STATUS_ICONS
+from core.requests import URGENCY_BADGES
+from core.requests import Action
+from core.requests import RequestStats
 from i18n import Translator
 from i18n.formats import fmt_minutes
-from storage.models import AssistanceRequest, DutyRoom, RequestEvent, Unit, User
+from storage.models import AssistanceRequest
+from storage.models import DutyRoom
+from storage.models import RequestEvent
+from storage.models import Unit
+from storage.models import User
 from views import HTML
-from views.buttons import Button, Style, in_rows, markup
+from views.buttons import Button
+from views.buttons import Style
+from views.buttons import in_rows
+from views.buttons import markup
 
 
 def urgency_label(tr: Translator, urgency: Urgency) -> str:

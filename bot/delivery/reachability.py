@@ -8,7 +8,8 @@ from typing import Any
 
 from telegram.error import TelegramError
 
-from bot.delivery.state import Job, WorkerState
+from bot.delivery.state import Job
+from bot.delivery.state import WorkerState
 from bot.ratebudget.window import wait_event as _wait
 
 # How long getMe may take to say Telegram answers (seconds), unless read_timeout is set.

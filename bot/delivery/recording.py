@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bot.delivery.state import Outcome, WorkerState
-from storage.chat_status import mark_chat_migrated, mark_chat_unreachable
+from bot.delivery.state import Outcome
+from bot.delivery.state import WorkerState
+from storage.chat_status import mark_chat_migrated
+from storage.chat_status import mark_chat_unreachable
 from storage.models import OutboxMessage
-from storage.outbox_claims import mark_failed, mark_retry, mark_sent
+from storage.outbox_claims import mark_failed
+from storage.outbox_claims import mark_retry
+from storage.outbox_claims import mark_sent
 
 log = logging.getLogger("bot.delivery")  # the package's one logger, as operators know it
 

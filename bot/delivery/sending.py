@@ -6,26 +6,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
-from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    Forbidden,
-    InvalidToken,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-)
+from telegram.error import BadRequest
+from telegram.error import ChatMigrated
+from telegram.error import Forbidden
+from telegram.error import InvalidToken
+from telegram.error import NetworkError
+from telegram.error import RetryAfter
+from telegram.error import TelegramError
 
 from bot.bot_api import quiet_typed_method_advice
 from bot.breaker import heard
 from bot.delivery.reachability import Reachability
 from bot.delivery.recording import Recording
-from bot.delivery.state import Job, Outcome
+from bot.delivery.state import Job
+from bot.delivery.state import Outcome
 from bot.ratebudget.budget import OutboxLane
-from bot.ratebudget.limiter import retry_after_seconds, slot_taken
+from bot.ratebudget.limiter import retry_after_seconds
+from bot.ratebudget.limiter import slot_taken
 from bot.ratebudget.window import SlidingWindow
 
 log = logging.getLogger("bot.delivery")  # the package's one logger, as operators know it

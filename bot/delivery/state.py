@@ -8,8 +8,10 @@ import collections
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,8 @@ from bot.ratebudget.budget import SendBudget
 from bot.ratebudget.window import SlidingWindow
 from core.enums import OutboxState
 from storage.db import Database
-from storage.models import OutboxMessage, utcnow
+from storage.models import OutboxMessage
+from storage.models import utcnow
 
 Clock = Callable[[], datetime]
 SentHook = Callable[[OutboxMessage], Awaitable[None]]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import random as random_module
-from collections import Counter, deque
+from collections import Counter
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
+from typing import get_args
 
 FaultKind = Literal["429", "500", "502", "timeout", "drop", "403_blocked", "400_chat_not_found"]
 KINDS: tuple[str, ...] = get_args(FaultKind)

@@ -7,7 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from bot.emulator.records import ApiError, utf16_len
+from bot.emulator.records import ApiError
+from bot.emulator.records import utf16_len
 
 HTML_ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)([^<>]*)>")

@@ -7,8 +7,10 @@ import json
 import re
 from typing import Any
 
-from bot.emulator.records import ApiCall, ApiError
-from bot.emulator.state import MEMBER_TYPES, TelegramState
+from bot.emulator.records import ApiCall
+from bot.emulator.records import ApiError
+from bot.emulator.state import MEMBER_TYPES
+from bot.emulator.state import TelegramState
 
 COMMAND = re.compile(r"[a-z0-9_]{1,32}")
 LANGUAGE = re.compile(r"[a-z]{2}")

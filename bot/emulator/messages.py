@@ -8,8 +8,12 @@ import re
 from typing import Any
 
 from bot.emulator.formatting import parse_html
-from bot.emulator.records import ApiCall, ApiError, StoredFile, utf16_len
-from bot.emulator.spec import SCALARS, Method
+from bot.emulator.records import ApiCall
+from bot.emulator.records import ApiError
+from bot.emulator.records import StoredFile
+from bot.emulator.records import utf16_len
+from bot.emulator.spec import SCALARS
+from bot.emulator.spec import Method
 from bot.emulator.state import TelegramState
 
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and "

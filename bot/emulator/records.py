@@ -4,7 +4,8 @@ each call as it understood it, and the counters benchmarks read."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 BOT_ID = 7000000001

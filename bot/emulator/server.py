@@ -16,16 +16,25 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
-from bot.emulator.faults import Fault, Faults, Limits
+from bot.emulator.faults import Fault
+from bot.emulator.faults import Faults
+from bot.emulator.faults import Limits
 from bot.emulator.lookups import Lookups
 from bot.emulator.messages import Messages
-from bot.emulator.records import BOT_ID, ApiCall, ApiError, StoredFile
-from bot.emulator.spec import Kind, Method, Problem, decode
+from bot.emulator.records import BOT_ID
+from bot.emulator.records import ApiCall
+from bot.emulator.records import ApiError
+from bot.emulator.records import StoredFile
+from bot.emulator.spec import Kind
+from bot.emulator.spec import Method
+from bot.emulator.spec import Problem
+from bot.emulator.spec import decode
 from bot.emulator.updates import UpdatesIn
 
 # How Telegram words some refusals of a rule the spec states ("Type.field" as in

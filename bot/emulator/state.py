@@ -7,14 +7,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections import deque
+from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 
-from bot.emulator.records import ApiError, Stats, StoredFile
-from bot.emulator.spec import Spec, load_spec
+from bot.emulator.records import ApiError
+from bot.emulator.records import Stats
+from bot.emulator.records import StoredFile
+from bot.emulator.spec import Spec
+from bot.emulator.spec import load_spec
 
 UPDATE_TYPES = ("message", "edited_message", "channel_post", "edited_channel_post",
                 "business_connection", "business_message", "edited_business_message",

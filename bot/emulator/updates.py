@@ -11,8 +11,12 @@ from typing import Any
 import aiohttp
 
 from bot.emulator.formatting import detect_entities
-from bot.emulator.records import ApiCall, ApiError, StoredFile
-from bot.emulator.state import DEFAULT_ALLOWED, MEMBER_TYPES, TelegramState
+from bot.emulator.records import ApiCall
+from bot.emulator.records import ApiError
+from bot.emulator.records import StoredFile
+from bot.emulator.state import DEFAULT_ALLOWED
+from bot.emulator.state import MEMBER_TYPES
+from bot.emulator.state import TelegramState
 
 
 class UpdatesIn(TelegramState):

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 PLANNERS: list[Callable[[Services], Planner]] = []
 
-from bot.plans import chair, meetings, roster  # noqa: E402
+from bot.plans import chair  # noqa: E402
+from bot.plans import meetings  # noqa: E402
+from bot.plans import roster  # noqa: E402
 
 PLANNERS += [meetings.planner, roster.planner, chair.planner]
 

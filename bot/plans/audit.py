@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import FeaturePlanner, Occurrence
-from core.clock import local_instant, time_zone
+from bot.scheduler import FeaturePlanner
+from bot.scheduler import Occurrence
+from core.clock import local_instant
+from core.clock import time_zone
 from storage.access import audit
 from storage.audit_chain import locked_head
-from storage.audit_retention import ArchiveRefused, archive_before
+from storage.audit_retention import ArchiveRefused
+from storage.audit_retention import archive_before
 
 if TYPE_CHECKING:
     from bot.services import Services

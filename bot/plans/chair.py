@@ -13,21 +13,32 @@ advances at the handover" needs no stored pointer that could drift.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from html import escape
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import DEFAULT_LOOKBACK, FeaturePlanner, Occurrence, claim_occurrence
-from core.chair import ChairSpec, ChairTerm, chair_at, handover_reminder_instants, term_start
+from bot.scheduler import DEFAULT_LOOKBACK
+from bot.scheduler import FeaturePlanner
+from bot.scheduler import Occurrence
+from bot.scheduler import claim_occurrence
+from core.chair import ChairSpec
+from core.chair import ChairTerm
+from core.chair import chair_at
+from core.chair import handover_reminder_instants
+from core.chair import term_start
 from core.schedule import offset_label
 from i18n import Translator
-from i18n.formats import fmt_minutes, fmt_when
+from i18n.formats import fmt_minutes
+from i18n.formats import fmt_when
 from storage import outbox
 from storage.access import audit
-from storage.chair import chair_rotation_for_zone, chair_rotations
-from storage.models import ChairRotation, Unit
+from storage.chair import chair_rotation_for_zone
+from storage.chair import chair_rotations
+from storage.models import ChairRotation
+from storage.models import Unit
 from storage.schedules import rooms_for_units
 from views import HTML
 

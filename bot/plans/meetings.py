@@ -13,24 +13,39 @@ The renderers here are shared with handlers/meeting_*.py (announcements, RSVP ed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import FeaturePlanner, Occurrence, claim_occurrence
-from core.enums import MeetingStatus, Rsvp
-from core.schedule import offset_label, reminders_before
+from bot.scheduler import FeaturePlanner
+from bot.scheduler import Occurrence
+from bot.scheduler import claim_occurrence
+from core.enums import MeetingStatus
+from core.enums import Rsvp
+from core.schedule import offset_label
+from core.schedule import reminders_before
 from i18n import Translator
-from i18n.formats import fmt_minutes, fmt_span, fmt_when
+from i18n.formats import fmt_minutes
+from i18n.formats import fmt_span
+from i18n.formats import fmt_when
 from storage import outbox
 from storage.access import audit
-from storage.meetings import get_meeting, meetings_starting_between
-from storage.models import DutyRoom, Meeting, MeetingParticipant, Unit, User
+from storage.meetings import get_meeting
+from storage.meetings import meetings_starting_between
+from storage.models import DutyRoom
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import Unit
+from storage.models import User
 from storage.schedules import rooms_for_units
 from views import HTML
-from views.buttons import Button, Style, markup
+from views.buttons import Button
+from views.buttons import Style
+from views.buttons import markup
 
 if TYPE_CHECKING:
     from bot.services import Services

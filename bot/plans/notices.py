@@ -23,17 +23,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import FeaturePlanner, Occurrence
+from bot.scheduler import FeaturePlanner
+from bot.scheduler import Occurrence
 from core.enums import NoticeStatus
-from core.notices import NoticePolicy, notice_id_of_key
+from core.notices import NoticePolicy
+from core.notices import notice_id_of_key
 from services import notices as service
 from storage import notices as store
-from storage.models import Notice, OutboxMessage
+from storage.models import Notice
+from storage.models import OutboxMessage
 
 if TYPE_CHECKING:
     from bot.services import Services

@@ -16,12 +16,14 @@ down is still sent (marked late): an unanswered request must not go quiet.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import FeaturePlanner, Occurrence
+from bot.scheduler import FeaturePlanner
+from bot.scheduler import Occurrence
 from core.enums import RequestStatus
 from core.request_checks import Policy
 from core.requests import ACTIVE_STATUSES

@@ -17,31 +17,46 @@ late or "missed" messages for shifts that were planned differently.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from datetime import timedelta
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import DEFAULT_LOOKBACK, FeaturePlanner, Occurrence, claim_occurrence
+from bot.scheduler import DEFAULT_LOOKBACK
+from bot.scheduler import FeaturePlanner
+from bot.scheduler import Occurrence
+from bot.scheduler import claim_occurrence
 from core.enums import RequestStatus
 from core.rotation import Shift
-from core.schedule import DEFAULT_SHIFT_OFFSETS, offset_label, reminders_before
+from core.schedule import DEFAULT_SHIFT_OFFSETS
+from core.schedule import offset_label
+from core.schedule import reminders_before
 from i18n import Translator
-from i18n.formats import fmt_clock, fmt_minutes, fmt_when
+from i18n.formats import fmt_clock
+from i18n.formats import fmt_minutes
+from i18n.formats import fmt_when
 from storage import outbox
 from storage.access import audit
-from storage.duty import RosterView, load_view, view_of
+from storage.duty import RosterView
+from storage.duty import load_view
+from storage.duty import view_of
 from storage.meetings import meetings_for_unit_between
-from storage.models import AssistanceRequest, Notice, Roster, RosterMember, ShiftOverride, User
-from storage.roster import (
-    active_rosters,
-    get_roster,
-    member_preferences,
-    member_telegram_ids,
-    overrides_between,
-)
-from storage.schedules import open_incoming_requests, unacknowledged_notices
+from storage.models import AssistanceRequest
+from storage.models import Notice
+from storage.models import Roster
+from storage.models import RosterMember
+from storage.models import ShiftOverride
+from storage.models import User
+from storage.roster import active_rosters
+from storage.roster import get_roster
+from storage.roster import member_preferences
+from storage.roster import member_telegram_ids
+from storage.roster import overrides_between
+from storage.schedules import open_incoming_requests
+from storage.schedules import unacknowledged_notices
 from views import HTML
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 
 from bot.ratebudget.ledger import SlotLedger
-from bot.ratebudget.window import SlidingWindow, wait_event
+from bot.ratebudget.window import SlidingWindow
+from bot.ratebudget.window import wait_event
 from storage import sendbudget
 
 log = logging.getLogger("bot.ratebudget")  # the package's one logger, as operators know it

@@ -8,7 +8,9 @@ import contextlib
 import contextvars
 import logging
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
+from collections.abc import Coroutine
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +18,8 @@ from telegram._utils.types import JSONDict
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
-from bot.ratebudget.budget import Priority, SendBudget
+from bot.ratebudget.budget import Priority
+from bot.ratebudget.budget import SendBudget
 
 log = logging.getLogger("bot.ratebudget")  # the package's one logger, as operators know it
 

@@ -25,8 +25,11 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,13 +38,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.access import audit
-from storage.dataio.apply import COUNTED, SectionCounts, apply_plan
+from storage.dataio.apply import COUNTED
+from storage.dataio.apply import SectionCounts
+from storage.dataio.apply import apply_plan
 from storage.dataio.export import export_document
-from storage.dataio.problems import Positions, Problem, Problems, with_lines
-from storage.dataio.resolve import Existing, Plan, resolve
-from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, check_shape
-from storage.dataio.state import existing_from, load_state
-from storage.dataio.yamlio import YamlError, dump_yaml, load_yaml
+from storage.dataio.problems import Positions
+from storage.dataio.problems import Problem
+from storage.dataio.problems import Problems
+from storage.dataio.problems import with_lines
+from storage.dataio.resolve import Existing
+from storage.dataio.resolve import Plan
+from storage.dataio.resolve import resolve
+from storage.dataio.schema import DEFAULT_ZONE
+from storage.dataio.schema import SECTIONS
+from storage.dataio.schema import check_shape
+from storage.dataio.state import existing_from
+from storage.dataio.state import load_state
+from storage.dataio.yamlio import YamlError
+from storage.dataio.yamlio import dump_yaml
+from storage.dataio.yamlio import load_yaml
 from storage.db import Database
 from storage.search.index import refresh_search_index
 

@@ -9,12 +9,16 @@ roster members, rotation order, meeting participants).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.enums import MembershipKind
@@ -22,25 +26,23 @@ from storage.dataio.catalog import fold
 from storage.dataio.resolve import Plan
 from storage.dataio.schema import SECTIONS
 from storage.dataio.state import State
-from storage.models import (
-    Agreement,
-    AgreementParty,
-    Branch,
-    ChairRotation,
-    ChairRotationEntry,
-    Clause,
-    DutyRoom,
-    Liaison,
-    Mechanism,
-    Meeting,
-    MeetingParticipant,
-    Roster,
-    RosterMember,
-    Unit,
-    User,
-    Zone,
-    ZoneMembership,
-)
+from storage.models import Agreement
+from storage.models import AgreementParty
+from storage.models import Branch
+from storage.models import ChairRotation
+from storage.models import ChairRotationEntry
+from storage.models import Clause
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Meeting
+from storage.models import MeetingParticipant
+from storage.models import Roster
+from storage.models import RosterMember
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
+from storage.models import ZoneMembership
 
 COUNTED = (*SECTIONS[:10], "clauses", "meetings")
 

@@ -8,7 +8,8 @@ case, not script (names that differ only by script are reported, `resolve.py`).
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 

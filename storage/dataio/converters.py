@@ -8,14 +8,18 @@ import calendar
 import enum
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from collections.abc import Callable
+from collections.abc import Mapping
+from datetime import date
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
 
 from core.clock import is_zone
-from core.meetings import parse_meeting_kind, parse_offset, parse_offsets
+from core.meetings import parse_meeting_kind
+from core.meetings import parse_offset
+from core.meetings import parse_offsets
 from storage.dataio.problems import Problems
 
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")

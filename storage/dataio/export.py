@@ -17,19 +17,24 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import time_zone
-from core.enums import LiaisonRole, MeetingStatus, MembershipKind, Role, UnitLevel
+from core.enums import LiaisonRole
+from core.enums import MeetingStatus
+from core.enums import MembershipKind
+from core.enums import Role
+from core.enums import UnitLevel
 from core.schedule import offset_label
-from storage.dataio.catalog import Catalog, fold
+from storage.dataio.catalog import Catalog
+from storage.dataio.catalog import fold
 from storage.dataio.resolve import Existing
-from storage.dataio.schema import (
-    DEFAULT_REMINDER_OFFSETS,
-    DEFAULT_SHIFT_STARTS,
-    DEFAULT_TERM_MONTHS,
-    DEFAULT_ZONE,
-    SECTIONS,
-)
-from storage.dataio.state import existing_from, load_state
-from storage.models import Liaison, User
+from storage.dataio.schema import DEFAULT_REMINDER_OFFSETS
+from storage.dataio.schema import DEFAULT_SHIFT_STARTS
+from storage.dataio.schema import DEFAULT_TERM_MONTHS
+from storage.dataio.schema import DEFAULT_ZONE
+from storage.dataio.schema import SECTIONS
+from storage.dataio.state import existing_from
+from storage.dataio.state import load_state
+from storage.models import Liaison
+from storage.models import User
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:

@@ -7,22 +7,23 @@ new name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from core.normalize import normalize
-from storage.dataio.catalog import (
-    Catalog,
-    Tiers,
-    agreement_tiers,
-    fold,
-    named_tiers,
-    unit_tiers,
-    zone_tiers,
-)
+from storage.dataio.catalog import Catalog
+from storage.dataio.catalog import Tiers
+from storage.dataio.catalog import agreement_tiers
+from storage.dataio.catalog import fold
+from storage.dataio.catalog import named_tiers
+from storage.dataio.catalog import unit_tiers
+from storage.dataio.catalog import zone_tiers
 from storage.dataio.converters import BAD
 from storage.dataio.problems import Problems
-from storage.dataio.schema import DEFAULT_ZONE, SECTIONS, usable
+from storage.dataio.schema import DEFAULT_ZONE
+from storage.dataio.schema import SECTIONS
+from storage.dataio.schema import usable
 
 
 @dataclass

@@ -7,52 +7,55 @@ kept as the text the file gave; `resolve.py` turns them into identities.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import DEFAULT_ZONE
-from core.enums import AgreementStatus, LiaisonRole, MeetingStatus, Role, ShiftPattern, UnitLevel
-from storage.dataio.converters import (
-    BAD,
-    Converter,
-    a_date,
-    a_datetime,
-    boolean,
-    chat_id,
-    choice,
-    code,
-    describe,
-    hhmm,
-    integer,
-    language,
-    list_of,
-    list_ok,
-    meeting_kind,
-    phone,
-    reference,
-    reminder_offsets,
-    room_reference,
-    telegram_user_id,
-    text,
-    timezone_name,
-)
+from core.enums import AgreementStatus
+from core.enums import LiaisonRole
+from core.enums import MeetingStatus
+from core.enums import Role
+from core.enums import ShiftPattern
+from core.enums import UnitLevel
+from storage.dataio.converters import BAD
+from storage.dataio.converters import Converter
+from storage.dataio.converters import a_date
+from storage.dataio.converters import a_datetime
+from storage.dataio.converters import boolean
+from storage.dataio.converters import chat_id
+from storage.dataio.converters import choice
+from storage.dataio.converters import code
+from storage.dataio.converters import describe
+from storage.dataio.converters import hhmm
+from storage.dataio.converters import integer
+from storage.dataio.converters import language
+from storage.dataio.converters import list_of
+from storage.dataio.converters import list_ok
+from storage.dataio.converters import meeting_kind
+from storage.dataio.converters import phone
+from storage.dataio.converters import reference
+from storage.dataio.converters import reminder_offsets
+from storage.dataio.converters import room_reference
+from storage.dataio.converters import telegram_user_id
+from storage.dataio.converters import text
+from storage.dataio.converters import timezone_name
 from storage.dataio.problems import Problems
-from storage.models import (
-    Agreement,
-    Branch,
-    Clause,
-    DutyRoom,
-    Liaison,
-    Mechanism,
-    Meeting,
-    RosterMember,
-    Unit,
-    User,
-    Zone,
-)
+from storage.models import Agreement
+from storage.models import Branch
+from storage.models import Clause
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Meeting
+from storage.models import RosterMember
+from storage.models import Unit
+from storage.models import User
+from storage.models import Zone
 
 SECTIONS: tuple[str, ...] = (
     "zones",

@@ -3,28 +3,32 @@ by identity (`State`), and as far as validating a file needs to know (`Existing`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.dataio.catalog import agreement_tiers, named_tiers, unit_tiers, zone_tiers
-from storage.dataio.resolve import Existing, LiaisonInfo, RoomInfo
-from storage.models import (
-    Agreement,
-    Branch,
-    ChairRotation,
-    Clause,
-    DutyRoom,
-    Liaison,
-    Mechanism,
-    Meeting,
-    Roster,
-    Unit,
-    Zone,
-)
+from storage.dataio.catalog import agreement_tiers
+from storage.dataio.catalog import named_tiers
+from storage.dataio.catalog import unit_tiers
+from storage.dataio.catalog import zone_tiers
+from storage.dataio.resolve import Existing
+from storage.dataio.resolve import LiaisonInfo
+from storage.dataio.resolve import RoomInfo
+from storage.models import Agreement
+from storage.models import Branch
+from storage.models import ChairRotation
+from storage.models import Clause
+from storage.models import DutyRoom
+from storage.models import Liaison
+from storage.models import Mechanism
+from storage.models import Meeting
+from storage.models import Roster
+from storage.models import Unit
+from storage.models import Zone
 
 
 @dataclass

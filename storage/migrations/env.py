@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import make_url
 
 from storage.db import create_engine
 from storage.migrate import autogenerate_filter

@@ -4,13 +4,25 @@ and what Telegram told us about chats."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
+from sqlalchemy import ForeignKey
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
 from core.enums import Role
-from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum, utcnow
+from storage.models.base import Base
+from storage.models.base import IntPK
+from storage.models.base import Timestamp
+from storage.models.base import UserRef
+from storage.models.base import belongs_to
+from storage.models.base import str_enum
+from storage.models.base import utcnow
 
 if TYPE_CHECKING:
     from storage.models.directory import Unit

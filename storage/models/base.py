@@ -5,11 +5,21 @@ tables repeat (SQLAlchemy's `Annotated` idiom: `id: Mapped[IntPK]`)."""
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import UTC
+from datetime import datetime
+from typing import Annotated
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, MetaData, String, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, MappedColumn, mapped_column
+from sqlalchemy import JSON
+from sqlalchemy import DateTime
+from sqlalchemy import Enum
+from sqlalchemy import ForeignKey
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import MappedColumn
+from sqlalchemy.orm import mapped_column
 
 
 def utcnow() -> datetime:

@@ -4,22 +4,30 @@ and the agreements with their clauses."""
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Date,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
+from sqlalchemy import Date
+from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
-from core.enums import AgreementStatus, LiaisonRole, MembershipKind, UnitLevel
-from storage.models.base import Base, Code, IntPK, belongs_to, str_enum
+from core.enums import AgreementStatus
+from core.enums import LiaisonRole
+from core.enums import MembershipKind
+from core.enums import UnitLevel
+from storage.models.base import Base
+from storage.models.base import Code
+from storage.models.base import IntPK
+from storage.models.base import belongs_to
+from storage.models.base import str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import DutyRoom

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
-from core.enums import MeetingKind, MeetingStatus, Rsvp
-from storage.models.base import Base, Code, IntPK, UserRef, belongs_to, str_enum
+from core.enums import MeetingKind
+from core.enums import MeetingStatus
+from core.enums import Rsvp
+from storage.models.base import Base
+from storage.models.base import Code
+from storage.models.base import IntPK
+from storage.models.base import UserRef
+from storage.models.base import belongs_to
+from storage.models.base import str_enum
 
 if TYPE_CHECKING:
-    from storage.models.directory import Unit, Zone
+    from storage.models.directory import Unit
+    from storage.models.directory import Zone
 
 
 class Meeting(Base):

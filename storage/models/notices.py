@@ -5,16 +5,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON
+from sqlalchemy import BigInteger
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
-from core.enums import NoticeKind, NoticeStatus, OutboxState, Severity
-from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum
+from core.enums import NoticeKind
+from core.enums import NoticeStatus
+from core.enums import OutboxState
+from core.enums import Severity
+from storage.models.base import Base
+from storage.models.base import IntPK
+from storage.models.base import Timestamp
+from storage.models.base import UserRef
+from storage.models.base import belongs_to
+from storage.models.base import str_enum
 
 if TYPE_CHECKING:
-    from storage.models.access import DutyRoom, User
+    from storage.models.access import DutyRoom
+    from storage.models.access import User
     from storage.models.directory import Unit
 
 

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
-from core.enums import RequestStatus, Urgency
-from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum
+from core.enums import RequestStatus
+from core.enums import Urgency
+from storage.models.base import Base
+from storage.models.base import IntPK
+from storage.models.base import Timestamp
+from storage.models.base import UserRef
+from storage.models.base import belongs_to
+from storage.models.base import str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import User
-    from storage.models.directory import Mechanism, Unit
+    from storage.models.directory import Mechanism
+    from storage.models.directory import Unit
 
 
 class AssistanceRequest(Base):

@@ -3,18 +3,35 @@ changes) and the chair rotation of a zone's joint meeting."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import date
+from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger
+from sqlalchemy import Date
+from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
-from core.enums import RosterChangeStatus, ShiftPattern, SwapStatus
-from storage.models.base import Base, IntPK, Timestamp, UserRef, belongs_to, str_enum
+from core.enums import RosterChangeStatus
+from core.enums import ShiftPattern
+from core.enums import SwapStatus
+from storage.models.base import Base
+from storage.models.base import IntPK
+from storage.models.base import Timestamp
+from storage.models.base import UserRef
+from storage.models.base import belongs_to
+from storage.models.base import str_enum
 
 if TYPE_CHECKING:
     from storage.models.access import DutyRoom
-    from storage.models.directory import Unit, Zone
+    from storage.models.directory import Unit
+    from storage.models.directory import Zone
 
 
 class Roster(Base):

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, TypeDecorator
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import TypeDecorator
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
 
-from storage.models.base import Base, belongs_to
+from storage.models.base import Base
+from storage.models.base import belongs_to
 
 
 class SearchTokens(TypeDecorator[list[str]]):

@@ -6,11 +6,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
+from sqlalchemy import Float
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import text
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
 
 from core.enums import OutboxState
-from storage.models.base import Base, IntPK, Timestamp, str_enum, utcnow
+from storage.models.base import Base
+from storage.models.base import IntPK
+from storage.models.base import Timestamp
+from storage.models.base import str_enum
+from storage.models.base import utcnow
 
 
 class OutboxMessage(Base):

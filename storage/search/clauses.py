@@ -8,10 +8,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.enums import AgreementStatus
-from core.normalize import normalize, query_terms, snippet
+from core.normalize import normalize
+from core.normalize import query_terms
+from core.normalize import snippet
 from core.tokens import term_pattern
 from storage.search import limits
-from storage.search.dialects import dialect_of, fetch, with_ctes
+from storage.search.dialects import dialect_of
+from storage.search.dialects import fetch
+from storage.search.dialects import with_ctes
 from storage.search.index import ID_MASK
 
 STATUS_SCORE = {0: 1.0, 1: 0.8, 2: 0.5, 3: 0.4}

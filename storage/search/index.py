@@ -8,26 +8,31 @@ clause id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.enums import AgreementStatus, LiaisonRole
-from core.normalize import normalize_many, normalize_phone
-from core.tokens import FILLER, index_tokens
+from core.enums import AgreementStatus
+from core.enums import LiaisonRole
+from core.normalize import normalize_many
+from core.normalize import normalize_phone
+from core.tokens import FILLER
+from core.tokens import index_tokens
 from storage.cache import bump_data_epoch
-from storage.models import (
-    Agreement,
-    Clause,
-    ClauseMechanism,
-    ClauseSearchRow,
-    Liaison,
-    LiaisonSearchRow,
-    Mechanism,
-)
-from storage.search.vocabulary import invalidate_after_transaction, strings_of
+from storage.models import Agreement
+from storage.models import Clause
+from storage.models import ClauseMechanism
+from storage.models import ClauseSearchRow
+from storage.models import Liaison
+from storage.models import LiaisonSearchRow
+from storage.models import Mechanism
+from storage.search.vocabulary import invalidate_after_transaction
+from storage.search.vocabulary import strings_of
 
 ID_MASK = (1 << 32) - 1
 ROLE_RANK = {LiaisonRole.primary: 0, LiaisonRole.backup: 1}

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.tokens import term_pattern
-from core.vocabulary import ParsedQuery, Suggestion, Vocabulary, parse_query
+from core.vocabulary import ParsedQuery
+from core.vocabulary import Suggestion
+from core.vocabulary import Vocabulary
+from core.vocabulary import parse_query
 from core.vocabulary import suggest as suggest_from_vocabulary
 from storage.cache import EpochCache
 from storage.search import limits
-from storage.search.dialects import Dialect, Filter, dialect_of, fetch, with_ctes
+from storage.search.dialects import Dialect
+from storage.search.dialects import Filter
+from storage.search.dialects import dialect_of
+from storage.search.dialects import fetch
+from storage.search.dialects import with_ctes
 from storage.search.index import ID_MASK
 from storage.search.vocabulary import load_vocabulary
 

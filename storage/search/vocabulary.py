@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import event
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.vocabulary import Suggestion, VocabItem, Vocabulary
+from core.vocabulary import Suggestion
+from core.vocabulary import VocabItem
+from core.vocabulary import Vocabulary
 from core.vocabulary import suggest as suggest_from_vocabulary
 from storage.cache import data_epoch
-from storage.models import Branch, Unit, Zone, ZoneMembership
+from storage.models import Branch
+from storage.models import Unit
+from storage.models import Zone
+from storage.models import ZoneMembership
 
 _vocabularies: dict[str, tuple[int, Vocabulary]] = {}
 

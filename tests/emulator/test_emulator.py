@@ -14,35 +14,39 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram import (
-    Bot,
-    BotCommand,
-    BotCommandScopeAllChatAdministrators,
-    BotCommandScopeAllGroupChats,
-    BotCommandScopeChat,
-    CopyTextButton,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InlineQueryResultArticle,
-    InputMediaPhoto,
-    InputTextMessageContent,
-    MenuButtonCommands,
-    Update,
-)
-from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, Conflict, Forbidden, NetworkError, RetryAfter, TimedOut
-from telegram.ext import (
-    Application,
-    ApplicationBuilder,
-    CallbackQueryHandler,
-    CommandHandler,
-    ContextTypes,
-    InlineQueryHandler,
-)
-from telegram.request import BaseRequest, HTTPXRequest
+from telegram import Bot
+from telegram import BotCommand
+from telegram import BotCommandScopeAllChatAdministrators
+from telegram import BotCommandScopeAllGroupChats
+from telegram import BotCommandScopeChat
+from telegram import CopyTextButton
+from telegram import InlineKeyboardButton
+from telegram import InlineKeyboardMarkup
+from telegram import InlineQueryResultArticle
+from telegram import InputMediaPhoto
+from telegram import InputTextMessageContent
+from telegram import MenuButtonCommands
+from telegram import Update
+from telegram.constants import ChatAction
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+from telegram.error import Conflict
+from telegram.error import Forbidden
+from telegram.error import NetworkError
+from telegram.error import RetryAfter
+from telegram.error import TimedOut
+from telegram.ext import Application
+from telegram.ext import ApplicationBuilder
+from telegram.ext import CallbackQueryHandler
+from telegram.ext import CommandHandler
+from telegram.ext import ContextTypes
+from telegram.ext import InlineQueryHandler
+from telegram.request import BaseRequest
+from telegram.request import HTTPXRequest
 
 from bot.bot_api import AiohttpRequest
-from bot.emulator import BotApiEmulator, load_spec
+from bot.emulator import BotApiEmulator
+from bot.emulator import load_spec
 from tests.cluster import eventually
 
 pytestmark = pytest.mark.asyncio
