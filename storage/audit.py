@@ -143,9 +143,3 @@ async def subjects_of(session: AsyncSession, entries: Sequence[AuditEntry]
             names.get((entry.subject_type, part), Named(part)) for part in _subject_ids(entry))
         for entry in entries if entry.subject_type and entry.subject_id
     }
-
-
-async def first_entry_at(session: AsyncSession) -> datetime | None:
-    """When the oldest entry still kept was written (by id: the primary key's index)."""
-    return (await session.execute(
-        select(AuditEntry.at).order_by(AuditEntry.id).limit(1))).scalar_one_or_none()

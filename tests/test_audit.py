@@ -41,7 +41,6 @@ from storage.audit_retention import verify
 from storage.db import Database
 from storage.models import AuditChain
 from storage.models import AuditEntry
-from storage.models import ScheduleMark
 from tests.test_cli import run
 from tools.testing import BotHarness
 
@@ -293,28 +292,6 @@ async def test_retention_archives_old_entries_and_the_chain_still_verifies(
 
     async with db.session() as session:  # and run again at once: nothing to do
         assert await archive_before(session, NOW - timedelta(days=190), archive_dir, NOW) is None
-
-
-async def test_a_new_desk_started_after_the_run_time_owes_no_retention(
-    emulator: BotApiEmulator, database_url: str, tmp_path: Path,
-) -> None:
-    """Started at 03:35 in Beijing on a new database, the desk ran that day's retention
-    late at once (an extra job and log line that broke tests run at 19:30–19:40 UTC);
-    nothing is owed before the first entry. With older entries, a missed run catches up."""
-    just_after = datetime(2026, 12, 6, 19, 35, tzinfo=UTC)  # 03:35 on the 7th in Beijing
-    async with BotHarness(emulator, database_url, now=FakeClock(just_after),
-                          audit_archive_dir=str(tmp_path)) as bot:
-        await bot.run_due()
-        async with bot.db.reading() as session:
-            keys = (await session.execute(select(ScheduleMark.key))).scalars().all()
-        assert not [key for key in keys if key.startswith("audit:retention:")]
-        async with bot.db.session() as session:
-            await audit_many(session, [{**audit_row("contact.view", actor_telegram_id=7),
-                                        "at": just_after - timedelta(days=3)}])
-        await bot.run_due()
-        async with bot.db.reading() as session:
-            keys = (await session.execute(select(ScheduleMark.key))).scalars().all()
-        assert "audit:retention:2026-12-07" in keys
 
 
 async def test_retention_never_archives_a_broken_chain(db: Database, tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ from bot.scheduler import Occurrence
 from core.clock import local_instant
 from core.clock import time_zone
 from storage.access import audit
-from storage.audit import first_entry_at
 from storage.audit_chain import locked_head
 from storage.audit_retention import ArchiveRefused
 from storage.audit_retention import archive_before
@@ -51,17 +50,12 @@ class AuditRetention(FeaturePlanner):
         self, session: AsyncSession, start: datetime, end: datetime
     ) -> Sequence[Occurrence]:
         zone = time_zone(self.default_zone)
-        # Nothing is owed before there were entries: a new desk started just after 03:30
-        # does not run (late) a retention with nothing to retain.
-        since = await first_entry_at(session)
-        if since is None:
-            return []
         found: list[Occurrence] = []
         day = start.astimezone(zone).date()
         while (due := local_instant(day, RUN_AT, zone)) < end:
             if due >= start:
                 found.append(Occurrence(f"audit:retention:{day.isoformat()}", due,
-                                        {"what": "audit_retention"}, since=since))
+                                        {"what": "audit_retention"}))
             day += timedelta(days=1)
         return found
 
