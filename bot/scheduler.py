@@ -218,8 +218,12 @@ class Scheduler:
                 await self._come_alive(now)
             since = self.window_start(now)
             for planner in self.planners.values():
+                # Housekeeping is owed nothing from before the first run on this database:
+                # a new desk started just after a daily run does not run it late at once.
+                start = max(since, self._first_alive or since) \
+                    if getattr(planner, "catches_up", False) else since
                 async with self.db.session() as session:
-                    due = [o for o in await planner.occurrences(session, since, now)
+                    due = [o for o in await planner.occurrences(session, start, now)
                            if o.since is None or o.due_at >= o.since]
                     unclaimed = await self._unclaimed(session, due)
                 ordered = [(planner.name, o) for o in sorted(unclaimed, key=lambda o: o.due_at)]

@@ -41,6 +41,7 @@ from storage.audit_retention import verify
 from storage.db import Database
 from storage.models import AuditChain
 from storage.models import AuditEntry
+from storage.models import ScheduleMark
 from tests.test_cli import run
 from tools.testing import BotHarness
 
@@ -292,6 +293,28 @@ async def test_retention_archives_old_entries_and_the_chain_still_verifies(
 
     async with db.session() as session:  # and run again at once: nothing to do
         assert await archive_before(session, NOW - timedelta(days=190), archive_dir, NOW) is None
+
+
+async def test_a_new_desk_started_after_the_run_time_owes_no_retention(
+    emulator: BotApiEmulator, database_url: str, tmp_path: Path,
+) -> None:
+    """Started at 03:35 in Beijing on a new database, the desk ran that day's retention
+    late at once (an extra job and log line that broke tests run at 19:30–19:40 UTC):
+    housekeeping is owed nothing from before the first run. The next day's run fires."""
+    just_after = datetime(2026, 12, 6, 19, 35, tzinfo=UTC)  # 03:35 on the 7th in Beijing
+    clock = FakeClock(just_after)
+    async with BotHarness(emulator, database_url, now=clock,
+                          audit_archive_dir=str(tmp_path)) as bot:
+        await bot.run_due()
+        async with bot.db.reading() as session:
+            keys = (await session.execute(select(ScheduleMark.key))).scalars().all()
+        assert not [key for key in keys if key.startswith("audit:retention:")]
+        clock.advance(days=1)
+        await bot.run_due()
+        async with bot.db.reading() as session:
+            keys = (await session.execute(select(ScheduleMark.key))).scalars().all()
+        assert [key for key in keys if key.startswith("audit:retention:")] == [
+            "audit:retention:2026-12-08"]
 
 
 async def test_retention_never_archives_a_broken_chain(db: Database, tmp_path: Path) -> None:
