@@ -36,6 +36,9 @@ from telegram.ext import BaseHandler
 from telegram.ext import CallbackQueryHandler
 from telegram.ext import CommandHandler
 from telegram.ext import ConversationHandler
+from telegram.ext import MessageHandler
+from telegram.ext import filters
+from telegram.ext.filters import BaseFilter
 
 from bot.commands import Where
 from bot.services import Actor
@@ -61,6 +64,9 @@ from handlers.common import submit_ending_flow
 from i18n import Translator
 
 END = ConversationHandler.END
+# What a step takes as a typed answer; anything else that is not a command is "not text".
+TYPED = filters.TEXT & ~filters.COMMAND
+NOT_TYPED = ~filters.TEXT & ~filters.COMMAND
 Created = TypeVar("Created")
 E = TypeVar("E", bound=Enum)
 
@@ -414,19 +420,37 @@ class GuidedFlow(Generic[D]):
                                         token=turn.draft.token, draft_key=self.draft_key,
                                         work=work)
 
+    def answers(self, state: int, typed: FlowHandler[D] | None,
+                pressed: FlowHandler[D] | None = None, pattern: str = "",
+                takes: BaseFilter = TYPED) -> list[BaseHandler[Any, Any, Any]]:
+        """A step's handlers, in the order they are tried: a typed answer (`takes`), a
+        button of `pattern`, and a polite word for anything else (a sticker, a photo)."""
+        handlers: list[BaseHandler[Any, Any, Any]] = []
+        if typed is not None:
+            handlers.append(MessageHandler(takes, self.on(typed)))
+        if pressed is not None:
+            handlers.append(CallbackQueryHandler(self.on(pressed), pattern=pattern))
+        handlers.append(MessageHandler(NOT_TYPED, self.not_text(state)))
+        return handlers
+
     def conversation(self, entry_points: list[BaseHandler[Any, Any, Any]],
                      states: dict[int, list[BaseHandler[Any, Any, Any]]],
                      fallbacks: Sequence[BaseHandler[Any, Any, Any]] = ()
                      ) -> ConversationHandler[Any]:
         """The persisted ConversationHandler of this flow; /cancel and ✖️ quit it."""
-        return ConversationHandler(
-            entry_points=entry_points,
-            states=states,
-            fallbacks=[CommandHandler("cancel", self.quit),
-                       CallbackQueryHandler(self.quit,
-                                            pattern=rf"^{self.callback}:quit(:[0-9a-f]{{8}})?$"),
-                       *fallbacks],
-            allow_reentry=True,
-            name=self.name,
-            persistent=True,
-        )
+        quit_pattern = rf"^{self.callback}:quit(:[0-9a-f]{{8}})?$"
+        return side_conversation(self.name, entry_points, states,
+                                 [CommandHandler("cancel", self.quit),
+                                  CallbackQueryHandler(self.quit, pattern=quit_pattern),
+                                  *fallbacks])
+
+
+def side_conversation(name: str, entry_points: list[BaseHandler[Any, Any, Any]],
+                      states: dict[int, list[BaseHandler[Any, Any, Any]]],
+                      fallbacks: list[BaseHandler[Any, Any, Any]]) -> ConversationHandler[Any]:
+    """A feature's persisted conversation (a guided flow's, or a short one such as a
+    request's note or a meeting's delegate): it survives a restart, and its entry
+    point starts it again from any state."""
+    return ConversationHandler(entry_points=entry_points, states=states,
+                               fallbacks=fallbacks, allow_reentry=True, name=name,
+                               persistent=True)

@@ -18,9 +18,7 @@ from telegram.ext import Application
 from telegram.ext import ApplicationHandlerStop
 from telegram.ext import CallbackQueryHandler
 from telegram.ext import CommandHandler
-from telegram.ext import ConversationHandler
 from telegram.ext import MessageHandler
-from telegram.ext import filters
 from telegram.warnings import PTBUserWarning
 
 from bot.commands import CommandInfo
@@ -37,6 +35,8 @@ from handlers.common import escape
 from handlers.common import guarded
 from handlers.common import keyboard
 from handlers.common import reply
+from handlers.flow import TYPED
+from handlers.flow import side_conversation
 from handlers.meeting_common import CB
 from handlers.meeting_common import Scope
 from handlers.meeting_common import actor_zone
@@ -265,30 +265,27 @@ def register(application: Application) -> None:
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
-        text = filters.TEXT & ~filters.COMMAND
         on = NEW_MEETING.on
         new_flow = NEW_MEETING.conversation(
             entry_points=[CommandHandler("meeting", meeting_command)],
             states={
-                TITLE: [MessageHandler(text, on(got_title))],
+                TITLE: [MessageHandler(TYPED, on(got_title))],
                 KIND: [CallbackQueryHandler(on(got_kind), pattern=rf"^{CB}:new:kind:")],
                 ZONE: [CallbackQueryHandler(on(got_zone), pattern=rf"^{CB}:new:zone:")],
-                START: [MessageHandler(text, on(got_start))],
-                END: [MessageHandler(text, on(got_end))],
-                PLACE: [MessageHandler(text, on(got_place))],
-                UNITS: [MessageHandler(text, on(got_units))],
-                AGENDA: [MessageHandler(text, on(got_agenda))],
+                START: [MessageHandler(TYPED, on(got_start))],
+                END: [MessageHandler(TYPED, on(got_end))],
+                PLACE: [MessageHandler(TYPED, on(got_place))],
+                UNITS: [MessageHandler(TYPED, on(got_units))],
+                AGENDA: [MessageHandler(TYPED, on(got_agenda))],
                 CONFIRM: [CallbackQueryHandler(on(got_confirm),
                                                pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
             },
         )
-        delegate_flow = ConversationHandler(
+        delegate_flow = side_conversation(
+            "meeting_delegate",
             entry_points=[CallbackQueryHandler(delegate_pressed, pattern=rf"^{CB}:r:\d+:g:")],
-            states={DELEGATE: [MessageHandler(text, delegate_named)]},
+            states={DELEGATE: [MessageHandler(TYPED, delegate_named)]},
             fallbacks=[CommandHandler("cancel", NEW_MEETING.quit)],
-            allow_reentry=True,
-            name="meeting_delegate",
-            persistent=True,
         )
     # Group -1: a typed answer inside these flows must not also reach plain-text features.
     application.add_handler(new_flow, group=-1)

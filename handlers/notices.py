@@ -49,6 +49,8 @@ from handlers.common import list_keyboard
 from handlers.common import offer_confirmation
 from handlers.common import page_count
 from handlers.common import reply
+from handlers.flow import NOT_TYPED
+from handlers.flow import TYPED
 from handlers.notice_act import ack_pressed
 from handlers.notice_act import correct_pressed
 from handlers.notice_act import correction_not_text
@@ -246,36 +248,25 @@ def register(application: Application) -> None:
     svc: Services | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         plan.status_refresher(svc)
-    text = filters.TEXT & ~filters.COMMAND
     files = filters.PHOTO | filters.Document.ALL
-    other = ~filters.TEXT & ~filters.COMMAND
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
-        on, not_text = NEW_NOTICE.on, NEW_NOTICE.not_text
+        on, answers = NEW_NOTICE.on, NEW_NOTICE.answers
         notice_flow = NEW_NOTICE.conversation(
             entry_points=[CommandHandler("notice", notice_command),
                           CallbackQueryHandler(correct_pressed, pattern=rf"^{MANAGE}:c:")],
             states={
-                KIND: [MessageHandler(text, on(kind_chosen)),
-                       CallbackQueryHandler(on(kind_chosen), pattern=rf"^{NEW}:k:"),
-                       MessageHandler(other, not_text(KIND))],
-                SEVERITY: [MessageHandler(text, on(severity_chosen)),
-                           CallbackQueryHandler(on(severity_chosen), pattern=rf"^{NEW}:s:"),
-                           MessageHandler(other, not_text(SEVERITY))],
-                AUDIENCE: [MessageHandler(text, on(audience_typed)),
-                           CallbackQueryHandler(on(audience_pressed), pattern=rf"^{NEW}:a:"),
-                           MessageHandler(other, not_text(AUDIENCE))],
-                TEXT: [MessageHandler(text | files, on(text_given)),
-                       MessageHandler(other, not_text(TEXT))],
-                WHEN: [MessageHandler(text, on(when_given)),
-                       CallbackQueryHandler(on(when_given), pattern=rf"^{NEW}:now$"),
-                       MessageHandler(other, not_text(WHEN))],
-                CONFIRM: [MessageHandler(text, NEW_NOTICE.typed_at_confirm),
+                KIND: answers(KIND, kind_chosen, kind_chosen, rf"^{NEW}:k:"),
+                SEVERITY: answers(SEVERITY, severity_chosen, severity_chosen, rf"^{NEW}:s:"),
+                AUDIENCE: answers(AUDIENCE, audience_typed, audience_pressed, rf"^{NEW}:a:"),
+                TEXT: answers(TEXT, text_given, takes=TYPED | files),
+                WHEN: answers(WHEN, when_given, when_given, rf"^{NEW}:now$"),
+                CONFIRM: [MessageHandler(TYPED, NEW_NOTICE.typed_at_confirm),
                           CallbackQueryHandler(on(confirm_pressed),
                                                pattern=rf"^{NEW}:(send|when)(:{TOKEN})?$")],
-                CORRECT: [MessageHandler(text, correction_typed),
-                          MessageHandler(other, correction_not_text)],
+                CORRECT: [MessageHandler(TYPED, correction_typed),
+                          MessageHandler(NOT_TYPED, correction_not_text)],
             },
         )
     # Group -1: a typed answer inside the flow must not also reach plain-text features.

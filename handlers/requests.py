@@ -24,7 +24,6 @@ from telegram import Update
 from telegram.ext import Application
 from telegram.ext import CallbackQueryHandler
 from telegram.ext import CommandHandler
-from telegram.ext import ConversationHandler
 from telegram.ext import MessageHandler
 from telegram.ext import filters
 from telegram.warnings import PTBUserWarning
@@ -52,6 +51,8 @@ from handlers.common import list_keyboard
 from handlers.common import may_show_details
 from handlers.common import page_count
 from handlers.common import reply
+from handlers.flow import TYPED
+from handlers.flow import side_conversation
 from handlers.request_act import NOTE
 from handlers.request_act import UNIT
 from handlers.request_act import button_pressed
@@ -349,55 +350,40 @@ async def stats_command(update: Update, context: Context, actor: Actor) -> None:
 
 
 def register(application: Application) -> None:
-    text = filters.TEXT & ~filters.COMMAND
-    other = ~filters.TEXT & ~filters.COMMAND
     files = filters.PHOTO | filters.Document.ALL
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
-        on, not_text = NEW_REQUEST.on, NEW_REQUEST.not_text
+        on, answers = NEW_REQUEST.on, NEW_REQUEST.answers
         new_flow = NEW_REQUEST.conversation(
             entry_points=[CommandHandler("request", request_command)],
             states={
-                TARGET: [MessageHandler(text, on(target_typed)),
-                         CallbackQueryHandler(on(target_pressed),
-                                              pattern=rf"^{NEW}:(t:\d+|next)$"),
-                         MessageHandler(other, not_text(TARGET))],
-                MECHANISM: [MessageHandler(text, on(mechanism_chosen)),
-                            CallbackQueryHandler(on(mechanism_chosen), pattern=rf"^{NEW}:m:"),
-                            MessageHandler(other, not_text(MECHANISM))],
-                URGENCY: [MessageHandler(text, on(urgency_chosen)),
-                          CallbackQueryHandler(on(urgency_chosen), pattern=rf"^{NEW}:u:"),
-                          MessageHandler(other, not_text(URGENCY))],
-                SUBJECT: [MessageHandler(text, on(subject_typed)),
-                          MessageHandler(other, not_text(SUBJECT))],
-                DETAILS: [MessageHandler(text, on(details_given)),
-                          CallbackQueryHandler(on(details_given), pattern=rf"^{NEW}:skip$"),
-                          MessageHandler(other, not_text(DETAILS))],
-                ATTACH: [MessageHandler(files | text, attachment_handler(ATTACH)),
+                TARGET: answers(TARGET, target_typed, target_pressed, rf"^{NEW}:(t:\d+|next)$"),
+                MECHANISM: answers(MECHANISM, mechanism_chosen, mechanism_chosen,
+                                   rf"^{NEW}:m:"),
+                URGENCY: answers(URGENCY, urgency_chosen, urgency_chosen, rf"^{NEW}:u:"),
+                SUBJECT: answers(SUBJECT, subject_typed),
+                DETAILS: answers(DETAILS, details_given, details_given, rf"^{NEW}:skip$"),
+                ATTACH: [MessageHandler(files | TYPED, attachment_handler(ATTACH)),
                          CallbackQueryHandler(on(attachments_done), pattern=rf"^{NEW}:done$")],
-                DEADLINE: [MessageHandler(text, on(deadline_given)),
-                           CallbackQueryHandler(on(deadline_given), pattern=rf"^{NEW}:nodl$"),
-                           MessageHandler(other, not_text(DEADLINE))],
+                DEADLINE: answers(DEADLINE, deadline_given, deadline_given, rf"^{NEW}:nodl$"),
                 CONFIRM: [MessageHandler(files, attachment_handler(CONFIRM)),
-                          MessageHandler(text, NEW_REQUEST.typed_at_confirm),
+                          MessageHandler(TYPED, NEW_REQUEST.typed_at_confirm),
                           CallbackQueryHandler(on(confirm_pressed),
                                                pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],
             },
         )
-        act_flow = ConversationHandler(
+        act_flow = side_conversation(
+            "requests_act",
             entry_points=[CallbackQueryHandler(button_pressed,
                                                pattern=rf"^{rules.CALLBACK_PREFIX}")],
             states={
-                NOTE: [MessageHandler(text, note_typed)],
-                UNIT: [MessageHandler(text, unit_typed),
+                NOTE: [MessageHandler(TYPED, note_typed)],
+                UNIT: [MessageHandler(TYPED, unit_typed),
                        CallbackQueryHandler(unit_typed, pattern=rf"^{ACT}:u:")],
             },
             fallbacks=[CommandHandler("cancel", drop_action),
                        CallbackQueryHandler(drop_action, pattern=rf"^{ACT}:quit(:{TOKEN})?$")],
-            allow_reentry=True,
-            name="requests_act",
-            persistent=True,
         )
     # Group -1: a typed answer inside these flows must not also reach plain-text features.
     application.add_handler(new_flow, group=-1)
