@@ -1,5 +1,9 @@
 """The domain's closed vocabularies (roles, statuses, kinds), shared by every layer: the
-models store them, the rules decide by them, the catalogues name them."""
+models store them, the rules decide by them, the catalogues name them.
+
+A vocabulary is one line, its words in order (the order ranks them where it matters:
+unit levels most senior first); one whose words want a gloss or a behaviour is a class.
+Every value is its member's name."""
 
 from __future__ import annotations
 
@@ -25,28 +29,10 @@ def role_permits(role: Role | None, minimum: Role | None) -> bool:
     return minimum is None or (role is not None and role.at_least(minimum))
 
 
-class UnitLevel(enum.StrEnum):
-    ministry = "ministry"
-    province = "province"
-    city = "city"
-    county = "county"
-
-
-class MembershipKind(enum.StrEnum):
-    member = "member"
-    partner = "partner"
-
-
-class LiaisonRole(enum.StrEnum):
-    primary = "primary"
-    backup = "backup"
-
-
-class AgreementStatus(enum.StrEnum):
-    draft = "draft"
-    in_force = "in_force"
-    superseded = "superseded"
-    expired = "expired"
+UnitLevel = enum.StrEnum("UnitLevel", "ministry province city county")
+MembershipKind = enum.StrEnum("MembershipKind", "member partner")
+LiaisonRole = enum.StrEnum("LiaisonRole", "primary backup")
+AgreementStatus = enum.StrEnum("AgreementStatus", "draft in_force superseded expired")
 
 
 class Urgency(enum.StrEnum):
@@ -55,13 +41,8 @@ class Urgency(enum.StrEnum):
     routine = "routine"  # 平急
 
 
-class RequestStatus(enum.StrEnum):
-    open = "open"
-    accepted = "accepted"
-    declined = "declined"
-    transferred = "transferred"
-    completed = "completed"
-    cancelled = "cancelled"
+RequestStatus = enum.StrEnum(
+    "RequestStatus", "open accepted declined transferred completed cancelled")
 
 
 class MeetingKind(enum.StrEnum):
@@ -72,16 +53,8 @@ class MeetingKind(enum.StrEnum):
     training = "training"  # 培训
 
 
-class MeetingStatus(enum.StrEnum):
-    scheduled = "scheduled"
-    cancelled = "cancelled"
-
-
-class Rsvp(enum.StrEnum):
-    pending = "pending"
-    attend = "attend"
-    decline = "decline"
-    delegate = "delegate"
+MeetingStatus = enum.StrEnum("MeetingStatus", "scheduled cancelled")
+Rsvp = enum.StrEnum("Rsvp", "pending attend decline delegate")
 
 
 class ShiftPattern(enum.StrEnum):
@@ -90,11 +63,7 @@ class ShiftPattern(enum.StrEnum):
     weekly = "weekly"  # one officer a week
 
 
-class SwapStatus(enum.StrEnum):
-    proposed = "proposed"
-    confirmed = "confirmed"
-    rejected = "rejected"
-    cancelled = "cancelled"
+SwapStatus = enum.StrEnum("SwapStatus", "proposed confirmed rejected cancelled")
 
 
 class RosterChangeStatus(enum.StrEnum):
@@ -111,21 +80,6 @@ class NoticeKind(enum.StrEnum):
     work = "work"  # 工作通知
 
 
-class Severity(enum.StrEnum):
-    info = "info"
-    important = "important"
-    critical = "critical"
-
-
-class NoticeStatus(enum.StrEnum):
-    draft = "draft"
-    scheduled = "scheduled"
-    sent = "sent"
-    withdrawn = "withdrawn"
-
-
-class OutboxState(enum.StrEnum):
-    pending = "pending"
-    sending = "sending"
-    sent = "sent"
-    failed = "failed"
+Severity = enum.StrEnum("Severity", "info important critical")
+NoticeStatus = enum.StrEnum("NoticeStatus", "draft scheduled sent withdrawn")
+OutboxState = enum.StrEnum("OutboxState", "pending sending sent failed")
