@@ -77,7 +77,6 @@ class Unit(Base):
 
 class ZoneMembership(Base):
     __tablename__ = "zone_memberships"
-    __table_args__ = (UniqueConstraint("zone_id", "unit_id"),)
 
     id: Mapped[IntPK]
     zone_id: Mapped[int] = belongs_to("zones")
@@ -88,6 +87,8 @@ class ZoneMembership(Base):
 
     zone: Mapped[Zone] = relationship(back_populates="memberships")
     unit: Mapped[Unit] = relationship(back_populates="memberships")
+
+    __table_args__ = (UniqueConstraint("zone_id", "unit_id"),)
 
 
 class NamedTerm:
@@ -111,7 +112,6 @@ class Liaison(Base):
     """A named contact (联络员) for a unit and branch, primary or backup."""
 
     __tablename__ = "liaisons"
-    __table_args__ = (UniqueConstraint("unit_id", "branch_id", "name"),)
 
     id: Mapped[IntPK]
     unit_id: Mapped[int] = belongs_to("units", index=True)
@@ -133,14 +133,13 @@ class Liaison(Base):
     unit: Mapped[Unit] = relationship(back_populates="liaisons")
     branch: Mapped[Branch | None] = relationship()
 
+    __table_args__ = (UniqueConstraint("unit_id", "branch_id", "name"),)
+
 
 class Mechanism(NamedTerm, Base):
     """A cooperation mechanism or area (情报信息互享, 反恐防恐) cited by clauses and requests."""
 
     __tablename__ = "mechanisms"
-
-
-# --------------------------------------------------------------------------- agreements
 
 
 # --------------------------------------------------------------------------- agreements
@@ -153,9 +152,9 @@ class Agreement(Base):
 
     id: Mapped[IntPK]
     code: Mapped[Code]
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"))
     title: Mapped[str] = mapped_column(String(300))
     short_title: Mapped[str] = mapped_column(String(80))
-    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"))
     signed_on: Mapped[date | None] = mapped_column(Date)
     signed_at: Mapped[str | None] = mapped_column(String(120))
     status: Mapped[AgreementStatus] = mapped_column(
@@ -167,15 +166,14 @@ class Agreement(Base):
     summary: Mapped[str | None] = mapped_column(Text)
 
     zone: Mapped[Zone | None] = relationship()
-    parties: Mapped[list[AgreementParty]] = relationship(cascade="all, delete-orphan")
     clauses: Mapped[list[Clause]] = relationship(
         back_populates="agreement", order_by="Clause.position", cascade="all, delete-orphan"
     )
+    parties: Mapped[list[AgreementParty]] = relationship(cascade="all, delete-orphan")
 
 
 class AgreementParty(Base):
     __tablename__ = "agreement_parties"
-    __table_args__ = (UniqueConstraint("agreement_id", "unit_id"),)
 
     id: Mapped[IntPK]
     agreement_id: Mapped[int] = belongs_to("agreements")
@@ -183,12 +181,13 @@ class AgreementParty(Base):
 
     unit: Mapped[Unit] = relationship()
 
+    __table_args__ = (UniqueConstraint("agreement_id", "unit_id"),)
+
 
 class Clause(Base):
     """A numbered clause; `position` orders clauses for previous/next navigation."""
 
     __tablename__ = "clauses"
-    __table_args__ = (UniqueConstraint("agreement_id", "number"),)
 
     id: Mapped[IntPK]
     agreement_id: Mapped[int] = belongs_to("agreements")
@@ -199,6 +198,8 @@ class Clause(Base):
 
     agreement: Mapped[Agreement] = relationship(back_populates="clauses")
     mechanisms: Mapped[list[Mechanism]] = relationship(secondary="clause_mechanisms")
+
+    __table_args__ = (UniqueConstraint("agreement_id", "number"),)
 
 
 class ClauseMechanism(Base):

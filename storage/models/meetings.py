@@ -65,7 +65,6 @@ class Meeting(Base):
 
 class MeetingParticipant(Base):
     __tablename__ = "meeting_participants"
-    __table_args__ = (UniqueConstraint("meeting_id", "unit_id"),)
 
     id: Mapped[IntPK]
     meeting_id: Mapped[int] = belongs_to("meetings")
@@ -77,3 +76,5 @@ class MeetingParticipant(Base):
 
     meeting: Mapped[Meeting] = relationship(back_populates="participants")
     unit: Mapped[Unit] = relationship()
+
+    __table_args__ = (UniqueConstraint("meeting_id", "unit_id"),)

@@ -80,7 +80,6 @@ class NoticeCounter(Base):
 
 class NoticeDelivery(Base):
     __tablename__ = "notice_deliveries"
-    __table_args__ = (UniqueConstraint("notice_id", "duty_room_id"),)
 
     id: Mapped[IntPK]
     notice_id: Mapped[int] = belongs_to("notices")
@@ -94,6 +93,8 @@ class NoticeDelivery(Base):
 
     notice: Mapped[Notice] = relationship(back_populates="deliveries")
     duty_room: Mapped[DutyRoom] = relationship()
+
+    __table_args__ = (UniqueConstraint("notice_id", "duty_room_id"),)
 
 
 @dataclass

@@ -34,12 +34,6 @@ class AssistanceRequest(Base):
     """A logged request (协作请求/协查) from one unit to another under a mechanism."""
 
     __tablename__ = "assistance_requests"
-    __table_args__ = (
-        Index("ix_assistance_requests_target_status", "to_unit_id", "status"),
-        # One request per target unit per draft: a draft submitted twice (its
-        # confirmation pressed again after a restart) cannot store a second one.
-        Index("ix_assistance_requests_submission", "submission_key", "to_unit_id", unique=True),
-    )
 
     id: Mapped[IntPK]
     number: Mapped[str] = mapped_column(String(24), unique=True)
@@ -84,6 +78,13 @@ class AssistanceRequest(Base):
     )
     events: Mapped[list[RequestEvent]] = relationship(
         back_populates="request", order_by="RequestEvent.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_assistance_requests_target_status", "to_unit_id", "status"),
+        # One request per target unit per draft: a draft submitted twice (its
+        # confirmation pressed again after a restart) cannot store a second one.
+        Index("ix_assistance_requests_submission", "submission_key", "to_unit_id", unique=True),
     )
 
 

@@ -59,7 +59,6 @@ class Roster(Base):
 
 class RosterMember(Base):
     __tablename__ = "roster_members"
-    __table_args__ = (UniqueConstraint("roster_id", "position"),)
 
     id: Mapped[IntPK]
     roster_id: Mapped[int] = belongs_to("rosters")
@@ -71,12 +70,13 @@ class RosterMember(Base):
 
     roster: Mapped[Roster] = relationship(back_populates="members")
 
+    __table_args__ = (UniqueConstraint("roster_id", "position"),)
+
 
 class ShiftOverride(Base):
     """A single shift given to someone other than the rotation's officer (also swaps)."""
 
     __tablename__ = "shift_overrides"
-    __table_args__ = (UniqueConstraint("roster_id", "shift_start"),)
 
     id: Mapped[IntPK]
     roster_id: Mapped[int] = belongs_to("rosters")
@@ -86,6 +86,8 @@ class ShiftOverride(Base):
     swap_id: Mapped[int | None] = belongs_to("shift_swaps")
     created_by_id: Mapped[UserRef]
     created_at: Mapped[Timestamp]
+
+    __table_args__ = (UniqueConstraint("roster_id", "shift_start"),)
 
 
 class ShiftSwap(Base):
@@ -150,7 +152,6 @@ class ChairRotation(Base):
 
 class ChairRotationEntry(Base):
     __tablename__ = "chair_rotation_entries"
-    __table_args__ = (UniqueConstraint("rotation_id", "position"),)
 
     id: Mapped[IntPK]
     rotation_id: Mapped[int] = belongs_to("chair_rotations")
@@ -158,3 +159,5 @@ class ChairRotationEntry(Base):
     unit_id: Mapped[int] = belongs_to("units")
 
     unit: Mapped[Unit] = relationship()
+
+    __table_args__ = (UniqueConstraint("rotation_id", "position"),)

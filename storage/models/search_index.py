@@ -51,15 +51,6 @@ class LiaisonSearchRow(Base):
     """
 
     __tablename__ = "search_liaisons"
-    __table_args__ = (
-        Index("ix_search_liaisons_unit_branch", "unit_id", "branch_id", "rowkey"),
-        Index("ix_search_liaisons_unit", "unit_id", "rowkey"),
-        Index("ix_search_liaisons_branch", "branch_id", "rowkey"),
-        Index("ix_search_liaisons_name", "name", "rowkey"),
-        Index("ix_search_liaisons_grams", "grams", postgresql_using="gin").ddl_if(
-            dialect="postgresql"
-        ),
-    )
 
     rowkey: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
@@ -73,6 +64,16 @@ class LiaisonSearchRow(Base):
     chars: Mapped[list[str]] = mapped_column(SearchTokens())
     keys: Mapped[list[str]] = mapped_column(SearchTokens())
 
+    __table_args__ = (
+        Index("ix_search_liaisons_unit_branch", "unit_id", "branch_id", "rowkey"),
+        Index("ix_search_liaisons_unit", "unit_id", "rowkey"),
+        Index("ix_search_liaisons_branch", "branch_id", "rowkey"),
+        Index("ix_search_liaisons_name", "name", "rowkey"),
+        Index("ix_search_liaisons_grams", "grams", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
+    )
+
 
 class ClauseSearchRow(Base):
     """A clause as searched: kind 0 is heading + mechanism names, kind 1 the whole clause.
@@ -82,11 +83,6 @@ class ClauseSearchRow(Base):
     """
 
     __tablename__ = "search_clauses"
-    __table_args__ = (
-        Index("ix_search_clauses_grams", "grams", postgresql_using="gin").ddl_if(
-            dialect="postgresql"
-        ),
-    )
 
     rowkey: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
@@ -99,3 +95,9 @@ class ClauseSearchRow(Base):
     grams: Mapped[list[str]] = mapped_column(SearchTokens())
     chars: Mapped[list[str]] = mapped_column(SearchTokens())
     keys: Mapped[list[str]] = mapped_column(SearchTokens())
+
+    __table_args__ = (
+        Index("ix_search_clauses_grams", "grams", postgresql_using="gin").ddl_if(
+            dialect="postgresql"
+        ),
+    )

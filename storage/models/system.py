@@ -34,7 +34,6 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
 
     id: Mapped[IntPK]
     dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -54,6 +53,8 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     late: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
 
 class AuditEntry(Base):
     """Who did or saw what, when: every privileged action and every contact shown.
@@ -65,11 +66,6 @@ class AuditEntry(Base):
     (actor, action, time): storage/quota.py."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (
-        Index("ix_audit_log_unsealed", "id", sqlite_where=text("seq IS NULL"),
-              postgresql_where=text("seq IS NULL")),
-        Index("ix_audit_log_actor_action_at", "actor_telegram_id", "action", "at"),
-    )
 
     id: Mapped[IntPK]
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -83,6 +79,12 @@ class AuditEntry(Base):
     seq: Mapped[int | None] = mapped_column(BigInteger, index=True, unique=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_log_unsealed", "id", sqlite_where=text("seq IS NULL"),
+              postgresql_where=text("seq IS NULL")),
+        Index("ix_audit_log_actor_action_at", "actor_telegram_id", "action", "at"),
+    )
 
 
 class AuditChain(Base):
