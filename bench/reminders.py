@@ -45,6 +45,7 @@ from bench.common import add_duty_rooms
 from bench.common import bot_harness
 from bench.common import emulator_process
 from bench.common import fresh_database
+from bot.delivery.state import DeliverySettings
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from core.enums import MeetingKind
@@ -125,10 +126,11 @@ async def one_run(
         svc = harness.services
         if not real_limits:
             # The worker at a rate Telegram would never allow, to measure our own path.
-            svc.delivery = DeliveryWorker(svc.db, harness.application.bot, clock=svc.now,
-                                          global_rate=5000, group_per_minute=10_000,
-                                          private_per_second=100, batch_size=200,
-                                          max_inflight=64)
+            svc.delivery = DeliveryWorker(
+                svc.db, harness.application.bot,
+                DeliverySettings(global_rate=5000, group_per_minute=10_000,
+                                 private_per_second=100, batch_size=200, max_inflight=64),
+                clock=svc.now)
         first_due = datetime.now(UTC) + LEAD
         due = await seed(svc.db, reminders, rooms, first_due)
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from bot.commands import CommandInfo
 from bot.commands import default_menus
 from bot.config import BotMode
 from bot.config import Settings
+from bot.delivery.state import DeliverySettings
 from bot.delivery.worker import DeliveryWorker
 from bot.leader import Leader
 from bot.persistence import DatabasePersistence
@@ -101,10 +102,11 @@ def build_application(settings: Settings, svc: Services | None = None) -> Applic
         # The worker renews its rows' leases while it holds them, so a send may outlast
         # DELIVERY_LEASE_SECONDS: the calls keep the client's time-outs (5 s).
         svc.delivery = DeliveryWorker(
-            svc.db, application.bot, clock=svc.now, global_rate=svc.settings.delivery_rate,
-            lease_seconds=svc.settings.delivery_lease_seconds,
-            poll_interval=svc.settings.delivery_poll_seconds,
-            budget=budget,
+            svc.db, application.bot,
+            DeliverySettings(global_rate=svc.settings.delivery_rate,
+                             lease_seconds=svc.settings.delivery_lease_seconds,
+                             poll_interval=svc.settings.delivery_poll_seconds),
+            clock=svc.now, budget=budget,
         )
     if svc.view_log is None:
         svc.view_log = ViewLog(svc.db, now=svc.now)

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from telegram import Bot
@@ -18,6 +19,8 @@ from telegram.error import BadRequest
 from telegram.error import ChatMigrated
 from telegram.request import HTTPXRequest
 
+from bot.delivery.state import Clock
+from bot.delivery.state import DeliverySettings
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import ApiCall
 from bot.emulator import BotApiEmulator
@@ -56,8 +59,8 @@ async def tg(emulator: BotApiEmulator) -> AsyncIterator[Bot]:
     await bot.shutdown()
 
 
-def worker(db: Database, bot: Bot, **kwargs: object) -> DeliveryWorker:
-    return DeliveryWorker(db, bot, **{**FAST, **kwargs})  # type: ignore[arg-type]
+def worker(db: Database, bot: Bot, clock: Clock = utcnow, **tunables: Any) -> DeliveryWorker:
+    return DeliveryWorker(db, bot, DeliverySettings(**{**FAST, **tunables}), clock=clock)
 
 
 async def put(db: Database, chat_id: int, key: str, text: str | None = None,
@@ -327,7 +330,7 @@ async def test_a_burst_to_one_group_stays_within_its_limit(
                             per_private_per_second=1)
     for i in range(100):
         await put(db, GROUPS[0], f"m{i:03}")
-    w = DeliveryWorker(db, tg, poll_interval=0.05)
+    w = DeliveryWorker(db, tg, DeliverySettings(poll_interval=0.05))
     w.start()
 
     async def settled() -> bool:
@@ -358,7 +361,7 @@ async def test_global_and_private_limits_are_respected(
         await put(db, USER, f"p{i}")
     for chat in chats:
         await put(db, chat, f"g{chat}")
-    w = DeliveryWorker(db, tg, global_rate=20, poll_interval=0.05)
+    w = DeliveryWorker(db, tg, DeliverySettings(global_rate=20, poll_interval=0.05))
     started = time.monotonic()
     await w.drain(timeout=30)
     elapsed = time.monotonic() - started
@@ -417,7 +420,7 @@ async def test_sliding_window_counts_a_send_until_a_window_after_it_finished() -
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
-    w = DeliveryWorker(None, None, backoff_base=1.0, backoff_cap=300)  # type: ignore[arg-type]
+    w = DeliveryWorker(None, None, DeliverySettings(backoff_base=1.0, backoff_cap=300))  # type: ignore[arg-type]
     for attempt, full in ((1, 1.0), (2, 2.0), (5, 16.0), (12, 300.0), (30, 300.0)):
         delay = w.backoff(attempt)
         assert full / 2 <= delay <= full

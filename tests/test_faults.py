@@ -282,7 +282,7 @@ async def start_bot(database_url: str, emulator: BotApiEmulator, clock: FakeCloc
     desk = BotHarness(emulator, database_url, admin_ids=[ADMIN], now=clock, delivery_rate=30)
     await desk.__aenter__()
     assert desk.services.delivery is not None and desk.services.scheduler is not None
-    desk.services.delivery.read_timeout = READ_TIMEOUT
+    desk.services.delivery.settings.read_timeout = READ_TIMEOUT
     return desk
 
 

@@ -24,6 +24,7 @@ from telegram.error import TimedOut
 from bot.breaker import THRESHOLD
 from bot.breaker import CircuitBreaker
 from bot.breaker import heard
+from bot.delivery.state import DeliverySettings
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
 from core.enums import OutboxState
@@ -167,7 +168,7 @@ async def test_a_row_on_its_last_attempt_is_not_failed_by_a_cut_link(
     bot = Bot(TEST_TOKEN, base_url=f"{link.base}/bot", base_file_url=f"{link.base}/file/bot")
     await bot.initialize()
     await enqueue(db, "last")
-    sender = DeliveryWorker(db, bot, max_attempts=1, poll_interval=0.05)
+    sender = DeliveryWorker(db, bot, DeliverySettings(max_attempts=1, poll_interval=0.05))
     link.cut()
     sender.start()
     try:
@@ -191,7 +192,7 @@ async def test_a_chat_that_alone_gets_no_answer_fails_as_before(
     bot = Bot(TEST_TOKEN, base_url=emulator.base_url, base_file_url=emulator.base_file_url)
     await bot.initialize()
     await enqueue(db, "dropped")
-    sender = DeliveryWorker(db, bot, max_attempts=1, poll_interval=0.05)
+    sender = DeliveryWorker(db, bot, DeliverySettings(max_attempts=1, poll_interval=0.05))
     try:
         await sender.drain(timeout=10)
     finally:

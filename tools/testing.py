@@ -105,7 +105,7 @@ class BotHarness:
         self.services = Services(settings=self.settings, db=Database(database_url), now=now)
         self.application: Application = build_application(self.settings, self.services)
         assert self.services.delivery is not None
-        self.services.delivery.private_per_second = private_per_second
+        self.services.delivery.settings.private_per_second = private_per_second
 
     @property
     def db(self) -> Database:

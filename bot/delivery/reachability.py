@@ -26,7 +26,7 @@ class Reachability(WorkerState):
         answer: no row fails because this worker could not reach Telegram."""
         if self.breaker.is_open:
             return True
-        if self.breaker.unanswered() or job.attempt >= self.max_attempts:
+        if self.breaker.unanswered() or job.attempt >= self.settings.max_attempts:
             return not await self._probe(error)
         return False
 
@@ -37,7 +37,7 @@ class Reachability(WorkerState):
         return await asyncio.shield(self._probing)
 
     async def _ask(self, reason: str) -> bool:
-        timeout = self.read_timeout or PROBE_TIMEOUT
+        timeout = self.settings.read_timeout or PROBE_TIMEOUT
         try:
             # Bounded as a whole: the call may wait for a connection behind hanging sends.
             await asyncio.wait_for(self.bot.get_me(read_timeout=timeout, write_timeout=timeout,

@@ -105,8 +105,8 @@ class Sending(Reachability, Recording):
         self._calling.add(task)
         try:
             kwargs: dict[str, Any] = {}
-            if self.read_timeout is not None:
-                kwargs["read_timeout"] = self.read_timeout
+            if self.settings.read_timeout is not None:
+                kwargs["read_timeout"] = self.settings.read_timeout
             with slot_taken():  # through the lane above, not the bot's rate limiter
                 result = await self.bot.do_api_request(
                     job.method, api_kwargs=self._params(job), **kwargs
@@ -168,7 +168,7 @@ class Sending(Reachability, Recording):
     def _resume_time(self, window: SlidingWindow | OutboxLane) -> datetime:
         mono = time.monotonic()
         wait = max(0.0, window.available_at(mono) - mono)
-        return self.clock() + timedelta(seconds=min(wait, self.lease_seconds))
+        return self.clock() + timedelta(seconds=min(wait, self.settings.lease_seconds))
 
     def _sent(self, job: Job, message_id: int | None) -> Outcome:
         self.counters.sent += 1
@@ -190,12 +190,13 @@ class Sending(Reachability, Recording):
 
     def backoff(self, attempt: int) -> float:
         """Seconds before retry number `attempt`: exponential, capped, half of it jitter."""
-        delay = min(self.backoff_cap, self.backoff_base * 2 ** max(attempt - 1, 0))
+        settings = self.settings
+        delay = min(settings.backoff_cap, settings.backoff_base * 2 ** max(attempt - 1, 0))
         return delay / 2 + self.rng.uniform(0, delay / 2)
 
     def _transient(self, job: Job, error: str) -> Outcome:
         kind = error.split(":", 1)[0]
-        if job.attempt >= self.max_attempts:
+        if job.attempt >= self.settings.max_attempts:
             return self._failed(job, f"gave up after {job.attempt} attempts: {error}")
         self.counters.retried += 1
         self.counters.by_error[kind] += 1

@@ -65,6 +65,30 @@ class DeliveryCounters:
     by_error: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
+@dataclass
+class DeliverySettings:
+    """A worker's tunables (the `DeliveryWorker` docstring says what each means)."""
+
+    global_rate: int = 30
+    group_per_minute: int = 20
+    private_per_second: int = 1
+    batch_size: int = 100
+    max_inflight: int | None = None
+    lease_seconds: float = 15.0
+    max_attempts: int = 10
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    poll_interval: float = 1.0
+    read_timeout: float | None = None
+    arrival_allowance: float | None = None
+
+    @property
+    def inflight_limit(self) -> int:
+        """Enough to keep the global window busy for about two seconds, no more: claimed
+        rows must go out well within their lease."""
+        return self.max_inflight or max(2 * self.global_rate, 4)
+
+
 class WorkerState:
     """The settings and state of a `DeliveryWorker` (whose docstring says what each
     setting means), and the bookkeeping every part of it shares."""
@@ -73,20 +97,9 @@ class WorkerState:
         self,
         db: Database,
         bot: Bot,
+        settings: DeliverySettings | None = None,
         *,
         clock: Clock = utcnow,
-        global_rate: int = 30,
-        group_per_minute: int = 20,
-        private_per_second: int = 1,
-        batch_size: int = 100,
-        max_inflight: int | None = None,
-        lease_seconds: float = 15.0,
-        max_attempts: int = 10,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 300.0,
-        poll_interval: float = 1.0,
-        read_timeout: float | None = None,
-        arrival_allowance: float | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
         breaker: CircuitBreaker | None = None,
@@ -95,19 +108,7 @@ class WorkerState:
         self.db = db
         self.bot = bot
         self.clock = clock
-        self.group_per_minute = group_per_minute
-        self.private_per_second = private_per_second
-        self.batch_size = batch_size
-        # Enough to keep the global window busy for about two seconds, no more: claimed
-        # rows must go out well within their lease.
-        self.max_inflight = max_inflight or max(2 * global_rate, 4)
-        self.lease_seconds = lease_seconds
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.poll_interval = poll_interval
-        self.read_timeout = read_timeout
-        self.arrival_allowance = arrival_allowance
+        self.settings = settings = settings or DeliverySettings()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
         self.counters = DeliveryCounters()
@@ -115,7 +116,8 @@ class WorkerState:
         self.on_sent: list[SentHook] = []
         quiet_typed_method_advice()  # again here: test runners reset warning filters
 
-        self._global = (budget or SendBudget(global_rate, arrival_allowance=arrival_allowance)
+        self._global = (budget or SendBudget(settings.global_rate,
+                                             arrival_allowance=settings.arrival_allowance)
                         ).outbox_lane()
         self._windows: dict[int, SlidingWindow] = {}
         self._floods: collections.deque[tuple[float, int]] = collections.deque()
@@ -150,11 +152,11 @@ class WorkerState:
         window = self._windows.get(chat_id)
         if window is None:
             if chat_id < 0:
-                window = SlidingWindow(self.group_per_minute, 60.0,
-                                       arrival_allowance=self.arrival_allowance)
+                window = SlidingWindow(self.settings.group_per_minute, 60.0,
+                                       arrival_allowance=self.settings.arrival_allowance)
             else:
-                window = SlidingWindow(self.private_per_second, 1.0,
-                                       arrival_allowance=self.arrival_allowance)
+                window = SlidingWindow(self.settings.private_per_second, 1.0,
+                                       arrival_allowance=self.settings.arrival_allowance)
             self._windows[chat_id] = window
         return window
 

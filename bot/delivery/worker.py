@@ -29,6 +29,8 @@ class DeliveryWorker(Sending):
       monotonic clock because they must agree with Telegram's real time.
     - `budget`: the bot's send budget (bot/ratebudget/), shared with replies; by
       default one of this worker's own at `global_rate` per second.
+
+    Its tunables (`DeliverySettings`, all with defaults):
     - `global_rate` per second, `group_per_minute`, `private_per_second`: the windows.
     - `batch_size`: most rows per claim; `max_inflight`: most rows claimed and not yet
       sent (default two seconds' worth of `global_rate`).
@@ -36,8 +38,10 @@ class DeliveryWorker(Sending):
       every third of it, so a crashed worker's rows are sent again within one lease.
       `read_timeout`: seconds per call (PTB's default if None).
     - `max_attempts`, `backoff_base`, `backoff_cap`: retries after transient errors.
-    - `breaker`: whether Telegram answers this worker (bot/breaker.py; one is made).
     - `poll_interval`: how often to look without a `wake()`.
+
+    And its parts:
+    - `breaker`: whether Telegram answers this worker (bot/breaker.py; one is made).
     - `on_sent`: async callables given each row once its delivery is recorded; they run
       in the recording task, so keep them short (enqueue and wake, do not send).
     - counters: `sent`, `retried`, `failed`, and `stats()` for more.
@@ -183,7 +187,7 @@ class DeliveryWorker(Sending):
             if self.breaker.is_open:
                 await self._wait_for_telegram()
                 continue
-            await _wait(self._wake, self.poll_interval)
+            await _wait(self._wake, self.settings.poll_interval)
             if self._wake.is_set():
                 # Let the wakes of a burst (one per committed job) gather into one claim.
                 await asyncio.sleep(WAKE_GATHER)
@@ -196,7 +200,7 @@ class DeliveryWorker(Sending):
             except Exception:
                 failures += 1
                 log.exception("outbox claim failed (%d in a row)", failures)
-                await asyncio.sleep(min(self.poll_interval * failures, 30.0))
+                await asyncio.sleep(min(self.settings.poll_interval * failures, 30.0))
 
     async def _cycle(self) -> int:
         """Claim what can go out now and start sending it; returns how many were claimed."""
@@ -208,8 +212,8 @@ class DeliveryWorker(Sending):
                 return 0
             # Rows sent but not yet recorded keep their chat busy but take no capacity.
             in_flight = len(self._tasks)
-            free = self.max_inflight - in_flight
-            if free <= 0 or (in_flight and free < max(1, self.max_inflight // 4)):
+            free = self.settings.inflight_limit - in_flight
+            if free <= 0 or (in_flight and free < max(1, self.settings.inflight_limit // 4)):
                 return 0
             now = self.clock()
             excluded = self._exclusions(mono)
@@ -217,9 +221,9 @@ class DeliveryWorker(Sending):
                 dropped = await outbox_claims.fail_unreachable(session, now)
                 rows = await outbox_claims.claim_batch(
                     session,
-                    limit=min(free, self.batch_size),
+                    limit=min(free, self.settings.batch_size),
                     now=now,
-                    lease_seconds=self.lease_seconds,
+                    lease_seconds=self.settings.lease_seconds,
                     worker_id=self.worker_id,
                     exclude_chats=excluded,
                 )
@@ -230,7 +234,7 @@ class DeliveryWorker(Sending):
                 self.counters.failed += dropped
                 self.counters.by_error["chat unreachable"] += dropped
                 log.info("failed %d outbox rows addressed to unreachable chats", dropped)
-            deadline = mono + self.lease_seconds / 2
+            deadline = mono + self.settings.lease_seconds / 2
             for row in rows:
                 target = targets.get(row.reply_to_key) if row.reply_to_key else None
                 job = Job(
@@ -264,18 +268,18 @@ class DeliveryWorker(Sending):
         attempt no longer matches), nor one whose outcome is being recorded.
         """
         while self._held and not self._beat_stop.is_set():
-            await _wait(self._beat_stop, self.lease_seconds / 3)
+            await _wait(self._beat_stop, self.settings.lease_seconds / 3)
             held = dict(self._held)
             if not held or self._beat_stop.is_set():
                 continue
             try:
                 async with self.db.session() as session:
                     renewed = await outbox_claims.renew_leases(
-                        session, held, now=self.clock(), lease_seconds=self.lease_seconds)
+                        session, held, now=self.clock(), lease_seconds=self.settings.lease_seconds)
             except Exception:
                 log.warning("could not renew the leases of %d outbox rows; they go to "
                             "another worker if this lasts %.0f s", len(held),
-                            self.lease_seconds, exc_info=True)
+                            self.settings.lease_seconds, exc_info=True)
                 continue
             lost = [row for row in held if row not in renewed and row in self._held]
             if lost:
