@@ -42,13 +42,14 @@ class Window(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    """The limits one person reads under (`scaled` for coordinators and administrators)."""
+    """The limits one person reads under (`scaled` for coordinators and administrators);
+    the configuration has their defaults (bot.config.Settings.lookup_policy)."""
 
-    hour: int = 60
-    day: int = 300
-    burst_units: int = 12
-    burst_minutes: int = 10
-    paging_pages: int = 4
+    hour: int
+    day: int
+    burst_units: int
+    burst_minutes: int
+    paging_pages: int
 
     def limit(self, window: Window) -> int:
         return self.hour if window is Window.hour else self.day

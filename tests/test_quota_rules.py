@@ -74,9 +74,9 @@ def test_a_lift_starts_the_counts_afresh() -> None:
 
 
 def test_coordinators_read_under_scaled_quotas() -> None:
-    scaled = Policy().scaled(3)
-    assert (scaled.hour, scaled.day, scaled.burst_units) == (180, 900, 36)
-    assert scaled.paging_pages == Policy().paging_pages
+    scaled = POLICY.scaled(3)
+    assert (scaled.hour, scaled.day, scaled.burst_units) == (30, 60, 12)
+    assert scaled.paging_pages == POLICY.paging_pages
 
 
 def view(minutes_ago: float, unit: str, query: str | None = None,
