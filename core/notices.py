@@ -165,16 +165,20 @@ class Verdict(StrEnum):
 # --------------------------------------------------------------------------- counts
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tally:
     """A notice's rooms counted by state (storage.notices.tallies)."""
 
-    rooms: int = 0
-    delivered: int = 0
-    acknowledged: int = 0
-    failed: int = 0
-    reminded: int = 0
+    rooms: int
+    delivered: int
+    acknowledged: int
+    failed: int
+    reminded: int
 
     @property
     def pending(self) -> int:
         return max(self.rooms - self.acknowledged - self.failed, 0)
+
+
+# A notice that went to no room yet (a draft, or one scheduled for later).
+NO_ROOMS = Tally(rooms=0, delivered=0, acknowledged=0, failed=0, reminded=0)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 
 from core.enums import NoticeStatus
 from core.enums import OutboxState
+from core.notices import NO_ROOMS
 from core.notices import PREFIX
 from core.notices import Tally
 from core.notices import room_key
@@ -223,7 +224,7 @@ async def tallies(session: AsyncSession, notice_ids: list[int]) -> dict[int, Tal
     )
     found = {nid: Tally(int(n), int(d or 0), int(a or 0), int(f or 0), int(r or 0))
              for nid, n, d, a, f, r in rows}
-    return {nid: found.get(nid, Tally()) for nid in notice_ids}
+    return {nid: found.get(nid, NO_ROOMS) for nid in notice_ids}
 
 
 # --------------------------------------------------------------------------- the status message

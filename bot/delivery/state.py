@@ -57,12 +57,12 @@ class Outcome:
 
 @dataclass
 class DeliveryCounters:
+    by_error: collections.Counter[str] = field(default_factory=collections.Counter)
     sent: int = 0
     retried: int = 0
     failed: int = 0
     rate_limited: int = 0  # RetryAfter answers (also counted in retried)
     released: int = 0  # claimed but given back unsent (stop, flood pause)
-    by_error: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 @dataclass
@@ -72,15 +72,15 @@ class DeliverySettings:
     global_rate: int = 30
     group_per_minute: int = 20
     private_per_second: int = 1
+    arrival_allowance: float | None = None
     batch_size: int = 100
     max_inflight: int | None = None
     lease_seconds: float = 15.0
+    read_timeout: float | None = None
     max_attempts: int = 10
     backoff_base: float = 1.0
     backoff_cap: float = 300.0
     poll_interval: float = 1.0
-    read_timeout: float | None = None
-    arrival_allowance: float | None = None
 
     @property
     def inflight_limit(self) -> int:
