@@ -6,17 +6,16 @@ import re
 
 from core.enums import MeetingKind
 from core.normalize import normalize
+from core.normalize import word_table
 
 # A meeting kind as people type it (chat commands and data files): code, 简体 or 繁體.
-MEETING_KIND_WORDS = {
-    "joint": MeetingKind.joint, "联席会议": MeetingKind.joint, "聯席會議": MeetingKind.joint,
-    "联席": MeetingKind.joint, "聯席": MeetingKind.joint,
-    "area": MeetingKind.area, "片会": MeetingKind.area, "片會": MeetingKind.area,
-    "regular": MeetingKind.regular, "例会": MeetingKind.regular, "例會": MeetingKind.regular,
-    "drill": MeetingKind.drill, "演练": MeetingKind.drill, "演練": MeetingKind.drill,
-    "training": MeetingKind.training, "培训": MeetingKind.training,
-    "培訓": MeetingKind.training,
-}
+MEETING_KIND_WORDS = word_table({
+    MeetingKind.joint: "joint 联席会议 聯席會議 联席 聯席",
+    MeetingKind.area: "area 片会 片會",
+    MeetingKind.regular: "regular 例会 例會",
+    MeetingKind.drill: "drill 演练 演練",
+    MeetingKind.training: "training 培训 培訓",
+})
 OFFSET_SEPARATORS = re.compile(r"[、,，;；\s]+")
 
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 import opencc
+
+T = TypeVar("T")
 
 __all__ = [
     "ADMIN_SUFFIXES",
@@ -35,6 +39,7 @@ __all__ = [
     "normalize_with_map",
     "query_terms",
     "snippet",
+    "word_table",
 ]
 
 _SPACES = re.compile(r"\s+")
@@ -78,6 +83,12 @@ def normalize(text: str | None) -> str:
         return ""
     folded = _t2s().convert(_prefold(text)).casefold()
     return _SPACES.sub(" ", folded).strip()
+
+
+def word_table(meanings: Mapping[T, str]) -> dict[str, T]:
+    """What each typed word means, from a table that gives each meaning its words (space
+    separated, in every script people type), one meaning a line."""
+    return {word: meaning for meaning, words in meanings.items() for word in words.split()}
 
 
 def normalize_many(texts: Sequence[str | None]) -> list[str]:

@@ -26,6 +26,7 @@ from core.enums import RequestStatus
 from core.enums import Role
 from core.enums import Urgency
 from core.normalize import normalize
+from core.normalize import word_table
 from core.periods import Period
 from core.periods import parse_period
 
@@ -276,29 +277,21 @@ class Scope(StrEnum):
     all = "all"  # coordinators: every unit
 
 
-_SCOPE_WORDS = {
-    "in": Scope.incoming, "incoming": Scope.incoming, "收": Scope.incoming,
-    "收到": Scope.incoming, "来件": Scope.incoming, "來件": Scope.incoming,
-    "out": Scope.outgoing, "outgoing": Scope.outgoing, "发": Scope.outgoing,
-    "發": Scope.outgoing, "发出": Scope.outgoing, "發出": Scope.outgoing,
-    "去件": Scope.outgoing,
-    "all": Scope.all, "全部": Scope.all,
-}
-OPEN_WORDS = {"open", "未结", "未結", "待办", "待辦", "在办", "在辦"}
-UNDELIVERED_WORDS = {"undelivered", "未送达", "未送達"}
-_STATUS_WORDS = {
-    "pending": RequestStatus.open, "待接收": RequestStatus.open, "未接收": RequestStatus.open,
-    "accepted": RequestStatus.accepted, "已接收": RequestStatus.accepted,
-    "declined": RequestStatus.declined, "已拒绝": RequestStatus.declined,
-    "已拒絕": RequestStatus.declined,
-    "transferred": RequestStatus.transferred, "已转办": RequestStatus.transferred,
-    "已轉辦": RequestStatus.transferred,
-    "completed": RequestStatus.completed, "done": RequestStatus.completed,
-    "已完成": RequestStatus.completed, "完成": RequestStatus.completed,
-    "已办结": RequestStatus.completed, "已辦結": RequestStatus.completed,
-    "cancelled": RequestStatus.cancelled, "canceled": RequestStatus.cancelled,
-    "已撤回": RequestStatus.cancelled, "撤回": RequestStatus.cancelled,
-}
+_SCOPE_WORDS = word_table({
+    Scope.incoming: "in incoming 收 收到 来件 來件",
+    Scope.outgoing: "out outgoing 发 發 发出 發出 去件",
+    Scope.all: "all 全部",
+})
+OPEN_WORDS = set(["open", "未结", "未結", "待办", "待辦", "在办", "在辦"])
+UNDELIVERED_WORDS = set(["undelivered", "未送达", "未送達"])
+_STATUS_WORDS = word_table({
+    RequestStatus.open: "pending 待接收 未接收",
+    RequestStatus.accepted: "accepted 已接收",
+    RequestStatus.declined: "declined 已拒绝 已拒絕",
+    RequestStatus.transferred: "transferred 已转办 已轉辦",
+    RequestStatus.completed: "completed done 已完成 完成 已办结 已辦結",
+    RequestStatus.cancelled: "cancelled canceled 已撤回 撤回",
+})
 
 
 @dataclass
