@@ -4,7 +4,6 @@ by identity (`State`), and as far as validating a file needs to know (`Existing`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 
 from sqlalchemy import select
@@ -35,15 +34,15 @@ from storage.models import Zone
 class State:
     """The database's rows, loaded once, keyed by identity."""
 
-    zones: dict[str, Zone] = field(default_factory=dict)
-    units: dict[str, Unit] = field(default_factory=dict)
-    branches: dict[str, Branch] = field(default_factory=dict)
-    mechanisms: dict[str, Mechanism] = field(default_factory=dict)
-    rooms: dict[str, DutyRoom] = field(default_factory=dict)
-    rotations: dict[int, ChairRotation] = field(default_factory=dict)
-    agreements: dict[str, Agreement] = field(default_factory=dict)
-    meetings: list[Meeting] = field(default_factory=list)
-    liaisons: list[tuple[int, str, str | None, int | None]] = field(default_factory=list)
+    zones: dict[str, Zone]
+    units: dict[str, Unit]
+    branches: dict[str, Branch]
+    mechanisms: dict[str, Mechanism]
+    rooms: dict[str, DutyRoom]
+    rotations: dict[int, ChairRotation]
+    agreements: dict[str, Agreement]
+    meetings: list[Meeting]
+    liaisons: list[tuple[int, str, str | None, int | None]]
 
 
 def room_key(room: DutyRoom) -> str:
@@ -54,28 +53,27 @@ async def load_state(session: AsyncSession) -> State:
     async def all_of(statement: Any) -> list[Any]:
         return list((await session.execute(statement)).scalars().unique())
 
-    state = State()
-    state.units = {u.code: u for u in await all_of(select(Unit).order_by(Unit.id))}
-    state.zones = {z.code: z for z in await all_of(
-        select(Zone).options(selectinload(Zone.memberships)).order_by(Zone.id))}
-    state.branches = {b.code: b for b in await all_of(select(Branch).order_by(Branch.id))}
-    state.mechanisms = {m.code: m for m in await all_of(
-        select(Mechanism).order_by(Mechanism.id))}
-    state.rooms = {room_key(r): r for r in await all_of(
-        select(DutyRoom).options(selectinload(DutyRoom.roster).selectinload(Roster.members))
-        .order_by(DutyRoom.id))}
-    state.rotations = {r.zone_id: r for r in await all_of(
-        select(ChairRotation).options(selectinload(ChairRotation.entries)))}
-    state.agreements = {a.code: a for a in await all_of(
-        select(Agreement).options(
-            selectinload(Agreement.parties),
-            selectinload(Agreement.clauses).selectinload(Clause.mechanisms),
-        ).order_by(Agreement.id))}
-    state.meetings = await all_of(
-        select(Meeting).options(selectinload(Meeting.participants)).order_by(Meeting.id))
-    state.liaisons = [tuple(row) for row in await session.execute(
-        select(Liaison.unit_id, Liaison.name, Liaison.key, Liaison.telegram_user_id))]
-    return state
+    return State(
+        units={u.code: u for u in await all_of(select(Unit).order_by(Unit.id))},
+        zones={z.code: z for z in await all_of(
+            select(Zone).options(selectinload(Zone.memberships)).order_by(Zone.id))},
+        branches={b.code: b for b in await all_of(select(Branch).order_by(Branch.id))},
+        mechanisms={m.code: m for m in await all_of(select(Mechanism).order_by(Mechanism.id))},
+        rooms={room_key(r): r for r in await all_of(
+            select(DutyRoom).options(selectinload(DutyRoom.roster).selectinload(Roster.members))
+            .order_by(DutyRoom.id))},
+        rotations={r.zone_id: r for r in await all_of(
+            select(ChairRotation).options(selectinload(ChairRotation.entries)))},
+        agreements={a.code: a for a in await all_of(
+            select(Agreement).options(
+                selectinload(Agreement.parties),
+                selectinload(Agreement.clauses).selectinload(Clause.mechanisms),
+            ).order_by(Agreement.id))},
+        meetings=await all_of(
+            select(Meeting).options(selectinload(Meeting.participants)).order_by(Meeting.id)),
+        liaisons=[tuple(row) for row in await session.execute(
+            select(Liaison.unit_id, Liaison.name, Liaison.key, Liaison.telegram_user_id))],
+    )
 
 
 def existing_from(state: State) -> Existing:
