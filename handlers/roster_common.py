@@ -10,6 +10,7 @@ from datetime import time
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import CallbackQuery
 from telegram import Update
 
 from bot.plans import roster as plan
@@ -66,13 +67,16 @@ def parse_day(text: str, today: date, *, upcoming: bool = False) -> date | None:
     return day if in_calendar(day) else None
 
 
-def parse_decision(tr: Translator, data: str, prefix: str) -> tuple[int, bool]:
-    """The id a roster button `<prefix>:<id>:ok|no` (a change's preview, a swap) is about,
-    and whether it says yes; any other data is a stale button."""
-    match = re.fullmatch(rf"{prefix}:(\d{{1,9}}):(ok|no)", data)
+def pressed_decision(update: Update, tr: Translator, prefix: str
+                     ) -> tuple[CallbackQuery, int, bool]:
+    """A pressed roster button `<prefix>:<id>:ok|no` (a change's preview, a swap): its
+    query, the id it is about and whether it says yes; any other data is a stale button."""
+    query = update.callback_query
+    assert query is not None
+    match = re.fullmatch(rf"{prefix}:(\d{{1,9}}):(ok|no)", query.data or "")
     if match is None:
         raise Refusal(tr("errors.stale_button"))
-    return int(match[1]), match[2] == "ok"
+    return query, int(match[1]), match[2] == "ok"
 
 
 def parse_clock(text: str) -> time | None:

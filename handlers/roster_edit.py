@@ -43,8 +43,8 @@ from handlers.roster_common import may_edit
 from handlers.roster_common import member_named
 from handlers.roster_common import parse_clock
 from handlers.roster_common import parse_day
-from handlers.roster_common import parse_decision
 from handlers.roster_common import pattern_text
+from handlers.roster_common import pressed_decision
 from handlers.roster_common import room_for
 from handlers.roster_common import roster_text
 from handlers.roster_common import shift_line
@@ -384,44 +384,47 @@ async def edit_pressed(update: Update, context: Context, actor: Actor) -> None:
     """确认 applies a previewed change, 取消 drops it — each only while the preview is the
     room's pending one and the roster is still as it was previewed; otherwise the button
     is dead and says why, changing nothing."""
-    query = update.callback_query
-    assert query is not None
-    svc, tr, now = services(context), actor.tr, services(context).now()
-    change_id, confirm = parse_decision(tr, query.data or "", EDIT_CB)
+    svc = services(context)
+    query, change_id, confirm = pressed_decision(update, actor.tr, EDIT_CB)
+    chat_id = query.message.chat.id if query.message else None
     async with svc.db.session() as session:
-        change = await get_roster_change(session, change_id)
-        room = (await session.execute(
-            select(DutyRoom).options(selectinload(DutyRoom.unit))
-            .where(DutyRoom.id == change.duty_room_id))).scalar_one_or_none() \
-            if change else None
-        if change is None or room is None:
-            raise Refusal(tr("errors.stale_button"))
-        if not may_edit(actor, room):
-            raise Refusal(tr("roster.errors.not_allowed"))
-        if change.status is not RosterChangeStatus.pending:
-            raise Refusal(tr(f"roster.preview.dead_{change.status.value}"))
-        user = await session.get(User, actor.user.id) if actor.user else None
-        chat_id = query.message.chat.id if query.message else None
-        if not confirm:
-            await decide_roster_change(session, change, RosterChangeStatus.cancelled,
-                                       actor=user, now=now, chat_id=chat_id)
-            result = tr("roster.preview.cancelled")
-        else:
-            if await roster_fingerprint(session, room.id, change.created_at) != \
-                    change.basis:
-                raise Refusal(tr("roster.preview.dead_changed"))
-            roster = await apply_change(session, room, change.change, user, now)
-            await decide_roster_change(session, change, RosterChangeStatus.confirmed,
-                                       actor=user, now=now, chat_id=chat_id)
-            await plan.skip_due(session, roster.id, now)
-            view = await plan.load_view(session, roster, now, now + timedelta(days=15))
-            result = tr("roster.edit.done") + "\n\n" + (
-                roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
-                else tr("roster.errors.empty", room=escape(tr.name(room.title))))
+        result = await decide_change(session, svc, actor, change_id, confirm, chat_id)
     if confirm:
         await svc.rescheduled(plan.NAME)
     await query.answer()
     await edit_query_message(update, result)
+
+
+async def decide_change(session: AsyncSession, svc: Services, actor: Actor, change_id: int,
+                        confirm: bool, chat_id: int | None) -> str:
+    """Apply or drop a previewed change, recorded; what the preview then says."""
+    tr, now = actor.tr, svc.now()
+    change = await get_roster_change(session, change_id)
+    room = (await session.execute(
+        select(DutyRoom).options(selectinload(DutyRoom.unit))
+        .where(DutyRoom.id == change.duty_room_id))).scalar_one_or_none() \
+        if change else None
+    if change is None or room is None:
+        raise Refusal(tr("errors.stale_button"))
+    if not may_edit(actor, room):
+        raise Refusal(tr("roster.errors.not_allowed"))
+    if change.status is not RosterChangeStatus.pending:
+        raise Refusal(tr(f"roster.preview.dead_{change.status.value}"))
+    user = await session.get(User, actor.user.id) if actor.user else None
+    if not confirm:
+        await decide_roster_change(session, change, RosterChangeStatus.cancelled,
+                                   actor=user, now=now, chat_id=chat_id)
+        return tr("roster.preview.cancelled")
+    if await roster_fingerprint(session, room.id, change.created_at) != change.basis:
+        raise Refusal(tr("roster.preview.dead_changed"))
+    roster = await apply_change(session, room, change.change, user, now)
+    await decide_roster_change(session, change, RosterChangeStatus.confirmed,
+                               actor=user, now=now, chat_id=chat_id)
+    await plan.skip_due(session, roster.id, now)
+    view = await plan.load_view(session, roster, now, now + timedelta(days=15))
+    return tr("roster.edit.done") + "\n\n" + (
+        roster_text(tr, view, now, actor, svc.settings.bot_timezone) if view
+        else tr("roster.errors.empty", room=escape(tr.name(room.title))))
 
 
 async def override(

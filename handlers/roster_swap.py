@@ -29,7 +29,7 @@ from handlers.common import in_group
 from handlers.common import reply
 from handlers.roster_common import member_named
 from handlers.roster_common import member_of
-from handlers.roster_common import parse_decision
+from handlers.roster_common import pressed_decision
 from handlers.roster_common import room_for
 from handlers.roster_common import rooms_on_roster
 from handlers.roster_common import shift_on
@@ -181,10 +181,8 @@ async def refuse_clashing_swap(
 
 @guarded(Role.officer)
 async def swap_pressed(update: Update, context: Context, actor: Actor) -> None:
-    query = update.callback_query
-    assert query is not None
     svc, tr, now = services(context), actor.tr, services(context).now()
-    swap_id, accept = parse_decision(tr, query.data or "", CB)
+    query, swap_id, accept = pressed_decision(update, tr, CB)
     async with svc.db.session() as session:
         swap = await get_swap(session, swap_id)
         if swap is None:
