@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
@@ -139,6 +141,21 @@ class FeaturePlanner:
     @property
     def language(self) -> str:
         return self.svc.settings.default_language
+
+
+class RowPlanner(FeaturePlanner):
+    """A planner whose occurrences come from rows (notices, requests): `candidates`, the
+    rows that may have something due in a window, and each row's `occurrences_of`; those
+    due in the window are its occurrences."""
+
+    candidates: Callable[[AsyncSession, datetime, datetime], Awaitable[Sequence[Any]]]
+    occurrences_of: Callable[[Any], Iterable[Occurrence]]
+
+    async def occurrences(
+        self, session: AsyncSession, start: datetime, end: datetime
+    ) -> Sequence[Occurrence]:
+        return [occurrence for row in await self.candidates(session, start, end)
+                for occurrence in self.occurrences_of(row) if start <= occurrence.due_at < end]
 
 
 async def claim_occurrences(

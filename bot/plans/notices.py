@@ -22,15 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import FeaturePlanner
 from bot.scheduler import Occurrence
+from bot.scheduler import RowPlanner
 from core.enums import NoticeStatus
 from core.notices import NoticePolicy
 from core.notices import notice_id_of_key
@@ -64,19 +63,14 @@ def notice_occurrences(notice: Notice) -> list[Occurrence]:
     return found
 
 
-class NoticePlanner(FeaturePlanner):
+class NoticePlanner(RowPlanner):
     name = NAME
+    candidates = staticmethod(store.planner_candidates)
+    occurrences_of = staticmethod(notice_occurrences)
 
     @property
     def policy(self) -> NoticePolicy:
         return NoticePolicy.from_settings(self.svc.settings)
-
-    async def occurrences(
-        self, session: AsyncSession, start: datetime, end: datetime
-    ) -> Sequence[Occurrence]:
-        notices = await store.planner_candidates(session, start, end)
-        return [o for notice in notices for o in notice_occurrences(notice)
-                if start <= o.due_at < end]
 
     async def fire(
         self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.scheduler import FeaturePlanner
 from bot.scheduler import Occurrence
+from bot.scheduler import RowPlanner
 from core.enums import RequestStatus
 from core.request_checks import Policy
 from core.requests import ACTIVE_STATUSES
@@ -60,19 +60,20 @@ def request_occurrences(request: AssistanceRequest) -> list[Occurrence]:
     return found
 
 
-class RequestEscalations(FeaturePlanner):
+class RequestEscalations(RowPlanner):
     name = NAME
+    occurrences_of = staticmethod(request_occurrences)
 
     @property
     def policy(self) -> Policy:
         return Policy.from_settings(self.svc.settings)
 
-    async def occurrences(
+    async def candidates(
         self, session: AsyncSession, start: datetime, end: datetime
-    ) -> Sequence[Occurrence]:
-        requests = await store.escalation_candidates(session, end)
-        return [o for request in requests for o in request_occurrences(request)
-                if start <= o.due_at < end]
+    ) -> Sequence[AssistanceRequest]:
+        """Requests with an escalation step that may be due before `end`; the query has no
+        lower bound, the window leaves out what was due before `start`."""
+        return await store.escalation_candidates(session, end)
 
     async def fire(
         self, session: AsyncSession, occurrence: Occurrence, now: datetime, late: bool
