@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
 from html import escape
@@ -203,13 +202,12 @@ async def refresh_status(session: AsyncSession, notice: Notice, *, now: datetime
 # --------------------------------------------------------------------------- acknowledgement
 
 
-@dataclass
+@dataclass(frozen=True)
 class AckOutcome:
     verdict: Verdict
     notice: Notice | None = None
     delivery: NoticeDelivery | None = None
     acknowledger: User | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def acknowledge(

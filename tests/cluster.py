@@ -174,6 +174,8 @@ class RoundRobinProxy:
         self.delay = delay
         self._next = itertools.cycle(range(len(self.backends)))
         self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = self.base + "/telegram"  # the public webhook URL
         self.forwarded: Counter[int] = Counter()
         self.unanswered = 0  # requests that met a cut link
         self._cut: str | None = None
@@ -198,15 +200,6 @@ class RoundRobinProxy:
         if request.transport is not None:
             request.transport.close()
         return web.Response()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The public webhook URL."""
-        return self.base + "/telegram"
 
     async def _forward(self, request: web.Request) -> web.Response:
         if self._cut is not None:

@@ -30,21 +30,6 @@ class ApiError(Exception):
 
 
 @dataclass(slots=True)
-class StoredFile:
-    """A file Telegram knows: uploaded by the bot, sent by a user, or fetched from a URL."""
-
-    file_id: str
-    file_unique_id: str
-    file_name: str | None
-    mime_type: str | None
-    content: bytes
-
-    @property
-    def file_size(self) -> int:
-        return len(self.content)
-
-
-@dataclass(slots=True)
 class ApiCall:
     """One request, as the emulator understood and answered it."""
 
@@ -69,6 +54,21 @@ class ApiCall:
             chat = result.get("chat")
             return (chat["id"] if chat else int(self.chat_id or 0)), result["message_id"]
         return int(self.chat_id or 0), int(self.params["message_id"])
+
+
+@dataclass(slots=True)
+class StoredFile:
+    """A file Telegram knows: uploaded by the bot, sent by a user, or fetched from a URL."""
+
+    file_id: str
+    file_unique_id: str
+    file_name: str | None
+    mime_type: str | None
+    content: bytes
+
+    @property
+    def file_size(self) -> int:
+        return len(self.content)
 
 
 class Stats(Counter[str]):

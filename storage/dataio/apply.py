@@ -383,12 +383,12 @@ class Applier:
     async def agreements(self) -> None:
         status: list[tuple[Agreement, bool, bool]] = []
         for r in self.plan["agreements"]:
+            parties = [self.unit_id(code) for code in r["parties"]]
             values = {
                 "title": r["title"], "short_title": r["short_title"],
                 "zone_id": self.zone_id(r["zone"]), "signed_on": r["signed_on"],
                 "signed_at": r["signed_at"], "status": r["status"], "summary": r["summary"],
             }
-            parties = [self.unit_id(code) for code in r["parties"]]
             agreement = self.state.agreements.get(r["code"])
             if agreement is None:
                 agreement = self.state.agreements[r["code"]] = Agreement(
