@@ -14,8 +14,10 @@ from bot.config import Settings
 from bot.leader import APPLICATION_NAME
 from bot.runner import unreachable_reason
 from storage import lease
+from storage.db import Database
 from storage.db import create_engine
 from storage.migrate import is_up_to_date
+from storage.outbox import outbox_stats
 from storage.search.probe import check_search_backend
 
 
@@ -79,6 +81,23 @@ async def check_scheduler(settings: Settings) -> CheckResult:
                        f"{held.seconds_left:.0f} s left)")
 
 
+async def check_outbox(settings: Settings) -> CheckResult:
+    """What the outbox holds (informational: rows that keep waiting mean no bot is
+    sending, or Telegram refuses)."""
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as session:
+            stats = await outbox_stats(session)
+    except Exception as exc:  # the database check above reports the cause
+        return CheckResult("outbox", False, f"cannot ask the database: {exc}")
+    finally:
+        await db.dispose()
+    return CheckResult("outbox", True,
+                       f"{stats['pending'] + stats['sending']} waiting to be sent, "
+                       f"{stats['sent']} sent, {stats['failed']} failed, "
+                       f"{stats['unreachable_chats']} unreachable chat(s)")
+
+
 async def check_telegram(settings: Settings) -> CheckResult:
     token = settings.token_value()
     if not token:
@@ -103,5 +122,6 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     results += await check_database(settings)
     if all(r.ok for r in results):
         results.append(await check_scheduler(settings))
+        results.append(await check_outbox(settings))
     results.append(await check_telegram(settings))
     return results

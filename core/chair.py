@@ -52,10 +52,6 @@ class ChairTerm:
     start: datetime
     end: datetime
 
-    def contains(self, instant: datetime) -> bool:
-        return self.start <= instant < self.end
-
-
 def add_months(day: date, months: int) -> date:
     """`day` plus whole months, the day clamped to the target month's last day."""
     month_index = day.year * 12 + day.month - 1 + months

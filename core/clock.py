@@ -1,9 +1,8 @@
 """Clocks and local-time helpers shared by the domain functions.
 
-Code that needs "now" takes a clock instead of calling `datetime.now`, so the scheduler,
-the delivery worker and the tests can run on a `FakeClock` and never sleep. A clock is
-also a plain callable (`clock()`), which is what `Services.now` and the delivery worker
-expect.
+Code that needs "now" takes a clock, a plain callable (`Services.now`, the delivery
+worker's `clock`), instead of calling `datetime.now`, so the scheduler, the delivery
+worker and the tests can run on a set clock (tools.clock.FakeClock) and never sleep.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ from datetime import UTC
 from datetime import date
 from datetime import datetime
 from datetime import time
-from datetime import timedelta
-from typing import Protocol
-from typing import runtime_checkable
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
@@ -78,52 +74,6 @@ def is_zone(name: str) -> bool:
 def valid_zone(name: str) -> bool:
     """An IANA region zone (Asia/Urumqi) or UTC, as a person may type one in a chat."""
     return is_zone(name) and ("/" in name or name == "UTC")
-
-
-@runtime_checkable
-class Clock(Protocol):
-    def now(self) -> datetime:
-        """The current instant, aware, in UTC."""
-        ...
-
-
-class SystemClock:
-    """The real time."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now()
-
-
-class FakeClock:
-    """A clock tests set and advance; it never moves by itself."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = as_utc(start)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def __call__(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
-        """Move forward by `delta` or by keyword units (`advance(minutes=5)`); never back."""
-        step = delta if delta is not None else timedelta(**units)
-        if step < timedelta(0):
-            raise ValueError("a clock does not run backwards; use set()")
-        self._now += step
-        return self._now
-
-    def set(self, instant: datetime) -> datetime:
-        """Jump to `instant` (backwards too: tests of restarts need it)."""
-        self._now = as_utc(instant)
-        return self._now
-
-    def __repr__(self) -> str:
-        return f"FakeClock({self._now.isoformat()})"
 
 
 def as_utc(instant: datetime) -> datetime:

@@ -33,7 +33,6 @@ from core.periods import parse_period
 # --------------------------------------------------------------------------- numbers
 
 NUMBER_PREFIX = "XZ"
-NUMBER_PATTERN = re.compile(r"^XZ-(\d{4})-(\d{1,6})$")
 _NUMBER_SEARCH = re.compile(r"^\s*XZ\s*-?\s*(\d{4})\s*-?\s*(\d{1,6})\s*$")
 
 

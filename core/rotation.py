@@ -126,10 +126,6 @@ class Shift:
     def duration(self) -> timedelta:
         return self.end - self.start
 
-    def contains(self, instant: datetime) -> bool:
-        return self.start <= instant < self.end
-
-
 def boundary(spec: RosterSpec, index: int) -> datetime:
     """Start of shift `index` (negative before the anchor), in UTC."""
     period, slot = divmod(index, spec.shifts_per_period)

@@ -117,11 +117,6 @@ class ParsedQuery:
     terms: tuple[str, ...] = ()
     recognised: tuple[tuple[str, int, str], ...] = ()  # (kind, id, text as typed)
 
-    @property
-    def is_empty(self) -> bool:
-        return not (self.unit_ids or self.branch_ids or self.zone_ids or self.terms)
-
-
 class Vocabulary:
     """Units, branches and zones by every name, folded name, English name, alias
     and abbreviation (small: built in memory from the database, cached there)."""

@@ -176,12 +176,6 @@ def message_text(update: Update) -> str:
     return (message.text or "") if message else ""
 
 
-def draft_of(context: Context, key: str) -> dict[str, Any]:
-    """A guided flow's draft in the user's data, which is persisted: it survives a restart."""
-    assert context.user_data is not None
-    return context.user_data.setdefault(key, {})
-
-
 async def handled(state: int) -> int:
     """Go on in `state`, and stop the update here: the guided flows run in group -1, and
     an answer typed into one must not also reach the plain-text features of later groups."""

@@ -182,8 +182,3 @@ class Fence:
             raise Fenced(f"lease {self.name} #{self.token}: expired or taken over")
 
 
-def monotonic_deadline(seconds_left: float, sent_at: float) -> float:
-    """Until when (time.monotonic) a lease renewed by a request sent at `sent_at` surely
-    holds: the server set its end after it received the request."""
-    return sent_at + max(seconds_left, 0.0)
-

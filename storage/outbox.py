@@ -202,17 +202,6 @@ async def enqueue_edit(
 # --------------------------------------------------------------------------- queries
 
 
-async def message_id_for(session: AsyncSession, dedup_key: str) -> int | None:
-    """The Telegram message id the row with this key produced, once sent."""
-    return (
-        await session.execute(
-            select(O.telegram_message_id).where(
-                O.dedup_key == dedup_key, O.state == OutboxState.sent
-            )
-        )
-    ).scalar_one_or_none()
-
-
 async def get_message(session: AsyncSession, dedup_key: str) -> OutboxMessage | None:
     return (await session.scalars(select(O).where(O.dedup_key == dedup_key))).one_or_none()
 

@@ -247,8 +247,3 @@ async def missed_marks(
     return list(rows.scalars())
 
 
-async def marks_with_prefix(session: AsyncSession, prefix: str) -> list[ScheduleMark]:
-    rows = await session.execute(
-        select(ScheduleMark).where(ScheduleMark.key.startswith(prefix)).order_by(ScheduleMark.id)
-    )
-    return list(rows.scalars())

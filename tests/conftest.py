@@ -19,13 +19,13 @@ from typing import NoReturn
 import pytest
 
 from bot.emulator import BotApiEmulator
-from core.clock import FakeClock
 from storage.db import Database
 from storage.models import Unit
 from storage.models import Zone
 from storage.models import ZoneMembership
 from tests.private_postgres import PG_BIN
 from tests.private_postgres import PrivatePostgres
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing_db import TestDatabases
 from tools.testing_db import postgres_available

@@ -17,7 +17,6 @@ from telegram.ext import ContextTypes
 
 from bot.emulator import ApiCall
 from bot.emulator import BotApiEmulator
-from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage import requests as request_store
 from storage.db import Database
@@ -26,6 +25,7 @@ from tests.test_requests_support import SICHUAN_ROOM
 from tests.test_requests_support import T0
 from tests.test_requests_support import add_people
 from tests.test_requests_support import make_directory
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
 

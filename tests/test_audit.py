@@ -27,7 +27,6 @@ from core.audit import GENESIS
 from core.audit import ChainWalk
 from core.audit import Entry
 from core.audit import Problem
-from core.clock import FakeClock
 from storage.access import audit
 from storage.access import audit_many
 from storage.access import audit_row
@@ -43,6 +42,7 @@ from storage.models import AuditChain
 from storage.models import AuditEntry
 from storage.models import ScheduleMark
 from tests.test_cli import run
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 
 

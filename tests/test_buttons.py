@@ -12,7 +12,6 @@ import pytest
 
 from bot.emulator import ApiCall
 from bot.emulator import BotApiEmulator
-from core.clock import FakeClock
 from storage import outbox
 from storage.db import Database
 from tests.conftest import ADMIN_ID
@@ -24,6 +23,7 @@ from tests.test_requests_support import T0
 from tests.test_requests_support import Directory
 from tests.test_requests_support import add_people
 from tests.test_requests_support import make_directory
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
 from views.buttons import Button

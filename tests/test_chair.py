@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from bot.plans.chair import ChairPlanner
-from core.clock import FakeClock
 from core.enums import Role
 from storage.db import Database
 from storage.models import AuditEntry
@@ -27,6 +26,7 @@ from storage.models import Unit
 from storage.models import User
 from storage.models import Zone
 from storage.models import ZoneMembership
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 
 ADMIN_ID = 910000001

@@ -64,6 +64,7 @@ def test_db_upgrade_then_check(tmp_path: Path) -> None:
     after = run("check", env=env, cwd=tmp_path)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "offline console" in after.stdout
+    assert "0 waiting to be sent, 0 sent, 0 failed, 0 unreachable chat(s)" in after.stdout
 
 
 def test_check_reports_an_unreachable_database(tmp_path: Path) -> None:

@@ -234,8 +234,8 @@ def test_shift_by_index_matches_shift_at() -> None:
     spec = RosterSpec.build("day_night", date(2026, 11, 1), SH, None, 3)
     for index in range(-5, 6):
         shift = shift_by_index(spec, index)
-        assert shift_at(spec, shift.start) == shift and shift.contains(shift.start)
-        assert not shift.contains(shift.end)
+        assert shift_at(spec, shift.start) == shift
+        assert shift_at(spec, shift.end) != shift  # the end belongs to the next one
 
 
 # --------------------------------------------------------------------------- overrides, swaps
@@ -351,7 +351,7 @@ def test_shifts_tile_time_without_gaps_or_overlaps(
     spec: RosterSpec, start: datetime, hours: int
 ) -> None:
     shifts = list(shifts_between(spec, start, start + timedelta(hours=hours)))
-    assert shifts[0].contains(start)
+    assert shifts[0].start <= start < shifts[0].end
     assert shifts[-1].start < start + timedelta(hours=hours) <= shifts[-1].end
     for before, after in itertools.pairwise(shifts):
         assert before.end == after.start and after.index == before.index + 1
@@ -368,7 +368,7 @@ def test_each_shift_contains_its_instant_and_position_cycles(
     spec: RosterSpec, instant: datetime
 ) -> None:
     shift = shift_at(spec, instant)
-    assert shift.contains(instant)
+    assert shift.start <= instant < shift.end
     assert shift.member_position == shift.index % spec.member_count
     later = shift_by_index(spec, shift.index + spec.member_count)
     earlier = shift_by_index(spec, shift.index - spec.member_count)
@@ -387,7 +387,7 @@ def test_each_shift_contains_its_instant_and_position_cycles(
 @given(specs(), instants)
 def test_who_is_on_duty_returns_consecutive_shifts(spec: RosterSpec, instant: datetime) -> None:
     current, following = who_is_on_duty(spec, {}, instant)
-    assert current.contains(instant) and following.start == current.end
+    assert current.start <= instant < current.end and following.start == current.end
     assert next_handover(spec, instant) == current.end
 
 
@@ -421,7 +421,7 @@ def test_upcoming_shifts_start_with_the_one_on_duty_and_apply_overrides() -> Non
     assert [s.index for s in shifts] == [2, 3, 4, 5]
     assert [s.member_position for s in shifts] == [2, 0, 0, 2]
     assert [s.overridden for s in shifts] == [False, False, True, False]
-    assert shifts[0].contains(now)
+    assert shifts[0].start <= now < shifts[0].end
 
 
 def test_upcoming_shifts_of_a_roster_not_started_begin_at_its_first_shift() -> None:

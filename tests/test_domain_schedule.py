@@ -13,9 +13,6 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from core.clock import Clock
-from core.clock import FakeClock
-from core.clock import SystemClock
 from core.clock import as_utc
 from core.clock import is_zone
 from core.clock import local_instant
@@ -30,6 +27,7 @@ from core.schedule import classify_due
 from core.schedule import escalation_plan
 from core.schedule import offset_label
 from core.schedule import reminders_before
+from tools.clock import FakeClock
 
 START = datetime(2026, 12, 10, 1, 30, tzinfo=UTC)
 
@@ -176,14 +174,6 @@ def test_fake_clock_refuses_naive_times_and_running_backwards() -> None:
     with pytest.raises(ValueError):
         clock.advance(minutes=-1)
     assert clock() == START
-
-
-def test_clocks_satisfy_the_protocol() -> None:
-    system = SystemClock()
-    assert isinstance(system, Clock) and isinstance(FakeClock(START), Clock)
-    before = datetime.now(UTC)
-    assert before <= system.now() <= system() <= datetime.now(UTC)
-    assert system.now().tzinfo is UTC
 
 
 def test_as_utc_and_local_instant() -> None:

@@ -48,7 +48,6 @@ from sqlalchemy.orm import selectinload
 
 from bot.emulator import BotApiEmulator
 from bot.emulator.faults import FaultKind
-from core.clock import FakeClock
 from core.enums import NoticeKind
 from core.enums import OutboxState
 from core.enums import RequestStatus
@@ -72,6 +71,7 @@ from storage.models import ScheduleMark
 from storage.models import Unit
 from tests.cluster import eventually
 from tests.private_postgres import PrivatePostgres
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 
 STALL = 0.6  # seconds a "timeout" fault holds the answer (Telegram: about 5)

@@ -43,7 +43,6 @@ from bot.app import all_feature_commands
 from bot.config import LANGUAGES
 from bot.emulator import ApiCall
 from bot.emulator import BotApiEmulator
-from core.clock import FakeClock
 from core.enums import NoticeKind
 from core.enums import Severity
 from core.notices import NoticeDraft
@@ -65,6 +64,7 @@ from storage.models import Notice
 from storage.models import RosterMember
 from storage.models import Unit
 from storage.models import Zone
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
 

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from bot.plans.meetings import send_tally
-from core.clock import FakeClock
 from core.enums import MeetingKind
 from core.enums import MeetingStatus
 from core.enums import Role
@@ -31,6 +30,7 @@ from storage.models import Unit
 from storage.models import User
 from storage.models import Zone
 from storage.models import ZoneMembership
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
 

@@ -165,7 +165,8 @@ def test_zone_members_and_recognised() -> None:
     parsed = parse_query("川 刑警", VOCABULARY)
     assert ("unit", SICHUAN, "川") in parsed.recognised
     assert ("branch", CID, "刑警") in parsed.recognised
-    assert parse_query("", VOCABULARY).is_empty
+    empty = parse_query("", VOCABULARY)
+    assert not (empty.unit_ids or empty.branch_ids or empty.zone_ids or empty.terms)
 
 
 def test_suggestions() -> None:

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from core import requests as rules
-from core.clock import FakeClock
 from core.enums import RequestStatus
 from storage.db import Database
 from storage.models import AssistanceRequest
@@ -23,6 +22,7 @@ from tests.test_requests_support import T0
 from tests.test_requests_support import Directory
 from tests.test_requests_support import add_people
 from tests.test_requests_support import make_directory
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
 

@@ -22,7 +22,6 @@ from PIL import Image
 from bot import reports
 from bot.emulator import ApiCall
 from bot.emulator import BotApiEmulator
-from core.clock import FakeClock
 from core.enums import RequestStatus
 from core.periods import Period
 from core.requests import RequestStats
@@ -34,6 +33,7 @@ from tests.test_requests_support import SICHUAN_ROOM
 from tests.test_requests_support import T0
 from tests.test_requests_support import Directory
 from tests.test_requests_support import make_directory
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from views.request_reports import stats_figure
 

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from bot.emulator import BotApiEmulator
 from bot.plans.roster import RosterPlanner
-from core.clock import FakeClock
 from core.enums import MeetingKind
 from core.enums import NoticeKind
 from core.enums import NoticeStatus
@@ -44,6 +43,7 @@ from storage.models import Unit
 from storage.models import User
 from storage.models import Zone
 from storage.models import ZoneMembership
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 
 ADMIN_ID = 910000001

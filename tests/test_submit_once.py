@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 from bot.emulator import ApiCall
 from bot.emulator import BotApiEmulator
-from core.clock import FakeClock
 from core.enums import MeetingKind
 from core.enums import NoticeKind
 from core.enums import Severity
@@ -51,6 +50,7 @@ from tests.test_requests_support import YUNNAN_ROOM
 from tests.test_requests_support import Directory
 from tests.test_requests_support import add_people
 from tests.test_requests_support import make_directory
+from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
 
