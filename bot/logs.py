@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC
 from datetime import datetime
+from typing import TextIO
 
 TOKEN_PATTERN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 REDACTED = "[REDACTED]"
@@ -105,10 +106,11 @@ def guard_handlers(redacting: RedactingFilter) -> None:
 
 
 def setup_logging(level: str = "INFO", *, fmt: str = "text",
-                  secrets: Iterable[str | None] = (), stream: object = None) -> logging.Handler:
+                  secrets: Iterable[str | None] = (), stream: TextIO | None = None
+                  ) -> logging.Handler:
     """One handler on the root logger, text or JSON lines; every handler redacts
     `secrets` (the bot token, the webhook secret…), bot tokens and phone numbers."""
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -51,9 +51,11 @@ QUERIES_KEPT = 30
 
 def remember_query(context: Context, query: str) -> str:
     """Buttons carry a short id; the query itself stays with the chat (persisted)."""
-    kept: dict[str, str] = context.chat_data.setdefault("queries", {})  # type: ignore[union-attr]
-    counter = int(context.chat_data.get("query_counter", 0)) + 1  # type: ignore[union-attr]
-    context.chat_data["query_counter"] = counter  # type: ignore[index]
+    chat_data = context.chat_data
+    assert chat_data is not None  # every update the lookups answer comes from a chat
+    kept: dict[str, str] = chat_data.setdefault("queries", {})
+    counter = int(chat_data.get("query_counter", 0)) + 1
+    chat_data["query_counter"] = counter
     kept[str(counter)] = query
     for stale in sorted(kept, key=int)[:-QUERIES_KEPT]:
         del kept[stale]

@@ -81,7 +81,12 @@ async def entries_about(
     listing began, when None) are left out. Returns (how many in all, `upto`, this page)."""
     if upto is None:
         upto = int(await session.scalar(select(func.max(AuditEntry.id))) or 0)
-    about = _about_user(user) if user is not None else _about_unit(unit)  # type: ignore[arg-type]
+    if user is not None:
+        about = _about_user(user)
+    elif unit is not None:
+        about = _about_unit(unit)
+    else:
+        raise ValueError("entries_about needs a user or a unit")
     where = (AuditEntry.id <= upto, AuditEntry.at >= start, AuditEntry.at < end, about)
     total = await session.scalar(select(func.count()).select_from(AuditEntry).where(*where))
     page = (await session.execute(
