@@ -19,6 +19,7 @@ from pydantic_settings import NoDecode
 from pydantic_settings import SettingsConfigDict
 
 from core.clock import is_zone
+from core.clock import named_zone
 from core.enums import Role
 from core.quota import Policy
 
@@ -197,7 +198,7 @@ class Settings(BaseSettings):
 
     @property
     def timezone(self) -> ZoneInfo:
-        return ZoneInfo(self.bot_timezone)
+        return named_zone(self.bot_timezone)
 
     @property
     def is_sqlite(self) -> bool:

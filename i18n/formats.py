@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import date
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from core.clock import DEFAULT_ZONE
 from core.clock import time_zone
@@ -13,10 +12,11 @@ from i18n import Translator
 
 
 def local_time(tr: Translator, instant: datetime, timezone: str, default_timezone: str) -> str:
-    local = instant.astimezone(ZoneInfo(timezone))
+    zone = time_zone(timezone, default_timezone)  # a zone the data got wrong: the bot's
+    local = instant.astimezone(zone)
     text = tr("format.datetime", month=local.month, day=local.day, time=local.strftime("%H:%M"))
-    if timezone != default_timezone:
-        text += tr("format.zone_suffix", zone=timezone)
+    if zone.key != default_timezone:
+        text += tr("format.zone_suffix", zone=zone.key)
     return text
 
 

@@ -62,6 +62,7 @@ async def assess(session: AsyncSession, telegram_id: int, rows: Sequence[dict[st
         kind = AlertKind(judged.window.value)
         due = (kind,) if alert_due(kind, past.alerts.get(kind), now, lifted) else ()
         return Assessment(judged, due, lifted_at=lifted)
+    store.shown(session, telegram_id, rows, now)
     found = pattern([*past.views, *store.views_of(rows, now)], policy, now, lifted)
     kind = AlertKind.pattern
     due = (kind,) if found.found and alert_due(kind, past.alerts.get(kind), now, lifted) \
@@ -71,7 +72,7 @@ async def assess(session: AsyncSession, telegram_id: int, rows: Sequence[dict[st
 
 async def _history(session: AsyncSession, telegram_id: int, policy: Policy,
                    now: datetime) -> store.History:
-    return await store.history(session, telegram_id, since=now - DAY,
+    return await store.history(session, telegram_id, now=now, since=now - DAY,
                                views_since=now - max(PAGING_WINDOW, policy.burst_window))
 
 

@@ -9,14 +9,20 @@ core/quota.py.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
+from sqlalchemy import BindParameter
+from sqlalchemy import CompoundSelect
 from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import bindparam
 from sqlalchemy import cast
 from sqlalchemy import func
 from sqlalchemy import literal
@@ -72,10 +78,120 @@ class History:
     lifted_at: datetime | None = None
     alerts: dict[AlertKind, datetime] = field(default_factory=dict)
 
+    def merge(self, newer: History) -> None:
+        """Add a later read: each item, page and mark keeps its latest time, so rows
+        read twice (the overlap) change nothing."""
+        for item, at in newer.seen.items():
+            self.seen[item] = max(at, self.seen.get(item, at))
+        latest = {(v.unit, v.query, v.offset): v for v in self.views}
+        for view in newer.views:
+            key = (view.unit, view.query, view.offset)
+            if key not in latest or latest[key].at < view.at:
+                latest[key] = view
+        self.views = list(latest.values())
+        if newer.lifted_at is not None:
+            self.lifted_at = max(newer.lifted_at, self.lifted_at or newer.lifted_at)
+        for kind, at in newer.alerts.items():
+            self.alerts[kind] = max(at, self.alerts.get(kind, at))
 
-async def history(session: AsyncSession, telegram_id: int, *, since: datetime,
-                  views_since: datetime) -> History:
-    """The person's lookups as the quotas read them, in one statement of three parts:
+    def within(self, since: datetime, views_since: datetime) -> History:
+        """What of it falls after `since` (pages and units: after `views_since`)."""
+        lifted = self.lifted_at if self.lifted_at and self.lifted_at > since else None
+        return History({item: at for item, at in self.seen.items() if at > since},
+                       [v for v in self.views if v.at > views_since], lifted,
+                       {kind: at for kind, at in self.alerts.items() if at > since})
+
+
+@dataclass
+class _Memo:
+    history: History  # everything after `since` of the whole read, merged since
+    read_at: datetime  # the `now` of the last read
+    whole_at: datetime  # the `now` of the last whole read
+
+
+# A person's history as this process last read it, per database, with what this
+# process has shown the person since (`shown`). Within FRESH of a read it is used as it
+# is: what other processes showed the person in that time counts from the next read.
+# After that only rows stamped after the last read are read, less OVERLAP (a row is
+# committed a moment after it is stamped; one later than that, in a stalled
+# transaction, counts from the next whole read), and everything again after REREAD,
+# after a lift or an alert about the person, or if the clock went back.
+FRESH = timedelta(seconds=2)
+OVERLAP = timedelta(seconds=2)
+REREAD = timedelta(minutes=1)
+MEMO_PEOPLE = 4096
+_memos: WeakKeyDictionary[Any, OrderedDict[int, _Memo]] = WeakKeyDictionary()
+
+
+def _memos_of(session: AsyncSession) -> OrderedDict[int, _Memo]:
+    """The memos of the session's database (its connection pool: the read-only and the
+    writing sessions of one database share it)."""
+    bind = session.get_bind()
+    return _memos.setdefault(bind.engine.pool, OrderedDict())
+
+
+async def history(session: AsyncSession, telegram_id: int, *, now: datetime,
+                  since: datetime, views_since: datetime) -> History:
+    """The person's lookups as the quotas read them (`read_history`), the day read whole
+    at most once a REREAD and only its newest rows in between: a heavy reader's
+    lookups cost no more than a light one's."""
+    memos = _memos_of(session)
+    memo = memos.pop(telegram_id, None)
+    if memo is None or now < memo.read_at or now - memo.whole_at >= REREAD:
+        memo = _Memo(await read_history(session, telegram_id, since=since,
+                                        views_since=views_since), now, now)
+    elif now - memo.read_at >= FRESH:
+        start = memo.read_at - OVERLAP
+        memo.history.merge(await read_history(session, telegram_id, since=start,
+                                              views_since=start))
+        memo.read_at = now
+    memos[telegram_id] = memo
+    while len(memos) > MEMO_PEOPLE:
+        memos.popitem(last=False)
+    return memo.history.within(since, views_since)
+
+
+def shown(session: AsyncSession, telegram_id: int, rows: Sequence[dict[str, Any]],
+          now: datetime) -> None:
+    """What a lookup admitted shows the person (its audit rows, about to be written),
+    added to the person's memo so the next lookup within FRESH counts it."""
+    memo = _memos_of(session).get(telegram_id)
+    if memo is not None:
+        memo.history.merge(History({item: now for item in counted_items(rows)},
+                                   views_of(rows, now)))
+
+
+def _history_statement() -> CompoundSelect[Any]:
+    """`read_history`'s statement, built once (its parameters bound per read)."""
+    text, number = String(), Integer()
+    unit = A.detail["unit_id"].as_integer()
+    query, offset = A.detail["query"].as_string(), A.detail["offset"].as_integer()
+    kind = A.detail["kind"].as_string()
+    person: BindParameter[int] = bindparam("person")
+    since: BindParameter[datetime] = bindparam("since")
+    views_since: BindParameter[datetime] = bindparam("views_since")
+    seen = select(literal("seen"), A.subject_type, A.subject_id, cast(null(), number),
+                  cast(null(), number), func.max(A.at)) \
+        .where(A.actor_telegram_id == person, A.action.in_(COUNTED), A.at > since) \
+        .group_by(A.subject_type, A.subject_id)
+    views = select(literal("view"), cast(query, text), cast(null(), text), unit, offset,
+                   func.max(A.at)) \
+        .where(A.actor_telegram_id == person, A.action.in_(COUNTED), A.at > views_since) \
+        .group_by(unit, query, offset)
+    marks = select(literal("mark"), A.action, cast(kind, text), cast(null(), number),
+                   cast(null(), number), func.max(A.at)) \
+        .where(A.action.in_((ALERT, UNBLOCK)), A.subject_type == "user",
+               A.subject_id == bindparam("person_key"), A.at > since) \
+        .group_by(A.action, kind)
+    return union_all(seen, views, marks)
+
+
+HISTORY = _history_statement()
+
+
+async def read_history(session: AsyncSession, telegram_id: int, *, since: datetime,
+                       views_since: datetime) -> History:
+    """The person's lookups as the audit log holds them, in one statement of three parts:
 
     - each item shown after `since`, with when it was last shown;
     - each unit, and each page of a search, shown after `views_since`, with when it
@@ -83,23 +199,10 @@ async def history(session: AsyncSession, telegram_id: int, *, since: datetime,
       day costs no more than reading them once);
     - the last lift and the last alert of each kind about the person after `since`.
     """
-    text, number = String(), Integer()
-    unit = A.detail["unit_id"].as_integer()
-    query, offset = A.detail["query"].as_string(), A.detail["offset"].as_integer()
-    kind = A.detail["kind"].as_string()
-    seen = select(literal("seen"), A.subject_type, A.subject_id, cast(null(), number),
-                  cast(null(), number), func.max(A.at)) \
-        .where(*_mine(telegram_id, since)).group_by(A.subject_type, A.subject_id)
-    views = select(literal("view"), cast(query, text), cast(null(), text), unit, offset,
-                   func.max(A.at)) \
-        .where(*_mine(telegram_id, views_since)).group_by(unit, query, offset)
-    marks = select(literal("mark"), A.action, cast(kind, text), cast(null(), number),
-                   cast(null(), number), func.max(A.at)) \
-        .where(A.action.in_((ALERT, UNBLOCK)), A.subject_type == "user",
-               A.subject_id == str(telegram_id), A.at > since).group_by(A.action, kind)
     found = History()
     for part, first, second, unit_id, page, at in await session.execute(
-            union_all(seen, views, marks)):
+            HISTORY, {"person": telegram_id, "person_key": str(telegram_id), "since": since,
+                      "views_since": views_since}):
         if part == "seen":
             found.seen[(first or "", second or "")] = at
         elif part == "view":
@@ -145,5 +248,8 @@ async def alert_recipients(session: AsyncSession, user: User) -> list[User]:
 
 async def record(session: AsyncSession, action: str, *, now: datetime,
                  **fields: Any) -> None:
-    """An audit entry at `now`, the clock the quotas count by."""
+    """An audit entry at `now`, the clock the quotas count by; a lift or an alert about
+    a person makes the next lookup read the person's history whole."""
     await audit_many(session, [{**audit_row(action, **fields), "at": now}])
+    if action in (ALERT, UNBLOCK) and fields.get("subject_type") == "user":
+        _memos_of(session).pop(int(fields["subject_id"]), None)

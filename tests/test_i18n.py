@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import string
+from datetime import UTC
+from datetime import datetime
 
 import pytest
 
 from i18n import LANGUAGES
+from i18n import Translator
 from i18n import catalogue
 from i18n import language_from_telegram
 from i18n import t
+from i18n.formats import local_time
 
 
 def placeholders(template: str) -> set[str]:
@@ -51,3 +55,12 @@ def test_refusals_fit_a_button_alert(language: str) -> None:
     for key, template in catalogue(language).items():
         if key.startswith("errors.") and not placeholders(template):
             assert len(template) <= 200, (language, key, len(template))
+
+
+def test_a_time_in_a_zone_the_data_got_wrong_reads_in_the_bots_zone() -> None:
+    instant = datetime(2026, 1, 1, tzinfo=UTC)
+    english = Translator("en")
+    assert local_time(english, instant, "Asia/Urumqi", "Asia/Shanghai") == "1/1 06:00 (Asia/Urumqi)"
+    # Not labelled with a zone it is not in, and no error for the whole message.
+    assert local_time(english, instant, "Bad/Zone", "Asia/Shanghai") == "1/1 08:00"
+    assert local_time(english, instant, "Asia/Shanghai", "Asia/Shanghai") == "1/1 08:00"

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 from icalendar import Event
+
+from core.clock import time_zone
 
 PRODID = "-//Liaison Desk//警务协作值班助手//ZH"
 UID_DOMAIN = "liaison-desk"
@@ -45,7 +46,7 @@ def meeting_uid(meeting_id: int) -> str:
 
 
 def _event(item: CalendarEvent, stamp: datetime) -> Event:
-    zone = ZoneInfo(item.timezone)
+    zone = time_zone(item.timezone)
     event = Event()
     event.add("uid", item.uid)
     event.add("dtstamp", stamp.astimezone(UTC))

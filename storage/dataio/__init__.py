@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import DEFAULT_ZONE
 from storage.access import audit
 from storage.dataio.apply import COUNTED
 from storage.dataio.apply import SectionCounts
@@ -49,7 +50,6 @@ from storage.dataio.problems import with_lines
 from storage.dataio.resolve import Existing
 from storage.dataio.resolve import Plan
 from storage.dataio.resolve import resolve
-from storage.dataio.schema import DEFAULT_ZONE
 from storage.dataio.schema import SECTIONS
 from storage.dataio.schema import check_shape
 from storage.dataio.state import existing_from

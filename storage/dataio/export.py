@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import DEFAULT_ZONE
 from core.clock import time_zone
 from core.enums import LiaisonRole
 from core.enums import MeetingStatus
@@ -29,7 +30,6 @@ from storage.dataio.resolve import Existing
 from storage.dataio.schema import DEFAULT_REMINDER_OFFSETS
 from storage.dataio.schema import DEFAULT_SHIFT_STARTS
 from storage.dataio.schema import DEFAULT_TERM_MONTHS
-from storage.dataio.schema import DEFAULT_ZONE
 from storage.dataio.schema import SECTIONS
 from storage.dataio.state import existing_from
 from storage.dataio.state import load_state

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
+from core.clock import DEFAULT_ZONE
 from core.normalize import normalize
 from storage.dataio.catalog import Catalog
 from storage.dataio.catalog import Tiers
@@ -21,7 +22,6 @@ from storage.dataio.catalog import unit_tiers
 from storage.dataio.catalog import zone_tiers
 from storage.dataio.converters import BAD
 from storage.dataio.problems import Problems
-from storage.dataio.schema import DEFAULT_ZONE
 from storage.dataio.schema import SECTIONS
 from storage.dataio.schema import usable
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from core.clock import DEFAULT_ZONE
+from core.clock import time_zone
 from core.enums import AgreementStatus
 from core.enums import LiaisonRole
 from core.enums import MeetingStatus
@@ -193,7 +192,7 @@ def _check_shift_starts(record: dict[str, Any], path: str, problems: Problems) -
 
 
 def _check_meeting(record: dict[str, Any], path: str, problems: Problems) -> None:
-    tz = ZoneInfo(record["timezone"] or DEFAULT_ZONE)
+    tz = time_zone(record["timezone"])
     for name in ("starts_at", "ends_at"):
         value: datetime = record[name]
         if value.tzinfo is None:
