@@ -124,11 +124,14 @@ def postgres_engine_arguments(database_url: str | URL) -> tuple[URL, dict[str, A
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
+        pool: dict[str, int] = {}
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            # Enough kept open for UPDATE_CONCURRENCY's default (32) not to open and
+            # close connections (each a thread) under load; memory has a single one.
+            pool = {"pool_size": 20, "max_overflow": 20}
         engine = create_async_engine(
-            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=20, max_overflow=20,
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool
         )
         _configure_sqlite(engine)
         return engine
