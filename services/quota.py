@@ -62,8 +62,8 @@ async def assess(session: AsyncSession, telegram_id: int, rows: Sequence[dict[st
         kind = AlertKind(judged.window.value)
         due = (kind,) if alert_due(kind, past.alerts.get(kind), now, lifted) else ()
         return Assessment(judged, due, lifted_at=lifted)
-    store.shown(session, telegram_id, rows, now)
-    found = pattern([*past.views, *store.views_of(rows, now)], policy, now, lifted)
+    found = pattern([*past.views.values(), *store.views_of(rows, now)], policy, now, lifted)
+    store.shown(session, telegram_id, rows, now)  # after: `past` is the memo it adds to
     kind = AlertKind.pattern
     due = (kind,) if found.found and alert_due(kind, past.alerts.get(kind), now, lifted) \
         else ()

@@ -69,12 +69,17 @@ def _mine(telegram_id: int, since: datetime) -> list[Any]:
     return [A.actor_telegram_id == telegram_id, A.action.in_(COUNTED), A.at > since]
 
 
+ViewKey = tuple[str | None, str | None, int | None]  # unit, query, offset
+
+
 @dataclass
 class History:
-    """What the quotas read of a person, in one round trip (`history`)."""
+    """What the quotas read of a person, in one round trip (`read_history`): each item's
+    and each page's last showing, the last lift and alerts. The rules apply their own
+    windows to it (core.quota), so it may hold a little more than they count."""
 
     seen: dict[Item, datetime] = field(default_factory=dict)
-    views: list[View] = field(default_factory=list)
+    views: dict[ViewKey, View] = field(default_factory=dict)
     lifted_at: datetime | None = None
     alerts: dict[AlertKind, datetime] = field(default_factory=dict)
 
@@ -83,23 +88,17 @@ class History:
         read twice (the overlap) change nothing."""
         for item, at in newer.seen.items():
             self.seen[item] = max(at, self.seen.get(item, at))
-        latest = {(v.unit, v.query, v.offset): v for v in self.views}
-        for view in newer.views:
-            key = (view.unit, view.query, view.offset)
-            if key not in latest or latest[key].at < view.at:
-                latest[key] = view
-        self.views = list(latest.values())
+        for key, view in newer.views.items():
+            if key not in self.views or self.views[key].at < view.at:
+                self.views[key] = view
         if newer.lifted_at is not None:
             self.lifted_at = max(newer.lifted_at, self.lifted_at or newer.lifted_at)
         for kind, at in newer.alerts.items():
             self.alerts[kind] = max(at, self.alerts.get(kind, at))
 
-    def within(self, since: datetime, views_since: datetime) -> History:
-        """What of it falls after `since` (pages and units: after `views_since`)."""
-        lifted = self.lifted_at if self.lifted_at and self.lifted_at > since else None
-        return History({item: at for item, at in self.seen.items() if at > since},
-                       [v for v in self.views if v.at > views_since], lifted,
-                       {kind: at for kind, at in self.alerts.items() if at > since})
+
+def view_key(view: View) -> ViewKey:
+    return view.unit, view.query, view.offset
 
 
 @dataclass
@@ -148,7 +147,7 @@ async def history(session: AsyncSession, telegram_id: int, *, now: datetime,
     memos[telegram_id] = memo
     while len(memos) > MEMO_PEOPLE:
         memos.popitem(last=False)
-    return memo.history.within(since, views_since)
+    return memo.history
 
 
 def shown(session: AsyncSession, telegram_id: int, rows: Sequence[dict[str, Any]],
@@ -158,7 +157,7 @@ def shown(session: AsyncSession, telegram_id: int, rows: Sequence[dict[str, Any]
     memo = _memos_of(session).get(telegram_id)
     if memo is not None:
         memo.history.merge(History({item: now for item in counted_items(rows)},
-                                   views_of(rows, now)))
+                                   {view_key(v): v for v in views_of(rows, now)}))
 
 
 def _history_statement() -> CompoundSelect[Any]:
@@ -206,8 +205,8 @@ async def read_history(session: AsyncSession, telegram_id: int, *, since: dateti
         if part == "seen":
             found.seen[(first or "", second or "")] = at
         elif part == "view":
-            found.views.append(View(at, None if unit_id is None else str(unit_id), first,
-                                    page))
+            view = View(at, None if unit_id is None else str(unit_id), first, page)
+            found.views[view_key(view)] = view
         elif first == UNBLOCK:
             found.lifted_at = at
         elif second in AlertKind.__members__:
