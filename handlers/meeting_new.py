@@ -19,6 +19,7 @@ from bot.services import Services
 from bot.services import services
 from core.enums import MeetingKind
 from core.enums import Role
+from core.meetings import parse_meeting_kind
 from core.schedule import DEFAULT_MEETING_OFFSETS
 from core.timeparse import DeadlineError
 from handlers import flow
@@ -166,7 +167,8 @@ NEW_MEETING = flow.GuidedFlow(
     ],
     confirm=flow.Step(CONFIRM, lambda d: False, ask_confirm),
     expired_key="meetings.new.expired", cancelled_key="meetings.new.discarded",
-    quit_key="meetings.buttons.discard", also_closes=(PENDING_DELEGATE,),
+    quit_key="meetings.buttons.discard", text_expected_key="meetings.new.text_expected",
+    confirm_expects_key="meetings.new.review_expects_button", also_closes=(PENDING_DELEGATE,),
 )
 
 
@@ -192,7 +194,14 @@ async def got_title(turn: Turn) -> int:
 
 async def got_kind(turn: Turn) -> int:
     query, tr = turn.update.callback_query, turn.tr
-    assert query is not None
+    if query is None:  # typed: 片会, 聯席會議, drill …
+        typed = typed_text(turn.update)
+        kind = parse_meeting_kind(typed)
+        if kind is None:
+            return await turn.unclear(KIND, tr("meetings.new.unknown_kind", text=escape(typed)))
+        turn.draft.kind = kind.value
+        return await turn.advance([tr("meetings.new.kind_chosen",
+                                      kind=tr(f"meetings.kinds.{kind.value}"))])
     value = turn.query_data.rsplit(":", 1)[1]
     if value not in MeetingKind.__members__:
         return await turn.alert(KIND, tr("errors.stale_button"))
@@ -201,6 +210,11 @@ async def got_kind(turn: Turn) -> int:
     await edit_query_message(turn.update, tr("meetings.new.kind_chosen",
                                              kind=tr(f"meetings.kinds.{value}")))
     return await turn.advance()
+
+
+async def zone_typed(turn: Turn) -> int:
+    """The zone is chosen with its buttons (the coordinator's own zones first)."""
+    return await turn.ask(ZONE, [turn.tr("meetings.new.use_buttons")])
 
 
 async def got_zone(turn: Turn) -> int:

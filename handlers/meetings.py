@@ -68,6 +68,7 @@ from handlers.meeting_new import got_title
 from handlers.meeting_new import got_units
 from handlers.meeting_new import got_zone
 from handlers.meeting_new import start_new
+from handlers.meeting_new import zone_typed
 from handlers.meeting_rsvp import DELEGATE
 from handlers.meeting_rsvp import delegate_named
 from handlers.meeting_rsvp import delegate_pressed
@@ -265,19 +266,20 @@ def register(application: Application) -> None:
     with warnings.catch_warnings():
         # Buttons inside a per-chat conversation are intended (not tracked per message).
         warnings.simplefilter("ignore", PTBUserWarning)
-        on = NEW_MEETING.on
+        on, answers = NEW_MEETING.on, NEW_MEETING.answers
         new_flow = NEW_MEETING.conversation(
             entry_points=[CommandHandler("meeting", meeting_command)],
             states={
-                TITLE: [MessageHandler(TYPED, on(got_title))],
-                KIND: [CallbackQueryHandler(on(got_kind), pattern=rf"^{CB}:new:kind:")],
-                ZONE: [CallbackQueryHandler(on(got_zone), pattern=rf"^{CB}:new:zone:")],
-                START: [MessageHandler(TYPED, on(got_start))],
-                END: [MessageHandler(TYPED, on(got_end))],
-                PLACE: [MessageHandler(TYPED, on(got_place))],
-                UNITS: [MessageHandler(TYPED, on(got_units))],
-                AGENDA: [MessageHandler(TYPED, on(got_agenda))],
-                CONFIRM: [CallbackQueryHandler(on(got_confirm),
+                TITLE: answers(TITLE, got_title),
+                KIND: answers(KIND, got_kind, got_kind, rf"^{CB}:new:kind:"),
+                ZONE: answers(ZONE, zone_typed, got_zone, rf"^{CB}:new:zone:"),
+                START: answers(START, got_start),
+                END: answers(END, got_end),
+                PLACE: answers(PLACE, got_place),
+                UNITS: answers(UNITS, got_units),
+                AGENDA: answers(AGENDA, got_agenda),
+                CONFIRM: [MessageHandler(TYPED, NEW_MEETING.typed_at_confirm),
+                          CallbackQueryHandler(on(got_confirm),
                                                pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
             },
         )

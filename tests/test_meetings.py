@@ -653,3 +653,30 @@ async def test_a_start_that_passed_before_confirming_asks_start_and_end_again(
     async with desk.db.session() as session:
         (meeting,) = (await session.execute(select(Meeting))).scalars().all()
     assert meeting.starts_at == datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
+
+
+async def test_a_typed_answer_at_a_button_step_stays_in_the_flow(desk: BotHarness) -> None:
+    """A kind may be typed; a zone is chosen with its buttons; a photo where text is
+    wanted, or text at the final check, is answered there, never taken as a lookup."""
+    await desk.send(COORD_ID, "/meeting new")
+    photo = desk.emulator.make_message_update(COORD_ID, COORD_ID, photo="AgACAgIAAxk-m-0001")
+    assert "这一步需要文字" in (await desk.feed(photo)).text
+    assert "会议类型" in (await desk.send(COORD_ID, "第十六届联席会议")).text
+    unclear = await desk.send(COORD_ID, "茶话会")
+    assert "「茶话会」不是会议类型" in unclear.text and "联络员" not in unclear.text
+    zones = await desk.send(COORD_ID, "片會")  # Traditional, typed
+    assert "类型：<b>片会</b>" in zones.text and "所属协作区" in zones.text
+    assert "请点选上面的按钮" in (await desk.send(COORD_ID, "西北")).text
+    await desk.press(COORD_ID, await desk.send(COORD_ID, "西北"), "西北")
+    await desk.send(COORD_ID, "2026-12-03 09:00")
+    await desk.send(COORD_ID, "17:30")
+    await desk.send(COORD_ID, "-")
+    await desk.send(COORD_ID, "甘肃、青海")
+    preview = await desk.send(COORD_ID, "-")
+    assert "请确认会议信息" in preview.text
+    assert "创建前的核对" in (await desk.send(COORD_ID, "好的")).text
+    done = await desk.press(COORD_ID, preview, "确认")
+    assert "已创建会议" in done.text
+    async with desk.db.session() as session:
+        meeting = (await session.execute(select(Meeting))).scalar_one()
+    assert meeting.kind is MeetingKind.area and meeting.title == "第十六届联席会议"
