@@ -28,6 +28,8 @@ from core.enums import Role
 from core.enums import RosterChangeStatus
 from core.enums import ShiftPattern
 from core.normalize import normalize
+from core.phones import PhoneProblem
+from core.phones import checked_phone
 from core.rotation import RosterSpec
 from core.rotation import upcoming_shifts
 from core.vocabulary import closest_names
@@ -76,7 +78,6 @@ EDIT_CB = "rosteredit"
 
 PREVIEW_SHIFTS = 8
 NAME_LIMIT = 60
-PHONE_LIMIT = 40  # the column's width
 SPLIT_OFFICERS = re.compile(r"[、,，;；\n]+")
 PATTERN_WORDS = {
     "daily": ShiftPattern.daily, "24h": ShiftPattern.daily, "24小时": ShiftPattern.daily,
@@ -140,9 +141,15 @@ async def parse_officers(session: AsyncSession, tr: Translator, text: str) -> li
             else:
                 names.append(token)
         officer.name = " ".join(names)
-        if not officer.name or len(officer.name) > NAME_LIMIT or \
-                len(officer.phone or "") > PHONE_LIMIT:
+        if not officer.name or len(officer.name) > NAME_LIMIT:
             raise Refusal(tr("roster.errors.bad_officer", entry=escape(entry.strip()[:200])))
+        try:
+            officer.phone = checked_phone(officer.phone or "")
+        except PhoneProblem as problem:
+            why = tr(f"import.problems.{problem.key}",
+                     **{k: escape(str(v)) for k, v in problem.values.items()})
+            raise Refusal(tr("roster.errors.bad_phone", name=escape(officer.name),
+                             why=why)) from None
         if any(normalize(o.name) == normalize(officer.name) for o in officers):
             raise Refusal(tr("roster.errors.duplicate", name=escape(officer.name)))
         officers.append(officer)

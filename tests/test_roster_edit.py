@@ -320,3 +320,21 @@ async def test_a_swap_in_private_goes_to_the_room_whose_roster_the_officer_is_on
     assert "已發起換班申請" in asked.text and "張德勝未使用本機器人" in asked.text
     sent = await desk.deliver()
     assert [c.chat_id for c in sent.messages if c.chat_id < 0] == [HANT_BEIJING_TRAFFIC_ROOM]
+
+
+async def test_an_officers_phone_is_checked_like_the_directorys(desk: BotHarness) -> None:
+    """The same rule as the import (core.phones): a number too short is refused with why
+    and changes nothing; full-width digits are made plain."""
+    gansu(desk)
+    short = await desk.send(MA, "/roster edit officers 张伟 +86 138, 马建军, 何文静",
+                            chat_id=GANSU_ROOM)
+    assert "值班员「张伟」的电话有误" in short.text and "太短" in short.text
+    assert not short.buttons()
+    assert await names_of(desk, GANSU_ROOM) == ORDER
+    assert await audit_count(desk, "roster.change.preview") == 0
+
+    preview = await desk.send(MA, "/roster edit officers 张伟 ０９３１-５５５０-０１０１, 马建军",
+                              chat_id=GANSU_ROOM)
+    await desk.press(MA, preview, "确认")
+    members = await members_of(desk, GANSU_ROOM)
+    assert members[0].phone == "0931-5550-0101"

@@ -7,19 +7,18 @@ from __future__ import annotations
 import calendar
 import enum
 import re
-import unicodedata
 from collections.abc import Callable
 from collections.abc import Mapping
 from datetime import date
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
-
 from core.clock import is_zone
 from core.meetings import parse_meeting_kind
 from core.meetings import parse_offset
 from core.meetings import parse_offsets
+from core.phones import PhoneProblem
+from core.phones import checked_phone
 from storage.dataio.problems import Problems
 
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
@@ -63,61 +62,16 @@ def text(max_length: int | None = None) -> Converter:
     return convert
 
 
-PHONE_REGION = "CN"  # numbers without a country code are Chinese
-PHONE_MAX = 40
-_PHONE_EXTENSION_RE = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*(\d{1,6})$", re.IGNORECASE)
-_PHONE_CHARS_RE = re.compile(r"^\+?[0-9 ()\-./]+$")
-_PHONE_DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―－", "-"))
-_PHONE_REASONS = {
-    phonenumbers.ValidationResult.TOO_SHORT: "phone_too_short",
-    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "phone_too_short",
-    phonenumbers.ValidationResult.TOO_LONG: "phone_too_long",
-    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "phone_bad_country",
-    phonenumbers.ValidationResult.INVALID_LENGTH: "phone_bad_length",
-}
-
-
 def phone(value: Any, path: str, problems: Problems) -> Any:
-    """A phone number libphonenumber finds possible (China unless it has a '+' code).
-
-    Possible, not valid: the length fits the country's plan, whatever the prefix, so
-    the fictional ranges of samples (+86 100 …) pass and `16O2` or `待补` do not. The
-    number keeps the author's grouping (full-width digits and dashes made plain, spaces
-    single), and an extension (转 / ext. / x / #) is written ` ext. N`, so the digits
-    the search indexes are the author's.
-    """
+    """A phone number (core.phones.checked_phone), its problem recorded at `path`."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         problems.add(path, "not_text", value=describe(value))
         return BAD
-    raw = str(value).strip()  # an int has no '+' to lose: the loader keeps +… as text
-    number = " ".join(unicodedata.normalize("NFKC", raw).translate(_PHONE_DASHES).split())
-    if not number:
-        return None
-    extension = _PHONE_EXTENSION_RE.search(number)
-    if extension:
-        number = number[:extension.start()].strip()
-    if not _PHONE_CHARS_RE.match(number):
-        letters = sorted({c for c in number if c.isascii() and c.isalpha()})
-        if letters:
-            problems.add(path, "phone_letters", value=raw, letters=", ".join(letters))
-        else:
-            problems.add(path, "phone_not_number", value=raw)
+    try:  # an int has no '+' to lose: the loader keeps +… as text
+        return checked_phone(str(value))
+    except PhoneProblem as problem:
+        problems.add(path, problem.key, **problem.values)
         return BAD
-    try:
-        parsed = phonenumbers.parse(number, PHONE_REGION)
-    except phonenumbers.NumberParseException as exc:
-        bad_country = exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
-        problems.add(path, "phone_bad_country" if bad_country else "phone_not_number", value=raw)
-        return BAD
-    reason = phonenumbers.is_possible_number_with_reason(parsed)
-    if reason in _PHONE_REASONS:
-        problems.add(path, _PHONE_REASONS[reason], value=raw)
-        return BAD
-    result = f"{number} ext. {extension.group(1)}" if extension else number
-    if len(result) > PHONE_MAX:
-        problems.add(path, "too_long", length=len(result), limit=PHONE_MAX)
-        return BAD
-    return result
 
 
 def code(value: Any, path: str, problems: Problems) -> Any:
