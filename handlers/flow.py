@@ -11,6 +11,7 @@ of a draft that is over.
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ from telegram.ext import ConversationHandler
 from telegram.ext import MessageHandler
 from telegram.ext import filters
 from telegram.ext.filters import BaseFilter
+from telegram.warnings import PTBUserWarning
 
 from bot.commands import Where
 from bot.services import Actor
@@ -451,6 +453,9 @@ def side_conversation(name: str, entry_points: list[BaseHandler[Any, Any, Any]],
     """A feature's persisted conversation (a guided flow's, or a short one such as a
     request's note or a meeting's delegate): it survives a restart, and its entry
     point starts it again from any state."""
-    return ConversationHandler(entry_points=entry_points, states=states,
-                               fallbacks=fallbacks, allow_reentry=True, name=name,
-                               persistent=True)
+    with warnings.catch_warnings():
+        # Buttons inside a per-chat conversation are intended (not tracked per message).
+        warnings.simplefilter("ignore", PTBUserWarning)
+        return ConversationHandler(entry_points=entry_points, states=states,
+                                   fallbacks=fallbacks, allow_reentry=True, name=name,
+                                   persistent=True)

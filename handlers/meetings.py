@@ -9,7 +9,6 @@ Reminders themselves are written by bot/plans/meetings.py when they fall due.
 from __future__ import annotations
 
 import re
-import warnings
 from datetime import datetime
 from datetime import timedelta
 
@@ -19,7 +18,6 @@ from telegram.ext import ApplicationHandlerStop
 from telegram.ext import CallbackQueryHandler
 from telegram.ext import CommandHandler
 from telegram.ext import MessageHandler
-from telegram.warnings import PTBUserWarning
 
 from bot.commands import CommandInfo
 from bot.commands import Where
@@ -263,32 +261,29 @@ def register(application: Application) -> None:
     if svc is not None and svc.scheduler is not None:
         # SCHEDULE_GRACE_MINUTES: how late a catch-up may still send (marked late).
         svc.scheduler.grace = timedelta(minutes=svc.settings.schedule_grace_minutes)
-    with warnings.catch_warnings():
-        # Buttons inside a per-chat conversation are intended (not tracked per message).
-        warnings.simplefilter("ignore", PTBUserWarning)
-        on, answers = NEW_MEETING.on, NEW_MEETING.answers
-        new_flow = NEW_MEETING.conversation(
-            entry_points=[CommandHandler("meeting", meeting_command)],
-            states={
-                TITLE: answers(TITLE, got_title),
-                KIND: answers(KIND, got_kind, got_kind, rf"^{CB}:new:kind:"),
-                ZONE: answers(ZONE, zone_typed, got_zone, rf"^{CB}:new:zone:"),
-                START: answers(START, got_start),
-                END: answers(END, got_end),
-                PLACE: answers(PLACE, got_place),
-                UNITS: answers(UNITS, got_units),
-                AGENDA: answers(AGENDA, got_agenda),
-                CONFIRM: [MessageHandler(TYPED, NEW_MEETING.typed_at_confirm),
-                          CallbackQueryHandler(on(got_confirm),
-                                               pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
-            },
-        )
-        delegate_flow = side_conversation(
-            "meeting_delegate",
-            entry_points=[CallbackQueryHandler(delegate_pressed, pattern=rf"^{CB}:r:\d+:g:")],
-            states={DELEGATE: [MessageHandler(TYPED, delegate_named)]},
-            fallbacks=[CommandHandler("cancel", NEW_MEETING.quit)],
-        )
+    on, answers = NEW_MEETING.on, NEW_MEETING.answers
+    new_flow = NEW_MEETING.conversation(
+        entry_points=[CommandHandler("meeting", meeting_command)],
+        states={
+            TITLE: answers(TITLE, got_title),
+            KIND: answers(KIND, got_kind, got_kind, rf"^{CB}:new:kind:"),
+            ZONE: answers(ZONE, zone_typed, got_zone, rf"^{CB}:new:zone:"),
+            START: answers(START, got_start),
+            END: answers(END, got_end),
+            PLACE: answers(PLACE, got_place),
+            UNITS: answers(UNITS, got_units),
+            AGENDA: answers(AGENDA, got_agenda),
+            CONFIRM: [MessageHandler(TYPED, NEW_MEETING.typed_at_confirm),
+                      CallbackQueryHandler(on(got_confirm),
+                                           pattern=rf"^{CB}:new:(ok|no)(:[0-9a-f]{{8}})?$")],
+        },
+    )
+    delegate_flow = side_conversation(
+        "meeting_delegate",
+        entry_points=[CallbackQueryHandler(delegate_pressed, pattern=rf"^{CB}:r:\d+:g:")],
+        states={DELEGATE: [MessageHandler(TYPED, delegate_named)]},
+        fallbacks=[CommandHandler("cancel", NEW_MEETING.quit)],
+    )
     # Group -1: a typed answer inside these flows must not also reach plain-text features.
     application.add_handler(new_flow, group=-1)
     application.add_handler(delegate_flow, group=-1)

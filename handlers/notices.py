@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import warnings
 
 from telegram import InlineKeyboardMarkup
 from telegram import Update
@@ -22,7 +21,6 @@ from telegram.ext import CallbackQueryHandler
 from telegram.ext import CommandHandler
 from telegram.ext import MessageHandler
 from telegram.ext import filters
-from telegram.warnings import PTBUserWarning
 
 from bot import reports
 from bot.commands import CommandInfo
@@ -249,26 +247,23 @@ def register(application: Application) -> None:
     if svc is not None:
         plan.status_refresher(svc)
     files = filters.PHOTO | filters.Document.ALL
-    with warnings.catch_warnings():
-        # Buttons inside a per-chat conversation are intended (not tracked per message).
-        warnings.simplefilter("ignore", PTBUserWarning)
-        on, answers = NEW_NOTICE.on, NEW_NOTICE.answers
-        notice_flow = NEW_NOTICE.conversation(
-            entry_points=[CommandHandler("notice", notice_command),
-                          CallbackQueryHandler(correct_pressed, pattern=rf"^{MANAGE}:c:")],
-            states={
-                KIND: answers(KIND, kind_chosen, kind_chosen, rf"^{NEW}:k:"),
-                SEVERITY: answers(SEVERITY, severity_chosen, severity_chosen, rf"^{NEW}:s:"),
-                AUDIENCE: answers(AUDIENCE, audience_typed, audience_pressed, rf"^{NEW}:a:"),
-                TEXT: answers(TEXT, text_given, takes=TYPED | files),
-                WHEN: answers(WHEN, when_given, when_given, rf"^{NEW}:now$"),
-                CONFIRM: [MessageHandler(TYPED, NEW_NOTICE.typed_at_confirm),
-                          CallbackQueryHandler(on(confirm_pressed),
-                                               pattern=rf"^{NEW}:(send|when)(:{TOKEN})?$")],
-                CORRECT: [MessageHandler(TYPED, correction_typed),
-                          MessageHandler(NOT_TYPED, correction_not_text)],
-            },
-        )
+    on, answers = NEW_NOTICE.on, NEW_NOTICE.answers
+    notice_flow = NEW_NOTICE.conversation(
+        entry_points=[CommandHandler("notice", notice_command),
+                      CallbackQueryHandler(correct_pressed, pattern=rf"^{MANAGE}:c:")],
+        states={
+            KIND: answers(KIND, kind_chosen, kind_chosen, rf"^{NEW}:k:"),
+            SEVERITY: answers(SEVERITY, severity_chosen, severity_chosen, rf"^{NEW}:s:"),
+            AUDIENCE: answers(AUDIENCE, audience_typed, audience_pressed, rf"^{NEW}:a:"),
+            TEXT: answers(TEXT, text_given, takes=TYPED | files),
+            WHEN: answers(WHEN, when_given, when_given, rf"^{NEW}:now$"),
+            CONFIRM: [MessageHandler(TYPED, NEW_NOTICE.typed_at_confirm),
+                      CallbackQueryHandler(on(confirm_pressed),
+                                           pattern=rf"^{NEW}:(send|when)(:{TOKEN})?$")],
+            CORRECT: [MessageHandler(TYPED, correction_typed),
+                      MessageHandler(NOT_TYPED, correction_not_text)],
+        },
+    )
     # Group -1: a typed answer inside the flow must not also reach plain-text features.
     application.add_handler(notice_flow, group=-1)
     application.add_handler(CommandHandler("notices", notices_command))

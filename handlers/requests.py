@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import warnings
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,6 @@ from telegram.ext import CallbackQueryHandler
 from telegram.ext import CommandHandler
 from telegram.ext import MessageHandler
 from telegram.ext import filters
-from telegram.warnings import PTBUserWarning
 
 from bot import reports
 from bot.commands import CommandInfo
@@ -351,40 +349,37 @@ async def stats_command(update: Update, context: Context, actor: Actor) -> None:
 
 def register(application: Application) -> None:
     files = filters.PHOTO | filters.Document.ALL
-    with warnings.catch_warnings():
-        # Buttons inside a per-chat conversation are intended (not tracked per message).
-        warnings.simplefilter("ignore", PTBUserWarning)
-        on, answers = NEW_REQUEST.on, NEW_REQUEST.answers
-        new_flow = NEW_REQUEST.conversation(
-            entry_points=[CommandHandler("request", request_command)],
-            states={
-                TARGET: answers(TARGET, target_typed, target_pressed, rf"^{NEW}:(t:\d+|next)$"),
-                MECHANISM: answers(MECHANISM, mechanism_chosen, mechanism_chosen,
-                                   rf"^{NEW}:m:"),
-                URGENCY: answers(URGENCY, urgency_chosen, urgency_chosen, rf"^{NEW}:u:"),
-                SUBJECT: answers(SUBJECT, subject_typed),
-                DETAILS: answers(DETAILS, details_given, details_given, rf"^{NEW}:skip$"),
-                ATTACH: [MessageHandler(files | TYPED, attachment_handler(ATTACH)),
-                         CallbackQueryHandler(on(attachments_done), pattern=rf"^{NEW}:done$")],
-                DEADLINE: answers(DEADLINE, deadline_given, deadline_given, rf"^{NEW}:nodl$"),
-                CONFIRM: [MessageHandler(files, attachment_handler(CONFIRM)),
-                          MessageHandler(TYPED, NEW_REQUEST.typed_at_confirm),
-                          CallbackQueryHandler(on(confirm_pressed),
-                                               pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],
-            },
-        )
-        act_flow = side_conversation(
-            "requests_act",
-            entry_points=[CallbackQueryHandler(button_pressed,
-                                               pattern=rf"^{rules.CALLBACK_PREFIX}")],
-            states={
-                NOTE: [MessageHandler(TYPED, note_typed)],
-                UNIT: [MessageHandler(TYPED, unit_typed),
-                       CallbackQueryHandler(unit_typed, pattern=rf"^{ACT}:u:")],
-            },
-            fallbacks=[CommandHandler("cancel", drop_action),
-                       CallbackQueryHandler(drop_action, pattern=rf"^{ACT}:quit(:{TOKEN})?$")],
-        )
+    on, answers = NEW_REQUEST.on, NEW_REQUEST.answers
+    new_flow = NEW_REQUEST.conversation(
+        entry_points=[CommandHandler("request", request_command)],
+        states={
+            TARGET: answers(TARGET, target_typed, target_pressed, rf"^{NEW}:(t:\d+|next)$"),
+            MECHANISM: answers(MECHANISM, mechanism_chosen, mechanism_chosen,
+                               rf"^{NEW}:m:"),
+            URGENCY: answers(URGENCY, urgency_chosen, urgency_chosen, rf"^{NEW}:u:"),
+            SUBJECT: answers(SUBJECT, subject_typed),
+            DETAILS: answers(DETAILS, details_given, details_given, rf"^{NEW}:skip$"),
+            ATTACH: [MessageHandler(files | TYPED, attachment_handler(ATTACH)),
+                     CallbackQueryHandler(on(attachments_done), pattern=rf"^{NEW}:done$")],
+            DEADLINE: answers(DEADLINE, deadline_given, deadline_given, rf"^{NEW}:nodl$"),
+            CONFIRM: [MessageHandler(files, attachment_handler(CONFIRM)),
+                      MessageHandler(TYPED, NEW_REQUEST.typed_at_confirm),
+                      CallbackQueryHandler(on(confirm_pressed),
+                                           pattern=rf"^{NEW}:(submit|edit:\w+)(:{TOKEN})?$")],
+        },
+    )
+    act_flow = side_conversation(
+        "requests_act",
+        entry_points=[CallbackQueryHandler(button_pressed,
+                                           pattern=rf"^{rules.CALLBACK_PREFIX}")],
+        states={
+            NOTE: [MessageHandler(TYPED, note_typed)],
+            UNIT: [MessageHandler(TYPED, unit_typed),
+                   CallbackQueryHandler(unit_typed, pattern=rf"^{ACT}:u:")],
+        },
+        fallbacks=[CommandHandler("cancel", drop_action),
+                   CallbackQueryHandler(drop_action, pattern=rf"^{ACT}:quit(:{TOKEN})?$")],
+    )
     # Group -1: a typed answer inside these flows must not also reach plain-text features.
     application.add_handler(new_flow, group=-1)
     application.add_handler(act_flow, group=-1)
