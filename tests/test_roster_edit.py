@@ -46,6 +46,13 @@ def gansu(desk: BotHarness) -> BotHarness:
     return desk
 
 
+async def nothing_previewed(desk: BotHarness, refused: Sent) -> None:
+    """A refused /roster edit offers no buttons, previews nothing, changes nothing."""
+    assert not refused.buttons()
+    assert await names_of(desk, GANSU_ROOM) == ORDER
+    assert await audit_count(desk, "roster.change.preview") == 0
+
+
 async def members_of(desk: BotHarness, chat_id: int) -> list[RosterMember]:
     async with desk.db.session() as session:
         rows = await session.execute(
@@ -113,9 +120,7 @@ async def test_a_name_that_is_no_person_of_the_unit_is_refused_with_the_closest_
                               chat_id=GANSU_ROOM)
     assert "「何文清」不是甘肃的已知人员" in refused.text and "您是否指：何文静" in refused.text
     assert "「王五」不是甘肃的已知人员" in refused.text and "没有相近的姓名" in refused.text
-    assert not refused.buttons()
-    assert await names_of(desk, GANSU_ROOM) == ORDER
-    assert await audit_count(desk, "roster.change.preview") == 0
+    await nothing_previewed(desk, refused)
 
     # A user of the unit (周立新) is a known person: linked to the account.
     preview = await desk.send(MA, "/roster edit officers 张伟, 马建军, 何文静, 周立新",
@@ -329,9 +334,7 @@ async def test_an_officers_phone_is_checked_like_the_directorys(desk: BotHarness
     short = await desk.send(MA, "/roster edit officers 张伟 +86 138, 马建军, 何文静",
                             chat_id=GANSU_ROOM)
     assert "值班员「张伟」的电话有误" in short.text and "太短" in short.text
-    assert not short.buttons()
-    assert await names_of(desk, GANSU_ROOM) == ORDER
-    assert await audit_count(desk, "roster.change.preview") == 0
+    await nothing_previewed(desk, short)
 
     preview = await desk.send(MA, "/roster edit officers 张伟 ０９３１-５５５０-０１０１, 马建军",
                               chat_id=GANSU_ROOM)
