@@ -281,8 +281,8 @@ _SCOPE_WORDS = word_table({
     Scope.outgoing: "out outgoing 发 發 发出 發出 去件",
     Scope.all: "all 全部",
 })
-OPEN_WORDS = set(["open", "未结", "未結", "待办", "待辦", "在办", "在辦"])
-UNDELIVERED_WORDS = set(["undelivered", "未送达", "未送達"])
+OPEN_WORDS = {"open", "未结", "未結", "待办", "待辦", "在办", "在辦"}
+UNDELIVERED_WORDS = {"undelivered", "未送达", "未送達"}
 _STATUS_WORDS = word_table({
     RequestStatus.open: "pending 待接收 未接收",
     RequestStatus.accepted: "accepted 已接收",

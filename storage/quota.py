@@ -65,7 +65,8 @@ def views_of(rows: Sequence[dict[str, Any]], at: datetime) -> list[View]:
             for row in rows if row["action"] in COUNTED]
 
 
-def _mine(telegram_id: int, since: datetime) -> list[Any]:
+def _mine(telegram_id: int | BindParameter[int],
+          since: datetime | BindParameter[datetime]) -> list[Any]:
     return [A.actor_telegram_id == telegram_id, A.action.in_(COUNTED), A.at > since]
 
 
@@ -171,12 +172,10 @@ def _history_statement() -> CompoundSelect[Any]:
     views_since: BindParameter[datetime] = bindparam("views_since")
     seen = select(literal("seen"), A.subject_type, A.subject_id, cast(null(), number),
                   cast(null(), number), func.max(A.at)) \
-        .where(A.actor_telegram_id == person, A.action.in_(COUNTED), A.at > since) \
-        .group_by(A.subject_type, A.subject_id)
+        .where(*_mine(person, since)).group_by(A.subject_type, A.subject_id)
     views = select(literal("view"), cast(query, text), cast(null(), text), unit, offset,
                    func.max(A.at)) \
-        .where(A.actor_telegram_id == person, A.action.in_(COUNTED), A.at > views_since) \
-        .group_by(unit, query, offset)
+        .where(*_mine(person, views_since)).group_by(unit, query, offset)
     marks = select(literal("mark"), A.action, cast(kind, text), cast(null(), number),
                    cast(null(), number), func.max(A.at)) \
         .where(A.action.in_((ALERT, UNBLOCK)), A.subject_type == "user",
