@@ -407,12 +407,15 @@ class GuidedFlow(Generic[D]):
 
     async def stale_button(self, update: Update, context: Context) -> None:
         """A button of this flow that no step waits for: a confirmation that is over says
-        why, anything else that the draft has expired."""
+        why; a button of an earlier step of a draft still open says so; anything else,
+        that the draft has expired."""
         query = update.callback_query
         assert query is not None
         tr = (await current_actor(update, context)).tr
         if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
-            await query.answer(tr(self.expired_key), show_alert=True)
+            open_draft = self.live(context, services(context).now()) is not None
+            await query.answer(tr("errors.earlier_step" if open_draft else self.expired_key),
+                               show_alert=True)
 
     async def submit(self, turn: Turn[D],
                      work: Callable[[AsyncSession], Awaitable[Created]]) -> Created:

@@ -30,6 +30,7 @@ from storage.models import Unit
 from storage.models import User
 from storage.models import Zone
 from storage.models import ZoneMembership
+from tests.conftest import HANT_COORDINATOR
 from tools.clock import FakeClock
 from tools.testing import BotHarness
 from tools.testing import Sent
@@ -680,3 +681,20 @@ async def test_a_typed_answer_at_a_button_step_stays_in_the_flow(desk: BotHarnes
     async with desk.db.session() as session:
         meeting = (await session.execute(select(Meeting))).scalar_one()
     assert meeting.kind is MeetingKind.area and meeting.title == "第十六届联席会议"
+
+
+async def test_an_earlier_steps_button_says_the_draft_is_still_open(
+    hant_desk: BotHarness,
+) -> None:
+    """On the Traditional directory: a kind button pressed again once the flow has moved
+    on says the draft is open (not that it expired) and changes nothing; after /cancel
+    the same buttons are dead."""
+    await hant_desk.send(HANT_COORDINATOR, "/meeting new")
+    kinds = await hant_desk.send(HANT_COORDINATOR, "京津冀聯席會議")
+    zones = await hant_desk.send(HANT_COORDINATOR, "聯席會議")
+    again = await hant_desk.press(HANT_COORDINATOR, kinds, "片會")
+    assert again.alerts and again.alerts[0].startswith("這個按鈕屬於已經答過的一步，草稿仍在")
+    assert "所屬協作區" in (await hant_desk.send(HANT_COORDINATOR, "京津冀")).text
+    await hant_desk.send(HANT_COORDINATOR, "/cancel")
+    dead = await hant_desk.press(HANT_COORDINATOR, zones, "京津冀")
+    assert dead.alerts and "已作廢" in dead.alerts[0] and not dead.texts
