@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardMarkup
 from telegram import Update
 from telegram.ext import Application
 from telegram.ext import CallbackQueryHandler
@@ -61,6 +60,7 @@ from views.audit import entry_line
 from views.audit import page_text
 from views.audit import period_days
 from views.audit import person
+from views.buttons import Markup
 from views.requests import period_problem
 
 COMMANDS = [CommandInfo("audit", Role.admin, Where.private, "audit.command")]
@@ -120,7 +120,7 @@ def split_query(words: list[str], now: datetime, zone: ZoneInfo,
 
 
 async def audit_page(svc: Services, actor: Actor, query: str, query_id: str, offset: int,
-                     upto: int | None = None) -> tuple[str, InlineKeyboardMarkup | None]:
+                     upto: int | None = None) -> tuple[str, Markup | None]:
     """The page at `offset` of what the log holds about the query's subject (up to entry
     `upto`, so the pages of one listing hold still), and the buttons to the pages around
     it; the look is audited in the same unit of work."""

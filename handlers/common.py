@@ -15,11 +15,9 @@ from typing import Any
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot
 from telegram import BotCommandScopeChat
-from telegram import CopyTextButton
 from telegram import ForceReply
-from telegram import InlineKeyboardButton
-from telegram import InlineKeyboardMarkup
 from telegram import Message
 from telegram import Update
 from telegram import User
@@ -46,14 +44,14 @@ from i18n import language_from_telegram
 from storage.access import duty_room_by_chat
 from storage.db import submit_once
 from views import HTML
-from views.buttons import Button
+from views.buttons import Key
+from views.buttons import Markup
+from views.buttons import keyboard
 
 log = logging.getLogger(__name__)
 Context = ContextTypes.DEFAULT_TYPE
 Created = TypeVar("Created")
 Handler = Callable[[Update, Context, Actor], Awaitable[Any]]
-# A button of `keyboard`: (label, callback_data), or a Button (a colour, a copy button).
-Key = tuple[str, str] | Button
 TELEGRAM_TEXT_LIMIT = 4096
 
 escape = html.escape
@@ -79,11 +77,6 @@ async def may_show_details(session: AsyncSession, update: Update) -> bool:
         chat is not None and await duty_room_by_chat(session, chat.id) is not None)
 
 
-def keyboard(rows: Sequence[Sequence[Key]]) -> InlineKeyboardMarkup:
-    """Rows of (label, callback_data) pairs or Buttons."""
-    return InlineKeyboardMarkup([[_inline_button(key) for key in row] for row in rows])
-
-
 def page_count(total: int, size: int) -> int:
     """How many pages of `size` a list of `total` takes (one, even empty)."""
     return max((total + size - 1) // size, 1)
@@ -91,7 +84,7 @@ def page_count(total: int, size: int) -> int:
 
 def list_keyboard(items: Sequence[Key], page: int, pages: int, *, previous: str,
                   following: str, page_data: Callable[[int], str]
-                  ) -> InlineKeyboardMarkup | None:
+                  ) -> Markup | None:
     """A numbered list page's buttons (/requests, /notices): one per item shown, four a
     row, then `previous` and `following` where there is a page before or after
     (`page_data` is the callback data of page n)."""
@@ -106,18 +99,8 @@ def list_keyboard(items: Sequence[Key], page: int, pages: int, *, previous: str,
     return keyboard(rows) if rows else None
 
 
-def _inline_button(key: Key) -> InlineKeyboardButton:
-    if not isinstance(key, Button):
-        label, data = key
-        return InlineKeyboardButton(label, callback_data=data)
-    style = key.style.value if key.style is not None else None
-    if key.copy:
-        return InlineKeyboardButton(key.text, copy_text=CopyTextButton(key.copy), style=style)
-    return InlineKeyboardButton(key.text, callback_data=key.data, style=style)
-
-
 async def reply(
-    update: Update, text: str, markup: InlineKeyboardMarkup | ForceReply | None = None
+    update: Update, text: str, markup: Markup | ForceReply | None = None
 ) -> int | None:
     """Answer in the update's chat (quoting the question in a group).
 
@@ -142,22 +125,36 @@ async def reply(
     return sent.get("message_id") if isinstance(sent, dict) else None
 
 
-async def edit_query_message(update: Update, text: str,
-                             markup: InlineKeyboardMarkup | None = None, *,
+async def edit_query_message(update: Update, text: str, markup: Markup | None = None, *,
                              courtesy: bool = False) -> None:
-    """Edit the message whose button was pressed (HTML, no link previews: the
-    Application's Defaults); pressing a button whose result is already shown (a double
-    tap) changes nothing and is not an error. `courtesy`: the edit only refreshes what the
-    message shows, what the press did is done anyway, so a message Telegram no longer
-    lets the bot edit (deleted, say) is not an error either."""
+    """Edit the message whose button was pressed; pressing a button whose result is
+    already shown (a double tap) changes nothing and is not an error. `courtesy`: the
+    edit only refreshes what the message shows, what the press did is done anyway, so a
+    message Telegram no longer lets the bot edit (deleted, say) is not an error either."""
     query = update.callback_query
     if query is None:
         return
+    if query.inline_message_id is not None:
+        where: dict[str, Any] = {"inline_message_id": query.inline_message_id}
+    elif query.message is not None:
+        where = {"chat_id": query.message.chat.id, "message_id": query.message.message_id}
+    else:
+        return
     try:
-        await query.edit_message_text(text[:TELEGRAM_TEXT_LIMIT], reply_markup=markup)
+        await edit_message(query.get_bot(), where, text, markup)
     except BadRequest as error:
         if not courtesy and "not modified" not in str(error).lower():
             raise
+
+
+async def edit_message(bot: Bot, where: dict[str, Any], text: str,
+                       markup: Markup | None = None) -> None:
+    """Edit a message's text (`where`: its chat_id and message_id, or inline_message_id),
+    as `reply` sends: raw parameters, HTML, no link previews, the answer not rebuilt."""
+    params: dict[str, Any] = {**where, "text": text[:TELEGRAM_TEXT_LIMIT], **HTML}
+    if markup is not None:
+        params["reply_markup"] = markup
+    await bot.do_api_request("editMessageText", api_kwargs=params)
 
 
 def pressed(update: Update, tr: Callable[..., str], pattern: re.Pattern[str]) -> re.Match[str]:

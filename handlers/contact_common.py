@@ -20,7 +20,6 @@ from bot.services import services
 from core.enums import LiaisonRole
 from core.vocabulary import Vocabulary
 from handlers.common import Context
-from handlers.common import Key
 from handlers.common import edit_query_message
 from handlers.common import escape
 from handlers.common import keyboard
@@ -38,6 +37,7 @@ from storage.search.liaisons import LiaisonResults
 from storage.search.liaisons import search_liaisons_cached
 from storage.search.vocabulary import load_vocabulary
 from views.buttons import Button
+from views.buttons import Key
 from views.contacts import copy_phone_rows
 
 PAGE_SIZE = 5

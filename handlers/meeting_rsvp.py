@@ -23,6 +23,7 @@ from core.enums import Rsvp
 from handlers.common import USED
 from handlers.common import Context
 from handlers.common import close_confirmation
+from handlers.common import edit_message
 from handlers.common import edit_query_message
 from handlers.common import escape
 from handlers.common import guarded
@@ -199,8 +200,8 @@ async def delegate_named(update: Update, context: Context, actor: Actor) -> int:
         rows = plan.rsvp_rows(Translator(svc.settings.default_language), press.meeting_id,
                               press.context)
         with contextlib.suppress(BadRequest):
-            await context.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
-                                                reply_markup=keyboard(rows))
+            await edit_message(context.bot, {"chat_id": chat_id, "message_id": message_id},
+                               text, keyboard(rows))
     return await handled(ConversationHandler.END)
 
 

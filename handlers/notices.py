@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import re
 
-from telegram import InlineKeyboardMarkup
 from telegram import Update
 from telegram.ext import Application
 from telegram.ext import CallbackQueryHandler
@@ -81,6 +80,7 @@ from storage.access import audit
 from storage.access import user_by_telegram_id
 from views import requests as render
 from views.buttons import Button
+from views.buttons import Markup
 from views.buttons import Style
 from views.notices import first_line
 from views.notices import kind_label
@@ -98,7 +98,7 @@ EXPORT_WORDS = {"export", "导出", "csv"}
 
 
 async def _list_page(svc: Services, actor: Actor, page: int
-                     ) -> tuple[str, InlineKeyboardMarkup | None]:
+                     ) -> tuple[str, Markup | None]:
     tr = actor.tr
     zone = flow.reader_zone(svc, actor)
     async with svc.db.session() as session:

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy.orm.exc import StaleDataError
 from telegram import ForceReply
-from telegram import InlineKeyboardMarkup
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop
 
@@ -265,7 +264,8 @@ async def _apply(update: Update, context: Context, actor: Actor, press: Press, *
         if not in_group(update):
             # The person acting pressed a copy in their own chat: bring it up to date.
             payload = render.card_payload(tr, request, tz)
-            await edit_query_message(update, payload["text"], _markup(payload), courtesy=True)
+            await edit_query_message(update, payload["text"], payload.get("reply_markup"),
+                                     courtesy=True)
     else:
         await reply(update, escape(done))
     return await handled(END)
@@ -277,11 +277,6 @@ def _done_key(action: Action, liaisons_told: int | None) -> str:
     if action is not Action.cancel or liaisons_told is None:
         return action.value
     return "cancel_liaisons" if liaisons_told else "cancel_nobody"
-
-
-def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
-    markup = payload.get("reply_markup")
-    return InlineKeyboardMarkup.de_json(markup, None) if markup else None
 
 
 async def drop_action(update: Update, context: Context) -> int:

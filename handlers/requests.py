@@ -18,7 +18,6 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
-from telegram import InlineKeyboardMarkup
 from telegram import Update
 from telegram.ext import Application
 from telegram.ext import CallbackQueryHandler
@@ -89,6 +88,7 @@ from storage.access import audit
 from storage.access import user_by_telegram_id
 from storage.units import find_units
 from views import requests as render
+from views.buttons import Markup
 from views.request_reports import export_table
 
 COMMANDS = [
@@ -212,7 +212,7 @@ async def _resolve_filters(
 
 
 async def _list_page(svc: Services, actor: Actor, listing: dict[str, Any],
-                     page: int) -> tuple[str, InlineKeyboardMarkup | None]:
+                     page: int) -> tuple[str, Markup | None]:
     tr, tz = actor.tr, flow.reader_zone(svc, actor)
     filters_ = Filters.from_json(listing["filters"])
     async with svc.db.session() as session:

@@ -55,7 +55,7 @@ from storage.roster import swaps_touching
 from storage.schedules import rooms_of_unit
 from views.buttons import Button
 from views.buttons import Style
-from views.buttons import markup
+from views.buttons import keyboard
 
 CB = "swap"
 
@@ -135,7 +135,7 @@ async def swap_command(update: Update, context: Context, actor: Actor) -> None:
                                  counterpart_shift_start=theirs.start, actor=user, now=now,
                                  chat_id=room.chat_id)
         room_tr = Translator(svc.settings.default_language)
-        buttons = markup([[
+        buttons = keyboard([[
             Button(room_tr("roster.buttons.confirm"), f"{CB}:{swap.id}:ok", Style.success),
             Button(room_tr("roster.buttons.reject"), f"{CB}:{swap.id}:no", Style.danger),
         ]])

@@ -28,7 +28,7 @@ from tools.testing import BotHarness
 from tools.testing import Sent
 from views.buttons import Button
 from views.buttons import Style
-from views.buttons import markup
+from views.buttons import keyboard
 from views.contacts import COPY_PHONES_MAX
 
 REQUESTER, DUTY, ADMIN = 101, 201, 901  # of tests.test_requests_support
@@ -104,15 +104,15 @@ async def test_the_notice_is_sent_and_acknowledged_with_green_buttons(
 
 async def test_outbox_rows_keep_colours_and_copy_buttons(bot: BotHarness) -> None:
     """An outbox row's keyboard is stored as JSON and sent as it was built."""
-    keyboard = markup([[Button("✅ 收到", "ntk:1:2:1", Style.success)],
+    markup = keyboard([[Button("✅ 收到", "ntk:1:2:1", Style.success)],
                        [Button("📋 复制 值班室 028-5550-0100", copy="028-5550-0100")]])
     async with bot.db.session() as session:
         await outbox.enqueue(session, chat_id=ADMIN_ID, kind="test", text="通报",
-                             payload={"reply_markup": keyboard}, dedup_key="buttons:1")
+                             payload={"reply_markup": markup}, dedup_key="buttons:1")
     [sent] = (await bot.deliver()).messages
-    assert sent.ok and sent.params["reply_markup"] == keyboard
+    assert sent.ok and sent.params["reply_markup"] == markup
     shown = bot.emulator.message(*sent.message_ref)
-    assert shown is not None and shown["reply_markup"] == keyboard
+    assert shown is not None and shown["reply_markup"] == markup
 
 
 # --------------------------------------------------------------------------- copy buttons

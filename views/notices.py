@@ -29,7 +29,7 @@ from views import HTML
 from views import requests as render
 from views.buttons import Button
 from views.buttons import Style
-from views.buttons import markup
+from views.buttons import keyboard
 
 SEVERITY_ICONS = {Severity.info: "🔵", Severity.important: "🟠", Severity.critical: "🔴"}
 LIST_LIMIT = 12  # rooms named per section of the status message
@@ -100,7 +100,7 @@ def room_text(tr: Translator, notice: Notice, delivery: NoticeDelivery | None,
 
 def ack_markup(tr: Translator, notice: Notice, room_id: int) -> dict[str, Any]:
     """The 收到 button: acknowledging agrees, so it is green."""
-    return markup([[Button(tr("notices.button.ack"),
+    return keyboard([[Button(tr("notices.button.ack"),
                            ack_data(notice.id, room_id, notice.revision), Style.success)]])
 
 

@@ -37,7 +37,7 @@ from views import HTML
 from views.buttons import Button
 from views.buttons import Style
 from views.buttons import in_rows
-from views.buttons import markup
+from views.buttons import keyboard
 
 
 def urgency_label(tr: Translator, urgency: Urgency) -> str:
@@ -240,7 +240,7 @@ def buttons(tr: Translator, request: AssistanceRequest, *, include_cancel: bool 
     candidates = [*rules.TARGET_ACTIONS, Action.cancel] if include_cancel \
         else list(rules.TARGET_ACTIONS)
     actions = [a for a in candidates if rules.allowed(a, request.status)]
-    return markup(action_rows(tr, request, actions)) if actions else None
+    return keyboard(action_rows(tr, request, actions)) if actions else None
 
 
 def card_payload(

@@ -17,7 +17,6 @@ from datetime import datetime
 from datetime import timedelta
 from html import escape
 from typing import TYPE_CHECKING
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,8 +43,9 @@ from storage.models import User
 from storage.schedules import rooms_for_units
 from views import HTML
 from views.buttons import Button
+from views.buttons import Markup
 from views.buttons import Style
-from views.buttons import markup
+from views.buttons import keyboard
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -161,8 +161,8 @@ def rsvp_rows(tr: Translator, meeting_id: int, context: str) -> list[list[Button
             [Button(tr("meetings.buttons.ics"), f"{CALLBACK}:ics:{meeting_id}")]]
 
 
-def rsvp_keyboard(tr: Translator, meeting_id: int, context: str) -> dict[str, Any]:
-    return markup(rsvp_rows(tr, meeting_id, context))
+def rsvp_keyboard(tr: Translator, meeting_id: int, context: str) -> Markup:
+    return keyboard(rsvp_rows(tr, meeting_id, context))
 
 
 def room_message(
@@ -286,8 +286,7 @@ async def send_tally(
     unit = await session.get(Unit, creator.unit_id) if creator.unit_id else None
     zone_name = meeting_zone(meeting, (unit.timezone if unit else None) or default_zone)
     text = tally_text(tr, meeting, rooms, zone_name, now=now)
-    markup = {"inline_keyboard": [[{"text": tr("meetings.buttons.refresh"),
-                                    "callback_data": f"{CALLBACK}:t:{meeting.id}"}]]}
+    markup = keyboard([[(tr("meetings.buttons.refresh"), f"{CALLBACK}:t:{meeting.id}")]])
     if edit_key is None:
         await outbox.enqueue(session, chat_id=creator.telegram_id, kind="meeting_tally",
                              text=text, payload={**HTML, "reply_markup": markup},
