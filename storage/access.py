@@ -20,6 +20,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm import selectinload
 
 from core.enums import Role
+from storage.audit_chain import insert_sealed
 from storage.audit_chain import note_written
 from storage.models import AuditEntry
 from storage.models import DutyRoom
@@ -60,7 +61,11 @@ async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
 
 
 async def audit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Many `audit_row`s in one statement (executemany)."""
+    """Many `audit_row`s in one statement (executemany); on SQLite sealed as they are
+    inserted (storage/audit_chain.py)."""
+    if session.get_bind().dialect.name == "sqlite":
+        await insert_sealed(session, rows)
+        return
     # `__table__` is typed as any FromClause (a class may be mapped to a join): ours is a Table.
     await session.execute(insert(cast(Table, AuditEntry.__table__)), list(rows))
     note_written(session)

@@ -12,6 +12,13 @@ the head on. Why not seal inside the unit of work: on PostgreSQL ids do not comm
 order, and holding the head's lock from a unit's first audit entry to its commit would
 serialise every unit that audits and invite deadlocks; a seal holds it only for itself.
 
+On SQLite none of that holds: ids commit in order, and a unit of work already holds the
+one write lock from its BEGIN IMMEDIATE to its commit. There a unit seals its own entries
+(and any left before them) just before it commits (`seal_own`), in its own transaction:
+a seal of its own would be a second write transaction per audited unit, with its
+connection checkout, BEGIN, re-read and commit, which under a busy desk's lookups cost
+more than the lookups' own writes.
+
 An entry stays unsealed from its commit to the next seal (milliseconds; until the next
 audited commit anywhere if its process died first); verify, export and retention seal
 before they read.
@@ -20,14 +27,19 @@ before they read.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import typing
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import exists
+from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
@@ -103,28 +115,85 @@ async def seal(session: AsyncSession, *, limit: int = SEAL_CHUNK) -> int:
     """Seal up to `limit` unsealed entries (those this transaction sees), in id order;
     returns how many."""
     await session.flush()
-    head = await locked_head(session)
+    return await _seal_visible(session, await locked_head(session), limit)
+
+
+async def _seal_visible(session: AsyncSession, head: AuditChain, limit: int) -> int:
     rows = (await session.execute(
         select(*COLUMNS).where(TABLE.c.seq.is_(None)).order_by(TABLE.c.id).limit(limit)
     )).all()
     if not rows:
         return 0
-    seq, prev = head.seq, head.hash
-    seals: list[dict[str, Any]] = []
-    for row in rows:
-        entry = entry_of(row)
-        seq += 1
-        own = entry_hash(entry, seq, prev)
-        seals.append({"row_id": entry.id, "new_seq": seq, "new_prev": prev, "new_hash": own})
-        prev = own
     await session.execute(
         update(TABLE).where(TABLE.c.id == bindparam("row_id"), TABLE.c.seq.is_(None))
         .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"),
                 hash=bindparam("new_hash")),
-        seals,
+        [{"row_id": entry.id, "new_seq": seq, "new_prev": prev, "new_hash": own}
+         for entry, (seq, prev, own) in _chain_on(head, [entry_of(row) for row in rows])],
     )
-    head.seq, head.hash, head.sealed_at = seq, prev, utcnow()
     return len(rows)
+
+
+def _chain_on(head: AuditChain, entries: Sequence[Entry]
+              ) -> zip[tuple[Entry, tuple[int, str, str]]]:
+    """Each entry with its seal (seq, prev_hash, hash) after the head's; the head moves
+    on to the last."""
+    seq, prev = head.seq, head.hash
+    links: list[tuple[int, str, str]] = []
+    for entry in entries:
+        seq += 1
+        own = entry_hash(entry, seq, prev)
+        links.append((seq, prev, own))
+        prev = own
+    head.seq, head.hash, head.sealed_at = seq, prev, utcnow()
+    return zip(entries, links, strict=True)
+
+
+async def insert_sealed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """SQLite: `rows` (`storage.access.audit_row`s, with or without their time) inserted
+    already sealed, after whatever waits unsealed before them: the unit holds the one
+    write lock, so the next ids are the last one's successors and nobody else's. Only
+    their hashes are added to the insert (no re-read, no update of each row). Behind a
+    backlog of more than a chunk they are inserted unsealed and wait their turn."""
+    await session.flush()
+    head = await locked_head(session)
+    if await _seal_visible(session, head, SEAL_CHUNK) == SEAL_CHUNK:
+        await session.execute(insert(TABLE), list(rows))
+        note_written(session)
+        return
+    last = await session.scalar(select(func.max(TABLE.c.id))) or 0
+    now = utcnow()
+    stored = [_as_stored(row, last + n, now) for n, row in enumerate(rows, start=1)]
+    entries = [Entry(**{key: row[key] for key in ENTRY_FIELDS}) for row in stored]
+    await session.execute(insert(TABLE), [
+        {**row, "seq": seq, "prev_hash": prev, "hash": own}
+        for row, (_, (seq, prev, own)) in zip(stored, _chain_on(head, entries), strict=True)])
+
+
+ENTRY_FIELDS = ("id", "at", "actor_telegram_id", "actor_user_id", "chat_id", "action",
+                "subject_type", "subject_id", "detail")
+
+
+def _as_stored(row: dict[str, Any], entry_id: int, now: datetime) -> dict[str, Any]:
+    """A row's columns as the database will give them back, which is what its hash
+    covers: its id, its time (now if it has none), its detail through JSON."""
+    detail = row.get("detail")
+    return {"actor_telegram_id": None, "actor_user_id": None, "chat_id": None,
+            "subject_type": None, "subject_id": None, **row, "id": entry_id,
+            "at": row.get("at") or now,
+            "detail": json.loads(json.dumps(detail)) if detail else {}}
+
+
+async def seal_own(session: AsyncSession) -> None:
+    """Seal in the unit's own transaction, before it commits (SQLite: module docstring).
+    What is left over (more than a chunk, or a chain without its head, which this leaves
+    alone) is the background seal's, which says why."""
+    try:
+        sealed = await seal(session)
+    except ChainHeadMissing:
+        return
+    if sealed < SEAL_CHUNK:
+        session.info[WRITTEN] = False
 
 
 async def seal_pending(db: Database) -> int:

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.audit_chain import Sealer
+from storage.audit_chain import seal_own
 from storage.audit_chain import wrote_entries
 from storage.cache import EpochCache
 from storage.cache import EpochWatch
@@ -187,6 +188,7 @@ class Database:
         # write lock (BEGIN IMMEDIATE) before the body's first statement.
         self._connect_first = not is_sqlite(self.engine)
         self.sealer = Sealer(self)
+        self._seals_own = is_sqlite(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -195,10 +197,12 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A read/write unit of work, committed on success, rolled back on error. Audit
-        entries it wrote are sealed into the chain once it has committed, in the
-        background (storage/audit_chain.py)."""
+        entries it wrote are sealed into the chain: on SQLite in it, before it commits;
+        on PostgreSQL once it has committed, in the background (storage/audit_chain.py)."""
         async with self._write_turn(), self._unit(self.sessionmaker) as session:
             yield session
+            if self._seals_own and wrote_entries(session):
+                await seal_own(session)
         if wrote_entries(session):
             self.sealer.request()
 

@@ -89,6 +89,35 @@ async def test_entries_are_sealed_just_after_their_commit(db: Database) -> None:
     assert result.head_hash == entries[-1].hash and result.unsealed == 0
 
 
+async def test_a_batch_between_unsealed_entries_is_sealed_in_id_order(db: Database) -> None:
+    """A unit that writes an entry, then a batch (a lookup's views), then another: one
+    chain in id order, and it verifies, whatever the batch's detail holds (numbers as
+    keys, tuples: what the database gives back is what is hashed). On SQLite the unit
+    seals it all before it commits."""
+    await write(db, 1)
+    async with db.session() as session:
+        await audit(session, "roster.update", actor_telegram_id=1, subject_type="roster",
+                    subject_id=1)
+        await audit_many(session, [
+            audit_row("contact.view", actor_telegram_id=2, subject_type="liaison",
+                      subject_id=n, query="四川 刑侦", pages={10: "十", 9: "九"}, span=(0, 5))
+            for n in range(3)])
+        await audit(session, "roster.update", actor_telegram_id=1, subject_type="roster",
+                    subject_id=2)
+    if db.dialect == "sqlite":
+        assert all(e.hash is not None for e in await chain(db))
+    await db.sealer.settle()
+
+    entries = await chain(db)
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert [e.action for e in entries] == ["user.language", "roster.update", *["contact.view"] * 3,
+                                           "roster.update"]
+    assert entries[2].detail == {"query": "四川 刑侦", "pages": {"10": "十", "9": "九"},
+                                 "span": [0, 5]}
+    result = await verify(db)
+    assert (result.count, result.broken, result.unsealed) == (6, None, 0)
+
+
 async def test_processes_writing_at_once_make_one_chain(database_url: str) -> None:
     """Three processes' worth of writers (each its own engine and sealer), forty units of
     work each, some lookups' batches of three: every entry is sealed once, in one chain."""
