@@ -115,6 +115,8 @@ def verdict(seen: Mapping[Item, datetime], asked: Iterable[Item], policy: Policy
     its new items would take a window past its limit. Of two refusing windows, the one
     that frees up later is named."""
     wanted = set(asked)
+    if _all_counted(seen, wanted, now - min(w.length for w in Window), since):
+        return ALLOWED  # already in every window: nothing new to count (re-reading)
     refusals = []
     for window in Window:
         shown = shown_in(seen, window, now, since)
@@ -127,6 +129,16 @@ def verdict(seen: Mapping[Item, datetime], asked: Iterable[Item], policy: Policy
     if not refusals:
         return ALLOWED
     return max(refusals, key=lambda v: v.resume_at or now)
+
+
+def _all_counted(seen: Mapping[Item, datetime], items: Iterable[Item], start: datetime,
+                 since: datetime | None) -> bool:
+    """Whether every item was last shown after `start` (and not before the last lift)."""
+    for item in items:
+        at = seen.get(item)
+        if at is None or at <= start or (since is not None and at < since):
+            return False
+    return True
 
 
 def _resume(shown: Mapping[Item, datetime], excess: int, window: Window,
@@ -175,18 +187,20 @@ def pattern(views: Sequence[View], policy: Policy, now: datetime,
     """A burst (items of `burst_units` distinct units or more within `burst_minutes`)
     and the longest paging walk (`paging_pages` pages or more of one search, in a row
     from its first, within the hour); views before the last lift do not count."""
-    counted = [v for v in views if since is None or v.at >= since]
-    burst_start = now - policy.burst_window
-    units = sorted({v.unit for v in counted if v.unit and v.at > burst_start})
-    burst = tuple(units) if len(units) >= policy.burst_units else ()
+    burst_start, paging_start = now - policy.burst_window, now - PAGING_WINDOW
+    units: set[str] = set()
     offsets: dict[str, set[int]] = {}
-    for v in counted:
-        if v.query is not None and v.offset is not None and v.at > now - PAGING_WINDOW:
+    for v in views:
+        if since is not None and v.at < since:
+            continue
+        if v.unit and v.at > burst_start:
+            units.add(v.unit)
+        if v.query is not None and v.offset is not None and v.at > paging_start:
             offsets.setdefault(v.query, set()).add(v.offset)
-    walks = sorted(((paging_run(pages), query) for query, pages in offsets.items()),
-                   reverse=True)
-    if walks and walks[0][0] >= policy.paging_pages:
-        return Pattern(burst, walks[0][1], walks[0][0])
+    burst = tuple(sorted(units)) if len(units) >= policy.burst_units else ()
+    walk = max(((paging_run(pages), query) for query, pages in offsets.items()), default=None)
+    if walk is not None and walk[0] >= policy.paging_pages:
+        return Pattern(burst, walk[1], walk[0])
     return Pattern(burst)
 
 

@@ -62,12 +62,13 @@ async def assess(session: AsyncSession, telegram_id: int, rows: Sequence[dict[st
         kind = AlertKind(judged.window.value)
         due = (kind,) if alert_due(kind, past.alerts.get(kind), now, lifted) else ()
         return Assessment(judged, due, lifted_at=lifted)
-    found = pattern([*past.views.values(), *store.views_of(rows, now)], policy, now, lifted)
-    store.shown(session, telegram_id, rows, now)  # after: `past` is the memo it adds to
     kind = AlertKind.pattern
-    due = (kind,) if found.found and alert_due(kind, past.alerts.get(kind), now, lifted) \
-        else ()
-    return Assessment(judged, due, found, lifted)
+    found = Pattern()
+    if alert_due(kind, past.alerts.get(kind), now, lifted):  # else told this episode
+        found = pattern([*past.views.values(), *store.views_of(rows, now)], policy, now,
+                        lifted)
+    store.shown(session, telegram_id, rows, now)  # after: `past` is the memo it adds to
+    return Assessment(judged, (kind,) if found.found else (), found, lifted)
 
 
 async def _history(session: AsyncSession, telegram_id: int, policy: Policy,

@@ -45,6 +45,20 @@ def test_cards_already_shown_in_the_window_are_free() -> None:
     assert not verdict(seen, cards(0, 10), POLICY, NOW).allowed
 
 
+def test_a_card_an_hour_old_or_from_before_a_lift_counts_as_new() -> None:
+    """Re-reading is free only for what the window still holds: a card shown exactly an
+    hour ago has left the hour, and one shown before a lift counts afresh."""
+    seen = {**seen_at(60, 0), **seen_at(30, *range(1, 11))}
+    refused = verdict(seen, cards(0), POLICY, NOW)
+    assert (refused.allowed, refused.window, refused.count) == (False, Window.hour, 10)
+    assert verdict(seen, cards(1, 10), POLICY, NOW).allowed
+    lifted = NOW - timedelta(minutes=10)
+    seen = {**seen_at(20, *range(10)), **seen_at(5, *range(10, 20))}
+    refused = verdict(seen, cards(0), POLICY, NOW, since=lifted)
+    assert (refused.allowed, refused.window, refused.count) == (False, Window.hour, 10)
+    assert verdict(seen, cards(10, 19), POLICY, NOW, since=lifted).allowed
+
+
 def test_the_hour_rolls_and_the_day_holds() -> None:
     seen = {**seen_at(120, *range(10)), **seen_at(61, *range(10, 18))}
     assert verdict(seen, cards(18, 19), POLICY, NOW).allowed  # hour empty, day 20 of 20
