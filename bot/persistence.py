@@ -32,10 +32,12 @@ from telegram.ext._utils.types import ConversationDict
 from telegram.ext._utils.types import ConversationKey
 
 from bot.answers import AnsweringApplication
+from bot.batching import Batcher
 from storage.db import Database
 from storage.models import ConversationState
 
 USER, CHAT, CONVERSATION = "user", "chat", "conv:"
+Write = tuple[str, str, dict[str, Any] | None]  # namespace, key, value (None: delete)
 
 
 class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, Any]]):
@@ -46,6 +48,10 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
             update_interval=update_interval,
         )
         self.db = db
+        # PTB hands over each touched user's and chat's data on its own, all at once at
+        # every flush: written together, one transaction for those that arrive while
+        # one is being written (bot/batching.py), not one transaction each.
+        self._writes: Batcher[Write, None] = Batcher(self._write_batch, name="persistence")
 
     async def _load(self, namespace: str) -> dict[str, dict[str, Any]]:
         async with self.db.session() as session:
@@ -105,8 +111,14 @@ class DatabasePersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[s
                 held.update(deepcopy(stored.get((namespace, str(ident))) or {}))
 
     async def _store(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
+        await self._writes.submit((namespace, key, value))
+
+    async def _write_batch(self, batch: list[Write]) -> list[None]:
+        latest = {(namespace, key): value for namespace, key, value in batch}
         async with self.db.session() as session:
-            await _write(session, namespace, key, value)
+            for (namespace, key), value in latest.items():
+                await _write(session, namespace, key, value)
+        return [None] * len(batch)
 
     async def get_user_data(self) -> dict[int, dict[str, Any]]:
         return defaultdict(dict, {int(k): v for k, v in (await self._load(USER)).items()})
