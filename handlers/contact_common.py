@@ -38,6 +38,7 @@ from storage.search.liaisons import search_liaisons_cached
 from storage.search.vocabulary import load_vocabulary
 from views.buttons import Button
 from views.buttons import Key
+from views.buttons import Markup
 from views.contacts import copy_phone_rows
 
 PAGE_SIZE = 5
@@ -221,7 +222,7 @@ class ContactPage:
     copies: list[list[Button]] = field(default_factory=list)  # the numbers shown
 
     @property
-    def markup(self) -> Any:
+    def markup(self) -> Markup | None:
         rows = [*self.copies, *([self.paging] if self.paging else []), *self.rows]
         return keyboard(rows) if rows else None
 
@@ -339,7 +340,7 @@ def zone_rows(tr: Translator, zones: Iterable[Any]) -> list[list[Key]]:
     return [[(tr.name(z.short_name), f"ct:z:{z.id}")] for z in zones]
 
 
-async def show(update: Update, text: str, markup: Any = None) -> None:
+async def show(update: Update, text: str, markup: Markup | None = None) -> None:
     """Answer a command with a new message, a button press by editing its message."""
     query = update.callback_query
     if query is None:

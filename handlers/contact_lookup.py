@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from telegram import InlineKeyboardMarkup
 from telegram import InlineQueryResultArticle
 from telegram import InputTextMessageContent
 from telegram import Update
@@ -143,7 +144,8 @@ async def inline(update: Update, context: Context) -> None:
             description=" / ".join(str(p) for p in lia.phones or []) or role_label(tr, lia),
             input_message_content=InputTextMessageContent(
                 card(tr, lia, duties.get(lia.unit_id), svc.settings.bot_timezone)),
-            reply_markup=keyboard(copies) if copies else None))
+            # The one place PTB must hold the keyboard as its object (inside a result).
+            reply_markup=InlineKeyboardMarkup.de_json(keyboard(copies)) if copies else None))
     for hit in clauses.hits:
         results.append(InlineQueryResultArticle(
             id=f"c{hit.clause_id}", title=f"{hit.agreement_short_title} {hit.number}",

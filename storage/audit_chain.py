@@ -124,20 +124,20 @@ async def _seal_visible(session: AsyncSession, head: AuditChain, limit: int) -> 
     )).all()
     if not rows:
         return 0
+    entries = [entry_of(row) for row in rows]
     await session.execute(
         update(TABLE).where(TABLE.c.id == bindparam("row_id"), TABLE.c.seq.is_(None))
         .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"),
                 hash=bindparam("new_hash")),
         [{"row_id": entry.id, "new_seq": seq, "new_prev": prev, "new_hash": own}
-         for entry, (seq, prev, own) in _chain_on(head, [entry_of(row) for row in rows])],
+         for entry, (seq, prev, own) in zip(entries, _chain_on(head, entries), strict=True)],
     )
     return len(rows)
 
 
-def _chain_on(head: AuditChain, entries: Sequence[Entry]
-              ) -> zip[tuple[Entry, tuple[int, str, str]]]:
-    """Each entry with its seal (seq, prev_hash, hash) after the head's; the head moves
-    on to the last."""
+def _chain_on(head: AuditChain, entries: Sequence[Entry]) -> list[tuple[int, str, str]]:
+    """Each entry's seal (seq, prev_hash, hash), after the head's; the head moves on to
+    the last."""
     seq, prev = head.seq, head.hash
     links: list[tuple[int, str, str]] = []
     for entry in entries:
@@ -146,7 +146,7 @@ def _chain_on(head: AuditChain, entries: Sequence[Entry]
         links.append((seq, prev, own))
         prev = own
     head.seq, head.hash, head.sealed_at = seq, prev, utcnow()
-    return zip(entries, links, strict=True)
+    return links
 
 
 async def insert_sealed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -154,24 +154,24 @@ async def insert_sealed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     already sealed, after whatever waits unsealed before them: the unit holds the one
     write lock, so the next ids are the last one's successors and nobody else's. Only
     their hashes are added to the insert (no re-read, no update of each row). Behind a
-    backlog of more than a chunk they are inserted unsealed and wait their turn."""
+    backlog of more than a chunk, or on a chain without its head, they are inserted
+    unsealed and wait their turn."""
     await session.flush()
-    head = await locked_head(session)
-    if await _seal_visible(session, head, SEAL_CHUNK) == SEAL_CHUNK:
+    try:
+        head = await locked_head(session)
+    except ChainHeadMissing:
+        head = None  # nothing is sealed until an operator looks; the background seal says so
+    if head is None or await _seal_visible(session, head, SEAL_CHUNK) == SEAL_CHUNK:
         await session.execute(insert(TABLE), list(rows))
         note_written(session)
         return
     last = await session.scalar(select(func.max(TABLE.c.id))) or 0
     now = utcnow()
     stored = [_as_stored(row, last + n, now) for n, row in enumerate(rows, start=1)]
-    entries = [Entry(**{key: row[key] for key in ENTRY_FIELDS}) for row in stored]
+    links = _chain_on(head, [Entry(**row) for row in stored])
     await session.execute(insert(TABLE), [
         {**row, "seq": seq, "prev_hash": prev, "hash": own}
-        for row, (_, (seq, prev, own)) in zip(stored, _chain_on(head, entries), strict=True)])
-
-
-ENTRY_FIELDS = ("id", "at", "actor_telegram_id", "actor_user_id", "chat_id", "action",
-                "subject_type", "subject_id", "detail")
+        for row, (seq, prev, own) in zip(stored, links, strict=True)])
 
 
 def _as_stored(row: dict[str, Any], entry_id: int, now: datetime) -> dict[str, Any]:

@@ -218,6 +218,22 @@ async def test_a_chain_without_its_head_is_broken_and_nothing_more_is_sealed(
         await verify(db)  # it seals first, and refuses to
 
 
+async def test_a_lookups_views_are_kept_on_a_chain_without_its_head(db: Database) -> None:
+    """With the head gone nothing is sealed, but the views a lookup records are still
+    written (unsealed), so lookups go on being answered."""
+    await write(db, 1)
+    await db.sealer.settle()
+    await sql(db, "DELETE FROM audit_chain")
+
+    async with db.session() as session:
+        await audit_many(session, [audit_row("contact.view", actor_telegram_id=2,
+                                             subject_type="liaison", subject_id=n)
+                                   for n in range(2)])
+    await db.sealer.settle()
+
+    assert [e.seq for e in await chain(db)] == [1, None, None]
+
+
 async def test_verify_from_the_shell(database_url: str, db: Database, tmp_path: Path) -> None:
     env = {"DATABASE_URL": database_url}
     await write(db, 5)
