@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from bot.config import load_settings
 from bot.console import Console
 from bot.console import ConsoleState
@@ -23,6 +25,7 @@ from bot.console import run_console
 from bot.emulator import BotApiEmulator
 from storage.dataio import import_file
 from storage.db import Database
+from storage.models import Roster
 from tools.testing_db import TestDatabases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,12 +42,42 @@ def zhang_wei_and_ma_jianjun_days() -> tuple[date, date]:
     return day, day + timedelta(days=1)
 
 
+async def handovers_away_from_now(db: Database, margin: timedelta = timedelta(hours=2),
+                                  now: datetime | None = None) -> None:
+    """The console runs on the real clock: a roster whose shift changed minutes ago has
+    its late handover brief sent at start-up, into the room a test then reads. Every
+    roster's shift starts (and so their reminders a day and an hour before) move by the
+    same whole hours until none is within `margin` of now; days and members stay."""
+    now = now or datetime.now(ZoneInfo("UTC"))
+
+    def near(starts: list[str], zone: str, hours: int) -> bool:
+        local = now.astimezone(ZoneInfo(zone))
+        minutes = local.hour * 60 + local.minute
+        for start in starts:
+            hour, minute = map(int, start.split(":"))
+            for lead in (0, 60):  # the handover, and its reminder an hour before
+                due = ((hour + hours) % 24) * 60 + minute - lead
+                if min((due - minutes) % 1440, (minutes - due) % 1440) < margin / timedelta(
+                        minutes=1):
+                    return True
+        return False
+
+    async with db.session() as session:
+        rosters = list((await session.execute(select(Roster))).scalars())
+        hours = next(h for h in range(24)
+                     if not any(near(r.shift_starts, r.timezone, h) for r in rosters))
+        for roster in rosters:
+            roster.shift_starts = sorted(
+                f"{(int(s[:2]) + hours) % 24:02d}{s[2:]}" for s in roster.shift_starts)
+
+
 async def session(test_databases: TestDatabases, tmp_path: Path, lines: list[str]) -> list[str]:
     """Type the lines at a console on the sample data; returns what answered each line
     (the opening banner first)."""
     url = await test_databases.sqlite_url(tmp_path)
     db = Database(url)
     report = await import_file(db, "data/sample.yaml")
+    await handovers_away_from_now(db)
     await db.dispose()
     assert not report.problems
     out = io.StringIO()
