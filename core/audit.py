@@ -59,10 +59,13 @@ class Entry:
         }
 
 
+# json.dumps with these options would build an encoder for every entry sealed.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def canonical(value: Mapping[str, Any]) -> bytes:
     """One byte string per value, whatever the order of its keys."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def entry_hash(entry: Entry, seq: int, prev_hash: str) -> str:

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from core.audit import GENESIS
 from core.audit import Entry
@@ -66,6 +67,13 @@ READ_CHUNK = 1000  # entries per fetch when walking, archiving or exporting
 WRITTEN = "audit_written"
 # `__table__` is typed as any FromClause (a class may be mapped to a join): ours is a Table.
 TABLE = typing.cast(Table, AuditEntry.__table__)
+HEAD = typing.cast(Table, AuditChain.__table__)
+# The head's seal, the last id and whether any entry waits unsealed (the partial index
+# of migration 0014): all `insert_sealed` needs, in one read.
+HEAD_AND_LAST = select(
+    HEAD.c.seq, HEAD.c.hash, select(func.max(TABLE.c.id)).scalar_subquery().label("last"),
+    exists().where(TABLE.c.seq.is_(None)).label("backlog"),
+).where(HEAD.c.id == HEAD_ID)
 COLUMNS = (TABLE.c.id, TABLE.c.at, TABLE.c.actor_telegram_id, TABLE.c.actor_user_id,
            TABLE.c.chat_id, TABLE.c.action, TABLE.c.subject_type, TABLE.c.subject_id,
            TABLE.c.detail, TABLE.c.seq, TABLE.c.prev_hash, TABLE.c.hash)
@@ -138,25 +146,50 @@ async def _seal_visible(session: AsyncSession, head: AuditChain, limit: int) -> 
 def _chain_on(head: AuditChain, entries: Sequence[Entry]) -> list[tuple[int, str, str]]:
     """Each entry's seal (seq, prev_hash, hash), after the head's; the head moves on to
     the last."""
-    seq, prev = head.seq, head.hash
+    links = _links(head.seq, head.hash, entries)
+    head.seq, head.hash, head.sealed_at = links[-1][0], links[-1][2], utcnow()
+    return links
+
+
+def _links(seq: int, prev: str, entries: Sequence[Entry]) -> list[tuple[int, str, str]]:
+    """Each entry's seal (seq, prev_hash, hash), after the one sealed as `seq`, `prev`."""
     links: list[tuple[int, str, str]] = []
     for entry in entries:
         seq += 1
         own = entry_hash(entry, seq, prev)
         links.append((seq, prev, own))
         prev = own
-    head.seq, head.hash, head.sealed_at = seq, prev, utcnow()
     return links
 
 
 async def insert_sealed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """SQLite: `rows` (`storage.access.audit_row`s, with or without their time) inserted
-    already sealed, after whatever waits unsealed before them: the unit holds the one
-    write lock, so the next ids are the last one's successors and nobody else's. Only
-    their hashes are added to the insert (no re-read, no update of each row). Behind a
-    backlog of more than a chunk, or on a chain without its head, they are inserted
-    unsealed and wait their turn."""
+    already sealed: the unit holds the one write lock, so the next ids are the last
+    one's successors and nobody else's. Only their hashes are added to the insert (no
+    re-read, no update of each row), and the head moves on in one statement. Behind
+    entries waiting unsealed, or where the head is not yet there (or this unit holds it
+    as an object already), `_insert_after_backlog` does it the long way."""
     await session.flush()
+    found = None
+    if identity_key(AuditChain, HEAD_ID) not in session.identity_map:
+        found = (await session.execute(HEAD_AND_LAST)).first()
+    if found is None or found.backlog:
+        await _insert_after_backlog(session, rows)
+        return
+    now = utcnow()
+    stored = [_as_stored(row, (found.last or 0) + n, now) for n, row in enumerate(rows, start=1)]
+    links = _links(found.seq, found.hash, [Entry(**row) for row in stored])
+    await session.execute(insert(TABLE), [
+        {**row, "seq": seq, "prev_hash": prev, "hash": own}
+        for row, (seq, prev, own) in zip(stored, links, strict=True)])
+    await session.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(
+        seq=links[-1][0], hash=links[-1][2], sealed_at=now))
+
+
+async def _insert_after_backlog(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """`insert_sealed` after sealing what waits before them; behind a backlog of more
+    than a chunk, or on a chain without its head, they are inserted unsealed and wait
+    their turn."""
     try:
         head = await locked_head(session)
     except ChainHeadMissing:
@@ -181,7 +214,17 @@ def _as_stored(row: dict[str, Any], entry_id: int, now: datetime) -> dict[str, A
     return {"actor_telegram_id": None, "actor_user_id": None, "chat_id": None,
             "subject_type": None, "subject_id": None, **row, "id": entry_id,
             "at": row.get("at") or now,
-            "detail": json.loads(json.dumps(detail)) if detail else {}}
+            "detail": (detail if _comes_back_as_is(detail) else json.loads(json.dumps(detail)))
+            if detail else {}}
+
+
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
+def _comes_back_as_is(detail: dict[str, Any]) -> bool:
+    """Whether JSON gives `detail` back unchanged: text keys, and text, whole numbers,
+    booleans or nulls as values (a lookup's views: no round trip for them)."""
+    return all(type(key) is str and type(value) in _AS_IS for key, value in detail.items())
 
 
 async def seal_own(session: AsyncSession) -> None:

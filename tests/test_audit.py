@@ -118,6 +118,42 @@ async def test_a_batch_between_unsealed_entries_is_sealed_in_id_order(db: Databa
     assert (result.count, result.broken, result.unsealed) == (6, None, 0)
 
 
+async def test_batches_and_single_entries_mixed_in_one_unit_make_one_chain(db: Database) -> None:
+    """Batches sealed as they are inserted (the head moved by a statement), a single entry
+    left for the unit's seal, the head read as an object and kept, a batch after it (the
+    long way, through that object), another batch then (still through it), and a batch in the
+    next unit, with a single entry after it for the unit's seal: one chain in id order,
+    every sequence number once, and it verifies."""
+    def views(actor: int) -> list[dict[str, object]]:
+        return [audit_row("contact.view", actor_telegram_id=actor, subject_type="liaison",
+                          subject_id=n, query="四川", offset=0) for n in range(2)]
+
+    await write(db, 1)
+    await db.sealer.settle()
+    async with db.session() as session:
+        await audit_many(session, views(1))
+        await audit(session, "roster.update", actor_telegram_id=1, subject_type="roster",
+                    subject_id=1)
+        held = await session.get(AuditChain, 1)  # the head as an object, kept
+        await audit_many(session, views(2))
+        await audit_many(session, views(3))
+        await audit(session, "roster.update", actor_telegram_id=3, subject_type="roster",
+                    subject_id=1)
+        assert held is not None
+    async with db.session() as session:
+        await audit_many(session, views(4))
+    await db.sealer.settle()
+
+    entries = await chain(db)
+    assert [e.seq for e in entries] == list(range(1, 12))
+    assert [e.actor_telegram_id for e in entries] == [900, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4]
+    result = await verify(db)
+    assert (result.count, result.broken, result.unsealed) == (11, None, 0)
+    async with db.reading() as session:
+        head = await session.get(AuditChain, 1)
+    assert head is not None and (head.seq, head.hash) == (11, entries[-1].hash)
+
+
 async def test_processes_writing_at_once_make_one_chain(database_url: str) -> None:
     """Three processes' worth of writers (each its own engine and sealer), forty units of
     work each, some lookups' batches of three: every entry is sealed once, in one chain."""
