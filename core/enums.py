@@ -18,10 +18,13 @@ class Role(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Role).index(self)
+        return _ROLE_RANKS[self]
 
     def at_least(self, other: Role) -> bool:
         return self.rank >= other.rank
+
+
+_ROLE_RANKS = {role: rank for rank, role in enumerate(Role)}  # every guarded update asks
 
 
 def role_permits(role: Role | None, minimum: Role | None) -> bool:
