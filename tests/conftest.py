@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from collections.abc import Callable
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import uvloop
 
 from bot.emulator import BotApiEmulator
 from storage.db import Database
@@ -31,6 +33,13 @@ from tools.testing_db import TestDatabases
 from tools.testing_db import postgres_available
 
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The tests run on the event loop the bot runs on (bot/cli.py: uvloop)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
