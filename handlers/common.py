@@ -292,7 +292,8 @@ def all_commands(context: Context) -> list[CommandInfo]:
 
 CONFIRMATIONS = "confirmations"
 CONFIRMATIONS_KEPT = 32
-OPEN, CANCELLED, USED, SUPERSEDED = "open", "cancelled", "used", "superseded"
+OPEN, CANCELLED, USED, SUPERSEDED, EXPIRED = "open", "cancelled", "used", "superseded", "expired"
+PROMPTS_KEPT = 16  # a draft's prompts remembered (its steps, asked again after a mistake)
 
 
 def offer_confirmation(context: Context, kind: str, subject: object = "", *,
@@ -326,7 +327,8 @@ def confirmation(context: Context, token: str) -> dict[str, Any]:
 
 
 def confirmation_state(context: Context, token: str, kind: str) -> str | None:
-    """OPEN, CANCELLED, USED or SUPERSEDED; None for a token this user was never offered."""
+    """OPEN, CANCELLED, USED, SUPERSEDED or EXPIRED; None for a token this user was never
+    offered."""
     entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
     return entry["state"] if entry and entry["kind"] == kind else None
 
@@ -334,6 +336,26 @@ def confirmation_state(context: Context, token: str, kind: str) -> str | None:
 def prompt_ref(chat_id: int, message_id: int) -> str:
     """How a confirmation names its prompt message (a typed answer replies to it)."""
     return f"{chat_id}:{message_id}"
+
+
+def note_prompt(context: Context, token: str, chat_id: int, message_id: int | None) -> None:
+    """A prompt with buttons was sent for the confirmation `token` (a guided flow's step):
+    a later press of them is answered by what became of it (`prompt_token`)."""
+    entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
+    if entry is not None and message_id is not None:
+        prompts = [*entry.get("prompts", []), prompt_ref(chat_id, message_id)]
+        entry["prompts"] = prompts[-PROMPTS_KEPT:]
+
+
+def prompt_token(context: Context, message: object) -> str | None:
+    """The confirmation a pressed prompt was sent for (`note_prompt`), if remembered."""
+    if not isinstance(message, Message):
+        return None
+    ref = prompt_ref(message.chat_id, message.message_id)
+    for token, entry in (context.user_data or {}).get(CONFIRMATIONS, {}).items():
+        if ref in entry.get("prompts", ()):
+            return str(token)
+    return None
 
 
 def _dead_prompt(user_data: Any, message: Message | None) -> dict[str, Any] | None:
@@ -373,8 +395,8 @@ async def dead_prompt_answered(update: Update, context: Context) -> None:
 
 
 def close_confirmation(context: Context, token: str, state: str) -> None:
-    """Mark an open confirmation CANCELLED, USED or SUPERSEDED: its buttons are dead
-    from now on."""
+    """Mark an open confirmation CANCELLED, USED, SUPERSEDED or EXPIRED: its buttons are
+    dead from now on."""
     _close(context.user_data or {}, token, state)
 
 
@@ -418,8 +440,8 @@ async def submit_ending_flow(update: Update, context: Context, *, flow: str, tok
 
 def dead_confirmation_text(tr: Callable[..., str], state: str | None, kind: str) -> str:
     """What a confirmation of `kind` that is no longer open says when pressed."""
-    key = {CANCELLED: "cancelled", USED: "used", SUPERSEDED: "superseded"}.get(state or "",
-                                                                             "unknown")
+    key = {CANCELLED: "cancelled", USED: "used", SUPERSEDED: "superseded",
+           EXPIRED: "expired"}.get(state or "", "unknown")
     return tr(f"confirm.{key}", what=tr(f"confirm.what.{kind}"))
 
 
@@ -439,12 +461,16 @@ async def confirmation_open(update: Update, context: Context, tr: Callable[..., 
 
 
 async def dead_button(update: Update, context: Context, tr: Callable[..., str],
-                      token: str) -> bool:
-    """A button of a confirmation of any kind that is over: say why and return True."""
+                      token: str, *, step: bool = False) -> bool:
+    """A button of a confirmation of any kind that is over: say why and return True.
+    `step`: the button is one of a draft's steps, not its confirmation (a submitted
+    draft's step button was never used itself)."""
     entry = (context.user_data or {}).get(CONFIRMATIONS, {}).get(token)
     query = update.callback_query
     if entry is None or entry["state"] == OPEN or query is None:
         return False
-    await query.answer(dead_confirmation_text(tr, entry["state"], entry["kind"]),
-                       show_alert=True)
+    text = dead_confirmation_text(tr, entry["state"], entry["kind"])
+    if step and entry["state"] == USED:
+        text = tr("confirm.draft_used", what=tr(f"confirm.what.{entry['kind']}"))
+    await query.answer(text, show_alert=True)
     return True

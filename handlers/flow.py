@@ -49,6 +49,7 @@ from bot.services import services
 from core.clock import time_zone
 from core.enums import Role
 from handlers.common import CANCELLED
+from handlers.common import EXPIRED
 from handlers.common import Context
 from handlers.common import Key
 from handlers.common import close_confirmation
@@ -60,7 +61,9 @@ from handlers.common import edit_query_message
 from handlers.common import guarded
 from handlers.common import handled
 from handlers.common import keyboard
+from handlers.common import note_prompt
 from handlers.common import offer_confirmation
+from handlers.common import prompt_token
 from handlers.common import reply
 from handlers.common import submit_ending_flow
 from i18n import Translator
@@ -207,8 +210,18 @@ class Turn(Generic[D]):
         text = prompt.text
         if notes and not prompt.with_notes:
             text = "\n".join(notes) + "\n\n" + text
-        await reply(self.update, text, keyboard(prompt.buttons) if prompt.buttons else None)
+        if prompt.buttons:
+            self.note(await reply(self.update, text, keyboard(prompt.buttons)))
+        else:
+            await reply(self.update, text)
         raise ApplicationHandlerStop(state)
+
+    def note(self, message_id: int | None) -> None:
+        """The prompt just sent has buttons of this draft: pressed once the draft is over,
+        they say what became of it (`GuidedFlow.stale_button`)."""
+        chat = self.update.effective_chat
+        if chat is not None:
+            note_prompt(self.context, self.draft.token, chat.id, message_id)
 
     async def offer(self, state: int, notes: Sequence[str], choices: Sequence[Key],
                     next_key: Key) -> int:
@@ -219,7 +232,7 @@ class Turn(Generic[D]):
             return await self.ask(state, notes)
         rows: list[list[Key]] = [[choice] for choice in choices]
         rows.append([next_key, self.quit_button()])
-        await reply(self.update, "\n".join(notes), keyboard(rows))
+        self.note(await reply(self.update, "\n".join(notes), keyboard(rows)))
         raise ApplicationHandlerStop(state)
 
     async def advance(self, notes: Sequence[str] = ()) -> int:
@@ -296,7 +309,7 @@ class GuidedFlow(Generic[D]):
         draft = self.draft_type.from_json(data)
         draft.started = draft.started or now.isoformat()  # begun before drafts were dated
         if now - datetime.fromisoformat(draft.touched or draft.started) > self.ttl:
-            self.discard(context)
+            self.discard(context, state=EXPIRED)
             return None
         draft.touched = now.isoformat()
         return draft
@@ -305,17 +318,18 @@ class GuidedFlow(Generic[D]):
         assert context.user_data is not None
         context.user_data[self.draft_key] = draft.to_json()
 
-    def discard(self, context: Context, *, everything: bool = True, token: str = "") -> None:
+    def discard(self, context: Context, *, everything: bool = True, token: str = "",
+                state: str = CANCELLED) -> None:
         """Drop the draft (and, with `everything`, the other prompts this flow names in
         `also_closes`), or with `token` only the one whose buttons carry it: their
-        buttons are dead from now on."""
+        buttons are dead from now on, and say `state` (cancelled, or expired)."""
         if context.user_data is None:
             return
         for key in (self.draft_key, *(self.also_closes if everything else ())):
             held = context.user_data.get(key) or {}
             if token and held.get("token") not in (token, None):
                 continue
-            close_confirmation(context, held.get("token") or "", CANCELLED)
+            close_confirmation(context, held.get("token") or "", state)
             context.user_data.pop(key, None)
 
     def next_state(self, draft: D) -> int:
@@ -340,13 +354,19 @@ class GuidedFlow(Generic[D]):
     def on(self, handler: FlowHandler[D], where: Where = Where.private
            ) -> Callable[[Update, Context], Awaitable[int]]:
         """A step's handler: guarded (role, private chat), given the live draft; a draft
-        left too long ends the flow instead."""
+        left too long ends the flow instead, and a button of an earlier draft's prompt
+        changes nothing (it says what became of that draft)."""
 
         @guarded(self.role, where)
         async def wrapper(update: Update, context: Context, actor: Actor) -> int:
             draft = self.live(context, services(context).now())
             if draft is None:
                 return await self.expired(update, actor.tr)
+            query = update.callback_query
+            pressed = prompt_token(context, query.message) if query is not None else None
+            if pressed not in (None, draft.token):  # a prompt of an earlier draft
+                await self.stale_button(update, context)
+                raise ApplicationHandlerStop  # the draft in progress stays where it is
             turn = Turn(self, update, context, actor, draft)
             try:
                 return await handler(turn)
@@ -406,14 +426,21 @@ class GuidedFlow(Generic[D]):
         return self.on(self._typed_at_confirm)
 
     async def stale_button(self, update: Update, context: Context) -> None:
-        """A button of this flow that no step waits for: a confirmation that is over says
-        why; a button of an earlier step of a draft still open says so; anything else,
-        that the draft has expired."""
+        """A button of this flow that no step waits for: one of a draft that is over (a
+        step's prompt, or the confirmation) says what became of it: cancelled, stored,
+        replaced by a newer draft, or left too long; a button of an earlier step of the
+        draft still open says so; a button nothing is known of, that it has expired."""
         query = update.callback_query
         assert query is not None
         tr = (await current_actor(update, context)).tr
-        if not await dead_button(update, context, tr, (query.data or "").rpartition(":")[2]):
-            open_draft = self.live(context, services(context).now()) is not None
+        open_draft = self.live(context, services(context).now()) is not None  # or expired now
+        carried = (query.data or "").rpartition(":")[2]  # the confirm step's buttons carry it
+        drafted = prompt_token(context, query.message)
+        token = drafted or carried
+        if confirmation(context, token).get("state") == EXPIRED:
+            await query.answer(tr(self.expired_key), show_alert=True)
+        elif not await dead_button(update, context, tr, token,
+                                   step=drafted not in (None, carried)):
             await query.answer(tr("errors.earlier_step" if open_draft else self.expired_key),
                                show_alert=True)
 

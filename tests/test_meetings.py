@@ -688,7 +688,7 @@ async def test_an_earlier_steps_button_says_the_draft_is_still_open(
 ) -> None:
     """On the Traditional directory: a kind button pressed again once the flow has moved
     on says the draft is open (not that it expired) and changes nothing; after /cancel
-    the same buttons are dead."""
+    the same buttons are dead, and say it was cancelled."""
     await hant_desk.send(HANT_COORDINATOR, "/meeting new")
     kinds = await hant_desk.send(HANT_COORDINATOR, "京津冀聯席會議")
     zones = await hant_desk.send(HANT_COORDINATOR, "聯席會議")
@@ -697,4 +697,5 @@ async def test_an_earlier_steps_button_says_the_draft_is_still_open(
     assert "所屬協作區" in (await hant_desk.send(HANT_COORDINATOR, "京津冀")).text
     await hant_desk.send(HANT_COORDINATOR, "/cancel")
     dead = await hant_desk.press(HANT_COORDINATOR, zones, "京津冀")
-    assert dead.alerts and "已作廢" in dead.alerts[0] and not dead.texts
+    assert dead.alerts == ["您已取消「建立會議」，這個按鈕不再起作用，什麼也沒有改變。"]
+    assert not dead.texts  # not "left six hours": it was cancelled a moment ago

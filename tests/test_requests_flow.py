@@ -306,6 +306,44 @@ async def test_a_summary_replaced_by_a_new_request_says_so_and_submits_nothing(
     assert await count(bot.db, AssistanceRequest) == 1
 
 
+async def test_an_old_steps_buttons_say_what_became_of_their_draft(
+    bot: BotHarness, clock: FakeClock
+) -> None:
+    """A step's buttons once their draft is over change nothing and say why: cancelled,
+    replaced by a newer draft (which they do not answer, though it waits at the same
+    step), submitted, or left too long."""
+    cancelled = await bot.send(REQUESTER, "/request")
+    await bot.send(REQUESTER, "/cancel")
+    late = await bot.press(REQUESTER, cancelled, "四川")
+    assert late.alerts == ["您已取消「提交协作请求」，这个按钮不再起作用，什么也没有改变。"]
+    assert not late.texts
+
+    old = await bot.send(REQUESTER, "/request")
+    new = await bot.send(REQUESTER, "/request")
+    late = await bot.press(REQUESTER, old, "四川")
+    assert late.alerts == ["这个确认已被更新的一条取代（提交协作请求），请使用最新的那条消息。"]
+    assert not late.texts
+    chosen = await bot.press(REQUESTER, new, "重庆")
+    assert "已选择：重庆市公安局" in chosen.text and "四川" not in chosen.text
+
+    mechanisms = await bot.press(REQUESTER, chosen, "下一步")
+    sent = await bot.press(REQUESTER, mechanisms, "治安管控互动")
+    sent = await bot.press(REQUESTER, sent, "特急")
+    await bot.send(REQUESTER, "协查一支遗失猎枪的去向")
+    await bot.press(REQUESTER, await _last_prompt(bot), "跳过")
+    await bot.press(REQUESTER, await _last_prompt(bot), "完成")
+    summary = await bot.press(REQUESTER, await _last_prompt(bot), "不设期限")
+    assert "XZ-" in (await bot.press(REQUESTER, summary, "提交")).text
+    late = await bot.press(REQUESTER, mechanisms, "治安管控互动")
+    assert late.alerts == ["这份草稿已经提交（提交协作请求），这个按钮不再起作用。"]
+    assert not late.texts and await count(bot.db, AssistanceRequest) == 1
+
+    left = await bot.send(REQUESTER, "/request")
+    clock.advance(hours=7)
+    late = await bot.press(REQUESTER, left, "四川")
+    assert late.alerts == ["此操作已失效，请重新发送 /request 发起。"] and not late.texts
+
+
 async def test_text_at_the_review_step_is_not_a_lookup(bot: BotHarness) -> None:
     sent = await bot.send(REQUESTER, "/request 四川 治安管控互动 特急 协查涉枪线索")
     assert "请核对协作请求" in sent.text
