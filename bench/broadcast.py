@@ -53,6 +53,7 @@ from bench.common import add_duty_rooms
 from bench.common import bot_harness
 from bench.common import emulator_process
 from bench.common import fresh_database
+from bot import loop as bot_loop
 from bot.emulator import BotApiEmulator
 from bot.plans.notices import status_refresher
 from core.enums import NoticeKind
@@ -320,7 +321,7 @@ async def run_async(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
 def run(rooms: int = 1000, backends: tuple[str, ...] = ("sqlite",),
         modes: tuple[str, ...] = ("clean", "faults")) -> dict[str, Any]:
     """The figures as a dict (also printed), for a combined `python -m bench`."""
-    return asyncio.run(run_async(rooms, backends, modes))
+    return bot_loop.run(run_async(rooms, backends, modes))
 
 
 def print_run(f: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ Target: p99 ≤ 5 ms per query on SQLite and on PostgreSQL (2-core machine).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
@@ -35,6 +34,7 @@ from bench import judged
 from bench import percentile
 from bench.directory import load
 from bench.directory import query_mix
+from bot import loop as bot_loop
 from core.normalize import normalize
 from storage.db import Database
 from storage.migrate import upgrade
@@ -222,7 +222,7 @@ def run(
     **options: Any,
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures per backend (see `run_async`)."""
-    return asyncio.run(run_async(rows, backends, **options))
+    return bot_loop.run(run_async(rows, backends, **options))
 
 
 def _report(backend: str, result: dict[str, Any], out: Callable[[str], None]) -> None:

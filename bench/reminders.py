@@ -45,6 +45,7 @@ from bench.common import add_duty_rooms
 from bench.common import bot_harness
 from bench.common import emulator_process
 from bench.common import fresh_database
+from bot import loop as bot_loop
 from bot.delivery.state import DeliverySettings
 from bot.delivery.worker import DeliveryWorker
 from bot.emulator import BotApiEmulator
@@ -199,7 +200,7 @@ def run(
     real: bool = True,
 ) -> dict[str, Any]:
     """The figures as a dict (also printed), for a combined `python -m bench`."""
-    return asyncio.run(run_async(reminders, rooms, backends, real))
+    return bot_loop.run(run_async(reminders, rooms, backends, real))
 
 
 def print_run(figures: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Awaitable
@@ -21,8 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import uvloop
-
+from bot import loop
 from bot.config import INVITATION_MAX_HOURS
 from bot.config import ConfigError
 from bot.config import Settings
@@ -100,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "db": _db, "check": _check, "invite": _invite, "audit": _audit,
     }
     try:
-        # uvloop: the same asyncio, its loop in C (pyproject.toml says what it saves).
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(verbs[args.verb](settings, args))
+        return loop.run(verbs[args.verb](settings, args))
     except KeyboardInterrupt:
         return 130
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-import uvloop
 
+from bot import loop
 from bot.emulator import BotApiEmulator
 from storage.db import Database
 from storage.models import Unit
@@ -38,8 +38,8 @@ BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgres
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """The tests run on the event loop the bot runs on (bot/cli.py: uvloop)."""
-    return {"uvloop": uvloop.new_event_loop}
+    """The tests run on the event loop the bot runs on (bot/loop.py)."""
+    return {"uvloop": loop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
