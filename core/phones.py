@@ -12,6 +12,9 @@ PHONE_REGION = "CN"  # numbers without a country code are Chinese
 PHONE_MAX = 40  # the columns' width
 _EXTENSION = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*(\d{1,6})$", re.IGNORECASE)
 _PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-./]+$")
+# An extension written right after a number found in free text (`numbers_in`).
+_EXTENSION_AFTER = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*\d{1,6}(?!\d)",
+                              re.IGNORECASE | re.UNICODE)
 _DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―－", "-"))
 _REASONS = {
     phonenumbers.ValidationResult.TOO_SHORT: "phone_too_short",
@@ -66,3 +69,15 @@ def checked_phone(raw: str) -> str | None:
     if len(result) > PHONE_MAX:
         raise PhoneProblem("too_long", length=len(result), limit=PHONE_MAX)
     return result
+
+
+def numbers_in(text: str) -> list[tuple[int, int]]:
+    """Where libphonenumber finds possible numbers in free text (China unless a '+'
+    code), as (start, end) spans, each with an extension written right after it: the
+    grouping people type (`138 0013 8000`, `0931-5550-0100`, `+86 100 0000 0201`)."""
+    spans = []
+    for match in phonenumbers.PhoneNumberMatcher(text, PHONE_REGION,
+                                                 leniency=phonenumbers.Leniency.POSSIBLE):
+        extension = _EXTENSION_AFTER.match(text, match.end)
+        spans.append((match.start, extension.end() if extension else match.end))
+    return spans

@@ -30,6 +30,7 @@ from core.enums import ShiftPattern
 from core.normalize import normalize
 from core.phones import PhoneProblem
 from core.phones import checked_phone
+from core.phones import numbers_in
 from core.rotation import RosterSpec
 from core.rotation import upcoming_shifts
 from core.vocabulary import closest_names
@@ -79,6 +80,7 @@ EDIT_CB = "rosteredit"
 PREVIEW_SHIFTS = 8
 NAME_LIMIT = 60
 SPLIT_OFFICERS = re.compile(r"[、,，;；\n]+")
+NUMBERISH = re.compile(r"[+＋]?[\d\-－()（）]+")
 PATTERN_WORDS = {
     "daily": ShiftPattern.daily, "24h": ShiftPattern.daily, "24小时": ShiftPattern.daily,
     "每日": ShiftPattern.daily, "日班": ShiftPattern.daily, "全天": ShiftPattern.daily,
@@ -115,31 +117,46 @@ class Officer:
                 "member_id": self.member_id}
 
 
+def _telegram_id(text: str) -> bool:
+    """A bare run of 5 to 10 digits, not starting with 0: a Telegram user id, not a
+    number to dial (an 11-digit mobile, a landline with its area code, one grouped
+    with spaces or dashes is a phone)."""
+    return text.isascii() and text.isdigit() and 5 <= len(text) <= 10 and text[0] != "0"
+
+
 async def parse_officers(session: AsyncSession, tr: Translator, text: str) -> list[Officer]:
+    """Each entry: a name, and optionally an @username or a Telegram id, and a phone
+    number as libphonenumber finds it in the text, grouped as people type it. What
+    looks like a number but is none is refused with why (core.phones)."""
     officers: list[Officer] = []
     for entry in SPLIT_OFFICERS.split(text):
-        tokens = entry.split()
-        if not tokens:
+        if not entry.strip():
             continue
+        spans = [(a, b) for a, b in numbers_in(entry) if not _telegram_id(entry[a:b])]
+        rest = entry
+        for a, b in reversed(spans):
+            rest = rest[:a] + " " + rest[b:]
         officer = Officer(name="")
-        names = []
-        for token in tokens:
+        names, unreadable = [], []
+        for token in rest.split():
             if token.startswith("@") and len(token) > 1:
                 user = (await session.execute(
                     select(User).where(User.username == token[1:]))).scalar_one_or_none()
                 if user is None:
                     raise Refusal(tr("roster.errors.unknown_user", user=escape(token)))
                 officer.user_id, officer.telegram_user_id = user.id, user.telegram_id
-            elif officer.phone and re.fullmatch(r"[\d\-]+", token):
-                officer.phone += " " + token  # "+86 100 0000 0205"
-            elif token.isascii() and token.isdigit() and 5 <= len(token) <= 15:  # a user id
+            elif _telegram_id(token):
                 officer.telegram_user_id = int(token)
                 user = await user_by_telegram_id(session, int(token))
                 officer.user_id = user.id if user else None
-            elif token.startswith("+") or re.fullmatch(r"[\d\-]{7,}", token):
-                officer.phone = token
+            elif NUMBERISH.fullmatch(token):
+                unreadable.append(token)  # "+86 138": a number, but not one to dial
             else:
                 names.append(token)
+        numbers = [entry[a:b] for a, b in spans] + ([" ".join(unreadable)] if unreadable else [])
+        if len(numbers) > 1:
+            raise Refusal(tr("roster.errors.bad_officer", entry=escape(entry.strip()[:200])))
+        officer.phone = numbers[0] if numbers else None
         officer.name = " ".join(names)
         if not officer.name or len(officer.name) > NAME_LIMIT:
             raise Refusal(tr("roster.errors.bad_officer", entry=escape(entry.strip()[:200])))

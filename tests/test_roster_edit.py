@@ -341,3 +341,27 @@ async def test_an_officers_phone_is_checked_like_the_directorys(desk: BotHarness
     await desk.press(MA, preview, "确认")
     members = await members_of(desk, GANSU_ROOM)
     assert members[0].phone == "0931-5550-0101"
+
+
+async def test_officers_numbers_are_found_as_people_type_them(desk: BotHarness) -> None:
+    """libphonenumber finds each officer's number in the text, however it is grouped: a
+    mobile in groups or in one run (eleven digits: a number to dial, not a Telegram id),
+    a landline with its extension; a bare shorter run stays a Telegram id. Two numbers
+    run together, or too few digits, are refused with why and change nothing."""
+    gansu(desk)
+    two = await desk.send(MA, "/roster edit officers 张伟 138 0013 8000 139 0013 9000, 马建军",
+                          chat_id=GANSU_ROOM)
+    assert "值班员「张伟」的电话有误：138 0013 8000 139 0013 9000 不是电话号码" in two.text
+    await nothing_previewed(desk, two)
+    short = await desk.send(MA, "/roster edit officers 张伟 138, 马建军", chat_id=GANSU_ROOM)
+    assert "值班员「张伟」的电话有误" in short.text and "太短" in short.text
+    await nothing_previewed(desk, short)
+
+    preview = await desk.send(
+        MA, "/roster edit officers 张伟 138 0013 8000, 马建军 13800138001 910000002, "
+            "何文静 0931 5550 0103 转 12", chat_id=GANSU_ROOM)
+    await desk.press(MA, preview, "确认")
+    members = await members_of(desk, GANSU_ROOM)
+    assert [(m.name, m.phone) for m in members] == [
+        ("张伟", "138 0013 8000"), ("马建军", "13800138001"), ("何文静", "0931 5550 0103 ext. 12")]
+    assert [m.telegram_user_id for m in members][1:] == [910000002, None]
