@@ -10,11 +10,11 @@ import phonenumbers
 
 PHONE_REGION = "CN"  # numbers without a country code are Chinese
 PHONE_MAX = 40  # the columns' width
-_EXTENSION = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*(\d{1,6})$", re.IGNORECASE)
+_EXTENSION_MARK = r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*"
+_EXTENSION = re.compile(_EXTENSION_MARK + r"(\d{1,6})$", re.IGNORECASE)
 _PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-./]+$")
 # An extension written right after a number found in free text (`numbers_in`).
-_EXTENSION_AFTER = re.compile(r"\s*(?:转|轉|分机|分機|ext\.?|x|#)\s*\d{1,6}(?!\d)",
-                              re.IGNORECASE | re.UNICODE)
+_EXTENSION_AFTER = re.compile(_EXTENSION_MARK + r"\d{1,6}(?!\d)", re.IGNORECASE)
 _DASHES = str.maketrans(dict.fromkeys("‐‑‒–—―－", "-"))
 _REASONS = {
     phonenumbers.ValidationResult.TOO_SHORT: "phone_too_short",

@@ -210,15 +210,13 @@ class Turn(Generic[D]):
         text = prompt.text
         if notes and not prompt.with_notes:
             text = "\n".join(notes) + "\n\n" + text
-        if prompt.buttons:
-            self.note(await reply(self.update, text, keyboard(prompt.buttons)))
-        else:
-            await reply(self.update, text)
+        self.note(await reply(self.update, text,
+                              keyboard(prompt.buttons) if prompt.buttons else None))
         raise ApplicationHandlerStop(state)
 
     def note(self, message_id: int | None) -> None:
-        """The prompt just sent has buttons of this draft: pressed once the draft is over,
-        they say what became of it (`GuidedFlow.stale_button`)."""
+        """The prompt just sent is this draft's: its buttons, pressed once the draft is
+        over, say what became of it (`GuidedFlow.stale_button`)."""
         chat = self.update.effective_chat
         if chat is not None:
             note_prompt(self.context, self.draft.token, chat.id, message_id)

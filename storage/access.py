@@ -63,6 +63,8 @@ async def audit(session: AsyncSession, action: str, **fields: Any) -> None:
 async def audit_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Many `audit_row`s in one statement (executemany); on SQLite sealed as they are
     inserted (storage/audit_chain.py)."""
+    if not rows:
+        return
     if session.get_bind().dialect.name == "sqlite":
         await insert_sealed(session, rows)
         return

@@ -176,14 +176,9 @@ async def insert_sealed(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if found is None or found.backlog:
         await _insert_after_backlog(session, rows)
         return
-    now = utcnow()
-    stored = [_as_stored(row, (found.last or 0) + n, now) for n, row in enumerate(rows, start=1)]
-    links = _links(found.seq, found.hash, [Entry(**row) for row in stored])
-    await session.execute(insert(TABLE), [
-        {**row, "seq": seq, "prev_hash": prev, "hash": own}
-        for row, (seq, prev, own) in zip(stored, links, strict=True)])
+    seq, own, now = await _insert_linked(session, rows, found.last or 0, found.seq, found.hash)
     await session.execute(update(HEAD).where(HEAD.c.id == HEAD_ID).values(
-        seq=links[-1][0], hash=links[-1][2], sealed_at=now))
+        seq=seq, hash=own, sealed_at=now))
 
 
 async def _insert_after_backlog(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -199,12 +194,21 @@ async def _insert_after_backlog(session: AsyncSession, rows: Sequence[dict[str, 
         note_written(session)
         return
     last = await session.scalar(select(func.max(TABLE.c.id))) or 0
+    head.seq, head.hash, head.sealed_at = await _insert_linked(session, rows, last, head.seq,
+                                                               head.hash)
+
+
+async def _insert_linked(session: AsyncSession, rows: Sequence[dict[str, Any]], last_id: int,
+                         seq: int, prev: str) -> tuple[int, str, datetime]:
+    """Insert `rows` as the entries after id `last_id`, sealed after the one sealed as
+    `seq`, `prev`; returns where the head moves: the last seq, its hash, and when."""
     now = utcnow()
-    stored = [_as_stored(row, last + n, now) for n, row in enumerate(rows, start=1)]
-    links = _chain_on(head, [Entry(**row) for row in stored])
+    stored = [_as_stored(row, last_id + n, now) for n, row in enumerate(rows, start=1)]
+    links = _links(seq, prev, [Entry(**row) for row in stored])
     await session.execute(insert(TABLE), [
-        {**row, "seq": seq, "prev_hash": prev, "hash": own}
-        for row, (seq, prev, own) in zip(stored, links, strict=True)])
+        {**row, "seq": link_seq, "prev_hash": link_prev, "hash": own}
+        for row, (link_seq, link_prev, own) in zip(stored, links, strict=True)])
+    return links[-1][0], links[-1][2], now
 
 
 def _as_stored(row: dict[str, Any], entry_id: int, now: datetime) -> dict[str, Any]:
